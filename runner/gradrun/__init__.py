@@ -1,0 +1,2 @@
+"""gradrun: numeric beside analytic gradients, from YAML specs."""
+__version__ = "0.1.0"

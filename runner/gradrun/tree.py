@@ -1,0 +1,154 @@
+"""The expression tree: what the spec parser produces and the graph builder consumes.
+
+A tree is made of three node kinds: ``Var`` (an input or a parameter),
+``Const`` (a number) and ``Call`` (a primitive or a declared function applied
+to positional arguments). Operators are calls too: ``x + y`` is
+``Call("add", (Var("x"), Var("y")))``; see ``OPERATORS``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Union
+
+# Operator spelling in an expression -> primitive name.
+OPERATORS = {
+    "+": "add",
+    "-": "sub",
+    "*": "mul",
+    "/": "div",
+    "**": "pow",
+    "@": "matmul",
+    "neg": "neg",  # unary minus
+}
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+
+
+@dataclass(frozen=True)
+class Const:
+    value: float
+
+
+@dataclass(frozen=True)
+class Call:
+    fn: str
+    args: tuple
+
+
+Expr = Union[Var, Const, Call]
+
+
+@dataclass(frozen=True)
+class ExprFunction:
+    """A function declared in a spec as an expression of its parameters."""
+
+    name: str
+    params: tuple
+    body: Expr
+
+
+@dataclass(frozen=True)
+class PythonFunction:
+    """A function declared in a spec as the user's own Python code.
+
+    ``forward(*primals) -> output``; ``vjp(cotangent, *primals)`` returns one
+    cotangent per input (a tuple, or a single array for one input);
+    ``jvp(tangents, *primals)`` (optional) returns the output tangent.
+    """
+
+    name: str
+    params: tuple
+    forward: Callable
+    vjp: Callable | None = None
+    jvp: Callable | None = None
+    complex_safe: bool = False
+    source: str = ""  # "module:callable", for messages
+
+    @property
+    def nargs(self) -> int:
+        return len(self.params)
+
+
+def python_params(fn: Callable) -> tuple:
+    """Parameter names of a user callable, in order (used as input names)."""
+    sig = inspect.signature(fn)
+    return tuple(
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
+
+
+def chain(names, var: str = "x") -> Expr:
+    """A chain of one-argument functions, applied first to last.
+
+    ``chain(["square", "sigmoid"])`` is ``sigmoid(square(x))``.
+    """
+    expr: Expr = Var(var)
+    for name in names:
+        expr = Call(name, (expr,))
+    return expr
+
+
+def variables(expr: Expr) -> list:
+    """Names of the variables an expression uses, in first-use order."""
+    seen: dict = {}
+
+    def walk(e):
+        if isinstance(e, Var):
+            seen.setdefault(e.name, None)
+        elif isinstance(e, Call):
+            for a in e.args:
+                walk(a)
+
+    walk(expr)
+    return list(seen)
+
+
+def calls(expr: Expr) -> list:
+    """Names of the functions an expression calls, in first-use order."""
+    seen: dict = {}
+
+    def walk(e):
+        if isinstance(e, Call):
+            seen.setdefault(e.fn, None)
+            for a in e.args:
+                walk(a)
+
+    walk(expr)
+    return list(seen)
+
+
+def render(expr: Expr) -> str:
+    """A readable one-line form of a tree (for messages and reports)."""
+    symbol = {v: k for k, v in OPERATORS.items() if k != "neg"}
+    if isinstance(expr, Var):
+        return expr.name
+    if isinstance(expr, Const):
+        return repr(float(expr.value)) if not float(expr.value).is_integer() else str(int(expr.value))
+    if expr.fn == "neg":
+        return f"-({render(expr.args[0])})"
+    if expr.fn in symbol and len(expr.args) == 2:
+        return f"({render(expr.args[0])} {symbol[expr.fn]} {render(expr.args[1])})"
+    return f"{expr.fn}({', '.join(render(a) for a in expr.args)})"
+
+
+__all__ = [
+    "OPERATORS",
+    "Var",
+    "Const",
+    "Call",
+    "Expr",
+    "ExprFunction",
+    "PythonFunction",
+    "python_params",
+    "chain",
+    "variables",
+    "calls",
+    "render",
+]
