@@ -1,0 +1,215 @@
+"""Expressions in spec files: parsed with ``ast`` under an allow-list, never evaluated.
+
+The grammar is Python's arithmetic, cut down to::
+
+    expr   := number | name | expr op expr | -expr | +expr | (expr) | name(expr, ...)
+    op     := + | - | * | / | ** | @
+
+Anything else (attributes, subscripts, lambdas, strings, keywords, comparisons,
+...) is an error naming its column. The result is a tree of ``gradrun.tree``
+nodes; operators become calls of the primitives in ``tree.OPERATORS``.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Collection, Mapping, Optional
+
+from .tree import OPERATORS, Call, Const, Expr, Var
+
+MAX_EXPR_LENGTH = 2_000  # characters
+MAX_EXPR_NODES = 1_000  # numbers, names, operators and calls
+MAX_EXPR_DEPTH = 100  # nesting of operators and calls
+MAX_EXPONENT = 64  # |constant exponent| of **
+
+BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+
+# What a user most likely meant by a construct the grammar does not have.
+NOT_ALLOWED = {
+    ast.Attribute: ("attribute access is not allowed", "call a built-in or declared function instead"),
+    ast.Subscript: ("subscripts are not allowed", "index with a declared python function if you need it"),
+    ast.Lambda: ("lambda is not allowed", "declare the function under 'functions:'"),
+    ast.Compare: ("comparisons are not allowed", ""),
+    ast.BoolOp: ("'and'/'or' are not allowed", ""),
+    ast.IfExp: ("conditional expressions are not allowed", "relu, leaky_relu and abs cover the usual branches"),
+    ast.NamedExpr: ("assignment is not allowed", ""),
+    ast.Starred: ("*arguments are not allowed", ""),
+    ast.JoinedStr: ("strings are not allowed", ""),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in an expression; ``column`` counts characters from 0."""
+
+    column: int
+    message: str
+    hint: str = ""
+
+
+class ExprError(Exception):
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"col {p.column}: {p.message}" for p in self.problems))
+
+
+def did_you_mean(name: str, choices) -> str:
+    """A hint naming the closest known spelling, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+class _Parser:
+    def __init__(self, text, functions, names, shift=0):
+        self.text = text
+        self.shift = shift
+        self.functions = functions
+        self.names = names
+        self.problems: list = []
+
+    def col(self, node) -> int:
+        # ast counts UTF-8 bytes; a message counts characters.
+        return self.shift + len(self.text.encode()[: node.col_offset].decode(errors="ignore"))
+
+    def fail(self, node, message, hint=""):
+        self.problems.append(Problem(self.col(node), message, hint))
+        return None
+
+    def build(self, node) -> Optional[Expr]:
+        if isinstance(node, ast.Constant):
+            return self.constant(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.BinOp):
+            return self.binop(node)
+        if isinstance(node, ast.UnaryOp):
+            operand = self.build(node.operand)
+            if isinstance(node.op, ast.USub):
+                return Call(OPERATORS["neg"], (operand,))
+            if isinstance(node.op, ast.UAdd):
+                return operand
+            return self.fail(node, "only unary '-' and '+' are allowed")
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        message, hint = NOT_ALLOWED.get(type(node), (f"'{type(node).__name__}' is not allowed in an expression", ""))
+        return self.fail(node, message, hint)
+
+    def constant(self, node):
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "strings" if isinstance(value, str) else f"{type(value).__name__} constants"
+            return self.fail(node, f"{kind} are not allowed", "an expression holds numbers, names and calls")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            return self.fail(node, f"number too large: {ast.get_source_segment(self.text, node)}")
+        return Const(number)
+
+    def name(self, node):
+        if self.names is not None and node.id not in self.names:
+            if self.functions is not None and node.id in self.functions:
+                return self.fail(node, f"'{node.id}' is a function, not an input", f"call it: {node.id}(...)")
+            hint = did_you_mean(node.id, self.names) or (
+                f"known inputs: {', '.join(self.names)}" if self.names else "declare it under inputs or sweep")
+            return self.fail(node, f"unknown name '{node.id}'", hint)
+        return Var(node.id)
+
+    def binop(self, node):
+        symbol = BINARY.get(type(node.op))
+        left, right = self.build(node.left), self.build(node.right)
+        if symbol is None:
+            return self.fail(node, "operator not allowed", "use + - * / ** @")
+        if symbol == "**":
+            self.check_exponent(node.right)
+        return Call(OPERATORS[symbol], (left, right))
+
+    def check_exponent(self, node):
+        sign_free = node.operand if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) else node
+        if isinstance(sign_free, ast.Constant) and isinstance(sign_free.value, (int, float)):
+            try:
+                too_big = abs(float(sign_free.value)) > MAX_EXPONENT
+            except OverflowError:
+                too_big = True
+            if too_big:
+                self.fail(node, f"exponent {ast.get_source_segment(self.text, node)} is too large",
+                          f"at most {MAX_EXPONENT} in magnitude")
+
+    def call(self, node):
+        if not isinstance(node.func, ast.Name):
+            args = [self.build(a) for a in node.args]
+            message, hint = NOT_ALLOWED.get(type(node.func), ("only named functions can be called", ""))
+            return self.fail(node.func, message, hint) if args is not None else None
+        name = node.func.id
+        if node.keywords:
+            self.fail(node.keywords[0].value, "keyword arguments are not allowed", "pass arguments by position")
+        args = tuple(self.build(a) for a in node.args)
+        if self.functions is not None:
+            if name not in self.functions:
+                hint = did_you_mean(name, self.functions)
+                if self.names is not None and name in self.names:
+                    return self.fail(node, f"'{name}' is an input, not a function")
+                return self.fail(node, f"unknown function '{name}'", hint)
+            wanted = self.functions[name]
+            if wanted != len(args):
+                return self.fail(node, f"{name} takes {wanted} argument{'s' * (wanted != 1)}, got {len(args)}")
+        return Call(name, args)
+
+
+def _size_problems(tree) -> list:
+    nodes = [n for n in ast.walk(tree) if not isinstance(n, (ast.expr_context, ast.operator, ast.unaryop))]
+    problems = []
+    if len(nodes) > MAX_EXPR_NODES:
+        problems.append(Problem(0, f"expression too large: {len(nodes)} syntax nodes",
+                                f"at most {MAX_EXPR_NODES}; split it into declared functions"))
+
+    deepest, stack = 0, [(tree, 0)]
+    while stack:  # iterative: a deep tree must not exhaust the interpreter's stack
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((c, level + 1) for c in ast.iter_child_nodes(node) if not isinstance(c, ast.expr_context))
+    if not problems and deepest > MAX_EXPR_DEPTH + 1:  # the Expression wrapper does not count
+        problems.append(Problem(0, f"expression nested more than {MAX_EXPR_DEPTH} deep",
+                                "split it into declared functions"))
+    return problems
+
+
+def parse(text: str, functions: Optional[Mapping[str, int]] = None,
+          names: Optional[Collection[str]] = None) -> Expr:
+    """Parse ``text`` into a tree; raise ``ExprError`` with every problem found.
+
+    ``functions`` maps each callable name to its number of arguments and
+    ``names`` lists the allowed variable names; either may be None to skip
+    that check.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ExprError([Problem(0, "empty expression")])
+    if len(text) > MAX_EXPR_LENGTH:
+        raise ExprError([Problem(0, f"expression longer than {MAX_EXPR_LENGTH} characters",
+                                 "split it into declared functions")])
+    flat = text.replace("\r", " ").replace("\n", " ")  # folded YAML scalars span lines
+    shift = len(flat) - len(flat.lstrip())  # Python rejects leading indentation
+    try:
+        tree = ast.parse(flat[shift:], mode="eval")
+    except SyntaxError as e:
+        column = (e.offset - 1 if e.offset else len(flat) - shift) + shift  # no offset: at the end
+        message = (e.msg or "syntax error").replace("invalid syntax", "syntax error")
+        raise ExprError([Problem(column, f"cannot parse expression: {message}")]) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExprError([Problem(0, "cannot parse expression: too complex")]) from None
+    problems = _size_problems(tree)
+    if problems:
+        raise ExprError(problems)
+    parser = _Parser(flat[shift:], functions, names, shift)
+    result = parser.build(tree.body)
+    if parser.problems:
+        raise ExprError(sorted(parser.problems, key=lambda p: p.column))
+    return result
+
+
+__all__ = ["parse", "ExprError", "Problem", "did_you_mean",
+           "MAX_EXPR_LENGTH", "MAX_EXPR_NODES", "MAX_EXPR_DEPTH", "MAX_EXPONENT"]
