@@ -1,0 +1,443 @@
+"""Readers of the result records: the CSV, the run record, JUnit XML and the console summary.
+
+Every function here takes ``ExperimentResult``s (and their ``Record``s) and
+either returns text or writes a file; none prints or exits. Files are written
+whole or not at all: into a temporary file in the target's folder, then
+``os.replace``d over the final name, so a reader never sees half a report and a
+crash leaves the previous report in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import datetime
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .model import ExperimentResult, Record
+
+# The CSV's fixed columns, in order: every Record field but the swept coordinates,
+# which become one ``sweep_<name>`` column each (see ``csv_columns``).
+BASE_COLUMNS = [f.name for f in dataclasses.fields(Record) if f.name != "coords"]
+
+WORST_SHOWN = 5  # entries listed for a failing experiment; never a whole Jacobian
+
+
+# --- writing files ---------------------------------------------------------
+
+
+def atomic_write(path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (temporary file, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --- CSV -------------------------------------------------------------------
+
+
+def csv_cell(value) -> str:
+    """One CSV field: floats in their shortest exact form, booleans as True/False.
+
+    ``repr`` of a float is the shortest string that reads back to the same
+    double, and pandas' default (high-precision) parser reads it exactly.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def csv_columns(results) -> list:
+    """The CSV header: the fixed columns, then ``sweep_<name>`` for every swept name in the file."""
+    sweep = {}
+    for result in results:
+        for record in result.records:
+            for name in record.coords:
+                sweep.setdefault(f"sweep_{name}", None)
+    return BASE_COLUMNS + list(sweep)
+
+
+def csv_text(results) -> str:
+    """The whole CSV of one spec file: one row per checked Jacobian element."""
+    columns = csv_columns(results)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for result in results:
+        for record in result.records:
+            row = record.as_row()
+            writer.writerow([csv_cell(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def write_csv(path, results) -> None:
+    """Write the CSV of one spec file's results, atomically."""
+    atomic_write(path, csv_text(results))
+
+
+# --- what each reader says about one experiment ----------------------------
+
+
+def _finite_max(values) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else float("nan")
+
+
+def worst_entries(result: ExperimentResult, n: int = WORST_SHOWN) -> list:
+    """The n non-kink records furthest outside their tolerance (kinks are not errors)."""
+    ranked = result.worst(len(result.records))
+    return [r for r in ranked if r.status != "kink"][:n]
+
+
+def stats(result: ExperimentResult) -> dict:
+    """The numbers every reader shows for one experiment."""
+    checked = [r for r in result.records if r.status != "kink"]
+    worst = worst_entries(result, 1)
+    if result.error is not None:
+        verdict = "ERROR"
+    else:
+        verdict = "PASS" if result.passed else "FAIL"
+    return {
+        "file": result.file,
+        "name": result.name,
+        "verdict": verdict,
+        "passed": result.passed,
+        "elements": len(result.records),
+        "failures": len(result.failures),
+        "kinks": sum(r.status == "kink" for r in result.records),
+        "nans": sum(r.status == "nan" for r in result.records),
+        "worst_abs_error": _finite_max(r.abs_error for r in checked),
+        "worst_rel_error": _finite_max(r.rel_error for r in checked),
+        "worst": worst[0] if worst else None,
+        "check": result.check,
+        "seconds": result.seconds,
+        "error": result.error,
+        "notes": list(result.notes),
+    }
+
+
+def _pair(a: float, b: float) -> tuple:
+    """Both numbers with just enough digits to tell them apart (at least 6, at most 17)."""
+    for digits in range(6, 18):
+        sa, sb = "%.*g" % (digits, a), "%.*g" % (digits, b)
+        if sa != sb or a == b:
+            break
+    return sa, sb
+
+
+def _err(x) -> str:
+    return "%.2e" % x
+
+
+def describe(record: Record, multi_output: bool = False, swept: bool = False) -> str:
+    """Name one checked element and both numbers, e.g. ``X[2,7]: numeric 0.5 analytic 0.75``."""
+    where = record.element
+    if multi_output:
+        where += f" (output {record.output})"
+    if swept:
+        coords = ", ".join(f"{k}={v}" for k, v in record.coords.items())
+        where += f" at point {record.point}" + (f" ({coords})" if coords else "")
+    numeric, analytic = _pair(record.numeric, record.analytic)
+    return f"{where}: numeric {numeric} analytic {analytic}"
+
+
+def _shape(result: ExperimentResult) -> tuple:
+    """Whether the experiment has several outputs and several points (what names must say)."""
+    multi_output = any(r.output != 0 for r in result.records)
+    swept = any(r.point != 0 or r.coords for r in result.records)
+    return multi_output, swept
+
+
+def entry_lines(result: ExperimentResult, records) -> list:
+    """One line per record: where, both numbers, the errors and the bound."""
+    multi_output, swept = _shape(result)
+    return [
+        f"{describe(r, multi_output, swept)}  abs {_err(r.abs_error)} rel {_err(r.rel_error)}"
+        f" tol {_err(r.tolerance)}  {r.status}" + _one_sided(r)
+        for r in records
+    ]
+
+
+def _one_sided(record: Record) -> str:
+    """At a kink, the one-sided differences show the two slopes that meet there."""
+    if record.status != "kink" or math.isnan(record.numeric_minus):
+        return ""
+    return f" (left {'%.6g' % record.numeric_minus}, right {'%.6g' % record.numeric_plus})"
+
+
+# --- console summary ---------------------------------------------------------
+
+_COLOURS = {"PASS": "green", "FAIL": "red", "ERROR": "red", "kink": "yellow"}
+
+
+def _paint(text: str, key: str, color: bool) -> str:
+    if not color or key not in _COLOURS:
+        return text
+    import click  # only the console summary colours; keep the rest free of click
+
+    return click.style(text, fg=_COLOURS[key], bold=key == "ERROR")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _group_by_file(results) -> dict:
+    groups = {}
+    for result in results:
+        groups.setdefault(result.file, []).append(result)
+    return groups
+
+
+def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool = False) -> list:
+    """The summary lines of one experiment; a failure lists its worst entries."""
+    s = stats(result)
+    head = f"{_paint(s['verdict'].ljust(5), s['verdict'], color)} {result.name}"
+    if result.error is not None:
+        return [head, f"      error: {result.error}"]
+    counts = f"{_plural(s['elements'], 'element')} checked ({result.check})"
+    if s["failures"]:
+        counts += f", {s['failures']} failed"
+    if s["kinks"]:
+        counts += ", " + _paint(_plural(s["kinks"], "kink"), "kink", color)
+    lines = [f"{head}: {counts}"]
+    if s["worst"] is not None:
+        multi_output, swept = _shape(result)
+        lines.append(
+            f"      worst abs {_err(s['worst_abs_error'])} rel {_err(s['worst_rel_error'])}"
+            f"  at {describe(s['worst'], multi_output, swept)}"
+        )
+    if not result.passed or verbosity > 0:
+        entries = worst_entries(result)
+        if entries and (len(entries) > 1 or not result.passed):
+            lines.append("      worst entries:")
+            lines += [f"        {line}" for line in entry_lines(result, entries)]
+    if verbosity > 0:
+        kinks = [r for r in result.records if r.status == "kink"][:WORST_SHOWN]
+        if kinks:
+            lines.append("      kinks (not differentiable there, not counted as failures):")
+            lines += [f"        {line}" for line in entry_lines(result, kinks)]
+        lines += [f"      note: {note}" for note in result.notes]
+    return lines
+
+
+def totals_line(results) -> str:
+    """One line for the whole run: experiments passed, failed and in error, kinks, time."""
+    verdicts = [stats(r)["verdict"] for r in results]
+    kinks = sum(r.status == "kink" for res in results for r in res.records)
+    seconds = sum(r.seconds for r in results)
+    text = (
+        f"{_plural(len(results), 'experiment')}: {verdicts.count('PASS')} passed, "
+        f"{verdicts.count('FAIL')} failed, {_plural(verdicts.count('ERROR'), 'error')}"
+    )
+    if kinks:
+        text += f", {_plural(kinks, 'kink')}"
+    return text + f" ({seconds:.2f} s)"
+
+
+def summary_table(results, verbosity: int = 0, color: bool = False) -> str:
+    """The console summary: per spec file, one block per experiment, then the totals.
+
+    ``verbosity`` < 0 shows only experiments that did not pass; > 0 adds the
+    worst entries of every experiment, its kinks and notes.
+    """
+    lines = []
+    for file, group in _group_by_file(results).items():
+        shown = [r for r in group if verbosity >= 0 or not r.passed]
+        if not shown:
+            continue
+        if file:
+            lines.append(file)
+        for result in shown:
+            lines += ["  " + line for line in experiment_block(result, verbosity, color)]
+    lines.append(totals_line(results))
+    return "\n".join(lines) + "\n"
+
+
+def _jsonable(value):
+    """JSON has no NaN or infinity: those become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return _jsonable(value.item())
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def experiment_json(result: ExperimentResult) -> dict:
+    """One experiment's summary as plain data, its worst entries as CSV rows."""
+    s = stats(result)
+    s["worst"] = [r.as_row() for r in worst_entries(result)]
+    return s
+
+
+def summary_json(results) -> str:
+    """The console summary as one JSON document (non-finite numbers as null)."""
+    doc = {
+        "passed": all(r.passed for r in results),
+        "experiments": [experiment_json(r) for r in results],
+        "totals": {
+            "experiments": len(results),
+            "passed": sum(r.passed for r in results),
+            "failed": sum(not r.passed and r.error is None for r in results),
+            "errors": sum(r.error is not None for r in results),
+            "elements": sum(len(r.records) for r in results),
+            "kinks": sum(r.status == "kink" for res in results for r in res.records),
+            "seconds": sum(r.seconds for r in results),
+        },
+    }
+    return json.dumps(_jsonable(doc), indent=2) + "\n"
+
+
+# --- run record --------------------------------------------------------------
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_record(spec, results, command=None, overrides=None, only=None) -> dict:
+    """What a run was: versions, the spec's hash, seeds, per-experiment timings, the command."""
+    seeds = {e.name: e.settings.seed for e in spec.experiments}
+    return {
+        "gradrun": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "spec": str(spec.path),
+        "spec_sha256": spec.sha256 or file_sha256(spec.path),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": list(sys.argv if command is None else command),
+        "overrides": dict(overrides or {}),
+        "only": only,
+        "passed": all(r.passed for r in results),
+        "seconds": sum(r.seconds for r in results),
+        "experiments": [
+            {
+                "name": r.name,
+                "verdict": stats(r)["verdict"],
+                "seed": seeds.get(r.name),
+                "check": r.check,
+                "seconds": r.seconds,
+                "elements": len(r.records),
+                "failures": len(r.failures),
+                "kinks": sum(x.status == "kink" for x in r.records),
+                "error": r.error,
+                "notes": list(r.notes),
+            }
+            for r in results
+        ],
+    }
+
+
+def write_run_record(path, spec, results, command=None, overrides=None, only=None) -> None:
+    """Write ``<stem>.run.json`` beside the CSV, atomically."""
+    record = run_record(spec, results, command, overrides, only)
+    atomic_write(path, json.dumps(_jsonable(record), indent=2) + "\n")
+
+
+# --- JUnit XML -----------------------------------------------------------------
+
+
+def _unique(names) -> list:
+    seen = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return out
+
+
+def _testcase(suite: ET.Element, result: ExperimentResult, name: str, classname: str) -> None:
+    s = stats(result)
+    case = ET.SubElement(
+        suite, "testcase", name=name, classname=classname, time=f"{result.seconds:.3f}"
+    )
+    if result.file:
+        case.set("file", result.file)
+    if result.line:
+        case.set("line", str(result.line))
+    if result.error is not None:
+        node = ET.SubElement(case, "error", message=result.error.splitlines()[0] if result.error else "",
+                             type="InternalError")
+        node.text = result.error
+    elif not result.passed:
+        multi_output, swept = _shape(result)
+        message = (
+            f"{s['failures']} of {_plural(s['elements'], 'element')} outside tolerance; worst "
+            + describe(s["worst"], multi_output, swept)
+        )
+        node = ET.SubElement(case, "failure", message=message, type="GradientMismatch")
+        node.text = "\n".join(entry_lines(result, worst_entries(result)))
+    out = [f"{_plural(s['elements'], 'element')} checked ({result.check})"]
+    if s["kinks"]:
+        out.append(f"{_plural(s['kinks'], 'kink')} (not differentiable there, not failures)")
+    out += [f"note: {n}" for n in result.notes]
+    ET.SubElement(case, "system-out").text = "\n".join(out)
+
+
+def junit_xml(results) -> str:
+    """JUnit XML: one testsuite per spec file, one uniquely named testcase per experiment."""
+    root = ET.Element("testsuites", name="gradrun")
+    for file, group in _group_by_file(results).items():
+        classname = Path(file).stem if file else "gradrun"
+        suite = ET.SubElement(root, "testsuite", name=classname)
+        if file:
+            suite.set("file", file)
+        for result, name in zip(group, _unique(r.name for r in group)):
+            _testcase(suite, result, name, classname)
+        _count(suite, group)
+    _count(root, results)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _count(node: ET.Element, results) -> None:
+    node.set("tests", str(len(results)))
+    node.set("failures", str(sum(not r.passed and r.error is None for r in results)))
+    node.set("errors", str(sum(r.error is not None for r in results)))
+    node.set("time", f"{sum(r.seconds for r in results):.3f}")
+
+
+def write_junit(path, results) -> None:
+    """Write the JUnit XML of all results, atomically."""
+    atomic_write(path, junit_xml(results))
