@@ -1,0 +1,283 @@
+"""The gradrun command: a thin layer over spec loading, the runner and the reports.
+
+``gradrun SPEC...`` runs; ``gradrun validate|functions|schema`` are the other
+commands. This module is the only place that prints or picks an exit code:
+0 every check passed, 1 a check failed or an experiment crashed, 2 a bad spec
+or a usage error (``SpecError`` becomes 2 in ``GradrunGroup.invoke``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, primitives, report
+from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+OVERRIDES = ("method", "step", "rtol", "atol", "dtype", "check")
+
+
+class GradrunGroup(click.Group):
+    """A group whose first argument, when it names no command, starts ``run``: ``gradrun SPEC``.
+
+    ``gradrun -- validate`` runs a spec file that happens to be called ``validate``.
+    """
+
+    default_command = "run"
+    group_options = ("--help", "-h", "--version")
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in self.group_options:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        """Run the command and turn its outcome into the exit status, here and nowhere else.
+
+        A command returns its exit status; a bad spec anywhere becomes its
+        issues on stderr and exit 2 (click's usage errors are 2 as well).
+        """
+        try:
+            status = super().invoke(ctx)
+        except SpecError as error:
+            for issue in error.issues:
+                click.echo(str(issue), err=True)
+            files = len({issue.file for issue in error.issues})
+            click.echo(
+                f"{_plural(len(error.issues), 'problem')} in {_plural(files, 'spec file')}; "
+                "nothing was run and no report was written",
+                err=True,
+            )
+            ctx.exit(EXIT_USAGE)
+        ctx.exit(status or EXIT_PASS)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+class StepType(click.ParamType):
+    """``auto`` or a positive number: the absolute finite-difference step."""
+
+    name = "auto|STEP"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, float):
+            return value
+        try:
+            step = float(value)
+        except ValueError:
+            step = float("nan")
+        if not step > 0 or step == float("inf"):
+            self.fail(f"{value!r} is neither 'auto' nor a positive number", param, ctx)
+        return step
+
+
+def wants_color(stream=None, environ=None) -> bool:
+    """Colour only on a terminal and only without NO_COLOR (https://no-color.org)."""
+    stream = sys.stdout if stream is None else stream
+    environ = os.environ if environ is None else environ
+    return bool(getattr(stream, "isatty", lambda: False)()) and not environ.get("NO_COLOR")
+
+
+@click.group(cls=GradrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradrun")
+def cli():
+    """Check gradients declared in YAML: numeric beside analytic, element by element.
+
+    \b
+    gradrun SPEC...            run every experiment (same as `gradrun run SPEC...`)
+    gradrun validate SPEC...   check specs without running them
+    gradrun functions          list the built-in functions and their derivatives
+    gradrun schema             print the JSON Schema of a spec file
+
+    Exit status: 0 every check passed, 1 a check failed, 2 a bad spec or usage.
+    """
+
+
+spec_paths = click.argument(
+    "specs", nargs=-1, required=True, metavar="SPEC...",
+    type=click.Path(exists=True, dir_okay=False),
+)
+
+
+@cli.command()
+@spec_paths
+@click.option("--out", "-o", default="results", show_default=True, metavar="DIR",
+              type=click.Path(file_okay=False),
+              help="Folder for <spec stem>.csv and <spec stem>.run.json.")
+@click.option("--only", metavar="PATTERN",
+              help="Run only the experiments whose name matches this glob, e.g. 'chain-*'.")
+@click.option("--method", type=click.Choice(METHODS),
+              help="Use this finite-difference method in every experiment.")
+@click.option("--step", type=StepType(),
+              help="Use this absolute step (or 'auto') in every experiment.")
+@click.option("--rtol", type=click.FloatRange(min=0), metavar="FLOAT",
+              help="Hold every element to this relative tolerance.")
+@click.option("--atol", type=click.FloatRange(min=0), metavar="FLOAT",
+              help="Hold every element to this absolute tolerance.")
+@click.option("--dtype", type=click.Choice(DTYPES),
+              help="Evaluate every experiment in this dtype.")
+@click.option("--check", type=click.Choice(CHECKS),
+              help="Check every Jacobian element (full), by random projections (screen), or choose (auto).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Form of the summary printed on stdout.")
+@click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write JUnit XML: a testsuite per spec file, a testcase per experiment.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Summarise only experiments that did not pass, and the totals.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every experiment's worst entries, its kinks and notes.")
+def run(specs, out, only, fmt, junit, quiet, verbose, **settings):
+    """Run each SPEC: check, write reports, summarise.
+
+    Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
+    written whole or not at all. All SPECs are validated before anything runs: if any is invalid, every
+    error is printed, nothing runs and no report is written (exit 2).
+    """
+    overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
+    loaded = _load_all(specs)
+    _check_selection(loaded, only)
+    show_progress = sys.stderr.isatty() and not quiet
+    results = []
+    for path, spec in loaded:
+        if only and not _matching(spec, only):
+            continue
+        spec_results, ran = _run_one(path, spec, overrides, only, show_progress)
+        results += spec_results
+        if ran:
+            _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet)
+    if fmt == "json":
+        click.echo(report.summary_json(results), nl=False)
+    else:
+        verbosity = -1 if quiet else (1 if verbose else 0)
+        click.echo(report.summary_table(results, verbosity, color=wants_color()), nl=False)
+    if junit:
+        report.write_junit(junit, results)
+    return EXIT_PASS if all(r.passed for r in results) else EXIT_FAIL
+
+
+def _load_all(paths) -> list:
+    """Load every spec, gathering every issue of every file before giving up."""
+    from . import spec as specs
+
+    unique = list(dict.fromkeys(paths))
+    loaded, issues = [], []
+    for path in unique:
+        try:
+            loaded.append((path, specs.load_spec(path)))
+        except SpecError as error:
+            issues += error.issues
+        except Exception as error:  # a loader bug must still name the file, not dump a traceback
+            issues.append(Issue(path, 0, 0, "", f"could not load: {type(error).__name__}: {error}",
+                                "this is a gradrun bug; please report it"))
+    if issues:
+        raise SpecError(issues)
+    stems = {}
+    for path in unique:
+        stems.setdefault(Path(path).stem, []).append(path)
+    for stem, same in stems.items():
+        if len(same) > 1:
+            raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
+    return loaded
+
+
+def _matching(spec, pattern) -> list:
+    return [e.name for e in spec.experiments if fnmatch.fnmatchcase(e.name, pattern)]
+
+
+def _check_selection(loaded, only) -> None:
+    if only and not any(_matching(spec, only) for _, spec in loaded):
+        names = sorted({e.name for _, spec in loaded for e in spec.experiments})
+        raise click.UsageError(f"--only {only!r} matches no experiment; there are: {', '.join(names)}")
+
+
+def _run_one(path, spec, overrides, only, show_progress) -> tuple:
+    """Run one spec; returns its results and whether they are worth a report."""
+    from . import runner
+
+    progress = _progress_line(Path(path).stem) if show_progress else None
+    try:
+        results = runner.run_spec(spec, overrides=overrides or None, only=only, progress=progress)
+        ran = True
+    except Exception as error:  # the runner isolates experiments; this is a crash around them
+        results = [ExperimentResult(f"<{Path(path).stem}>", [], error=f"{type(error).__name__}: {error}")]
+        ran = False
+    finally:
+        if progress:
+            click.echo("\r\x1b[K", err=True, nl=False)
+    for result in results:
+        result.file = result.file or str(path)
+    return results, ran
+
+
+def _progress_line(stem):
+    def progress(name, done, total):
+        click.echo(f"\r\x1b[K{stem} [{done}/{total}] {name}", err=True, nl=False)
+
+    return progress
+
+
+def _write_reports(out, path, spec, results, overrides, only, quiet) -> None:
+    stem = Path(path).stem
+    report.write_csv(out / f"{stem}.csv", results)
+    report.write_run_record(out / f"{stem}.run.json", spec, results, command=sys.argv,
+                            overrides=overrides, only=only)
+    if not quiet:
+        rows = sum(len(r.records) for r in results)
+        click.echo(f"wrote {out / (stem + '.csv')} ({_plural(rows, 'row')})", err=True)
+
+
+@cli.command()
+@spec_paths
+def validate(specs):
+    """Check each SPEC without running it (exit 0 or 2).
+
+    Schema and meaning both: every error of every file is printed at once.
+    """
+    from . import spec as spec_module
+
+    issues = [issue for path in dict.fromkeys(specs) for issue in spec_module.validate(path)]
+    if issues:
+        raise SpecError(issues)
+    for path in dict.fromkeys(specs):
+        click.echo(f"{path}: ok")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="A table for people or JSON for programs.")
+def functions(fmt):
+    """List the built-ins with formula and derivative."""
+    rows = [primitives.get(name) for name in primitives.names()]
+    if fmt == "json":
+        data = [{"name": p.name, "formula": p.formula, "derivative": p.derivative,
+                 "kinks": list(p.kinks)} for p in rows]
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = [("name", "formula", "derivative")] + [
+        (p.name, p.formula, p.derivative + (f"   (kink at {', '.join(map(str, p.kinks))})" if p.kinks else ""))
+        for p in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(2)]
+    for name, formula, derivative in table:
+        click.echo(f"{name.ljust(widths[0])}  {formula.ljust(widths[1])}  {derivative}")
+
+
+@cli.command()
+def schema():
+    """Print the JSON Schema of a spec file (draft-07)."""
+    from . import spec as spec_module
+
+    click.echo(json.dumps(spec_module.load_schema(), indent=2))
+
+
+def main(argv=None):
+    """The console entry point of ``gradrun`` and ``python -m gradrun``."""
+    cli.main(args=argv, prog_name="gradrun")
