@@ -38,6 +38,8 @@ class Primitive:
     complex_safe: bool = True
     domain: tuple = (-3.0, 3.0)  # where the primitive is smooth and well-conditioned
     kinks: tuple = ()  # argument values where it is not differentiable
+    additive: bool = False  # f(a + da, b + db) - f(a, b) = f(da, db): add, sub, neg
+    linear_in: tuple = ()  # arguments in which f is linear when the others hold still
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -98,7 +100,7 @@ unary("leaky_relu", lambda x: np.where(_positive(x), x, LEAKY_SLOPE * x),
       lambda x, a: np.where(_positive(x), 1.0, LEAKY_SLOPE),
       "x if x > 0 else 0.2*x", "1 if x > 0 else 0.2", kinks=(0.0,))
 unary("abs", lambda x: x * _sign(x), lambda x, a: _sign(x), "|x|", "sign(x)", kinks=(0.0,))
-unary("neg", lambda x: -x, lambda x, a: -np.ones_like(x), "-x", "-1")
+unary("neg", lambda x: -x, lambda x, a: -np.ones_like(x), "-x", "-1", additive=True)
 
 
 def binary(name, f, vjp, jvp, formula, derivative, **kw):
@@ -122,21 +124,21 @@ def _safe_log(a):
 binary("add", lambda a, b: a + b,
        lambda g, ans, a, b: (g, g),
        lambda t, ans, a, b: _add_tangents(t[0], t[1]),
-       "a + b", "da = 1, db = 1")
+       "a + b", "da = 1, db = 1", additive=True)
 binary("sub", lambda a, b: a - b,
        lambda g, ans, a, b: (g, -g),
        lambda t, ans, a, b: _add_tangents(t[0], None if t[1] is None else -t[1]),
-       "a - b", "da = 1, db = -1")
+       "a - b", "da = 1, db = -1", additive=True)
 binary("mul", lambda a, b: a * b,
        lambda g, ans, a, b: (g * b, g * a),
        lambda t, ans, a, b: _add_tangents(None if t[0] is None else t[0] * b,
                                           None if t[1] is None else a * t[1]),
-       "a * b", "da = b, db = a")
+       "a * b", "da = b, db = a", linear_in=(0, 1))
 binary("div", lambda a, b: a / b,
        lambda g, ans, a, b: (g / b, -g * a / (b * b)),
        lambda t, ans, a, b: _add_tangents(None if t[0] is None else t[0] / b,
                                           None if t[1] is None else -t[1] * a / (b * b)),
-       "a / b", "da = 1/b, db = -a/b**2")
+       "a / b", "da = 1/b, db = -a/b**2", linear_in=(0,))
 binary("pow", lambda a, b: a ** b,
        lambda g, ans, a, b: (g * b * a ** (b - 1), g * ans * _safe_log(a)),
        lambda t, ans, a, b: _add_tangents(None if t[0] is None else t[0] * b * a ** (b - 1),

@@ -1,0 +1,245 @@
+"""Checking one point: numeric beside analytic, element by element, with a verdict.
+
+The pass rule (documented in the README) for the element d out[o] / d x[j]:
+
+    |analytic - numeric| <= atol + rtol * |numeric| + 2 * error_estimate
+
+where, unless the spec sets them, ``rtol`` comes from the dtype's row of
+``TOLERANCES`` and ``atol`` is that row's ``atol_scale`` times the largest
+entry of the Jacobian row (out[o] against every element of x), so that
+round-off in a sum of many terms never fails correct code while an error of
+one part in a million in one entry is still seen. ``error_estimate`` is the
+numeric method's own (Richardson's, or step doubling's for plain stencils).
+
+The first pass uses the cheapest accurate method (``auto``: complex step
+when every op is complex-safe, else a central difference); an element that
+does not pass is looked at again with Richardson extrapolation before it is
+called a failure, so a verdict of ``fail`` never rests on a rough
+difference. An element whose perturbation meets a kink (relu, abs or
+leaky_relu at 0), or whose one-sided differences stay apart as the step
+shrinks, is a ``kink`` when the analytic value lies between the one-sided
+values, else a failure.
+
+float32: the graph runs in float32 for the analytic gradient; the numeric
+reference is computed in float64 at the same (float32-rounded) point, the
+analytic code is run in float64 too, and an element passes when the float64
+analytic is within the float64 tolerance (formula errors are caught at
+float64 sensitivity) and the float32 analytic within the float32 tolerance
+(float32 round-off never fails correct code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import engine, numeric
+from .model import Record, Settings
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol_scale: float  # atol = atol_scale * the largest entry of the Jacobian row
+
+
+TOLERANCES = {
+    "float64": Tolerance(rtol=1e-8, atol_scale=1e-10),
+    "float32": Tolerance(rtol=1e-4, atol_scale=1e-4),
+}
+
+NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+class CheckError(ValueError):
+    """A point that cannot be checked as asked (e.g. complex step through user code)."""
+
+
+def resolve_method(method: str, graph: engine.Graph) -> tuple:
+    """(first-pass method, method to confirm failures with or None)."""
+    if method == "auto":
+        return ("complex" if graph.complex_safe else "central"), "richardson"
+    if method == "complex" and not graph.complex_safe:
+        raise CheckError("method 'complex' needs every function in the graph to be complex-safe")
+    return method, None
+
+
+def element_names(name: str, shape: tuple) -> list:
+    if not shape:
+        return [name]
+    return [f"{name}[{','.join(map(str, np.unravel_index(j, shape)))}]" for j in range(int(np.prod(shape)))]
+
+
+def tolerance(row_scale, num, est, dtype: str, settings: Settings):
+    t = TOLERANCES[dtype]
+    atol = settings.atol if settings.atol is not None else t.atol_scale * row_scale
+    rtol = settings.rtol if settings.rtol is not None else t.rtol
+    return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0)
+
+
+def _row_scale(*jacobians):
+    """The largest finite magnitude in each Jacobian row, at least the smallest normal."""
+    mags = [np.where(np.isfinite(j), np.abs(j), 0) for j in jacobians]
+    return np.maximum(np.max(np.maximum.reduce(mags), axis=1, keepdims=True), np.finfo(np.float64).tiny)
+
+
+class _Columns:
+    """The numeric side of one input's Jacobian, filled chunk by chunk."""
+
+    def __init__(self, graph, vals, name, eps):
+        self.graph, self.vals, self.name, self.eps = graph, vals, name, eps
+        self.x = vals[graph.inputs[name]].ravel()
+        _, _, width = engine.perturb(graph, vals, name, [0], np.array([0.0])) if self.x.size else (0, 0, 1)
+        self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
+
+    def run(self, fn, idx):
+        """Apply ``fn(delta, rows)`` chunk by chunk over element indices ``idx``."""
+        outs = []
+        for start in range(0, len(idx), self.chunk):
+            rows = idx[start:start + self.chunk]
+
+            def delta(offsets, rows=rows):
+                d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets)
+                return d, k
+
+            outs.append(fn(delta, rows))
+        return [np.concatenate(parts, axis=0) for parts in zip(*outs)] if outs else None
+
+    def derivative(self, method, step, idx):
+        def fn(delta, rows):
+            h = numeric.steps(method, self.x[rows], step, self.eps)
+            d, est, kink = numeric.derivative(delta, method, h)
+            return d, est, kink, h
+
+        return self.run(fn, idx)
+
+    def truncation(self, method, h, value, idx):
+        pos = {j: p for p, j in enumerate(idx)}
+
+        def fn(delta, rows):
+            sel = [pos[j] for j in rows]
+            return (numeric.truncation_estimate(delta, method, h[sel], value[sel]),)
+
+        return self.run(fn, idx)[0]
+
+    def one_sided(self, h, idx):
+        pos = {j: p for p, j in enumerate(idx)}
+
+        def fn(delta, rows):
+            return numeric.one_sided(delta, h[[pos[j] for j in rows]])
+
+        return self.run(fn, idx)
+
+
+def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
+                primary: str = "float64"):
+    """Numeric beside analytic for every element of one input: a dict of (M, N) arrays.
+
+    ``analytic`` is held to the tolerance of ``primary`` (float64 unless the
+    user's code computes in float32 only), ``analytic32`` when given to the
+    float32 tolerance.
+    """
+    method, confirm = resolve_method(settings.method, graph)
+    cols = _Columns(graph, vals, name, eps)
+    n = cols.x.size
+    idx = np.arange(n)
+    num, est, kink, h = cols.derivative(method, settings.step, idx)
+    num, est = num.T.copy(), est.T.copy()  # (M, N)
+    methods = np.full(n, method, dtype=object)
+    steps_used = h.copy()
+    ana = analytic
+    dtype = settings.dtype if analytic32 is not None else "float64"
+
+    def verdict():
+        scale = _row_scale(num, ana) if analytic32 is None else _row_scale(num, ana, analytic32)
+        tol64 = tolerance(scale, num, est, primary, settings)
+        bad = ~(np.abs(ana - num) <= tol64)
+        tol = tol64
+        if analytic32 is not None:
+            tol = tolerance(scale, num, est, dtype, settings)
+            bad |= ~(np.abs(analytic32 - num) <= tol)
+        return bad, tol
+
+    bad, tol = verdict()
+    again = np.flatnonzero(bad.any(axis=0) & ~kink)
+    if len(again) and method != "complex" and confirm is None:
+        est[:, again] = cols.truncation(method, h[again], num[:, again].T, again).T
+        bad, tol = verdict()
+    elif len(again) and confirm is not None:
+        r_num, r_est, r_kink, r_h = cols.derivative(confirm, "auto", again)
+        num[:, again], est[:, again] = r_num.T, r_est.T
+        kink[again] |= r_kink
+        methods[again], steps_used[again] = confirm, r_h
+        bad, tol = verdict()
+
+    # kinks: flagged by the engine, or one-sided differences that stay apart
+    minus = np.full(num.shape, np.nan)
+    plus = np.full(num.shape, np.nan)
+    suspects = np.flatnonzero(kink | bad.any(axis=0))
+    if len(suspects):
+        h_real = numeric.steps("central", cols.x[suspects], "auto", eps) if method == "complex" else h[suspects]
+        m1, p1 = cols.one_sided(h_real, suspects)
+        m2, p2 = cols.one_sided(h_real / 2, suspects)
+        jump1, jump2 = np.abs(p1 - m1), np.abs(p2 - m2)
+        persistent = (jump2 > 0.75 * jump1) & (jump2 > tol[:, suspects].T)
+        kink[suspects] |= persistent.any(axis=1)
+        minus[:, suspects], plus[:, suspects] = m1.T, p1.T
+    shown = ana if analytic32 is None else analytic32
+    lo, hi = np.fmin(minus, plus) - tol, np.fmax(minus, plus) + tol
+    at_kink = kink[None, :] & (shown >= lo) & (shown <= hi) & (ana >= lo) & (ana <= hi)
+    finite = np.isfinite(num) & np.isfinite(shown)
+    status = np.where(~finite, "nan", np.where(at_kink, "kink", np.where(bad, "fail", "pass")))
+    return {
+        "numeric": num, "analytic": shown, "analytic64": ana, "tolerance": tol, "error_estimate": est,
+        "status": status, "minus": minus, "plus": plus, "method": methods, "step": steps_used,
+    }
+
+
+def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
+                point: int = 0, coords=None) -> list:
+    """Every element of the Jacobian of the graph's output at one point, as Records."""
+    dtype = settings.dtype
+    rounded = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
+    vals = engine.evaluate(graph, rounded, np.float64)
+    eps = numeric.EPS["float64" if vals[graph.output].dtype == np.float64 else "float32"]
+    jac = engine.jacobian(graph, vals, wrt)
+    jac32, primary = None, "float64"
+    if dtype != "float64":
+        vals32 = engine.evaluate(graph, rounded, NUMPY_DTYPES[dtype])
+        jac32 = engine.jacobian(graph, vals32, wrt)
+        if vals[graph.output].dtype != np.float64:  # the user's code ignores float64
+            jac, jac32, primary = jac32, None, dtype
+    records = []
+    for name in wrt:
+        x = vals[graph.inputs[name]]
+        res = check_input(graph, vals, name, jac[name].astype(np.float64), settings, eps,
+                          None if jac32 is None else jac32[name].astype(np.float64), primary)
+        records.extend(_records(res, experiment, point, name, x, settings, coords or {}))
+    return records
+
+
+def _records(res, experiment, point, name, x, settings, coords):
+    num, ana = res["numeric"], res["analytic"]
+    abs_err = np.abs(ana - num)
+    with np.errstate(all="ignore"):
+        rel_err = abs_err / np.maximum(np.abs(num), np.abs(ana))
+    rel_err = np.where(abs_err == 0, 0.0, rel_err)
+    names = element_names(name, x.shape)
+    flat = x.ravel()
+    out = []
+    m, n = num.shape
+    for j in range(n):
+        for o in range(m):
+            status = str(res["status"][o, j])
+            out.append(Record(
+                experiment=experiment, point=point, input=name, index=j, element=names[j], output=o,
+                value=float(flat[j]), numeric=float(num[o, j]), analytic=float(ana[o, j]),
+                abs_error=float(abs_err[o, j]), rel_error=float(rel_err[o, j]),
+                passed=status in ("pass", "kink"), status=status, tolerance=float(res["tolerance"][o, j]),
+                method=str(res["method"][j]), step=float(res["step"][j]),
+                error_estimate=float(res["error_estimate"][o, j]),
+                numeric_minus=float(res["minus"][o, j]), numeric_plus=float(res["plus"][o, j]),
+                dtype=settings.dtype, check="full", coords=dict(coords),
+            ))
+    return out

@@ -1,0 +1,486 @@
+"""The gradient engine: graphs, evaluation, reverse mode, forward mode, perturbations.
+
+A ``Graph`` is a list of nodes in evaluation order. It is built once from an
+expression tree (``build``), with declared expression functions inlined and
+identical subexpressions shared. On it:
+
+- ``evaluate`` gives every node's primal value;
+- ``vjp`` walks the nodes backwards, accumulating cotangents (the walker, not
+  the rules, sums a broadcast cotangent back to its argument's shape);
+- ``jvp`` walks forwards with tangents, a second, independent analytic path;
+- ``perturb`` evaluates a whole batch of one-element perturbations at once and
+  returns how the output moves (its *delta*), touching only what each
+  perturbation reaches: a perturbation of X[i, j] in ``X @ W`` moves row i of
+  the product only, elementwise ops keep it there, and ``sum`` adds up the
+  deltas of the touched part instead of differencing two large totals.
+
+The engine knows no primitive by name: it asks the table for each op's
+``kind`` and rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Optional
+
+import numpy as np
+
+from . import primitives
+from .tree import Call, Const, ExprFunction, PythonFunction, Var
+
+MEMORY_CAP = 1 << 22  # elements of one batched intermediate array (32 MiB in float64)
+
+
+class GraphError(ValueError):
+    """An expression that cannot be built or evaluated as a graph."""
+
+
+@dataclass
+class Node:
+    op: Optional[str] = None  # primitive name; None for inputs, constants and Python functions
+    args: tuple = ()
+    name: str = ""  # input name, or the Python function's name
+    value: Optional[np.ndarray] = None  # a constant's value
+    fn: Optional[PythonFunction] = None
+
+
+@dataclass
+class Graph:
+    nodes: list
+    inputs: dict  # input name -> node id
+    output: int
+    needs: list = field(default_factory=list)  # node depends on an input
+
+    @property
+    def complex_safe(self) -> bool:
+        return all(
+            (n.fn.complex_safe if n.fn else primitives.get(n.op).complex_safe)
+            for n in self.nodes
+            if n.op or n.fn
+        )
+
+    @property
+    def transparent(self) -> bool:
+        """True when every op is gradrun's own, so perturbations can be tracked sparsely."""
+        return not any(n.fn for n in self.nodes)
+
+    @property
+    def has_jvp(self) -> bool:
+        return all(n.fn.jvp is not None for n in self.nodes if n.fn)
+
+    @property
+    def has_vjp(self) -> bool:
+        return all(n.fn.vjp is not None for n in self.nodes if n.fn)
+
+
+def build(expr, functions: dict, inputs) -> Graph:
+    """Build the graph of ``expr`` over the named inputs, inlining declared functions."""
+    nodes: list = []
+    memo: dict = {}
+
+    def add(key, node):
+        if key not in memo:
+            memo[key] = len(nodes)
+            nodes.append(node)
+        return memo[key]
+
+    input_ids = {name: add(("input", name), Node(name=name)) for name in inputs}
+
+    def walk(e, env, depth):
+        if depth > 200:
+            raise GraphError("functions nest more than 200 deep (does a function call itself?)")
+        if isinstance(e, Var):
+            if e.name in env:
+                return env[e.name]
+            if e.name in input_ids:
+                return input_ids[e.name]
+            raise GraphError(f"unknown name '{e.name}'")
+        if isinstance(e, Const):
+            v = float(e.value)
+            return add(("const", v), Node(name=repr(v), value=np.asarray(v)))
+        args = tuple(walk(a, env, depth + 1) for a in e.args)
+        fn = functions.get(e.fn)
+        if isinstance(fn, ExprFunction):
+            if len(args) != len(fn.params):
+                raise GraphError(f"{fn.name} takes {len(fn.params)} arguments, got {len(args)}")
+            return walk(fn.body, dict(zip(fn.params, args)), depth + 1)
+        if isinstance(fn, PythonFunction):
+            if len(args) != fn.nargs:
+                raise GraphError(f"{fn.name} takes {fn.nargs} arguments, got {len(args)}")
+            return add(("python", fn.name, args), Node(args=args, name=fn.name, fn=fn))
+        if e.fn not in primitives.PRIMITIVES:
+            raise GraphError(f"unknown function '{e.fn}'")
+        prim = primitives.get(e.fn)
+        if len(args) != prim.nargs:
+            raise GraphError(f"{e.fn} takes {prim.nargs} arguments, got {len(args)}")
+        return add((e.fn, args), Node(op=e.fn, args=args))
+
+    output = walk(expr, {}, 0)
+    needs = [False] * len(nodes)
+    for i, n in enumerate(nodes):
+        needs[i] = (n.op is None and n.fn is None and n.value is None) or any(needs[a] for a in n.args)
+    return Graph(nodes, input_ids, output, needs)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _apply(node: Node, args):
+    if node.fn is not None:
+        return np.asarray(node.fn.forward(*args))
+    return np.asarray(primitives.get(node.op).forward(*args))
+
+
+def evaluate(graph: Graph, values: dict, dtype=np.float64) -> list:
+    """Every node's primal value, inputs cast to ``dtype``."""
+    vals: list = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for i, node in enumerate(graph.nodes):
+            if node.value is not None:
+                vals[i] = node.value.astype(dtype)
+            elif node.op is None and node.fn is None:
+                vals[i] = np.asarray(values[node.name], dtype=dtype)
+            else:
+                vals[i] = _apply(node, [vals[a] for a in node.args])
+    return vals
+
+
+def unbroadcast(g, shape):
+    """Sum a cotangent that was broadcast back down to ``shape``."""
+    g = np.asarray(g)
+    if g.shape == tuple(shape):
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _node_vjp(node: Node, g, ans, args) -> tuple:
+    if node.fn is not None:
+        out = node.fn.vjp(g, *args)
+        out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    else:
+        out = primitives.get(node.op).vjp(g, ans, *args)
+    if len(out) != len(args):
+        raise GraphError(f"the VJP of {node.name or node.op} gave {len(out)} cotangents for {len(args)} inputs")
+    return out
+
+
+def vjp(graph: Graph, vals: list, cotangent) -> dict:
+    """Reverse mode: the cotangent of every input, given the output's cotangent."""
+    ct: list = [None] * len(graph.nodes)
+    ct[graph.output] = np.asarray(cotangent, dtype=vals[graph.output].dtype)
+    with np.errstate(all="ignore"):
+        for i in range(len(graph.nodes) - 1, -1, -1):
+            node, g = graph.nodes[i], ct[i]
+            if g is None or not node.args:
+                continue
+            args = [vals[a] for a in node.args]
+            for a, ga in zip(node.args, _node_vjp(node, g, vals[i], args)):
+                if ga is None or not graph.needs[a]:
+                    continue
+                ga = unbroadcast(ga, vals[a].shape)
+                ct[a] = ga if ct[a] is None else ct[a] + ga
+    return {
+        name: (ct[i] if ct[i] is not None else np.zeros_like(vals[i]))
+        for name, i in graph.inputs.items()
+    }
+
+
+def jvp(graph: Graph, vals: list, tangents: dict):
+    """Forward mode: the output's tangent, given a tangent for some inputs."""
+    tan: list = [None] * len(graph.nodes)
+    for name, t in tangents.items():
+        i = graph.inputs[name]
+        tan[i] = np.asarray(t, dtype=vals[i].dtype).reshape(vals[i].shape)
+    with np.errstate(all="ignore"):
+        for i, node in enumerate(graph.nodes):
+            if not node.args or all(tan[a] is None for a in node.args):
+                continue
+            args = [vals[a] for a in node.args]
+            ts = [tan[a] for a in node.args]
+            if node.fn is not None:
+                full = [t if t is not None else np.zeros_like(v) for t, v in zip(ts, args)]
+                tan[i] = np.asarray(node.fn.jvp(tuple(full), *args))
+            else:
+                tan[i] = np.asarray(primitives.get(node.op).jvp(tuple(ts), vals[i], *args))
+            tan[i] = np.broadcast_to(tan[i], vals[i].shape)
+    out = tan[graph.output]
+    return np.zeros_like(vals[graph.output]) if out is None else out
+
+
+def jacobian(graph: Graph, vals: list, wrt) -> dict:
+    """The full Jacobian of the output by reverse mode: name -> (output size, input size)."""
+    out = vals[graph.output]
+    m = out.size
+    jac = {name: np.zeros((m, vals[graph.inputs[name]].size), dtype=out.dtype) for name in wrt}
+    for k in range(m):
+        seed = np.zeros(m, dtype=out.dtype)
+        seed[k] = 1
+        grads = vjp(graph, vals, seed.reshape(out.shape))
+        for name in wrt:
+            jac[name][k] = grads[name].ravel()
+    return jac
+
+
+def jacobian_forward(graph: Graph, vals: list, wrt) -> dict:
+    """The full Jacobian by forward mode, one JVP per input element."""
+    out = vals[graph.output]
+    jac = {}
+    for name in wrt:
+        x = vals[graph.inputs[name]]
+        cols = np.zeros((out.size, x.size), dtype=out.dtype)
+        for j in range(x.size):
+            t = np.zeros(x.size, dtype=x.dtype)
+            t[j] = 1
+            cols[:, j] = jvp(graph, vals, {name: t.reshape(x.shape)}).ravel()
+        jac[name] = cols
+    return jac
+
+
+# ------------------------------------------------------- batched perturbations
+#
+# A perturbed node is None (unmoved), Sparse or Dense. Both store deltas: the
+# perturbed value minus the primal value, one row per perturbation in the
+# batch. Sparse rows list the flat positions that moved (the same count in
+# every row, possibly repeated, repeats adding up); Dense rows hold the whole
+# array.
+
+
+@dataclass
+class Sparse:
+    idx: np.ndarray  # (B, K) flat positions
+    delta: np.ndarray  # (B, K)
+    unique: bool = True  # no position repeats within a row
+
+
+@dataclass
+class Dense:
+    delta: np.ndarray  # (B, *shape)
+
+
+@lru_cache(maxsize=256)
+def _spread(shape: tuple, out_shape: tuple):
+    """For broadcasting ``shape`` to ``out_shape``: the source of every output
+    position, and the output positions every source element reaches."""
+    size = int(np.prod(shape, dtype=np.int64))
+    source = np.broadcast_to(np.arange(size).reshape(shape), out_shape).ravel()
+    reach = np.argsort(source, kind="stable").reshape(size, -1)
+    return source, reach
+
+
+@lru_cache(maxsize=256)
+def _moved(shape: tuple):
+    """For a transpose of ``shape``: where each flat input position goes."""
+    size = int(np.prod(shape, dtype=np.int64))
+    return np.argsort(np.arange(size).reshape(shape).transpose().ravel(), kind="stable")
+
+
+def _densify(p, shape, batch):
+    if p is None or isinstance(p, Dense):
+        return p
+    size = int(np.prod(shape, dtype=np.int64))
+    out = np.zeros((batch, size), dtype=p.delta.dtype)
+    rows = np.broadcast_to(np.arange(batch)[:, None], p.idx.shape)
+    np.add.at(out, (rows, p.idx), p.delta)
+    return Dense(out.reshape((batch,) + tuple(shape)))
+
+
+def _coalesce(p: Sparse) -> Optional[Sparse]:
+    """Merge repeated positions in every row; None when rows would differ in length."""
+    if p.unique:
+        return p
+    order = np.argsort(p.idx, axis=1, kind="stable")
+    idx = np.take_along_axis(p.idx, order, axis=1)
+    delta = np.take_along_axis(p.delta, order, axis=1)
+    first = np.ones(idx.shape, dtype=bool)
+    first[:, 1:] = idx[:, 1:] != idx[:, :-1]
+    counts = first.sum(axis=1)
+    if not np.all(counts == counts[0]):
+        return None
+    starts = np.flatnonzero(first.ravel())
+    summed = np.add.reduceat(delta.ravel(), starts).reshape(len(idx), -1)
+    return Sparse(idx.ravel()[starts].reshape(len(idx), -1), summed, True)
+
+
+def _kink_rows(prim, x_base, x_delta):
+    """Rows whose perturbation reaches or crosses a point where ``prim`` has a kink."""
+    hit = np.zeros(x_delta.shape[0], dtype=bool)
+    moved = x_delta != 0
+    for k in prim.kinks:
+        side = (np.real(x_base) - k) * (np.real(x_base + x_delta) - k) <= 0
+        hit |= (side & moved).reshape(len(hit), -1).any(axis=1)
+    return hit
+
+
+def _elementwise_sparse(prim, node, i, vals, ps, batch):
+    """An elementwise op on sparse deltas; None when it must go dense."""
+    out_shape = vals[i].shape
+    moved = [k for k, p in enumerate(ps) if p is not None]
+    spread = [_spread(vals[a].shape, out_shape) for a in node.args]
+    out_idx = None
+    reps = {}
+    for k in moved:
+        p = ps[k]
+        source, reach = spread[k]
+        oi = reach[p.idx].reshape(batch, -1)
+        if out_idx is not None and not np.array_equal(out_idx, oi):
+            return None
+        out_idx = oi
+        reps[k] = np.repeat(p.delta, reach.shape[1], axis=1)
+    unique = all(ps[k].unique for k in moved)
+    base = [vals[a].ravel()[spread[k][0][out_idx]] for k, a in enumerate(node.args)]
+    kink = np.zeros(batch, dtype=bool)
+    if prim.additive:
+        delta = prim.forward(*[reps.get(k, 0) for k in range(len(node.args))])
+    elif len(moved) == 1 and moved[0] in prim.linear_in:
+        delta = prim.forward(*[reps[k] if k in reps else base[k] for k in range(len(base))])
+    else:
+        if not unique:
+            return None
+        new = [base[k] + reps[k] if k in reps else base[k] for k in range(len(base))]
+        delta = prim.forward(*new) - vals[i].ravel()[out_idx]
+        if prim.kinks:
+            kink = _kink_rows(prim, base[moved[0]], reps[moved[0]])
+    return Sparse(out_idx, np.broadcast_to(delta, out_idx.shape), unique), kink
+
+
+def _matmul_sparse(node, i, vals, ps, batch):
+    a, b = (vals[k] for k in node.args)
+    if a.ndim != 2 or b.ndim != 2 or (ps[0] is not None and ps[1] is not None):
+        return None
+    n, k = a.shape
+    m = b.shape[1]
+    if ps[0] is not None:
+        p = ps[0]
+        r, c = np.divmod(p.idx, k)
+        idx = (r * m)[:, :, None] + np.arange(m)
+        delta = p.delta[:, :, None] * b[c]
+    else:
+        p = ps[1]
+        r, c = np.divmod(p.idx, m)
+        idx = (np.arange(n) * m)[None, None, :] + c[:, :, None]
+        delta = p.delta[:, :, None] * a.T[r]
+    return Sparse(idx.reshape(batch, -1), delta.reshape(batch, -1), p.idx.shape[1] == 1), None
+
+
+@lru_cache(maxsize=256)
+def _weight_cached(name, shape):
+    size = max(int(np.prod(shape, dtype=np.int64)), 1)
+    return float(primitives.get(name).forward(np.ones(shape))) / size
+
+
+def _weight(prim, shape):
+    """What one element contributes to a (linear, all-element) reduction."""
+    return _weight_cached(prim.name, tuple(shape))
+
+
+def _sparse_step(node, i, vals, ps, batch):
+    """The sparse delta of one op, or None to fall back to dense."""
+    prim = primitives.get(node.op)
+    if prim.kind == "elementwise":
+        return _elementwise_sparse(prim, node, i, vals, ps, batch)
+    if prim.kind == "matmul":
+        return _matmul_sparse(node, i, vals, ps, batch)
+    if prim.kind == "reduce":
+        p = ps[0]
+        delta = p.delta.sum(axis=1, keepdims=True) * _weight(prim, vals[node.args[0]].shape)
+        return Sparse(np.zeros((batch, 1), dtype=np.int64), delta), None
+    if prim.kind == "transpose":
+        p = ps[0]
+        return Sparse(_moved(vals[node.args[0]].shape)[p.idx], p.delta, p.unique), None
+    return None
+
+
+def _pad(d, ndim):
+    """A batched delta (B, *shape) reshaped to broadcast against ndim-dimensional arrays."""
+    return d.reshape((d.shape[0],) + (1,) * (ndim - (d.ndim - 1)) + d.shape[1:])
+
+
+def _dense_step(node, i, vals, ps, batch):
+    args = [vals[a] for a in node.args]
+    ds = [None if p is None else p.delta for p in ps]
+    out = vals[i]
+    kink = np.zeros(batch, dtype=bool)
+    if node.fn is not None:
+        rows = []
+        for b in range(batch):
+            moved = [x if d is None else x + d[b] for x, d in zip(args, ds)]
+            rows.append(np.asarray(node.fn.forward(*moved)) - out)
+        return Dense(np.stack(rows)), kink
+    prim = primitives.get(node.op)
+    new = [x if d is None else x + d for x, d in zip(args, ds)]
+    if prim.kind == "elementwise":
+        nd = out.ndim
+        padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
+        news = [x if d is None else _pad(x + d, nd) for x, d in zip(args, ds)]
+        if prim.additive:
+            delta = prim.forward(*[0 if d is None else d for d in padded])
+        else:
+            delta = prim.forward(*news) - out
+            if prim.kinks:
+                k = next(j for j, d in enumerate(ds) if d is not None)
+                kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), padded[k])
+        return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
+    if prim.kind == "reduce":
+        return Dense(ds[0].reshape(batch, -1).sum(axis=1) * _weight(prim, args[0].shape)), kink
+    if prim.kind == "transpose":
+        return Dense(np.transpose(ds[0], (0,) + tuple(range(ds[0].ndim - 1, 0, -1)))), kink
+    if prim.kind == "matmul" and args[1].ndim == 1 and ds[1] is not None:
+        return Dense(np.matmul(new[0], new[1][..., None])[..., 0] - out), kink
+    if prim.kind == "matmul":
+        return Dense(np.matmul(new[0], new[1]) - out), kink
+    # ops along the last axis take a leading batch axis as is; anything else row by row
+    if all(x.ndim >= 1 for x in args):
+        return Dense(prim.forward(*new) - out), kink
+    return Dense(np.stack([prim.forward(*[x if d is None else x + d[b] for x, d in zip(args, ds)]) - out
+                           for b in range(batch)])), kink
+
+
+def perturb(graph: Graph, vals: list, name: str, index, delta):
+    """Move element ``index[b]`` of input ``name`` by ``delta[b]``, for every b at once.
+
+    Returns ``(out_delta, kink, width)``: the output's delta as a (B, output
+    size) array (exactly zero where a perturbation does not reach), which rows
+    reached or crossed a kink of a primitive, and the most elements one row
+    kept alive at any node (what bounds the batch size for a memory cap).
+    """
+    index = np.asarray(index, dtype=np.int64)
+    delta = np.asarray(delta)
+    batch = len(index)
+    state: list = [None] * len(graph.nodes)
+    state[graph.inputs[name]] = Sparse(index[:, None], delta[:, None])
+    kink = np.zeros(batch, dtype=bool)
+    width = 1
+    with np.errstate(all="ignore"):
+        for i, node in enumerate(graph.nodes):
+            ps = [state[a] for a in node.args]
+            if all(p is None for p in ps):
+                continue
+            step = None
+            if node.fn is None and all(p is None or isinstance(p, Sparse) for p in ps):
+                step = _sparse_step(node, i, vals, ps, batch)
+                if step is None and any(isinstance(p, Sparse) and not p.unique for p in ps):
+                    merged = [None if p is None else _coalesce(p) for p in ps]
+                    if all((p is None) == (q is None) for p, q in zip(merged, ps)):
+                        step = _sparse_step(node, i, vals, merged, batch)
+            if step is None:
+                dense = [_densify(p, vals[a].shape, batch) for p, a in zip(ps, node.args)]
+                step = _dense_step(node, i, vals, dense, batch)
+            state[i], k = step
+            if k is not None:
+                kink |= k
+            moved = state[i]
+            width = max(width, moved.idx.shape[1] if isinstance(moved, Sparse) else vals[i].size,
+                        *(vals[a].size for p, a in zip(ps, node.args) if isinstance(p, Dense)))
+    out = state[graph.output]
+    size = vals[graph.output].size
+    if out is None:
+        return np.zeros((batch, size), dtype=delta.dtype), kink, width
+    flat = _densify(out, vals[graph.output].shape, batch).delta.reshape(batch, size)
+    return flat, kink, max(width, size)

@@ -1,0 +1,102 @@
+"""Finite differences: stencils, step sizes and Richardson extrapolation, as data.
+
+Everything here works on a *delta function*: ``delta(offsets)`` returns how
+the output moves when the elements being differentiated move by
+``offsets`` (one per element, real or imaginary), as a (B, M) array. The
+engine provides one that touches only what each perturbation reaches; a
+black-box function provides one by calling the function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
+
+
+@dataclass(frozen=True)
+class Stencil:
+    offsets: tuple  # multiples of the step
+    weights: tuple  # derivative = sum(weight * delta(offset * step)) / step
+    order: int  # truncation error is O(step ** order)
+
+
+STENCILS = {
+    "forward": Stencil((1.0,), (1.0,), 1),
+    "backward": Stencil((-1.0,), (-1.0,), 1),
+    "central": Stencil((1.0, -1.0), (0.5, -0.5), 2),
+    "central4": Stencil((1.0, -1.0, 2.0, -2.0), (2 / 3, -2 / 3, -1 / 12, 1 / 12), 4),
+}
+
+# step: auto = factor * eps ** exponent * max(1, |x|): the step that balances
+# truncation (step ** order) against round-off (eps / step).
+AUTO_STEP = {
+    "forward": (1.0, 1 / 2),
+    "backward": (1.0, 1 / 2),
+    "central": (1.0, 1 / 3),
+    "central4": (1.0, 1 / 5),
+    "richardson": (4.0, 1 / 7),  # the finest of its three central levels is step / 4
+    "complex": (1e-20, 0.0),  # no subtraction, so no round-off to balance
+}
+
+ORDER = {**{k: s.order for k, s in STENCILS.items()}, "richardson": 6, "complex": 2}
+
+
+def steps(method: str, x, step, eps: float) -> np.ndarray:
+    """The step for every element: ``step`` when given, else the method's auto step."""
+    x = np.abs(np.real(np.asarray(x, dtype=np.complex128)))
+    if step != "auto" and step is not None:
+        return np.full(x.shape, float(step))
+    factor, exponent = AUTO_STEP[method]
+    return factor * eps**exponent * np.maximum(1.0, x)
+
+
+def stencil_derivative(delta, stencil: Stencil, h):
+    """sum(w * delta(s * h)) / h, and whether any evaluation met a kink."""
+    total = 0.0
+    kink = np.zeros(len(h), dtype=bool)
+    for s, w in zip(stencil.offsets, stencil.weights):
+        d, k = delta(s * h)
+        total = total + w * d
+        kink |= k
+    return total / h[:, None], kink
+
+
+def derivative(delta, method: str, h):
+    """The numeric derivative by ``method`` at step h (per row).
+
+    Returns ``(value, error_estimate, kink)``; the error estimate is NaN for
+    methods that do not produce one (see ``truncation_estimate``).
+    """
+    if method == "complex":
+        d, kink = delta(1j * h)
+        return np.imag(d) / h[:, None], np.zeros(d.shape), kink
+    if method == "richardson":
+        central = STENCILS["central"]
+        levels = []
+        kink = np.zeros(len(h), dtype=bool)
+        for f in (1.0, 0.5, 0.25):
+            d, k = stencil_derivative(delta, central, h * f)
+            levels.append(d)
+            kink |= k
+        r1 = (4 * levels[1] - levels[0]) / 3
+        r2 = (4 * levels[2] - levels[1]) / 3
+        best = (16 * r2 - r1) / 15
+        return best, np.abs(best - r2), kink
+    d, kink = stencil_derivative(delta, STENCILS[method], h)
+    return d, np.full(d.shape, np.nan), kink
+
+
+def truncation_estimate(delta, method: str, h, value):
+    """Estimate the error of ``value`` (method at step h) from the same method at 2h."""
+    coarse, _, _ = derivative(delta, method, 2 * h)
+    return np.abs(coarse - value) / (2 ** ORDER[method] - 1)
+
+
+def one_sided(delta, h):
+    """The backward and forward differences, for showing both sides of a kink."""
+    minus, _ = stencil_derivative(delta, STENCILS["backward"], h)
+    plus, _ = stencil_derivative(delta, STENCILS["forward"], h)
+    return minus, plus
