@@ -1,2 +1,61 @@
-"""gradrun: numeric beside analytic gradients, from YAML specs."""
+"""gradrun: numeric beside analytic gradients, from YAML specs or from Python.
+
+The Python entry point is ``check``::
+
+    import gradrun
+    result = gradrun.check("sum(sigmoid(X @ W))", {"X": X, "W": W})
+    result.passed, result.dataframe()
+
+    def dense(x, w): return x @ w
+    def dense_vjp(g, x, w): return g @ w.T, x.T @ g
+    gradrun.check(dense, {"x": x, "w": w}, vjp=dense_vjp)
+"""
+
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+from .model import ExperimentResult, Record, Settings, SpecError  # noqa: E402
+
+
+def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, complex_safe: bool = False,
+          functions: dict | None = None, name: str = "check", **settings) -> ExperimentResult:
+    """Check the gradient of ``f`` at ``inputs``, element by element.
+
+    ``f`` is an expression string (as in a spec's ``expr:``), a list of
+    one-argument function names (a chain, over input ``x``), or a Python
+    callable with a hand-written ``vjp(cotangent, *inputs)`` (and optionally
+    ``jvp(tangents, *inputs)``); its parameter names are the input names.
+    ``settings`` are the spec's keys: method, step, rtol, atol, dtype, check,
+    seed, reduce. Returns an ``ExperimentResult`` whose ``records`` hold one
+    row per checked Jacobian element.
+    """
+    import numpy as np
+
+    from . import primitives
+    from .expr import parse
+    from .model import Experiment, Point
+    from .runner import run_experiment
+    from .tree import Call, PythonFunction, Var, chain, python_params
+
+    functions = dict(functions or {})
+    if callable(f):
+        fn = PythonFunction(getattr(f, "__name__", "f"), python_params(f), f, vjp, jvp, complex_safe)
+        functions[fn.name] = fn
+        expr = Call(fn.name, tuple(Var(p) for p in fn.params))
+    elif isinstance(f, (list, tuple)):
+        expr = chain(f)
+    else:
+        arity = {n: p.nargs for n, p in primitives.PRIMITIVES.items()}
+        arity.update({k: len(getattr(v, "params", ())) for k, v in functions.items()})
+        expr = parse(f, arity, list(inputs))
+    values = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+    exp = Experiment(name, expr, functions, [Point(0, values)], list(wrt or values),
+                     Settings().updated(**settings))
+    result = run_experiment(exp)
+    if result.error is not None and not result.records:
+        raise ValueError(result.error)
+    return result
+
+
+__all__ = ["check", "ExperimentResult", "Record", "Settings", "SpecError", "__version__"]

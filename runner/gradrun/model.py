@@ -129,6 +129,12 @@ class ExperimentResult:
     def failures(self) -> list:
         return [r for r in self.records if not (r.passed or r.status == "kink")]
 
+    def dataframe(self):
+        """The records as a pandas DataFrame, one row per checked element."""
+        import pandas as pd
+
+        return pd.DataFrame([r.as_row() for r in self.records])
+
     def worst(self, n: int = 5) -> list:
         """The n records furthest outside their tolerance, failures first."""
         def badness(r):

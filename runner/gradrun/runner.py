@@ -6,7 +6,7 @@ import fnmatch
 import time
 
 from . import engine
-from .check import check_point
+from .verdict import check_point
 from .model import Experiment, ExperimentResult, Spec
 from .tree import Call
 
