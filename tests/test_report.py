@@ -136,9 +136,9 @@ def test_summary_table_names_the_worst_element_and_verdict():
     text = report.summary_table([passing(), failing(), swept_with_kink(), crashed()])
     assert "specs/chain.yaml" in text and "specs/other.yaml" in text
     assert "PASS  square-at-2: 1 element checked" in text
-    assert "at x: numeric 4.00000000002 analytic 4" in text
+    assert "worst x: numeric 4.00000000002 analytic 4" in text
     assert "FAIL  my-layer: 24 elements checked (full), 14 failed" in text
-    assert "at X[2,7]: numeric 16 analytic 23" in text
+    assert "worst X[2,7]: numeric 16 analytic 23" in text
     assert "worst entries:" in text
     # a failure shows a few entries, never the whole Jacobian
     assert text.count("X[") == 1 + report.WORST_SHOWN
@@ -151,7 +151,7 @@ def test_summary_table_names_the_worst_element_and_verdict():
 
 def test_summary_table_swept_points_say_where():
     text = report.summary_table([swept_with_kink()], verbosity=1)
-    assert "at point 0 (x=-1.0)" in text
+    assert "worst x at point 0 (x=-1.0)" in text
     assert "kinks (not differentiable there" in text
     assert "x at point 1 (x=0.0): numeric 0.6 analytic 1" in text
     assert "kink (left 0.2, right 1)" in text

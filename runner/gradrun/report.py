@@ -240,8 +240,8 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
     if s["worst"] is not None:
         multi_output, swept = _shape(result)
         lines.append(
-            f"      worst abs {_err(s['worst_abs_error'])} rel {_err(s['worst_rel_error'])}"
-            f"  at {describe(s['worst'], multi_output, swept)}"
+            f"      max abs {_err(s['worst_abs_error'])}  max rel {_err(s['worst_rel_error'])}"
+            f"  worst {describe(s['worst'], multi_output, swept)}"
         )
     if not result.passed or verbosity > 0:
         entries = worst_entries(result)
