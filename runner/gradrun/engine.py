@@ -328,13 +328,15 @@ def _elementwise_sparse(prim, node, i, vals, ps, batch):
     for k in moved:
         p = ps[k]
         source, reach = spread[k]
-        oi = reach[p.idx].reshape(batch, -1)
-        if out_idx is not None and not np.array_equal(out_idx, oi):
+        fan = reach.shape[1]
+        oi = p.idx if vals[node.args[k]].shape == out_shape else reach[p.idx].reshape(batch, -1)
+        if out_idx is not None and not (out_idx is oi or np.array_equal(out_idx, oi)):
             return None
         out_idx = oi
-        reps[k] = np.repeat(p.delta, reach.shape[1], axis=1)
+        reps[k] = p.delta if fan == 1 else np.repeat(p.delta, fan, axis=1)
     unique = all(ps[k].unique for k in moved)
-    base = [vals[a].ravel()[spread[k][0][out_idx]] for k, a in enumerate(node.args)]
+    base = [vals[a].ravel()[out_idx if vals[a].shape == out_shape else spread[k][0][out_idx]]
+            for k, a in enumerate(node.args)]
     kink = np.zeros(batch, dtype=bool)
     if prim.additive:
         delta = prim.forward(*[reps.get(k, 0) for k in range(len(node.args))])

@@ -75,7 +75,9 @@ def _sign(x):
 
 
 def _sigmoid(x):
-    e = np.exp(-x * np.where(_positive(x), 1, -1))  # never overflows
+    if np.all(np.abs(np.real(x)) < 700):  # exp cannot overflow: one exp, one division
+        return 1 / (1 + np.exp(-x))
+    e = np.exp(-x * np.where(_positive(x), 1, -1))
     return np.where(_positive(x), 1 / (1 + e), e / (1 + e))
 
 
