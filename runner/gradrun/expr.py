@@ -155,7 +155,7 @@ class _Parser:
                     return self.fail(node, f"'{name}' is an input, not a function")
                 return self.fail(node, f"unknown function '{name}'", hint)
             wanted = self.functions[name]
-            if wanted != len(args):
+            if wanted is not None and wanted != len(args):  # None: any number
                 return self.fail(node, f"{name} takes {wanted} argument{'s' * (wanted != 1)}, got {len(args)}")
         return Call(name, args)
 
