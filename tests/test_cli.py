@@ -283,3 +283,107 @@ def test_help_everywhere():
         result = invoke(*args)
         assert "Usage: gradrun" in result.output
     assert invoke("--version").stdout.strip().endswith(gradrun.__version__)
+
+
+# --- end to end, over the real loader and runner -------------------------------------
+
+
+def gradrun_process(*args, cwd, env=None, **kw):
+    """``python -m gradrun ARGS`` in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "gradrun", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=60, **kw)
+
+
+def test_python_m_gradrun_runs_a_passing_spec(tmp_path):
+    proc = gradrun_process(SPECS / "passing.yaml", "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS  relu-at-0" in proc.stdout and "kink" in proc.stdout and "FAIL" not in proc.stdout
+    assert "\x1b" not in proc.stdout + proc.stderr and "\r" not in proc.stderr
+    record = json.loads((tmp_path / "out" / "passing.run.json").read_text())
+    assert record["command"][:3] == ["python", "-m", "gradrun"]
+    assert [e["name"] for e in record["experiments"]] == ["square-at-2", "chain-3", "matrix-loss",
+                                                          "relu-at-0"]
+
+
+def test_the_csv_holds_exactly_what_the_runner_computed(tmp_path):
+    from gradrun import runner, spec
+
+    assert invoke_real(tmp_path, SPECS / "passing.yaml").exit_code == 0
+    df = pd.read_csv(tmp_path / "results" / "passing.csv")
+    records = [r for res in runner.run_spec(spec.load_spec(SPECS / "passing.yaml")) for r in res.records]
+    assert len(df) == len(records) and df["passed"].dtype == bool
+    for column in ["value", "numeric", "analytic", "abs_error", "rel_error", "tolerance", "step"]:
+        expected = [float(getattr(r, column)) for r in records]
+        assert df[column].tolist() == expected, column  # bit for bit, not approximately
+    chain = df[df["experiment"] == "chain-3"]
+    assert chain["sweep_x"].tolist() == [-3.0, -1.0, 0.0, 0.5, 2.0]
+    assert chain["status"].tolist().count("kink") == 1
+    assert df[df["experiment"] == "square-at-2"]["sweep_x"].isna().all()
+
+
+def invoke_real(tmp_path, *args):
+    return CliRunner().invoke(cli.cli, [*map(str, args), "--out", str(tmp_path / "results")],
+                              prog_name="gradrun")
+
+
+def test_a_wrong_vjp_fails_with_exit_1_and_the_rest_still_runs(tmp_path):
+    proc = gradrun_process(SPECS / "failing.yaml", SPECS / "passing.yaml", "--junit", "junit.xml",
+                           cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "FAIL  wrong-vjp" in proc.stdout and "PASS  after" in proc.stdout
+    assert "worst entries:" in proc.stdout and proc.stdout.count("(output ") <= 6  # not all 144
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert [s.get("name") for s in root.findall("testsuite")] == ["failing", "passing"]
+    case = root.find("testsuite[@name='failing']/testcase[@name='wrong-vjp']")
+    assert "numeric" in case.find("failure").get("message")
+    assert root.get("tests") == "7" and root.get("failures") == "1"
+    df = pd.read_csv(tmp_path / "results" / "failing.csv")
+    wrong = df[df["experiment"] == "wrong-vjp"]
+    assert (~wrong["passed"]).sum() == 12  # the diagonal of a 12-element elementwise Jacobian
+
+
+def test_an_invalid_spec_writes_nothing_and_keeps_the_last_good_report(tmp_path):
+    results = tmp_path / "results"
+    assert gradrun_process(SPECS / "passing.yaml", cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
+    bad = tmp_path / "passing.yaml"  # same stem as the good report
+    bad.write_text((SPECS / "invalid.yaml").read_text())
+    proc = gradrun_process(bad, SPECS / "failing.yaml", "--junit", "junit.xml", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "passing.yaml:4:15: experiments[0].function: unknown function 'sigmod'" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before
+    assert not (tmp_path / "junit.xml").exists()
+
+
+def test_validate_functions_and_schema_as_processes(tmp_path):
+    ok = gradrun_process("validate", SPECS / "passing.yaml", SPECS / "failing.yaml", cwd=tmp_path)
+    assert ok.returncode == 0
+    bad = gradrun_process("validate", SPECS / "invalid.yaml", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("invalid.yaml:") == 2
+    functions = gradrun_process("functions", cwd=tmp_path)
+    assert functions.returncode == 0 and functions.stdout == invoke("functions").stdout
+    schema = gradrun_process("schema", cwd=tmp_path)
+    assert json.loads(schema.stdout)["$schema"].startswith("http://json-schema.org/draft-07")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_killed_midway_leaves_no_partial_report(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "slow.csv").write_text("the last good report\n")
+    started = tmp_path / "started"
+    env = dict(os.environ, GRADRUN_TEST_STARTED=str(started))
+    proc = subprocess.Popen([sys.executable, "-m", "gradrun", str(SPECS / "slow.yaml")], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the slow function never ran"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name for p in results.iterdir()] == ["slow.csv"]
+    assert (results / "slow.csv").read_text() == "the last good report\n"

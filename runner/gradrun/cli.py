@@ -165,27 +165,41 @@ def run(specs, out, only, fmt, junit, quiet, verbose, **settings):
 
 def _load_all(paths) -> list:
     """Load every spec, gathering every issue of every file before giving up."""
-    from . import spec as specs
+    from . import spec as spec_module
 
     unique = list(dict.fromkeys(paths))
-    loaded, issues = [], []
-    for path in unique:
-        try:
-            loaded.append((path, specs.load_spec(path)))
-        except SpecError as error:
-            issues += error.issues
-        except Exception as error:  # a loader bug must still name the file, not dump a traceback
-            issues.append(Issue(path, 0, 0, "", f"could not load: {type(error).__name__}: {error}",
-                                "this is a gradrun bug; please report it"))
-    if issues:
-        raise SpecError(issues)
     stems = {}
     for path in unique:
         stems.setdefault(Path(path).stem, []).append(path)
     for stem, same in stems.items():
         if len(same) > 1:
             raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return loaded
+    return _each_spec(unique, spec_module.load_spec)
+
+
+def _each_spec(paths, load) -> list:
+    """``[(path, load(path))]``; raises one SpecError with the issues of every file.
+
+    ``load`` raises SpecError or returns a list of issues; any other exception
+    is a gradrun bug, reported as an issue of that file rather than a traceback.
+    """
+    done, issues = [], []
+    for path in paths:
+        try:
+            value = load(path)
+        except SpecError as error:
+            issues += error.issues
+            continue
+        except Exception as error:
+            issues.append(Issue(path, 0, 0, "", f"could not load: {type(error).__name__}: {error}",
+                                "this is a gradrun bug; please report it"))
+            continue
+        if isinstance(value, list):
+            issues += value
+        done.append((path, value))
+    if issues:
+        raise SpecError(issues)
+    return done
 
 
 def _matching(spec, pattern) -> list:
@@ -227,11 +241,18 @@ def _progress_line(stem):
 def _write_reports(out, path, spec, results, overrides, only, quiet) -> None:
     stem = Path(path).stem
     report.write_csv(out / f"{stem}.csv", results)
-    report.write_run_record(out / f"{stem}.run.json", spec, results, command=sys.argv,
+    report.write_run_record(out / f"{stem}.run.json", spec, results, command=command_line(),
                             overrides=overrides, only=only)
     if not quiet:
         rows = sum(len(r.records) for r in results)
         click.echo(f"wrote {out / (stem + '.csv')} ({_plural(rows, 'row')})", err=True)
+
+
+def command_line() -> list:
+    """The command as the user typed it, as far as ``sys.argv`` tells."""
+    program = Path(sys.argv[0]).name if sys.argv else "gradrun"
+    head = ["python", "-m", "gradrun"] if program == "__main__.py" else [program]
+    return head + sys.argv[1:]
 
 
 @cli.command()
@@ -243,10 +264,7 @@ def validate(specs):
     """
     from . import spec as spec_module
 
-    issues = [issue for path in dict.fromkeys(specs) for issue in spec_module.validate(path)]
-    if issues:
-        raise SpecError(issues)
-    for path in dict.fromkeys(specs):
+    for path, _ in _each_spec(list(dict.fromkeys(specs)), spec_module.validate):
         click.echo(f"{path}: ok")
 
 
