@@ -153,10 +153,10 @@ def _lift(a, b, g):
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
     g2 = g
+    if b.ndim == 1:  # first, so that a vector @ vector's scalar g becomes (1, 1)
+        g2 = np.expand_dims(g2, -1)
     if a.ndim == 1:
         g2 = np.expand_dims(g2, -2)
-    if b.ndim == 1:
-        g2 = np.expand_dims(g2, -1)
     return a2, b2, g2
 
 
