@@ -374,8 +374,9 @@ def test_a_run_killed_midway_leaves_no_partial_report(tmp_path):
     (results / "slow.csv").write_text("the last good report\n")
     started = tmp_path / "started"
     env = dict(os.environ, GRADRUN_TEST_STARTED=str(started))
-    proc = subprocess.Popen([sys.executable, "-m", "gradrun", str(SPECS / "slow.yaml")], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "gradrun", str(SPECS / "passing.yaml"), str(SPECS / "slow.yaml")]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not started.exists():
@@ -385,5 +386,7 @@ def test_a_run_killed_midway_leaves_no_partial_report(tmp_path):
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert [p.name for p in results.iterdir()] == ["slow.csv"]
+    # the file that finished has its whole report; the one killed midway keeps its last one
+    assert sorted(p.name for p in results.iterdir()) == ["passing.csv", "passing.run.json", "slow.csv"]
+    assert len(pd.read_csv(results / "passing.csv")) == 22
     assert (results / "slow.csv").read_text() == "the last good report\n"
