@@ -211,3 +211,21 @@ def test_run_record(tmp_path):
     assert doc["overrides"] == {"method": "central"}
     assert doc["experiments"][0]["seed"] == 42
     assert doc["experiments"][0]["seconds"] == 0.01
+
+
+def test_screen_projections_are_counted_apart_and_have_no_output_index():
+    projections = [rec("big", index=-1, element=f"u{k}.J.v{k}", output=-1, value=math.nan) for k in range(4)]
+    located = [rec("big", index=3, element="X[0,3]", output=2, numeric=1.0, analytic=1.5)]
+    text = report.summary_table([ExperimentResult("big", projections + located, check="screen")])
+    assert "FAIL  big: 4 projections, 1 element checked (screen), 1 failed" in text
+    assert "worst X[0,3] (output 2)" in text and "(output -1)" not in text
+
+
+def test_csv_writes_non_finite_numbers_pandas_reads_as_floats(tmp_path):
+    path = tmp_path / "x.csv"
+    records = [rec(numeric=math.inf, analytic=1.0, status="fail"), rec(value=math.nan),
+               rec(value=-math.inf)]
+    report.write_csv(path, [ExperimentResult("e", records)])
+    df = pd.read_csv(path)
+    assert df["numeric"][0] == math.inf and math.isnan(df["value"][1]) and df["value"][2] == -math.inf
+    assert df["numeric_minus"].dtype == np.float64

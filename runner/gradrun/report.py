@@ -139,6 +139,7 @@ def stats(result: ExperimentResult) -> dict:
         "verdict": verdict,
         "passed": result.passed,
         "elements": len(result.records),
+        "projections": sum(r.index < 0 for r in result.records),  # screen rows <u, J v>
         "failures": len(result.failures),
         "kinks": sum(r.status == "kink" for r in result.records),
         "nans": sum(r.status == "nan" for r in result.records),
@@ -168,7 +169,7 @@ def _err(x) -> str:
 def describe(record: Record, multi_output: bool = False, swept: bool = False) -> str:
     """Name one checked element and both numbers, e.g. ``X[2,7]: numeric 0.5 analytic 0.75``."""
     where = record.element
-    if multi_output:
+    if multi_output and record.output >= 0:
         where += f" (output {record.output})"
     if swept:
         coords = ", ".join(f"{k}={v}" for k, v in record.coords.items())
@@ -179,7 +180,7 @@ def describe(record: Record, multi_output: bool = False, swept: bool = False) ->
 
 def _shape(result: ExperimentResult) -> tuple:
     """Whether the experiment has several outputs and several points (what names must say)."""
-    multi_output = any(r.output != 0 for r in result.records)
+    multi_output = any(r.output > 0 for r in result.records)  # -1 marks a screen's projection
     swept = any(r.point != 0 or r.coords for r in result.records)
     return multi_output, swept
 
@@ -231,7 +232,10 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
     head = f"{_paint(s['verdict'].ljust(5), s['verdict'], color)} {result.name}"
     if result.error is not None:
         return [head, f"      error: {result.error}"]
-    counts = f"{_plural(s['elements'], 'element')} checked ({result.check})"
+    parts = [_plural(s["projections"], "projection")] if s["projections"] else []
+    if s["elements"] > s["projections"] or not parts:
+        parts.append(_plural(s["elements"] - s["projections"], "element"))
+    counts = f"{', '.join(parts)} checked ({result.check})"
     if s["failures"]:
         counts += f", {s['failures']} failed"
     if s["kinks"]:
