@@ -390,3 +390,22 @@ def test_a_run_killed_midway_leaves_no_partial_report(tmp_path):
     assert sorted(p.name for p in results.iterdir()) == ["passing.csv", "passing.run.json", "slow.csv"]
     assert len(pd.read_csv(results / "passing.csv")) == 22
     assert (results / "slow.csv").read_text() == "the last good report\n"
+
+
+def test_every_swept_coordinate_is_a_column(tmp_path):
+    assert invoke_real(tmp_path, SPECS / "steps.yaml").exit_code == 0
+    df = pd.read_csv(tmp_path / "results" / "steps.csv")
+    curve, grid = df[df["experiment"] == "step-curve"], df[df["experiment"] == "grid"]
+    assert (curve["sweep_step"] == curve["step"]).all() and (curve["sweep_method"] == curve["method"]).all()
+    assert sorted(set(curve["sweep_method"])) == ["central", "forward"]
+    assert grid[["sweep_x", "sweep_y"]].drop_duplicates().values.tolist() == [[1, 3], [1, 4], [2, 3], [2, 4]]
+    assert grid["sweep_step"].isna().all() and curve["sweep_x"].isna().all()
+
+
+def test_the_console_script(tmp_path):
+    script = Path(sys.executable).with_name("gradrun")
+    if not script.exists():
+        pytest.skip("gradrun is not installed as a console script here")
+    proc = subprocess.run([str(script), "validate", str(SPECS / "passing.yaml")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.endswith("passing.yaml: ok\n")
