@@ -409,3 +409,21 @@ def test_the_console_script(tmp_path):
     proc = subprocess.run([str(script), "validate", str(SPECS / "passing.yaml")], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.endswith("passing.yaml: ok\n")
+
+
+def test_a_report_that_cannot_be_written_exits_2_without_a_traceback(fakes, work):
+    (work / "results").write_text("a file where the folder should be\n")
+    result = invoke("good.yaml", "--out", "results/sub")
+    assert result.exit_code == 2 and "cannot write results/sub/good.csv" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_ctrl_c_exits_130_and_writes_nothing(fakes, work, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fakes, "run_spec", interrupted)
+    monkeypatch.setattr(sys.modules["gradrun.runner"], "run_spec", interrupted)
+    result = invoke("good.yaml")
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert not (work / "results").exists()

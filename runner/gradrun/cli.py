@@ -20,6 +20,7 @@ from . import __version__, primitives, report
 from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
 OVERRIDES = ("method", "step", "rtol", "atol", "dtype", "check")
 
 
@@ -45,6 +46,9 @@ class GradrunGroup(click.Group):
         """
         try:
             status = super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: the spec file under way has no new report", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except SpecError as error:
             for issue in error.issues:
                 click.echo(str(issue), err=True)
@@ -56,6 +60,19 @@ class GradrunGroup(click.Group):
             )
             ctx.exit(EXIT_USAGE)
         ctx.exit(status or EXIT_PASS)
+
+
+class ReportWriteError(click.ClickException):
+    """A report that could not be written (a read-only --out, a full disk): exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def _writing(write, path, *args, **kwargs) -> None:
+    try:
+        write(path, *args, **kwargs)
+    except OSError as error:
+        raise ReportWriteError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def _plural(n: int, word: str) -> str:
@@ -159,7 +176,7 @@ def run(specs, out, only, fmt, junit, quiet, verbose, **settings):
         verbosity = -1 if quiet else (1 if verbose else 0)
         click.echo(report.summary_table(results, verbosity, color=wants_color()), nl=False)
     if junit:
-        report.write_junit(junit, results)
+        _writing(report.write_junit, junit, results)
     return EXIT_PASS if all(r.passed for r in results) else EXIT_FAIL
 
 
@@ -240,9 +257,9 @@ def _progress_line(stem):
 
 def _write_reports(out, path, spec, results, overrides, only, quiet) -> None:
     stem = Path(path).stem
-    report.write_csv(out / f"{stem}.csv", results)
-    report.write_run_record(out / f"{stem}.run.json", spec, results, command=command_line(),
-                            overrides=overrides, only=only)
+    _writing(report.write_csv, out / f"{stem}.csv", results)
+    _writing(report.write_run_record, out / f"{stem}.run.json", spec, results, command=command_line(),
+             overrides=overrides, only=only)
     if not quiet:
         rows = sum(len(r.records) for r in results)
         click.echo(f"wrote {out / (stem + '.csv')} ({_plural(rows, 'row')})", err=True)
