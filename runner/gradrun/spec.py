@@ -102,34 +102,51 @@ def _kind(value) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _branch(error, index) -> dict:
+    """The index-th alternative of an anyOf/oneOf error's schema, a top-level $ref followed."""
+    branch = error.schema[error.validator][index]
+    ref = branch.get("$ref", "")
+    return _schema()["definitions"][ref.rsplit("/", 1)[-1]] if ref.startswith("#/definitions/") else branch
+
+
+def _alternatives_issues(doc, error, path) -> list:
+    """A value that fits none of several forms: say which form it seems meant as, and what is wrong."""
+    value = error.instance
+    in_sweep = "sweep" in path[-3:-1]
+    if in_sweep and not isinstance(value, dict):
+        items = value if isinstance(value, list) else [value]
+        bad = next((x for x in items if isinstance(x, (bool, list, dict, str)) and x not in METHODS), value)
+        if isinstance(bad, str):
+            return [doc.issue(path, f"{bad!r} is neither a number nor a method name",
+                              exprs.did_you_mean(bad, METHODS) or "sweep numbers, or method names for method")]
+        return [doc.issue(path, f"sweep values must be scalars, got {_kind(bad)}",
+                          "a sweep lists numbers (or method names when sweeping method); put arrays under inputs")]
+    if isinstance(value, dict):
+        # A mapping holding one form's required key is reported against that form's own rules.
+        for index in range(len(error.schema[error.validator])):
+            required = set(_branch(error, index).get("required", ()))
+            if required and required <= set(value):
+                subs = [e for e in error.context if e.relative_schema_path[0] == index]
+                return [i for e in subs for i in _schema_error_issues(doc, e)]
+        if path[:1] == ("functions",):
+            return [doc.issue(path, "not a function declaration",
+                              "write an expression string, {params: [...], expr: ...} or {python: ..., vjp: ...}")]
+        known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}"
+        return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}", f"use one of {known}")]
+    if error.context:
+        deepest = jsonschema.exceptions.best_match(error.context)
+        if deepest is not None and len(tuple(deepest.absolute_path)) > len(path):
+            return _schema_error_issues(doc, deepest)
+    return [doc.issue(path, f"{_kind(value)} {value!r} is not allowed here"[:200],
+                      error.schema.get("description", ""))]
+
+
 def _schema_error_issues(doc, error) -> list:
     """One schema error as Issues a person can act on."""
     path = tuple(error.absolute_path)
     value, v, schema = error.instance, error.validator, error.schema
     if v in ("anyOf", "oneOf"):
-        if path[-2:-1] == ("sweep",) or path[-3:-2] == ("sweep",):
-            if isinstance(value, list) or path[-3:-2] == ("sweep",):
-                bad = value if path[-3:-2] == ("sweep",) else next(
-                    (x for x in value if not isinstance(x, (int, float, str)) or isinstance(x, bool)), value)
-                return [doc.issue(path, f"sweep values must be scalars, got {_kind(bad)}",
-                                  "a sweep lists numbers (or method names when sweeping method); "
-                                  "put arrays under inputs")]
-        if isinstance(value, dict) and error.context:
-            # A mapping that names a generator: report against that generator's own rules.
-            keys = set(value)
-            for sub in error.context:
-                required = set(sub.schema.get("required", ())) if isinstance(sub.schema, dict) else set()
-                if required and required <= keys:
-                    return _schema_error_issues(doc, sub)
-            known = ", ".join(f"{{{k}: ...}}" for k in SEQUENCES) + ", {shape: [...], init: ...}"
-            return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}",
-                              f"use one of {known}")]
-        if error.context:
-            deepest = jsonschema.exceptions.best_match(error.context)
-            if deepest is not None and len(tuple(deepest.absolute_path)) > len(path):
-                return _schema_error_issues(doc, deepest)
-        what = schema.get("description", "a valid value")
-        return [doc.issue(path, f"{_kind(value)} is not allowed here", what)]
+        return _alternatives_issues(doc, error, path)
     if v == "additionalProperties":
         allowed = list(schema.get("properties", {}))
         extra = [k for k in value if k not in allowed]
@@ -695,7 +712,7 @@ class _Checker:
         total = math.prod(len(v) for v in axes.values())
         if total > MAX_SWEEP_POINTS:
             self.add(path + ("sweep",), f"the sweep has {total} points, more than {MAX_SWEEP_POINTS}",
-                     "sweep fewer values, or fewer names at once")
+                     "sweep fewer values, or fewer names at once", key=True)
             return None
         return axes
 

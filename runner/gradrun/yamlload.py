@@ -252,7 +252,10 @@ def load(text: str, file: str = "<string>") -> Document:
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         line, column = (m.line + 1, m.column + 1) if m else (1, 1)
-        message = " ".join(p for p in (e.context, e.problem) if p)
+        context = e.context or ""
+        if e.context and e.context_mark and e.context_mark.line != m.line:
+            context += f" (from line {e.context_mark.line + 1})"
+        message = ": ".join(p for p in (context, e.problem) if p)
         raise SpecError([Issue(file, line, column, "", f"YAML syntax error: {message}")]) from None
     except yaml.YAMLError as e:
         raise SpecError([Issue(file, 1, 1, "", f"YAML error: {e}")]) from None
