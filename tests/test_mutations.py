@@ -1,0 +1,81 @@
+"""gradrun passes every correct hand-written VJP in the mutation suite and flags every buggy one.
+
+The suite is data (``tests/mutations``): cases of (forward, correct VJP,
+mutants, input generator). Each variant is checked with default settings,
+in float64 and in float32.
+"""
+
+import numpy as np
+import pytest
+
+import gradrun
+from mutations import all_cases
+
+CASES = all_cases()
+DTYPES = ("float64", "float32")
+
+# (case, variant, dtype) -> why gradrun gets it wrong today; strict, so a fix shows up.
+KNOWN = {}
+
+
+def params():
+    out = []
+    for case in CASES:
+        for variant, vjp, should_pass in case.variants():
+            for dtype in DTYPES:
+                key = (case.name, variant, dtype)
+                marks = [pytest.mark.xfail(strict=True, reason=KNOWN[key])] if key in KNOWN else []
+                out.append(pytest.param(case, vjp, should_pass, dtype, marks=marks, id="-".join(key)))
+    return out
+
+
+def describe(result) -> str:
+    return "; ".join(
+        f"{r.element} out[{r.output}] {r.status}: numeric={r.numeric!r} analytic={r.analytic!r} "
+        f"tolerance={r.tolerance!r} method={r.method}"
+        for r in result.worst(3)
+    )
+
+
+@pytest.mark.parametrize("case, vjp, should_pass, dtype", params())
+def test_verdict(case, vjp, should_pass, dtype):
+    result = gradrun.check(case.forward, case.point(), vjp=vjp, dtype=dtype, name=case.name)
+    assert result.error is None, result.error
+    if should_pass:
+        assert result.passed, f"correct VJP failed: {describe(result)}"
+    else:
+        assert not result.passed, f"buggy VJP passed: {describe(result)}"
+
+
+def jacobian(vjp, forward, point, arg):
+    """The analytic Jacobian of ``forward`` against input ``arg``, one VJP per output element."""
+    xs = list(point.values())
+    out = np.asarray(forward(*xs))
+    rows = []
+    for k in range(out.size):
+        seed = np.zeros(out.size)
+        seed[k] = 1
+        cts = vjp(seed.reshape(out.shape), *xs)
+        cts = cts if isinstance(cts, (tuple, list)) else (cts,)
+        rows.append(np.asarray(cts[arg]).ravel())
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if any(hasattr(v, "planted") for _, v in c.bugs)],
+                         ids=lambda c: c.name)
+def test_planted_entries_are_typical(case):
+    """A one-entry mutant perturbs an entry of typical size, not a near-zero one nobody could see."""
+    point = case.point()
+    for bug, vjp in case.bugs:
+        if not hasattr(vjp, "planted"):
+            continue
+        arg, index = vjp.planted
+        jac = jacobian(case.vjp, case.forward, point, arg)
+        j = jac.shape[1] // 2 if index is None else index
+        ratio = np.max(np.abs(jac[:, j]) / np.maximum(np.abs(jac).max(axis=1), 1e-300))
+        assert ratio >= 0.05, f"{case.name}/{bug}: planted entry is {ratio:.2g} of its row's largest"
+
+
+def test_suite_size():
+    assert len(CASES) >= 30
+    assert sum(len(c.bugs) for c in CASES) >= 60
