@@ -155,8 +155,9 @@ def run(specs, out, only, fmt, junit, quiet, verbose, **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
-    written whole or not at all. All SPECs are validated before anything runs: if any is invalid, every
-    error is printed, nothing runs and no report is written (exit 2).
+    written whole or not at all. All SPECs are validated before anything
+    runs: if any is invalid, every error is printed, nothing runs and no
+    report is written (exit 2).
     """
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
     loaded = _load_all(specs)
