@@ -57,7 +57,7 @@ NumericResolver.add_implicit_resolver(TAG + "null", re.compile(r"^(?:~|null|)$")
 NumericResolver.add_implicit_resolver(TAG + "bool", re.compile(r"^(?:true|false)$"), list("tf"))
 NumericResolver.add_implicit_resolver(TAG + "int", INT, list("-+0123456789"))
 NumericResolver.add_implicit_resolver(
-    TAG + "float", re.compile(FLOAT.pattern[:-1] + r"|^[-+]?\.inf$|^\.nan$"), list("-+0123456789.")
+    TAG + "float", re.compile(f"{FLOAT.pattern}|^[-+]?\\.inf$|^\\.nan$"), list("-+0123456789.")
 )
 
 
