@@ -18,6 +18,8 @@ Run: .venv/bin/python benchmarks/bench_sensitivity.py
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import numpy as np
@@ -25,12 +27,13 @@ import numpy as np
 import gradrun
 from gradrun.tree import PythonFunction
 
+# the function and its VJP are the mutation suite's sum_sigmoid_matmul case
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from mutations import entry_off  # noqa: E402
+from mutations.layers import f_sum_sigmoid_matmul as loss, vjp_sum_sigmoid_matmul as loss_vjp  # noqa: E402
+
 SHAPE = (32, 32, 16)
 KS = [None] + list(range(1, 11))  # None: the correct gradient
-
-
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
 
 
 def point(seed=0):
@@ -39,40 +42,19 @@ def point(seed=0):
     return {"X": rng.standard_normal((n, d)), "W": rng.standard_normal((d, m)) / np.sqrt(d)}
 
 
-def loss(X, W):
-    return np.sum(sigmoid(X @ W))
-
-
-def loss_vjp(g, X, W):
-    s = sigmoid(X @ W)
-    gn = g * s * (1 - s)
-    return gn @ W.T, X.T @ gn
-
-
 def median_entry(values) -> int:
     """The flat index of dL/dX's entry of median magnitude."""
     gx = loss_vjp(1.0, values["X"], values["W"])[0].ravel()
     return int(np.argsort(np.abs(gx))[gx.size // 2])
 
 
-def plant(ct, index, rel):
-    """``ct`` with flat entry ``index`` off by ``rel`` relative (unchanged when rel is 0)."""
-    ct = np.array(ct, copy=True)
-    ct.reshape(-1)[index] *= 1 + rel
-    return ct
-
-
 def gradrun_python(values, index, rel) -> tuple:
-    def vjp(g, X, W):
-        gx, gw = loss_vjp(g, X, W)
-        return plant(gx, index, rel), gw
-
-    res = gradrun.check(loss, values, vjp=vjp, check="full")
+    res = gradrun.check(loss, values, vjp=entry_off(loss_vjp, rel, arg=0, index=index), check="full")
     return res.passed, res
 
 
 def gradrun_graph(values, index, rel) -> tuple:
-    identity = PythonFunction("plant", ("x",), lambda x: x, lambda g, x: plant(g, index, rel),
+    identity = PythonFunction("plant", ("x",), lambda x: x, entry_off(lambda g, x: g, rel, 0, index),
                               complex_safe=True)
     res = gradrun.check("sum(sigmoid(plant(X) @ W))", values, functions={"plant": identity}, check="full")
     return res.passed, res
