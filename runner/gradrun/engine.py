@@ -422,7 +422,7 @@ def _dense_step(node, i, vals, ps, batch):
         padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
         news = [x if d is None else _pad(x + d, nd) for x, d in zip(args, ds)]
         if prim.additive:
-            delta = prim.forward(*[0 if d is None else d for d in padded])
+            delta = prim.forward(*[0 if d is None else p for p, d in zip(padded, ds)])
         else:
             delta = prim.forward(*news) - out
             if prim.kinks:
