@@ -270,6 +270,14 @@ def _sequence(doc, path, kind, args, limit, issues):
     return (np.linspace if kind == "linspace" else np.logspace)(a, b, int(count), dtype=np.float64)
 
 
+def _finite(doc, path, array, issues):
+    """``array`` if every value is finite, else None after recording an issue."""
+    if array is not None and not np.isfinite(array).all():
+        issues.append(doc.issue(path, "values are not finite (inf or nan)", "keep numbers within float64's range"))
+        return None
+    return array
+
+
 class _Inputs:
     """Generates the inputs of one experiment, in the order written, from its seed."""
 
@@ -278,6 +286,12 @@ class _Inputs:
         self.stream = None  # the legacy RandomState shared by randn/rand inputs
 
     def value(self, path, value, position):
+        """An input's value as a float64 array, or None after recording an issue."""
+        with np.errstate(all="ignore"):
+            array = self.make(path, value, position)
+        return _finite(self.doc, path, array, self.issues)
+
+    def make(self, path, value, position):
         if isinstance(value, (int, float)):
             return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, list):
@@ -286,7 +300,7 @@ class _Inputs:
             except ValueError:
                 self.issues.append(self.doc.issue(path, "a nested list must be rectangular (rows of equal length)"))
                 return None
-            return self.sized(path, array.shape) and array
+            return array if self.sized(path, array.shape) else None
         kind = next(k for k in (*SEQUENCES, "shape") if k in value)
         if kind in SEQUENCES:
             return _sequence(self.doc, path, kind, value[kind], MAX_INPUT_ELEMENTS, self.issues)
@@ -482,8 +496,7 @@ class _Checker:
                 self.unusable.add(name)
             elif name in primitives.PRIMITIVES:
                 self.add(path, f"function '{name}' has the name of a built-in", "choose another name", key=True)
-                continue
-            if isinstance(decl, str):
+            elif isinstance(decl, str):
                 bodies[name] = (("x",), decl, path)
             elif "expr" in decl:
                 bodies[name] = (tuple(decl.get("params", ["x"])), decl["expr"], path + ("expr",))
@@ -598,6 +611,8 @@ class _Checker:
             path + (("inputs",) if n in inputs else ("sweep",)) + (n,), key=True))
 
         expr = self.build_expr(path, data, inputs, given)
+        if expr is not None and not given:
+            self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
         wrt = list(data.get("wrt", given))
         for k, name in enumerate(wrt):
             if name not in given:
@@ -701,10 +716,15 @@ class _Checker:
             spec, where = sweep[name], path + ("sweep", name)
             if isinstance(spec, dict):
                 kind = next(k for k in SEQUENCES if k in spec)
-                values = _sequence(self.doc, where, kind, spec[kind], MAX_SWEEP_POINTS, self.issues)
+                with np.errstate(all="ignore"):
+                    values = _sequence(self.doc, where, kind, spec[kind], MAX_SWEEP_POINTS, self.issues)
+                values = _finite(self.doc, where, values, self.issues)
                 values = None if values is None else [float(v) for v in values]
             else:
                 values = self.sweep_list(where, name, spec)
+                if values is not None and name != "method":
+                    values = _finite(self.doc, where, np.asarray(values), self.issues)
+                    values = None if values is None else [float(v) for v in values]
             ok &= values is not None
             axes[name] = values
         if not ok:
