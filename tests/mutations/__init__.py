@@ -125,9 +125,9 @@ def softmax_vjp(g, s, axis=-1):
 
 
 def all_cases() -> list:
-    from . import elementwise, layers, losses
+    from . import elementwise, layers, losses, stress
 
-    cases = elementwise.CASES + layers.CASES + losses.CASES
+    cases = elementwise.CASES + layers.CASES + losses.CASES + stress.CASES
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     return cases
