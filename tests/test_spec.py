@@ -142,7 +142,7 @@ def test_sweeps_over_step_and_method_set_per_point_settings():
     assert all(p.settings.method == "central" for p in steps.points)  # from defaults
     methods = exps["compare-methods"]
     assert len(methods.points) == 12
-    assert methods.points[1].coords == {"method": "forward", "step": 1e-5}
+    assert methods.points[1].coords == {"method": "forward", "step": 1e-6}
     assert methods.settings_at(methods.points[1]).method == "forward"
     assert set(methods.points[0].inputs) == {"x"}
 
@@ -218,3 +218,13 @@ def test_limits_are_documented_constants():
     assert spec.MAX_INPUT_ELEMENTS == 1_000_000
     assert spec.MAX_SWEEP_POINTS == 10_000
     assert spec.MAX_REPORT_ROWS == 2_000_000
+
+
+def test_schema_path_prefers_the_installed_package_data(tmp_path, monkeypatch):
+    import gradrun
+
+    (tmp_path / "schemas").mkdir()
+    packaged = tmp_path / "schemas" / "experiment.schema.json"
+    packaged.write_text("{}")
+    monkeypatch.setattr(gradrun, "__file__", str(tmp_path / "__init__.py"))
+    assert spec.schema_path() == packaged
