@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import itertools
 import json
 import math
@@ -25,7 +24,7 @@ import numpy as np
 
 from . import expr as exprs
 from . import primitives, tree, yamlload
-from .model import CHECKS, METHODS, Experiment, Issue, Point, Settings, Spec, SpecError
+from .model import METHODS, Experiment, Issue, Point, Settings, Spec, SpecError
 from .tree import Call, Const, ExprFunction, PythonFunction, Var
 
 MAX_FILE_BYTES = 10_000_000  # a spec file
