@@ -93,8 +93,9 @@ unary("log", np.log, lambda x, a: 1 / x, "log(x)", "1/x", domain=(0.1, 4.0))
 unary("sin", np.sin, lambda x, a: np.cos(x), "sin(x)", "cos(x)")
 unary("cos", np.cos, lambda x, a: -np.sin(x), "cos(x)", "-sin(x)")
 unary("tan", np.tan, lambda x, a: 1 + a * a, "tan(x)", "1 + tan(x)**2", domain=(-1.2, 1.2))
-unary("tanh", np.tanh, lambda x, a: 1 - a * a, "tanh(x)", "1 - tanh(x)**2")
-unary("sigmoid", _sigmoid, lambda x, a: a * (1 - a), "1/(1 + exp(-x))", "sigmoid(x)*(1 - sigmoid(x))")
+# not 1 - a*a nor a*(1 - a): those cancel to nothing where tanh and sigmoid saturate
+unary("tanh", np.tanh, lambda x, a: 1 / np.cosh(x) ** 2, "tanh(x)", "1 - tanh(x)**2")
+unary("sigmoid", _sigmoid, lambda x, a: _sigmoid(x) * _sigmoid(-x), "1/(1 + exp(-x))", "sigmoid(x)*(1 - sigmoid(x))")
 unary("softplus", _softplus, lambda x, a: _sigmoid(x), "log(1 + exp(x))", "sigmoid(x)")
 unary("relu", lambda x: np.where(_positive(x), x, 0), lambda x, a: np.where(_positive(x), 1.0, 0.0),
       "max(x, 0)", "1 if x > 0 else 0", kinks=(0.0,))
