@@ -14,28 +14,13 @@ from mutations import all_cases
 CASES = all_cases()
 DTYPES = ("float64", "float32")
 
-# (case, variant, dtype) -> why gradrun gets it wrong today; strict, so a fix shows up.
-WHY = {
-    "l2_plus_large_constant": "false failure: the round-off of f(x+h) - f(x) (about eps*|f|/h, |f| = 1e6) "
-                              "is in neither the error estimate nor the tolerance",
-    "sin_far_from_origin": "false failure: auto steps scale with max(1, |x|); at |x| ~ 1000 Richardson's "
-                           "step is ~24 and its value is wrong (0.080 against cos = -0.999)",
-    "layer_norm_offset_100": "false failure: auto steps scale with max(1, |x|); at |x| ~ 100 they are large "
-                             "against the function's own scale (std 1), Richardson is off by ~4%",
-    "softmax_saturated": "false failure: derivatives of ~1e-17 sit below the output's round-off "
-                         "(eps*|out|/h ~ 2e-11), read as 0, and the tolerance has no round-off floor",
-}
-KNOWN = {(case, "correct", dtype): why for case, why in WHY.items() for dtype in ("float64", "float32")}
-
-
 def params():
     out = []
     for case in CASES:
         for variant, vjp, should_pass in case.variants():
             for dtype in DTYPES:
                 key = (case.name, variant, dtype)
-                marks = [pytest.mark.xfail(strict=True, reason=KNOWN[key])] if key in KNOWN else []
-                out.append(pytest.param(case, vjp, should_pass, dtype, marks=marks, id="-".join(key)))
+                out.append(pytest.param(case, vjp, should_pass, dtype, id="-".join(key)))
     return out
 
 

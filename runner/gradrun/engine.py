@@ -404,6 +404,20 @@ def _pad(d, ndim):
     return d.reshape((d.shape[0],) + (1,) * (ndim - (d.ndim - 1)) + d.shape[1:])
 
 
+def _batched_matmul(operands, batched, primals, out_shape):
+    """numpy's matmul of operands some of which carry a leading batch axis."""
+    a_nd, b_nd = primals[0].ndim, primals[1].ndim
+    lifted = [operands[0][..., None, :] if a_nd == 1 else operands[0],
+              operands[1][..., :, None] if b_nd == 1 else operands[1]]
+    nd = max(a_nd, b_nd, 2)
+    for k in range(2):
+        if batched[k]:
+            x = lifted[k]
+            lifted[k] = x.reshape((x.shape[0],) + (1,) * (nd + 1 - x.ndim) + x.shape[1:])
+    product = np.matmul(lifted[0], lifted[1])
+    return product.reshape((len(product),) + tuple(out_shape))
+
+
 def _dense_step(node, i, vals, ps, batch):
     args = [vals[a] for a in node.args]
     ds = [None if p is None else p.delta for p in ps]
@@ -433,10 +447,12 @@ def _dense_step(node, i, vals, ps, batch):
         return Dense(ds[0].reshape(batch, -1).sum(axis=1) * _weight(prim, args[0].shape)), kink
     if prim.kind == "transpose":
         return Dense(np.transpose(ds[0], (0,) + tuple(range(ds[0].ndim - 1, 0, -1)))), kink
-    if prim.kind == "matmul" and args[1].ndim == 1 and ds[1] is not None:
-        return Dense(np.matmul(new[0], new[1][..., None])[..., 0] - out), kink
     if prim.kind == "matmul":
-        return Dense(np.matmul(new[0], new[1]) - out), kink
+        linear = (ds[0] is None) != (ds[1] is None)  # then the product of delta and the other is the delta
+        if linear:
+            new = [x if d is None else d for d, x in zip(ds, args)]
+        product = _batched_matmul(new, [d is not None for d in ds], args, out.shape)
+        return Dense(product if linear else product - out), kink
     # ops along the last axis take a leading batch axis as is; anything else row by row
     if all(x.ndim >= 1 for x in args):
         return Dense(prim.forward(*new) - out), kink
@@ -454,9 +470,18 @@ def perturb(graph: Graph, vals: list, name: str, index, delta):
     """
     index = np.asarray(index, dtype=np.int64)
     delta = np.asarray(delta)
-    batch = len(index)
+    return _propagate(graph, vals, name, Sparse(index[:, None], delta[:, None]), len(index), delta.dtype)
+
+
+def perturb_along(graph: Graph, vals: list, name: str, directions):
+    """Move the whole input ``name`` by ``directions[b]`` (shape (B, *input shape)); as ``perturb``."""
+    directions = np.asarray(directions)
+    return _propagate(graph, vals, name, Dense(directions), len(directions), directions.dtype)
+
+
+def _propagate(graph, vals, name, start, batch, dtype):
     state: list = [None] * len(graph.nodes)
-    state[graph.inputs[name]] = Sparse(index[:, None], delta[:, None])
+    state[graph.inputs[name]] = start
     kink = np.zeros(batch, dtype=bool)
     width = 1
     with np.errstate(all="ignore"):
@@ -483,6 +508,6 @@ def perturb(graph: Graph, vals: list, name: str, index, delta):
     out = state[graph.output]
     size = vals[graph.output].size
     if out is None:
-        return np.zeros((batch, size), dtype=delta.dtype), kink, width
+        return np.zeros((batch, size), dtype=dtype), kink, width
     flat = _densify(out, vals[graph.output].shape, batch).delta.reshape(batch, size)
     return flat, kink, max(width, size)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import engine, numeric
+from . import engine, numeric, screen
 from .model import Record, Settings
 
 
@@ -48,6 +48,10 @@ TOLERANCES = {
     "float64": Tolerance(rtol=1e-8, atol_scale=1e-10),
     "float32": Tolerance(rtol=1e-4, atol_scale=1e-4),
 }
+
+# However exact the gradient, nothing finer than round-off in the output can be
+# compared: every element is allowed ROUNDOFF_FLOOR * eps * |f(x)| / max(1, |x_j|).
+ROUNDOFF_FLOOR = 256
 
 NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -133,41 +137,47 @@ class _Columns:
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
-                primary: str = "float64"):
-    """Numeric beside analytic for every element of one input: a dict of (M, N) arrays.
+                primary: str = "float64", columns=None):
+    """Numeric beside analytic for elements of one input: a dict of (M, len(columns)) arrays.
 
-    ``analytic`` is held to the tolerance of ``primary`` (float64 unless the
-    user's code computes in float32 only), ``analytic32`` when given to the
-    float32 tolerance.
+    ``columns`` lists the flat element indices to check (all by default);
+    ``analytic`` holds their Jacobian columns. ``analytic`` is held to the
+    tolerance of ``primary`` (float64 unless the user's code computes in
+    float32 only), ``analytic32`` when given to the float32 tolerance.
     """
     method, confirm = resolve_method(settings.method, graph)
     cols = _Columns(graph, vals, name, eps)
-    n = cols.x.size
-    idx = np.arange(n)
+    idx = np.arange(cols.x.size) if columns is None else np.asarray(columns, dtype=np.int64)
     num, est, kink, h = cols.derivative(method, settings.step, idx)
-    num, est = num.T.copy(), est.T.copy()  # (M, N)
-    methods = np.full(n, method, dtype=object)
+    num, est = num.T.copy(), est.T.copy()  # (M, len(idx))
+    methods = np.full(len(idx), method, dtype=object)
     steps_used = h.copy()
     ana = analytic
-    dtype = settings.dtype if analytic32 is not None else "float64"
+
+    magnitude = np.abs(vals[graph.output]).ravel()
+    floor = ROUNDOFF_FLOOR * eps * magnitude[:, None] / np.maximum(1.0, np.abs(cols.x[idx]))[None, :]
 
     def verdict():
         scale = _row_scale(num, ana) if analytic32 is None else _row_scale(num, ana, analytic32)
-        tol64 = tolerance(scale, num, est, primary, settings)
-        bad = ~(np.abs(ana - num) <= tol64)
-        tol = tol64
+        noise = np.zeros(num.shape)
+        for m in set(methods):
+            at = methods == m
+            noise[:, at] = numeric.roundoff(m, eps, magnitude, steps_used[at])
+        total = np.nan_to_num(est, nan=0.0) + noise
+        tol = tolerance(scale, num, total, primary, settings) + floor
+        bad = ~(np.abs(ana - num) <= tol)
         if analytic32 is not None:
-            tol = tolerance(scale, num, est, dtype, settings)
+            tol = tolerance(scale, num, total, settings.dtype, settings) + floor
             bad |= ~(np.abs(analytic32 - num) <= tol)
         return bad, tol
 
     bad, tol = verdict()
     again = np.flatnonzero(bad.any(axis=0) & ~kink)
-    if len(again) and method != "complex" and confirm is None:
-        est[:, again] = cols.truncation(method, h[again], num[:, again].T, again).T
+    if len(again) and confirm is None:
+        est[:, again] = cols.truncation(method, h[again], num[:, again].T, idx[again]).T
         bad, tol = verdict()
     elif len(again) and confirm is not None:
-        r_num, r_est, r_kink, r_h = cols.derivative(confirm, "auto", again)
+        r_num, r_est, r_kink, r_h = cols.derivative(confirm, "auto", idx[again])
         num[:, again], est[:, again] = r_num.T, r_est.T
         kink[again] |= r_kink
         methods[again], steps_used[again] = confirm, r_h
@@ -178,9 +188,10 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     plus = np.full(num.shape, np.nan)
     suspects = np.flatnonzero(kink | bad.any(axis=0))
     if len(suspects):
-        h_real = numeric.steps("central", cols.x[suspects], "auto", eps) if method == "complex" else h[suspects]
-        m1, p1 = cols.one_sided(h_real, suspects)
-        m2, p2 = cols.one_sided(h_real / 2, suspects)
+        where = idx[suspects]
+        h_real = numeric.steps("central", cols.x[where], "auto", eps) if method == "complex" else h[suspects]
+        m1, p1 = cols.one_sided(h_real, where)
+        m2, p2 = cols.one_sided(h_real / 2, where)
         jump1, jump2 = np.abs(p1 - m1), np.abs(p2 - m2)
         persistent = (jump2 > 0.75 * jump1) & (jump2 > tol[:, suspects].T)
         kink[suspects] |= persistent.any(axis=1)
@@ -191,35 +202,87 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     finite = np.isfinite(num) & np.isfinite(shown)
     status = np.where(~finite, "nan", np.where(at_kink, "kink", np.where(bad, "fail", "pass")))
     return {
-        "numeric": num, "analytic": shown, "analytic64": ana, "tolerance": tol, "error_estimate": est,
-        "status": status, "minus": minus, "plus": plus, "method": methods, "step": steps_used,
+        "columns": idx, "numeric": num, "analytic": shown, "analytic64": ana, "tolerance": tol,
+        "error_estimate": est, "status": status, "minus": minus, "plus": plus, "method": methods,
+        "step": steps_used,
     }
+
+
+def analytic_columns(graph, vals, name, columns) -> np.ndarray:
+    """Jacobian columns of one input, (M, len(columns)): by JVP when the output is large."""
+    out = vals[graph.output]
+    x = vals[graph.inputs[name]]
+    if out.size <= 64 or not graph.has_jvp:
+        return engine.jacobian(graph, vals, [name])[name][:, columns]
+    cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
+    for p, j in enumerate(columns):
+        t = np.zeros(x.size, dtype=x.dtype)
+        t[j] = 1
+        cols[:, p] = engine.jvp(graph, vals, {name: t.reshape(x.shape)}).ravel()
+    return cols
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
                 point: int = 0, coords=None) -> list:
-    """Every element of the Jacobian of the graph's output at one point, as Records."""
+    """The Jacobian of the graph's output at one point, checked as ``settings.check`` says, as Records.
+
+    ``full`` checks every element; ``screen`` compares random projections and
+    checks in full only the elements it localizes; ``auto`` is full up to
+    ``screen.FULL_LIMIT`` Jacobian entries and a screen above.
+    """
     dtype = settings.dtype
     rounded = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
     vals = engine.evaluate(graph, rounded, np.float64)
     eps = numeric.EPS["float64" if vals[graph.output].dtype == np.float64 else "float32"]
-    jac = engine.jacobian(graph, vals, wrt)
-    jac32, primary = None, "float64"
+    vals32, primary = None, "float64"
     if dtype != "float64":
         vals32 = engine.evaluate(graph, rounded, NUMPY_DTYPES[dtype])
-        jac32 = engine.jacobian(graph, vals32, wrt)
         if vals[graph.output].dtype != np.float64:  # the user's code ignores float64
-            jac, jac32, primary = jac32, None, dtype
+            vals, vals32, primary = vals32, None, dtype
+    entries = vals[graph.output].size * sum(vals[graph.inputs[name]].size for name in wrt)
+    mode = settings.check if settings.check != "auto" else ("full" if entries <= screen.FULL_LIMIT else "screen")
+    rng = np.random.default_rng([settings.seed, point])
     records = []
     for name in wrt:
         x = vals[graph.inputs[name]]
-        res = check_input(graph, vals, name, jac[name].astype(np.float64), settings, eps,
-                          None if jac32 is None else jac32[name].astype(np.float64), primary)
-        records.extend(_records(res, experiment, point, name, x, settings, coords or {}))
+        columns = None
+        if mode == "screen":
+            method, _ = resolve_method(settings.method, graph)
+            found = screen.screen_input(graph, vals, vals32, name, settings, eps,
+                                        method if method != "central" else "richardson", rng, TOLERANCES, primary)
+            records.extend(_screen_records(found, experiment, point, name, settings, coords or {}))
+            if not found.bad.any():
+                continue
+            columns = screen.localize(graph, vals, name, found, int(np.argmax(found.bad)), settings, eps,
+                                      TOLERANCES, primary)
+            if not columns:  # too many, or cancelling: look at every element
+                columns = None
+        idx = np.arange(x.size) if columns is None else np.asarray(columns)
+        ana = analytic_columns(graph, vals, name, idx).astype(np.float64)
+        ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx).astype(np.float64)
+        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx)
+        records.extend(_records(res, experiment, point, name, x, settings, coords or {}, mode))
     return records
 
 
-def _records(res, experiment, point, name, x, settings, coords):
+def _screen_records(found, experiment, point, name, settings, coords):
+    """One row per screening direction: the projection u . J v, numeric beside analytic."""
+    out = []
+    for k in range(len(found.numeric)):
+        num, ana = float(found.numeric[k]), float(found.analytic[k])
+        err = abs(ana - num)
+        status = "pass" if not found.bad[k] else ("nan" if not np.isfinite(num + ana) else "fail")
+        out.append(Record(
+            experiment=experiment, point=point, input=name, index=-1, element=f"u{k}.J.v{k}", output=-1,
+            value=float("nan"), numeric=num, analytic=ana, abs_error=err,
+            rel_error=0.0 if err == 0 else err / max(abs(num), abs(ana)),
+            passed=status == "pass", status=status, tolerance=float(found.tolerance[k]),
+            method=found.method, step=float(found.step), error_estimate=float(found.error_estimate[k]),
+            dtype=settings.dtype, check="screen", coords=dict(coords)))
+    return out
+
+
+def _records(res, experiment, point, name, x, settings, coords, check="full"):
     num, ana = res["numeric"], res["analytic"]
     abs_err = np.abs(ana - num)
     with np.errstate(all="ignore"):
@@ -229,17 +292,17 @@ def _records(res, experiment, point, name, x, settings, coords):
     flat = x.ravel()
     out = []
     m, n = num.shape
-    for j in range(n):
+    for p, j in enumerate(res["columns"]):
         for o in range(m):
-            status = str(res["status"][o, j])
+            status = str(res["status"][o, p])
             out.append(Record(
                 experiment=experiment, point=point, input=name, index=j, element=names[j], output=o,
-                value=float(flat[j]), numeric=float(num[o, j]), analytic=float(ana[o, j]),
-                abs_error=float(abs_err[o, j]), rel_error=float(rel_err[o, j]),
-                passed=status in ("pass", "kink"), status=status, tolerance=float(res["tolerance"][o, j]),
-                method=str(res["method"][j]), step=float(res["step"][j]),
-                error_estimate=float(res["error_estimate"][o, j]),
-                numeric_minus=float(res["minus"][o, j]), numeric_plus=float(res["plus"][o, j]),
-                dtype=settings.dtype, check="full", coords=dict(coords),
+                value=float(flat[j]), numeric=float(num[o, p]), analytic=float(ana[o, p]),
+                abs_error=float(abs_err[o, p]), rel_error=float(rel_err[o, p]),
+                passed=status in ("pass", "kink"), status=status, tolerance=float(res["tolerance"][o, p]),
+                method=str(res["method"][p]), step=float(res["step"][p]),
+                error_estimate=float(res["error_estimate"][o, p]),
+                numeric_minus=float(res["minus"][o, p]), numeric_plus=float(res["plus"][o, p]),
+                dtype=settings.dtype, check=check, coords=dict(coords),
             ))
     return out

@@ -1,0 +1,136 @@
+"""Screening a Jacobian along random directions, and localizing what a screen flags.
+
+A screen compares ``u . J v`` computed two ways for a few seeded random
+sign vectors u (over the output) and v (over one input): analytically, from
+one VJP per direction (``g = J^T u``, then ``g . v``), and numerically, from
+one directional difference per direction. With signs of +-1, an error of
+size e in a single Jacobian entry moves every direction's ``u . J v`` by
+exactly e, so the screen sees any single-entry error above its tolerance,
+which it states.
+
+When a direction disagrees, group testing finds the culprits without the
+full Jacobian: the input elements the direction covers are split in halves,
+each half's ``u . J v_half`` is compared (the analytic side is a partial sum
+of the same g, so it costs nothing), and only disagreeing halves are split
+again. One wrong entry among N costs about 2 log2(N) directional
+differences, evaluated a level at a time in one batch; each element found is
+then checked in full (its whole Jacobian column), as a full check would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import engine, numeric
+
+SCREEN_DIRECTIONS = 4
+FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
+MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
+
+
+@dataclass
+class Screen:
+    numeric: np.ndarray  # (K,) u . J v by differences
+    analytic: np.ndarray  # (K,) u . J v from the VJP (of the dtype being checked)
+    analytic64: np.ndarray  # (K,) the same from float64 code
+    tolerance: np.ndarray  # (K,)
+    error_estimate: np.ndarray  # (K,)
+    bad: np.ndarray  # (K,) bool
+    method: str
+    step: float
+    u: np.ndarray  # (K, M)
+    v: np.ndarray  # (K, N)
+    g: np.ndarray  # (K, N) J^T u, float64 code
+    g32: np.ndarray | None  # (K, N) J^T u, float32 code
+
+    @property
+    def sensitivity(self) -> float:
+        """The smallest single-entry error every direction is sure to flag."""
+        return float(np.max(self.tolerance))
+
+
+def directional(graph, vals, name, method, v, u, eps):
+    """u . J v by differences along each row of v: (value, estimate, step).
+
+    The step is taken along the unit vector v / |v|, scaled like one
+    element's step, and the result scaled back by |v|: a step of h in every
+    element at once would see the curvature of all of them together.
+    """
+    x = vals[graph.inputs[name]]
+    scale = float(np.sqrt(np.mean(x * x))) if x.size else 1.0
+    h = numeric.steps(method, np.array([scale]), "auto", eps)[0]
+    norms = np.maximum(np.sqrt(np.einsum("bn,bn->b", v, v)), np.finfo(float).tiny)
+    unit = (v / norms[:, None]).reshape((len(v),) + x.shape)
+
+    def delta(offsets):
+        d, kink, _ = engine.perturb_along(graph, vals, name, offsets.reshape((-1,) + (1,) * x.ndim) * unit)
+        return np.einsum("bm,bm->b", d, u)[:, None], kink
+
+    value, est, _ = numeric.derivative(delta, method, np.full(len(v), h))
+    return value[:, 0] * norms, est[:, 0] * norms, h
+
+
+def tolerance(terms, num, est, table_row, settings):
+    """The screen's bound: like an element's, with the row scale replaced by the sum of |terms|."""
+    atol = settings.atol if settings.atol is not None else table_row.atol_scale * terms
+    rtol = settings.rtol if settings.rtol is not None else table_row.rtol
+    return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0)
+
+
+def screen_input(graph, vals, vals32, name, settings, eps, method, rng, tables, primary):
+    """Compare u . J v along SCREEN_DIRECTIONS random sign directions."""
+    m = vals[graph.output].size
+    n = vals[graph.inputs[name]].size
+    u = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, m))
+    v = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, n))
+    out_shape = vals[graph.output].shape
+
+    def cotangent_products(vs):
+        if vs is None:
+            return None
+        return np.stack([np.asarray(engine.vjp(graph, vs, uk.reshape(out_shape))[name], dtype=np.float64).ravel()
+                         for uk in u])
+
+    g, g32 = cotangent_products(vals), cotangent_products(vals32)
+    num, est, h = directional(graph, vals, name, method, v, u, eps)
+    ana64 = np.einsum("kn,kn->k", g, v)
+    terms = np.abs(g * v).sum(axis=1)
+    tol = tolerance(terms, num, est, tables[primary], settings)
+    bad = ~(np.abs(ana64 - num) <= tol)
+    ana = ana64
+    if g32 is not None:
+        ana = np.einsum("kn,kn->k", g32, v)
+        tol = tolerance(np.abs(g32 * v).sum(axis=1), num, est, tables[settings.dtype], settings)
+        bad |= ~(np.abs(ana - num) <= tol)
+    return Screen(num, ana, ana64, tol, est, bad, method, h, u, v, g, g32)
+
+
+def localize(graph, vals, name, screen: Screen, k: int, settings, eps, tables, primary):
+    """Input elements whose Jacobian columns disagree along direction k, or None if too many."""
+    u, v, g = screen.u[k:k + 1], screen.v[k], screen.g[k]
+    sets = [np.arange(v.size)]
+    found = []
+    while sets:
+        halves = [h for s in sets for h in (np.array_split(s, 2) if len(s) > 1 else [s]) if len(h)]
+        if len(halves) > 2 * MAX_LOCALIZED:
+            return None
+        masked = np.zeros((len(halves), v.size))
+        for row, part in enumerate(halves):
+            masked[row, part] = v[part]
+        num, est, _ = directional(graph, vals, name, screen.method, masked, np.repeat(u, len(halves), 0), eps)
+        ana = masked @ g
+        tol = tolerance(np.abs(masked * g).sum(axis=1), num, est, tables[primary], settings)
+        bad = ~(np.abs(ana - num) <= tol)
+        sets = []
+        for part, is_bad in zip(halves, bad):
+            if not is_bad:
+                continue
+            if len(part) == 1:
+                found.append(int(part[0]))
+            else:
+                sets.append(part)
+        if len(sets) > MAX_LOCALIZED:
+            return None
+    return sorted(found)
