@@ -22,7 +22,7 @@ LOW, HIGH = -1.5, 1.5  # input values: smooth primitives are well-conditioned he
 ROUND_OFF = 100 * np.finfo(np.float64).eps  # of a delta, relative to the largest value in the graph
 
 EXAMPLES = settings(max_examples=200, deadline=None, database=None,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def out_shape(op, *shapes):
