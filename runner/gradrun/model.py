@@ -93,6 +93,7 @@ class Record:
     tolerance: float
     method: str
     step: float
+    output_value: float = float("nan")  # the primal output f(x)[output] at this point
     error_estimate: float = float("nan")
     numeric_minus: float = float("nan")  # one-sided (backward) difference, for kinks
     numeric_plus: float = float("nan")  # one-sided (forward) difference, for kinks
