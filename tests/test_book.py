@@ -132,11 +132,14 @@ def test_auto_on_own_graph_is_exact_to_1e12(name):
     assert worst <= AUTO_RTOL
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "black-box auto is a central difference at step eps**(1/3) (~1e-11 relative); Richardson "
-    "only re-checks elements that fail the first pass, so passing elements keep ~1e-11"))
+# Black-box auto spends 2 evaluations an element (a central difference at step
+# eps**(1/3), ~1e-11 relative) and confirms with Richardson only what fails:
+# the README promises 1e-9 there, 1e-12 on gradrun's own graphs.
+BLACK_BOX_RTOL = 1e-9
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_auto_on_black_box_is_exact_to_1e12(name):
+def test_auto_on_black_box_is_within_1e9(name):
     expr = FUNCTIONS[name][0]
     fn, vjp = blackbox(name)
     worst = 0.0
@@ -144,4 +147,4 @@ def test_auto_on_black_box_is_exact_to_1e12(name):
         (rec,) = gradrun.check(fn, {"x": p}, vjp=vjp).records
         assert rec.passed
         worst = max(worst, rel(rec.numeric, exact(expr, p)))
-    assert worst <= AUTO_RTOL
+    assert worst <= BLACK_BOX_RTOL
