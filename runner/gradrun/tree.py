@@ -75,12 +75,15 @@ class PythonFunction:
 
 
 def python_params(fn: Callable) -> tuple:
-    """Parameter names of a user callable, in order (used as input names)."""
+    """Parameter names of a user callable, in order (used as input names).
+
+    Parameters with a default value are the function's own settings, not inputs.
+    """
     sig = inspect.signature(fn)
     return tuple(
         p.name
         for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     )
 
 
