@@ -308,17 +308,31 @@ def _coalesce(p: Sparse) -> Optional[Sparse]:
     return Sparse(idx.ravel()[starts].reshape(len(idx), -1), summed, True)
 
 
-def _kink_rows(prim, x_base, x_delta):
+@dataclass(frozen=True)
+class Motion:
+    """How a delta moves a value: a real step, or an imaginary one (complex
+    step), whose deltas are carried as their real imaginary parts so that
+    linear ops stay in real arithmetic."""
+
+    imaginary: bool = False
+
+    def lift(self, x, d):
+        return x + 1j * d if self.imaginary else x + d
+
+    def change(self, new, old):
+        return np.imag(new) if self.imaginary else new - old
+
+
+def _kink_rows(prim, x_base, x_new, moved):
     """Rows whose perturbation reaches or crosses a point where ``prim`` has a kink."""
-    hit = np.zeros(x_delta.shape[0], dtype=bool)
-    moved = x_delta != 0
+    hit = np.zeros(moved.shape[0], dtype=bool)
     for k in prim.kinks:
-        side = (np.real(x_base) - k) * (np.real(x_base + x_delta) - k) <= 0
+        side = (np.real(x_base) - k) * (np.real(x_new) - k) <= 0
         hit |= (side & moved).reshape(len(hit), -1).any(axis=1)
     return hit
 
 
-def _elementwise_sparse(prim, node, i, vals, ps, batch):
+def _elementwise_sparse(prim, node, i, vals, ps, batch, motion):
     """An elementwise op on sparse deltas; None when it must go dense."""
     out_shape = vals[i].shape
     moved = [k for k, p in enumerate(ps) if p is not None]
@@ -345,10 +359,10 @@ def _elementwise_sparse(prim, node, i, vals, ps, batch):
     else:
         if not unique:
             return None
-        new = [base[k] + reps[k] if k in reps else base[k] for k in range(len(base))]
-        delta = prim.forward(*new) - vals[i].ravel()[out_idx]
+        new = [motion.lift(base[k], reps[k]) if k in reps else base[k] for k in range(len(base))]
+        delta = motion.change(prim.forward(*new), vals[i].ravel()[out_idx])
         if prim.kinks:
-            kink = _kink_rows(prim, base[moved[0]], reps[moved[0]])
+            kink = _kink_rows(prim, base[moved[0]], new[moved[0]], reps[moved[0]] != 0)
     return Sparse(out_idx, np.broadcast_to(delta, out_idx.shape), unique), kink
 
 
@@ -382,11 +396,11 @@ def _weight(prim, shape):
     return _weight_cached(prim.name, tuple(shape))
 
 
-def _sparse_step(node, i, vals, ps, batch):
+def _sparse_step(node, i, vals, ps, batch, motion):
     """The sparse delta of one op, or None to fall back to dense."""
     prim = primitives.get(node.op)
     if prim.kind == "elementwise":
-        return _elementwise_sparse(prim, node, i, vals, ps, batch)
+        return _elementwise_sparse(prim, node, i, vals, ps, batch, motion)
     if prim.kind == "matmul":
         return _matmul_sparse(node, i, vals, ps, batch)
     if prim.kind == "reduce":
@@ -418,7 +432,7 @@ def _batched_matmul(operands, batched, primals, out_shape):
     return product.reshape((len(product),) + tuple(out_shape))
 
 
-def _dense_step(node, i, vals, ps, batch):
+def _dense_step(node, i, vals, ps, batch, motion):
     args = [vals[a] for a in node.args]
     ds = [None if p is None else p.delta for p in ps]
     out = vals[i]
@@ -426,22 +440,22 @@ def _dense_step(node, i, vals, ps, batch):
     if node.fn is not None:
         rows = []
         for b in range(batch):
-            moved = [x if d is None else x + d[b] for x, d in zip(args, ds)]
-            rows.append(np.asarray(node.fn.forward(*moved)) - out)
+            moved = [x if d is None else motion.lift(x, d[b]) for x, d in zip(args, ds)]
+            rows.append(motion.change(np.asarray(node.fn.forward(*moved)), out))
         return Dense(np.stack(rows)), kink
     prim = primitives.get(node.op)
-    new = [x if d is None else x + d for x, d in zip(args, ds)]
+    new = [x if d is None else motion.lift(x, d) for x, d in zip(args, ds)]
     if prim.kind == "elementwise":
         nd = out.ndim
         padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
-        news = [x if d is None else _pad(x + d, nd) for x, d in zip(args, ds)]
+        news = [x if d is None else _pad(motion.lift(x, d), nd) for x, d in zip(args, ds)]
         if prim.additive:
             delta = prim.forward(*[0 if d is None else p for p, d in zip(padded, ds)])
         else:
-            delta = prim.forward(*news) - out
+            delta = motion.change(prim.forward(*news), out)
             if prim.kinks:
                 k = next(j for j, d in enumerate(ds) if d is not None)
-                kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), padded[k])
+                kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
         return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
     if prim.kind == "reduce":
         return Dense(ds[0].reshape(batch, -1).sum(axis=1) * _weight(prim, args[0].shape)), kink
@@ -452,11 +466,12 @@ def _dense_step(node, i, vals, ps, batch):
         if linear:
             new = [x if d is None else d for d, x in zip(ds, args)]
         product = _batched_matmul(new, [d is not None for d in ds], args, out.shape)
-        return Dense(product if linear else product - out), kink
+        return Dense(product if linear else motion.change(product, out)), kink
     # ops along the last axis take a leading batch axis as is; anything else row by row
     if all(x.ndim >= 1 for x in args):
-        return Dense(prim.forward(*new) - out), kink
-    return Dense(np.stack([prim.forward(*[x if d is None else x + d[b] for x, d in zip(args, ds)]) - out
+        return Dense(motion.change(prim.forward(*new), out)), kink
+    return Dense(np.stack([motion.change(prim.forward(*[x if d is None else motion.lift(x, d[b])
+                                                        for x, d in zip(args, ds)]), out)
                            for b in range(batch)])), kink
 
 
@@ -470,16 +485,20 @@ def perturb(graph: Graph, vals: list, name: str, index, delta):
     """
     index = np.asarray(index, dtype=np.int64)
     delta = np.asarray(delta)
-    return _propagate(graph, vals, name, Sparse(index[:, None], delta[:, None]), len(index), delta.dtype)
+    motion = Motion(np.iscomplexobj(delta))
+    start = Sparse(index[:, None], (np.imag(delta) if motion.imaginary else delta)[:, None])
+    return _propagate(graph, vals, name, start, len(index), motion)
 
 
 def perturb_along(graph: Graph, vals: list, name: str, directions):
     """Move the whole input ``name`` by ``directions[b]`` (shape (B, *input shape)); as ``perturb``."""
     directions = np.asarray(directions)
-    return _propagate(graph, vals, name, Dense(directions), len(directions), directions.dtype)
+    motion = Motion(np.iscomplexobj(directions))
+    start = Dense(np.imag(directions) if motion.imaginary else directions)
+    return _propagate(graph, vals, name, start, len(directions), motion)
 
 
-def _propagate(graph, vals, name, start, batch, dtype):
+def _propagate(graph, vals, name, start, batch, motion):
     state: list = [None] * len(graph.nodes)
     state[graph.inputs[name]] = start
     kink = np.zeros(batch, dtype=bool)
@@ -491,14 +510,14 @@ def _propagate(graph, vals, name, start, batch, dtype):
                 continue
             step = None
             if node.fn is None and all(p is None or isinstance(p, Sparse) for p in ps):
-                step = _sparse_step(node, i, vals, ps, batch)
+                step = _sparse_step(node, i, vals, ps, batch, motion)
                 if step is None and any(isinstance(p, Sparse) and not p.unique for p in ps):
                     merged = [None if p is None else _coalesce(p) for p in ps]
                     if all((p is None) == (q is None) for p, q in zip(merged, ps)):
-                        step = _sparse_step(node, i, vals, merged, batch)
+                        step = _sparse_step(node, i, vals, merged, batch, motion)
             if step is None:
                 dense = [_densify(p, vals[a].shape, batch) for p, a in zip(ps, node.args)]
-                step = _dense_step(node, i, vals, dense, batch)
+                step = _dense_step(node, i, vals, dense, batch, motion)
             state[i], k = step
             if k is not None:
                 kink |= k
@@ -508,6 +527,7 @@ def _propagate(graph, vals, name, start, batch, dtype):
     out = state[graph.output]
     size = vals[graph.output].size
     if out is None:
-        return np.zeros((batch, size), dtype=dtype), kink, width
-    flat = _densify(out, vals[graph.output].shape, batch).delta.reshape(batch, size)
-    return flat, kink, max(width, size)
+        flat = np.zeros((batch, size))
+    else:
+        flat = _densify(out, vals[graph.output].shape, batch).delta.reshape(batch, size)
+    return (1j * flat if motion.imaginary else flat), kink, max(width, size)
