@@ -290,22 +290,26 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
     with np.errstate(all="ignore"):
         rel_err = abs_err / np.maximum(np.abs(num), np.abs(ana))
     rel_err = np.where(abs_err == 0, 0.0, rel_err)
+    m = num.shape[0]
+    columns = res["columns"]
     names = element_names(name, x.shape)
-    flat = x.ravel()
+    # element-major order (all outputs of an element together), as plain Python values
+    grid = {key: np.asarray(res[key] if key not in ("abs", "rel") else (abs_err if key == "abs" else rel_err)).T
+            .ravel().tolist() for key in ("numeric", "analytic", "abs", "rel", "tolerance", "error_estimate",
+                                          "minus", "plus", "status")}
+    element = np.repeat(columns, m).tolist()
+    output = np.tile(np.arange(m), len(columns)).tolist()
+    value = np.repeat(x.ravel()[columns], m).tolist()
+    output_value = np.tile(res["output"], len(columns)).tolist()
+    method = np.repeat(res["method"], m).tolist()
+    step = np.repeat(res["step"], m).tolist()
     out = []
-    m, n = num.shape
-    for p, j in enumerate(res["columns"]):
-        for o in range(m):
-            status = str(res["status"][o, p])
-            out.append(Record(
-                experiment=experiment, point=point, input=name, index=j, element=names[j], output=o,
-                value=float(flat[j]), output_value=float(res["output"][o]),
-                numeric=float(num[o, p]), analytic=float(ana[o, p]),
-                abs_error=float(abs_err[o, p]), rel_error=float(rel_err[o, p]),
-                passed=status in ("pass", "kink"), status=status, tolerance=float(res["tolerance"][o, p]),
-                method=str(res["method"][p]), step=float(res["step"][p]),
-                error_estimate=float(res["error_estimate"][o, p]),
-                numeric_minus=float(res["minus"][o, p]), numeric_plus=float(res["plus"][o, p]),
-                dtype=settings.dtype, check=check, coords=dict(coords),
-            ))
+    for r, status in enumerate(grid["status"]):
+        out.append(Record(
+            experiment, point, name, element[r], names[element[r]], output[r], value[r],
+            grid["numeric"][r], grid["analytic"][r], grid["abs"][r], grid["rel"][r],
+            status in ("pass", "kink"), status, grid["tolerance"][r], method[r], step[r],
+            output_value[r], grid["error_estimate"][r], grid["minus"][r], grid["plus"][r],
+            settings.dtype, check, dict(coords),
+        ))
     return out
