@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, baseline
 from .model import ExperimentResult, Record
 
 # The CSV's fixed columns, in order: every Record field but the swept coordinates,
@@ -314,11 +314,16 @@ def experiment_json(result: ExperimentResult) -> dict:
     return s
 
 
-def summary_json(results) -> str:
-    """The console summary as one JSON document (non-finite numbers as null)."""
+def summary_json(results, drifts=None) -> str:
+    """The console summary as one JSON document (non-finite numbers as null).
+
+    With ``drifts`` (a baseline was compared), each experiment says whether it
+    ``regressed``, ``drifts`` lists every drift and ``passed`` needs none.
+    """
+    experiments = [experiment_json(r) for r in results]
     doc = {
-        "passed": all(r.passed for r in results),
-        "experiments": [experiment_json(r) for r in results],
+        "passed": all(r.passed for r in results) and not drifts,
+        "experiments": experiments,
         "totals": {
             "experiments": len(results),
             "passed": sum(r.passed for r in results),
@@ -329,6 +334,13 @@ def summary_json(results) -> str:
             "seconds": sum(r.seconds for r in results),
         },
     }
+    if drifts is not None:
+        bad = baseline.regressed(drifts)
+        for result, data in zip(results, experiments):
+            data["regressed"] = (result.file, result.name) in bad
+        doc["totals"]["drifts"] = len(drifts)
+        doc["totals"]["regressed"] = len(bad)
+        doc["drifts"] = [d.as_dict() for d in sorted(drifts, key=baseline.severity)]
     return json.dumps(_jsonable(doc), indent=2) + "\n"
 
 
@@ -391,7 +403,7 @@ def _unique(names) -> list:
     return out
 
 
-def _testcase(suite: ET.Element, result: ExperimentResult, name: str, classname: str) -> None:
+def _testcase(suite: ET.Element, result: ExperimentResult, name: str, classname: str, drifts=()) -> None:
     s = stats(result)
     case = ET.SubElement(
         suite, "testcase", name=name, classname=classname, time=f"{result.seconds:.3f}"
@@ -400,10 +412,11 @@ def _testcase(suite: ET.Element, result: ExperimentResult, name: str, classname:
         case.set("file", result.file)
     if result.line:
         case.set("line", str(result.line))
+    drift_lines = [baseline.describe(d) for d in drifts]
     if result.error is not None:
         node = ET.SubElement(case, "error", message=result.error.splitlines()[0] if result.error else "",
                              type="InternalError")
-        node.text = result.error
+        node.text = "\n".join([result.error] + drift_lines)
     elif not result.passed:
         multi_output, swept = _shape(result)
         message = (
@@ -411,7 +424,12 @@ def _testcase(suite: ET.Element, result: ExperimentResult, name: str, classname:
             + describe(s["worst"], multi_output, swept)
         )
         node = ET.SubElement(case, "failure", message=message, type="GradientMismatch")
-        node.text = "\n".join(entry_lines(result, worst_entries(result)))
+        node.text = "\n".join(entry_lines(result, worst_entries(result))
+                              + (["baseline drift:"] + drift_lines if drift_lines else []))
+    elif drift_lines:
+        node = ET.SubElement(case, "failure", message=f"{_plural(len(drift_lines), 'drift')} from the baseline; "
+                             + drift_lines[0], type="BaselineDrift")
+        node.text = "\n".join(drift_lines)
     out = [f"{_plural(s['elements'], 'element')} checked ({result.check})"]
     if s["kinks"]:
         out.append(f"{_plural(s['kinks'], 'kink')} (not differentiable there, not failures)")
@@ -419,29 +437,82 @@ def _testcase(suite: ET.Element, result: ExperimentResult, name: str, classname:
     ET.SubElement(case, "system-out").text = "\n".join(out)
 
 
-def junit_xml(results) -> str:
-    """JUnit XML: one testsuite per spec file, one uniquely named testcase per experiment."""
+def _vanished(drifts, file: str) -> list:
+    """Experiments of the baseline that did not run, as results (a testcase, an annotation)."""
+    return [ExperimentResult(d.experiment, [], file=file, line=d.line)
+            for d in drifts if d.file == file and d.kind == "missing-experiment"]
+
+
+def junit_xml(results, drifts=None) -> str:
+    """JUnit XML: one testsuite per spec file, one uniquely named testcase per experiment.
+
+    With ``drifts``, an experiment that regressed from its baseline fails
+    (``BaselineDrift``) and lists its drifts; one that vanished is a failing testcase.
+    """
+    drifts = drifts or []
     root = ET.Element("testsuites", name="gradrun")
+    counted = []
     for file, group in _group_by_file(results).items():
         classname = Path(file).stem if file else "gradrun"
         suite = ET.SubElement(root, "testsuite", name=classname)
         if file:
             suite.set("file", file)
+        group = group + _vanished(drifts, file)
         for result, name in zip(group, _unique(r.name for r in group)):
-            _testcase(suite, result, name, classname)
-        _count(suite, group)
-    _count(root, results)
+            _testcase(suite, result, name, classname, baseline.for_experiment(drifts, file, result.name))
+        _count(suite, group, drifts)
+        counted += group
+    _count(root, counted, drifts)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _count(node: ET.Element, results) -> None:
+def _count(node: ET.Element, results, drifts=()) -> None:
+    bad = baseline.regressed(drifts)
     node.set("tests", str(len(results)))
-    node.set("failures", str(sum(not r.passed and r.error is None for r in results)))
+    node.set("failures", str(sum((not r.passed or (r.file, r.name) in bad) and r.error is None for r in results)))
     node.set("errors", str(sum(r.error is not None for r in results)))
     node.set("time", f"{sum(r.seconds for r in results):.3f}")
 
 
-def write_junit(path, results) -> None:
+def write_junit(path, results, drifts=None) -> None:
     """Write the JUnit XML of all results, atomically."""
-    atomic_write(path, junit_xml(results))
+    atomic_write(path, junit_xml(results, drifts))
+
+
+# --- GitHub Actions annotations ---------------------------------------------------
+
+
+def _escape(text: str, prop: bool = False) -> str:
+    """GitHub's workflow-command escaping: %, CR and LF always; ':' and ',' in properties."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def github_annotations(results, drifts=None) -> list:
+    """``::error file=…,line=…,title=gradrun: NAME::message`` for every failing or regressed experiment."""
+    drifts = drifts or []
+    bad = baseline.regressed(drifts)
+    lines = []
+    for file, group in _group_by_file(results).items():
+        for result in group + _vanished(drifts, file):
+            mine = baseline.for_experiment(drifts, file, result.name)
+            if result.passed and not mine:
+                continue
+            s = stats(result)
+            if result.error is not None:
+                message = [f"error: {result.error}"]
+            elif not result.passed:
+                message = [f"{s['failures']} of {_plural(s['elements'], 'element')} outside tolerance"]
+                message += entry_lines(result, worst_entries(result))
+            else:
+                message = []
+            if (result.file or file, result.name) in bad:
+                message.append(f"{_plural(len(mine), 'drift')} from the baseline:")
+                message += [baseline.describe(d) for d in mine[:WORST_SHOWN]]
+            props = f"file={_escape(result.file or file, True)}"
+            if result.line:
+                props += f",line={result.line}"
+            props += f",title={_escape('gradrun: ' + result.name, True)}"
+            lines.append(f"::error {props}::{_escape(chr(10).join(message))}")
+    return lines

@@ -1,0 +1,305 @@
+"""Baselines: a stored run of a spec file, and the drift of a new run from it.
+
+A baseline holds, per experiment, every checked Jacobian element's key
+``(point, input, index, output, element)``, its status, abs_error and
+tolerance. ``compare`` puts a new run's results beside it and returns
+``Drift`` records, one per element or experiment that regressed:
+
+========================  ==========================================================
+kind                      when
+========================  ==========================================================
+``now-errors``            the experiment ran in the baseline and crashes now
+``now-fails``             an element passed (or was a kink) and fails now (fail, nan)
+``grew``                  an element passes still, but its abs_error grew more than
+                          ``factor`` times *and* beyond ``fraction`` of its tolerance
+``new-experiment``        an experiment the baseline does not know
+``missing-experiment``    an experiment of the baseline that did not run
+``new-element``           an element the baseline does not know (its shape changed)
+``missing-element``       an element of the baseline that was not checked
+========================  ==========================================================
+
+The rule for ``grew`` asks for both conditions so that round-off never trips
+it: an error of 1e-17 that becomes 1e-15 grew a hundredfold but stays far
+below the tolerance (which already allows 256 eps of round-off), and an error
+at half the tolerance that moves to 0.6 of it grew by less than the factor. A
+rerun of unchanged code on the same machine gives bit-identical errors, so it
+never drifts. Every drift is a regression: a stale baseline fails until it is
+rewritten with ``--update-baseline``.
+
+Nothing here prints or exits; ``drift_table`` returns text for the CLI.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import __version__
+from .model import ExperimentResult, Record
+
+FORMAT = 1  # the "gradrun_baseline" number in every baseline file
+SUFFIX = ".baseline.json"
+DRIFT_FACTOR = 10.0  # default --drift-factor
+DRIFT_FRACTION = 0.25  # an error must also pass this fraction of its tolerance to count as grown
+TABLE_ROWS = 10  # drifts listed on the console; the JSON summary has them all
+
+# Kinds, in the order the table lists them (the worst first).
+KINDS = ("now-errors", "missing-experiment", "new-experiment", "now-fails", "grew",
+         "missing-element", "new-element")
+PASSING = ("pass", "kink")  # statuses that do not fail a run
+
+
+class BaselineError(Exception):
+    """A baseline that is missing, unreadable or not a gradrun baseline (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One regression of a run against its baseline."""
+
+    kind: str  # one of KINDS
+    file: str  # the spec file, as given on the command line
+    experiment: str
+    line: int = 0  # the experiment's line in the spec (or in the baseline's spec, when missing now)
+    element: str = ""  # "" for a whole experiment
+    point: int = 0
+    input: str = ""
+    index: int = 0
+    output: int = 0
+    before: float = float("nan")  # abs_error in the baseline
+    after: float = float("nan")  # abs_error now
+    tolerance: float = float("nan")  # the bound the element is held to now
+    status_before: str = ""
+    status_after: str = ""
+    message: str = ""
+
+    @property
+    def growth(self) -> float:
+        """after / before (inf when the baseline error was 0)."""
+        if math.isnan(self.before) or math.isnan(self.after):
+            return float("nan")
+        return self.after / self.before if self.before > 0 else (float("inf") if self.after > 0 else 1.0)
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"growth": self.growth}
+
+
+# --- the stored form ---------------------------------------------------------
+
+
+def _key(row) -> tuple:
+    if isinstance(row, Record):
+        return (row.point, row.input, row.index, row.output, row.element)
+    return (row["point"], row["input"], row["index"], row["output"], row["element"])
+
+
+def _number(x):
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def baseline_data(spec_path, results, spec_sha256: str = "") -> dict:
+    """The baseline of one spec file's results, as plain data."""
+    experiments = {}
+    for result in results:
+        experiments[result.name] = {
+            "line": result.line,
+            "passed": result.passed,
+            "error": result.error,
+            "elements": [
+                {"point": r.point, "input": r.input, "index": r.index, "output": r.output,
+                 "element": r.element, "status": r.status, "abs_error": _number(r.abs_error),
+                 "tolerance": _number(r.tolerance)}
+                for r in result.records
+            ],
+        }
+    return {"gradrun_baseline": FORMAT, "gradrun": __version__, "spec": str(spec_path),
+            "spec_sha256": spec_sha256, "experiments": experiments}
+
+
+def baseline_text(data: dict) -> str:
+    """JSON with one element per line, so that a changed baseline diffs line by line."""
+    head = {k: v for k, v in data.items() if k != "experiments"}
+    lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+    lines.append('  "experiments": {')
+    names = list(data["experiments"])
+    for i, name in enumerate(names):
+        exp = data["experiments"][name]
+        lines.append(f"    {json.dumps(name)}: {{")
+        for k in ("line", "passed", "error"):
+            lines.append(f"      {json.dumps(k)}: {json.dumps(exp[k])},")
+        rows = [json.dumps(e) for e in exp["elements"]]
+        if rows:
+            lines.append('      "elements": [')
+            lines += [f"        {row}," for row in rows[:-1]] + [f"        {rows[-1]}", "      ]"]
+        else:
+            lines.append('      "elements": []')
+        lines.append("    }" + ("," if i < len(names) - 1 else ""))
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def load_baseline(path, spec_path="SPEC") -> dict:
+    """Read a baseline file; ``BaselineError`` when it is missing or not a baseline."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"no baseline for {spec_path} at {path}; "
+                            "run the same command with --update-baseline to write it") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BaselineError(f"cannot read the baseline {path}: {error}") from None
+    if not isinstance(data, dict) or data.get("gradrun_baseline") != FORMAT \
+            or not isinstance(data.get("experiments"), dict):
+        raise BaselineError(f"{path} is not a gradrun baseline (format {FORMAT}); "
+                            "rewrite it with --update-baseline")
+    return data
+
+
+def baseline_file(option, spec_path, several: bool) -> Path:
+    """Where the baseline of ``spec_path`` is, given ``--baseline PATH``.
+
+    PATH is a directory holding ``<spec stem>.baseline.json`` files when it is
+    an existing directory, when several specs run, or when it does not end in
+    ``.json``; otherwise it is the baseline file itself.
+    """
+    option = Path(option)
+    if several or option.is_dir() or option.suffix != ".json":
+        return option / (Path(spec_path).stem + SUFFIX)
+    return option
+
+
+# --- comparison --------------------------------------------------------------
+
+
+def compare(baseline: dict, results, file: str = "", factor: float = DRIFT_FACTOR,
+            fraction: float = DRIFT_FRACTION, only: str | None = None) -> list:
+    """The drifts of one spec file's ``results`` from its ``baseline`` (see the module doc).
+
+    With ``only`` (a ``--only`` glob), baseline experiments it does not match
+    are not expected to have run.
+    """
+    stored = baseline["experiments"]
+    drifts = []
+    now = {r.name: r for r in results}
+    for name, old in stored.items():
+        if name not in now and (only is None or fnmatch.fnmatchcase(name, only)):
+            drifts.append(Drift("missing-experiment", file, name, old.get("line", 0),
+                                message="in the baseline but did not run"))
+    for result in results:
+        old = stored.get(result.name)
+        if old is None:
+            drifts.append(Drift("new-experiment", file, result.name, result.line,
+                                message="not in the baseline"))
+        elif result.error is not None:
+            if old.get("error") is None:
+                drifts.append(Drift("now-errors", file, result.name, result.line, message=result.error))
+        elif old.get("error") is None:
+            drifts += _element_drifts(old["elements"], result, file, factor, fraction)
+    return drifts
+
+
+def _element_drifts(old_rows, result: ExperimentResult, file, factor, fraction) -> list:
+    before = {_key(row): row for row in old_rows}
+    drifts = []
+    seen = set()
+    for r in result.records:
+        key = _key(r)
+        seen.add(key)
+        old = before.get(key)
+        where = dict(element=r.element, point=r.point, input=r.input, index=r.index, output=r.output,
+                     after=r.abs_error, tolerance=r.tolerance, status_after=r.status)
+        if old is None:
+            drifts.append(Drift("new-element", file, result.name, result.line, **where))
+            continue
+        old_error = float("nan") if old["abs_error"] is None else old["abs_error"]
+        where |= dict(before=old_error, status_before=old["status"])
+        if old["status"] in PASSING and r.status not in PASSING:
+            drifts.append(Drift("now-fails", file, result.name, result.line, **where))
+        elif old["status"] == "pass" and r.status == "pass" and grew(old_error, r.abs_error, r.tolerance,
+                                                                    factor, fraction):
+            drifts.append(Drift("grew", file, result.name, result.line, **where))
+    for key, old in before.items():
+        if key not in seen:
+            point, input_, index, output, element = key
+            drifts.append(Drift("missing-element", file, result.name, result.line, element, point, input_,
+                                index, output, before=_nan(old["abs_error"]), status_before=old["status"]))
+    return drifts
+
+
+def _nan(x):
+    return float("nan") if x is None else x
+
+
+def grew(before: float, after: float, tolerance: float, factor: float = DRIFT_FACTOR,
+         fraction: float = DRIFT_FRACTION) -> bool:
+    """The drift rule: ``after > factor * before`` and ``after > fraction * tolerance``."""
+    return after > factor * before and after > fraction * tolerance
+
+
+def regressed(drifts) -> set:
+    """``(file, experiment)`` of every experiment with a drift."""
+    return {(d.file, d.experiment) for d in drifts}
+
+
+def for_experiment(drifts, file: str, name: str) -> list:
+    return sorted((d for d in drifts if d.file == file and d.experiment == name), key=severity)
+
+
+def severity(d: Drift) -> tuple:
+    """Sort key: the worse kind first, then the error closest to (or furthest past) its tolerance."""
+    closeness = d.after / d.tolerance if d.tolerance and d.tolerance > 0 else d.after
+    closeness = -1.0 if math.isnan(closeness) else closeness
+    return (KINDS.index(d.kind), -closeness, d.experiment, d.point, d.index, d.output)
+
+
+# --- text -----------------------------------------------------------------------
+
+
+def _e(x: float) -> str:
+    return "-" if math.isnan(x) else "%.2e" % x
+
+
+def describe(d: Drift) -> str:
+    """One line naming a drift, e.g. ``x at point 3: abs_error 1.1e-16 -> 5.0e-09 (tol 1.0e-08)``."""
+    if not d.element:
+        return f"{d.experiment}: {d.kind}" + (f": {d.message}" if d.message else "")
+    where = d.element + (f" (output {d.output})" if d.output > 0 else "") + (f" at point {d.point}" if d.point else "")
+    status = f", {d.status_before or '-'} -> {d.status_after or '-'}" if d.status_before != d.status_after else ""
+    return (f"{d.experiment}: {d.kind} {where}: abs_error {_e(d.before)} -> {_e(d.after)}"
+            f" (tol {_e(d.tolerance)}){status}")
+
+
+def rule(factor: float = DRIFT_FACTOR, fraction: float = DRIFT_FRACTION) -> str:
+    return f"an error grows when it is over {factor:g}x its baseline and over {fraction:g}x its tolerance"
+
+
+def drift_table(drifts, baselines: dict, factor: float = DRIFT_FACTOR, fraction: float = DRIFT_FRACTION,
+                rows: int = TABLE_ROWS) -> str:
+    """The console's baseline section: one line per spec file, then the worst drifts as a table.
+
+    ``baselines`` maps each spec file to the baseline file it was compared with.
+    """
+    lines = []
+    for file, path in baselines.items():
+        mine = [d for d in drifts if d.file == file]
+        experiments = len({d.experiment for d in mine})
+        verdict = (f"{len(mine)} drift{'s' if len(mine) != 1 else ''} in {experiments} "
+                   f"experiment{'s' if experiments != 1 else ''}") if mine else "no drift"
+        lines.append(f"baseline {path}: {verdict}")
+    if drifts:
+        shown = sorted(drifts, key=severity)[:rows]
+        table = [("kind", "experiment", "element", "before", "after", "tolerance", "growth")]
+        for d in shown:
+            where = d.element + (f" @{d.point}" if d.point else "") if d.element else "-"
+            growth = "-" if math.isnan(d.growth) else ("inf" if math.isinf(d.growth) else "%.3gx" % d.growth)
+            table.append((d.kind, d.experiment, where, _e(d.before), _e(d.after), _e(d.tolerance), growth))
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        lines.append(f"worst drifts ({rule(factor, fraction)}):")
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+        if len(drifts) > rows:
+            lines.append(f"  ... and {len(drifts) - rows} more (--format json lists them all)")
+        lines.append("a drift is a regression: fix it, or accept the new numbers with --update-baseline")
+    return "\n".join(lines) + "\n"
