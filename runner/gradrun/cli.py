@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, baseline, primitives, report
+from . import __version__, primitives, report
 from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -49,9 +49,6 @@ class GradrunGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted: the spec file under way has no new report", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-        except baseline.BaselineError as error:
-            click.echo(f"error: {error}", err=True)
-            ctx.exit(EXIT_USAGE)
         except SpecError as error:
             for issue in error.issues:
                 click.echo(str(issue), err=True)
@@ -116,6 +113,7 @@ def cli():
     gradrun validate SPEC...   check specs without running them
     gradrun functions          list the built-in functions and their derivatives
     gradrun schema             print the JSON Schema of a spec file
+    gradrun plot REPORT.csv    draw a report's pictures (needs gradrun[plot])
 
     Exit status: 0 every check passed, 1 a check failed, 2 a bad spec or usage.
     """
@@ -150,20 +148,13 @@ spec_paths = click.argument(
               show_default=True, help="Form of the summary printed on stdout.")
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write JUnit XML: a testsuite per spec file, a testcase per experiment.")
+@click.option("--plot", is_flag=True,
+              help="Also draw each report's pictures into DIR/<spec stem>-plots/ (needs gradrun[plot]).")
 @click.option("-q", "--quiet", is_flag=True,
               help="Summarise only experiments that did not pass, and the totals.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show every experiment's worst entries, its kinks and notes.")
-@click.option("--baseline", "baseline_path", type=click.Path(), metavar="PATH",
-              help="Compare with a stored run: PATH/<spec stem>.baseline.json (or PATH itself, "
-                   "a .json file, for one SPEC); any drift exits 1.")
-@click.option("--update-baseline", is_flag=True,
-              help="Write this run as the baseline at --baseline PATH instead of comparing.")
-@click.option("--drift-factor", type=click.FloatRange(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
-              show_default=True, metavar="FLOAT",
-              help="An error that grew more than this many times (and past a quarter of its tolerance) drifts.")
-def run(specs, out, only, fmt, junit, quiet, verbose, baseline_path, update_baseline, drift_factor,
-        **settings):
+def run(specs, out, only, fmt, junit, quiet, verbose, plot, **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
@@ -172,10 +163,10 @@ def run(specs, out, only, fmt, junit, quiet, verbose, baseline_path, update_base
     report is written (exit 2).
     """
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
+    if plot:
+        _plotting()  # no matplotlib: say so before running, not after
     loaded = _load_all(specs)
     _check_selection(loaded, only)
-    stored = _baselines(baseline_path, update_baseline, loaded, only)
-    drifts = None if baseline_path is None or update_baseline else []
     show_progress = sys.stderr.isatty() and not quiet
     results = []
     for path, spec in loaded:
@@ -185,48 +176,16 @@ def run(specs, out, only, fmt, junit, quiet, verbose, baseline_path, update_base
         results += spec_results
         if ran:
             _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet)
-        if drifts is not None:
-            drifts += baseline.compare(stored[path][1], spec_results, spec.path, drift_factor, only=only)
-        elif update_baseline and ran:
-            _write_baseline(stored[path][0], spec, spec_results, quiet)
+            if plot:
+                _write_plots(Path(out) / f"{Path(path).stem}.csv", None, quiet)
     if fmt == "json":
-        click.echo(report.summary_json(results, drifts), nl=False)
+        click.echo(report.summary_json(results), nl=False)
     else:
         verbosity = -1 if quiet else (1 if verbose else 0)
         click.echo(report.summary_table(results, verbosity, color=wants_color()), nl=False)
-        if drifts is not None and (drifts or not quiet):
-            files = {spec.path: stored[path][0] for path, spec in loaded if path in stored}
-            click.echo(baseline.drift_table(drifts, files, drift_factor), nl=False)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in report.github_annotations(results, drifts):
-            click.echo(line, err=fmt == "json")  # stdout stays pure JSON; the runner reads both
     if junit:
-        _writing(report.write_junit, junit, results, drifts)
-    return EXIT_PASS if all(r.passed for r in results) and not drifts else EXIT_FAIL
-
-
-def _baselines(option, update, loaded, only) -> dict:
-    """spec path -> (its baseline file, the stored baseline or None when updating).
-
-    Every baseline is read before anything runs, so a missing one stops the
-    run (exit 2) without a report written.
-    """
-    if option is None:
-        if update:
-            raise click.UsageError("--update-baseline needs --baseline PATH")
-        return {}
-    if update and only:
-        raise click.UsageError("--update-baseline rewrites whole baselines; run it without --only")
-    chosen = [(path, spec) for path, spec in loaded if not only or _matching(spec, only)]
-    files = {path: baseline.baseline_file(option, path, len(loaded) > 1) for path, _ in chosen}
-    return {path: (file, None if update else baseline.load_baseline(file, path)) for path, file in files.items()}
-
-
-def _write_baseline(file, spec, results, quiet) -> None:
-    data = baseline.baseline_data(spec.path, results, spec.sha256)
-    _writing(report.atomic_write, file, baseline.baseline_text(data))
-    if not quiet:
-        click.echo(f"wrote baseline {file}", err=True)
+        _writing(report.write_junit, junit, results)
+    return EXIT_PASS if all(r.passed for r in results) else EXIT_FAIL
 
 
 def _load_all(paths) -> list:
@@ -360,6 +319,58 @@ def schema():
     from . import spec as spec_module
 
     click.echo(json.dumps(spec_module.load_schema(), indent=2))
+
+
+class PlotError(click.ClickException):
+    """No matplotlib, or a CSV that is not a gradrun report: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def _plotting():
+    """gradrun.plot, once matplotlib is known to import."""
+    from . import plot as plotting
+
+    try:
+        plotting.require_matplotlib()
+    except plotting.PlotUnavailable as error:
+        raise PlotError(str(error)) from error
+    return plotting
+
+
+def _write_plots(csv_path, out, quiet) -> list:
+    """Draw the pictures of the report at csv_path into out (default: <csv folder>/<stem>-plots)."""
+    plotting = _plotting()
+    csv_path = Path(csv_path)
+    out = Path(out) if out else csv_path.with_name(f"{csv_path.stem}-plots")
+    try:
+        written = plotting.plot_report(plotting.read_report(csv_path), out)
+    except plotting.NotAReport as error:
+        raise PlotError(str(error)) from error
+    except OSError as error:
+        raise ReportWriteError(f"cannot write pictures into {out}: {error.strerror or error}") from error
+    if not quiet:
+        click.echo(f"wrote {_plural(len(written), 'picture')} into {out}", err=True)
+    return written
+
+
+@cli.command("plot")
+@click.argument("report_csv", metavar="REPORT.csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "-o", metavar="DIR", type=click.Path(file_okay=False),
+              help="Folder for the PNGs.  [default: <report folder>/<report stem>-plots]")
+@click.option("-q", "--quiet", is_flag=True, help="Do not list what was written.")
+def plot_command(report_csv, out, quiet):
+    """Draw a report's pictures: derivative curves, error maps, error against step.
+
+    Reads only the CSV (any gradrun report, old or new) and writes PNGs:
+    <experiment>-curve.png for a sweep of one scalar input,
+    <experiment>-error.png for every experiment, and <experiment>-step.png
+    for a sweep over step. Needs matplotlib: pip install 'gradrun[plot]'.
+    """
+    written = _write_plots(report_csv, out, quiet=True)
+    if not quiet:
+        for path in written:
+            click.echo(str(path))
 
 
 def main(argv=None):
