@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, primitives, report
+from . import __version__, baseline, primitives, report
 from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -49,6 +49,9 @@ class GradrunGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted: the spec file under way has no new report", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except baseline.BaselineError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(EXIT_USAGE)
         except SpecError as error:
             for issue in error.issues:
                 click.echo(str(issue), err=True)
@@ -154,7 +157,16 @@ spec_paths = click.argument(
               help="Summarise only experiments that did not pass, and the totals.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show every experiment's worst entries, its kinks and notes.")
-def run(specs, out, only, fmt, junit, quiet, verbose, plot, **settings):
+@click.option("--baseline", "baseline_path", type=click.Path(), metavar="PATH",
+              help="Compare with a stored run: PATH/<spec stem>.baseline.json (or PATH itself, "
+                   "a .json file, for one SPEC); any drift exits 1.")
+@click.option("--update-baseline", is_flag=True,
+              help="Write this run as the baseline at --baseline PATH instead of comparing.")
+@click.option("--drift-factor", type=click.FloatRange(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
+              show_default=True, metavar="FLOAT",
+              help="An error that grew more than this many times (and past a quarter of its tolerance) drifts.")
+def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
+        **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
@@ -167,6 +179,8 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, **settings):
         _plotting()  # no matplotlib: say so before running, not after
     loaded = _load_all(specs)
     _check_selection(loaded, only)
+    stored = _baselines(baseline_path, update_baseline, loaded, only)
+    drifts = None if baseline_path is None or update_baseline else []
     show_progress = sys.stderr.isatty() and not quiet
     results = []
     for path, spec in loaded:
@@ -178,14 +192,48 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, **settings):
             _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet)
             if plot:
                 _write_plots(Path(out) / f"{Path(path).stem}.csv", None, quiet)
+        if drifts is not None:
+            drifts += baseline.compare(stored[path][1], spec_results, spec.path, drift_factor, only=only)
+        elif update_baseline and ran:
+            _write_baseline(stored[path][0], spec, spec_results, quiet)
     if fmt == "json":
-        click.echo(report.summary_json(results), nl=False)
+        click.echo(report.summary_json(results, drifts), nl=False)
     else:
         verbosity = -1 if quiet else (1 if verbose else 0)
         click.echo(report.summary_table(results, verbosity, color=wants_color()), nl=False)
+        if drifts is not None and (drifts or not quiet):
+            files = {spec.path: stored[path][0] for path, spec in loaded if path in stored}
+            click.echo(baseline.drift_table(drifts, files, drift_factor), nl=False)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in report.github_annotations(results, drifts):
+            click.echo(line, err=fmt == "json")  # stdout stays pure JSON; the runner reads both
     if junit:
-        _writing(report.write_junit, junit, results)
-    return EXIT_PASS if all(r.passed for r in results) else EXIT_FAIL
+        _writing(report.write_junit, junit, results, drifts)
+    return EXIT_PASS if all(r.passed for r in results) and not drifts else EXIT_FAIL
+
+
+def _baselines(option, update, loaded, only) -> dict:
+    """spec path -> (its baseline file, the stored baseline or None when updating).
+
+    Every baseline is read before anything runs, so a missing one stops the
+    run (exit 2) without a report written.
+    """
+    if option is None:
+        if update:
+            raise click.UsageError("--update-baseline needs --baseline PATH")
+        return {}
+    if update and only:
+        raise click.UsageError("--update-baseline rewrites whole baselines; run it without --only")
+    chosen = [(path, spec) for path, spec in loaded if not only or _matching(spec, only)]
+    files = {path: baseline.baseline_file(option, path, len(loaded) > 1) for path, _ in chosen}
+    return {path: (file, None if update else baseline.load_baseline(file, path)) for path, file in files.items()}
+
+
+def _write_baseline(file, spec, results, quiet) -> None:
+    data = baseline.baseline_data(spec.path, results, spec.sha256)
+    _writing(report.atomic_write, file, baseline.baseline_text(data))
+    if not quiet:
+        click.echo(f"wrote baseline {file}", err=True)
 
 
 def _load_all(paths) -> list:
