@@ -291,11 +291,11 @@ def drift_table(drifts, baselines: dict, factor: float = DRIFT_FACTOR, fraction:
         lines.append(f"baseline {path}: {verdict}")
     if drifts:
         shown = sorted(drifts, key=severity)[:rows]
-        table = [("kind", "experiment", "element", "before", "after", "tolerance", "growth")]
+        table = [("kind", "experiment", "element", "point", "output", "before", "after", "tolerance", "growth")]
         for d in shown:
-            where = d.element + (f" @{d.point}" if d.point else "") if d.element else "-"
             growth = "-" if math.isnan(d.growth) else ("inf" if math.isinf(d.growth) else "%.3gx" % d.growth)
-            table.append((d.kind, d.experiment, where, _e(d.before), _e(d.after), _e(d.tolerance), growth))
+            place = (d.element, str(d.point), str(d.output)) if d.element else ("-", "-", "-")
+            table.append((d.kind, d.experiment, *place, _e(d.before), _e(d.after), _e(d.tolerance), growth))
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines.append(f"worst drifts ({rule(factor, fraction)}):")
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
