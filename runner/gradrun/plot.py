@@ -75,8 +75,6 @@ def read_report(path):
 def plot_report(df, out_dir) -> list:
     """Every picture of a report: each experiment's error map, plus its curve or step study when it has one."""
     require_matplotlib()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rows in df.groupby("experiment", sort=False):
         rows = rows.reset_index(drop=True)
@@ -122,6 +120,7 @@ def _file(out_dir, experiment, kind) -> Path:
 
 
 def _save(fig, canvas_class, path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     canvas_class(fig)
     fig.savefig(path, dpi=DPI)
     return path
