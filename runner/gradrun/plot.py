@@ -406,7 +406,7 @@ def _roundoff_guide(ax, rows) -> None:
 def _where(rows, elements, others) -> str:
     first = rows.iloc[0]
     if len(elements) == 1:
-        text = f"\nd out/d {first['element']} at {first['element']} = {first['value']:g}"
+        text = f"\nd out/d{first['element']} at {first['element']} = {first['value']:g}"
         text = text.replace("d out/", "df/") if first["output"] == 0 else text
     else:
         text = f"\nworst of {len(elements)} elements at each step"
