@@ -40,6 +40,15 @@ def pytest_addoption(parser):
                   help="gradrun: globs (relative to the rootdir) of spec files to collect as tests")
 
 
+def pytest_configure(config):
+    """Without paths on the command line, pytest walks ``testpaths``; add the ``gradrun_specs`` matches."""
+    globs = config.getini("gradrun_specs")
+    if globs and config.args_source != pytest.Config.ArgsSource.ARGS:
+        root = Path(config.rootpath)
+        found = sorted({str(p) for g in globs for p in root.glob(g) if p.suffix in SUFFIXES and looks_like_spec(p)})
+        config.args = list(config.args) + [p for p in found if p not in config.args]
+
+
 def pytest_collect_file(file_path: Path, parent):
     if file_path.suffix not in SUFFIXES:
         return None
