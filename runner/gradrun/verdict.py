@@ -30,6 +30,8 @@ float64 sensitivity) and the float32 analytic within the float32 tolerance
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +55,8 @@ TOLERANCES = {
 # compared: every element is allowed ROUNDOFF_FLOOR * eps * |f(x)| / max(1, |x_j|).
 ROUNDOFF_FLOOR = 256
 
+WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
 NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
@@ -69,10 +73,13 @@ def resolve_method(method: str, graph: engine.Graph) -> tuple:
     return method, None
 
 
-def element_names(name: str, shape: tuple) -> list:
+def element_names(name: str, shape: tuple, columns=None) -> dict:
+    """Readable names of elements (``X[0,1]``, or ``x`` for a scalar), by flat index."""
+    columns = np.arange(int(np.prod(shape))) if columns is None else np.asarray(columns)
     if not shape:
-        return [name]
-    return [f"{name}[{','.join(map(str, np.unravel_index(j, shape)))}]" for j in range(int(np.prod(shape)))]
+        return {int(j): name for j in columns}
+    coords = np.unravel_index(columns, shape)
+    return {int(j): f"{name}[{','.join(map(str, c))}]" for j, c in zip(columns.tolist(), zip(*(k.tolist() for k in coords)))}
 
 
 def tolerance(row_scale, num, est, dtype: str, settings: Settings):
@@ -98,16 +105,24 @@ class _Columns:
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
 
     def run(self, fn, idx):
-        """Apply ``fn(delta, rows)`` chunk by chunk over element indices ``idx``."""
-        outs = []
-        for start in range(0, len(idx), self.chunk):
-            rows = idx[start:start + self.chunk]
+        """Apply ``fn(delta, rows)`` chunk by chunk over element indices ``idx``.
 
-            def delta(offsets, rows=rows):
+        Chunks of gradrun's own graphs go to a thread per core (numpy releases
+        the GIL in its loops); user Python functions run on one thread.
+        """
+        def one(rows):
+            def delta(offsets):
                 d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets)
                 return d, k
 
-            outs.append(fn(delta, rows))
+            return fn(delta, rows)
+
+        chunks = [idx[start:start + self.chunk] for start in range(0, len(idx), self.chunk)]
+        if len(chunks) > 1 and self.graph.transparent and WORKERS > 1:
+            with ThreadPoolExecutor(WORKERS) as pool:
+                outs = list(pool.map(one, chunks))
+        else:
+            outs = [one(rows) for rows in chunks]
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)] if outs else None
 
     def derivative(self, method, step, idx):
@@ -292,7 +307,7 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
     rel_err = np.where(abs_err == 0, 0.0, rel_err)
     m = num.shape[0]
     columns = res["columns"]
-    names = element_names(name, x.shape)
+    names = element_names(name, x.shape, np.unique(columns))
     # element-major order (all outputs of an element together), as plain Python values
     grid = {key: np.asarray(res[key] if key not in ("abs", "rel") else (abs_err if key == "abs" else rel_err)).T
             .ravel().tolist() for key in ("numeric", "analytic", "abs", "rel", "tolerance", "error_estimate",
