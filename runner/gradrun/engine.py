@@ -34,6 +34,12 @@ from .tree import Call, Const, ExprFunction, PythonFunction, Var
 # cache (a full check of 15k elements runs fastest near here; see benchmarks/).
 MEMORY_CAP = 1 << 16
 
+# The documented bound on a check's working memory: what checking gradrun's own
+# graph allocates beyond its inputs and the Records it returns (which grow with
+# the report's rows). Chunking at MEMORY_CAP keeps it there; benchmarks/bench_screen.py
+# measures it at (300,300,100).
+WORKING_MEMORY_CAP = 32 * 2**20  # bytes
+
 
 class GraphError(ValueError):
     """An expression that cannot be built or evaluated as a graph."""

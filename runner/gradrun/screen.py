@@ -79,21 +79,21 @@ def tolerance(terms, num, est, table_row, settings):
     return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0)
 
 
-def screen_input(graph, vals, vals32, name, settings, eps, method, rng, tables, primary):
-    """Compare u . J v along SCREEN_DIRECTIONS random sign directions."""
-    m = vals[graph.output].size
-    n = vals[graph.inputs[name]].size
-    u = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, m))
-    v = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, n))
+def cotangents(graph, vals, rng) -> tuple:
+    """Seeded sign directions u over the output, and J^T u for every input: (u, {name: (K, N)})."""
+    if vals is None:
+        return None, None
     out_shape = vals[graph.output].shape
+    u = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, vals[graph.output].size))
+    per_direction = [engine.vjp(graph, vals, uk.reshape(out_shape)) for uk in u]
+    return u, {name: np.stack([np.asarray(g[name], dtype=np.float64).ravel() for g in per_direction])
+               for name in graph.inputs}
 
-    def cotangent_products(vs):
-        if vs is None:
-            return None
-        return np.stack([np.asarray(engine.vjp(graph, vs, uk.reshape(out_shape))[name], dtype=np.float64).ravel()
-                         for uk in u])
 
-    g, g32 = cotangent_products(vals), cotangent_products(vals32)
+def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary, u, g, g32=None):
+    """Compare u . J v along the directions u (over the output, with g = J^T u given,
+    and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
+    v = rng.choice([-1.0, 1.0], size=(len(u), vals[graph.inputs[name]].size))
     num, est, h = directional(graph, vals, name, method, v, u, eps)
     ana64 = np.einsum("kn,kn->k", g, v)
     terms = np.abs(g * v).sum(axis=1)

@@ -259,14 +259,18 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
     entries = vals[graph.output].size * sum(vals[graph.inputs[name]].size for name in wrt)
     mode = settings.check if settings.check != "auto" else ("full" if entries <= screen.FULL_LIMIT else "screen")
     rng = np.random.default_rng([settings.seed, point])
+    if mode == "screen":  # one VJP per direction serves every input
+        u, g = screen.cotangents(graph, vals, rng)
+        g32 = None if vals32 is None else screen.cotangents(graph, vals32, np.random.default_rng([settings.seed, point]))[1]
     records = []
     for name in wrt:
         x = vals[graph.inputs[name]]
         columns = None
         if mode == "screen":
             method, _ = resolve_method(settings.method, graph)
-            found = screen.screen_input(graph, vals, vals32, name, settings, eps,
-                                        method if method != "central" else "richardson", rng, TOLERANCES, primary)
+            found = screen.screen_input(graph, vals, name, settings, eps,
+                                        method if method != "central" else "richardson", rng, TOLERANCES, primary,
+                                        u, g[name], None if g32 is None else g32[name])
             records.extend(_screen_records(found, experiment, point, name, settings, coords or {}))
             if not found.bad.any():
                 continue
