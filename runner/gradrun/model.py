@@ -97,6 +97,7 @@ class Record:
     error_estimate: float = float("nan")
     numeric_minus: float = float("nan")  # one-sided (backward) difference, for kinks
     numeric_plus: float = float("nan")  # one-sided (forward) difference, for kinks
+    analytic_forward: float = float("nan")  # by the user's JVP, when a function has both JVP and VJP
     dtype: str = "float64"
     check: str = "full"
     coords: dict = field(default_factory=dict)

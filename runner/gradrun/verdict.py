@@ -152,13 +152,15 @@ class _Columns:
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
-                primary: str = "float64", columns=None):
+                primary: str = "float64", columns=None, forward=None):
     """Numeric beside analytic for elements of one input: a dict of (M, len(columns)) arrays.
 
     ``columns`` lists the flat element indices to check (all by default);
     ``analytic`` holds their Jacobian columns. ``analytic`` is held to the
     tolerance of ``primary`` (float64 unless the user's code computes in
     float32 only), ``analytic32`` when given to the float32 tolerance.
+    ``forward``, when given, holds the same columns by forward mode (the
+    user's JVP), held to the same tolerance against reverse mode.
     """
     method, confirm = resolve_method(settings.method, graph)
     cols = _Columns(graph, vals, name, eps)
@@ -181,6 +183,8 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
         total = np.nan_to_num(est, nan=0.0) + noise
         tol = tolerance(scale, num, total, primary, settings) + floor
         bad = ~(np.abs(ana - num) <= tol)
+        if forward is not None:
+            bad |= ~(np.abs(forward - ana) <= tol)
         if analytic32 is not None:
             tol = tolerance(scale, num, total, settings.dtype, settings) + floor
             bad |= ~(np.abs(analytic32 - num) <= tol)
@@ -219,18 +223,25 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     finite = np.isfinite(num) & np.isfinite(shown)
     status = np.where(~finite, "nan", np.where(at_kink, "kink", np.where(bad, "fail", "pass")))
     return {
-        "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": num, "analytic": shown, "analytic64": ana, "tolerance": tol,
+        "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": num,
+        "forward": np.full(num.shape, np.nan) if forward is None else forward, "analytic": shown, "analytic64": ana, "tolerance": tol,
         "error_estimate": est, "status": status, "minus": minus, "plus": plus, "method": methods,
         "step": steps_used,
     }
 
 
 def analytic_columns(graph, vals, name, columns) -> np.ndarray:
-    """Jacobian columns of one input, (M, len(columns)): by JVP when the output is large."""
+    """Jacobian columns of one input, (M, len(columns)): by reverse mode, or by
+    forward mode when the output is large or the user gave only a JVP."""
+    if graph.has_vjp and (vals[graph.output].size <= 64 or not graph.has_jvp):
+        return engine.jacobian(graph, vals, [name])[name][:, columns]
+    return forward_columns(graph, vals, name, columns)
+
+
+def forward_columns(graph, vals, name, columns) -> np.ndarray:
+    """Jacobian columns of one input by forward mode, one JVP per column."""
     out = vals[graph.output]
     x = vals[graph.inputs[name]]
-    if out.size <= 64 or not graph.has_jvp:
-        return engine.jacobian(graph, vals, [name])[name][:, columns]
     cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
     for p, j in enumerate(columns):
         t = np.zeros(x.size, dtype=x.dtype)
@@ -258,6 +269,9 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
             vals, vals32, primary = vals32, None, dtype
     entries = vals[graph.output].size * sum(vals[graph.inputs[name]].size for name in wrt)
     mode = settings.check if settings.check != "auto" else ("full" if entries <= screen.FULL_LIMIT else "screen")
+    if not graph.has_vjp:  # a screen projects with VJPs; forward mode alone is checked in full
+        mode = "full"
+    cross = graph.has_vjp and graph.has_jvp and not graph.transparent  # the user gave both: compare them
     rng = np.random.default_rng([settings.seed, point])
     if mode == "screen":  # one VJP per direction serves every input
         u, g = screen.cotangents(graph, vals, rng)
@@ -281,7 +295,8 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
         ana = analytic_columns(graph, vals, name, idx).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx).astype(np.float64)
-        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx)
+        fwd = forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
+        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd)
         records.extend(_records(res, experiment, point, name, x, settings, coords or {}, mode))
     return records
 
@@ -315,7 +330,7 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
     # element-major order (all outputs of an element together), as plain Python values
     grid = {key: np.asarray(res[key] if key not in ("abs", "rel") else (abs_err if key == "abs" else rel_err)).T
             .ravel().tolist() for key in ("numeric", "analytic", "abs", "rel", "tolerance", "error_estimate",
-                                          "minus", "plus", "status")}
+                                          "minus", "plus", "forward", "status")}
     element = np.repeat(columns, m).tolist()
     output = np.tile(np.arange(m), len(columns)).tolist()
     value = np.repeat(x.ravel()[columns], m).tolist()
@@ -329,6 +344,6 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
             grid["numeric"][r], grid["analytic"][r], grid["abs"][r], grid["rel"][r],
             status in ("pass", "kink"), status, grid["tolerance"][r], method[r], step[r],
             output_value[r], grid["error_estimate"][r], grid["minus"][r], grid["plus"][r],
-            settings.dtype, check, dict(coords),
+            grid["forward"][r], settings.dtype, check, dict(coords),
         ))
     return out
