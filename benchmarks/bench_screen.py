@@ -34,7 +34,7 @@ import tracemalloc
 import numpy as np
 
 from bench_full import LOSS, best, gradrun_core, torch
-from bench_sensitivity import entry_off, loss_vjp, median_entry  # the mutation suite's planted error and VJP
+from bench_sensitivity import entry_off, loss_vjp, median_entry, torch_loss  # the planted error, in gradrun and torch
 from gradrun import engine, numeric, screen, verdict
 from gradrun.model import Settings
 from gradrun.tree import Call, PythonFunction, Var
@@ -100,32 +100,12 @@ def torch_threads():
         torch.set_num_threads(1)
 
 
-def torch_loss(index=None, rel=REL):
-    """sigmoid(X @ W).sum(), with dL/dX's entry ``index`` off by ``rel`` when given."""
-
-    class Plant(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx, g):
-            g = g.clone()
-            g.view(-1)[index] *= 1 + rel
-            return g
-
-    def f(X, W):
-        return torch.sigmoid((X if index is None else Plant.apply(X)) @ W).sum()
-
-    return f
-
-
 def torch_inputs(inputs):
     return [torch.tensor(inputs[name], dtype=torch.float64, requires_grad=True) for name in WRT]
 
 
 def torch_gradcheck(inputs, fast, index=None):
-    return torch.autograd.gradcheck(torch_loss(index), torch_inputs(inputs), fast_mode=fast, raise_exception=False)
+    return torch.autograd.gradcheck(torch_loss(index, REL), torch_inputs(inputs), fast_mode=fast, raise_exception=False)
 
 
 def torch_slow_estimate(inputs, rng):

@@ -60,7 +60,8 @@ def gradrun_graph(values, index, rel) -> tuple:
     return res.passed, res
 
 
-def torch_gradcheck(values, index, rel):
+def torch_loss(index=None, rel=0.0):
+    """sigmoid(X @ W).sum() in torch, with dL/dX's entry ``index`` off by ``rel`` when given."""
     import torch
 
     class Plant(torch.autograd.Function):
@@ -74,13 +75,18 @@ def torch_gradcheck(values, index, rel):
             g.view(-1)[index] *= 1 + rel
             return g
 
+    def f(X, W):
+        return torch.sigmoid((X if index is None else Plant.apply(X)) @ W).sum()
+
+    return f
+
+
+def torch_gradcheck(values, index, rel):
+    import torch
+
     X = torch.tensor(values["X"], dtype=torch.float64, requires_grad=True)
     W = torch.tensor(values["W"], dtype=torch.float64, requires_grad=True)
-
-    def f(X, W):
-        return torch.sigmoid(Plant.apply(X) @ W).sum()
-
-    return torch.autograd.gradcheck(f, (X, W), raise_exception=False), None
+    return torch.autograd.gradcheck(torch_loss(index, rel), (X, W), raise_exception=False), None
 
 
 def timed(fn, *args):
