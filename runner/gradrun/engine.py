@@ -441,6 +441,28 @@ def _batched_matmul(operands, batched, primals, out_shape):
     return product.reshape((len(product),) + tuple(out_shape))
 
 
+def _python_sparse(node, i, vals, ps, batch, motion):
+    """A user's function called once per row on a working copy of its arguments
+    with only the row's positions moved (and put back after the call)."""
+    args = [vals[a] for a in node.args]
+    dtype = complex if motion.imaginary else None
+    work = [None if p is None else np.array(x, dtype=dtype or x.dtype) for p, x in zip(ps, args)]
+    out = vals[i]
+    rows = []
+    for b in range(batch):
+        called = list(args)
+        for k, p in enumerate(ps):
+            if p is not None:
+                flat = work[k].reshape(-1)
+                flat[p.idx[b]] = motion.lift(args[k].ravel()[p.idx[b]], p.delta[b])
+                called[k] = work[k]
+        rows.append(np.asarray(motion.change(np.asarray(node.fn.forward(*called)), out)).ravel())
+        for k, p in enumerate(ps):
+            if p is not None:
+                work[k].reshape(-1)[p.idx[b]] = args[k].ravel()[p.idx[b]]
+    return Dense(np.stack(rows).reshape((batch,) + out.shape)), np.zeros(batch, dtype=bool)
+
+
 def _dense_step(node, i, vals, ps, batch, motion):
     args = [vals[a] for a in node.args]
     ds = [None if p is None else p.delta for p in ps]
@@ -518,7 +540,9 @@ def _propagate(graph, vals, name, start, batch, motion):
             if all(p is None for p in ps):
                 continue
             step = None
-            if node.fn is None and all(p is None or isinstance(p, Sparse) for p in ps):
+            if node.fn is not None and all(p is None or (isinstance(p, Sparse) and p.unique) for p in ps):
+                step = _python_sparse(node, i, vals, ps, batch, motion)
+            elif node.fn is None and all(p is None or isinstance(p, Sparse) for p in ps):
                 step = _sparse_step(node, i, vals, ps, batch, motion)
                 if step is None and any(isinstance(p, Sparse) and not p.unique for p in ps):
                     merged = [None if p is None else _coalesce(p) for p in ps]
