@@ -8,6 +8,9 @@ then speedups (how many times longer the other tool takes):
   numpy 2N      a plain loop of 2N central differences of the whole function
   torch         torch.autograd.gradcheck, slow mode, default settings, float64 (if installed)
 
+and, for the same loss given to gradrun as a black box (a Python function with its VJP),
+the full check beside 2N plain calls of that function: what a black box cannot avoid.
+
 Run: .venv/bin/python benchmarks/bench_full.py
 """
 
@@ -17,6 +20,7 @@ import time
 
 import numpy as np
 
+import gradrun
 from gradrun import engine, numeric, verdict
 from gradrun.model import Settings
 from gradrun.tree import Call, Var
@@ -76,6 +80,25 @@ def numpy_loop(inputs, h=1e-6):
     return grads
 
 
+def black_box_loss(X, W):
+    return np.sum(1 / (1 + np.exp(-(X @ W))))
+
+
+def black_box_vjp(g, X, W):
+    s = 1 / (1 + np.exp(-(X @ W)))
+    d = g * s * (1 - s)
+    return d @ W.T, X.T @ d
+
+
+def gradrun_black_box(inputs):
+    assert gradrun.check(black_box_loss, inputs, vjp=black_box_vjp, check="full").passed
+
+
+def plain_calls(inputs):
+    for _ in range(2 * sum(v.size for v in inputs.values())):
+        black_box_loss(**inputs)
+
+
 def torch_gradcheck(inputs):
     X = torch.tensor(inputs["X"], dtype=torch.float64, requires_grad=True)
     W = torch.tensor(inputs["W"], dtype=torch.float64, requires_grad=True)
@@ -95,6 +118,8 @@ def main():
             "core": best(lambda: gradrun_core(graph, inputs)),
             "numpy 2N": best(lambda: numpy_loop(inputs), most=3),
             "torch": best(lambda: torch_gradcheck(inputs), most=3) if torch is not None else float("nan"),
+            "black box": best(lambda: gradrun_black_box(inputs), most=3),
+            "2N calls": best(lambda: plain_calls(inputs), most=3),
         }
         rows.append(row)
     print(f"L = sum(sigmoid(X @ W)), full check of dL/dX and dL/dW; numpy {np.__version__}"
@@ -106,6 +131,12 @@ def main():
         cells = [r["size"], str(r["N"])] + [f"{r[c]:.4g} s" for c in ("check_point", "core", "numpy 2N", "torch")]
         cells += [f"{r[slow] / r[fast]:.1f}x" for fast in ("check_point", "core") for slow in ("numpy 2N", "torch")]
         print("  ".join(f"{c:>17}" if i > 1 else f"{c:>13}" for i, c in enumerate(cells)))
+    print("\nthe same loss as a black box (a Python function and its VJP): gradrun's full check beside 2N plain calls")
+    print("  ".join(f"{h:>13}" for h in ["size", "N", "gradrun", "2N calls", "ratio"]))
+    for r in rows:
+        cells = [r["size"], str(r["N"]), f"{r['black box']:.4g} s", f"{r['2N calls']:.4g} s",
+                 f"{r['black box'] / r['2N calls']:.2f}x"]
+        print("  ".join(f"{c:>13}" for c in cells))
 
 
 if __name__ == "__main__":

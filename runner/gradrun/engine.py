@@ -445,22 +445,21 @@ def _python_sparse(node, i, vals, ps, batch, motion):
     """A user's function called once per row on a working copy of its arguments
     with only the row's positions moved (and put back after the call)."""
     args = [vals[a] for a in node.args]
-    dtype = complex if motion.imaginary else None
-    work = [None if p is None else np.array(x, dtype=dtype or x.dtype) for p, x in zip(ps, args)]
-    out = vals[i]
-    rows = []
+    moved = [k for k, p in enumerate(ps) if p is not None]
+    work = [np.array(x, dtype=complex if motion.imaginary else x.dtype) for x in args]
+    flat = {k: work[k].reshape(-1) for k in moved}
+    old = {k: args[k].ravel()[ps[k].idx] for k in moved}
+    new = {k: motion.lift(old[k], ps[k].delta) for k in moved}
+    called = [work[k] if k in flat else x for k, x in enumerate(args)]
+    forward = node.fn.forward
+    rows = np.empty((batch, vals[i].size), dtype=complex if motion.imaginary else vals[i].dtype)
     for b in range(batch):
-        called = list(args)
-        for k, p in enumerate(ps):
-            if p is not None:
-                flat = work[k].reshape(-1)
-                flat[p.idx[b]] = motion.lift(args[k].ravel()[p.idx[b]], p.delta[b])
-                called[k] = work[k]
-        rows.append(np.asarray(motion.change(np.asarray(node.fn.forward(*called)), out)).ravel())
-        for k, p in enumerate(ps):
-            if p is not None:
-                work[k].reshape(-1)[p.idx[b]] = args[k].ravel()[p.idx[b]]
-    return Dense(np.stack(rows).reshape((batch,) + out.shape)), np.zeros(batch, dtype=bool)
+        for k in moved:
+            flat[k][ps[k].idx[b]] = new[k][b]
+        rows[b] = np.asarray(forward(*called)).ravel()
+        for k in moved:
+            flat[k][ps[k].idx[b]] = old[k][b]
+    return Dense(motion.change(rows, vals[i].ravel()).reshape((batch,) + vals[i].shape)), np.zeros(batch, bool)
 
 
 def _dense_step(node, i, vals, ps, batch, motion):
