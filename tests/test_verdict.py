@@ -163,3 +163,23 @@ def test_user_code_that_ignores_float64_is_held_to_float32_alone():
 def test_complex_step_is_refused_through_code_that_is_not_complex_safe():
     with pytest.raises(ValueError, match="complex-safe"):
         gradrun.check(cube, X, vjp=cube_vjp, method="complex")
+
+
+# ----------------------------------------------------------------- progress
+
+
+def test_a_long_check_reports_its_progress_element_by_element(monkeypatch):
+    from gradrun import engine, runner
+    from gradrun.model import Experiment, Point, Settings
+    from gradrun.tree import Call, Var
+
+    monkeypatch.setattr(engine, "MEMORY_CAP", 256)  # many small chunks
+    inputs = loss_inputs()
+    expr = Call("sum", (Call("sigmoid", (Call("matmul", (Var("X"), Var("W"))),)),))
+    exp = Experiment("big", expr, {}, [Point(0, inputs)], ["X", "W"], Settings(check="full"))
+    heard = []
+    result = runner.run_experiment(exp, tick=heard.append)
+    assert result.passed
+    assert heard[-1] == "W: 600/600" and "X: 1200/1200" in heard
+    counts = [int(t.split(": ")[1].split("/")[0]) for t in heard if t.startswith("X")]
+    assert counts == sorted(counts) and len(counts) > 5

@@ -18,8 +18,11 @@ def graph_of(exp: Experiment) -> engine.Graph:
     return engine.build(expr, exp.functions, names)
 
 
-def run_experiment(exp: Experiment, overrides: dict | None = None) -> ExperimentResult:
-    """Check every point of one experiment; an internal error becomes its failure."""
+def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) -> ExperimentResult:
+    """Check every point of one experiment; an internal error becomes its failure.
+
+    ``tick(text)``, when given, hears how far a long check has got.
+    """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     start = time.perf_counter()
     records: list = []
@@ -30,8 +33,11 @@ def run_experiment(exp: Experiment, overrides: dict | None = None) -> Experiment
         for point in exp.points:
             settings = exp.settings_at(point).updated(**overrides)
             check_mode = settings.check
-            records.extend(check_point(graph, point.inputs, exp.wrt, settings, experiment=exp.name,
-                                       point=point.index, coords=point.coords))
+            at = f"point {point.index}, " if len(exp.points) > 1 else ""
+            records.extend(check_point(
+                graph, point.inputs, exp.wrt, settings, experiment=exp.name, point=point.index,
+                coords=point.coords,
+                tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))
     except Exception as exc:  # one broken experiment must not stop the others
         error = f"{type(exc).__name__}: {exc}"
     if records:
@@ -51,7 +57,11 @@ def run_spec(spec: Spec, overrides: dict | None = None, only: str | None = None,
     for done, exp in enumerate(chosen):
         if progress is not None:
             progress(exp.name, done, len(chosen))
-        results.append(run_experiment(exp, overrides))
+        tick = None
+        if progress is not None:
+            def tick(text, exp=exp, done=done):
+                progress(f"{exp.name} ({text})", done, len(chosen))
+        results.append(run_experiment(exp, overrides, tick))
     if progress is not None and chosen:
         progress("", len(chosen), len(chosen))
     return results

@@ -98,8 +98,8 @@ def _row_scale(*jacobians):
 class _Columns:
     """The numeric side of one input's Jacobian, filled chunk by chunk."""
 
-    def __init__(self, graph, vals, name, eps):
-        self.graph, self.vals, self.name, self.eps = graph, vals, name, eps
+    def __init__(self, graph, vals, name, eps, tick=None):
+        self.graph, self.vals, self.name, self.eps, self.tick = graph, vals, name, eps, tick
         self.x = vals[graph.inputs[name]].ravel()
         _, _, width = engine.perturb(graph, vals, name, [0], np.array([0.0])) if self.x.size else (0, 0, 1)
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
@@ -118,11 +118,21 @@ class _Columns:
             return fn(delta, rows)
 
         chunks = [idx[start:start + self.chunk] for start in range(0, len(idx), self.chunk)]
+        outs = []
+
+        def collect(results):
+            done = 0
+            for rows, out in zip(chunks, results):
+                outs.append(out)
+                done += len(rows)
+                if self.tick is not None:
+                    self.tick(self.name, done, len(idx))
+
         if len(chunks) > 1 and self.graph.transparent and WORKERS > 1:
             with ThreadPoolExecutor(WORKERS) as pool:
-                outs = list(pool.map(one, chunks))
+                collect(pool.map(one, chunks))
         else:
-            outs = [one(rows) for rows in chunks]
+            collect(map(one, chunks))
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)] if outs else None
 
     def derivative(self, method, step, idx):
@@ -152,7 +162,7 @@ class _Columns:
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
-                primary: str = "float64", columns=None, forward=None):
+                primary: str = "float64", columns=None, forward=None, tick=None):
     """Numeric beside analytic for elements of one input: a dict of (M, len(columns)) arrays.
 
     ``columns`` lists the flat element indices to check (all by default);
@@ -163,7 +173,7 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     user's JVP), held to the same tolerance against reverse mode.
     """
     method, confirm = resolve_method(settings.method, graph)
-    cols = _Columns(graph, vals, name, eps)
+    cols = _Columns(graph, vals, name, eps, tick)
     idx = np.arange(cols.x.size) if columns is None else np.asarray(columns, dtype=np.int64)
     num, est, kink, h = cols.derivative(method, settings.step, idx)
     num, est = num.T.copy(), est.T.copy()  # (M, len(idx))
@@ -251,12 +261,13 @@ def forward_columns(graph, vals, name, columns) -> np.ndarray:
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
-                point: int = 0, coords=None) -> list:
+                point: int = 0, coords=None, tick=None) -> list:
     """The Jacobian of the graph's output at one point, checked as ``settings.check`` says, as Records.
 
     ``full`` checks every element; ``screen`` compares random projections and
     checks in full only the elements it localizes; ``auto`` is full up to
-    ``screen.FULL_LIMIT`` Jacobian entries and a screen above.
+    ``screen.FULL_LIMIT`` Jacobian entries and a screen above. ``tick(input,
+    done, total)``, when given, hears how many elements have been measured.
     """
     dtype = settings.dtype
     rounded = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
@@ -296,7 +307,7 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
         ana = analytic_columns(graph, vals, name, idx).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx).astype(np.float64)
         fwd = forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
-        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd)
+        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick)
         records.extend(_records(res, experiment, point, name, x, settings, coords or {}, mode))
     return records
 
