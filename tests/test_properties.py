@@ -113,6 +113,7 @@ def test_analytic_matches_numeric(program):
 @given(programs())
 def test_public_check_on_the_rendered_expression(program):
     expr, inputs = program
+    graph_of(expr, inputs)  # skips programs that overflow
     result = gradrun.check(render(expr), inputs)
     assert result.passed, (render(expr), failures(result.records))
 
@@ -131,7 +132,7 @@ def test_forward_mode_equals_reverse_mode(program):
 
 
 @EXAMPLES
-@given(programs(), st.integers(0, 2 ** 32 - 1), st.sampled_from([1e-3, 0.3, 1e-6j]))
+@given(programs(), st.integers(0, 2 ** 32 - 1), st.sampled_from([1e-3, 0.3, 1e-6j, 1e-20j]))
 @example(VECTOR_DOT_SELF, 0, 1e-3)
 def test_perturb_equals_reevaluation(program, seed, size):
     expr, inputs = program
@@ -156,6 +157,9 @@ def test_perturb_equals_reevaluation(program, seed, size):
         what = f"{render(expr)}, perturbing {name} by {size}"
         if not isinstance(size, complex):  # a complex step's delta is its imaginary part alone
             np.testing.assert_allclose(got.real, want.real, rtol=1e-9, atol=ROUND_OFF * scale, err_msg=what)
-        # an imaginary step is not differenced away, so its part holds to a relative bound
-        np.testing.assert_allclose(got.imag, want.imag, rtol=1e-9, atol=ROUND_OFF * scale * abs(size),
+        # an imaginary step is not differenced away, so its part holds to a relative bound; the
+        # engine carries imaginary parts alone (each node's real part stays primal), which agrees
+        # with full complex arithmetic to first order: O(|step|**2) apart, nothing at 1e-20j
+        rtol = 1e-9 + 1e6 * abs(size) ** 2 if isinstance(size, complex) else 1e-9
+        np.testing.assert_allclose(got.imag, want.imag, rtol=rtol, atol=ROUND_OFF * scale * abs(size),
                                    err_msg=what)

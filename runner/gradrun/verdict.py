@@ -100,6 +100,7 @@ class _Columns:
 
     def __init__(self, graph, vals, name, eps, tick=None):
         self.graph, self.vals, self.name, self.eps, self.tick = graph, vals, name, eps, tick
+        self.cache: dict = {}  # what complex steps measured, shared by every chunk
         self.x = vals[graph.inputs[name]].ravel()
         _, _, width = engine.perturb(graph, vals, name, [0], np.array([0.0])) if self.x.size else (0, 0, 1)
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
@@ -112,7 +113,7 @@ class _Columns:
         """
         def one(rows):
             def delta(offsets):
-                d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets)
+                d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets, self.cache)
                 return d, k
 
             return fn(delta, rows)
