@@ -30,6 +30,7 @@ float64 sensitivity) and the float32 analytic within the float32 tolerance
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -349,13 +350,12 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
     output_value = np.tile(res["output"], len(columns)).tolist()
     method = np.repeat(res["method"], m).tolist()
     step = np.repeat(res["step"], m).tolist()
-    out = []
-    for r, status in enumerate(grid["status"]):
-        out.append(Record(
-            experiment, point, name, element[r], names[element[r]], output[r], value[r],
-            grid["numeric"][r], grid["analytic"][r], grid["abs"][r], grid["rel"][r],
-            status in ("pass", "kink"), status, grid["tolerance"][r], method[r], step[r],
-            output_value[r], grid["error_estimate"][r], grid["minus"][r], grid["plus"][r],
-            grid["forward"][r], settings.dtype, check, dict(coords),
-        ))
-    return out
+    count = len(element)
+    same = itertools.repeat
+    return list(map(
+        Record, same(experiment, count), same(point, count), same(name, count), element,
+        map(names.__getitem__, element), output, value, grid["numeric"], grid["analytic"], grid["abs"],
+        grid["rel"], [s in ("pass", "kink") for s in grid["status"]], grid["status"], grid["tolerance"],
+        method, step, output_value, grid["error_estimate"], grid["minus"], grid["plus"], grid["forward"],
+        same(settings.dtype, count), same(check, count), (dict(coords) for _ in range(count)),
+    ))
