@@ -76,9 +76,13 @@ def resolve_method(method: str, graph: engine.Graph) -> tuple:
 
 def element_names(name: str, shape: tuple, columns=None) -> dict:
     """Readable names of elements (``X[0,1]``, or ``x`` for a scalar), by flat index."""
-    columns = np.arange(int(np.prod(shape))) if columns is None else np.asarray(columns)
+    size = int(np.prod(shape))
+    columns = np.arange(size) if columns is None else np.asarray(columns)
     if not shape:
         return {int(j): name for j in columns}
+    if len(columns) == size:  # every element, in C order: the index strings by product
+        labels = itertools.product(*[[str(i) for i in range(d)] for d in shape])
+        return dict(zip(range(size), (f"{name}[{','.join(t)}]" for t in labels)))
     coords = np.unravel_index(columns, shape)
     return {int(j): f"{name}[{','.join(map(str, c))}]" for j, c in zip(columns.tolist(), zip(*(k.tolist() for k in coords)))}
 
@@ -357,5 +361,5 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
         map(names.__getitem__, element), output, value, grid["numeric"], grid["analytic"], grid["abs"],
         grid["rel"], [s in ("pass", "kink") for s in grid["status"]], grid["status"], grid["tolerance"],
         method, step, output_value, grid["error_estimate"], grid["minus"], grid["plus"], grid["forward"],
-        same(settings.dtype, count), same(check, count), (dict(coords) for _ in range(count)),
+        same(settings.dtype, count), same(check, count), same(dict(coords), count),  # one point's coords, shared
     ))
