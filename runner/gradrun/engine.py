@@ -500,14 +500,22 @@ def _dense_step(node, i, vals, ps, batch, motion):
             rows.append(motion.change(np.asarray(node.fn.forward(*moved)), out))
         return Dense(np.stack(rows)), kink
     prim = primitives.get(node.op)
-    new = [x if d is None else motion.lift(x, d) for x, d in zip(args, ds)]
+
+    def lifted():
+        return [x if d is None else motion.lift(x, d) for x, d in zip(args, ds)]
+
     if prim.kind == "elementwise":
         nd = out.ndim
         padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
-        news = [x if d is None else _pad(motion.lift(x, d), nd) for x, d in zip(args, ds)]
         if prim.additive:
             delta = prim.forward(*[0 if d is None else p for p, d in zip(padded, ds)])
+        elif len(args) == 1 and motion.infinitesimal(ds[0]):
+            delta = motion.slopes(i, prim, args[0]).reshape(args[0].shape) * ds[0]
+            if prim.kinks:
+                base = np.broadcast_to(args[0], ds[0].shape)
+                kink = _kink_rows(prim, base, base, ds[0] != 0)
         else:
+            news = [x if d is None else _pad(n, nd) for x, d, n in zip(args, ds, lifted())]
             delta = motion.change(prim.forward(*news), out)
             if prim.kinks:
                 k = next(j for j, d in enumerate(ds) if d is not None)
@@ -519,13 +527,12 @@ def _dense_step(node, i, vals, ps, batch, motion):
         return Dense(np.transpose(ds[0], (0,) + tuple(range(ds[0].ndim - 1, 0, -1)))), kink
     if prim.kind == "matmul":
         linear = (ds[0] is None) != (ds[1] is None)  # then the product of delta and the other is the delta
-        if linear:
-            new = [x if d is None else d for d, x in zip(ds, args)]
+        new = [x if d is None else d for d, x in zip(ds, args)] if linear else lifted()
         product = _batched_matmul(new, [d is not None for d in ds], args, out.shape)
         return Dense(product if linear else motion.change(product, out)), kink
     # ops along the last axis take a leading batch axis as is; anything else row by row
     if all(x.ndim >= 1 for x in args):
-        return Dense(motion.change(prim.forward(*new), out)), kink
+        return Dense(motion.change(prim.forward(*lifted()), out)), kink
     return Dense(np.stack([motion.change(prim.forward(*[x if d is None else motion.lift(x, d[b])
                                                         for x, d in zip(args, ds)]), out)
                            for b in range(batch)])), kink
