@@ -3,22 +3,25 @@
 The pass rule (documented in the README) for the element d out[o] / d x[j]:
 
     |analytic - numeric| <= atol + rtol * |numeric| + 2 * error_estimate
+                            + ROUNDOFF_FLOOR * eps * |f(x)[o]| / max(1, |x[j]|)
 
 where, unless the spec sets them, ``rtol`` comes from the dtype's row of
 ``TOLERANCES`` and ``atol`` is that row's ``atol_scale`` times the largest
 entry of the Jacobian row (out[o] against every element of x), so that
 round-off in a sum of many terms never fails correct code while an error of
 one part in a million in one entry is still seen. ``error_estimate`` is the
-numeric method's own (Richardson's, or step doubling's for plain stencils).
+numeric method's own (Richardson's, or step doubling's for plain stencils)
+plus the round-off of its differences (``numeric.roundoff``).
 
 The first pass uses the cheapest accurate method (``auto``: complex step
 when every op is complex-safe, else a central difference); an element that
 does not pass is looked at again with Richardson extrapolation before it is
 called a failure, so a verdict of ``fail`` never rests on a rough
-difference. An element whose perturbation meets a kink (relu, abs or
-leaky_relu at 0), or whose one-sided differences stay apart as the step
-shrinks, is a ``kink`` when the analytic value lies between the one-sided
-values, else a failure.
+difference. Where a perturbation meets a kink of a primitive (relu, abs or
+leaky_relu at 0), or an element fails, one-sided differences at h and h/2
+decide: if they stay apart the element is a ``kink`` when the analytic value
+lies between them, else a failure. When the user gave both a JVP and a VJP,
+the two analytic paths must agree within the same tolerance.
 
 float32: the graph runs in float32 for the analytic gradient; the numeric
 reference is computed in float64 at the same (float32-rounded) point, the
@@ -107,7 +110,10 @@ class _Columns:
         self.graph, self.vals, self.name, self.eps, self.tick = graph, vals, name, eps, tick
         self.cache: dict = {}  # what complex steps measured, shared by every chunk
         self.x = vals[graph.inputs[name]].ravel()
-        _, _, width = engine.perturb(graph, vals, name, [0], np.array([0.0])) if self.x.size else (0, 0, 1)
+        if graph.transparent and self.x.size:  # a probe row tells how wide sparse deltas grow
+            _, _, width = engine.perturb(graph, vals, name, [0], np.array([0.0]))
+        else:  # a user's function sees whole arrays
+            width = max(v.size for v in vals)
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
 
     def run(self, fn, idx):
