@@ -73,7 +73,8 @@ def resolve_method(method: str, graph: engine.Graph) -> tuple:
     if method == "auto":
         return ("complex" if graph.complex_safe else "central"), "richardson"
     if method == "complex" and not graph.complex_safe:
-        raise CheckError("method 'complex' needs every function in the graph to be complex-safe")
+        raise CheckError("method 'complex' needs every function in the graph to be complex-safe "
+                         "(mark a Python function complex_safe: true if it is, or choose another method)")
     return method, None
 
 
