@@ -183,3 +183,14 @@ def test_a_long_check_reports_its_progress_element_by_element(monkeypatch):
     assert heard[-1] == "W: 600/600" and "X: 1200/1200" in heard
     counts = [int(t.split(": ")[1].split("/")[0]) for t in heard if t.startswith("X")]
     assert counts == sorted(counts) and len(counts) > 5
+
+
+def test_a_vjp_of_the_wrong_shape_is_reported_not_a_traceback():
+    def f(x):
+        return 2 * x
+
+    def f_vjp(g, x):
+        return (np.ones(7),)
+
+    with pytest.raises(ValueError, match=r"cotangent of shape \(7,\) for an input of shape \(2, 3\)"):
+        gradrun.check(f, {"x": np.ones((2, 3))}, vjp=f_vjp)

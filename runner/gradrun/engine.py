@@ -193,7 +193,11 @@ def vjp(graph: Graph, vals: list, cotangent) -> dict:
             for a, ga in zip(node.args, _node_vjp(node, g, vals[i], args)):
                 if ga is None or not graph.needs[a]:
                     continue
-                ga = unbroadcast(ga, vals[a].shape)
+                try:
+                    ga = unbroadcast(ga, vals[a].shape)
+                except ValueError:
+                    raise GraphError(f"the VJP of {node.name or node.op} gave a cotangent of shape "
+                                     f"{np.shape(ga)} for an input of shape {vals[a].shape}") from None
                 ct[a] = ga if ct[a] is None else ct[a] + ga
     return {
         name: (ct[i] if ct[i] is not None else np.zeros_like(vals[i]))
