@@ -222,7 +222,11 @@ def jvp(graph: Graph, vals: list, tangents: dict):
                 tan[i] = np.asarray(node.fn.jvp(tuple(full), *args))
             else:
                 tan[i] = np.asarray(primitives.get(node.op).jvp(tuple(ts), vals[i], *args))
-            tan[i] = np.broadcast_to(tan[i], vals[i].shape)
+            try:
+                tan[i] = np.broadcast_to(tan[i], vals[i].shape)
+            except ValueError:
+                raise GraphError(f"the JVP of {node.name or node.op} gave a tangent of shape "
+                                 f"{np.shape(tan[i])} for an output of shape {vals[i].shape}") from None
     out = tan[graph.output]
     return np.zeros_like(vals[graph.output]) if out is None else out
 
