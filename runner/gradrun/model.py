@@ -8,7 +8,7 @@ Jacobian element; CSV, console, JUnit, baselines and plots all read these.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -103,7 +103,8 @@ class Record:
     coords: dict = field(default_factory=dict)
 
     def as_row(self) -> dict:
-        row = asdict(self)
+        """The record as one flat CSV row: its fields, then ``sweep_<name>`` per swept coordinate."""
+        row = dict(self.__dict__)  # the fields in order; every value is a plain scalar but coords
         coords = row.pop("coords")
         for k, v in coords.items():
             row[f"sweep_{k}"] = v
