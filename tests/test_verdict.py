@@ -1,5 +1,7 @@
 """Verdicts element by element: kinks, NaN, forward against reverse mode, screens, float32."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,19 @@ def test_a_vjp_of_the_wrong_shape_is_reported_not_a_traceback():
 
     with pytest.raises(ValueError, match=r"cotangent of shape \(7,\) for an input of shape \(2, 3\)"):
         gradrun.check(f, {"x": np.ones((2, 3))}, vjp=f_vjp)
+
+
+def test_a_screen_never_passes_a_non_finite_gradient():
+    result = gradrun.check("log(x)", {"x": np.array([-1.0, 0.0, 1.0])}, check="screen")
+    assert not result.passed
+    assert all(r.status == "nan" for r in result.records if r.index == -1)
+    diagonal = {r.index: r.status for r in result.records if r.index >= 0 and r.index == r.output}
+    assert diagonal == {0: "nan", 1: "nan", 2: "pass"}
+
+
+def test_overflow_is_reported_per_element_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = gradrun.check("exp(cube(square(square(square(x)))))", {"x": np.array([1.35, 0.3])})
+    statuses = {(r.index, r.output): r.status for r in result.records}
+    assert statuses[(0, 0)] == "nan" and statuses[(1, 1)] == "pass"

@@ -98,12 +98,12 @@ def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary,
     ana64 = np.einsum("kn,kn->k", g, v)
     terms = np.abs(g * v).sum(axis=1)
     tol = tolerance(terms, num, est, tables[primary], settings)
-    bad = ~(np.abs(ana64 - num) <= tol)
+    bad = ~(np.abs(ana64 - num) <= tol) | ~np.isfinite(tol)  # an infinite term hides nothing
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
         tol = tolerance(np.abs(g32 * v).sum(axis=1), num, est, tables[settings.dtype], settings)
-        bad |= ~(np.abs(ana - num) <= tol)
+        bad |= ~(np.abs(ana - num) <= tol) | ~np.isfinite(tol)
     return Screen(num, ana, ana64, tol, est, bad, method, h, u, v, g, g32)
 
 
@@ -122,7 +122,7 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, tables, p
         num, est, _ = directional(graph, vals, name, screen.method, masked, np.repeat(u, len(halves), 0), eps)
         ana = masked @ g
         tol = tolerance(np.abs(masked * g).sum(axis=1), num, est, tables[primary], settings)
-        bad = ~(np.abs(ana - num) <= tol)
+        bad = ~(np.abs(ana - num) <= tol) | ~np.isfinite(tol)
         sets = []
         for part, is_bad in zip(halves, bad):
             if not is_bad:

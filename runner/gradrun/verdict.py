@@ -128,7 +128,8 @@ class _Columns:
                 d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets, self.cache)
                 return d, k
 
-            return fn(delta, rows)
+            with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
+                return fn(delta, rows)
 
         chunks = [idx[start:start + self.chunk] for start in range(0, len(idx), self.chunk)]
         outs = []
@@ -195,6 +196,7 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     ana = analytic
 
     magnitude = np.abs(vals[graph.output]).ravel()
+    magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)  # a NaN output marks its own elements only
     floor = ROUNDOFF_FLOOR * eps * magnitude[:, None] / np.maximum(1.0, np.abs(cols.x[idx]))[None, :]
 
     def verdict():
@@ -282,6 +284,11 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
     ``screen.FULL_LIMIT`` Jacobian entries and a screen above. ``tick(input,
     done, total)``, when given, hears how many elements have been measured.
     """
+    with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
+        return _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick)
+
+
+def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     dtype = settings.dtype
     rounded = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
     vals = engine.evaluate(graph, rounded, np.float64)
