@@ -212,3 +212,8 @@ def test_overflow_is_reported_per_element_without_warnings():
         result = gradrun.check("exp(cube(square(square(square(x)))))", {"x": np.array([1.35, 0.3])})
     statuses = {(r.index, r.output): r.status for r in result.records}
     assert statuses[(0, 0)] == "nan" and statuses[(1, 1)] == "pass"
+
+
+def test_an_empty_input_has_nothing_to_check_and_passes():
+    result = gradrun.check("sum(x) + y", {"x": np.zeros((0,)), "y": 1.0})
+    assert result.passed and [r.input for r in result.records] == ["y"]

@@ -131,7 +131,7 @@ class _Columns:
             with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
                 return fn(delta, rows)
 
-        chunks = [idx[start:start + self.chunk] for start in range(0, len(idx), self.chunk)]
+        chunks = [idx[start:start + self.chunk] for start in range(0, len(idx), self.chunk)] or [idx]
         outs = []
 
         def collect(results):
@@ -310,6 +310,8 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     records = []
     for name in wrt:
         x = vals[graph.inputs[name]]
+        if x.size == 0 or vals[graph.output].size == 0:
+            continue  # an empty Jacobian has no element to check
         columns = None
         if mode == "screen":
             method, _ = resolve_method(settings.method, graph)
