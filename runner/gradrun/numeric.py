@@ -84,22 +84,26 @@ def stencil_derivative(delta, stencil: Stencil, h):
 def derivative(delta, method: str, h):
     """The numeric derivative by ``method`` at step h (per row).
 
-    Returns ``(value, error_estimate, kink)``; the error estimate is NaN for
-    methods that do not produce one (see ``truncation_estimate``).
+    Returns ``(value, error_estimate, kink, step)``: the error estimate is NaN
+    for methods that do not produce one (see ``truncation_estimate``), and
+    step is the step the value rests on (Richardson's finest chosen level, for
+    the round-off bound).
     """
     if method == "complex":
         d, kink = delta(1j * h)
-        return np.imag(d) / h[:, None], np.zeros(d.shape), kink
+        return np.imag(d) / h[:, None], np.zeros(d.shape), kink, h
     if method == "richardson":
         best, best_est, kink = _richardson(delta, h)
+        chosen = np.broadcast_to(h[:, None], best.shape).copy()
         for k in range(1, RICHARDSON_TRIES):
             value, est, more = _richardson(delta, h / 4**k)
             better = est < best_est
             best, best_est = np.where(better, value, best), np.where(better, est, best_est)
+            chosen = np.where(better, (h / 4**k)[:, None], chosen)
             kink |= more
-        return best, best_est, kink
+        return best, best_est, kink, chosen.min(axis=1, initial=np.inf) if best.shape[1] else h
     d, kink = stencil_derivative(delta, STENCILS[method], h)
-    return d, np.full(d.shape, np.nan), kink
+    return d, np.full(d.shape, np.nan), kink, h
 
 
 def _richardson(delta, h):
@@ -114,12 +118,12 @@ def _richardson(delta, h):
     r1 = (4 * levels[1] - levels[0]) / 3
     r2 = (4 * levels[2] - levels[1]) / 3
     best = (16 * r2 - r1) / 15
-    return best, np.abs(best - r2), kink
+    return best, np.abs(best - r2) + np.abs(best - r1), kink  # both lower levels' distance: conservative
 
 
 def truncation_estimate(delta, method: str, h, value):
     """Estimate the error of ``value`` (method at step h) from the same method at 2h."""
-    coarse, _, _ = derivative(delta, method, 2 * h)
+    coarse, _, _, _ = derivative(delta, method, 2 * h)
     return np.abs(coarse - value) / (2 ** ORDER[method] - 1)
 
 

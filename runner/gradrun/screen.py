@@ -28,6 +28,7 @@ from . import engine, numeric
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
+ROUNDOFF_FLOOR = 256  # as an element's (verdict.ROUNDOFF_FLOOR)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Screen:
     tolerance: np.ndarray  # (K,)
     error_estimate: np.ndarray  # (K,)
     bad: np.ndarray  # (K,) bool
+    kink: np.ndarray  # (K,) bool: the direction reached a kink of a primitive
     method: str
     step: float
     u: np.ndarray  # (K, M)
@@ -52,11 +54,13 @@ class Screen:
 
 
 def directional(graph, vals, name, method, v, u, eps):
-    """u . J v by differences along each row of v: (value, estimate, step).
+    """u . J v by differences along each row of v: (value, error estimate, step, kink).
 
     The step is taken along the unit vector v / |v|, scaled like one
     element's step, and the result scaled back by |v|: a step of h in every
-    element at once would see the curvature of all of them together.
+    element at once would see the curvature of all of them together. The
+    estimate is the method's own (or step doubling's) plus the round-off of
+    the differences.
     """
     x = vals[graph.inputs[name]]
     scale = float(np.sqrt(np.mean(x * x))) if x.size else 1.0
@@ -64,19 +68,39 @@ def directional(graph, vals, name, method, v, u, eps):
     norms = np.maximum(np.sqrt(np.einsum("bn,bn->b", v, v)), np.finfo(float).tiny)
     unit = (v / norms[:, None]).reshape((len(v),) + x.shape)
 
+    moved = np.zeros(len(v))  # how far the outputs moved, before u's signs could cancel them
+
     def delta(offsets):
         d, kink, _ = engine.perturb_along(graph, vals, name, offsets.reshape((-1,) + (1,) * x.ndim) * unit)
+        moved[:] = np.maximum(moved, np.einsum("bm,bm->b", np.abs(np.real(d)), np.abs(u)))
         return np.einsum("bm,bm->b", d, u)[:, None], kink
 
-    value, est, _ = numeric.derivative(delta, method, np.full(len(v), h))
-    return value[:, 0] * norms, est[:, 0] * norms, h
+    steps = np.full(len(v), h)
+    value, est, kink, used = numeric.derivative(delta, method, steps)
+    if np.isnan(est).all():  # a plain stencil: estimate its truncation from twice the step
+        est = numeric.truncation_estimate(delta, method, steps, value)
+    magnitude = np.abs(u * engine.output_scale(graph, vals)).sum(axis=1) + moved
+    noise = numeric.ROUNDOFF_GAIN[method] * eps * magnitude / used
+    return value[:, 0] * norms, (est[:, 0] + noise) * norms, h, kink
 
 
-def tolerance(terms, num, est, table_row, settings):
+def floor(graph, vals, name, v, eps):
+    """The round-off floor of each u . J v: the elements' floors (see verdict) summed over v."""
+    size = max(engine.output_scale(graph, vals).sum(), eps)
+    x = vals[graph.inputs[name]].ravel()
+    return ROUNDOFF_FLOOR * eps * size * (np.abs(v) / np.maximum(1.0, np.abs(x))).sum(axis=1)
+
+
+def tolerance(terms, num, est, table_row, settings, least):
     """The screen's bound: like an element's, with the row scale replaced by the sum of |terms|."""
     atol = settings.atol if settings.atol is not None else table_row.atol_scale * terms
     rtol = settings.rtol if settings.rtol is not None else table_row.rtol
-    return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0)
+    return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0) + least
+
+
+def disagree(ana, num, tol):
+    """Which projections disagree; an infinite or undefined one always does."""
+    return ~(np.abs(ana - num) <= tol) | ~np.isfinite(tol) | ~np.isfinite(ana) | ~np.isfinite(num)
 
 
 def cotangents(graph, vals, rng) -> tuple:
@@ -94,17 +118,20 @@ def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary,
     """Compare u . J v along the directions u (over the output, with g = J^T u given,
     and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
     v = rng.choice([-1.0, 1.0], size=(len(u), vals[graph.inputs[name]].size))
-    num, est, h = directional(graph, vals, name, method, v, u, eps)
+    num, est, h, kink = directional(graph, vals, name, method, v, u, eps)
+    least = floor(graph, vals, name, v, eps)
     ana64 = np.einsum("kn,kn->k", g, v)
-    terms = np.abs(g * v).sum(axis=1)
-    tol = tolerance(terms, num, est, tables[primary], settings)
-    bad = ~(np.abs(ana64 - num) <= tol) | ~np.isfinite(tol)  # an infinite term hides nothing
+    tol = tolerance(np.abs(g * v).sum(axis=1), num, est, tables[primary], settings, least)
+    bad = disagree(ana64, num, tol)
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
-        tol = tolerance(np.abs(g32 * v).sum(axis=1), num, est, tables[settings.dtype], settings)
-        bad |= ~(np.abs(ana - num) <= tol) | ~np.isfinite(tol)
-    return Screen(num, ana, ana64, tol, est, bad, method, h, u, v, g, g32)
+        tol = tolerance(np.abs(g32 * v).sum(axis=1), num, est, tables[settings.dtype], settings, least)
+        bad |= disagree(ana, num, tol)
+    if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
+        bad[:] = True
+        num = np.full(num.shape, np.nan)
+    return Screen(num, ana, ana64, tol, est, bad, kink, method, h, u, v, g, g32)
 
 
 def localize(graph, vals, name, screen: Screen, k: int, settings, eps, tables, primary):
@@ -119,10 +146,11 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, tables, p
         masked = np.zeros((len(halves), v.size))
         for row, part in enumerate(halves):
             masked[row, part] = v[part]
-        num, est, _ = directional(graph, vals, name, screen.method, masked, np.repeat(u, len(halves), 0), eps)
+        num, est, _, kink = directional(graph, vals, name, screen.method, masked, np.repeat(u, len(halves), 0), eps)
         ana = masked @ g
-        tol = tolerance(np.abs(masked * g).sum(axis=1), num, est, tables[primary], settings)
-        bad = ~(np.abs(ana - num) <= tol) | ~np.isfinite(tol)
+        least = floor(graph, vals, name, masked, eps)
+        tol = tolerance(np.abs(masked * g).sum(axis=1), num, est, tables[primary], settings, least)
+        bad = disagree(ana, num, tol) | kink
         sets = []
         for part, is_bad in zip(halves, bad):
             if not is_bad:
