@@ -157,14 +157,14 @@ def evaluate(graph: Graph, values: dict, dtype=np.float64) -> list:
 
 def output_scale(graph: Graph, vals: list) -> np.ndarray:
     """The size of the numbers each output element is computed from: |f(x)[o]|, or the
-    largest argument of the last op if larger (f = a - b cancels; its round-off does not)."""
+    largest value anywhere in the graph if larger (f = tanh(|x| - x) cancels to 0; the
+    round-off of |x| - x does not)."""
     def finite_abs(v):
-        v = np.abs(np.asarray(v))
+        v = np.abs(np.real(np.asarray(v)))
         return np.where(np.isfinite(v), v, 0.0)
 
     out = finite_abs(vals[graph.output]).ravel()
-    args = [finite_abs(vals[a]).max(initial=0.0) for a in graph.nodes[graph.output].args]
-    return np.maximum(out, max(args, default=0.0))
+    return np.maximum(out, max((finite_abs(v).max(initial=0.0) for v in vals), default=0.0))
 
 
 def unbroadcast(g, shape):

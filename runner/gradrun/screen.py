@@ -114,7 +114,8 @@ def cotangents(graph, vals, rng) -> tuple:
                for name in graph.inputs}
 
 
-def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary, u, g, g32=None):
+def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary, u, g, g32=None,
+                 conditioning=None):
     """Compare u . J v along the directions u (over the output, with g = J^T u given,
     and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
     v = rng.choice([-1.0, 1.0], size=(len(u), vals[graph.inputs[name]].size))
@@ -126,7 +127,9 @@ def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary,
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
-        tol = tolerance(np.abs(g32 * v).sum(axis=1), num, est, tables[settings.dtype], settings, least)
+        least32 = floor(graph, vals, name, v, numeric.EPS[settings.dtype])  # float32 code's own round-off
+        tol = tolerance(np.abs(g32 * v).sum(axis=1), num, est, tables[settings.dtype], settings, least32)
+        tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
         bad |= disagree(ana, num, tol)
     if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
         bad[:] = True
