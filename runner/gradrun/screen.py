@@ -85,10 +85,11 @@ def directional(graph, vals, name, method, v, u, eps):
 
 
 def floor(graph, vals, name, v, eps):
-    """The round-off floor of each u . J v: the elements' floors (see verdict) summed over v."""
+    """The round-off floor of each u . J v, from the elements' floors (see verdict) over v."""
     size = max(engine.output_scale(graph, vals).sum(), eps)
     x = vals[graph.inputs[name]].ravel()
-    return ROUNDOFF_FLOOR * eps * size * (np.abs(v) / np.maximum(1.0, np.abs(x))).sum(axis=1)
+    # the elements' round-off is independent, and v's signs random: it adds up in quadrature
+    return ROUNDOFF_FLOOR * eps * size * np.sqrt(((v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
 
 
 def tolerance(terms, num, est, table_row, settings, least):
