@@ -127,6 +127,9 @@ def test_a_screen_passes_correct_code_with_one_row_per_direction():
     assert {r.check for r in result.records} == {"screen"}
     assert len(result.records) == 2 * screen.SCREEN_DIRECTIONS
     assert all(r.index == -1 and r.element.startswith("u") for r in result.records)
+    worst = {name: max(r.tolerance for r in result.records if r.input == name) for name in ("X", "W")}
+    assert result.notes == [f"{name}: screened along 4 random sign directions; flags any single-entry "
+                            f"error above {worst[name]:.2g}" for name in ("X", "W")]
 
 
 def test_a_screen_localizes_one_wrong_entry_and_reports_it_as_a_full_check_would():

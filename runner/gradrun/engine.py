@@ -259,17 +259,19 @@ def jacobian(graph: Graph, vals: list, wrt) -> dict:
 
 def jacobian_forward(graph: Graph, vals: list, wrt) -> dict:
     """The full Jacobian by forward mode, one JVP per input element."""
+    return {name: forward_columns(graph, vals, name, range(vals[graph.inputs[name]].size)) for name in wrt}
+
+
+def forward_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray:
+    """Jacobian columns of one input by forward mode, one JVP per column: (M, len(columns))."""
     out = vals[graph.output]
-    jac = {}
-    for name in wrt:
-        x = vals[graph.inputs[name]]
-        cols = np.zeros((out.size, x.size), dtype=out.dtype)
-        for j in range(x.size):
-            t = np.zeros(x.size, dtype=x.dtype)
-            t[j] = 1
-            cols[:, j] = jvp(graph, vals, {name: t.reshape(x.shape)}).ravel()
-        jac[name] = cols
-    return jac
+    x = vals[graph.inputs[name]]
+    cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
+    for p, j in enumerate(columns):
+        t = np.zeros(x.size, dtype=x.dtype)
+        t[j] = 1
+        cols[:, p] = jvp(graph, vals, {name: t.reshape(x.shape)}).ravel()
+    return cols
 
 
 # ------------------------------------------------------- batched perturbations

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional
 
-import numpy as np
 
 from .tree import Expr
 
@@ -170,7 +169,3 @@ class SpecError(Exception):
     def __init__(self, issues):
         self.issues = sorted(issues, key=lambda i: (i.file, i.line, i.column))
         super().__init__("\n".join(str(i) for i in self.issues))
-
-
-def as_array(value) -> np.ndarray:
-    return np.asarray(value, dtype=np.float64)

@@ -43,7 +43,17 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     if records:
         check_mode = records[0].check
     return ExperimentResult(exp.name, records, time.perf_counter() - start, error, check_mode,
-                            file=exp.file, line=exp.line)
+                            notes=screen_notes(records), file=exp.file, line=exp.line)
+
+
+def screen_notes(records) -> list:
+    """What each screen could see: the smallest single-entry error it was sure to flag."""
+    seen: dict = {}
+    for r in records:
+        if r.check == "screen" and r.index == -1:
+            seen.setdefault(r.input, []).append(r.tolerance)
+    return [f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
+            f"error above {max(tols):.2g}" for name, tols in seen.items()]
 
 
 def select(spec: Spec, only: str | None) -> list:

@@ -282,19 +282,7 @@ def analytic_columns(graph, vals, name, columns) -> np.ndarray:
     forward mode when the output is large or the user gave only a JVP."""
     if graph.has_vjp and (vals[graph.output].size <= 64 or not graph.has_jvp):
         return engine.jacobian(graph, vals, [name])[name][:, columns]
-    return forward_columns(graph, vals, name, columns)
-
-
-def forward_columns(graph, vals, name, columns) -> np.ndarray:
-    """Jacobian columns of one input by forward mode, one JVP per column."""
-    out = vals[graph.output]
-    x = vals[graph.inputs[name]]
-    cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
-    for p, j in enumerate(columns):
-        t = np.zeros(x.size, dtype=x.dtype)
-        t[j] = 1
-        cols[:, p] = engine.jvp(graph, vals, {name: t.reshape(x.shape)}).ravel()
-    return cols
+    return engine.forward_columns(graph, vals, name, columns)
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
@@ -358,7 +346,7 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
         ana = analytic_columns(graph, vals, name, idx).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx).astype(np.float64)
-        fwd = forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
+        fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
         res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning)
         records.extend(_records(res, experiment, point, name, x, settings, coords or {}, mode))
         if mode == "screen" and not np.isin(res["status"], ("fail", "nan")).any():
