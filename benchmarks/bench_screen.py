@@ -76,9 +76,9 @@ def screen_of_x(graph, inputs, settings=Settings(check="screen")):
     method, _ = verdict.resolve_method(settings.method, graph)
     rng = np.random.default_rng([settings.seed, 0])
     u, g = screen.cotangents(graph, vals, rng)
-    found = screen.screen_input(graph, vals, "X", settings, eps, method, rng, verdict.TOLERANCES, "float64",
+    found = screen.screen_input(graph, vals, "X", settings, eps, method, rng, "float64",
                                 u, g["X"])
-    return found, (graph, vals, "X", found, int(np.argmax(found.bad)), settings, eps, verdict.TOLERANCES, "float64")
+    return found, (graph, vals, "X", found, int(np.argmax(found.bad)), settings, eps, "float64")
 
 
 def peak_mib(fn):

@@ -132,3 +132,32 @@ def one_sided(delta, h):
     minus, _ = stencil_derivative(delta, STENCILS["backward"], h)
     plus, _ = stencil_derivative(delta, STENCILS["forward"], h)
     return minus, plus
+
+
+# ----------------------------------------------------------------- tolerances
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol_scale: float  # atol = atol_scale * the largest entry of the Jacobian row
+
+
+TOLERANCES = {
+    "float64": Tolerance(rtol=1e-8, atol_scale=1e-10),
+    "float32": Tolerance(rtol=1e-4, atol_scale=1e-4),
+}
+
+# However exact the gradient, nothing finer than round-off in the output can be
+# compared: every element is allowed ROUNDOFF_FLOOR * eps * max(|f(x)|, eps) / max(1, |x_j|).
+ROUNDOFF_FLOOR = 256
+
+
+def tolerance(scale, num, est, dtype: str, settings):
+    """atol + rtol * |num| + 2 * est: atol and rtol from the spec, else from the dtype's
+    row of TOLERANCES with atol relative to ``scale`` (a Jacobian row's largest entry,
+    or for a projection the sum of its terms)."""
+    t = TOLERANCES[dtype]
+    atol = settings.atol if settings.atol is not None else t.atol_scale * scale
+    rtol = settings.rtol if settings.rtol is not None else t.rtol
+    return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0)

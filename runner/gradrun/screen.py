@@ -28,7 +28,6 @@ from . import engine, numeric
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
-ROUNDOFF_FLOOR = 256  # as an element's (verdict.ROUNDOFF_FLOOR)
 
 
 @dataclass
@@ -89,14 +88,7 @@ def floor(graph, vals, name, v, eps):
     size = max(engine.output_scale(graph, vals).sum(), eps)
     x = vals[graph.inputs[name]].ravel()
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
-    return ROUNDOFF_FLOOR * eps * size * np.sqrt(((v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
-
-
-def tolerance(terms, num, est, table_row, settings, least):
-    """The screen's bound: like an element's, with the row scale replaced by the sum of |terms|."""
-    atol = settings.atol if settings.atol is not None else table_row.atol_scale * terms
-    rtol = settings.rtol if settings.rtol is not None else table_row.rtol
-    return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0) + least
+    return numeric.ROUNDOFF_FLOOR * eps * size * np.sqrt(((v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
 
 
 def disagree(ana, num, tol):
@@ -115,7 +107,7 @@ def cotangents(graph, vals, rng) -> tuple:
                for name in graph.inputs}
 
 
-def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary, u, g, g32=None,
+def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g32=None,
                  conditioning=None):
     """Compare u . J v along the directions u (over the output, with g = J^T u given,
     and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
@@ -123,13 +115,13 @@ def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary,
     num, est, h, kink = directional(graph, vals, name, method, v, u, eps)
     least = floor(graph, vals, name, v, eps)
     ana64 = np.einsum("kn,kn->k", g, v)
-    tol = tolerance(np.abs(g * v).sum(axis=1), num, est, tables[primary], settings, least)
+    tol = numeric.tolerance(np.abs(g * v).sum(axis=1), num, est, primary, settings) + least
     bad = disagree(ana64, num, tol)
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
         least32 = floor(graph, vals, name, v, numeric.EPS[settings.dtype])  # float32 code's own round-off
-        tol = tolerance(np.abs(g32 * v).sum(axis=1), num, est, tables[settings.dtype], settings, least32)
+        tol = numeric.tolerance(np.abs(g32 * v).sum(axis=1), num, est, settings.dtype, settings) + least32
         tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
         bad |= disagree(ana, num, tol)
     if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
@@ -138,7 +130,7 @@ def screen_input(graph, vals, name, settings, eps, method, rng, tables, primary,
     return Screen(num, ana, ana64, tol, est, bad, kink, method, h, u, v, g, g32)
 
 
-def localize(graph, vals, name, screen: Screen, k: int, settings, eps, tables, primary):
+def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
     """Input elements whose Jacobian columns disagree along direction k, or None if too many."""
     u, v, g = screen.u[k:k + 1], screen.v[k], screen.g[k]
     sets = [np.arange(v.size)]
@@ -153,7 +145,7 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, tables, p
         num, est, _, kink = directional(graph, vals, name, screen.method, masked, np.repeat(u, len(halves), 0), eps)
         ana = masked @ g
         least = floor(graph, vals, name, masked, eps)
-        tol = tolerance(np.abs(masked * g).sum(axis=1), num, est, tables[primary], settings, least)
+        tol = numeric.tolerance(np.abs(masked * g).sum(axis=1), num, est, primary, settings) + least
         bad = disagree(ana, num, tol) | kink
         sets = []
         for part, is_bad in zip(halves, bad):

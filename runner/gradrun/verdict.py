@@ -6,7 +6,7 @@ The pass rule (documented in the README) for the element d out[o] / d x[j]:
                             + ROUNDOFF_FLOOR * eps * |f(x)[o]| / max(1, |x[j]|)
 
 where, unless the spec sets them, ``rtol`` comes from the dtype's row of
-``TOLERANCES`` and ``atol`` is that row's ``atol_scale`` times the largest
+``numeric.TOLERANCES`` and ``atol`` is that row's ``atol_scale`` times the largest
 entry of the Jacobian row (out[o] against every element of x), so that
 round-off in a sum of many terms never fails correct code while an error of
 one part in a million in one entry is still seen. ``error_estimate`` is the
@@ -36,7 +36,6 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,20 +43,8 @@ from . import engine, numeric, screen
 from .model import Record, Settings
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    rtol: float
-    atol_scale: float  # atol = atol_scale * the largest entry of the Jacobian row
-
-
-TOLERANCES = {
-    "float64": Tolerance(rtol=1e-8, atol_scale=1e-10),
-    "float32": Tolerance(rtol=1e-4, atol_scale=1e-4),
-}
-
-# However exact the gradient, nothing finer than round-off in the output can be
-# compared: every element is allowed ROUNDOFF_FLOOR * eps * max(|f(x)|, eps) / max(1, |x_j|).
-ROUNDOFF_FLOOR = screen.ROUNDOFF_FLOOR
+ROUNDOFF_FLOOR = numeric.ROUNDOFF_FLOOR
+tolerance = numeric.tolerance
 
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -94,13 +81,6 @@ def element_names(name: str, shape: tuple, columns=None) -> dict:
     return {int(j): f"{name}[{','.join(map(str, c))}]" for j, c in zip(columns.tolist(), zip(*(k.tolist() for k in coords)))}
 
 
-def tolerance(row_scale, num, est, dtype: str, settings: Settings):
-    t = TOLERANCES[dtype]
-    atol = settings.atol if settings.atol is not None else t.atol_scale * row_scale
-    rtol = settings.rtol if settings.rtol is not None else t.rtol
-    return atol + rtol * np.abs(num) + 2 * np.nan_to_num(est, nan=0.0)
-
-
 def _row_scale(*jacobians):
     """The largest finite magnitude in each Jacobian row, at least the smallest normal."""
     mags = [np.where(np.isfinite(j), np.abs(j), 0) for j in jacobians]
@@ -121,61 +101,52 @@ class _Columns:
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
 
     def run(self, fn, idx):
-        """Apply ``fn(delta, rows)`` chunk by chunk over element indices ``idx``.
+        """Apply ``fn(delta, rows, at)`` chunk by chunk over element indices ``idx``;
+        ``at`` is the chunk's slice of ``idx`` (for per-element arrays given alongside).
 
         Chunks of gradrun's own graphs go to a thread per core (numpy releases
         the GIL in its loops); user Python functions run on one thread.
         """
-        def one(rows):
+        def one(at):
+            rows = idx[at]
+
             def delta(offsets):
                 d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets, self.cache)
                 return d, k
 
             with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
-                return fn(delta, rows)
+                return fn(delta, rows, at)
 
-        chunks = [idx[start:start + self.chunk] for start in range(0, len(idx), self.chunk)] or [idx]
+        chunks = [slice(start, start + self.chunk) for start in range(0, len(idx), self.chunk)] or [slice(0, 0)]
         outs = []
 
         def collect(results):
-            done = 0
-            for rows, out in zip(chunks, results):
+            for at, out in zip(chunks, results):
                 outs.append(out)
-                done += len(rows)
                 if self.tick is not None:
-                    self.tick(self.name, done, len(idx))
+                    self.tick(self.name, min(at.stop, len(idx)), len(idx))
 
         if len(chunks) > 1 and self.graph.transparent and WORKERS > 1:
             with ThreadPoolExecutor(WORKERS) as pool:
                 collect(pool.map(one, chunks))
         else:
             collect(map(one, chunks))
-        return [np.concatenate(parts, axis=0) for parts in zip(*outs)] if outs else None
+        return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
     def derivative(self, method, step, idx):
-        def fn(delta, rows):
-            h = numeric.steps(method, self.x[rows], step, self.eps)
-            d, est, kink, used = numeric.derivative(delta, method, h)
-            return d, est, kink, used
+        def fn(delta, rows, at):
+            return numeric.derivative(delta, method, numeric.steps(method, self.x[rows], step, self.eps))
 
         return self.run(fn, idx)
 
     def truncation(self, method, h, value, idx):
-        pos = {j: p for p, j in enumerate(idx)}
-
-        def fn(delta, rows):
-            sel = [pos[j] for j in rows]
-            return (numeric.truncation_estimate(delta, method, h[sel], value[sel]),)
+        def fn(delta, rows, at):
+            return (numeric.truncation_estimate(delta, method, h[at], value[at]),)
 
         return self.run(fn, idx)[0]
 
     def one_sided(self, h, idx):
-        pos = {j: p for p, j in enumerate(idx)}
-
-        def fn(delta, rows):
-            return numeric.one_sided(delta, h[[pos[j] for j in rows]])
-
-        return self.run(fn, idx)
+        return self.run(lambda delta, rows, at: numeric.one_sided(delta, h[at]), idx)
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
@@ -271,17 +242,20 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     status = np.where(~finite, "nan", np.where(at_kink, "kink", np.where(bad, "fail", "pass")))
     return {
         "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": num,
-        "forward": np.full(num.shape, np.nan) if forward is None else forward, "analytic": shown, "analytic64": ana, "tolerance": tol,
-        "error_estimate": est, "status": status, "minus": minus, "plus": plus, "method": methods,
-        "step": steps_used,
+        "forward": np.full(num.shape, np.nan) if forward is None else forward, "analytic": shown,
+        "tolerance": tol, "error_estimate": est, "status": status, "minus": minus, "plus": plus,
+        "method": methods, "step": steps_used,
     }
 
 
-def analytic_columns(graph, vals, name, columns) -> np.ndarray:
-    """Jacobian columns of one input, (M, len(columns)): by reverse mode, or by
+def analytic_columns(graph, vals, name, columns, reverse: dict) -> np.ndarray:
+    """Jacobian columns of one input, (M, len(columns)): by reverse mode (the whole
+    Jacobian, computed once for every input and kept in ``reverse``), or by
     forward mode when the output is large or the user gave only a JVP."""
     if graph.has_vjp and (vals[graph.output].size <= 64 or not graph.has_jvp):
-        return engine.jacobian(graph, vals, [name])[name][:, columns]
+        if not reverse:
+            reverse.update(engine.jacobian(graph, vals, list(graph.inputs)))
+        return reverse[name][:, columns]
     return engine.forward_columns(graph, vals, name, columns)
 
 
@@ -324,6 +298,8 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     if mode == "screen":  # one VJP per direction serves every input
         u, g = screen.cotangents(graph, vals, rng)
         g32 = None if vals32 is None else screen.cotangents(graph, vals32, np.random.default_rng([settings.seed, point]))[1]
+    reverse: dict = {}
+    reverse32: dict = {}
     records = []
     for name in wrt:
         x = vals[graph.inputs[name]]
@@ -333,19 +309,18 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         if mode == "screen":
             method, _ = resolve_method(settings.method, graph)
             found = screen.screen_input(graph, vals, name, settings, eps,
-                                        method if method != "central" else "richardson", rng, TOLERANCES, primary,
+                                        method if method != "central" else "richardson", rng, primary,
                                         u, g[name], None if g32 is None else g32[name], conditioning)
             projections = _screen_records(found, experiment, point, name, settings, coords or {})
             records.extend(projections)
             if not found.bad.any():
                 continue
-            columns = screen.localize(graph, vals, name, found, int(np.argmax(found.bad)), settings, eps,
-                                      TOLERANCES, primary)
+            columns = screen.localize(graph, vals, name, found, int(np.argmax(found.bad)), settings, eps, primary)
             if not columns:  # too many, or cancelling: look at every element
                 columns = None
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
-        ana = analytic_columns(graph, vals, name, idx).astype(np.float64)
-        ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx).astype(np.float64)
+        ana = analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
+        ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)
         fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
         res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning)
         records.extend(_records(res, experiment, point, name, x, settings, coords or {}, mode))
