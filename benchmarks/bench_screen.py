@@ -75,7 +75,8 @@ def screen_of_x(graph, inputs, settings=Settings(check="screen")):
     eps = numeric.EPS["float64"]
     method, _ = verdict.resolve_method(settings.method, graph)
     rng = np.random.default_rng([settings.seed, 0])
-    u, g = screen.cotangents(graph, vals, rng)
+    u = screen.directions(vals[graph.output].size, rng)
+    g = screen.cotangents(graph, vals, u)
     found = screen.screen_input(graph, vals, "X", settings, eps, method, rng, "float64",
                                 u, g["X"])
     return found, (graph, vals, "X", found, int(np.argmax(found.bad)), settings, eps, "float64")

@@ -96,22 +96,24 @@ def disagree(ana, num, tol):
     return ~(np.abs(ana - num) <= tol) | ~np.isfinite(tol) | ~np.isfinite(ana) | ~np.isfinite(num)
 
 
-def cotangents(graph, vals, rng) -> tuple:
-    """Seeded sign directions u over the output, and J^T u for every input: (u, {name: (K, N)})."""
-    if vals is None:
-        return None, None
+def directions(size, rng) -> np.ndarray:
+    """SCREEN_DIRECTIONS seeded random sign vectors of ``size`` entries."""
+    return rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, size))
+
+
+def cotangents(graph, vals, u) -> dict:
+    """J^T u for every input and every direction u over the output: {name: (K, N)}."""
     out_shape = vals[graph.output].shape
-    u = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, vals[graph.output].size))
     per_direction = [engine.vjp(graph, vals, uk.reshape(out_shape)) for uk in u]
-    return u, {name: np.stack([np.asarray(g[name], dtype=np.float64).ravel() for g in per_direction])
-               for name in graph.inputs}
+    return {name: np.stack([np.asarray(g[name], dtype=np.float64).ravel() for g in per_direction])
+            for name in graph.inputs}
 
 
 def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g32=None,
                  conditioning=None):
     """Compare u . J v along the directions u (over the output, with g = J^T u given,
     and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
-    v = rng.choice([-1.0, 1.0], size=(len(u), vals[graph.inputs[name]].size))
+    v = directions(vals[graph.inputs[name]].size, rng)
     num, est, h, kink = directional(graph, vals, name, method, v, u, eps)
     least = floor(graph, vals, name, v, eps)
     ana64 = np.einsum("kn,kn->k", g, v)

@@ -296,8 +296,9 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     cross = graph.has_vjp and graph.has_jvp and not graph.transparent  # the user gave both: compare them
     rng = np.random.default_rng([settings.seed, point])
     if mode == "screen":  # one VJP per direction serves every input
-        u, g = screen.cotangents(graph, vals, rng)
-        g32 = None if vals32 is None else screen.cotangents(graph, vals32, np.random.default_rng([settings.seed, point]))[1]
+        u = screen.directions(vals[graph.output].size, rng)
+        g = screen.cotangents(graph, vals, u)
+        g32 = None if vals32 is None else screen.cotangents(graph, vals32, u)
     reverse: dict = {}
     reverse32: dict = {}
     records = []
