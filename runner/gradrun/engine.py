@@ -500,6 +500,12 @@ def _python_sparse(node, i, vals, ps, batch, motion):
     new = {k: motion.lift(old[k], ps[k].delta) for k in moved}
     called = [work[k] if k in flat else x for k, x in enumerate(args)]
     forward = node.fn.forward
+    if node.fn.forward_batch is not None:
+        stacked = [np.broadcast_to(x, (batch,) + x.shape).copy() for x in called]
+        for k in moved:  # row b moves its own positions only
+            stacked[k].reshape(batch, -1)[np.arange(batch)[:, None], ps[k].idx] = new[k]
+        rows = np.asarray(node.fn.forward_batch(*stacked)).reshape(batch, -1)
+        return Dense(motion.change(rows, vals[i].ravel()).reshape((batch,) + vals[i].shape)), np.zeros(batch, bool)
     rows = np.empty((batch, vals[i].size), dtype=complex if motion.imaginary else vals[i].dtype)
     for b in range(batch):
         for k in moved:
@@ -515,6 +521,11 @@ def _dense_step(node, i, vals, ps, batch, motion):
     ds = [None if p is None else p.delta for p in ps]
     out = vals[i]
     kink = np.zeros(batch, dtype=bool)
+    if node.fn is not None and node.fn.forward_batch is not None:
+        moved = [np.broadcast_to(x, (batch,) + x.shape) if d is None else motion.lift(x, d)
+                 for x, d in zip(args, ds)]
+        rows = np.asarray(node.fn.forward_batch(*moved)).reshape((batch,) + out.shape)
+        return Dense(motion.change(rows, out)), kink
     if node.fn is not None:
         rows = []
         for b in range(batch):

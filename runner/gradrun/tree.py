@@ -59,6 +59,10 @@ class PythonFunction:
     ``forward(*primals) -> output``; ``vjp(cotangent, *primals)`` returns one
     cotangent per input (a tuple, or a single array for one input);
     ``jvp(tangents, *primals)`` (optional) returns the output tangent.
+    ``forward_batch(*primals)`` (optional) evaluates many points in one call:
+    every argument carries a leading batch axis of the same length B, and the
+    result is (B, *output shape). Framework adapters (torch's and JAX's vmap)
+    supply it; the engine then evaluates a chunk of perturbations per call.
     """
 
     name: str
@@ -68,6 +72,7 @@ class PythonFunction:
     jvp: Callable | None = None
     complex_safe: bool = False
     source: str = ""  # "module:callable", for messages
+    forward_batch: Callable | None = None
 
     @property
     def nargs(self) -> int:
