@@ -123,7 +123,7 @@ def _dual_apply(node, args, h):
             e[k] = 1
             ct = _blocks(fn.vjp(e.reshape(out.shape), *primals), len(args))
             tangent[k] = sum(np.sum(np.asarray(c) * t) for c, t in zip(ct, tangents) if c is not None)
-    return out + 1j * h * np.broadcast_to(tangent, out.shape)
+    return out + 1j * h * np.broadcast_to(np.reshape(tangent, out.shape) if np.size(tangent) == out.size else tangent, out.shape)
 
 
 def _dual_vjp(node, g, args, h):
