@@ -55,6 +55,9 @@ class Problem:
         self.g0 = second_order.gradient(graph, self.values, self.wrt)
         self.eps = numeric.EPS["float64"]
         self.magnitude = max(float(np.max(np.abs(self.g0), initial=0.0)), self.eps)
+        kinky = [(i, node) for i, node in enumerate(graph.nodes) if node.op and engine.primitives.get(node.op).kinks]
+        self.kink_args = [(i, a, k) for i, node in kinky if graph.needs[i]
+                          for a in node.args for k in engine.primitives.get(node.op).kinks]
 
     @property
     def size(self) -> int:
@@ -73,25 +76,24 @@ class Problem:
         return out
 
     def delta_along(self, directions):
-        """A numeric.py delta function: (offsets (B,)) -> gradient deltas (B, N) along each direction."""
+        """A numeric.py delta function: (offsets (B,)) -> gradient deltas (B, N) along each direction,
+        and which rows reached or crossed a kink of a primitive."""
         def delta(offsets):
-            rows = self.moved(np.asarray(offsets)[:, None] * directions)
-            d = np.stack([second_order.gradient(self.graph, r, self.wrt) - self.g0 for r in rows])
-            return d, np.array([self.kinked(r) for r in rows])
+            rows, kinks = [], []
+            for values in self.moved(np.asarray(offsets)[:, None] * directions):
+                vals = engine.evaluate(self.graph, values)
+                grads = engine.vjp(self.graph, vals, np.ones_like(vals[self.graph.output]))
+                rows.append(np.concatenate([np.ravel(grads[n]) for n in self.wrt]) - self.g0)
+                kinks.append(self.kinked(vals))
+            return np.stack(rows), np.array(kinks)
         return delta
 
-    def kinked(self, values) -> bool:
-        """Whether moving to ``values`` reaches or crosses a kink of a primitive."""
-        vals = engine.evaluate(self.graph, values)
-        for i, node in enumerate(self.graph.nodes):
-            prim = None if node.op is None else engine.primitives.get(node.op)
-            if prim is None or not prim.kinks or not self.graph.needs[i]:
-                continue
-            for a in node.args:
-                for k in prim.kinks:
-                    base, new = np.real(self.vals[a]) - k, np.real(vals[a]) - k
-                    if np.any((base * new <= 0) & (base != new)):
-                        return True
+    def kinked(self, vals) -> bool:
+        """Whether the point evaluated as ``vals`` is across (or on) a kink of a primitive from this one."""
+        for i, a, k in self.kink_args:
+            base, new = np.real(self.vals[a]) - k, np.real(vals[a]) - k
+            if np.any((base * new <= 0) & (base != new)):
+                return True
         return False
 
     def numeric_columns(self, method, step, columns):
