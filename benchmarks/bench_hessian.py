@@ -15,7 +15,7 @@ At (n, k, m) = (32, 32, 16), X ~ N(0, 1), W ~ N(0, 1/k): 1,536 inputs, a Hessian
 and the largest |analytic - torch's Hessian| over all entries (torch.autograd.functional.hessian),
 whether the planted entry was found, and the full check's verdict counts.
 
-Run: PYTHONPATH=runner .venv/bin/python benchmarks/bench_hessian.py      (about a minute)
+Run: .venv/bin/python benchmarks/bench_hessian.py      (about a minute)
 """
 
 from __future__ import annotations
