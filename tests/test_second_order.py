@@ -170,3 +170,17 @@ def test_hessian_module_checks_columns_as_arrays():
                          [np.exp(0.1), 0, 0, 0], [0, np.exp(0.2), 0, 0]])
     np.testing.assert_allclose(res["analytic"], expected, rtol=1e-13, atol=1e-300)
     assert (res["status"] == "pass").all()
+
+
+def test_curve_of_f_f1_f2(tmp_path):
+    pytest.importorskip("matplotlib")
+    from gradrun import plot
+
+    out = CliRunner().invoke(cli.cli, [str(ROOT / "experiments" / "second-order.yaml"), "--out", str(tmp_path), "-q"])
+    assert out.exit_code == 0, out.output
+    df = plot.read_report(tmp_path / "second-order.csv")
+    sig = df[df.experiment == "sigmoid-curve"]
+    s = sigmoid(sig.value.to_numpy())
+    np.testing.assert_allclose(sig.gradient, s * (1 - s), rtol=1e-13)  # f' beside f''
+    written = plot.plot_report(sig, tmp_path / "plots")
+    assert [p.name for p in written if p.name.endswith("-curve.png")] == ["sigmoid-curve-curve.png"]

@@ -246,7 +246,8 @@ class Rows:
                 step=float(res["step"][c]) if "step" in res else float("nan"), output_value=f,
                 error_estimate=float(res["error_estimate"][r, c]) if "error_estimate" in res else float("nan"),
                 dtype=prob.settings.dtype, check=check, coords=dict(self.coords), order=2,
-                input2=prob.wrt[prob.owner[j]], index2=int(prob.local[j]), element2=self.names[j]))
+                input2=prob.wrt[prob.owner[j]], index2=int(prob.local[j]), element2=self.names[j],
+                gradient=float(prob.g0[i])))
         return out
 
     def projections(self, found) -> list:

@@ -106,6 +106,7 @@ class Record:
     input2: str = ""
     index2: int = -1
     element2: str = ""
+    gradient: float = float("nan")  # second order: the first derivative d f / d input[index] at the point
 
     def as_row(self) -> dict:
         """The record as one flat CSV row: its fields, then ``sweep_<name>`` per swept coordinate."""
