@@ -184,3 +184,42 @@ def test_curve_of_f_f1_f2(tmp_path):
     np.testing.assert_allclose(sig.gradient, s * (1 - s), rtol=1e-13)  # f' beside f''
     written = plot.plot_report(sig, tmp_path / "plots")
     assert [p.name for p in written if p.name.endswith("-curve.png")] == ["sigmoid-curve-curve.png"]
+
+
+def random_expression(rng, depth):
+    """A random scalar expression in x and y over the built-ins (smooth, kinked, positive-domain)."""
+    if depth == 0 or rng.random() < 0.25:
+        return str(rng.choice(["x", "y"]))
+    r = rng.random()
+    inner = random_expression(rng, depth - 1)
+    if r < 0.5:
+        return f"{rng.choice(['square', 'cube', 'exp', 'sin', 'cos', 'tanh', 'sigmoid', 'softplus', 'relu', 'leaky_relu', 'abs'])}({inner})"
+    if r < 0.6:
+        return f"{rng.choice(['sqrt', 'log'])}(1.5 + square({inner}))"
+    other = random_expression(rng, depth - 1)
+    if r < 0.7:
+        return f"({inner}) / (2 + sigmoid({other}))"
+    return f"({inner} {rng.choice(['+', '-', '*'])} {other})"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_no_false_alarm_on_random_compositions(seed):
+    rng = np.random.default_rng(seed)
+    expr = f"sum({random_expression(rng, 3)} + 0 * x * y)"
+    inputs = {"x": rng.normal(size=3) * rng.choice([0.5, 1.0, 3.0]), "y": rng.normal(size=2)[:, None]}
+    for dtype in ("float64", "float32"):
+        result = gradrun.check(expr, inputs, order=2, dtype=dtype)
+        assert result.passed, f"{expr} ({dtype}): " + "; ".join(
+            f"{r.element},{r.element2}: {r.numeric!r} vs {r.analytic!r} (tol {r.tolerance!r})" for r in result.worst(2))
+
+
+def test_undefined_f_is_nan_not_pass():
+    result = gradrun.check("sum(log(x))", {"x": np.array([-1.0, 2.0])}, order=2)
+    assert not result.passed and set(r.status for r in result.records) == {"nan"}
+
+
+def test_inputs_left_out_of_wrt_are_not_differentiated():
+    df = gradrun.check("sum(x * y * y)", {"x": np.array([1.0, 3.0]), "y": np.array([1.0, 2.0])},
+                       wrt=["y"], order=2).dataframe()
+    assert set(df.input) == set(df.input2) == {"y"}
+    np.testing.assert_allclose(df.analytic.to_numpy().reshape(2, 2), np.diag([2.0, 6.0]))

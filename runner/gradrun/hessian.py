@@ -162,7 +162,8 @@ def check_columns(prob: Problem, columns, tick=None) -> dict:
     rough, _ = verdict(np.zeros(est.shape))
     at_kink = kink[None, :] & rough
     shown = ana if ana32 is None else ana32
-    finite = np.isfinite(num) & np.isfinite(shown)
+    # where f itself is undefined (log of a negative number, say) no derivative is checked
+    finite = np.isfinite(num) & np.isfinite(shown) & bool(np.isfinite(prob.vals[prob.graph.output]).all())
     status = np.where(~finite, "nan", np.where(at_kink, "kink", np.where(bad, "fail", "pass")))
     if tick is not None:
         tick("hessian", len(columns), len(columns))
@@ -190,6 +191,8 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
     """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as Records."""
     with np.errstate(all="ignore"):
         prob = Problem(graph, inputs, wrt, settings)
+        if prob.size == 0:
+            return []  # an empty Hessian has no entry to check
         rows = Rows(prob, experiment, point, coords or {})
         mode = settings.check
         if mode == "auto":
