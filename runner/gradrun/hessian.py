@@ -96,11 +96,17 @@ class Problem:
                 return True
         return False
 
+    def unit(self, j):
+        """The direction of x_j alone, as one row."""
+        e = np.zeros((1, self.size))
+        e[0, j] = 1.0
+        return e
+
     def numeric_columns(self, method, step, columns):
         """Hessian columns by differences of the gradient: (value (N, C), estimate, kink (C,), step (C,))."""
         h = numeric.steps(method, self.x[columns], step, self.eps)
-        units = np.eye(self.size)[columns]
-        parts = [numeric.derivative(self.delta_along(units[c:c + 1]), method, h[c:c + 1]) for c in range(len(columns))]
+        parts = [numeric.derivative(self.delta_along(self.unit(j)), method, h[c:c + 1])
+                 for c, j in enumerate(columns)]
         value = np.concatenate([p[0] for p in parts]).T
         est = np.concatenate([p[1] for p in parts]).T
         kink = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, bool)

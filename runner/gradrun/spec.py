@@ -23,7 +23,7 @@ import jsonschema
 import numpy as np
 
 from . import expr as exprs
-from . import primitives, tree, yamlload
+from . import hessian, primitives, tree, yamlload
 from .model import METHODS, Experiment, Issue, Point, Settings, Spec, SpecError
 from .tree import Call, Const, ExprFunction, PythonFunction, Var
 
@@ -792,7 +792,8 @@ class _Checker:
         if settings.order == 2:
             if not self.second_order_ok(path, data, per_output, methods, _reachable(expr, functions)):
                 return False
-            rows = len(points) * sum(math.prod(shapes[n]) for n in wrt) ** 2
+            entries = sum(math.prod(shapes[n]) for n in wrt) ** 2
+            rows = len(points) * (entries if settings.check == "full" else min(entries, hessian.FULL_LIMIT))
         if rows > MAX_REPORT_ROWS:
             self.add(path, f"the report would have {rows} rows, more than {MAX_REPORT_ROWS}",
                      "use reduce: sum, fewer wrt inputs, smaller inputs or a coarser sweep")
