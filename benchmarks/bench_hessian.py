@@ -12,7 +12,7 @@ At (n, k, m) = (32, 32, 16), X ~ N(0, 1), W ~ N(0, 1/k): 1,536 inputs, a Hessian
   gradgradcheck   torch.autograd.gradgradcheck on the same function, float64, slow mode
                   (its numeric Jacobian of the gradient, column by column) and fast mode
 
-and the largest |analytic - torch's Hessian| over all entries (torch.autograd.functional.hessian),
+the screen at (100, 100, 50) and (300, 300, 100), and the largest |analytic - torch's Hessian| over all entries (torch.autograd.functional.hessian),
 whether the planted entry was found, and the full check's verdict counts.
 
 Run: .venv/bin/python benchmarks/bench_hessian.py      (about a minute)
@@ -111,6 +111,18 @@ def torch_figures(values):
     return {"slow": t_slow, "fast": t_fast, "ok": ok_slow and ok_fast, "H": H.numpy()}
 
 
+def screen_as_it_grows():
+    """check: screen (auto) on correct code at larger sizes: (inputs, seconds, passed)."""
+    out = []
+    for n, k, m in [(100, 100, 50), (300, 300, 100)]:
+        rng = np.random.default_rng(0)
+        values = {"X": rng.normal(size=(n, k)), "W": rng.normal(size=(k, m)) / np.sqrt(k)}
+        graph = engine.build(LOSS, {}, ["X", "W"])
+        seconds, records = best(lambda: hessian.check_point(graph, values, ["X", "W"], Settings(order=2)), runs=1)
+        out.append(((n, k, m), n * k + k * m, seconds, all(r.passed for r in records)))
+    return out
+
+
 def main():
     values = point()
     ours = gradrun_figures(values)
@@ -125,6 +137,9 @@ def main():
     print(f"  gradrun screen                 {ours['screen']:9.2f} s    passed: {ours['screen_passed']}")
     print(f"  gradrun screen+localize        {ours['scr+loc']:9.2f} s    planted H[X[3,5],W[7,2]] off by 1e-3; "
           f"failing entries found: {ours['found']}")
+    for size, inputs, seconds, passed in screen_as_it_grows():
+        print(f"  gradrun screen at {size}: {inputs:,} inputs ({inputs ** 2:.1e} entries) {seconds:7.2f} s    "
+              f"passed: {passed}")
     if theirs is None:
         print("  torch not installed: gradgradcheck not run")
         return
