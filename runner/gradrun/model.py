@@ -88,7 +88,7 @@ class Record:
     abs_error: float
     rel_error: float
     passed: bool
-    status: str  # pass | fail | kink | nan
+    status: str  # pass | fail | kink | nan | unresolved (not a pass)
     tolerance: float
     method: str
     step: float
@@ -100,6 +100,7 @@ class Record:
     dtype: str = "float64"
     check: str = "full"
     coords: dict = field(default_factory=dict)
+    reason: str = ""  # why an unresolved entry could not be decided (docs/pass-rule.md)
 
     def as_row(self) -> dict:
         """The record as one flat CSV row: its fields, then ``sweep_<name>`` per swept coordinate."""

@@ -1,0 +1,114 @@
+"""The best measurement gradrun can make of a derivative, and the evidence for a kink.
+
+The rules these serve are written once, with their reasoning, in
+docs/pass-rule.md. Both work on ``cols``, the numeric side of one input's
+Jacobian (``verdict._Columns``): ``cols.at(method, h, idx)`` measures the
+elements ``idx`` by ``method`` at steps ``h`` (one per element), and
+``cols.one_sided(h, idx)`` gives their backward and forward differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import numeric
+
+# Richardson base steps tried, as powers of 4 times the element's auto step:
+# down to 4**-12 smaller (a domain edge 1e-8 away, a function whose own scale
+# is far below |x|), and up to 64 times larger only where the auto step's
+# measurement was ruled by round-off (a large constant in f): larger steps
+# first would let a periodic function alias. An element stops as soon as its
+# measurement is precise enough, or once two levels in a row only got worse.
+LEVELS = (range(0, 13), range(-1, -4, -1))
+GOOD_ENOUGH = 0.1  # stop when the measurement's error is below this share of what it must resolve
+
+# A kink is seen from one-sided differences at KINK_HALVINGS + 1 steps, each half the last:
+# their gap must stay (each halving keeps at least KINK_KEEP of it), while each side settles.
+KINK_HALVINGS = 4
+KINK_KEEP = 0.7
+KINK_SETTLED = 4.0  # the gap must be this many times larger than how far either side still moves
+
+
+def uncertainty(est, method_noise):
+    """An error estimate with NaN (not estimated) read as 0, plus the round-off of the differences."""
+    return np.nan_to_num(est, nan=0.0) + method_noise
+
+
+def best(cols, idx, base, noise, target):
+    """Richardson extrapolation at shrinking (and first growing) base steps, element by element.
+
+    ``base`` (n,) is each element's auto Richardson step, ``noise(h, rows)``
+    the round-off of differences at the steps h of the elements ``rows``, ``target`` (M, n) the
+    error each element's measurement must get below. Returns ``(value,
+    uncertainty, step)`` as (M, n), (M, n), (n,): the finite estimate with the
+    smallest uncertainty seen (NaN where no step gave a finite one).
+    """
+    m, n = target.shape
+    value = np.full((m, n), np.nan)
+    unc = np.full((m, n), np.inf)
+    step = base.copy()
+    noisy = np.zeros(n, dtype=bool)  # the auto step's measurement was ruled by round-off
+    for direction, levels in enumerate(LEVELS):
+        active = np.ones(n, dtype=bool) if direction == 0 else noisy & ~_good(unc, target)
+        worse = np.zeros(n, dtype=int)
+        for level in levels:
+            rows = np.flatnonzero(active)
+            if not len(rows):
+                break
+            v, est, _, used = cols.at("richardson", base[rows] * 4.0 ** -level, idx[rows])
+            v, est, rnd = v.T, est.T, noise(used, rows)
+            u = np.where(np.isfinite(v), uncertainty(est, rnd), np.inf)
+            if level == 0:
+                noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
+            better = _score(u, target[:, rows]) < _score(unc[:, rows], target[:, rows])
+            better &= np.isfinite(v).all(axis=0)
+            take = rows[better]
+            value[:, take], unc[:, take], step[take] = v[:, better], u[:, better], used[better]
+            worse[rows] = np.where(better, 0, worse[rows] + np.isfinite(value[:, rows]).all(axis=0))
+            active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
+    return value, np.where(np.isfinite(unc), unc, np.nan), step
+
+
+def _score(unc, target):
+    """How far an element's worst output is from precise enough (inf: not measured)."""
+    return np.max(unc / np.maximum(target, np.finfo(float).tiny), axis=0, initial=0.0)
+
+
+def _good(unc, target):
+    return (unc <= GOOD_ENOUGH * target).all(axis=0)
+
+
+def kink_evidence(cols, idx, h, floor):
+    """Which elements sit on a kink, with their one-sided differences.
+
+    A kink needs a gap between the backward and forward differences that
+    does not shrink as the step halves (a smooth function's gap is O(h)),
+    above ``floor`` (M, n: what the comparison can resolve) and well above
+    how far either side still moves. Returns ``(kink (n,), minus, plus,
+    slack)``, the last three (M, n): the one-sided differences at the
+    finest step and how far each may still be off.
+    """
+    sides = [cols.one_sided(h * 0.5 ** k, idx) for k in range(KINK_HALVINGS + 1)]
+    gaps = [np.abs(p - m) for m, p in sides]  # each (n, M)
+    kept = np.ones(gaps[0].shape, dtype=bool)
+    for coarse, fine in zip(gaps, gaps[1:]):
+        kept &= fine >= KINK_KEEP * coarse
+    (m1, p1), (m2, p2) = sides[-2], sides[-1]
+    drift = np.abs(m2 - m1) + np.abs(p2 - p1)
+    evidence = kept & (gaps[-1] > KINK_SETTLED * drift) & (gaps[-1] > floor.T)
+    kink = evidence.any(axis=1)
+    return kink, m2.T, p2.T, 2 * drift.T
+
+
+def nondeterministic(graph, vals, again) -> list:
+    """The user functions that returned different values for the same arguments.
+
+    ``again`` is a second evaluation of ``graph`` at the inputs ``vals`` came from.
+    """
+    def same(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+    return [node.fn.source or node.fn.name for i, node in enumerate(graph.nodes)
+            if node.fn is not None and all(same(vals[a], again[a]) for a in node.args)
+            and not same(vals[i], again[i])]
