@@ -20,7 +20,7 @@ from . import numeric
 # first would let a periodic function alias. An element stops as soon as its
 # measurement is precise enough, or once two levels in a row only got worse.
 LEVELS = (range(0, 13), range(-1, -4, -1))
-GOOD_ENOUGH = 0.1  # stop when the measurement's error is below this share of what it must resolve
+GOOD_ENOUGH = 0.5  # stop when the measurement's error is below this share of what it must resolve
 
 # A kink is seen from one-sided differences at KINK_HALVINGS + 1 steps, each half the last:
 # their gap must stay (each halving keeps at least KINK_KEEP of it), while each side settles.
@@ -34,12 +34,16 @@ def uncertainty(est, method_noise):
     return np.nan_to_num(est, nan=0.0) + method_noise
 
 
-def best(cols, idx, base, noise, target):
+def best(cols, idx, base, noise, target, witness):
     """Richardson extrapolation at shrinking (and first growing) base steps, element by element.
 
     ``base`` (n,) is each element's auto Richardson step, ``noise(h, rows)``
     the round-off of differences at the steps h of the elements ``rows``, ``target`` (M, n) the
-    error each element's measurement must get below. Returns ``(value,
+    error each element's measurement must get below. ``witness`` is (value,
+    slack), each (M, n): a small-step measurement that a level's value must
+    agree with within its slack plus the level's uncertainty (NaN: no
+    witness), because a large step can alias: a narrow bump stepped over
+    gives zeros at every Richardson point and an estimate of 0. Returns ``(value,
     uncertainty, step)`` as (M, n), (M, n), (n,): the finite estimate with the
     smallest uncertainty seen (NaN where no step gave a finite one).
     """
@@ -57,7 +61,10 @@ def best(cols, idx, base, noise, target):
                 break
             v, est, _, used = cols.at("richardson", base[rows] * 4.0 ** -level, idx[rows])
             v, est, rnd = v.T, est.T, noise(used, rows)
-            u = np.where(np.isfinite(v), uncertainty(est, rnd), np.inf)
+            u = uncertainty(est, rnd)
+            seen, slack = witness[0][:, rows], witness[1][:, rows]
+            agrees = ~(np.abs(v - seen) > slack + u)  # NaN (no witness) agrees
+            u = np.where(np.isfinite(v) & agrees, u, np.inf)
             if level == 0:
                 noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
             better = _score(u, target[:, rows]) < _score(unc[:, rows], target[:, rows])
@@ -71,6 +78,7 @@ def best(cols, idx, base, noise, target):
 
 def _score(unc, target):
     """How far an element's worst output is from precise enough (inf: not measured)."""
+    target = np.where(np.isfinite(target), target, 0.0)  # NaN: whatever is finite improves on nothing
     return np.max(unc / np.maximum(target, np.finfo(float).tiny), axis=0, initial=0.0)
 
 
@@ -86,18 +94,30 @@ def kink_evidence(cols, idx, h, floor):
     above ``floor`` (M, n: what the comparison can resolve) and well above
     how far either side still moves. Returns ``(kink (n,), minus, plus,
     slack)``, the last three (M, n): the one-sided differences at the
-    finest step and how far each may still be off.
+    finest step and how far each may still be off. An element is dropped
+    as soon as its gap shrinks, so smooth ones cost two halvings.
     """
-    sides = [cols.one_sided(h * 0.5 ** k, idx) for k in range(KINK_HALVINGS + 1)]
-    gaps = [np.abs(p - m) for m, p in sides]  # each (n, M)
-    kept = np.ones(gaps[0].shape, dtype=bool)
-    for coarse, fine in zip(gaps, gaps[1:]):
-        kept &= fine >= KINK_KEEP * coarse
-    (m1, p1), (m2, p2) = sides[-2], sides[-1]
-    drift = np.abs(m2 - m1) + np.abs(p2 - p1)
-    evidence = kept & (gaps[-1] > KINK_SETTLED * drift) & (gaps[-1] > floor.T)
-    kink = evidence.any(axis=1)
-    return kink, m2.T, p2.T, 2 * drift.T
+    n = len(idx)
+    alive = np.ones(n, dtype=bool)
+    first = cols.one_sided(h, idx)
+    last = [np.array(a, copy=True) for a in first]  # (n, M) each: the finest minus and plus
+    before = [np.array(a, copy=True) for a in first]
+    gap = np.abs(first[1] - first[0])
+    kept = np.ones(gap.shape, dtype=bool)
+    for k in range(1, KINK_HALVINGS + 1):
+        rows = np.flatnonzero(alive)
+        if not len(rows):
+            break
+        m, p = cols.one_sided(h[rows] * 0.5 ** k, idx[rows])
+        fine = np.abs(p - m)
+        kept[rows] &= fine >= KINK_KEEP * gap[rows]
+        gap[rows] = fine
+        before[0][rows], before[1][rows] = last[0][rows], last[1][rows]
+        last[0][rows], last[1][rows] = m, p
+        alive[rows] = kept[rows].any(axis=1)
+    drift = np.abs(last[0] - before[0]) + np.abs(last[1] - before[1])
+    evidence = kept & (gap > KINK_SETTLED * drift) & (gap > floor.T) & alive[:, None]
+    return evidence.any(axis=1), last[0].T, last[1].T, 2 * drift.T
 
 
 def nondeterministic(graph, vals, again) -> list:

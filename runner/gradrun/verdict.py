@@ -202,10 +202,10 @@ def _judge(e: _Element, ana, analytic32, forward, settings, eps, primary, condit
         noise[:, at] = numeric.roundoff(m, eps, e.magnitude[:, at], e.steps[at])
     unc = measure.uncertainty(e.est, noise)
     claim = tolerance(scale, e.num, 0.0, primary, settings) + e.floor
-    # what a measurement must resolve: the claim, or the dtype's resolution, above the
-    # round-off every difference of f has at the element's auto Richardson step
+    # what a measurement must resolve: the claim, or the dtype's resolution of the element
+    # itself, above the round-off every difference of f has at its auto Richardson step
     reach = numeric.roundoff("richardson", eps, e.magnitude, e.richardson / 4)
-    limit = np.maximum(claim, numeric.RESOLVE[primary] * scale + e.floor) + reach
+    limit = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor) + reach
     tol = claim + 2 * unc
     bad = ~(np.abs(ana - e.num) <= tol)
     if forward is not None:
@@ -225,12 +225,22 @@ def _remeasure(cols, idx, e: _Element, eps, which, limit):
     def noise(h, rows):
         return numeric.roundoff("richardson", eps, e.magnitude[:, which[rows]], h)
 
-    value, est, step = measure.best(cols, idx[which], e.richardson[which], noise,
-                                    limit[:, which])
+    value, est, step = measure.best(cols, idx[which], e.richardson[which], noise, limit[:, which],
+                                    _witness(cols, idx[which], e.magnitude[:, which], eps))
     found = np.isfinite(value).all(axis=0)
     take = which[found]
     e.num[:, take], e.est[:, take] = value[:, found], est[:, found]
     e.methods[take], e.steps[take] = "richardson", step[found]
+
+
+def _witness(cols, idx, magnitude, eps):
+    """A central difference at each element's small auto step, and how far off it may be
+    (its step doubling and round-off, four times over): what a Richardson level must agree with."""
+    h = cols.auto_steps("central", idx)
+    value = cols.at("central", h, idx)[0].T
+    coarse = cols.at("central", 2 * h, idx)[0].T
+    slack = 4 * (np.abs(coarse - value) / 3 + numeric.roundoff("central", eps, magnitude, h))
+    return value, slack
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
