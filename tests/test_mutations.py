@@ -76,6 +76,15 @@ def test_suite_size():
     assert sum(len(c.bugs) for c in CASES) >= 60
 
 
+def test_the_hard_regimes_have_at_least_40_correct_and_40_buggy_cases():
+    """Issue 13's classes: tiny inputs, domain edges, solves, coarse steps, float16, ..."""
+    from mutations import regimes
+
+    hard_cases = regimes.CASES + hard.CASES
+    assert len(hard_cases) >= 40
+    assert sum(len(c.bugs) for c in hard_cases) + len(hard.NONDETERMINISTIC) >= 40
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name, make, vjp", hard.NONDETERMINISTIC, ids=[n for n, _, _ in hard.NONDETERMINISTIC])
 def test_a_function_that_is_not_deterministic_is_an_error_naming_it(name, make, vjp, dtype):

@@ -102,6 +102,8 @@ COARSE = [
         ("central_0.1_softplus", f_softplus, vjp_softplus, {"method": "central", "step": 0.1}),
         ("backward_0.2_softplus", f_softplus, vjp_softplus, {"method": "backward", "step": 0.2}),
         ("central4_0.5_exp", f_exp_sum, vjp_exp_sum, {"method": "central4", "step": 0.5}),
+        ("forward_1e-2_softplus", f_softplus, vjp_softplus, {"method": "forward", "step": 1e-2}),
+        ("central_1.0_exp", f_exp_sum, vjp_exp_sum, {"method": "central", "step": 1.0}),
     )
 ]
 
@@ -188,7 +190,52 @@ HALF = [
          [("matvec_in_float16", vjp_matvec_half)]),
 ]
 
-CASES = SOLVES + COARSE + SCALES + HALF
+# ---------------------------------------------------------------- probabilities near 0 inside a layer
+
+
+def f_cross_entropy(z):
+    """Cross-entropy of a softmax against label 0, with logits that make p[0] tiny."""
+    e = np.exp(z - z.max())
+    return -np.log(e[0] / e.sum())
+
+
+def vjp_cross_entropy(g, z):
+    e = np.exp(z - z.max())
+    p = e / e.sum()
+    onehot = np.zeros_like(z)
+    onehot[0] = 1.0
+    return g * (p - onehot)
+
+
+def f_kl_tiny(p, q):
+    return np.sum(p * np.log(p / q))
+
+
+def vjp_kl_tiny(g, p, q):
+    return g * (np.log(p / q) + 1), -g * p / q
+
+
+def probs(low, high, n=4):
+    return lambda rng: rng.uniform(low, high, (n,))
+
+
+PROBABILITIES = [
+    Case("cross_entropy_p_tiny", f_cross_entropy, vjp_cross_entropy,
+         {"z": lambda rng: np.array([-15.0, 2.0, 1.0, 0.5]) + rng.uniform(-0.1, 0.1, (4,))}, [
+             ("onehot_missing", lambda g, z: vjp_cross_entropy(g, z) + g * np.eye(4)[0]),
+             ("all_off_1e-3", all_off(vjp_cross_entropy, 1e-3)),
+         ]),
+    Case("kl_near_0", f_kl_tiny, vjp_kl_tiny, {"p": probs(1e-7, 1e-6), "q": probs(1e-7, 1e-6)}, [
+        ("dropped_plus_1", lambda g, p, q: (g * np.log(p / q), -g * p / q)),
+        ("entry_off_1e-3", entry_off(vjp_kl_tiny, 1e-3, arg=1)),
+    ]),
+    Case("product_of_tiny", lambda x, y: x * y, lambda g, x, y: (g * y, g * x),
+         {"x": probs(1e-8, 1e-7), "y": probs(1e-8, 1e-7)}, [
+             ("swapped", lambda g, x, y: (g * x, g * y)),
+         ]),
+]
+
+CASES = SOLVES + COARSE + SCALES + HALF + PROBABILITIES
 
 # ---------------------------------------------------------------- nondeterministic functions
 

@@ -58,6 +58,12 @@ SMOOTH = {
     "x_over_1_plus_x2": (lambda x: x / (1 + x * x), lambda x: (1 - x * x) / (1 + x * x) ** 2),
 }
 
+TINY_SCALE = {  # functions whose own scale is that of the tiny inputs (|x| <= 2e-7, where float32
+    # can still compute 1 - tanh**2): a step of 1e-6 spans all of it
+    "tanh_of_x_over_1e-7": (lambda x: np.tanh(x * 1e7), lambda x: 1e7 * (1 - np.tanh(x * 1e7) ** 2)),
+    "x2_over_x2_plus_1e-14": (lambda x: x * x / (x * x + 1e-14), lambda x: 2e-14 * x / (x * x + 1e-14) ** 2),
+}
+
 EDGES = {  # a function with a domain edge, its derivative, and a band of inputs beside the edge
     "log_near_0": (np.log, lambda x: 1 / x, at(1e-8, 1e-6)),
     "sqrt_near_0": (np.sqrt, lambda x: 0.5 / np.sqrt(x), at(1e-10, 1e-8)),
@@ -84,6 +90,10 @@ def _cases():
     for name, (f, df) in SMOOTH.items():
         forward, vjp = elementwise(f, df)
         cases.append(Case(f"tiny_{name}", forward, vjp, {"x": tiny()}, [
+            ("all_off_1e-3", off_by(df, 1e-3)), ("entry_off_1e-2", entry_off(vjp, 1e-2))]))
+    for name, (f, df) in TINY_SCALE.items():
+        forward, vjp = elementwise(f, df)
+        cases.append(Case(f"tiny_{name}", forward, vjp, {"x": at(-2e-7, 2e-7)}, [
             ("all_off_1e-3", off_by(df, 1e-3)), ("entry_off_1e-2", entry_off(vjp, 1e-2))]))
     for name, (f, df, gen) in EDGES.items():
         forward, vjp = elementwise(f, df)
