@@ -14,12 +14,12 @@ import numpy as np
 from . import numeric
 
 # Richardson base steps tried, as powers of 4 times the element's auto step:
-# down to 4**-12 smaller (a domain edge 1e-8 away, a function whose own scale
+# down to 4**-20 smaller (a domain edge 1e-12 away, a function whose own scale
 # is far below |x|), and up to 64 times larger only where the auto step's
 # measurement was ruled by round-off (a large constant in f): larger steps
 # first would let a periodic function alias. An element stops as soon as its
 # measurement is precise enough, or once two levels in a row only got worse.
-LEVELS = (range(0, 13), range(-1, -4, -1))
+LEVELS = (range(0, 21), range(-1, -4, -1))
 GOOD_ENOUGH = 0.5  # stop when the measurement's error is below this share of what it must resolve
 
 # A kink is seen from one-sided differences at KINK_HALVINGS + 1 steps, each half the last:
@@ -35,22 +35,25 @@ def uncertainty(est, method_noise):
 
 
 def best(cols, idx, base, noise, target, witness):
-    """Richardson extrapolation at shrinking (and first growing) base steps, element by element.
+    """Richardson extrapolation at shrinking (and then growing) base steps, entry by entry.
 
     ``base`` (n,) is each element's auto Richardson step, ``noise(h, rows)``
-    the round-off of differences at the steps h of the elements ``rows``, ``target`` (M, n) the
-    error each element's measurement must get below. ``witness`` is (value,
-    slack), each (M, n): a small-step measurement that a level's value must
-    agree with within its slack plus the level's uncertainty (NaN: no
-    witness), because a large step can alias: a narrow bump stepped over
-    gives zeros at every Richardson point and an estimate of 0. Returns ``(value,
-    uncertainty, step)`` as (M, n), (M, n), (n,): the finite estimate with the
-    smallest uncertainty seen (NaN where no step gave a finite one).
+    the round-off of differences at the steps h of the elements ``rows``,
+    ``target`` (M, n) the error each entry's measurement aims to get below.
+    ``witness`` is (value, slack), each (M, n): a small-step measurement that
+    a level's value must agree with within its slack plus the level's
+    uncertainty (NaN: no witness), because a large step can alias: a narrow
+    bump stepped over gives zeros at every Richardson point and an estimate
+    of 0. Each Jacobian entry keeps its own best level (one output of an
+    element may be ruled by round-off, another by truncation). Returns
+    ``(value, uncertainty, step)`` as (M, n), (M, n), (n,): the finite
+    estimates with the smallest uncertainty seen (NaN where no step gave a
+    finite one), and each element's finest step used.
     """
     m, n = target.shape
     value = np.full((m, n), np.nan)
     unc = np.full((m, n), np.inf)
-    step = base.copy()
+    step = np.full((m, n), np.nan)
     noisy = np.zeros(n, dtype=bool)  # the auto step's measurement was ruled by round-off
     for direction, levels in enumerate(LEVELS):
         active = np.ones(n, dtype=bool) if direction == 0 else noisy & ~_good(unc, target)
@@ -62,28 +65,24 @@ def best(cols, idx, base, noise, target, witness):
             v, est, _, used = cols.at("richardson", base[rows] * 4.0 ** -level, idx[rows])
             v, est, rnd = v.T, est.T, noise(used, rows)
             u = uncertainty(est, rnd)
-            seen, slack = witness[0][:, rows], witness[1][:, rows]
-            agrees = ~(np.abs(v - seen) > slack + u)  # NaN (no witness) agrees
+            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + u)  # NaN (no witness) agrees
             u = np.where(np.isfinite(v) & agrees, u, np.inf)
             if level == 0:
                 noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
-            better = _score(u, target[:, rows]) < _score(unc[:, rows], target[:, rows])
-            better &= np.isfinite(v).all(axis=0)
-            take = rows[better]
-            value[:, take], unc[:, take], step[take] = v[:, better], u[:, better], used[better]
-            worse[rows] = np.where(better, 0, worse[rows] + np.isfinite(value[:, rows]).all(axis=0))
+            better = u < unc[:, rows]
+            value[:, rows] = np.where(better, v, value[:, rows])
+            unc[:, rows] = np.where(better, u, unc[:, rows])
+            step[:, rows] = np.where(better, used[None, :], step[:, rows])
+            settled = np.isfinite(unc[:, rows]).all(axis=0) & ~better.any(axis=0)
+            worse[rows] = np.where(settled, worse[rows] + 1, 0)
             active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
-    return value, np.where(np.isfinite(unc), unc, np.nan), step
-
-
-def _score(unc, target):
-    """How far an element's worst output is from precise enough (inf: not measured)."""
-    target = np.where(np.isfinite(target), target, 0.0)  # NaN: whatever is finite improves on nothing
-    return np.max(unc / np.maximum(target, np.finfo(float).tiny), axis=0, initial=0.0)
+    finest = np.nanmin(np.where(np.isfinite(step), step, np.inf), axis=0, initial=np.inf)
+    return value, np.where(np.isfinite(unc), unc, np.nan), np.where(np.isfinite(finest), finest, base)
 
 
 def _good(unc, target):
-    return (unc <= GOOD_ENOUGH * target).all(axis=0)
+    """Elements whose every entry is measured precisely enough."""
+    return (unc <= GOOD_ENOUGH * np.where(np.isfinite(target), target, 0.0)).all(axis=0)
 
 
 def kink_evidence(cols, idx, h, floor):

@@ -88,14 +88,14 @@ def _row_scale(*jacobians):
 def element_magnitude(graph, vals, num, ana, x):
     """(M, n): the size of the numbers a perturbation of element j moves in output o, which
     its round-off is relative to: |f(x)[o]|, |J[o, j] x[j]| (what x[j] itself contributes)
-    and the values gradrun computes on the way (never the other inputs: one large entry
-    elsewhere must not loosen every element's tolerance)."""
+    and the values computed on the way to the output (never the other inputs nor the other
+    outputs: one large entry elsewhere must not loosen every element's tolerance)."""
     def finite_abs(v):
         v = np.abs(np.real(np.asarray(v)))
         return np.where(np.isfinite(v), v, 0.0)
 
-    inputs = set(graph.inputs.values())
-    inner = max((finite_abs(v).max(initial=0.0) for i, v in enumerate(vals) if i not in inputs), default=0.0)
+    ends = set(graph.inputs.values()) | {graph.output}
+    inner = max((finite_abs(v).max(initial=0.0) for i, v in enumerate(vals) if i not in ends), default=0.0)
     own = finite_abs(np.fmin(np.abs(num), np.abs(ana)) * np.abs(x)[None, :])
     return np.maximum(np.maximum(finite_abs(vals[graph.output]).ravel()[:, None], own), inner)
 
@@ -189,23 +189,26 @@ class _Element:
     floor: np.ndarray  # the round-off floor of the dtype checked as primary
     floor32: np.ndarray  # that of float32 code
     richardson: np.ndarray  # (n,) each element's auto Richardson base step
+    measured: np.ndarray  # (M, n) the uncertainty of a re-measured entry, round-off included (NaN: none)
 
 
 def _judge(e: _Element, ana, analytic32, forward, settings, eps, primary, conditioning):
-    """(bad, vague, tol, limit, uncertainty): which entries disagree beyond their tolerance,
-    which measurements are too uncertain to decide, the tolerance, what a measurement must
-    resolve and the numeric side's uncertainty."""
+    """(bad, vague, tol, aim, uncertainty): which entries disagree beyond their tolerance,
+    which measurements are too uncertain to decide, the tolerance, what a measurement aims
+    to resolve (below the round-off of f, where it can) and the numeric side's uncertainty."""
     scale = _row_scale(e.num, ana) if analytic32 is None else _row_scale(e.num, ana, analytic32)
     noise = np.zeros(e.num.shape)
     for m in set(e.methods):
         at = e.methods == m
         noise[:, at] = numeric.roundoff(m, eps, e.magnitude[:, at], e.steps[at])
-    unc = measure.uncertainty(e.est, noise)
+    unc = np.where(np.isnan(e.measured), measure.uncertainty(e.est, noise), e.measured)
     claim = tolerance(scale, e.num, 0.0, primary, settings) + e.floor
     # what a measurement must resolve: the claim, or the dtype's resolution of the element
     # itself, above the round-off every difference of f has at its auto Richardson step
-    reach = numeric.roundoff("richardson", eps, e.magnitude, e.richardson / 4)
-    limit = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor) + reach
+    # (thrice: in the round-off regime Richardson's own estimate is made of the same noise)
+    reach = 3 * numeric.roundoff("richardson", eps, e.magnitude, e.richardson / 4)
+    aim = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor)  # what re-measuring aims at
+    limit = aim + reach
     tol = claim + 2 * unc
     bad = ~(np.abs(ana - e.num) <= tol)
     if forward is not None:
@@ -215,7 +218,7 @@ def _judge(e: _Element, ana, analytic32, forward, settings, eps, primary, condit
         tol = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + 2 * unc
         bad |= ~(np.abs(analytic32 - e.num) <= tol)
     exact = (e.num == 0) & (ana == 0)  # the perturbation never reached this output: nothing to resolve
-    return bad, ~(unc <= limit) & ~exact, tol, limit, unc
+    return bad, ~(unc <= limit) & ~exact, tol, aim, unc
 
 
 def _remeasure(cols, idx, e: _Element, eps, which, limit):
@@ -225,11 +228,11 @@ def _remeasure(cols, idx, e: _Element, eps, which, limit):
     def noise(h, rows):
         return numeric.roundoff("richardson", eps, e.magnitude[:, which[rows]], h)
 
-    value, est, step = measure.best(cols, idx[which], e.richardson[which], noise, limit[:, which],
+    value, unc, step = measure.best(cols, idx[which], e.richardson[which], noise, limit[:, which],
                                     _witness(cols, idx[which], e.magnitude[:, which], eps))
     found = np.isfinite(value).all(axis=0)
     take = which[found]
-    e.num[:, take], e.est[:, take] = value[:, found], est[:, found]
+    e.num[:, take], e.measured[:, take] = value[:, found], unc[:, found]
     e.methods[take], e.steps[take] = "richardson", step[found]
 
 
@@ -270,25 +273,28 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     per_input = np.maximum(element_magnitude(graph, vals, num, analytic, x), eps) / np.maximum(1.0, np.abs(x))
     e = _Element(num, est, shown[1].copy(), h.copy(), element_magnitude(graph, vals, num, analytic, x),
                  ROUNDOFF_FLOOR * eps * per_input, ROUNDOFF_FLOOR * numeric.EPS[settings.dtype] * per_input,
-                 cols.auto_steps("richardson", idx))
+                 cols.auto_steps("richardson", idx), np.full(num.shape, np.nan))
 
     def judge():
         return _judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
 
-    bad, vague, tol, limit, _ = judge()
-    _remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), limit)
-    bad, vague, tol, limit, unc = judge()
+    bad, vague, tol, aim, _ = judge()
+    _remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
+    bad, vague, tol, aim, unc = judge()
     seen = analytic if analytic32 is None else analytic32
     status, minus, plus = _classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
-    reason = np.where(status == "unresolved", _unresolved_reason(unc, limit), "")
+    reason = np.where(status == "unresolved", _unresolved_reason(unc, aim), "")
     out = e.num
     if explicit:  # the report shows the spec's measurement; the verdict rests on the best one
+        redone = np.flatnonzero(e.methods != shown[1])
+        for j in redone:
+            reason[:, j] = [text or f"decided by {e.methods[j]} at step {e.steps[j]:.3g}: numeric {v:.17g}"
+                            for text, v in zip(reason[:, j], e.num[:, j])]
         out, e.methods, e.steps = shown
-        tol = tol + np.nan_to_num(np.abs(out - e.num), nan=0.0)
     return {
         "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": out,
         "forward": np.full(out.shape, np.nan) if forward is None else forward, "analytic": seen,
-        "tolerance": tol, "error_estimate": e.est, "status": status, "minus": minus, "plus": plus,
+        "tolerance": tol, "error_estimate": np.where(np.isnan(e.measured), e.est, e.measured), "status": status, "minus": minus, "plus": plus,
         "method": e.methods, "step": e.steps, "reason": reason,
     }
 
