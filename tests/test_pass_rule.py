@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import gradrun
+import gradrun.runner
 from gradrun import numeric
 
 
@@ -78,3 +79,49 @@ def test_a_step_that_would_cross_a_domain_edge_shrinks_until_finite(x):
     (first,) = [r for r in result.records if r.index == 0 and r.output == 0]
     assert first.status == "pass"
     assert first.numeric == pytest.approx(0.5 / np.sqrt(x) - 0.5 / np.sqrt(1 - x), rel=1e-6)
+
+
+# ------------------------------------------------------------------ at load: no invented inputs, auto decides first
+
+SOLVE_MODULE = '''
+import numpy as np
+
+def solve(A, b):
+    if not np.any(A):
+        raise AssertionError("called on an invented all-zero matrix")
+    return np.linalg.solve(A, b)
+
+def solve_vjp(g, A, b):
+    x = np.linalg.solve(A, b)
+    gb = np.linalg.solve(A.T, g)
+    return -np.outer(gb, x), gb
+'''
+
+SPEC = '''version: 1
+functions:
+  solve: {python: "linsolve:solve", vjp: "linsolve:solve_vjp"}
+experiments:
+  - name: solve
+    function: solve
+    inputs:
+      A: [[2.0, 0.5], [0.1, 1.0]]
+      b: [1.0, -1.0]
+  - name: large-elementwise
+    expr: "sigmoid(x)"
+    inputs: {x: {shape: [3000], init: normal}}
+'''
+
+
+def test_a_spec_loads_without_calling_user_code_on_zeros_and_auto_screens_before_the_row_limit(tmp_path):
+    from gradrun import spec
+
+    (tmp_path / "linsolve.py").write_text(SOLVE_MODULE)
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC)
+    loaded = spec.load_spec(path)  # the 3000 x 3000 Jacobian would be 9e6 rows in full: auto screens it
+    results = [gradrun.runner.run_experiment(e) for e in loaded.experiments]
+    assert [r.passed for r in results] == [True, True]
+    assert results[1].check == "screen"
+    path.write_text(SPEC.replace("name: large-elementwise", "name: large-elementwise\n    check: full"))
+    with pytest.raises(gradrun.SpecError, match="more than 2000000"):
+        spec.load_spec(path)

@@ -1,27 +1,13 @@
 """Checking one point: numeric beside analytic, element by element, with a verdict.
 
-The pass rule (documented in the README) for the element d out[o] / d x[j]:
-
-    |analytic - numeric| <= atol + rtol * |numeric| + 2 * error_estimate
-                            + ROUNDOFF_FLOOR * eps * |f(x)[o]| / max(1, |x[j]|)
-
-where, unless the spec sets them, ``rtol`` comes from the dtype's row of
-``numeric.TOLERANCES`` and ``atol`` is that row's ``atol_scale`` times the largest
-entry of the Jacobian row (out[o] against every element of x), so that
-round-off in a sum of many terms never fails correct code while an error of
-one part in a million in one entry is still seen. ``error_estimate`` is the
-numeric method's own (Richardson's, or step doubling's for plain stencils)
-plus the round-off of its differences (``numeric.roundoff``).
-
-The first pass uses the cheapest accurate method (``auto``: complex step
-when every op is complex-safe, else a central difference); an element that
-does not pass is looked at again with Richardson extrapolation before it is
-called a failure, so a verdict of ``fail`` never rests on a rough
-difference. Where a perturbation meets a kink of a primitive (relu, abs or
-leaky_relu at 0), or an element fails, one-sided differences at h and h/2
-decide: if they stay apart the element is a ``kink`` when the analytic value
-lies between them, else a failure. When the user gave both a JVP and a VJP,
-the two analytic paths must agree within the same tolerance.
+The pass rule, the kink rule and the status ``unresolved`` are written once,
+with their reasoning, in docs/pass-rule.md; ``check_input`` follows it:
+measure (the spec's method and step, else complex step or a central
+difference at each element's own step), judge (``_judge``), measure again as
+well as gradrun can where that fails or is too uncertain
+(``measure.best``), then classify (``_classify``: a kink only with
+``measure.kink_evidence``). ``_refuse_unmeasurable`` makes an empty
+Jacobian, or user code that is not deterministic, an error of the point.
 
 float32: the graph runs in float32 for the analytic gradient; the numeric
 reference is computed in float64 at the same (float32-rounded) point, the
