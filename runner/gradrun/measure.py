@@ -131,3 +131,30 @@ def nondeterministic(graph, vals, again) -> list:
     return [node.fn.source or node.fn.name for i, node in enumerate(graph.nodes)
             if node.fn is not None and all(same(vals[a], again[a]) for a in node.args)
             and not same(vals[i], again[i])]
+
+
+def remeasure(cols, idx, e, eps, which, limit):
+    """Measure the elements ``which`` of ``e`` (a ``judge.Element``) again, as well as
+    gradrun can (``best``), aiming below ``limit`` (M, n)."""
+    if not len(which):
+        return
+
+    def noise(h, rows):
+        return numeric.roundoff("richardson", eps, e.magnitude[:, which[rows]], h)
+
+    value, unc, step = best(cols, idx[which], e.richardson[which], noise, limit[:, which],
+                            witness(cols, idx[which], e.magnitude[:, which], eps))
+    found = np.isfinite(value).all(axis=0)
+    take = which[found]
+    e.num[:, take], e.measured[:, take] = value[:, found], unc[:, found]
+    e.methods[take], e.steps[take] = "richardson", step[found]
+
+
+def witness(cols, idx, magnitude, eps):
+    """A central difference at each element's small auto step, and how far off it may be
+    (its step doubling and round-off, four times over): what a Richardson level must agree with."""
+    h = cols.auto_steps("central", idx)
+    value = cols.at("central", h, idx)[0].T
+    coarse = cols.at("central", 2 * h, idx)[0].T
+    slack = 4 * (np.abs(coarse - value) / 3 + numeric.roundoff("central", eps, magnitude, h))
+    return value, slack

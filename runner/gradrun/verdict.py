@@ -3,9 +3,9 @@
 The pass rule, the kink rule and the status ``unresolved`` are written once,
 with their reasoning, in docs/pass-rule.md; ``check_input`` follows it:
 measure (the spec's method and step, else complex step or a central
-difference at each element's own step), judge (``_judge``), measure again as
-well as gradrun can where that fails or is too uncertain
-(``measure.best``), then classify (``_classify``: a kink only with
+difference at each element's own step), judge (``judge.judge``), measure
+again as well as gradrun can where that fails or is too uncertain
+(``measure.remeasure``), then classify (``judge.classify``: a kink only with
 ``measure.kink_evidence``). ``_refuse_unmeasurable`` makes an empty
 Jacobian, or user code that is not deterministic, an error of the point.
 
@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import engine, measure, numeric, screen
+from . import engine, judge, measure, numeric, screen
 from .model import Record, Settings
 
 
@@ -63,27 +62,6 @@ def element_names(name: str, shape: tuple, columns=None) -> dict:
         return dict(zip(range(size), (f"{name}[{','.join(t)}]" for t in labels)))
     coords = np.unravel_index(columns, shape)
     return {int(j): f"{name}[{','.join(map(str, c))}]" for j, c in zip(columns.tolist(), zip(*(k.tolist() for k in coords)))}
-
-
-def _row_scale(*jacobians):
-    """The largest finite magnitude in each Jacobian row, at least the smallest normal."""
-    mags = [np.where(np.isfinite(j), np.abs(j), 0) for j in jacobians]
-    return np.maximum(np.max(np.maximum.reduce(mags), axis=1, keepdims=True), np.finfo(np.float64).tiny)
-
-
-def element_magnitude(graph, vals, num, ana, x):
-    """(M, n): the size of the numbers a perturbation of element j moves in output o, which
-    its round-off is relative to: |f(x)[o]|, |J[o, j] x[j]| (what x[j] itself contributes)
-    and the values computed on the way to the output (never the other inputs nor the other
-    outputs: one large entry elsewhere must not loosen every element's tolerance)."""
-    def finite_abs(v):
-        v = np.abs(np.real(np.asarray(v)))
-        return np.where(np.isfinite(v), v, 0.0)
-
-    ends = set(graph.inputs.values()) | {graph.output}
-    inner = max((finite_abs(v).max(initial=0.0) for i, v in enumerate(vals) if i not in ends), default=0.0)
-    own = finite_abs(np.fmin(np.abs(num), np.abs(ana)) * np.abs(x)[None, :])
-    return np.maximum(np.maximum(finite_abs(vals[graph.output]).ravel()[:, None], own), inner)
 
 
 class _Columns:
@@ -163,75 +141,6 @@ class _Columns:
         return self.run(lambda delta, rows, at: numeric.one_sided(delta, h[at]), idx)
 
 
-@dataclass
-class _Element:
-    """The facts one input's check gathers, (M, n) or (n,) arrays, that ``_judge`` reads."""
-
-    num: np.ndarray  # the numeric derivative the verdict rests on
-    est: np.ndarray  # its truncation estimate (NaN: none)
-    methods: np.ndarray  # (n,) how each element was measured
-    steps: np.ndarray  # (n,) and at what step
-    magnitude: np.ndarray  # what round-off is relative to (``element_magnitude``)
-    floor: np.ndarray  # the round-off floor of the dtype checked as primary
-    floor32: np.ndarray  # that of float32 code
-    richardson: np.ndarray  # (n,) each element's auto Richardson base step
-    measured: np.ndarray  # (M, n) the uncertainty of a re-measured entry, round-off included (NaN: none)
-
-
-def _judge(e: _Element, ana, analytic32, forward, settings, eps, primary, conditioning):
-    """(bad, vague, tol, aim, uncertainty): which entries disagree beyond their tolerance,
-    which measurements are too uncertain to decide, the tolerance, what a measurement aims
-    to resolve (below the round-off of f, where it can) and the numeric side's uncertainty."""
-    scale = _row_scale(e.num, ana) if analytic32 is None else _row_scale(e.num, ana, analytic32)
-    noise = np.zeros(e.num.shape)
-    for m in set(e.methods):
-        at = e.methods == m
-        noise[:, at] = numeric.roundoff(m, eps, e.magnitude[:, at], e.steps[at])
-    unc = np.where(np.isnan(e.measured), measure.uncertainty(e.est, noise), e.measured)
-    claim = tolerance(scale, e.num, 0.0, primary, settings) + e.floor
-    # what a measurement must resolve: the claim, or the dtype's resolution of the element
-    # itself, above the round-off every difference of f has at its auto Richardson step
-    # (thrice: in the round-off regime Richardson's own estimate is made of the same noise)
-    reach = 3 * numeric.roundoff("richardson", eps, e.magnitude, e.richardson / 4)
-    aim = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor)  # what re-measuring aims at
-    limit = aim + reach
-    tol = claim + 2 * unc
-    bad = ~(np.abs(ana - e.num) <= tol)
-    if forward is not None:
-        bad |= ~(np.abs(forward - ana) <= tol)
-    if analytic32 is not None:
-        widen = 1.0 if conditioning is None else conditioning[:, None]
-        tol = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + 2 * unc
-        bad |= ~(np.abs(analytic32 - e.num) <= tol)
-    exact = (e.num == 0) & (ana == 0)  # the perturbation never reached this output: nothing to resolve
-    return bad, ~(unc <= limit) & ~exact, tol, aim, unc
-
-
-def _remeasure(cols, idx, e: _Element, eps, which, limit):
-    """Measure the elements ``which`` again, as well as gradrun can (``measure.best``)."""
-    if not len(which):
-        return
-    def noise(h, rows):
-        return numeric.roundoff("richardson", eps, e.magnitude[:, which[rows]], h)
-
-    value, unc, step = measure.best(cols, idx[which], e.richardson[which], noise, limit[:, which],
-                                    _witness(cols, idx[which], e.magnitude[:, which], eps))
-    found = np.isfinite(value).all(axis=0)
-    take = which[found]
-    e.num[:, take], e.measured[:, take] = value[:, found], unc[:, found]
-    e.methods[take], e.steps[take] = "richardson", step[found]
-
-
-def _witness(cols, idx, magnitude, eps):
-    """A central difference at each element's small auto step, and how far off it may be
-    (its step doubling and round-off, four times over): what a Richardson level must agree with."""
-    h = cols.auto_steps("central", idx)
-    value = cols.at("central", h, idx)[0].T
-    coarse = cols.at("central", 2 * h, idx)[0].T
-    slack = 4 * (np.abs(coarse - value) / 3 + numeric.roundoff("central", eps, magnitude, h))
-    return value, slack
-
-
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
                 primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None):
     """Numeric beside analytic for elements of one input: a dict of (M, len(columns)) arrays.
@@ -256,20 +165,21 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     if explicit and method in numeric.STENCILS:  # the spec's own stencil: its truncation, by step doubling
         est = cols.truncation(method, h, num.T, idx).T
     shown = (num.copy(), np.full(len(idx), method, dtype=object), h.copy())  # what the report shows
-    per_input = np.maximum(element_magnitude(graph, vals, num, analytic, x), eps) / np.maximum(1.0, np.abs(x))
-    e = _Element(num, est, shown[1].copy(), h.copy(), element_magnitude(graph, vals, num, analytic, x),
+    magnitude = judge.element_magnitude(graph, vals, num, analytic, x)
+    per_input = np.maximum(magnitude, eps) / np.maximum(1.0, np.abs(x))
+    e = judge.Element(num, est, shown[1].copy(), h.copy(), magnitude,
                  ROUNDOFF_FLOOR * eps * per_input, ROUNDOFF_FLOOR * numeric.EPS[settings.dtype] * per_input,
                  cols.auto_steps("richardson", idx), np.full(num.shape, np.nan))
 
-    def judge():
-        return _judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
+    def rule():
+        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
 
-    bad, vague, tol, aim, _ = judge()
-    _remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
-    bad, vague, tol, aim, unc = judge()
+    bad, vague, tol, aim, _ = rule()
+    measure.remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
+    bad, vague, tol, aim, unc = rule()
     seen = analytic if analytic32 is None else analytic32
-    status, minus, plus = _classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
-    reason = np.where(status == "unresolved", _unresolved_reason(unc, aim), "")
+    status, minus, plus = judge.classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
+    reason = np.where(status == "unresolved", judge.unresolved_reason(unc, aim), "")
     out = e.num
     if explicit:  # the report shows the spec's measurement; the verdict rests on the best one
         redone = np.flatnonzero(e.methods != shown[1])
@@ -283,40 +193,6 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
         "tolerance": tol, "error_estimate": np.where(np.isnan(e.measured), e.est, e.measured), "status": status, "minus": minus, "plus": plus,
         "method": e.methods, "step": e.steps, "reason": reason,
     }
-
-
-def _classify(cols, idx, e: _Element, graph, vals, ana, seen, kink, bad, vague, tol, eps):
-    """Each entry's status, and the one-sided differences where a kink was looked for.
-
-    A kink only with evidence (``measure.kink_evidence``) and the analytic value
-    between the sides; an entry neither passed nor failed beyond doubt is unresolved.
-    """
-    minus = np.full(e.num.shape, np.nan)
-    plus = np.full(e.num.shape, np.nan)
-    at_kink = np.zeros(e.num.shape, dtype=bool)
-    suspects = np.flatnonzero(kink | (bad | vague).any(axis=0))
-    if len(suspects):
-        h = cols.auto_steps("central", idx[suspects])
-        finest = h * 0.5 ** measure.KINK_HALVINGS
-        floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
-        evident, m, p, slack = measure.kink_evidence(cols, idx[suspects], h, floor)
-        minus[:, suspects], plus[:, suspects] = m, p
-        lo = np.fmin(m, p) - tol[:, suspects] - slack
-        hi = np.fmax(m, p) + tol[:, suspects] + slack
-        inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
-            ana[:, suspects] <= hi)
-        at_kink[:, suspects] = evident[None, :] & inside
-    # where f itself is undefined (log of a negative number, say) no derivative is checked
-    finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
-    decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))
-    return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
-
-
-def _unresolved_reason(unc, limit):
-    """Why an entry could not be decided, (M, n) strings."""
-    text = np.char.add(np.char.add("numeric uncertainty ", np.char.mod("%.2g", unc)),
-                       np.char.add(" above the ", np.char.mod("%.2g", limit)))
-    return np.char.add(text, " a verdict must resolve").astype(object)
 
 
 def analytic_columns(graph, vals, name, columns, reverse: dict) -> np.ndarray:
