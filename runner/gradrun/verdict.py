@@ -337,11 +337,14 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
     step = np.repeat(res["step"], m).tolist()
     count = len(element)
     same = itertools.repeat
-    return list(map(
+    records = list(map(
         Record, same(experiment, count), same(point, count), same(name, count), element,
         map(names.__getitem__, element), output, value, grid["numeric"], grid["analytic"], grid["abs"],
         grid["rel"], [s in ("pass", "kink") for s in grid["status"]], grid["status"], grid["tolerance"],
         method, step, output_value, grid["error_estimate"], grid["minus"], grid["plus"], grid["forward"],
         same(settings.dtype, count), same(check, count), same(dict(coords), count),  # one point's coords, shared
-        grid["reason"],
     ))
+    for record, reason in zip(records, grid["reason"]):
+        if reason:
+            record.reason = reason
+    return records
