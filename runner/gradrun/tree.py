@@ -63,6 +63,9 @@ class PythonFunction:
     every argument carries a leading batch axis of the same length B, and the
     result is (B, *output shape). Framework adapters (torch's and JAX's vmap)
     supply it; the engine then evaluates a chunk of perturbations per call.
+    ``jvp_batch(tangents, *primals)`` (optional) is the JVP along a chunk of
+    tangents: one (B, *input shape) array per input, or None for an input that
+    does not move; the result is (B, *output shape).
     ``defaults`` holds values for inputs the function supplies itself (a torch
     module's parameters); ``notes`` is a list the function appends to when it
     wants a reader to know how it was evaluated (vmap fell back, say).
@@ -76,6 +79,7 @@ class PythonFunction:
     complex_safe: bool = False
     source: str = ""  # "module:callable", for messages
     forward_batch: Callable | None = None
+    jvp_batch: Callable | None = None
     defaults: dict = field(default_factory=dict, compare=False, hash=False)
     notes: list = field(default_factory=list, compare=False, hash=False)
 

@@ -216,17 +216,35 @@ class TorchCode:
 
     def _vmapped(self, stacked) -> np.ndarray:
         batch = len(stacked[0])
-        tensors = self.tensors(stacked)
+        tensors, dims = self._stacked_tensors(stacked)
         n = len(tensors)
         if self.module is not None:  # buffers batched too, so in-place updates stay per row
             _, kept = self._copy(tensors[0].dtype)
             tensors += [b.expand(batch, *b.shape).clone() for b in kept]
+            dims += [0] * len(kept)
 
         def one(*row):
             return self.apply(list(row[:n]), list(row[n:]) if self.module is not None else None)
 
         with torch.no_grad():
-            return _numpy(vmap(one, randomness="same")(*tensors))
+            return _numpy(vmap(one, in_dims=tuple(dims), randomness="same")(*tensors))
+
+    def _stacked_tensors(self, stacked) -> tuple:
+        """Tensors of a chunk's arguments and their vmap in_dims: an argument that is the
+        same in every row (a stride-0 view) is passed once; the engine's own per-chunk
+        arrays, temporaries it never reads again, are wrapped rather than copied."""
+        tensors, dims = [], []
+        for a in stacked:
+            a = np.asarray(a)
+            if a.strides[:1] == (0,):
+                tensors += self.tensors([a[0]])
+                dims.append(None)
+                continue
+            fresh = a.flags.owndata and a.flags.writeable and a.flags.c_contiguous and a.dtype in TORCH_DTYPES
+            t = torch.from_numpy(a).to(self.device) if fresh else self.tensors([a])[0]
+            tensors.append(t)
+            dims.append(0)
+        return tensors, dims
 
     def _confirm(self, stacked, rows):
         """vmap's first and last rows must be what one call gives at those points."""
@@ -267,6 +285,10 @@ class TorchCode:
     def jvp(self, tangents, *arrays) -> np.ndarray:
         """Forward mode: the output's tangent (see ``torch_jacobian``)."""
         return self.jacobian.apply(tangents, arrays)
+
+    def jvp_batch(self, tangents, *arrays) -> np.ndarray:
+        """Forward mode along a chunk of tangents (see ``torch_jacobian``)."""
+        return self.jacobian.batch(tangents, arrays)
 
     @property
     def has_forward_mode(self) -> bool:
@@ -318,7 +340,34 @@ def function(name: str, obj, *, init=None, mode="eval", seed=0, device="cpu",
         raise TorchDeclarationError(f"'{source}' takes no positional inputs")
     return PythonFunction(
         name, code.params, code.forward, code.vjp, code.jvp if code.has_forward_mode else None,
-        bool(complex_safe), source, code.forward_batch, defaults=code.defaults(), notes=code.notes)
+        bool(complex_safe), source, code.forward_batch, defaults=code.defaults(), notes=code.notes,
+        jvp_batch=code.jvp_batch if code.has_forward_mode else None)
 
 
-__all__ = ["function", "TorchCode", "TorchDeclarationError", "TorchBackwardError", "NondeterministicError", "MODES"]
+def check(code, inputs: dict, *, wrt=None, init=None, mode="eval", device="cpu", complex_safe=False,
+          name=None, **settings):
+    """Check PyTorch code from Python, as a spec's ``torch:`` function is checked.
+
+    ``inputs`` are the forward's inputs (a module's parameters default to
+    their values at the seed); ``wrt`` names inputs and parameters, ``params``
+    meaning every parameter (default: the inputs given). ``settings`` are the
+    spec's keys (dtype, method, seed, reduce, ...). Returns an ExperimentResult.
+    """
+    from ..model import Experiment, Point, Settings
+    from ..runner import run_experiment
+    from ..tree import Call, Var
+
+    name = name or getattr(code, "__name__", type(code).__name__)
+    fn = function(name, code, init=init, mode=mode, seed=settings.get("seed", 0), device=device,
+                  complex_safe=complex_safe, source=name)
+    values = {**fn.defaults, **{k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}}
+    missing = [p for p in fn.params if p not in values]
+    if missing:
+        raise ValueError(f"{name} needs inputs {', '.join(missing)}")
+    chosen = [w for n in (wrt or list(inputs)) for w in (list(fn.defaults) if n == "params" else [n])]
+    exp = Experiment(name, Call(name, tuple(Var(p) for p in fn.params)), {name: fn}, [Point(0, values)],
+                     chosen, Settings().updated(**settings))
+    return run_experiment(exp)
+
+
+__all__ = ["function", "check", "TorchCode", "TorchDeclarationError", "TorchBackwardError", "NondeterministicError", "MODES"]

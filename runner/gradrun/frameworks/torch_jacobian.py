@@ -28,6 +28,7 @@ class ForwardJacobian:
         self.primals = None  # the arrays of the kept point (held, so their ids stay theirs)
         self.columns = None  # input position -> (M, size) forward-mode Jacobian
         self.batched = True
+        self.vmappable = True  # for batch(): False once vmap of jvp has failed
 
     def apply(self, tangents, arrays) -> np.ndarray:
         """The output tangent for ``tangents`` (one per input) at ``arrays``."""
@@ -45,26 +46,79 @@ class ForwardJacobian:
             out = column if out is None else out + column
         return (np.zeros(self.shape, dtype=self.dtype) if out is None else out).reshape(self.shape)
 
+    def batch(self, tangents, arrays) -> np.ndarray:
+        """JVPs along a chunk of tangents ((B, *shape) per input, None where it does not move):
+        one vmap of torch.func.jvp, else one JVP per row (as ``apply``)."""
+        if self.vmappable:
+            try:
+                return self._vmapped(tangents, arrays)
+            except Exception:  # apply() finds out what does work, and notes it
+                self.vmappable = False
+        batch = len(next(t for t in tangents if t is not None))
+        zeros = [np.zeros(np.shape(a), dtype=np.asarray(a).dtype) for a in arrays]
+        return np.stack([self.apply([z if t is None else t[b] for t, z in zip(tangents, zeros)], arrays)
+                         for b in range(batch)])
+
+    def _vmapped(self, tangents, arrays) -> np.ndarray:
+        primals = tuple(self.code.tensors(arrays))
+        moving = [k for k, t in enumerate(tangents) if t is not None]
+        f = self._function(primals)
+
+        def along(*moved):
+            full = [torch.zeros_like(p) for p in primals]
+            for k, t in zip(moving, moved):
+                full[k] = t
+            return jvp(f, primals, tuple(full))[1]
+
+        # the tangents are the engine's per-chunk temporaries, only read: wrapped, not copied
+        batched = [torch.from_numpy(np.ascontiguousarray(tangents[k])).to(primals[k].device, primals[k].dtype)
+                   for k in moving]
+        return vmap(along, randomness="same")(*batched).detach().cpu().numpy()
+
     def _kept(self, arrays) -> bool:
         return self.primals is not None and len(arrays) == len(self.primals) and all(
             a is b for a, b in zip(arrays, self.primals))
 
     def _keep(self, arrays):
+        """Compute and keep the forward-mode Jacobian at ``arrays`` (or decide to go call by call)."""
         primals = self.code.tensors(arrays)
-        out = self._function(primals)(*primals)
-        size = sum(int(p.numel()) for p in primals)
-        if out.numel() * size > MAX_ENTRIES:
+        with torch.no_grad():
+            out = self.code.apply(primals)
+        if out.numel() * sum(int(p.numel()) for p in primals) > MAX_ENTRIES:
             self.batched = False
             return
         try:
-            self.columns = [self._columns(primals, k) for k in range(len(primals))]
-        except Exception as e:  # vmap cannot run this code: one jvp per call
-            self.batched = False
-            self.code.notes.append(f"{self.code.name}: forward-mode columns one torch.func.jvp call each "
-                                   f"(vmap failed: {type(e).__name__})")
-            return
-        self.primals, self.shape = tuple(arrays), tuple(out.shape)
-        self.dtype = self.columns[0].dtype if self.columns else np.float64
+            columns = [self._columns(primals, k) for k in range(len(primals))]
+        except Exception as e:
+            columns = self._without_vmap(arrays, primals, e)
+            if columns is None:
+                return
+        self.primals, self.shape, self.columns = tuple(arrays), tuple(out.shape), columns
+        self.dtype = _numpy_dtype(out)
+
+    def _without_vmap(self, arrays, primals, error):
+        """vmap failed: one torch.func.jvp per call if forward AD works at all, else reverse mode (noted)."""
+        try:
+            self._one([np.zeros(np.shape(a), dtype=np.asarray(a).dtype) for a in arrays], arrays)
+        except Exception as e:  # no forward mode: JVPs from the reverse-mode Jacobian
+            self.code.notes.append(f"{self.code.name}: no forward-mode AD ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:120]}); its JVPs come from reverse mode, "
+                                   "so forward and reverse mode are not cross-checked")
+            return self._reverse(arrays)
+        self.batched = False
+        self.code.notes.append(f"{self.code.name}: forward-mode columns one torch.func.jvp call each "
+                               f"(vmap failed: {type(error).__name__})")
+        return None
+
+    def _reverse(self, arrays) -> list:
+        """The Jacobian by one VJP per output element, as columns per input."""
+        out = self.code.evaluate(arrays)
+        rows = []
+        for k in range(out.size):
+            seed = np.zeros(out.size, dtype=out.dtype)
+            seed[k] = 1
+            rows.append([np.asarray(g).ravel() for g in self.code.vjp(seed.reshape(out.shape), *arrays)])
+        return [np.array([r[j] for r in rows]).reshape(out.size, -1) for j in range(len(arrays))]
 
     def _function(self, primals):
         def f(*xs):
@@ -92,7 +146,12 @@ class ForwardJacobian:
         return cols.detach().cpu().numpy().T
 
     def _one(self, tangents, arrays) -> np.ndarray:
+        """One JVP by one torch.func.jvp call."""
         primals = self.code.tensors(arrays)
         ts = self.code.tensors(tangents)
         _, out = jvp(self._function(primals), tuple(primals), tuple(ts))
         return out.detach().cpu().numpy()
+
+
+def _numpy_dtype(t):
+    return t.detach().cpu().numpy().dtype
