@@ -40,11 +40,18 @@ MEMORY_CAP = 1 << 16
 # measures it at (300,300,100).
 WORKING_MEMORY_CAP = 32 * 2**20  # bytes
 
-# Elements of the stacked arguments of one chunk for a black box that evaluates a
-# chunk per call (``forward_batch``: torch's or JAX's vmap). Such a call has a fixed
-# cost of its own, milliseconds, so its chunks are as large as the working memory
-# allows rather than cache-sized (benchmarks/bench_torch.py).
-BATCH_CAP = WORKING_MEMORY_CAP // 8
+# Chunks for a black box that evaluates a chunk per call (``forward_batch``, torch's
+# or JAX's vmap): such a call has a fixed cost of its own, milliseconds, so a chunk
+# is as large as the working memory allows for the one input it moves (the others
+# are passed once), not cache-sized; at most BATCH_ROWS rows, which bounds what
+# the framework's own intermediates take (benchmarks/bench_torch.py).
+BATCH_CAP = WORKING_MEMORY_CAP // 8  # elements of the moved input, over all rows of a chunk
+BATCH_ROWS = 1024
+
+
+def batch_rows(size: int) -> int:
+    """Rows of a batched black box's chunk when the input it moves has ``size`` elements."""
+    return max(1, min(BATCH_ROWS, BATCH_CAP // max(size, 1)))
 
 
 class GraphError(ValueError):
@@ -297,7 +304,7 @@ def _batched_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray
     args = [vals[a] for a in box.args]
     columns = np.asarray(columns, dtype=np.int64)
     cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
-    chunk = max(1, BATCH_CAP // max(sum(v.size for v in args), 1))
+    chunk = batch_rows(x.size)
     for start in range(0, len(columns), chunk):
         at = columns[start:start + chunk]
         basis = np.zeros((len(at), x.size), dtype=x.dtype)
