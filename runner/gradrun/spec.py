@@ -568,7 +568,7 @@ class _Checker:
                                   device=self.device or decl.get("device", "cpu"),
                                   complex_safe=decl.get("complex_safe", False), source=decl["torch"])
         except adapter.TorchDeclarationError as p:
-            return self.add(path + ("torch",), p.message, p.hint)
+            return self.add(path + ((p.key,) if p.key in decl else ("torch",)), p.message, p.hint)
         self.torch_decls[name], self.torch_built[(name, seed)] = decl, fn
         return fn
 
@@ -642,8 +642,9 @@ class _Checker:
             path + (("inputs",) if n in inputs else ("sweep",)) + (n,), key=True))
 
         written = list(given)
-        fn = self.functions.get(data.get("function"))  # a torch module's parameters are inputs too
-        supplied = self.seeded({"f": fn}, settings.seed)["f"].defaults if isinstance(fn, PythonFunction) else {}
+        named = data.get("function")  # a torch module's parameters are inputs too
+        fn = self.seeded({named: self.functions[named]}, settings.seed)[named] if named in self.functions else None
+        supplied = fn.defaults if isinstance(fn, PythonFunction) else {}
         given += [n for n in supplied if n not in given]
         expr = self.build_expr(path, data, inputs, given)
         if expr is not None and not given:

@@ -55,9 +55,9 @@ REPEAT_AGREEMENT = 4
 class TorchDeclarationError(ValueError):
     """A ``torch:`` declaration that cannot be built; carries a hint."""
 
-    def __init__(self, message, hint=""):
+    def __init__(self, message, hint="", key="torch"):
         super().__init__(message)
-        self.message, self.hint = message, hint
+        self.message, self.hint, self.key = message, hint, key  # key: the declaration's key at fault
 
 
 class TorchBackwardError(RuntimeError):
@@ -88,20 +88,20 @@ def _build_module(obj, init: dict, seed: int):
     if isinstance(obj, torch.nn.Module):
         if init:
             raise TorchDeclarationError("init applies to an nn.Module subclass, not to an instance",
-                                        "remove init, or name the class")
+                                        "remove init, or name the class", key="init")
         return obj
     if not (isinstance(obj, type) and issubclass(obj, torch.nn.Module)):
         if init:
-            raise TorchDeclarationError("init applies to an nn.Module subclass only", "remove init")
+            raise TorchDeclarationError("init applies to an nn.Module subclass only", "remove init", key="init")
         return None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
             return obj(**(init or {}))
         except Exception as e:
-            accepted = ", ".join(python_params(obj.__init__)[1:]) or "no arguments"
+            accepted = ", ".join(list(inspect.signature(obj.__init__).parameters)[1:]) or "no arguments"
             raise TorchDeclarationError(f"building {obj.__name__}(**init) raised {type(e).__name__}: {e}",
-                                        f"its constructor takes: {accepted}") from None
+                                        f"its constructor takes: {accepted}", key="init") from None
 
 
 class TorchCode:
@@ -332,9 +332,9 @@ def function(name: str, obj, *, init=None, mode="eval", seed=0, device="cpu",
     try:
         torch.device(device)
     except RuntimeError as e:
-        raise TorchDeclarationError(f"device {device!r}: {e}", "use cpu, cuda or cuda:N") from None
+        raise TorchDeclarationError(f"device {device!r}: {e}", "use cpu, cuda or cuda:N", key="device") from None
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise TorchDeclarationError(f"device {device!r} is not available here", "use device: cpu")
+        raise TorchDeclarationError(f"device {device!r} is not available here", "use device: cpu", key="device")
     code = TorchCode(name, obj, init, mode, seed, device)
     if not code.params:
         raise TorchDeclarationError(f"'{source}' takes no positional inputs")
