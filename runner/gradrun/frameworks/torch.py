@@ -257,7 +257,13 @@ class TorchCode:
 
     def _give_up(self, why):
         self.batched = False
-        self.notes.append(f"{self.name}: {why}; perturbations evaluated one call each")
+        self.note(f"{why}; perturbations evaluated one call each")
+
+    def note(self, text):
+        """Tell the reader of the report how this code was evaluated (once per text)."""
+        text = f"{self.name}: {text}"
+        if text not in self.notes:
+            self.notes.append(text)
 
     def vjp(self, cotangent, *arrays) -> tuple:
         """Reverse mode by torch.autograd.grad: one cotangent per input, in the inputs' dtype."""

@@ -1,13 +1,16 @@
-"""Forward mode for torch code: JVPs by ``torch.func.jvp``, a point's columns in batches.
+"""Forward mode for torch code: JVPs by ``torch.func.jvp``, many per call.
 
 gradrun's cross-check of forward against reverse mode asks for one JVP per
-input element, each with a one-hot tangent, at the same primal point. One
-``torch.func.jvp`` call per element costs a Python round trip each; instead,
-the first JVP at a point computes the whole forward-mode Jacobian by
-``vmap`` of ``jvp`` over basis tangents (what ``torch.func.jacfwd`` does),
-in chunks, and every JVP at that point is then that Jacobian times its
-tangent. Where vmap cannot run the code, or the Jacobian would be too large,
-every JVP is one ``torch.func.jvp`` call.
+input element, each along a one-hot tangent, at the same primal point. When
+the code is the whole graph the engine asks for a chunk of them at once
+(``batch``: one ``vmap`` of ``jvp`` over the chunk's tangents). Otherwise it
+asks one at a time (``apply``): the first JVP at a point then computes the
+whole forward-mode Jacobian by ``vmap`` of ``jvp`` over basis tangents (what
+``torch.func.jacfwd`` does), in chunks, and every JVP at that point is that
+Jacobian times its tangent. Where vmap cannot run the code, or the Jacobian
+would be too large, every JVP is one ``torch.func.jvp`` call; where the code
+has no forward mode at all, JVPs come from reverse mode and a note says the
+two were not cross-checked.
 """
 
 from __future__ import annotations
@@ -101,13 +104,11 @@ class ForwardJacobian:
         try:
             self._one([np.zeros(np.shape(a), dtype=np.asarray(a).dtype) for a in arrays], arrays)
         except Exception as e:  # no forward mode: JVPs from the reverse-mode Jacobian
-            self.code.notes.append(f"{self.code.name}: no forward-mode AD ({type(e).__name__}: "
-                                   f"{str(e).splitlines()[0][:120]}); its JVPs come from reverse mode, "
-                                   "so forward and reverse mode are not cross-checked")
+            self.code.note(f"no forward-mode AD ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                           "its JVPs come from reverse mode, so forward and reverse mode are not cross-checked")
             return self._reverse(arrays)
         self.batched = False
-        self.code.notes.append(f"{self.code.name}: forward-mode columns one torch.func.jvp call each "
-                               f"(vmap failed: {type(error).__name__})")
+        self.code.note(f"forward-mode columns one torch.func.jvp call each (vmap failed: {type(error).__name__})")
         return None
 
     def _reverse(self, arrays) -> list:
