@@ -79,6 +79,7 @@ class PythonFunction:
     complex_safe: bool = False
     source: str = ""  # "module:callable", for messages
     forward_batch: Callable | None = None
+    hvp: Callable | None = None  # (cotangent, tangents, *primals) -> one block per input; see second_order
     jvp_batch: Callable | None = None
     defaults: dict = field(default_factory=dict, compare=False, hash=False)
     notes: list = field(default_factory=list, compare=False, hash=False)
