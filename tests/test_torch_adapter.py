@@ -170,3 +170,17 @@ def test_torch_is_imported_only_for_torch_specs():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_second_order_by_double_backward():
+    results = run(SPECS / "second.yaml")
+    assert results["cube"].passed and results["block"].passed, describe(results)
+    hessian = {(r.element, r.element2): r.analytic for r in results["cube"].records if r.check == "full"}
+    np.testing.assert_allclose([hessian[("x[0]", "x[0]")], hessian[("x[1]", "x[1]")], hessian[("x[0]", "x[1]")]],
+                               [6 * 0.5, 6 * -1.5, 0], atol=1e-12)
+    assert not results["saved-square"].passed  # its backward is not differentiable twice
+
+
+def describe(results) -> str:
+    return "; ".join(f"{n}: {r.error or [(f.element, f.numeric, f.analytic) for f in r.failures[:2]]}"
+                     for n, r in results.items())

@@ -88,3 +88,19 @@ def scrub(x):
     with torch.no_grad():
         x.zero_()
     return y
+
+
+class SavedSquare(torch.autograd.Function):
+    """x ** 3 whose backward uses x ** 2 saved from forward: right once, wrong twice
+    (forward runs without autograd, so double backward sees x ** 2 as a constant)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        square = x * x
+        ctx.save_for_backward(square)
+        return square * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (square,) = ctx.saved_tensors
+        return 3 * square * g

@@ -288,6 +288,27 @@ class TorchCode:
             result.append(_numpy(g))
         return tuple(result)
 
+    def hvp(self, cotangent, tangents, *arrays) -> tuple:
+        """Second order by double backward: d/dt vjp(cotangent, *(arrays + t * tangents)) at t = 0.
+
+        The VJP of <cotangent, f> is its gradient, whose Jacobian (the Hessian of
+        <cotangent, f>) is symmetric, so the derivative along the tangents is one
+        more backward pass with the tangents as its cotangent.
+        """
+        leaves = self.tensors(arrays, grad=True)
+        with torch.enable_grad():
+            out = self.apply(leaves)
+            ct = torch.tensor(np.asarray(cotangent), dtype=out.dtype, device=self.device).reshape(out.shape)
+            try:
+                grads = torch.autograd.grad(out, leaves, ct, create_graph=True, allow_unused=True)
+                pairs = [(g, t) for g, t in zip(grads, self.tensors(tangents)) if g is not None and g.requires_grad]
+                second = torch.autograd.grad([g for g, _ in pairs], leaves, [t.to(g.dtype) for g, t in pairs],
+                                             allow_unused=True) if pairs else (None,) * len(leaves)
+            except Exception as e:
+                raise TorchBackwardError(f"the double backward of {self.name} raised {type(e).__name__}: {e}") from None
+        return tuple(np.zeros(np.shape(a), dtype=np.asarray(a).dtype) if h is None else _numpy(h)
+                     for a, h in zip(arrays, second))
+
     def jvp(self, tangents, *arrays) -> np.ndarray:
         """Forward mode: the output's tangent (see ``torch_jacobian``)."""
         return self.jacobian.apply(tangents, arrays)
@@ -347,7 +368,7 @@ def function(name: str, obj, *, init=None, mode="eval", seed=0, device="cpu",
     return PythonFunction(
         name, code.params, code.forward, code.vjp, code.jvp if code.has_forward_mode else None,
         bool(complex_safe), source, code.forward_batch, defaults=code.defaults(), notes=code.notes,
-        jvp_batch=code.jvp_batch if code.has_forward_mode else None)
+        jvp_batch=code.jvp_batch if code.has_forward_mode else None, hvp=code.hvp)
 
 
 def check(code, inputs: dict, *, wrt=None, init=None, mode="eval", device="cpu", complex_safe=False,
