@@ -249,7 +249,8 @@ def _load_all(paths, device=None) -> list:
     for stem, same in stems.items():
         if len(same) > 1:
             raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return _each_spec(unique, lambda path: spec_module.load_spec(path, device=device))
+    load = spec_module.load_spec
+    return _each_spec(unique, load if device is None else lambda path: load(path, device=device))
 
 
 def _each_spec(paths, load) -> list:
