@@ -38,7 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
-from .model import ExperimentResult, Record
+from .columns import PASSING
+from .layout import report_rows
+from .model import ExperimentResult, Row
 
 FORMAT = 1  # the "gradrun_baseline" number in every baseline file
 SUFFIX = ".baseline.json"
@@ -49,7 +51,6 @@ TABLE_ROWS = 10  # drifts listed on the console; the JSON summary has them all
 # Kinds, in the order the table lists them (the worst first).
 KINDS = ("now-errors", "missing-experiment", "new-experiment", "now-fails", "grew",
          "missing-element", "new-element")
-PASSING = ("pass", "kink")  # statuses that do not fail a run
 
 
 class BaselineError(Exception):
@@ -90,10 +91,12 @@ class Drift:
 # --- the stored form ---------------------------------------------------------
 
 
-def _key(row) -> tuple:
-    if isinstance(row, Record):
-        return (row.point, row.input, row.index, row.output, row.element)
-    return (row["point"], row["input"], row["index"], row["output"], row["element"])
+KEY = ("point", "input", "index", "output", "element")  # what names one row of a report
+STORED = KEY + ("status", "abs_error", "tolerance")  # what a baseline keeps of it
+
+
+def _key(row: dict) -> tuple:
+    return tuple(row[k] for k in KEY)
 
 
 def _number(x):
@@ -109,10 +112,8 @@ def baseline_data(spec_path, results, spec_sha256: str = "") -> dict:
             "passed": result.passed,
             "error": result.error,
             "elements": [
-                {"point": r.point, "input": r.input, "index": r.index, "output": r.output,
-                 "element": r.element, "status": r.status, "abs_error": _number(r.abs_error),
-                 "tolerance": _number(r.tolerance)}
-                for r in result.records
+                {k: _number(r[k]) if k in ("abs_error", "tolerance") else r[k] for k in STORED}
+                for r in report_rows(result)
             ],
         }
     return {"gradrun_baseline": FORMAT, "gradrun": __version__, "spec": str(spec_path),
@@ -205,8 +206,9 @@ def _element_drifts(old_rows, result: ExperimentResult, file, factor, fraction) 
     before = {_key(row): row for row in old_rows}
     drifts = []
     seen = set()
-    for r in result.records:
-        key = _key(r)
+    for row in report_rows(result):
+        r = Row(row)
+        key = _key(row)
         seen.add(key)
         old = before.get(key)
         where = dict(element=r.element, point=r.point, input=r.input, index=r.index, output=r.output,

@@ -7,6 +7,7 @@ import time
 
 from . import engine
 from .verdict import check_point
+from .columns import Columns
 from .model import Experiment, ExperimentResult, Spec
 from .tree import Call
 
@@ -25,7 +26,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     start = time.perf_counter()
-    records: list = []
+    checked: list = []
     error = None
     check_mode = "full"
     try:
@@ -34,26 +35,34 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             settings = exp.settings_at(point).updated(**overrides)
             check_mode = settings.check
             at = f"point {point.index}, " if len(exp.points) > 1 else ""
-            records.extend(check_point(
+            checked.append(check_point(
                 graph, point.inputs, exp.wrt, settings, experiment=exp.name, point=point.index,
                 coords=point.coords,
                 tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))
     except Exception as exc:  # one broken experiment must not stop the others
         error = f"{type(exc).__name__}: {exc}"
-    if records:
-        check_mode = records[0].check
-    return ExperimentResult(exp.name, records, time.perf_counter() - start, error, check_mode,
-                            notes=screen_notes(records), file=exp.file, line=exp.line)
+    elements = Columns.concat([c.elements for c in checked])
+    projections = Columns.concat([c.projections for c in checked])
+    if len(projections):
+        check_mode = "screen"
+    elif len(elements):
+        check_mode = str(elements["check"][0])
+    return ExperimentResult(exp.name, elements, time.perf_counter() - start, error, check_mode,
+                            notes=screen_notes(projections), file=exp.file, line=exp.line,
+                            projections=projections, blocks=[b for c in checked for b in c.blocks],
+                            shapes={k: v for c in checked for k, v in c.shapes.items()})
 
 
-def screen_notes(records) -> list:
+def screen_notes(projections) -> list:
     """What each screen could see: the smallest single-entry error it was sure to flag."""
-    seen: dict = {}
-    for r in records:
-        if r.check == "screen" and r.index == -1:
-            seen.setdefault(r.input, []).append(r.tolerance)
-    return [f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
-            f"error above {max(tols):.2g}" for name, tols in seen.items()]
+    if not len(projections):
+        return []
+    notes = []
+    for name in dict.fromkeys(projections["input"].tolist()):
+        tols = projections["tolerance"][projections["input"] == name]
+        notes.append(f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
+                     f"error above {tols.max():.2g}")
+    return notes
 
 
 def select(spec: Spec, only: str | None) -> list:

@@ -1,0 +1,91 @@
+"""CSV text of Arrow record batches: floats as Python's repr, in C loops.
+
+The CSV is the contract of DESIGN.md: ``pandas.read_csv`` with no arguments
+reads every float back bit for bit, booleans are ``True``/``False``, a text
+field is quoted only when it holds a comma, a quote or a line break (as
+Python's ``csv`` module does), and a missing value is an empty field. Floats
+are written as ``repr`` writes them, the shortest string that reads back to
+the same double: Arrow's shortest formatting finds the same digits, and the
+notation is rewritten to Python's (fixed from 1e-4 up to 1e16, else
+``1e-05``-style exponents of at least two digits). The few numbers whose
+notation cannot be rewritten by pattern are formatted by ``repr`` itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .columns import text
+
+# Arrow writes 1e-5 as 0.00001 where Python writes 1e-05: leading zeros -> exponent.
+_SMALL_FIXED = [(rf"^(-?)0\.{'0' * z}([1-9])(\d+)$", rf"\1\2.\3e-{z + 1:02d}", rf"^(-?)0\.{'0' * z}([1-9])$",
+                 rf"\1\2e-{z + 1:02d}") for z in (4, 5, 6)]
+_NEEDS_QUOTES = r'[,"\n\r]'
+
+
+def float_strings(values) -> pa.Array:
+    """Each float as ``repr(float)`` writes it, as an Arrow string array (nulls stay null)."""
+    arr = values if isinstance(values, pa.Array) else pa.array(np.asarray(values, dtype=np.float64))
+    x = arr.to_numpy(zero_copy_only=False)
+    text = pc.cast(arr, pa.string())
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(x)
+        small, big = magnitude < 1e-4, magnitude >= 1e16
+    finite = np.isfinite(x)
+    sci = _flag(pc.match_substring(text, "e"))
+    dot = _flag(pc.match_substring(text, "."))
+    plain = ~sci & dot & ~small & ~big & finite  # 0.5, -3.9999999999996: already Python's
+    exponent = sci & (small | big) & finite  # 1.5e-7: Python pads the exponent to 1.5e-07
+    whole = ~sci & ~dot & ~small & ~big & finite  # 100: Python writes 100.0
+    tiny_fixed = ~sci & small & finite & (x != 0)  # 0.00001: Python writes 1e-05
+    out = pc.replace_substring_regex(text, r"e([+-])(\d)$", r"e\10\2")  # RE2: group 1, then a 0
+    out = pc.if_else(pa.array(whole), pc.binary_join_element_wise(text, ".0", ""), out)
+    for long_, long_to, short, short_to in _SMALL_FIXED:
+        out = pc.replace_substring_regex(out, long_, long_to)
+        out = pc.replace_substring_regex(out, short, short_to)
+    rest = ~(plain | exponent | whole | tiny_fixed | ~finite)
+    rest |= tiny_fixed & ~_flag(pc.match_substring(out, "e"))  # more zeros than the patterns cover
+    if rest.any():  # 1e+15, 12345678901.5: Arrow's notation differs in ways a pattern cannot mend
+        exact = [repr(v) for v in x[rest].tolist()]
+        out = pc.replace_with_mask(out, pa.array(rest), pa.array(exact, pa.string()))
+    return out
+
+
+def _flag(mask) -> np.ndarray:
+    return mask.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _field(column: pa.Array) -> pa.Array:
+    """One column's CSV fields as strings (null for an empty field)."""
+    t = column.type
+    if pa.types.is_floating(t):
+        return float_strings(column)
+    if pa.types.is_boolean(t):
+        return pc.if_else(column, "True", "False")
+    if pa.types.is_string(t):
+        quoted = pc.match_substring_regex(column, _NEEDS_QUOTES)
+        if pc.any(quoted).as_py():
+            escaped = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
+            return pc.if_else(quoted, escaped, column)
+        return column
+    return pc.cast(column, pa.string())
+
+
+def header(names) -> bytes:
+    """The header line."""
+    return (",".join(text(n) if not any(c in n for c in ',"\n\r') else '"' + n.replace('"', '""') + '"'
+                     for n in names) + "\n").encode("utf-8")
+
+
+def batch_bytes(batch: pa.RecordBatch) -> bytes:
+    """The CSV lines of one record batch, each ending in a newline."""
+    if batch.num_rows == 0:
+        return b""
+    fields = [_field(column) for column in batch.columns]
+    lines = pc.binary_join_element_wise(*fields, ",", null_handling="replace", null_replacement="")
+    lines = pc.binary_join_element_wise(lines, "\n", "")
+    data = lines.buffers()[2]
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
+    return data.to_pybytes()[offsets[0]:offsets[-1]]
