@@ -41,8 +41,8 @@ def pieces(result, sweep=None, chunk: int = CHUNK):
     piece, its input's ``shape`` is ``result.shapes[input]``.
     """
     sweep = sweep_names([result.elements, result.projections]) if sweep is None else sweep
-    wanted = [n for n in NAMES if n not in DERIVED] + list(sweep)
     for table, start, stop, projection in _segments(result):
+        wanted = [n for n in NAMES if n not in DERIVED or n in table] + list(sweep)
         for lo in range(start, stop, chunk):
             part = table.take(slice(lo, min(lo + chunk, stop)))
             n = len(part)
@@ -67,6 +67,8 @@ def element_name(name: str, shape: tuple, index: int) -> str:
 
 
 def _element_strings(piece: Columns, projection: bool, shapes: dict) -> list:
+    if "element" in piece:  # names given (a hand-made result)
+        return piece["element"].tolist()
     if projection:
         return [f"u{k}.J.v{k}" for k in piece["direction"].tolist()]
     if not len(piece):
@@ -103,7 +105,7 @@ def _with_derived(piece: Columns, projection: bool, shapes: dict) -> Columns:
     data = {}
     elements = _element_strings(piece, projection, shapes)
     for name in piece.names:
-        if name == "direction":
+        if name in ("direction", "element"):
             continue
         if name == "input":
             data[name] = piece[name]
@@ -152,6 +154,8 @@ def _arrow_elements(piece: Columns, projection: bool, shapes: dict):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if "element" in piece:  # names given (a hand-made result)
+        return pa.array(piece["element"], pa.string())
     if projection:
         k = pc.cast(pa.array(piece["direction"]), pa.string())
         return pc.binary_join_element_wise("u", k, ".J.v", k, "")
@@ -171,9 +175,10 @@ def _arrow_column(values: np.ndarray, type_):
     import pyarrow as pa
 
     if values.dtype == object and pa.types.is_string(type_):
-        if not all(v is None or isinstance(v, str) for v in values[:1]):
-            values = np.array([None if v is None else text(v) for v in values.tolist()], dtype=object)
-        return pa.array(values, type_, from_pandas=False)
+        try:
+            return pa.array(values, type_, from_pandas=False)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # not all text (a sweep of numbers and names)
+            return pa.array([None if v is None else text(v) for v in values.tolist()], type_)
     if values.dtype.kind in "fib" and pa.types.is_string(type_):
         return pa.array([text(v) for v in values.tolist()], type_)
     return pa.array(values, type_)

@@ -106,6 +106,37 @@ class ExperimentResult:
         if not self.blocks:
             self.blocks = [(len(self.projections), len(self.elements))]
 
+    @classmethod
+    def from_checks(cls, name: str, checks, **fields) -> "ExperimentResult":
+        """A result from the points' checks (``verdict.PointCheck``s), in order."""
+        return cls(name, Columns.concat([c.elements for c in checks]),
+                   projections=Columns.concat([c.projections for c in checks]),
+                   blocks=[b for c in checks for b in c.blocks],
+                   shapes={k: v for c in checks for k, v in c.shapes.items()}, **fields)
+
+    @classmethod
+    def from_rows(cls, name: str, rows, **fields) -> "ExperimentResult":
+        """A result from report rows (dicts, as ``records`` gives them): for hand-made results.
+
+        A row with ``index`` -1 is a screen's projection; ``coords`` (a dict) give
+        its sweep columns; ``passed`` is derived from ``status``, not read.
+        """
+        rows = [dict(getattr(r, "__dict__", r)) for r in rows]
+        for r in rows:
+            r.pop("passed", None)
+            for k, v in (r.pop("coords", None) or {}).items():
+                r[SWEEP_PREFIX + k] = v
+        tables = {}
+        for projection in (True, False):
+            mine = [r for r in rows if (r.get("index", 0) < 0) == projection]
+            names = list(dict.fromkeys(k for r in mine for k in r))
+            data = {k: np.array([r.get(k) for r in mine]) for k in names}
+            if projection and mine:
+                data["direction"] = np.arange(len(mine))
+            tables[projection] = Columns({k: v.astype(object) if v.dtype.kind == "U" else v
+                                          for k, v in data.items()})
+        return cls(name, tables[False], projections=tables[True], **fields)
+
     @property
     def rows(self) -> int:
         """How many rows its report has: elements and projections."""

@@ -7,7 +7,6 @@ import time
 
 from . import engine
 from .verdict import check_point
-from .columns import Columns
 from .model import Experiment, ExperimentResult, Spec
 from .tree import Call
 
@@ -41,16 +40,14 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
                 tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))
     except Exception as exc:  # one broken experiment must not stop the others
         error = f"{type(exc).__name__}: {exc}"
-    elements = Columns.concat([c.elements for c in checked])
-    projections = Columns.concat([c.projections for c in checked])
-    if len(projections):
+    result = ExperimentResult.from_checks(exp.name, checked, seconds=time.perf_counter() - start, error=error,
+                                          file=exp.file, line=exp.line)
+    if len(result.projections):
         check_mode = "screen"
-    elif len(elements):
-        check_mode = str(elements["check"][0])
-    return ExperimentResult(exp.name, elements, time.perf_counter() - start, error, check_mode,
-                            notes=screen_notes(projections), file=exp.file, line=exp.line,
-                            projections=projections, blocks=[b for c in checked for b in c.blocks],
-                            shapes={k: v for c in checked for k, v in c.shapes.items()})
+    elif len(result.elements):
+        check_mode = str(result.elements["check"][0])
+    result.check, result.notes = check_mode, screen_notes(result.projections)
+    return result
 
 
 def screen_notes(projections) -> list:

@@ -1,0 +1,14 @@
+"""Hand-made report rows for tests of the readers: the CSV's columns, in order, as a dict."""
+
+import math
+
+from gradrun.columns import NAMES
+
+DEFAULTS = {name: math.nan for name in NAMES} | {"dtype": "float64", "check": "full"}
+
+
+def row(*values, coords=None, **fields) -> dict:
+    """A report row: positional values in the CSV's column order, then keywords; the rest default."""
+    out = DEFAULTS | dict(zip(NAMES, values)) | fields
+    out["coords"] = dict(coords or {})
+    return out
