@@ -32,7 +32,7 @@ def _segments(result):
         p, e = p + n_proj, e + n_elem
 
 
-def pieces(result, sweep=None, chunk: int = CHUNK):
+def pieces(result, sweep=None, chunk: int | None = None):
     """(columns, is_projection) pieces of the report's rows, each of one input.
 
     The columns are the report's (but the derived ``element`` and
@@ -41,6 +41,7 @@ def pieces(result, sweep=None, chunk: int = CHUNK):
     piece, its input's ``shape`` is ``result.shapes[input]``.
     """
     sweep = sweep_names([result.elements, result.projections]) if sweep is None else sweep
+    chunk = chunk or CHUNK
     for table, start, stop, projection in _segments(result):
         wanted = [n for n in NAMES if n not in DERIVED or n in table] + list(sweep)
         for lo in range(start, stop, chunk):
@@ -184,7 +185,7 @@ def _arrow_column(values: np.ndarray, type_):
     return pa.array(values, type_)
 
 
-def report_batches(results, chunk: int = CHUNK, schema_=None):
+def report_batches(results, chunk: int | None = None, schema_=None):
     """The report of ``results`` as Arrow record batches of at most ``chunk`` rows."""
     import pyarrow as pa
 
