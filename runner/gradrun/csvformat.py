@@ -17,18 +17,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import arrowcols
 from .columns import text
 
 # Arrow writes 1e-5 as 0.00001 where Python writes 1e-05: leading zeros -> exponent.
 _SMALL_FIXED = [(rf"^(-?)0\.{'0' * z}([1-9])(\d+)$", rf"\1\2.\3e-{z + 1:02d}", rf"^(-?)0\.{'0' * z}([1-9])$",
                  rf"\1\2e-{z + 1:02d}") for z in (4, 5, 6)]
 _NEEDS_QUOTES = r'[,"\n\r]'
+# string scalars built once from buffers (a Python str given to Arrow would import pandas)
+_EMPTY, _COMMA, _NEWLINE, _QUOTE, _DOT_ZERO, _TRUE, _FALSE = (
+    arrowcols.scalar(s) for s in ("", ",", "\n", '"', ".0", "True", "False"))
 
 
 def float_strings(values) -> pa.Array:
     """Each float as ``repr(float)`` writes it, as an Arrow string array (nulls stay null)."""
-    arr = values if isinstance(values, pa.Array) else pa.array(np.asarray(values, dtype=np.float64))
-    x = arr.to_numpy(zero_copy_only=False)
+    if isinstance(values, pa.Array) and values.null_count:  # empty fields stay empty
+        valid = pc.is_valid(values)
+        out = float_strings(pc.fill_null(values, arrowcols.floats(np.zeros(1))[0]))
+        return pc.if_else(valid, out, pa.nulls(len(values), pa.string()))
+    if isinstance(values, pa.Array):
+        x = np.frombuffer(values.buffers()[1], np.float64, count=len(values), offset=8 * values.offset)
+        arr = values
+    else:
+        x = np.ascontiguousarray(values, dtype=np.float64)
+        arr = arrowcols.floats(x)
     text = pc.cast(arr, pa.string())
     with np.errstate(invalid="ignore"):
         magnitude = np.abs(x)
@@ -41,7 +53,7 @@ def float_strings(values) -> pa.Array:
     whole = ~sci & ~dot & ~small & ~big & finite  # 100: Python writes 100.0
     tiny_fixed = ~sci & small & finite & (x != 0)  # 0.00001: Python writes 1e-05
     out = pc.replace_substring_regex(text, r"e([+-])(\d)$", r"e\10\2")  # RE2: group 1, then a 0
-    out = pc.if_else(pa.array(whole), pc.binary_join_element_wise(text, ".0", ""), out)
+    out = pc.if_else(arrowcols.bools(whole), pc.binary_join_element_wise(text, _DOT_ZERO, _EMPTY), out)
     for long_, long_to, short, short_to in _SMALL_FIXED:
         out = pc.replace_substring_regex(out, long_, long_to)
         out = pc.replace_substring_regex(out, short, short_to)
@@ -49,12 +61,12 @@ def float_strings(values) -> pa.Array:
     rest |= tiny_fixed & ~_flag(pc.match_substring(out, "e"))  # more zeros than the patterns cover
     if rest.any():  # 1e+15, 12345678901.5: Arrow's notation differs in ways a pattern cannot mend
         exact = [repr(v) for v in x[rest].tolist()]
-        out = pc.replace_with_mask(out, pa.array(rest), pa.array(exact, pa.string()))
+        out = pc.replace_with_mask(out, arrowcols.bools(rest), arrowcols.texts(exact))
     return out
 
 
 def _flag(mask) -> np.ndarray:
-    return mask.fill_null(False).to_numpy(zero_copy_only=False)
+    return arrowcols.to_bools(mask)
 
 
 def _field(column: pa.Array) -> pa.Array:
@@ -63,11 +75,11 @@ def _field(column: pa.Array) -> pa.Array:
     if pa.types.is_floating(t):
         return float_strings(column)
     if pa.types.is_boolean(t):
-        return pc.if_else(column, "True", "False")
+        return pc.if_else(column, _TRUE, _FALSE)
     if pa.types.is_string(t):
         quoted = pc.match_substring_regex(column, _NEEDS_QUOTES)
-        if pc.any(quoted).as_py():
-            escaped = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
+        if _flag(quoted).any():
+            escaped = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(column, '"', '""'), _QUOTE, _EMPTY)
             return pc.if_else(quoted, escaped, column)
         return column
     return pc.cast(column, pa.string())
@@ -84,8 +96,8 @@ def batch_bytes(batch: pa.RecordBatch) -> bytes:
     if batch.num_rows == 0:
         return b""
     fields = [_field(column) for column in batch.columns]
-    lines = pc.binary_join_element_wise(*fields, ",", null_handling="replace", null_replacement="")
-    lines = pc.binary_join_element_wise(lines, "\n", "")
+    lines = pc.binary_join_element_wise(*fields, _COMMA, null_handling="replace", null_replacement="")
+    lines = pc.binary_join_element_wise(lines, _NEWLINE, _EMPTY)
     data = lines.buffers()[2]
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
     return data.to_pybytes()[offsets[0]:offsets[-1]]

@@ -12,11 +12,9 @@ batches (``report_batches``, ``report_table``) for the file writers.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from .columns import DERIVED, KIND, NAMES, PROJECTION_ROW, Columns, constant, filler, passing, sweep_names, text
+from .columns import DERIVED, KIND, NAMES, PROJECTION_ROW, Columns, constant, filler, passing, sweep_names
 
 CHUNK = 1 << 16  # rows per piece a writer formats at once
 
@@ -155,34 +153,36 @@ def _arrow_elements(piece: Columns, projection: bool, shapes: dict):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from .arrowcols import ints, scalar, text_column
+
     if "element" in piece:  # names given (a hand-made result)
-        return pa.array(piece["element"], pa.string())
+        return text_column(piece["element"])
     if projection:
-        k = pc.cast(pa.array(piece["direction"]), pa.string())
-        return pc.binary_join_element_wise("u", k, ".J.v", k, "")
-    n = len(piece)
-    if not n:
-        return pa.array([], pa.string())
+        k = pc.cast(ints(piece["direction"]), pa.string())
+        return pc.binary_join_element_wise(scalar("u"), k, scalar(".J.v"), k, scalar(""))
+    if not len(piece):
+        return text_column(np.zeros(0, dtype=object))
     name = str(piece["input"][0])
     shape = tuple(shapes.get(name, ()))
     if not shape:
-        return pa.array(itertools.repeat(name, n), pa.string())
-    coords = [pc.cast(pa.array(c), pa.string()) for c in np.unravel_index(piece["index"], shape)]
-    parts = [x for c in coords for x in (c, ",")][:-1]
-    return pc.binary_join_element_wise(name + "[", *parts, "]", "")
+        return text_column(constant(name, len(piece)))
+    coords = [pc.cast(ints(c), pa.string()) for c in np.unravel_index(piece["index"], shape)]
+    comma = scalar(",")
+    parts = [x for c in coords for x in (c, comma)][:-1]
+    return pc.binary_join_element_wise(scalar(name + "["), *parts, scalar("]"), scalar(""))
 
 
 def _arrow_column(values: np.ndarray, type_):
     import pyarrow as pa
 
-    if values.dtype == object and pa.types.is_string(type_):
-        try:
-            return pa.array(values, type_, from_pandas=False)
-        except (pa.ArrowTypeError, pa.ArrowInvalid):  # not all text (a sweep of numbers and names)
-            return pa.array([None if v is None else text(v) for v in values.tolist()], type_)
-    if values.dtype.kind in "fib" and pa.types.is_string(type_):
-        return pa.array([text(v) for v in values.tolist()], type_)
-    return pa.array(values, type_)
+    from . import arrowcols
+
+    if pa.types.is_string(type_):
+        return arrowcols.text_column(values)
+    if values.dtype == object:  # a sweep column this experiment lacks: empty
+        return pa.nulls(len(values), type_)
+    build = {"f": arrowcols.floats, "i": arrowcols.ints, "b": arrowcols.bools}
+    return build[values.dtype.kind](values)
 
 
 def report_batches(results, chunk: int | None = None, schema_=None):
@@ -198,7 +198,7 @@ def report_batches(results, chunk: int | None = None, schema_=None):
                 if f.name == "element":
                     arrays.append(_arrow_elements(piece, projection, result.shapes))
                 elif f.name == "passed":
-                    arrays.append(pa.array(passing(piece["status"])))
+                    arrays.append(_arrow_column(passing(piece["status"]), f.type))
                 else:
                     arrays.append(_arrow_column(piece[f.name], f.type))
             yield pa.RecordBatch.from_arrays(arrays, schema=schema_)
