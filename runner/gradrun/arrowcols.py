@@ -57,6 +57,14 @@ def texts(strings) -> pa.Array:
     return array.cast(pa.string()) if large else array
 
 
+def pick(labels: pa.Array, codes) -> pa.Array:
+    """labels[codes]: a column of a few values, from their codes."""
+    import pyarrow.compute as pc
+
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    return pc.take(labels, pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)]))
+
+
 def scalar(value: str) -> pa.Scalar:
     return texts([value])[0]
 
@@ -83,5 +91,4 @@ def text_column(values) -> pa.Array:
         rest &= ~hit
     if rest.any():
         return texts(None if v is None else text(v) for v in values.tolist())
-    indices = pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)])
-    return pc.take(texts(labels), indices)  # a None label is a null
+    return pick(texts(labels), codes)  # a None label is a null

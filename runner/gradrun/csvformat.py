@@ -5,10 +5,10 @@ reads every float back bit for bit, booleans are ``True``/``False``, a text
 field is quoted only when it holds a comma, a quote or a line break (as
 Python's ``csv`` module does), and a missing value is an empty field. Floats
 are written as ``repr`` writes them, the shortest string that reads back to
-the same double: Arrow's shortest formatting finds the same digits, and the
-notation is rewritten to Python's (fixed from 1e-4 up to 1e16, else
-``1e-05``-style exponents of at least two digits). The few numbers whose
-notation cannot be rewritten by pattern are formatted by ``repr`` itself.
+the same double: Arrow's shortest formatting finds the same digits and,
+from 1e-4 up to 1e16 and below 1e-9, the same notation; exponents from e-5
+to e-9 get Python's second digit, zeros are looked up, and the rest (whole
+numbers, 1e-5 that Arrow writes 0.00001, 1e15) are formatted by ``repr``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ import pyarrow.compute as pc
 from . import arrowcols
 from .columns import text
 
-# Arrow writes 1e-5 as 0.00001 where Python writes 1e-05: leading zeros -> exponent.
-_SMALL_FIXED = [(rf"^(-?)0\.{'0' * z}([1-9])(\d+)$", rf"\1\2.\3e-{z + 1:02d}", rf"^(-?)0\.{'0' * z}([1-9])$",
-                 rf"\1\2e-{z + 1:02d}") for z in (4, 5, 6)]
 _NEEDS_QUOTES = r'[,"\n\r]'
 # string scalars built once from buffers (a Python str given to Arrow would import pandas)
 _EMPTY, _COMMA, _NEWLINE, _QUOTE, _DOT_ZERO, _TRUE, _FALSE = (
     arrowcols.scalar(s) for s in ("", ",", "\n", '"', ".0", "True", "False"))
+_ZEROS = arrowcols.texts(["0.0", "-0.0"])
 
 
 def float_strings(values) -> pa.Array:
@@ -45,23 +43,22 @@ def float_strings(values) -> pa.Array:
     with np.errstate(invalid="ignore"):
         magnitude = np.abs(x)
         small, big = magnitude < 1e-4, magnitude >= 1e16
-    finite = np.isfinite(x)
+    finite, zero = np.isfinite(x), x == 0
     sci = _flag(pc.match_substring(text, "e"))
     dot = _flag(pc.match_substring(text, "."))
-    plain = ~sci & dot & ~small & ~big & finite  # 0.5, -3.9999999999996: already Python's
-    exponent = sci & (small | big) & finite  # 1.5e-7: Python pads the exponent to 1.5e-07
-    whole = ~sci & ~dot & ~small & ~big & finite  # 100: Python writes 100.0
-    tiny_fixed = ~sci & small & finite & (x != 0)  # 0.00001: Python writes 1e-05
-    out = pc.replace_substring_regex(text, r"e([+-])(\d)$", r"e\10\2")  # RE2: group 1, then a 0
-    out = pc.if_else(arrowcols.bools(whole), pc.binary_join_element_wise(text, _DOT_ZERO, _EMPTY), out)
-    for long_, long_to, short, short_to in _SMALL_FIXED:
-        out = pc.replace_substring_regex(out, long_, long_to)
-        out = pc.replace_substring_regex(out, short, short_to)
-    rest = ~(plain | exponent | whole | tiny_fixed | ~finite)
-    rest |= tiny_fixed & ~_flag(pc.match_substring(out, "e"))  # more zeros than the patterns cover
-    if rest.any():  # 1e+15, 12345678901.5: Arrow's notation differs in ways a pattern cannot mend
-        exact = [repr(v) for v in x[rest].tolist()]
-        out = pc.replace_with_mask(out, arrowcols.bools(rest), arrowcols.texts(exact))
+    # already Python's: 0.5 and -3.9999999999996; 1.5e-10 and 2e+20 (two-digit exponents)
+    same = finite & ~zero & ((~sci & dot & ~small & ~big) | (sci & ((small & (magnitude < 1e-9)) | big)))
+    pad = finite & sci & small & (magnitude >= 1e-9)  # 1.5e-7: Python writes 1.5e-07
+    exact = finite & ~zero & ~same & ~pad  # 100, 0.00001, 1e+15: Arrow's notation differs more
+    out = text
+    if pad.any():
+        mask = arrowcols.bools(pad)
+        out = pc.replace_with_mask(out, mask, pc.replace_substring(pc.filter(out, mask), "e-", "e-0"))
+    if zero.any():
+        out = pc.replace_with_mask(out, arrowcols.bools(zero),
+                                   arrowcols.pick(_ZEROS, np.signbit(x[zero]).astype(np.int32)))
+    if exact.any():
+        out = pc.replace_with_mask(out, arrowcols.bools(exact), arrowcols.texts(map(repr, x[exact].tolist())))
     return out
 
 
