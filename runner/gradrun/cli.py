@@ -412,7 +412,8 @@ def _write_plots(csv_path, out, quiet) -> list:
 def plot_command(report_csv, out, quiet):
     """Draw a report's pictures: derivative curves, error maps, error against step.
 
-    Reads only the CSV (any gradrun report, old or new) and writes PNGs:
+    Reads only the report (CSV, or Parquet by its .parquet suffix; any gradrun
+    report, old or new) and writes PNGs:
     <experiment>-curve.png for a sweep of one scalar input,
     <experiment>-error.png for every experiment, and <experiment>-step.png
     for a sweep over step. Needs matplotlib: pip install 'gradrun[plot]'.
