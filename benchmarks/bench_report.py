@@ -6,11 +6,13 @@ L = sum(sigmoid(X @ W)), every element of dL/dX and dL/dW checked (check: full).
              spec loading, the check, the report, the summary) and its peak RSS
   check      runner.run_spec alone, in this process (best of a few)
   write      report.write_csv / write_parquet alone, in this process (best of a few)
-  torch      torch.autograd.gradcheck(fast_mode=False) on the same loss, float64 (if installed)
+  torch      torch.autograd.gradcheck(fast_mode=False) on the same loss, float64, one intra-op
+             thread (if installed)
 
 At 15k elements the spec holds ten copies of the experiment, so that the process time per
 experiment leaves the interpreter's start-up aside; at 120k it holds one.
-``--big`` adds the 1.2M-element check (X 1000x1000, W 1000x200): about a minute.
+``--big`` adds the 1.2M-element check (X 1000x1000, W 1000x200): about a minute. Then the
+120k report drawn by `gradrun plot`, and where a screen's time goes at 120k elements.
 
 Run: .venv/bin/python benchmarks/bench_report.py [--big]
 """
@@ -80,6 +82,7 @@ def torch_gradcheck(n, k, m) -> float | None:
         import torch
     except ImportError:
         return None
+    torch.set_num_threads(1)  # on a shared machine torch's default pool makes slow mode vary tenfold
     rng = np.random.default_rng(1)
     x = torch.tensor(rng.standard_normal((n, k)), requires_grad=True)
     w = torch.tensor(rng.standard_normal((k, m)), requires_grad=True)
@@ -107,6 +110,12 @@ def measure(label, shape, folder: Path) -> None:
         print(f"  {fmt:8s} writing alone  {write:8.3f} s per experiment = {write / check:5.1%} of the check")
         if label == "15k":
             measure.process15k[fmt] = seconds / copies
+    if elements <= 200_000:
+        from gradrun import plot
+
+        drawn = best(lambda: plot.plot_report(plot.read_report(folder / "out" / f"{path.stem}.parquet"),
+                                              folder / "plots"), most=1)
+        print(f"  gradrun plot (parquet)  {drawn:8.3f} s for {copies * elements} rows")
     if label == "15k":
         torch_seconds = torch_gradcheck(n, k, m)
         if torch_seconds is None:
@@ -120,12 +129,36 @@ def measure(label, shape, folder: Path) -> None:
 measure.process15k = {}
 
 
+def screen_breakdown(folder: Path) -> None:
+    """Where a screen's time goes at 120k elements: its VJPs, its directional differences, the rest."""
+    from gradrun import engine, screen, verdict
+    from gradrun.model import Settings
+
+    path = folder / "screen.yaml"
+    path.write_text(spec_text(*SIZES["120k"][:3], 1).replace("check: full", "check: screen"))
+    exp = spec.load_spec(str(path)).experiments[0]
+    graph = runner.graph_of(exp)
+    inputs = exp.points[0].inputs
+    whole = best(lambda: verdict.check_point(graph, inputs, exp.wrt, Settings(check="screen")))
+    vals = engine.evaluate(graph, inputs)
+    u = screen.directions(vals[graph.output].size, np.random.default_rng(0))
+    vjps = best(lambda: screen.cotangents(graph, vals, u))
+    eps = np.finfo(float).eps
+    differences = sum(best(lambda name=name: screen.directional(
+        graph, vals, name, "complex", screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1)),
+        u, eps)) for name in exp.wrt)
+    print(f"\nscreen at 120k elements: {whole * 1e3:.1f} ms; {screen.SCREEN_DIRECTIONS} VJPs {vjps * 1e3:.1f} ms, "
+          f"directional differences (both inputs) {differences * 1e3:.1f} ms, the rest "
+          f"{(whole - vjps - differences) * 1e3:.1f} ms")
+
+
 def main() -> None:
     sizes = dict(SIZES) | (BIG if "--big" in sys.argv else {})
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="gradrun-bench-") as tmp:
         for label, shape in sizes.items():
             measure(label, shape, Path(tmp))
+        screen_breakdown(Path(tmp))
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
