@@ -1,10 +1,8 @@
 """Hand-made report rows for tests of the readers: the CSV's columns, in order, as a dict."""
 
-import math
+from gradrun.columns import FILL, NAMES
 
-from gradrun.columns import NAMES
-
-DEFAULTS = {name: math.nan for name in NAMES} | {"dtype": "float64", "check": "full"}
+DEFAULTS = dict(FILL) | {"index": 0, "output": 0, "dtype": "float64", "check": "full"}
 
 
 def row(*values, coords=None, **fields) -> dict:

@@ -95,6 +95,20 @@ KEY = ("point", "input", "index", "output", "element")  # what names one row of 
 STORED = KEY + ("status", "abs_error", "tolerance")  # what a baseline keeps of it
 
 
+def _element(row: dict) -> str:
+    """The element's stored name; a second-order entry names both coordinates (H[x,y]; a
+    symmetry row S[x,y]), so that every Hessian entry has a key of its own."""
+    if row.get("order", 1) == 1:
+        return row["element"]
+    return f"{'S' if row['check'] == 'symmetry' else 'H'}[{row['element']},{row['element2']}]"
+
+
+def _stored(row: dict) -> dict:
+    """A report row as a baseline keeps it: its key (the element named by ``_element``) and numbers."""
+    return {k: _element(row) if k == "element" else _number(row[k]) if k in ("abs_error", "tolerance")
+            else row[k] for k in STORED}
+
+
 def _key(row: dict) -> tuple:
     return tuple(row[k] for k in KEY)
 
@@ -112,8 +126,7 @@ def baseline_data(spec_path, results, spec_sha256: str = "") -> dict:
             "passed": result.passed,
             "error": result.error,
             "elements": [
-                {k: _number(r[k]) if k in ("abs_error", "tolerance") else r[k] for k in STORED}
-                for r in report_rows(result)
+                _stored(r) for r in report_rows(result)
             ],
         }
     return {"gradrun_baseline": FORMAT, "gradrun": __version__, "spec": str(spec_path),
@@ -208,10 +221,10 @@ def _element_drifts(old_rows, result: ExperimentResult, file, factor, fraction) 
     seen = set()
     for row in report_rows(result):
         r = Row(row)
-        key = _key(row)
+        key = _key(_stored(row))
         seen.add(key)
         old = before.get(key)
-        where = dict(element=r.element, point=r.point, input=r.input, index=r.index, output=r.output,
+        where = dict(element=key[4], point=r.point, input=r.input, index=r.index, output=r.output,
                      after=r.abs_error, tolerance=r.tolerance, status_after=r.status)
         if old is None:
             drifts.append(Drift("new-element", file, result.name, result.line, **where))

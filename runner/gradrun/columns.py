@@ -41,6 +41,12 @@ COLUMNS = (
     ("analytic_forward", float, math.nan),
     ("dtype", str, ""),
     ("check", str, ""),
+    # second order: the entry d2 f / d input[index] d input2[index2] (see gradrun.hessian)
+    ("order", int, 1),
+    ("input2", str, ""),
+    ("index2", int, -1),
+    ("element2", str, ""),
+    ("gradient", float, math.nan),  # second order: d f / d input[index], what the Hessian differentiates
 )
 NAMES = tuple(name for name, _, _ in COLUMNS)
 KIND = {name: kind for name, kind, _ in COLUMNS}

@@ -36,6 +36,7 @@ class Settings:
     check: str = "auto"
     seed: int = 0
     reduce: Optional[str] = None  # None or "sum"
+    order: int = 1  # 1: the Jacobian; 2: the Hessian of a scalar output (see gradrun.hessian)
 
     def updated(self, **changes) -> "Settings":
         known = {f.name for f in fields(self)}
