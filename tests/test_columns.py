@@ -123,3 +123,12 @@ def test_report_format_parquet_from_the_command_line(tmp_path):
     assert (out / "chain.parquet").exists() and not (out / "chain.csv").exists()
     gold = pd.read_csv(gzip.open(GOLDEN / "chain.csv.gz"))
     assert_same_values(gold, pd.read_parquet(out / "chain.parquet"))
+
+
+def test_rows_that_are_all_alike_are_each_written():
+    same = [row("e", 0, "x", 0, "x", 0, 1.0, 2.0, 2.0, 0.0, 0.0, status="pass", tolerance=1e-7,
+                method="central", step=1e-5)] * 3
+    text = report.csv_text([ExperimentResult.from_rows("e", same)])
+    lines = text.splitlines()
+    assert len(lines) == 4 and lines[1] == lines[2] == lines[3]
+    assert lines[1].startswith("e,0,x,0,x,0,1.0,2.0,2.0,0.0,0.0,True,pass,1e-07,central,1e-05,")

@@ -88,11 +88,27 @@ def header(names) -> bytes:
                      for n in names) + "\n").encode("utf-8")
 
 
+def _constant(column: pa.Array) -> bool:
+    """Whether every row holds the same value (bit for bit; no nulls): formatted once then."""
+    if column.null_count or len(column) < 2:
+        return False
+    t = column.type
+    if pa.types.is_floating(t) or pa.types.is_integer(t):
+        bits = np.frombuffer(column.buffers()[1], np.int64, count=len(column), offset=8 * column.offset)
+        return bool((bits == bits[0]).all())
+    if pa.types.is_string(t):
+        return bool(_flag(pc.equal(column, column[0])).all())
+    return False
+
+
 def batch_bytes(batch: pa.RecordBatch) -> bytes:
     """The CSV lines of one record batch, each ending in a newline."""
     if batch.num_rows == 0:
         return b""
-    fields = [_field(column) for column in batch.columns]
+    # a column of one value (experiment, dtype, output_value...) is formatted once, then repeated
+    fields = [_field(column.slice(0, 1))[0] if _constant(column) else _field(column) for column in batch.columns]
+    if all(isinstance(f, pa.Scalar) for f in fields):  # every row alike: one array keeps the join row-wise
+        fields[0] = _field(batch.column(0))
     lines = pc.binary_join_element_wise(*fields, _COMMA, null_handling="replace", null_replacement="")
     lines = pc.binary_join_element_wise(lines, _NEWLINE, _EMPTY)
     data = lines.buffers()[2]
