@@ -116,12 +116,23 @@ def swept_input(rows):
 
 
 def element_shape(rows):
-    """The shape of one input, read from its element names (``X[2,1]`` -> at least (3, 2)); () for a scalar."""
-    indices = [tuple(int(i) for i in m.group(1).split(","))
-               for m in (re.search(r"\[([\d,]+)\]$", e) for e in rows["element"].unique()) if m]
-    if not indices:
+    """The shape of one input, read from its element names (``X[2,1]`` -> at least (3, 2)); () for a scalar.
+
+    The names are parsed in Arrow's C loops: a report may name a million elements.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = pa.array(np.asarray(rows["element"].unique(), dtype=object).astype(str), pa.string())
+    pattern = r"\[(?P<ix>[\d,]+)\]$"
+    indexed = pc.filter(names, pc.match_substring_regex(names, pattern))
+    inside = pc.extract_regex(indexed, pattern).field("ix")
+    if not len(inside):
         return ()
-    return tuple(max(ix[d] for ix in indices) + 1 for d in range(len(indices[0])))
+    parts = pc.split_pattern(inside, ",")
+    ndim = len(parts[0].as_py())
+    coords = pc.cast(pc.list_flatten(parts), pa.int64()).to_numpy().reshape(-1, ndim)
+    return tuple(int(c) + 1 for c in coords.max(axis=0))
 
 
 def _file(out_dir, experiment, kind) -> Path:
