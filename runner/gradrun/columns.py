@@ -47,12 +47,14 @@ COLUMNS = (
     ("index2", int, -1),
     ("element2", str, ""),
     ("gradient", float, math.nan),  # second order: d f / d input[index], what the Hessian differentiates
+    ("reason", str, ""),  # why an unresolved entry could not be decided (docs/pass-rule.md)
 )
 NAMES = tuple(name for name, _, _ in COLUMNS)
 KIND = {name: kind for name, kind, _ in COLUMNS}
 FILL = {name: fill for name, _, fill in COLUMNS}
 DERIVED = ("element", "passed")
 
+MOST_SHARED = 16  # distinct values a text column shares before the rest get a string each
 PASSING = ("pass", "kink")  # the statuses that pass; status is the only source of passing
 SWEEP_PREFIX = "sweep_"  # a swept coordinate's column: sweep_x, sweep_step, sweep_method
 
@@ -90,11 +92,14 @@ def shared_strings(values) -> np.ndarray:
         return values
     out = np.empty(values.shape, dtype=object)
     rest = np.ones(values.shape, dtype=bool)
-    while rest.any():
+    for _ in range(MOST_SHARED):
+        if not rest.any():
+            return out
         label = values[np.argmax(rest)]
         hit = rest & (values == label)
         out[hit] = str(label)
         rest &= ~hit
+    out[rest] = values[rest].astype(object)  # many distinct texts (reasons with numbers): one each
     return out
 
 

@@ -188,6 +188,7 @@ def stats(result: ExperimentResult) -> dict:
         "failures": result.rows - result.count(*PASSING),
         "kinks": result.count("kink"),
         "nans": result.count("nan"),
+        "unresolved": result.count("unresolved"),
         "worst_abs_error": _checked_max(result, "abs_error"),
         "worst_rel_error": _checked_max(result, "rel_error"),
         "worst": worst[0] if worst else None,
@@ -282,8 +283,10 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
     if s["elements"] > s["projections"] or not parts:
         parts.append(_plural(s["elements"] - s["projections"], "element"))
     counts = f"{', '.join(parts)} checked ({result.check})"
-    if s["failures"]:
-        counts += f", {s['failures']} failed"
+    if s["failures"] - s["unresolved"]:
+        counts += f", {s['failures'] - s['unresolved']} failed"
+    if s["unresolved"]:
+        counts += f", {s['unresolved']} unresolved (not a pass)"
     if s["kinks"]:
         counts += ", " + _paint(_plural(s["kinks"], "kink"), "kink", color)
     lines = [f"{head}: {counts}"]
@@ -304,6 +307,7 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
         if kinks:
             lines.append("      kinks (not differentiable there, not counted as failures):")
             lines += [f"        {line}" for line in entry_lines(result, kinks)]
+    if verbosity > 0 or s["unresolved"]:  # an unresolved entry's note says what to change
         lines += [f"      note: {note}" for note in result.notes]
     return lines
 

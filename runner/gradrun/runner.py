@@ -5,8 +5,11 @@ from __future__ import annotations
 import fnmatch
 import time
 
+import numpy as np
+
 from . import engine, hessian
 from .verdict import check_point
+from .layout import report_column, report_rows
 from .model import Experiment, ExperimentResult, Spec
 from .tree import Call
 
@@ -47,7 +50,8 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
         check_mode = "screen"
     elif len(result.elements):
         check_mode = str(result.elements["check"][0])
-    result.check, result.notes = check_mode, screen_notes(result.projections)
+    result.check = check_mode
+    result.notes = unresolved_notes(result) + screen_notes(result.projections)
     return result
 
 
@@ -61,6 +65,21 @@ def screen_notes(projections) -> list:
         notes.append(f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
                      f"error above {tols.max():.2g}")
     return notes
+
+
+def unresolved_notes(result) -> list:
+    """What an unresolved entry needs: a better measurement than gradrun could make
+    (docs/pass-rule.md#unresolved), and what the user can change to get a verdict."""
+    stuck = result.count("unresolved")
+    if not stuck:
+        return []
+    at = np.flatnonzero(report_column(result, "status") == "unresolved")[:1]
+    first = report_rows(result, at)[0]
+    return [f"{stuck} unresolved (not a pass), e.g. {first['element']} out[{first['output']}]: "
+            f"{first.get('reason', '')}; "
+            "to decide, check in float64, at a point where the function is better conditioned, "
+            "with method: complex if the code is complex-safe, or with a looser rtol/atol if that "
+            "is all the precision you need"]
 
 
 def select(spec: Spec, only: str | None) -> list:
