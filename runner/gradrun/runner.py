@@ -51,7 +51,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     elif len(result.elements):
         check_mode = str(result.elements["check"][0])
     result.check = check_mode
-    result.notes = unresolved_notes(result) + screen_notes(result.projections)
+    result.notes = unresolved_notes(result) + screen_notes(result.projections) + function_notes(exp)
     return result
 
 
@@ -65,6 +65,12 @@ def screen_notes(projections) -> list:
         notes.append(f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
                      f"error above {tols.max():.2g}")
     return notes
+
+
+def function_notes(exp: Experiment) -> list:
+    """What the experiment's own code said about how it was evaluated (vmap fell back, say)."""
+    said = [note for f in exp.functions.values() for note in getattr(f, "notes", ())]
+    return list(dict.fromkeys(said))
 
 
 def unresolved_notes(result) -> list:
