@@ -25,7 +25,13 @@ def run(path):
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_csv_bytes_are_those_of_the_record_writer(path):
-    expected = gzip.decompress((GOLDEN / f"{path.stem}.csv.gz").read_bytes()).decode("utf-8")
+    """The columnar writer gives the bytes the per-element writer gave. A spec added
+    later has no golden; a deliberate change of numbers recaptures them with
+    ``gzip -c results/<stem>.csv > tests/golden/<stem>.csv.gz`` after a run."""
+    golden = GOLDEN / f"{path.stem}.csv.gz"
+    if not golden.exists():
+        pytest.skip(f"{path.stem}.yaml came after the columnar rewrite; its baseline guards it")
+    expected = gzip.decompress(golden.read_bytes()).decode("utf-8")
     got = report.csv_text(run(path))
     if got != expected:  # name the first line that differs, not a megabyte of diff
         lines = list(zip(got.splitlines(), expected.splitlines()))
