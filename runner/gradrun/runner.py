@@ -43,7 +43,12 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     if records:
         check_mode = records[0].check
     return ExperimentResult(exp.name, records, time.perf_counter() - start, error, check_mode,
-                            notes=screen_notes(records), file=exp.file, line=exp.line)
+                            notes=function_notes(exp) + screen_notes(records), file=exp.file, line=exp.line)
+
+
+def function_notes(exp: Experiment) -> list:
+    """What the experiment's framework functions say about how they were checked."""
+    return [note for fn in exp.functions.values() for note in getattr(fn, "notes", ())]
 
 
 def screen_notes(records) -> list:

@@ -63,6 +63,7 @@ class PythonFunction:
     every argument carries a leading batch axis of the same length B, and the
     result is (B, *output shape). Framework adapters (torch's and JAX's vmap)
     supply it; the engine then evaluates a chunk of perturbations per call.
+    ``notes`` are lines for the report: how the function was checked.
     """
 
     name: str
@@ -73,6 +74,7 @@ class PythonFunction:
     complex_safe: bool = False
     source: str = ""  # "module:callable", for messages
     forward_batch: Callable | None = None
+    notes: tuple = ()
 
     @property
     def nargs(self) -> int:

@@ -1,0 +1,165 @@
+"""JAX functions (``jax:`` in a spec) as gradrun black boxes.
+
+``function(fn, name)`` wraps any function of jax arrays, ``jax.custom_jvp``
+and ``jax.custom_vjp`` functions included, as a ``tree.PythonFunction``:
+
+- ``forward`` takes and returns numpy arrays in the dtype it is given (float64
+  for the numeric reference, float32 for a float32 check);
+- ``vjp`` is ``jax.vjp``: a custom_vjp function's ``bwd``, a custom_jvp
+  function's rule transposed, JAX's own rules elsewhere;
+- ``jvp`` is ``jax.jvp`` where JAX allows it; JAX cannot take the JVP of a
+  custom_vjp function, so one is checked in reverse mode only (``notes`` say so);
+- ``forward_batch`` evaluates a chunk of perturbations in one call, ``jax.vmap``
+  under ``jax.jit``.
+
+JAX computes in float32 unless x64 is enabled. Every call gradrun makes runs
+inside ``x64()``, which switches x64 on for that call only and restores the
+user's setting after it (see ``x64`` for the fallback on JAX without a
+context manager). Calls are jitted; a function JAX cannot trace (Python
+control flow on values) is called eagerly, row by row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..tree import PythonFunction, python_params
+
+REVERSE_ONLY = ("{name}: is or calls a custom_vjp function, whose JVP (forward mode) JAX cannot take, "
+                "so it is checked in reverse mode only (jax.vjp, its bwd rule)")
+BOTH_MODES = ("{name}: checked in reverse mode (jax.vjp) and forward mode (jax.jvp), "
+              "the two cross-checked per element")
+UNTRACEABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+               jax.errors.TracerIntegerConversionError)
+
+
+@contextlib.contextmanager
+def _x64_by_config():
+    """Fallback for a JAX with no x64 context manager: set the flag, and put back
+    the user's value afterwards. Unlike the context managers it is not
+    thread-local: another thread calling JAX meanwhile computes in float64 too."""
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def x64():
+    """A context in which JAX computes in float64 (jax.enable_x64 on JAX >= 0.6,
+    jax.experimental.enable_x64 before that, else ``_x64_by_config``)."""
+    state = getattr(jax, "enable_x64", None)
+    if callable(state):
+        return state(True)
+    try:
+        from jax.experimental import enable_x64
+    except ImportError:
+        return _x64_by_config()
+    return enable_x64()
+
+
+def _callees(fn, depth: int = 3):
+    """``fn`` and the functions it names (globals, closure), ``depth`` levels deep."""
+    seen, todo = [], [(fn, 0)]
+    while todo:
+        f, level = todo.pop()
+        if any(f is s for s in seen):
+            continue
+        seen.append(f)
+        code = getattr(inspect.unwrap(f) if inspect.isfunction(f) else f, "__code__", None)
+        if code is None or level >= depth:
+            continue
+        names = [getattr(f, "__globals__", {}).get(n) for n in code.co_names]
+        cells = [c.cell_contents for c in (getattr(f, "__closure__", None) or ()) if _filled(c)]
+        todo += [(g, level + 1) for g in names + cells if callable(g)]
+    return seen
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def reverse_only(fn) -> bool:
+    """True when ``fn`` is, wraps or calls a custom_vjp function (JAX has no JVP of one)."""
+    def wrapped(f):
+        while f is not None:
+            yield f
+            f = getattr(f, "__wrapped__", None)
+
+    return any(isinstance(g, jax.custom_vjp) for f in _callees(fn) for g in wrapped(f))
+
+
+def _numpy(tree_out):
+    out = tree_out if isinstance(tree_out, (tuple, list)) else (tree_out,)
+    return tuple(np.asarray(o) for o in out)
+
+
+class _Calls:
+    """One jax function's calls, jitted, in x64, falling back to eager where JAX cannot trace."""
+
+    def __init__(self, fn, name):
+        self.fn, self.name = fn, name
+        self.traceable = True
+        self.jitted = {
+            "forward": jax.jit(fn),
+            "vjp": jax.jit(lambda g, *xs: jax.vjp(fn, *xs)[1](g)),
+            "jvp": jax.jit(lambda ts, *xs: jax.jvp(fn, xs, ts)[1]),
+            "batch": jax.jit(jax.vmap(fn)),
+        }
+        self.eager = {
+            "forward": fn,
+            "vjp": lambda g, *xs: jax.vjp(fn, *xs)[1](g),
+            "jvp": lambda ts, *xs: jax.jvp(fn, xs, ts)[1],
+            "batch": lambda *xs: jnp.stack([fn(*row) for row in zip(*xs)]),
+        }
+
+    def __call__(self, what, *args):
+        with x64():
+            args = jax.tree_util.tree_map(jnp.asarray, args)
+            if self.traceable:
+                try:
+                    return self.jitted[what](*args)
+                except UNTRACEABLE:
+                    self.traceable = False
+            return self.eager[what](*args)
+
+    def forward(self, *xs):
+        return np.asarray(self("forward", *xs))
+
+    def vjp(self, g, *xs):
+        return _numpy(self("vjp", np.asarray(g, dtype=np.result_type(*xs)), *xs))
+
+    def jvp(self, tangents, *xs):
+        try:
+            return np.asarray(self("jvp", tuple(tangents), *xs))
+        except TypeError as e:
+            if "custom_vjp" not in str(e):
+                raise
+            raise TypeError(f"JAX cannot take the JVP of '{self.name}': it calls a custom_vjp function "
+                            "gradrun did not see; make the function itself a jax.custom_vjp") from None
+
+    def forward_batch(self, *xs):
+        return np.asarray(self("batch", *xs))
+
+
+def function(fn, name: str, source: str = "") -> PythonFunction:
+    """``fn``, a function of jax arrays, as a black box gradrun can check."""
+    calls = _Calls(fn, name)
+    params = python_params(fn)
+    only_reverse = reverse_only(fn)
+    note = (REVERSE_ONLY if only_reverse else BOTH_MODES).format(name=name)
+    return PythonFunction(name, params, calls.forward, calls.vjp, None if only_reverse else calls.jvp,
+                          False, source, calls.forward_batch, (note,))
+
+
+__all__ = ["function", "x64", "reverse_only"]
