@@ -1,6 +1,7 @@
 """The JAX adapter: float64 for gradrun's calls only, JAX's own VJP and JVP, batched
 forwards, custom_vjp checked in reverse mode only, and ``jax:`` in a spec."""
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -13,10 +14,11 @@ jax = pytest.importorskip("jax", reason="the JAX adapter needs jax (pip install 
 jnp = pytest.importorskip("jax.numpy")
 
 import gradrun  # noqa: E402
-from gradrun import spec as specs  # noqa: E402
+from gradrun import engine, spec as specs  # noqa: E402
 from gradrun.frameworks import jax as adapter  # noqa: E402
 from gradrun.model import SpecError  # noqa: E402
 from gradrun.runner import run_spec  # noqa: E402
+from gradrun.tree import Call, Var  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,6 +99,22 @@ def test_forward_batch_equals_one_call_per_row(point):
     rows = fn.forward_batch(xs, np.broadcast_to(w, (7,) + w.shape))
     assert rows.shape == (7, 4, 2)
     np.testing.assert_allclose(rows, [fn.forward(r, w) for r in xs], rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["x", "w"])
+def test_forward_columns_by_batched_jvp_equal_one_jvp_per_column(point, name):
+    x, w = point
+    fn = adapter.function(tanh_matmul, "f")
+    expr = Call("f", (Var("x"), Var("w")))
+    columns = {}
+    for label, f in (("batched", fn), ("one by one", dataclasses.replace(fn, jvp_batch=None))):
+        graph = engine.build(expr, {"f": f}, ["x", "w"])
+        vals = engine.evaluate(graph, {"x": x, "w": w})
+        columns[label] = engine.forward_columns(graph, vals, name, [0, 2, 5])
+    assert columns["batched"].shape == (8, 3)
+    np.testing.assert_allclose(columns["batched"], columns["one by one"], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(columns["batched"], engine.jacobian(graph, vals, [name])[name][:, [0, 2, 5]],
+                               rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.parametrize("f, reverse_only", [(clip, True), (loss_through_clip, True), (tanh_matmul, False),

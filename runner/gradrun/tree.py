@@ -63,6 +63,8 @@ class PythonFunction:
     every argument carries a leading batch axis of the same length B, and the
     result is (B, *output shape). Framework adapters (torch's and JAX's vmap)
     supply it; the engine then evaluates a chunk of perturbations per call.
+    ``jvp_batch(tangents, *primals)`` (optional) is ``jvp`` for a batch of
+    tangents (each with a leading batch axis B) at one point: (B, *output shape).
     ``notes`` are lines for the report: how the function was checked.
     """
 
@@ -75,6 +77,7 @@ class PythonFunction:
     source: str = ""  # "module:callable", for messages
     forward_batch: Callable | None = None
     notes: tuple = ()
+    jvp_batch: Callable | None = None
 
     @property
     def nargs(self) -> int:

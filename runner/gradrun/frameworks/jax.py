@@ -9,8 +9,8 @@ and ``jax.custom_vjp`` functions included, as a ``tree.PythonFunction``:
   function's rule transposed, JAX's own rules elsewhere;
 - ``jvp`` is ``jax.jvp`` where JAX allows it; JAX cannot take the JVP of a
   custom_vjp function, so one is checked in reverse mode only (``notes`` say so);
-- ``forward_batch`` evaluates a chunk of perturbations in one call, ``jax.vmap``
-  under ``jax.jit``.
+- ``forward_batch`` evaluates a chunk of perturbations in one call, and
+  ``jvp_batch`` a chunk of tangents, ``jax.vmap`` under ``jax.jit``.
 
 JAX computes in float32 unless x64 is enabled. Every call gradrun makes runs
 inside ``x64()``, which switches x64 on for that call only and restores the
@@ -99,32 +99,28 @@ def reverse_only(fn) -> bool:
     return any(isinstance(g, jax.custom_vjp) for f in _callees(fn) for g in wrapped(f))
 
 
-def _numpy(tree_out):
-    out = tree_out if isinstance(tree_out, (tuple, list)) else (tree_out,)
-    return tuple(np.asarray(o) for o in out)
-
-
 class _Calls:
     """One jax function's calls, jitted, in x64, falling back to eager where JAX cannot trace."""
 
-    def __init__(self, fn, name):
+    def __init__(self, fn, name, nargs):
         self.fn, self.name = fn, name
         self.traceable = True
-        self.jitted = {
-            "forward": jax.jit(fn),
-            "vjp": jax.jit(lambda g, *xs: jax.vjp(fn, *xs)[1](g)),
-            "jvp": jax.jit(lambda ts, *xs: jax.jvp(fn, xs, ts)[1]),
-            "batch": jax.jit(jax.vmap(fn)),
-        }
-        self.eager = {
-            "forward": fn,
-            "vjp": lambda g, *xs: jax.vjp(fn, *xs)[1](g),
-            "jvp": lambda ts, *xs: jax.jvp(fn, xs, ts)[1],
-            "batch": lambda *xs: jnp.stack([fn(*row) for row in zip(*xs)]),
-        }
+
+        def vjp(g, *xs):
+            return jax.vjp(fn, *xs)[1](g)
+
+        def jvp(ts, *xs):
+            return jax.jvp(fn, xs, ts)[1]
+
+        self.eager = {"forward": fn, "vjp": vjp, "jvp": jvp,
+                      "forward_batch": lambda *xs: jnp.stack([fn(*row) for row in zip(*xs)]),
+                      "jvp_batch": lambda ts, *xs: jnp.stack([jvp(t, *xs) for t in zip(*ts)])}
+        self.jitted = {"forward": jax.jit(fn), "vjp": jax.jit(vjp), "jvp": jax.jit(jvp),
+                       "forward_batch": jax.jit(jax.vmap(fn)),
+                       "jvp_batch": jax.jit(jax.vmap(jvp, in_axes=(0,) + (None,) * nargs))}
 
     def __call__(self, what, *args):
-        with x64():
+        with x64():  # numpy arrays become jax arrays inside: outside, float64 would be cut to float32
             args = jax.tree_util.tree_map(jnp.asarray, args)
             if self.traceable:
                 try:
@@ -136,30 +132,38 @@ class _Calls:
     def forward(self, *xs):
         return np.asarray(self("forward", *xs))
 
+    def forward_batch(self, *xs):
+        return np.asarray(self("forward_batch", *xs))
+
     def vjp(self, g, *xs):
-        return _numpy(self("vjp", np.asarray(g, dtype=np.result_type(*xs)), *xs))
+        g = np.asarray(g, dtype=np.result_type(*xs))
+        return tuple(np.asarray(c) for c in self("vjp", g, *xs))
 
     def jvp(self, tangents, *xs):
+        return self._forward_mode("jvp", tangents, xs)
+
+    def jvp_batch(self, tangents, *xs):
+        return self._forward_mode("jvp_batch", tangents, xs)
+
+    def _forward_mode(self, what, tangents, xs):
         try:
-            return np.asarray(self("jvp", tuple(tangents), *xs))
+            return np.asarray(self(what, tuple(tangents), *xs))
         except TypeError as e:
             if "custom_vjp" not in str(e):
                 raise
             raise TypeError(f"JAX cannot take the JVP of '{self.name}': it calls a custom_vjp function "
                             "gradrun did not see; make the function itself a jax.custom_vjp") from None
 
-    def forward_batch(self, *xs):
-        return np.asarray(self("batch", *xs))
-
 
 def function(fn, name: str, source: str = "") -> PythonFunction:
     """``fn``, a function of jax arrays, as a black box gradrun can check."""
-    calls = _Calls(fn, name)
     params = python_params(fn)
-    only_reverse = reverse_only(fn)
-    note = (REVERSE_ONLY if only_reverse else BOTH_MODES).format(name=name)
-    return PythonFunction(name, params, calls.forward, calls.vjp, None if only_reverse else calls.jvp,
-                          False, source, calls.forward_batch, (note,))
+    calls = _Calls(fn, name, len(params))
+    if reverse_only(fn):
+        return PythonFunction(name, params, calls.forward, calls.vjp, None, False, source,
+                              calls.forward_batch, (REVERSE_ONLY.format(name=name),))
+    return PythonFunction(name, params, calls.forward, calls.vjp, calls.jvp, False, source,
+                          calls.forward_batch, (BOTH_MODES.format(name=name),), calls.jvp_batch)
 
 
 __all__ = ["function", "x64", "reverse_only"]
