@@ -118,7 +118,8 @@ def test_forward_columns_by_batched_jvp_equal_one_jvp_per_column(point, name):
 
 
 @pytest.mark.parametrize("f, reverse_only", [(clip, True), (loss_through_clip, True), (tanh_matmul, False),
-                                             (jax.jit(clip), True)])
+                                             (jax.jit(clip), True), (jax.jit(loss_through_clip), True),
+                                             (jax.nn.softplus, False)])
 def test_custom_vjp_is_checked_in_reverse_mode_only(f, reverse_only):
     fn = adapter.function(f, "f")
     assert (fn.jvp is None) == reverse_only

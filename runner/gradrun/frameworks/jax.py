@@ -64,19 +64,28 @@ def x64():
     return enable_x64()
 
 
+LIBRARIES = ("jax", "jaxlib", "numpy", "scipy", "builtins")  # not searched for the user's custom_vjp
+
+
 def _callees(fn, depth: int = 3):
-    """``fn`` and the functions it names (globals, closure), ``depth`` levels deep."""
+    """``fn`` and the functions its code names (globals, closure), ``depth`` levels
+    deep, each looked at through its wrappers (``jax.jit``, ``functools.wraps``)."""
     seen, todo = [], [(fn, 0)]
     while todo:
         f, level = todo.pop()
         if any(f is s for s in seen):
             continue
         seen.append(f)
-        code = getattr(inspect.unwrap(f) if inspect.isfunction(f) else f, "__code__", None)
-        if code is None or level >= depth:
+        try:
+            inner = inspect.unwrap(f)
+        except ValueError:  # a cycle of __wrapped__
             continue
-        names = [getattr(f, "__globals__", {}).get(n) for n in code.co_names]
-        cells = [c.cell_contents for c in (getattr(f, "__closure__", None) or ()) if _filled(c)]
+        code = getattr(inner, "__code__", None)
+        module = (getattr(inner, "__module__", None) or "").split(".")[0]
+        if code is None or level >= depth or module in LIBRARIES:
+            continue
+        names = [getattr(inner, "__globals__", {}).get(n) for n in code.co_names]
+        cells = [c.cell_contents for c in (getattr(inner, "__closure__", None) or ()) if _filled(c)]
         todo += [(g, level + 1) for g in names + cells if callable(g)]
     return seen
 
