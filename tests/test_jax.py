@@ -192,3 +192,21 @@ def test_jax_is_imported_only_when_a_spec_names_it():
             "runner.run_spec(spec.load_spec('experiments/chain.yaml')); print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@jax.custom_jvp
+def softplus_overflowing_in_float32(x):
+    return jnp.logaddexp(x, 0.0)
+
+
+softplus_overflowing_in_float32.defjvp(
+    lambda p, t: (jnp.logaddexp(p[0], 0.0), jnp.exp(p[0]) / (1 + jnp.exp(p[0])) * t[0]))
+
+
+def test_a_rule_overflowing_in_float32_only_fails_in_float32_only():
+    fn = adapter.function(softplus_overflowing_in_float32, "f")
+    x = {"x": np.array([-2.0, 1.0, 95.0])}  # exp(95) > float32's largest number
+    verdicts = {d: gradrun.check("f(x)", x, functions={"f": fn}, dtype=d) for d in ("float64", "float32")}
+    assert verdicts["float64"].passed
+    assert not verdicts["float32"].passed
+    assert {r.element for r in verdicts["float32"].records if not r.passed} == {"x[2]"}
