@@ -76,6 +76,7 @@ class PythonFunction:
     complex_safe: bool = False
     source: str = ""  # "module:callable", for messages
     forward_batch: Callable | None = None
+    hvp: Callable | None = None  # (cotangent, tangents, *primals) -> one block per input; see second_order
     notes: tuple = ()
     jvp_batch: Callable | None = None
 

@@ -170,9 +170,10 @@ def function(fn, name: str, source: str = "") -> PythonFunction:
     calls = _Calls(fn, name, len(params))
     if reverse_only(fn):
         return PythonFunction(name, params, calls.forward, calls.vjp, None, False, source,
-                              calls.forward_batch, (REVERSE_ONLY.format(name=name),))
+                              forward_batch=calls.forward_batch, notes=(REVERSE_ONLY.format(name=name),))
     return PythonFunction(name, params, calls.forward, calls.vjp, calls.jvp, False, source,
-                          calls.forward_batch, (BOTH_MODES.format(name=name),), calls.jvp_batch)
+                          forward_batch=calls.forward_batch, notes=(BOTH_MODES.format(name=name),),
+                          jvp_batch=calls.jvp_batch)
 
 
 __all__ = ["function", "x64", "reverse_only"]
