@@ -210,3 +210,53 @@ def test_a_rule_overflowing_in_float32_only_fails_in_float32_only():
     assert verdicts["float64"].passed
     assert not verdicts["float32"].passed
     assert {r.element for r in verdicts["float32"].records if not r.passed} == {"x[2]"}
+
+
+def cubic_loss(x, w):
+    return jnp.sum(jnp.tanh(x @ w) ** 3)
+
+
+@jax.custom_jvp
+def sin_with_rule(x):
+    return jnp.sin(x)
+
+
+sin_with_rule.defjvp(lambda p, t: (jnp.sin(p[0]), jnp.cos(p[0]) * t[0]))
+
+
+@jax.custom_jvp
+def sin_wrong_second_derivative(x):  # first derivative right, its derivative wrong
+    return jnp.sin(x)
+
+
+sin_wrong_second_derivative.defjvp(lambda p, t: (jnp.sin(p[0]), jax.lax.stop_gradient(jnp.cos(p[0])) * t[0]))
+
+
+def test_second_order_is_jvp_of_vjp(point):
+    x, w = point
+    fn = adapter.function(cubic_loss, "f")
+    h = fn.hvp(np.array(1.0), (np.ones_like(x), np.zeros_like(w)), x, w)
+    expected = jax.jacfwd(jax.grad(cubic_loss, argnums=(0, 1)))
+    with adapter.x64():
+        hx = np.asarray(expected(jnp.asarray(x), jnp.asarray(w))[0])  # d(grad_x)/dx, (4,3,4,3)
+    np.testing.assert_allclose(h[0], np.einsum("ijkl,kl->ij", hx, np.ones_like(x)), rtol=1e-12, atol=1e-13)
+    result = gradrun.check("f(x, w)", {"x": x, "w": w}, functions={"f": fn}, order=2)
+    assert result.error is None and result.passed
+
+
+@jax.custom_vjp
+def sin_by_vjp(x):
+    return jnp.sin(x)
+
+
+sin_by_vjp.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (jnp.cos(x) * g,))
+
+
+@pytest.mark.parametrize("f, right", [(sin_with_rule, True), (sin_wrong_second_derivative, False),
+                                      (sin_by_vjp, True)])
+def test_second_order_sees_a_rule_whose_own_derivative_is_wrong(f, right):
+    fn = adapter.function(lambda x: jnp.sum(f(x)), "f")
+    for order in (1, 2):
+        result = gradrun.check("f(x)", {"x": np.array([0.3, 1.1, -2.0])}, functions={"f": fn}, order=order)
+        assert result.error is None
+        assert result.passed == (right or order == 1)

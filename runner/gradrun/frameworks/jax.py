@@ -9,6 +9,8 @@ and ``jax.custom_vjp`` functions included, as a ``tree.PythonFunction``:
   function's rule transposed, JAX's own rules elsewhere;
 - ``jvp`` is ``jax.jvp`` where JAX allows it; JAX cannot take the JVP of a
   custom_vjp function, so one is checked in reverse mode only (``notes`` say so);
+- ``hvp`` (for ``order: 2``) is jvp-of-vjp (JAX takes it of a custom_vjp
+  function too: it differentiates the ``bwd`` rule);
 - ``forward_batch`` evaluates a chunk of perturbations in one call, and
   ``jvp_batch`` a chunk of tangents, ``jax.vmap`` under ``jax.jit``.
 
@@ -121,10 +123,13 @@ class _Calls:
         def jvp(ts, *xs):
             return jax.jvp(fn, xs, ts)[1]
 
-        self.eager = {"forward": fn, "vjp": vjp, "jvp": jvp,
+        def hvp(g, ts, *xs):  # forward over reverse: the VJP's derivative along the tangents
+            return jax.jvp(lambda *p: vjp(g, *p), xs, ts)[1]
+
+        self.eager = {"forward": fn, "vjp": vjp, "jvp": jvp, "hvp": hvp,
                       "forward_batch": lambda *xs: jnp.stack([fn(*row) for row in zip(*xs)]),
                       "jvp_batch": lambda ts, *xs: jnp.stack([jvp(t, *xs) for t in zip(*ts)])}
-        self.jitted = {"forward": jax.jit(fn), "vjp": jax.jit(vjp), "jvp": jax.jit(jvp),
+        self.jitted = {"forward": jax.jit(fn), "vjp": jax.jit(vjp), "jvp": jax.jit(jvp), "hvp": jax.jit(hvp),
                        "forward_batch": jax.jit(jax.vmap(fn)),
                        "jvp_batch": jax.jit(jax.vmap(jvp, in_axes=(0,) + (None,) * nargs))}
 
@@ -148,6 +153,10 @@ class _Calls:
         g = np.asarray(g, dtype=np.result_type(*xs))
         return tuple(np.asarray(c) for c in self("vjp", g, *xs))
 
+    def hvp(self, g, tangents, *xs):
+        g = np.asarray(g, dtype=np.result_type(*xs))
+        return tuple(np.asarray(c) for c in self("hvp", g, tuple(tangents), *xs))
+
     def jvp(self, tangents, *xs):
         return self._forward_mode("jvp", tangents, xs)
 
@@ -170,10 +179,11 @@ def function(fn, name: str, source: str = "") -> PythonFunction:
     calls = _Calls(fn, name, len(params))
     if reverse_only(fn):
         return PythonFunction(name, params, calls.forward, calls.vjp, None, False, source,
-                              forward_batch=calls.forward_batch, notes=(REVERSE_ONLY.format(name=name),))
+                              forward_batch=calls.forward_batch, notes=(REVERSE_ONLY.format(name=name),),
+                              hvp=calls.hvp)
     return PythonFunction(name, params, calls.forward, calls.vjp, calls.jvp, False, source,
                           forward_batch=calls.forward_batch, notes=(BOTH_MODES.format(name=name),),
-                          jvp_batch=calls.jvp_batch)
+                          jvp_batch=calls.jvp_batch, hvp=calls.hvp)
 
 
 __all__ = ["function", "x64", "reverse_only"]
