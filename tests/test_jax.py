@@ -260,3 +260,14 @@ def test_second_order_sees_a_rule_whose_own_derivative_is_wrong(f, right):
         result = gradrun.check("f(x)", {"x": np.array([0.3, 1.1, -2.0])}, functions={"f": fn}, order=order)
         assert result.error is None
         assert result.passed == (right or order == 1)
+
+
+def float32_inside(x):  # ignores the dtype it is given
+    return jnp.sin(x.astype(jnp.float32))
+
+
+def test_code_computing_in_float32_only_is_checked_as_float32():
+    fn = adapter.function(float32_inside, "f")
+    result = gradrun.check("f(x)", {"x": np.array([0.3, 1.2])}, functions={"f": fn})
+    assert result.error is None and result.passed
+    assert max(r.tolerance for r in result.records) > 1e-8  # float32's tolerance, not float64's

@@ -118,7 +118,8 @@ class _Calls:
         self.traceable = True
 
         def vjp(g, *xs):
-            return jax.vjp(fn, *xs)[1](g)
+            out, pullback = jax.vjp(fn, *xs)
+            return pullback(g.astype(out.dtype))  # code that computes in another dtype than given
 
         def jvp(ts, *xs):
             return jax.jvp(fn, xs, ts)[1]
