@@ -271,3 +271,18 @@ def test_code_computing_in_float32_only_is_checked_as_float32():
     result = gradrun.check("f(x)", {"x": np.array([0.3, 1.2])}, functions={"f": fn})
     assert result.error is None and result.passed
     assert max(r.tolerance for r in result.records) > 1e-8  # float32's tolerance, not float64's
+
+
+def test_the_command_runs_a_jax_spec_and_records_its_notes(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from gradrun import cli
+
+    spec = str(ROOT / "experiments" / "jax-rules.yaml")
+    result = CliRunner().invoke(cli.cli, ["run", spec, "--out", str(tmp_path), "--only", "clip-*", "-v"])
+    assert result.exit_code == 0, result.output
+    assert "checked in reverse mode only" in result.output
+    record = json.loads((tmp_path / "jax-rules.run.json").read_text())
+    assert any("reverse mode only" in note for e in record["experiments"] for note in e["notes"])
