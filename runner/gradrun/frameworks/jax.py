@@ -34,8 +34,8 @@ from ..tree import PythonFunction, python_params
 
 REVERSE_ONLY = ("{name}: is or calls a custom_vjp function, whose JVP (forward mode) JAX cannot take, "
                 "so it is checked in reverse mode only (jax.vjp, its bwd rule)")
-BOTH_MODES = ("{name}: checked in reverse mode (jax.vjp) and forward mode (jax.jvp), "
-              "the two cross-checked per element")
+BOTH_MODES = ("{name}: reverse mode (jax.vjp) checked, and forward mode (jax.jvp) "
+              "cross-checked against it for every element checked in full")
 UNTRACEABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
                jax.errors.TracerIntegerConversionError)
 
