@@ -162,7 +162,9 @@ class _Calls:
         return self._forward_mode("jvp", tangents, xs)
 
     def jvp_batch(self, tangents, *xs):
-        return self._forward_mode("jvp_batch", tangents, xs)
+        rows = next(len(t) for t in tangents if t is not None)  # None: an input that does not move
+        full = [np.zeros((rows,) + np.shape(x), np.result_type(x)) if t is None else t for t, x in zip(tangents, xs)]
+        return self._forward_mode("jvp_batch", full, xs)
 
     def _forward_mode(self, what, tangents, xs):
         try:
@@ -180,10 +182,10 @@ def function(fn, name: str, source: str = "") -> PythonFunction:
     calls = _Calls(fn, name, len(params))
     if reverse_only(fn):
         return PythonFunction(name, params, calls.forward, calls.vjp, None, False, source,
-                              forward_batch=calls.forward_batch, notes=(REVERSE_ONLY.format(name=name),),
+                              forward_batch=calls.forward_batch, notes=[REVERSE_ONLY.format(name=name)],
                               hvp=calls.hvp)
     return PythonFunction(name, params, calls.forward, calls.vjp, calls.jvp, False, source,
-                          forward_batch=calls.forward_batch, notes=(BOTH_MODES.format(name=name),),
+                          forward_batch=calls.forward_batch, notes=[BOTH_MODES.format(name=name)],
                           jvp_batch=calls.jvp_batch, hvp=calls.hvp)
 
 
