@@ -10,12 +10,9 @@ prints, exits, or evaluates an expression as Python.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import itertools
 import json
 import math
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +20,8 @@ import jsonschema
 import numpy as np
 
 from . import expr as exprs
-from . import primitives, tree, yamlload
+from . import primitives, tree, usercode, yamlload
+from . import values as values_rules
 from .model import METHODS, Experiment, Issue, Point, Settings, Spec, SpecError
 from .tree import Call, Const, ExprFunction, PythonFunction, Var
 
@@ -185,60 +183,9 @@ def _schema_error_issues(doc, error) -> list:
 
 # ---------------------------------------------------------------- python functions
 
-class _Problem(Exception):
-    def __init__(self, message, hint=""):
-        super().__init__(message)
-        self.message, self.hint = message, hint
-
-
-def _import_module(module: str, spec_dir: Path):
-    """The module beside the spec file if there is one, else from sys.path."""
-    parts = module.split(".")
-    beside = [spec_dir.joinpath(*parts).with_suffix(".py"), spec_dir.joinpath(*parts, "__init__.py")]
-    path = next((p for p in beside if p.is_file()), None)
-    sys.path.insert(0, str(spec_dir))  # so the user's module can import its siblings
-    try:
-        if path is None:
-            return importlib.import_module(module)
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-        name = f"_gradrun_user_{digest}_{module.replace('.', '_')}"
-        if name in sys.modules:
-            return sys.modules[name]
-        loaded = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(loaded)
-        sys.modules[name] = mod
-        try:
-            loaded.loader.exec_module(mod)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return mod
-    finally:
-        sys.path.remove(str(spec_dir))
-
-
-def import_callable(ref: str, spec_dir: Path):
-    """``"module:callable"`` -> the callable; raise ``_Problem`` with an actionable message."""
-    module, _, attr = ref.partition(":")
-    try:
-        mod = _import_module(module, spec_dir)
-    except ModuleNotFoundError as e:
-        if e.name and module.split(".")[0] != e.name.split(".")[0]:
-            raise _Problem(f"importing '{module}' failed: {e}") from None
-        local = [p.stem for p in spec_dir.glob("*.py")]
-        raise _Problem(f"module '{module}' not found beside the spec file or on sys.path",
-                       exprs.did_you_mean(module, local) or f"put {module}.py next to the spec file") from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # the user's module raised while importing (SystemExit too)
-        raise _Problem(f"importing '{module}' raised {type(e).__name__}: {e}") from None
-    fn = getattr(mod, attr, None)
-    if fn is None:
-        public = [n for n in dir(mod) if not n.startswith("_")]
-        raise _Problem(f"module '{module}' has no '{attr}'", exprs.did_you_mean(attr, public))
-    if not callable(fn):
-        raise _Problem(f"'{ref}' is not callable")
-    return fn
+# A problem found while resolving: a message and a hint; code references raise the same type.
+_Problem = usercode.Refused
+import_callable = usercode.resolve  # the one resolver of code references (see gradrun.usercode)
 
 
 # ---------------------------------------------------------------- values and generators
@@ -449,9 +396,10 @@ def _complex_unsafe(expr, functions: dict) -> list:
 class _Checker:
     """Meaning checks and resolution of one document; collects every issue."""
 
-    def __init__(self, doc: yamlload.Document, spec_dir: Path):
+    def __init__(self, doc: yamlload.Document, spec_dir: Path, policy: usercode.Policy = usercode.DEFAULT):
         self.doc = doc
         self.spec_dir = spec_dir
+        self.policy = policy
         self.issues, self.broken = _schema_issues(doc)
         self.functions: dict = {}  # declared name -> ExprFunction | PythonFunction
         self.arity = {n: primitives.get(n).nargs for n in primitives.names()}  # None: any
@@ -476,15 +424,17 @@ class _Checker:
 
     # -- defaults and functions
 
-    def settings(self, data: dict, base: Settings) -> Settings:
+    def settings(self, path, data: dict, base: Settings) -> Settings:
+        """The settings ``data`` gives over ``base``; a value breaking its rule is an issue and is not used."""
         values = {k: data[k] for k in SETTING_KEYS if k in data}
-        if isinstance(values.get("step"), int):
-            values["step"] = float(values["step"])
-        for k in ("rtol", "atol"):
-            if k in values:
-                values[k] = float(values[k])
         if "reduce" in data:
             values["reduce"] = data["reduce"]
+        for key, message in values_rules.setting_problems(values):
+            self.add(path + (key,), message, "a finite number is needed here")
+            del values[key]
+        for k in ("rtol", "atol", "step"):
+            if values_rules.is_number(values.get(k)):
+                values[k] = float(values[k])
         return base.updated(**values)
 
     def declare_functions(self, declared: dict):
@@ -525,7 +475,7 @@ class _Checker:
         for key in ("python", "vjp", "jvp"):
             if key in decl:
                 try:
-                    refs[key] = import_callable(decl[key], self.spec_dir)
+                    refs[key] = usercode.resolve(decl[key], self.spec_dir, self.policy)
                 except _Problem as p:
                     self.add(path + (key,), p.message, p.hint)
         if "python" not in refs or len(refs) < len([k for k in ("python", "vjp", "jvp") if k in decl]):
@@ -598,7 +548,7 @@ class _Checker:
     def experiment(self, i, data, defaults):
         path = ("experiments", i)
         before = len(self.issues)
-        settings = self.settings(data, defaults)
+        settings = self.settings(path, data, defaults)
         inputs, sweep = data.get("inputs", {}), data.get("sweep", {})
         swept_settings = [k for k in sweep if k in SWEPT_SETTINGS]
         swept_inputs = [k for k in sweep if k not in SWEPT_SETTINGS]
@@ -799,31 +749,44 @@ class _Checker:
 # ---------------------------------------------------------------- entry points
 
 def _read(path: Path):
-    """(text, bytes) of the file, or raise SpecError with one Issue."""
+    """(text, bytes) of the file, or raise SpecError with one Issue.
+
+    The size is checked before reading (stat), and at most the limit is read,
+    so a file that grows meanwhile or lies about its size costs no more.
+    """
     file = str(path)
+    too_big = SpecError([Issue(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes",
+                               "split it, or generate large inputs with shape and init")])
     try:
-        raw = path.read_bytes()
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise too_big
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise SpecError([Issue(file, 1, 1, "", f"cannot read the file: {e.strerror or e}")]) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise SpecError([Issue(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes")])
+        raise too_big
     try:
         return raw.decode("utf-8"), raw
     except UnicodeDecodeError as e:
         raise SpecError([Issue(file, 1, 1, "", f"the file is not UTF-8 text (byte {e.start})")]) from None
 
 
-def load_spec(path) -> Spec:
-    """Read, check and resolve a spec file; raise ``SpecError`` with every issue found."""
+def load_spec(path, policy: usercode.Policy = usercode.DEFAULT) -> Spec:
+    """Read, check and resolve a spec file; raise ``SpecError`` with every issue found.
+
+    ``policy`` bounds the code the spec may name (see ``gradrun.usercode``).
+    """
     path = Path(path)
     text, raw = _read(path)
     doc = yamlload.load(text, str(path))
     if not isinstance(doc.data, dict):
         raise SpecError([Issue(str(path), 1, 1, "", "a spec file is a mapping with an 'experiments' list",
                                "start from an example in experiments/")])
-    checker = _Checker(doc, path.resolve().parent)
+    checker = _Checker(doc, path.resolve().parent, policy)
     data = doc.data
-    defaults = checker.settings(data.get("defaults") or {}, Settings()) if checker.ok("defaults") else Settings()
+    defaults = checker.settings(("defaults",), data.get("defaults") or {}, Settings()) \
+        if checker.ok("defaults") else Settings()
     functions = data.get("functions")
     checker.declare_functions(functions if isinstance(functions, dict) else {})
     experiments = data.get("experiments")
@@ -833,10 +796,10 @@ def load_spec(path) -> Spec:
     return Spec(str(path), resolved, hashlib.sha256(raw).hexdigest(), defaults)
 
 
-def validate(path) -> list:
+def validate(path, policy: usercode.Policy = usercode.DEFAULT) -> list:
     """Every issue in a spec file, sorted by place; empty when it is fine."""
     try:
-        load_spec(path)
+        load_spec(path, policy)
     except SpecError as e:
         return list(e.issues)
     return []
