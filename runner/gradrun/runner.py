@@ -7,7 +7,7 @@ import time
 
 from . import engine
 from .verdict import check_point
-from .model import Experiment, ExperimentResult, Spec
+from .model import Experiment, ExperimentResult, Spec, one_line
 from .tree import Call
 
 
@@ -38,8 +38,10 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
                 graph, point.inputs, exp.wrt, settings, experiment=exp.name, point=point.index,
                 coords=point.coords,
                 tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))
-    except Exception as exc:  # one broken experiment must not stop the others
-        error = f"{type(exc).__name__}: {exc}"
+    except KeyboardInterrupt:
+        raise  # Ctrl-C stops the run
+    except BaseException as exc:  # one broken experiment (user code's sys.exit too) must not stop the others
+        error = one_line(f"{type(exc).__name__}: {exc}")
     if records:
         check_mode = records[0].check
     return ExperimentResult(exp.name, records, time.perf_counter() - start, error, check_mode,
