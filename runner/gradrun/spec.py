@@ -31,6 +31,7 @@ MAX_INPUT_ELEMENTS = 1_000_000  # elements of one input
 MAX_INTERMEDIATE_ELEMENTS = 10_000_000  # elements of any value computed from the inputs
 MAX_SWEEP_POINTS = 10_000  # points of one experiment (the product of the swept lengths)
 MAX_REPORT_ROWS = 2_000_000  # rows one experiment may add to a report
+MAX_DIMENSIONS = 32  # of one input: numpy's own limit in 1.x
 
 SETTING_KEYS = ("method", "step", "rtol", "atol", "dtype", "check", "seed")
 SWEPT_SETTINGS = ("step", "method")  # sweep keys that mean settings, not inputs
@@ -192,6 +193,10 @@ import_callable = usercode.resolve  # the one resolver of code references (see g
 
 def _sequence(doc, path, kind, args, limit, issues):
     """linspace/range/logspace -> a 1-D float64 array, or None after recording an issue."""
+    bad = next((x for x in args if values_rules.finite_problem(abs(x), "") is not None), None)
+    if bad is not None:
+        issues.append(doc.issue(path + (kind,), f"{kind} holds {bad!r}, not a finite number"))
+        return None
     a, b, n = (float(x) for x in args)
     if kind == "range":
         if n == 0:
@@ -261,16 +266,24 @@ class _Inputs:
         return True
 
     def generated(self, path, spec, position):
-        shape = tuple(spec["shape"])
+        shape = tuple(int(d) for d in spec["shape"])  # the schema allows 2.0 for 2
         init = spec.get("init", "normal")
         problems = [f"'{k}' does not apply to init {init}" for k in spec
                     if k not in ("shape", "init") and k not in INIT_KEYS[init]]
+        problems += [f"{k} must be a finite number, got {spec[k]!r}" for k in ("loc", "scale", "low", "high", "start", "step")
+                     if k in spec and values_rules.finite_problem(abs(spec[k]), k) is not None]
+        if len(shape) > MAX_DIMENSIONS:
+            problems.append(f"shape has {len(shape)} dimensions, more than {MAX_DIMENSIONS}")
         if any(d < 0 for d in shape):
             problems.append(f"shape {list(shape)} has a negative dimension")
-        if init == "normal" and spec.get("scale", 1.0) <= 0:
+        if problems:
+            pass  # a non-finite parameter makes the comparisons below meaningless
+        elif init == "normal" and spec.get("scale", 1.0) <= 0:
             problems.append(f"normal scale must be > 0, got {spec['scale']}")
-        if init == "uniform" and spec.get("low", 0.0) >= spec.get("high", 1.0):
+        elif init == "uniform" and not spec.get("low", 0.0) < spec.get("high", 1.0):
             problems.append(f"uniform low ({spec.get('low', 0.0)}) must be below high ({spec.get('high', 1.0)})")
+        elif init == "uniform" and not math.isfinite(float(spec.get("high", 1.0)) - float(spec.get("low", 0.0))):
+            problems.append("uniform high - low is beyond float64's range")
         for message in problems:
             self.issues.append(self.doc.issue(path, message, f"init {init} takes: {', '.join(INIT_KEYS[init]) or 'nothing more'}"))
         if problems or not self.sized(path, shape):

@@ -36,9 +36,10 @@ from yaml.scanner import Scanner
 
 from .model import Issue, SpecError
 
-MAX_NODES = 2_000_000  # nodes of the data after following aliases
+MAX_NODES = 100_000  # nodes composed, and nodes of the data after following aliases
 MAX_ALIAS_NODES = 10_000  # nodes added by following aliases
 MAX_DEPTH = 64  # nesting of mappings and sequences
+MAX_INT_DIGITS = 308  # beyond this an integer does not fit a float64
 
 TAG = "tag:yaml.org,2002:"
 ALLOWED_TAGS = {TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
@@ -61,8 +62,20 @@ NumericResolver.add_implicit_resolver(
 )
 
 
+class _Overflow(Exception):
+    """Composition stopped at a limit; ``mark`` is where."""
+
+    def __init__(self, message, mark):
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
 class ComposingLoader(Reader, Scanner, Parser, Composer, NumericResolver):
-    """Scanner, parser and composer only: nodes come out, no Python object is ever built."""
+    """Scanner, parser and composer only: nodes come out, no Python object is ever built.
+
+    Nodes are counted and nesting measured as they are composed, so a document
+    past a limit stops there, before the rest of it costs time and memory.
+    """
 
     def __init__(self, stream):
         Reader.__init__(self, stream)
@@ -70,6 +83,20 @@ class ComposingLoader(Reader, Scanner, Parser, Composer, NumericResolver):
         Parser.__init__(self)
         Composer.__init__(self)
         NumericResolver.__init__(self)
+        self.composed = 0
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise _Overflow(f"the document has more than {MAX_NODES} nodes", self.peek_event().start_mark)
+        if self.depth > MAX_DEPTH:
+            raise _Overflow(f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return Composer.compose_node(self, parent, index)
+        finally:
+            self.depth -= 1
 
 
 Mark = tuple  # (line, column), both from 1
@@ -205,6 +232,10 @@ class _Builder:
             if text in ("true", "false"):
                 return text == "true"
         elif tag == TAG + "int" and INT.match(text):
+            if len(text.lstrip("+-")) > MAX_INT_DIGITS:
+                self.problem(node, path, f"an integer of {len(text.lstrip('+-'))} digits is too large",
+                             "numbers in a spec must fit a float64 (about 1.8e308)")
+                return None
             return int(text)
         elif tag == TAG + "float":
             if text.lower() in SPECIAL_FLOATS:
@@ -249,6 +280,10 @@ def load(text: str, file: str = "<string>") -> Document:
             node = loader.get_single_node()
         finally:
             loader.dispose()
+    except _Overflow as e:
+        line, column = e.mark.line + 1, e.mark.column + 1
+        raise SpecError([Issue(file, line, column, "", e.message,
+                               "write the data out with generators (shape and init, linspace), or split the file")]) from None
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         line, column = (m.line + 1, m.column + 1) if m else (1, 1)
