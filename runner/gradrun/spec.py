@@ -687,6 +687,11 @@ class _Checker:
                 if values is not None and name != "method":
                     values = _finite(self.doc, where, np.asarray(values), self.issues)
                     values = None if values is None else [float(v) for v in values]
+            if name == "step" and values is not None and not all(v > 0 for v in values):
+                bad = next(v for v in values if not v > 0)
+                self.add(where, f"a swept step must be positive, and this sweep gives {bad:g}",
+                         "sweep steps with logspace, or list positive numbers")
+                values = None
             ok &= values is not None
             axes[name] = values
         if not ok:
@@ -709,9 +714,6 @@ class _Checker:
         bad = [v for v in values if isinstance(v, str)]
         if bad:
             self.add(where, f"sweep of '{name}' holds the string {bad[0]!r}", "sweep numbers here")
-            return None
-        if name == "step" and any(v <= 0 for v in values):
-            self.add(where, "a swept step must be positive")
             return None
         return [float(v) for v in values]
 

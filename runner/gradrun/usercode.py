@@ -104,9 +104,10 @@ def is_trusted_file(path, roots) -> bool:
         real = Path(path).resolve(strict=True)
     except (OSError, RuntimeError):
         return False
-    root = next((r for r in roots if _within(real, r)), None)
-    if root is None or not real.is_file():
+    holding = [r for r in roots if _within(real, r)]
+    if not holding or not real.is_file():
         return False
+    root = min(holding, key=lambda r: len(r.parts))  # the outermost: a spec inside .venv/ is no way in
     if INSTALLED_PARTS.intersection(real.relative_to(root).parts):
         return False
     # A Python prefix that holds the whole project (/usr for /usr/src/project) says nothing.
