@@ -33,7 +33,7 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, complex_safe: bool =
     import numpy as np
 
     from . import primitives
-    from .expr import parse
+    from .expr import ExprError, parse
     from .model import Experiment, Point
     from .runner import run_experiment
     from .tree import Call, PythonFunction, Var, chain, python_params
@@ -51,7 +51,13 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, complex_safe: bool =
     else:
         arity = {n: p.nargs for n, p in primitives.PRIMITIVES.items()}
         arity.update({k: len(getattr(v, "params", ())) for k, v in functions.items()})
-        expr = parse(f, arity, list(inputs))
+        if not isinstance(f, str):
+            raise TypeError(f"f must be an expression string, a list of function names or a callable, "
+                            f"got {type(f).__name__}")
+        try:
+            expr = parse(f, arity, list(inputs))
+        except ExprError as error:
+            raise ValueError(f"expression {f!r}: {error}") from None
     wrt = list(inputs if wrt is None else wrt)
     unknown = [w for w in wrt if w not in inputs]
     if unknown:
