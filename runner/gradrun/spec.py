@@ -272,6 +272,8 @@ class _Inputs:
                     if k not in ("shape", "init") and k not in INIT_KEYS[init]]
         problems += [f"{k} must be a finite number, got {spec[k]!r}" for k in ("loc", "scale", "low", "high", "start", "step")
                      if k in spec and values_rules.finite_problem(abs(spec[k]), k) is not None]
+        if any(d > MAX_INPUT_ELEMENTS for d in shape):
+            problems.append(f"shape {list(shape)} has an extent above {MAX_INPUT_ELEMENTS}")
         if len(shape) > MAX_DIMENSIONS:
             problems.append(f"shape has {len(shape)} dimensions, more than {MAX_DIMENSIONS}")
         if any(d < 0 for d in shape):

@@ -70,21 +70,12 @@ class _Overflow(Exception):
         self.message, self.mark = message, mark
 
 
-class ComposingLoader(Reader, Scanner, Parser, Composer, NumericResolver):
-    """Scanner, parser and composer only: nodes come out, no Python object is ever built.
+class _Bounded:
+    """Counts nodes and measures nesting as they are composed, so a document past a limit
+    stops there, before the rest of it costs time and memory."""
 
-    Nodes are counted and nesting measured as they are composed, so a document
-    past a limit stops there, before the rest of it costs time and memory.
-    """
-
-    def __init__(self, stream):
-        Reader.__init__(self, stream)
-        Scanner.__init__(self)
-        Parser.__init__(self)
-        Composer.__init__(self)
-        NumericResolver.__init__(self)
-        self.composed = 0
-        self.depth = 0
+    composed = 0
+    depth = 0
 
     def compose_node(self, parent, index):
         self.composed += 1
@@ -97,6 +88,31 @@ class ComposingLoader(Reader, Scanner, Parser, Composer, NumericResolver):
             return Composer.compose_node(self, parent, index)
         finally:
             self.depth -= 1
+
+
+class ComposingLoader(_Bounded, Reader, Scanner, Parser, Composer, NumericResolver):
+    """Scanner, parser and composer only: nodes come out, no Python object is ever built."""
+
+    def __init__(self, stream):
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        Composer.__init__(self)
+        NumericResolver.__init__(self)
+
+
+try:
+    from yaml._yaml import CParser
+except ImportError:  # PyYAML built without libyaml: the pure-Python parser alone
+    FastComposingLoader = None
+else:
+    class FastComposingLoader(_Bounded, Composer, CParser, NumericResolver):
+        """The same, with libyaml's scanner and parser (several times faster) under Python's composer."""
+
+        def __init__(self, stream):
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            NumericResolver.__init__(self)
 
 
 Mark = tuple  # (line, column), both from 1
@@ -268,6 +284,21 @@ def tab_issues(text: str, file: str) -> list:
     return issues
 
 
+def _compose(text: str):
+    """The node graph of ``text``: libyaml's parser when there is one; Python's words any syntax error."""
+    loaders = [FastComposingLoader, ComposingLoader] if FastComposingLoader else [ComposingLoader]
+    for number, kind in enumerate(loaders, start=1):
+        loader = kind(text)
+        try:
+            return loader.get_single_node()
+        except yaml.YAMLError:
+            if number == len(loaders):
+                raise
+        finally:
+            loader.dispose()
+    return None  # pragma: no cover - the last loader returns or raises
+
+
 def load(text: str, file: str = "<string>") -> Document:
     """Parse one YAML document into a ``Document``; raise ``SpecError`` with every problem found."""
     doc = Document(file, None)
@@ -275,11 +306,7 @@ def load(text: str, file: str = "<string>") -> Document:
     if issues:
         raise SpecError(issues)
     try:
-        loader = ComposingLoader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
+        node = _compose(text)
     except _Overflow as e:
         line, column = e.mark.line + 1, e.mark.column + 1
         raise SpecError([Issue(file, line, column, "", e.message,
