@@ -279,6 +279,8 @@ MISBEHAVING = """\
             raise ValueError("line one\\n::error::pwned\\n::add-mask::secret")
         return x
     def same(g, x): return g
+    def complex_later(x): return x * (1 + 1j) if np.any(x != 0) else x
+    def complex_vjp(g, x): return g * 1j
     """
 
 MISBEHAVING_SPEC = """\
@@ -287,10 +289,14 @@ MISBEHAVING_SPEC = """\
       quits: {python: "code:quits", vjp: "code:same"}
       chatty: {python: "code:chatty", vjp: "code:chatty_vjp"}
       sneaky: {python: "code:sneaky", vjp: "code:same"}
+      cx: {python: "code:complex_later", vjp: "code:same"}
+      cx_vjp: {python: "code:chatty", vjp: "code:complex_vjp"}
     experiments:
       - {name: first, function: chatty, inputs: {x: 1.5}}
       - {name: quitter, function: quits, inputs: {x: 1.5}}
       - {name: sneak, function: sneaky, inputs: {x: 1.5}}
+      - {name: complex-forward, function: cx, inputs: {x: 1.5}}
+      - {name: complex-vjp, function: cx_vjp, inputs: {x: 1.5}}
       - {name: last, expr: "sin(x)", inputs: {x: 0.5}}
     """
 
@@ -304,6 +310,8 @@ def test_sys_exit_in_user_code_is_an_error_of_its_experiment_only(project):
     summary = json.loads(ran.stdout)  # user prints never reach stdout
     text = json.dumps(summary)
     assert "quitter" in text and "SystemExit" in text
+    assert "code:complex_later returned complex values for real inputs" in text
+    assert "code:complex_vjp returned complex values for real inputs" in text
     import pandas as pd
 
     report = pd.read_csv(project / "out" / "bad.csv")

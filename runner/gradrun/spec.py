@@ -507,7 +507,8 @@ class _Checker:
         if not params:
             self.add(path + ("python",), f"'{decl['python']}' takes no positional parameters")
             return None
-        return PythonFunction(name, params, refs["python"], refs.get("vjp"), refs.get("jvp"),
+        guarded = {k: usercode.guarded(refs.get(k), decl.get(k, "")) for k in ("python", "vjp", "jvp")}
+        return PythonFunction(name, params, guarded["python"], guarded["vjp"], guarded["jvp"],
                               bool(decl.get("complex_safe", False)), decl["python"])
 
     def check_recursion(self):

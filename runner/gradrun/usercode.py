@@ -30,6 +30,7 @@ prints.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -41,6 +42,8 @@ import sysconfig
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -264,6 +267,40 @@ def resolve(ref: str, spec_dir, policy: Policy = DEFAULT):
     return fn
 
 
+def _not_real(value, complex_in: bool) -> str | None:
+    """Why a value user code returned is not real numbers (complex ones only for complex input)."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    for item in items:
+        if item is None:
+            continue  # a VJP's "no gradient for this input"
+        kind = getattr(item, "dtype", None)
+        kind = kind.kind if kind is not None else np.asarray(item).dtype.kind
+        if kind == "c" and not complex_in:
+            return "complex values for real inputs"
+        if kind not in "biufc":
+            dtype = getattr(item, "dtype", None)
+            return f"{dtype.name if dtype is not None else type(item).__name__} values, not numbers"
+    return None
+
+
+def guarded(fn, source: str):
+    """``fn`` returning only numbers: anything else is a ``TypeError`` naming ``source``, not a crash later."""
+    if fn is None:
+        return None
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        complex_in = any(np.iscomplexobj(a) for a in args if not isinstance(a, (tuple, list))) or any(
+            np.iscomplexobj(x) for a in args if isinstance(a, (tuple, list)) for x in a)
+        problem = _not_real(out, complex_in)
+        if problem:
+            raise TypeError(f"{source} returned {problem}")
+        return out
+
+    return call
+
+
 def policy_from(no_code: bool = False, allow_modules=()) -> Policy:
     """A Policy from the user's options; names are checked to be module names."""
     allowed = tuple(dict.fromkeys(m.strip() for m in allow_modules if m and m.strip()))
@@ -273,5 +310,5 @@ def policy_from(no_code: bool = False, allow_modules=()) -> Policy:
     return Policy(code=not no_code, allowed=allowed)
 
 
-__all__ = ["Policy", "DEFAULT", "NO_CODE", "Refused", "resolve", "policy_from", "trusted_roots",
+__all__ = ["guarded", "Policy", "DEFAULT", "NO_CODE", "Refused", "resolve", "policy_from", "trusted_roots",
            "is_trusted_file", "defined_in"]
