@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from . import __version__, baseline, primitives, report
-from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError
+from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError, one_line
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
@@ -338,7 +338,7 @@ def _run_one(path, spec, overrides, only, show_progress) -> tuple:
         results = runner.run_spec(spec, overrides=overrides or None, only=only, progress=progress)
         ran = True
     except Exception as error:  # the runner isolates experiments; this is a crash around them
-        results = [ExperimentResult(f"<{Path(path).stem}>", [], error=f"{type(error).__name__}: {error}")]
+        results = [ExperimentResult(f"<{Path(path).stem}>", [], error=one_line(f"{type(error).__name__}: {error}"))]
         ran = False
     finally:
         if progress:

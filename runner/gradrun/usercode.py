@@ -178,7 +178,9 @@ def _folder_imports(folder: Path):
         sys.path.remove(str(folder))
         for name in set(sys.modules) - before:
             file = getattr(sys.modules[name], "__file__", None)
-            if file and _within(Path(file).resolve(), folder) and not name.startswith("_gradrun_user_"):
+            if name.startswith("_gradrun_user_") or name.split(".")[0] in before:
+                continue  # a spec's own module, or a submodule of a package loaded before (gradrun itself)
+            if file and _within(Path(file).resolve(), folder):
                 mine[name] = sys.modules.pop(name)
         for name in mine:
             sys.modules.pop(name, None)
