@@ -14,6 +14,7 @@ from .model import CHECKS, DTYPES, METHODS
 
 SEED_MAX = 2**32 - 1
 REDUCES = (None, "sum")
+ORDERS = (1, 2)  # first or second derivatives
 
 
 def is_number(value) -> bool:
@@ -60,6 +61,7 @@ RULES = {
     "check": lambda v, w: _choice(v, w, CHECKS),
     "seed": _seed,
     "reduce": lambda v, w: _choice(v, w, REDUCES),
+    "order": lambda v, w: _choice(v, w, ORDERS) if not isinstance(v, bool) else f"{w} must be 1 or 2, got {v!r}",
 }
 
 
