@@ -46,7 +46,7 @@ INPUT = st.one_of(HOSTILE_NUMBERS, st.lists(HOSTILE_NUMBERS, max_size=3),
 SETTINGS = st.fixed_dictionaries({}, optional={
     "method": st.sampled_from(["central", "forward", "complex", "auto", "bogus"]), "step": HOSTILE_NUMBERS,
     "rtol": HOSTILE_NUMBERS, "atol": HOSTILE_NUMBERS, "dtype": st.sampled_from(["float32", "float64", "int8"]),
-    "check": st.sampled_from(["full", "screen", "auto", "x"]), "seed": HOSTILE_NUMBERS,
+    "check": st.sampled_from(["full", "screen", "auto", "x"]), "seed": HOSTILE_NUMBERS, "order": HOSTILE_NUMBERS,
 })
 EXPERIMENT = st.builds(
     lambda name, form, inputs, sweep, extra: {"name": name, **form, "inputs": inputs, **sweep, **extra},
@@ -80,6 +80,7 @@ SLOTS = [("defaults", k) for k in ("rtol", "atol", "step", "seed", "method", "ch
     ("experiments", 1, "inputs", "x"), ("experiments", 1, "sweep", "y"), ("experiments", 1, "sweep", "step"),
     ("experiments", 1, "sweep", "method"), ("experiments", 1, "step"), ("experiments", 1, "rtol"),
     ("experiments", 1, "method"), ("experiments", 1, "name"), ("experiments", 1, "expr"),
+    ("experiments", 1, "order"), ("experiments", 0, "order"),
 ]
 
 
@@ -88,8 +89,10 @@ def _mutated(changes) -> dict:
     for path, value in changes:
         target = data
         for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
+            target = target[key] if isinstance(target, (dict, list)) and (
+                key in target if isinstance(target, dict) else -len(target) <= key < len(target)) else None
+        if isinstance(target, dict) or (isinstance(target, list) and -len(target) <= path[-1] < len(target)):
+            target[path[-1]] = value  # else an earlier change replaced the way there: nothing to change
     return data
 
 
@@ -149,7 +152,7 @@ def test_random_bytes(raw):
 @FUZZ
 @given(st.sampled_from(["sin(x)", "sum(X)", "x +", "", "nope(x)", "x @ x"]),
        st.dictionaries(st.sampled_from(["x", "X", "1x", ""]), INPUT, max_size=2),
-       st.dictionaries(st.sampled_from(["rtol", "rtoll", "step", "method", "check", "seed", "dtype", "atol"]),
+       st.dictionaries(st.sampled_from(["rtol", "rtoll", "step", "method", "check", "seed", "dtype", "atol", "order"]),
                        st.one_of(HOSTILE_NUMBERS, HOSTILE_TEXT), max_size=3))
 def test_the_python_api_raises_only_type_and_value_errors(f, inputs, settings_):
     try:
