@@ -205,7 +205,8 @@ def _load_file(module: str, path: Path, root: Path):
     return mod
 
 
-def _import(module: str, spec_dir: Path, policy: Policy, roots):
+def _import(module: str, policy: Policy, roots):
+    """(module, whether it is the user's own file); ``Refused`` for anything else."""
     path = _module_file(module, roots)
     if path is not None:
         root = next(r for r in roots if _within(path.resolve(), r))
@@ -215,7 +216,11 @@ def _import(module: str, spec_dir: Path, policy: Policy, roots):
     names = sorted({p.stem for r in roots[:1] for p in r.glob("*.py")})
     from .expr import did_you_mean
 
-    if importlib.util.find_spec(module.split(".")[0]) is not None:
+    try:
+        installed = importlib.util.find_spec(module.split(".")[0]) is not None  # finds; runs nothing
+    except (ImportError, ValueError):  # __main__ and the like
+        installed = True
+    if installed:
         raise Refused(f"module '{module}' is not the project's own code (installed or part of Python)",
                       f"a spec may only name modules under its folder or the project; "
                       f"to allow it, run with --allow-module {module.split('.')[0]}")
@@ -239,10 +244,9 @@ def resolve(ref: str, spec_dir, policy: Policy = DEFAULT):
         raise Refused(f"'{ref}' is not a code reference", "write module:callable, e.g. layers:dense")
     if attr.startswith("__"):
         raise Refused(f"'{attr}' is a special name, not a callable of the user's code")
-    spec_dir = Path(spec_dir)
     roots = trusted_roots(spec_dir)
     try:
-        mod, own = _import(module, spec_dir, policy, roots)
+        mod, own = _import(module, policy, roots)
     except Refused:
         raise
     except ModuleNotFoundError as e:
