@@ -289,22 +289,29 @@ def _not_real(value, complex_in: bool) -> str | None:
     return None
 
 
-def guarded(fn, source: str):
-    """``fn`` returning only numbers: anything else is a ``TypeError`` naming ``source``, not a crash later."""
-    if fn is None:
-        return None
+class Guarded:
+    """User code that must return numbers: anything else is a ``TypeError`` naming its source.
 
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        out = fn(*args, **kwargs)
-        complex_in = any(np.iscomplexobj(a) for a in args if not isinstance(a, (tuple, list))) or any(
-            np.iscomplexobj(x) for a in args if isinstance(a, (tuple, list)) for x in a)
-        problem = _not_real(out, complex_in)
+    A class, not a closure, so that it pickles (by reference to the code it
+    wraps) when experiments travel to worker processes.
+    """
+
+    def __init__(self, fn, source: str):
+        functools.update_wrapper(self, fn)
+        self.fn, self.source = fn, source
+
+    def __call__(self, *args, **kwargs):
+        out = self.fn(*args, **kwargs)
+        flat = [x for a in args for x in (a if isinstance(a, (tuple, list)) else (a,))]
+        problem = _not_real(out, any(np.iscomplexobj(x) for x in flat))
         if problem:
-            raise TypeError(f"{source} returned {problem}")
+            raise TypeError(f"{self.source} returned {problem}")
         return out
 
-    return call
+
+def guarded(fn, source: str):
+    """``fn`` wrapped in ``Guarded`` (None stays None)."""
+    return None if fn is None else Guarded(fn, source)
 
 
 def policy_from(no_code: bool = False, allow_modules=()) -> Policy:
