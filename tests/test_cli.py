@@ -40,7 +40,7 @@ class Fakes:
     def __init__(self):
         self.runs = []  # (spec path, overrides, only)
 
-    def load_spec(self, path, policy=None):
+    def load_spec(self, path, device=None, policy=None):
         text = Path(path).read_text()
         if "INVALID" in text:
             raise SpecError([Issue(str(path), 2, 15, "experiments[0].function",

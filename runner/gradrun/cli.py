@@ -197,9 +197,11 @@ spec_paths = click.argument(
 @click.option("--drift-factor", type=FiniteFloat(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
               show_default=True, metavar="FLOAT",
               help="An error that grew more than this many times (and past a quarter of its tolerance) drifts.")
+@click.option("--device", metavar="DEVICE",
+              help="Run every torch: function on this device (cpu, cuda, cuda:N); comparisons stay on the CPU.")
 @code_options
 def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
-        no_code, allow_modules, **settings):
+        device, no_code, allow_modules, **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
@@ -215,7 +217,7 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, updat
     if plot:
         _plotting()  # no matplotlib: say so before running, not after
     with contextlib.redirect_stdout(sys.stderr):
-        loaded = _load_all(specs, policy)
+        loaded = _load_all(specs, policy, device)
         _check_selection(loaded, only)
         stored = _baselines(baseline_path, update_baseline, loaded, only)
         drifts = None if baseline_path is None or update_baseline else []
@@ -280,7 +282,7 @@ def _write_baseline(file, spec, results, quiet) -> None:
         click.echo(f"wrote baseline {file}", err=True)
 
 
-def _load_all(paths, policy) -> list:
+def _load_all(paths, policy, device=None) -> list:
     """Load every spec, gathering every issue of every file before giving up."""
     from . import spec as spec_module
 
@@ -291,7 +293,7 @@ def _load_all(paths, policy) -> list:
     for stem, same in stems.items():
         if len(same) > 1:
             raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return _each_spec(unique, lambda path: spec_module.load_spec(path, policy))
+    return _each_spec(unique, lambda path: spec_module.load_spec(path, device=device, policy=policy))
 
 
 def _each_spec(paths, load) -> list:
