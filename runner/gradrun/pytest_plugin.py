@@ -117,7 +117,7 @@ class SpecFile(pytest.File):
         from .spec import load_spec
 
         try:
-            spec = load_spec(self._shown_path(), code_policy(self.config))
+            spec = load_spec(self._shown_path(), policy=code_policy(self.config))
         except SpecError as error:
             raise self.CollectError("\n".join(str(issue) for issue in error.issues)) from None
         for experiment in spec.experiments:
