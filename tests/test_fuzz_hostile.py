@@ -161,7 +161,7 @@ def test_the_python_api_raises_only_type_and_value_errors(f, inputs, settings_):
         assert "bug" not in str(error).lower()
         return
     assert result.error is None or "bug" not in result.error.lower()
-    assert all(isinstance(r.passed, bool) for r in result.records)
+    assert result.passed in (True, False)  # a verdict, whatever the values
     for key in ("rtol", "atol", "step"):
         if key in settings_ and not isinstance(settings_[key], str):
             assert math.isfinite(settings_[key])  # a non-finite setting never got through
