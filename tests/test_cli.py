@@ -41,7 +41,7 @@ class Fakes:
     def __init__(self):
         self.runs = []  # (spec path, overrides, only)
 
-    def load_spec(self, path):
+    def load_spec(self, path, device=None, policy=None):
         text = Path(path).read_text()
         if "INVALID" in text:
             raise SpecError([Issue(str(path), 2, 15, "experiments[0].function",
@@ -51,7 +51,7 @@ class Fakes:
                        for line in text.splitlines() if line.strip()]
         return Spec(str(path), experiments, sha256="f" * 64)
 
-    def validate(self, path):
+    def validate(self, path, policy=None):
         try:
             self.load_spec(path)
         except SpecError as error:
