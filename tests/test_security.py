@@ -494,3 +494,23 @@ def test_nodes_are_counted_while_composing(project):
     issues = spec.validate(path)
     assert len(issues) == 1 and f"more than {yamlload.MAX_NODES} nodes" in issues[0].message
     assert issues[0].line == 2
+
+
+@pytest.mark.parametrize("kind", ["python", "torch", "jax"])
+@pytest.mark.parametrize("ref", ["os:system", "builtins:eval", "pickle:loads"])
+def test_every_code_kind_follows_the_trust_rule_at_load(project, kind, ref):
+    pytest.importorskip({"python": "numpy", "torch": "torch", "jax": "jax"}[kind])
+    extra = ', vjp: "pickle:loads"' if kind == "python" else ""
+    path = write(project, "kinds.yaml", f"""\
+        version: 1
+        functions:
+          f: {{{kind}: "{ref}"{extra}}}
+        experiments:
+          - name: e
+            function: f
+            inputs: {{x: 1.0}}
+        """)
+    issues = spec.validate(str(path))
+    assert any(i.path.endswith(kind) and "not the project's own code" in i.message for i in issues), issues
+    issues = spec.validate(str(path), policy=usercode.NO_CODE)
+    assert any("--no-code" in i.message for i in issues), issues

@@ -570,7 +570,7 @@ class _Checker:
                      "pip install 'gradrun[jax]'")
             return None
         try:
-            fn = import_callable(decl["jax"], self.spec_dir)
+            fn = usercode.resolve(decl["jax"], self.spec_dir, self.policy)
         except _Problem as p:
             self.add(path + ("jax",), p.message, p.hint)
             return None
