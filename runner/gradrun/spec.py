@@ -186,9 +186,9 @@ def _schema_error_issues(doc, error) -> list:
 # ---------------------------------------------------------------- python functions
 
 class _Problem(Exception):
-    def __init__(self, message, hint=""):
+    def __init__(self, message, hint="", column=None):
         super().__init__(message)
-        self.message, self.hint = message, hint
+        self.message, self.hint, self.column = message, hint, column
 
 
 def _import_module(module: str, spec_dir: Path):
@@ -376,21 +376,24 @@ def _shape_text(shapes) -> str:
 def infer_shape(expr, shapes: dict, functions: dict) -> tuple:
     """The output shape of ``expr`` on inputs of ``shapes``; raise ``_Problem`` when they do not fit.
 
-    Primitives run their forward function on zeros, after a shape rule has made
-    sure the result is not huge; declared functions are followed; python
-    functions are called on zeros.
+    Primitives run their table entry's ``check`` (axes, shapes, sizes), then
+    their forward function on zeros, after a shape rule has made sure the
+    result is not huge; declared functions are followed; python functions are
+    called on zeros. A problem in the experiment's own expression carries the
+    column of the call it is in.
     """
 
-    def run(e, env):
+    def run(e, env, own):
         if isinstance(e, Var):
             return env[e.name]
         if isinstance(e, Const):
             return np.zeros(())
-        args = [run(a, env) for a in e.args]
+        args = [run(a, env, own) for a in e.args]
         fn = functions.get(e.fn)
         if isinstance(fn, ExprFunction):
-            return run(fn.body, dict(zip(fn.params, args)))
+            return run(fn.body, dict(zip(fn.params, args)), False)
         where = f"in {tree.render(e)}"
+        column = e.column if own else None
         if isinstance(fn, PythonFunction):
             try:
                 return np.asarray(fn.forward(*args))
@@ -399,28 +402,36 @@ def infer_shape(expr, shapes: dict, functions: dict) -> tuple:
             except BaseException as err:
                 raise _Problem(f"{where}: {fn.source} on shapes {_shape_text(a.shape for a in args)} "
                                f"raised {type(err).__name__}: {err}") from None
-        prim = primitives.get(e.fn)
-        try:
-            if prim.kind == "matmul":
-                out = _matmul_shape(args[0].shape, args[1].shape)
-            elif prim.nargs == 2:
-                out = np.broadcast_shapes(args[0].shape, args[1].shape)
-            else:
-                out = args[0].shape
-        except ValueError:
-            what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
-            raise _Problem(f"{where}: {what} of shapes {_shape_text(a.shape for a in args)} does not fit",
-                           "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast") from None
-        if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
-            raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements")
-        with np.errstate(all="ignore"):
-            try:
-                return np.asarray(prim.forward(*args))
-            except Exception as err:
-                raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(a.shape for a in args)} fails: {err}") from None
+        return _primitive_shape(e, args, where, column)
 
     env = {name: np.zeros(shape) for name, shape in shapes.items()}
-    return run(expr, env).shape
+    return run(expr, env, True).shape
+
+
+def _primitive_shape(e, args, where, column):
+    """A primitive's value on zero arguments, after its shape rules pass."""
+    prim = primitives.get(e.fn)
+    shapes = [a.shape for a in args]
+    try:
+        out = prim.check(shapes, **prim.settings(e.params)) if prim.check else None
+        if out is None and prim.kind == "matmul":
+            out = _matmul_shape(shapes[0], shapes[1])
+        elif out is None:  # elementwise ops broadcast; the rest are no larger than their first argument
+            out = np.broadcast_shapes(*shapes) if prim.kind == "elementwise" else shapes[0]
+    except ValueError as err:
+        if prim.check is not None and str(err):
+            raise _Problem(f"{where}: {err}", f"`gradrun functions` shows what {e.fn} takes", column) from None
+        what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
+        raise _Problem(f"{where}: {what} of shapes {_shape_text(shapes)} does not fit",
+                       "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
+    if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
+        raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements",
+                       column=column)
+    with np.errstate(all="ignore"):
+        try:
+            return np.asarray(prim.forward(*args, **e.kwargs))
+        except Exception as err:
+            raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(shapes)} fails: {err}", column=column) from None
 
 
 def _reachable(expr, functions: dict) -> dict:
@@ -772,7 +783,8 @@ class _Checker:
         try:
             out_shape = infer_shape(expr, shapes, functions)
         except _Problem as p:
-            self.add(path + (form,), p.message, p.hint)
+            self.add(path + (form,), p.message, p.hint,
+                     column_offset=p.column if form == "expr" and p.column is not None else None)
             return False
         methods = {settings.method} | {p.settings.method for p in points if p.settings}
         if "complex" in methods:
