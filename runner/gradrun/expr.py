@@ -190,6 +190,11 @@ class _Parser:
             arrays, rest = node.args[: prim.nargs], node.args[prim.nargs:]
         args = tuple(self.build(a, mask=(name == "where" and k == 0)) for k, a in enumerate(arrays))
         if len(arrays) < (prim.nargs or 1) or len(rest) > len(statics):
+            if not statics and prim.nargs is not None:
+                n = prim.nargs
+                return self.fail(node, f"{name} takes {n} argument{'s' * (n != 1)}, got {len(node.args)}",
+                                 f"static arguments go by keyword: {name}({self.signature(prim)})"
+                                 if prim.params else "")
             return self.fail(node, f"{name} takes {self.signature(prim)}, got {len(node.args)} positional "
                                    f"argument{'s' * (len(node.args) != 1)}")
         given = {p.name: a for p, a in zip(statics, rest)}
