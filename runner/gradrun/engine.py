@@ -386,11 +386,29 @@ class Motion:
         return np.imag(new) if self.imaginary else new - old
 
 
-def _branch_rows(prim, params, base, new, batch):
-    """Rows whose perturbation changes the discrete choice a primitive makes (a mask, an argmax)."""
+BRANCH_PROBE = 1e-7  # relative size of the real steps that stand in for an imaginary one at a branch
+
+
+def _probes(motion, new):
+    """The moved arguments a branch is looked at with: the real moves themselves, or, for an
+    imaginary step (which never moves a branch), real neighbours on both sides of it."""
+    if not motion.imaginary:
+        return [new]
+    return [[n if not np.iscomplexobj(n) else
+             np.real(n) + side * BRANCH_PROBE * np.maximum(1.0, np.abs(np.real(n))) * np.sign(np.imag(n))
+             for n in new] for side in (1, -1)]
+
+
+def _branch_rows(prim, params, base, new, batch, motion):
+    """Rows whose perturbation changes, or starts on the edge of, the discrete choice a primitive
+    makes (a mask, an argmax): a kink reached or crossed."""
     before = np.asarray(prim.branch(*base, **params))
-    after = np.asarray(prim.branch(*new, **params))
-    return np.broadcast_to(after != before, np.broadcast_shapes(after.shape, before.shape)).reshape(batch, -1).any(axis=1)
+    hit = np.zeros(batch, dtype=bool)
+    for moved in _probes(motion, new):
+        after = np.asarray(prim.branch(*moved, **params))
+        changed = np.broadcast_to(after != before, np.broadcast_shapes(after.shape, before.shape))
+        hit |= changed.reshape(batch, -1).any(axis=1)
+    return hit
 
 
 def _kink_rows(prim, x_base, x_new, moved):
@@ -438,8 +456,9 @@ def _elementwise_sparse(prim, node, i, vals, ps, batch, motion):
         delta = motion.change(forward(*new), vals[i].ravel()[out_idx])
         if prim.kinks:
             kink = _kink_rows(prim, base[moved[0]], new[moved[0]], reps[moved[0]] != 0)
-        if prim.branch is not None:
-            kink |= _branch_rows(prim, node.kwargs, base, new, batch)
+    if prim.branch is not None:
+        new = [motion.lift(base[k], reps[k]) if k in reps else base[k] for k in range(len(base))]
+        kink |= _branch_rows(prim, node.kwargs, base, new, batch, motion)
     return Sparse(out_idx, np.broadcast_to(delta, out_idx.shape), unique), kink
 
 
@@ -578,8 +597,9 @@ def _dense_step(node, i, vals, ps, batch, motion):
             if prim.kinks:
                 k = next(j for j, d in enumerate(ds) if d is not None)
                 kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
-            if prim.branch is not None:
-                kink |= _branch_rows(prim, node.kwargs, args, news, batch)
+        if prim.branch is not None:
+            news = [x if d is None else _pad(n, nd) for x, d, n in zip(args, ds, lifted())]
+            kink |= _branch_rows(prim, node.kwargs, args, news, batch, motion)
         return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
     if kind == "reduce":
         return Dense(ds[0].reshape(batch, -1).sum(axis=1) * _weight(node, args[0].shape)), kink
@@ -597,7 +617,9 @@ def _dense_step(node, i, vals, ps, batch, motion):
     moved = [(x, False) if d is None else (m, True) for x, d, m in zip(args, ds, lifted())]
     if prim.branch is not None:
         before = np.asarray(prim.branch(*args, **settings))
-        kink = (_rows(prim.branch, prim, settings, moved, batch) != before).reshape(batch, -1).any(axis=1)
+        for probe in _probes(motion, [m for m, _ in moved]):
+            after = _rows(prim.branch, prim, settings, list(zip(probe, (b for _, b in moved))), batch)
+            kink |= (after != before).reshape(batch, -1).any(axis=1)
     return Dense(motion.change(_rows(prim.forward, prim, settings, moved, batch), out)), kink
 
 

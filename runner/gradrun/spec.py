@@ -130,7 +130,7 @@ def _alternatives_issues(doc, error, path) -> list:
         if path[:1] == ("functions",):
             return [doc.issue(path, "not a function declaration",
                               "write an expression string, {params: [...], expr: ...} or {python: ..., vjp: ...}")]
-        known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}"
+        known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}, {integer: [...]}"
         return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}", f"use one of {known}")]
     if error.context:
         deepest = jsonschema.exceptions.best_match(error.context)
@@ -293,6 +293,10 @@ class _Inputs:
     def make(self, path, value, position):
         if isinstance(value, (int, float)):
             return np.asarray(float(value), dtype=np.float64)
+        if isinstance(value, dict) and "integer" in value:  # labels: exact in float64, never differentiated
+            value = value["integer"]
+            if not isinstance(value, list):
+                return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, list):
             try:
                 array = np.asarray(value, dtype=np.float64)
@@ -621,11 +625,17 @@ class _Checker:
             path + (("inputs",) if n in inputs else ("sweep",)) + (n,), key=True))
 
         expr = self.build_expr(path, data, inputs, given)
-        if expr is not None and not given:
-            self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
-        wrt = list(data.get("wrt", given))
+        integers = [n for n in given if isinstance(inputs.get(n), dict) and "integer" in inputs[n]]
+        differentiable = [n for n in given if n not in integers]
+        if expr is not None and not differentiable:
+            self.add(path, "has no inputs to differentiate" + (" (integer inputs are not)" if given else ""),
+                     "add inputs or sweep")
+        wrt = list(data.get("wrt", differentiable))
         for k, name in enumerate(wrt):
-            if name not in given:
+            if name in integers:
+                self.add(path + ("wrt", k), f"'{name}' is an integer input, which is never differentiated",
+                         "remove it from wrt; integer inputs (labels, indices) are passed to the function as they are")
+            elif name not in given:
                 self.add(path + ("wrt", k), f"wrt names '{name}', which is not an input",
                          exprs.did_you_mean(name, given) or f"inputs: {', '.join(given)}")
 
