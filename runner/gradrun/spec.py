@@ -628,8 +628,8 @@ class _Checker:
         integers = [n for n in given if isinstance(inputs.get(n), dict) and "integer" in inputs[n]]
         differentiable = [n for n in given if n not in integers]
         if expr is not None and not differentiable:
-            self.add(path, "has no inputs to differentiate" + (" (integer inputs are not)" if given else ""),
-                     "add inputs or sweep")
+            self.add(path, "has no inputs, so nothing to differentiate" if not given
+                     else "has only integer inputs, so nothing to differentiate", "add inputs or sweep")
         wrt = list(data.get("wrt", differentiable))
         for k, name in enumerate(wrt):
             if name in integers:
