@@ -96,7 +96,7 @@ BAD = [
     ("[x, y]", 0, "a list is allowed only as the arguments of concatenate or stack"),
     ("one_hot(x, 0)", 11, "one_hot's n must be a positive integer"),
     ("sum(X, axis=0, axis=1)", 15, "sum got axis twice"),
-    ("clip(x, 0, 1, 2)", 0, "clip takes x, low, high"),
+    ("clip(x, 0, 1, 2)", 0, "clip is called as clip(x, low, high)"),
     ("clip(x, 0, high=2, low=1)", 19, "clip got low twice"),
     ("x % 2", 0, "operator not allowed"),
     ("~x", 0, "only unary"),

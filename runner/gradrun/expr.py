@@ -193,9 +193,9 @@ class _Parser:
             if not statics and prim.nargs is not None:
                 n = prim.nargs
                 return self.fail(node, f"{name} takes {n} argument{'s' * (n != 1)}, got {len(node.args)}",
-                                 f"static arguments go by keyword: {name}({self.signature(prim)})"
+                                 f"static arguments go by keyword: {prim.signature()}"
                                  if prim.params else "")
-            return self.fail(node, f"{name} takes {self.signature(prim)}, got {len(node.args)} positional "
+            return self.fail(node, f"{name} is called as {prim.signature()}, got {len(node.args)} positional "
                                    f"argument{'s' * (len(node.args) != 1)}")
         given = {p.name: a for p, a in zip(statics, rest)}
         for kw in node.keywords:
@@ -204,7 +204,7 @@ class _Parser:
                 self.fail(kw, "**keyword arguments are not allowed")
             elif kw.arg not in allowed:
                 self.fail(kw, f"{name} takes no keyword '{kw.arg}'", did_you_mean(kw.arg, allowed)
-                          or (f"it takes: {self.signature(prim)}" if allowed else "it takes no keyword arguments"))
+                          or (f"it is called as {prim.signature()}" if allowed else "it takes no keyword arguments"))
             elif kw.arg in given:
                 self.fail(kw, f"{name} got {kw.arg} twice")
             else:
@@ -216,14 +216,8 @@ class _Parser:
                 if value is not _BAD:
                     values.append((p.name, value))
             elif p.required:
-                self.fail(node, f"{name} needs {p.name} ({p.wants})", f"{name}({self.signature(prim)})")
+                self.fail(node, f"{name} needs {p.name} ({p.wants})", prim.signature())
         return Call(name, args, tuple(sorted(values)), column=self.col(node))
-
-    @staticmethod
-    def signature(prim) -> str:
-        arrays = "[a, b, ...]" if prim.nargs is None else ", ".join("xabc"[k] if prim.nargs == 1 else "abc"[k]
-                                                                     for k in range(prim.nargs))
-        return ", ".join([arrays] + [p.spelling() for p in prim.params])
 
     def static(self, node, fn, param):
         """A static argument's constant value, or _BAD after recording a problem."""

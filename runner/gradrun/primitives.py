@@ -40,6 +40,9 @@ from .params import Param
 LEAKY_SLOPE = 0.2  # leaky_relu's slope below zero, as in Deep Learning from Scratch
 
 
+ARG_NAMES = {None: ("[a, b, ...]",), 1: ("x",), 2: ("a", "b"), 3: ("cond", "a", "b")}
+
+
 @dataclass(frozen=True)
 class Primitive:
     name: str
@@ -66,12 +69,18 @@ class Primitive:
     # leading, batch axis (``ndims`` without it); None: evaluated row by row.
     batch: Optional[Callable] = None
     second_order: bool = True  # the VJP rule is holomorphic: complex perturbation through it is valid
+    arg_names: tuple = ()  # names of the array arguments in messages and docs (default: ARG_NAMES)
 
     def settings(self, params=()) -> dict:
         """Every static argument's value: the defaults, updated by ``params`` ((name, value) pairs)."""
         values = {p.name: p.default for p in self.params}
         values.update(params)
         return values
+
+    def signature(self) -> str:
+        """How it is called: its arrays, then its static arguments with their defaults."""
+        arrays = list(self.arg_names or ARG_NAMES[self.nargs])
+        return f"{self.name}({', '.join(arrays + [p.spelling() for p in self.params])})"
 
     def kind_for(self, params: dict) -> str:
         """A reduction along given axes, or a transpose with axes, moves deltas densely."""

@@ -178,7 +178,7 @@ register(Primitive(
     lambda t, ans, labels, n: np.zeros_like(ans),
     "1 at position labels[...] of a new last axis of length n, 0 elsewhere (labels: an integer input)",
     "none: labels are not differentiated", kind="dense",
-    params=(Param("n", "count", positional=True, required=True),), check=_check_one_hot,
+    params=(Param("n", "count", positional=True, required=True),), check=_check_one_hot, arg_names=("labels",),
     batch=lambda params, ndims: params))
 
 __all__ = ["as_index", "normalize_axes"]
