@@ -46,7 +46,7 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, complex_safe: bool =
     elif isinstance(f, (list, tuple)):
         expr = chain(f)
     else:
-        arity = {n: p.nargs for n, p in primitives.PRIMITIVES.items()}
+        arity = {n: primitives.get(n).nargs for n in primitives.names()}
         arity.update({k: len(getattr(v, "params", ())) for k, v in functions.items()})
         expr = parse(f, arity, list(inputs))
     values = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
