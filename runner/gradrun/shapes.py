@@ -166,6 +166,8 @@ register(Primitive(
 
 def _one_hot(labels, n):
     r = np.real(np.asarray(labels))
+    if r.size and (r.min() <= -0.5 or r.max() >= n - 0.5):
+        raise ValueError(f"labels run from {r.min():g} to {r.max():g}, but one_hot(labels, {n}) takes 0..{n - 1}")
     return (np.rint(r)[..., None] == np.arange(n)).astype(r.dtype if r.dtype.kind == "f" else np.float64)
 
 

@@ -377,14 +377,16 @@ def _shape_text(shapes) -> str:
     return " and ".join(str(tuple(s)) for s in shapes)
 
 
-def infer_shape(expr, shapes: dict, functions: dict) -> tuple:
+def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None) -> tuple:
     """The output shape of ``expr`` on inputs of ``shapes``; raise ``_Problem`` when they do not fit.
 
     Primitives run their table entry's ``check`` (axes, shapes, sizes), then
     their forward function on zeros, after a shape rule has made sure the
     result is not huge; declared functions are followed; python functions are
-    called on zeros. A problem in the experiment's own expression carries the
-    column of the call it is in.
+    called on zeros. ``values`` gives inputs that are data rather than
+    variables (integer labels, masks) their own values, so that a label out of
+    range is caught too. A problem in the experiment's own expression carries
+    the column of the call it is in.
     """
 
     def run(e, env, own):
@@ -408,7 +410,7 @@ def infer_shape(expr, shapes: dict, functions: dict) -> tuple:
                                f"raised {type(err).__name__}: {err}") from None
         return _primitive_shape(e, args, where, column)
 
-    env = {name: np.zeros(shape) for name, shape in shapes.items()}
+    env = {name: np.zeros(shape) for name, shape in shapes.items()} | dict(values or {})
     return run(expr, env, True).shape
 
 
@@ -790,8 +792,10 @@ class _Checker:
         """Shapes, complex-safety and report size; False after an issue."""
         form = next(k for k in FORMS if k in data)
         shapes = {n: a.shape for n, a in fixed.items()} | {n: () for n in swept_inputs}
+        integers = {n: fixed[n] for n, v in data.get("inputs", {}).items()
+                    if isinstance(v, dict) and "integer" in v and n in fixed}
         try:
-            out_shape = infer_shape(expr, shapes, functions)
+            out_shape = infer_shape(expr, shapes, functions, integers)
         except _Problem as p:
             self.add(path + (form,), p.message, p.hint,
                      column_offset=p.column if form == "expr" and p.column is not None else None)
