@@ -576,31 +576,7 @@ def _dense_step(node, i, vals, ps, batch, motion):
             rows.append(motion.change(np.asarray(node.fn.forward(*moved)), out))
         return Dense(np.stack(rows)), kink
     prim = primitives.get(node.op)
-    kind, forward = prim.kind_for(node.kwargs), node.forward()
-
-    def lifted():
-        return [x if d is None else motion.lift(x, d) for x, d in zip(args, ds)]
-
-    if kind == "elementwise":
-        nd = out.ndim
-        padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
-        if prim.additive:
-            delta = forward(*[0 if d is None else p for p, d in zip(padded, ds)])
-        elif len(args) == 1 and motion.infinitesimal(ds[0]):
-            delta = motion.slopes(i, forward, args[0]).reshape(args[0].shape) * ds[0]
-            if prim.kinks:
-                base = np.broadcast_to(args[0], ds[0].shape)
-                kink = _kink_rows(prim, base, base, ds[0] != 0)
-        else:
-            news = [x if d is None else _pad(n, nd) for x, d, n in zip(args, ds, lifted())]
-            delta = motion.change(forward(*news), out)
-            if prim.kinks:
-                k = next(j for j, d in enumerate(ds) if d is not None)
-                kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
-        if prim.branch is not None:
-            news = [x if d is None else _pad(n, nd) for x, d, n in zip(args, ds, lifted())]
-            kink |= _branch_rows(prim, node.kwargs, args, news, batch, motion)
-        return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
+    kind = prim.kind_for(node.kwargs)
     if kind == "reduce":
         return Dense(ds[0].reshape(batch, -1).sum(axis=1) * _weight(node, args[0].shape)), kink
     if kind == "transpose":
@@ -608,6 +584,11 @@ def _dense_step(node, i, vals, ps, batch, motion):
         return Dense(np.transpose(ds[0], (0,) + tuple(a % (ds[0].ndim - 1) + 1 for a in axes))), kink
     if kind == "reshape":
         return Dense(ds[0].reshape((batch,) + out.shape)), kink
+    def lifted():  # the moved arguments, built only where an op needs them
+        return [x if d is None else motion.lift(x, d) for x, d in zip(args, ds)]
+
+    if kind == "elementwise":
+        return _elementwise_dense(prim, node, i, args, ds, lifted, out, batch, motion)
     if kind == "matmul":
         linear = (ds[0] is None) != (ds[1] is None)  # then the product of delta and the other is the delta
         new = [x if d is None else d for d, x in zip(ds, args)] if linear else lifted()
@@ -621,6 +602,36 @@ def _dense_step(node, i, vals, ps, batch, motion):
             after = _rows(prim.branch, prim, settings, list(zip(probe, (b for _, b in moved))), batch)
             kink |= (after != before).reshape(batch, -1).any(axis=1)
     return Dense(motion.change(_rows(prim.forward, prim, settings, moved, batch), out)), kink
+
+
+def _elementwise_dense(prim, node, i, args, ds, lifted, out, batch, motion):
+    """An elementwise op on dense deltas (B, *shape): the arguments broadcast against the batch.
+
+    ``lifted()`` gives the moved arguments; ops that are additive never need them."""
+    forward, nd = node.forward(), out.ndim
+    kink = np.zeros(batch, dtype=bool)
+    padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
+
+    def moved():
+        return [x if d is None else _pad(n, nd) for x, d, n in zip(args, ds, lifted())]
+
+    news = None
+    if prim.additive:
+        delta = forward(*[0 if d is None else p for p, d in zip(padded, ds)])
+    elif len(args) == 1 and motion.infinitesimal(ds[0]):
+        delta = motion.slopes(i, forward, args[0]).reshape(args[0].shape) * ds[0]
+        if prim.kinks:
+            base = np.broadcast_to(args[0], ds[0].shape)
+            kink = _kink_rows(prim, base, base, ds[0] != 0)
+    else:
+        news = moved()
+        delta = motion.change(forward(*news), out)
+        if prim.kinks:
+            k = next(j for j, d in enumerate(ds) if d is not None)
+            kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
+    if prim.branch is not None:
+        kink |= _branch_rows(prim, node.kwargs, args, moved() if news is None else news, batch, motion)
+    return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
 
 
 def _rows(fn, prim, settings, args, batch):
