@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradrun import engine, primitives, runner, spec
+from gradrun import engine, expr, primitives, runner, spec, tree
 
 LAYERS = Path(__file__).resolve().parents[1] / "experiments" / "layers.yaml"
 
@@ -132,3 +132,24 @@ def test_ties_and_boundaries_are_kinks(tmp_path, text, inputs, at, method):
 def test_away_from_ties_nothing_is_a_kink(tmp_path):
     result = run_expr(tmp_path, "max(X, axis=0) + where(X > 0, X, 0.1 * X)", "{X: [[1, -2], [0.5, 3]]}")
     assert result.passed and {r.status for r in result.records} == {"pass"}
+
+
+COLUMNS = [  # (expression, the text its error must point at, what the error says)
+    ("sum(sigmoid(x[1:4] * y))", "x[1:4] * y", "mul (broadcasting) of shapes (3,) and (2,)"),
+    ("sum(x) + softmax(X, axis=2)", "softmax(X, axis=2)", "axis 2 is out of range for an argument of shape (2, 3)"),
+    ("mean(X) * reshape(X, (4, 2))", "reshape(X, (4, 2))", "cannot reshape 6 elements"),
+    ("sum(X[:, 5])", "X[:, 5]", "index 5 is out of range for axis 1 of length 3"),
+    ("sum(var(x, ddof=4))", "var(x, ddof=4)", "ddof=4 leaves no degrees of freedom over 4 elements"),
+]
+
+
+@pytest.mark.parametrize("text, at, message", COLUMNS, ids=[c[0] for c in COLUMNS])
+def test_shape_errors_point_at_the_call(tmp_path, text, at, message):
+    path = tmp_path / "s.yaml"
+    line = f'    expr: "{text}"'
+    values = {"x": "[1, 2, 3, 4]", "y": "[1, 2]", "X": "[[1, 2, 3], [4, 5, 6]]"}
+    used = ", ".join(f"{k}: {v}" for k, v in values.items() if k in tree.variables(expr.parse(text)))
+    path.write_text("experiments:\n  - name: e\n" + line + "\n    inputs: {" + used + "}\n")
+    (issue,) = spec.validate(path)
+    assert (issue.line, issue.column) == (3, line.index(at) + 1)
+    assert message in issue.message

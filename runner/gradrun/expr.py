@@ -142,7 +142,7 @@ class _Parser:
             return self.fail(node, "operator not allowed", "use + - * / ** @")
         if symbol == "**":
             self.check_exponent(node.right)
-        return Call(OPERATORS[symbol], (left, right))
+        return Call(OPERATORS[symbol], (left, right), column=self.col(node))
 
     def check_exponent(self, node):
         sign_free = node.operand if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) else node

@@ -722,13 +722,21 @@ class _Checker:
             self.add(path, f"chain members take one argument; '{name}' takes {self.arity[name]}",
                      "use expr for functions of several inputs")
             return False
+        needs = [p.name for p in getattr(primitives.PRIMITIVES.get(name), "params", ()) if p.required]
+        if needs and name not in self.functions:
+            self.add(path, f"{name} needs {' and '.join(needs)}, which only an expression can give",
+                     f"write expr: \"{primitives.get(name).signature()}\" with values for them")
+            return False
         return True
 
     def params_of(self, name) -> tuple:
         fn = self.functions.get(name)
         if fn is not None:
             return tuple(fn.params)
-        return ("x",) if self.arity[name] == 1 else ("a", "b")
+        prim = primitives.get(name)
+        if prim.nargs is None:  # concatenate, stack: two inputs, a and b
+            return ("a", "b")
+        return prim.arg_names or primitives.ARG_NAMES[prim.nargs]
 
     def sweep_axes(self, path, sweep, swept_inputs, swept_settings):
         """name -> list of values, in the order written; None after an issue."""
