@@ -31,7 +31,8 @@ def test_integer_labels_are_inputs_but_not_differentiated(layers):
     mlp = layers["mlp-cross-entropy"]
     assert mlp.wrt == ["W1", "b1", "W2"]
     np.testing.assert_array_equal(mlp.points[0].inputs["labels"], [0, 2, 1, 2])
-    assert "mask" not in layers["causal-attention"].wrt
+    assert mlp.integers == ("labels",)
+    assert "mask" not in layers["causal-attention"].wrt and layers["causal-attention"].integers == ("mask",)
 
 
 def gradients(exp, cotangent=None):

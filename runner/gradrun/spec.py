@@ -665,6 +665,7 @@ class _Checker:
             name=data["name"], expr=expr, functions=functions, points=points, wrt=wrt,
             settings=settings, file=self.doc.file, line=line, column=column,
             description=data.get("description", self.source_form(data)),
+            integers=tuple(integers),
         )
 
     @staticmethod
