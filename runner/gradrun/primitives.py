@@ -28,7 +28,6 @@ register into the one ``PRIMITIVES`` table.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -231,8 +230,6 @@ _register(Primitive(
 
 # ---------------------------------------------------------------- more elementwise ops
 
-SQRT_HALF = math.sqrt(0.5)
-
 unary("log1p", np.log1p, lambda x, a: 1 / (1 + x), "log(1 + x)", "1/(1 + x)", domain=(-0.5, 3.0))
 unary("expm1", np.expm1, lambda x, a: np.exp(x), "exp(x) - 1", "exp(x)")
 unary("erf", special.erf, lambda x, a: special.TWO_OVER_SQRT_PI * np.exp(-x * x),
@@ -289,15 +286,19 @@ def _clip_region(x, low, high):
     return (r > high).astype(np.int8) - (r < low)
 
 
+def _clip(x, low, high):
+    """x held within [low, high], in x's own dtype (complex-safe: the bounds are real constants)."""
+    region = _clip_region(x, low, high)
+    return np.where(region == 0, x, np.where(region < 0, low, high)).astype(np.result_type(x, np.float32))
+
+
 def _check_clip(shapes, low, high):
     if not low < high:
         raise ValueError(f"clip needs low < high, got low={low} and high={high}")
 
 
 register(Primitive(
-    "clip", 1,
-    lambda x, low, high: np.where(_clip_region(x, low, high) == 0, x, np.where(np.real(x) < low, low, high)).astype(
-        np.result_type(x, np.float32)),
+    "clip", 1, _clip,
     lambda g, ans, x, low, high: (g * (_clip_region(x, low, high) == 0),),
     lambda t, ans, x, low, high: t[0] * (_clip_region(x, low, high) == 0),
     "min(max(x, low), high)", "1 where low < x < high, else 0 (kinks at low and high)",

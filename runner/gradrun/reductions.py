@@ -44,8 +44,9 @@ def _sum(x, axis, keepdims=False):
 
 
 def reduction(name, forward, vjp, jvp, formula, derivative, params=(AXIS, KEEPDIMS), **kw):
-    register(Primitive(name, 1, forward, vjp, jvp, formula, derivative, kind=kw.pop("kind", "dense"),
-                       params=params, check=_check, batch=_batch, **kw))
+    """A one-argument primitive along axes: checked and batched by its axis argument."""
+    kw = {"kind": "dense", "check": _check, **kw}
+    register(Primitive(name, 1, forward, vjp, jvp, formula, derivative, params=params, batch=_batch, **kw))
 
 
 reduction("sum", lambda x, axis=None, keepdims=False: _sum(x, axis, keepdims),
@@ -80,17 +81,21 @@ def _check_var(shapes, axis=None, ddof=0, **_):
         raise ValueError(f"ddof={ddof} leaves no degrees of freedom over {n} element{'s' * (n != 1)}")
 
 
-for _name, _root in (("var", False), ("std", True)):
-    register(Primitive(
-        _name, 1,
-        (lambda x, axis=None, keepdims=False, ddof=0: np.sqrt(_var(x, axis, keepdims, ddof))) if _root else _var,
-        (lambda g, ans, x, axis=None, keepdims=False, ddof=0, _root=_root:
-            (_expand(g / ans if _root else 2 * g, x, axis, keepdims) * _centered(x, axis) / (_count(x, axis) - ddof),)),
-        (lambda t, ans, x, axis=None, keepdims=False, ddof=0, _root=_root:
-            _sum(_centered(x, axis) * t[0], axis, keepdims) / (_count(x, axis) - ddof) / (ans if _root else 0.5)),
-        "sqrt(sum((x - mean)**2) / (n - ddof))" if _root else "sum((x - mean)**2) / (n - ddof)",
-        "(x - mean) / ((n - ddof) * std)" if _root else "2 * (x - mean) / (n - ddof)",
-        kind="dense", params=(AXIS, KEEPDIMS, DDOF), check=_check_var, batch=_batch))
+def _var_vjp(g, ans, x, axis=None, keepdims=False, ddof=0):
+    return (_expand(2 * g, x, axis, keepdims) * _centered(x, axis) / (_count(x, axis) - ddof),)
+
+
+def _var_jvp(t, ans, x, axis=None, keepdims=False, ddof=0):
+    return 2 * _sum(_centered(x, axis) * t[0], axis, keepdims) / (_count(x, axis) - ddof)
+
+
+reduction("var", _var, _var_vjp, _var_jvp, "sum((x - mean)**2) / (n - ddof) along axis (default: all)",
+          "2 * (x - mean) / (n - ddof)", params=(AXIS, KEEPDIMS, DDOF), check=_check_var)
+reduction("std", lambda x, axis=None, keepdims=False, ddof=0: np.sqrt(_var(x, axis, keepdims, ddof)),
+          lambda g, ans, x, axis=None, keepdims=False, ddof=0: _var_vjp(g / (2 * ans), ans, x, axis, keepdims, ddof),
+          lambda t, ans, x, axis=None, keepdims=False, ddof=0: _var_jvp(t, ans, x, axis, keepdims, ddof) / (2 * ans),
+          "sqrt(var(x)) along axis (default: all)", "(x - mean) / ((n - ddof) * std)",
+          params=(AXIS, KEEPDIMS, DDOF), check=_check_var)
 
 
 # -- max and min: the value at the (real) extreme; ties share the cotangent and are kinks
