@@ -296,9 +296,10 @@ def parse(text: str, functions: Optional[Mapping[str, int]] = None,
           names: Optional[Collection[str]] = None) -> Expr:
     """Parse ``text`` into a tree; raise ``ExprError`` with every problem found.
 
-    ``functions`` maps each callable name to its number of arguments and
-    ``names`` lists the allowed variable names; either may be None to skip
-    that check.
+    ``functions`` maps each callable name to its number of arguments (None:
+    any) and ``names`` lists the allowed variable names; either may be None
+    to skip that check. A built-in's arguments, keywords and static values
+    are checked against its entry in the primitive table.
     """
     if not isinstance(text, str) or not text.strip():
         raise ExprError([Problem(0, "empty expression")])
