@@ -381,19 +381,20 @@ def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None)
     """The output shape of ``expr`` on inputs of ``shapes``; raise ``_Problem`` when they do not fit.
 
     Primitives run their table entry's ``check`` (axes, shapes, sizes), then
-    their forward function on zeros, after a shape rule has made sure the
-    result is not huge; declared functions are followed; python functions are
-    called on zeros. ``values`` gives inputs that are data rather than
-    variables (integer labels, masks) their own values, so that a label out of
-    range is caught too. A problem in the experiment's own expression carries
-    the column of the call it is in.
+    their forward function, after a shape rule has made sure the result is
+    not huge; declared functions are followed. With ``values`` (the declared
+    inputs of one point) everything runs on them, so a user's function is
+    never called on invented inputs (a solve would reject an all-zero matrix)
+    and a label out of one_hot's range is caught; without, on zeros. A
+    problem in the experiment's own expression carries the column of the
+    call it is in.
     """
 
     def run(e, env, own):
         if isinstance(e, Var):
             return env[e.name]
         if isinstance(e, Const):
-            return np.zeros(())
+            return np.asarray(float(e.value)) if values is not None else np.zeros(())
         args = [run(a, env, own) for a in e.args]
         fn = functions.get(e.fn)
         if isinstance(fn, ExprFunction):
@@ -410,12 +411,13 @@ def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None)
                                f"raised {type(err).__name__}: {err}") from None
         return _primitive_shape(e, args, where, column)
 
-    env = {name: np.zeros(shape) for name, shape in shapes.items()} | dict(values or {})
+    env = {name: (np.asarray(values[name], dtype=np.float64) if values is not None and name in values
+                  else np.zeros(shape)) for name, shape in shapes.items()}
     return run(expr, env, True).shape
 
 
 def _primitive_shape(e, args, where, column):
-    """A primitive's value on zero arguments, after its shape rules pass."""
+    """A primitive's value on its arguments, after its shape rules pass."""
     prim = primitives.get(e.fn)
     shapes = [a.shape for a in args]
     try:
@@ -438,6 +440,23 @@ def _primitive_shape(e, args, where, column):
             return np.asarray(prim.forward(*args, **e.kwargs))
         except Exception as err:
             raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(shapes)} fails: {err}", column=column) from None
+
+
+def screen_rows() -> int:
+    """A screen's rows per input and point: one per direction."""
+    from .screen import SCREEN_DIRECTIONS
+
+    return SCREEN_DIRECTIONS
+
+
+def full_check(check: str, entries: int, expr, functions: dict) -> bool:
+    """Whether a point's check is element by element, as the verdict decides it
+    (``verdict.check_point``): full, or auto up to FULL_LIMIT entries, or any user
+    function without a VJP (a screen projects with VJPs)."""
+    from .screen import FULL_LIMIT
+
+    forward_only = any(isinstance(f, PythonFunction) and f.vjp is None for f in _reachable(expr, functions).values())
+    return check == "full" or forward_only or (check == "auto" and entries <= FULL_LIMIT)
 
 
 def _reachable(expr, functions: dict) -> dict:
@@ -801,10 +820,8 @@ class _Checker:
         """Shapes, complex-safety and report size; False after an issue."""
         form = next(k for k in FORMS if k in data)
         shapes = {n: a.shape for n, a in fixed.items()} | {n: () for n in swept_inputs}
-        integers = {n: fixed[n] for n, v in data.get("inputs", {}).items()
-                    if isinstance(v, dict) and "integer" in v and n in fixed}
         try:
-            out_shape = infer_shape(expr, shapes, functions, integers)
+            out_shape = infer_shape(expr, shapes, functions, points[0].inputs if points else dict(fixed))
         except _Problem as p:
             self.add(path + (form,), p.message, p.hint,
                      column_offset=p.column if form == "expr" and p.column is not None else None)
@@ -823,7 +840,9 @@ class _Checker:
                          "declare complex_safe: true if your code takes complex input, or use another method")
                 return False
         per_output = 1 if settings.reduce == "sum" else math.prod(out_shape)
-        rows = len(points) * sum(math.prod(shapes[n]) for n in wrt) * per_output
+        entries = sum(math.prod(shapes[n]) for n in wrt) * per_output
+        rows = len(points) * (entries if full_check(settings.check, entries, expr, functions)
+                              else len(wrt) * screen_rows())
         if settings.order == 2:
             if not self.second_order_ok(path, data, per_output, methods, _reachable(expr, functions)):
                 return False
