@@ -52,7 +52,7 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     elif isinstance(f, (list, tuple)):
         expr = chain(f)
     else:
-        arity = {n: p.nargs for n, p in primitives.PRIMITIVES.items()}
+        arity = {n: primitives.get(n).nargs for n in primitives.names()}
         arity.update({k: len(getattr(v, "params", ())) for k, v in functions.items()})
         if not isinstance(f, str):
             raise TypeError(f"f must be an expression string, a list of function names or a callable, "

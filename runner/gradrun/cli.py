@@ -397,23 +397,25 @@ def validate(specs, no_code, allow_modules):
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="A table for people or JSON for programs.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="A table for people, JSON for programs, or the docs page (docs/builtins.md).")
 def functions(fmt):
-    """List the built-ins with formula and derivative."""
-    rows = [primitives.get(name) for name in primitives.names()]
+    """List the built-ins with how they are called (keyword arguments), formula and derivative."""
+    from . import builtins_doc
+
     if fmt == "json":
-        data = [{"name": p.name, "formula": p.formula, "derivative": p.derivative,
-                 "kinks": list(p.kinks)} for p in rows]
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(builtins_doc.rows(), indent=2))
         return
-    table = [("name", "formula", "derivative")] + [
-        (p.name, p.formula, p.derivative + (f"   (kink at {', '.join(map(str, p.kinks))})" if p.kinks else ""))
-        for p in rows
+    if fmt == "markdown":
+        click.echo(builtins_doc.markdown(), nl=False)
+        return
+    table = [("call", "formula", "derivative")] + [
+        (r["call"], r["formula"], r["derivative"] + (f"   (kink at {', '.join(map(str, r['kinks']))})" if r["kinks"] else ""))
+        for r in builtins_doc.rows()
     ]
     widths = [max(len(row[i]) for row in table) for i in range(2)]
-    for name, formula, derivative in table:
-        click.echo(f"{name.ljust(widths[0])}  {formula.ljust(widths[1])}  {derivative}")
+    for call, formula, derivative in table:
+        click.echo(f"{call.ljust(widths[0])}  {formula.ljust(widths[1])}  {derivative}")
 
 
 @cli.command()

@@ -65,6 +65,7 @@ class Experiment:
     line: int = 0
     column: int = 0
     description: str = ""  # the source form: function, chain or expr, for reports
+    integers: tuple = ()  # inputs given as {integer: ...} (labels, masks): passed, never differentiated
 
     def settings_at(self, point: Point) -> Settings:
         return point.settings or self.settings

@@ -129,7 +129,7 @@ def _alternatives_issues(doc, error, path) -> list:
         if path[:1] == ("functions",):
             return [doc.issue(path, "not a function declaration",
                               "write an expression string, {params: [...], expr: ...}, {python: ..., vjp: ...}, {torch: ...} or {jax: ...}")]
-        known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}"
+        known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}, {integer: [...]}"
         return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}", f"use one of {known}")]
     if error.context:
         deepest = jsonschema.exceptions.best_match(error.context)
@@ -184,7 +184,8 @@ def _schema_error_issues(doc, error) -> list:
 
 # ---------------------------------------------------------------- python functions
 
-# A problem found while resolving: a message and a hint; code references raise the same type.
+# A problem found while resolving: a message, a hint and (for a place inside an
+# expression) a column; code references raise the same type.
 _Problem = usercode.Refused
 import_callable = usercode.resolve  # the one resolver of code references (see gradrun.usercode)
 
@@ -245,6 +246,10 @@ class _Inputs:
     def make(self, path, value, position):
         if isinstance(value, (int, float)):
             return np.asarray(float(value), dtype=np.float64)
+        if isinstance(value, dict) and "integer" in value:  # labels: exact in float64, never differentiated
+            value = value["integer"]
+            if not isinstance(value, list):
+                return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, list):
             try:
                 array = np.asarray(value, dtype=np.float64)
@@ -338,23 +343,27 @@ def _shape_text(shapes) -> str:
 def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None) -> tuple:
     """The output shape of ``expr`` on inputs of ``shapes``; raise ``_Problem`` when they do not fit.
 
-    Primitives run their forward function after a shape rule has made sure
-    the result is not huge; declared functions are followed. With ``values``
-    (the declared inputs of one point) everything runs on them, so a user's
-    function is never called on invented inputs (a solve would reject an
-    all-zero matrix); without, on zeros.
+    Primitives run their table entry's ``check`` (axes, shapes, sizes), then
+    their forward function, after a shape rule has made sure the result is
+    not huge; declared functions are followed. With ``values`` (the declared
+    inputs of one point) everything runs on them, so a user's function is
+    never called on invented inputs (a solve would reject an all-zero matrix)
+    and a label out of one_hot's range is caught; without, on zeros. A
+    problem in the experiment's own expression carries the column of the
+    call it is in.
     """
 
-    def run(e, env):
+    def run(e, env, own):
         if isinstance(e, Var):
             return env[e.name]
         if isinstance(e, Const):
             return np.asarray(float(e.value)) if values is not None else np.zeros(())
-        args = [run(a, env) for a in e.args]
+        args = [run(a, env, own) for a in e.args]
         fn = functions.get(e.fn)
         if isinstance(fn, ExprFunction):
-            return run(fn.body, dict(zip(fn.params, args)))
+            return run(fn.body, dict(zip(fn.params, args)), False)
         where = f"in {tree.render(e)}"
+        column = e.column if own else None
         if isinstance(fn, PythonFunction):
             try:
                 return np.asarray(fn.forward(*args))
@@ -363,29 +372,37 @@ def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None)
             except BaseException as err:
                 raise _Problem(f"{where}: {fn.source} on shapes {_shape_text(a.shape for a in args)} "
                                f"raised {type(err).__name__}: {err}") from None
-        prim = primitives.get(e.fn)
-        try:
-            if prim.kind == "matmul":
-                out = _matmul_shape(args[0].shape, args[1].shape)
-            elif prim.nargs == 2:
-                out = np.broadcast_shapes(args[0].shape, args[1].shape)
-            else:
-                out = args[0].shape
-        except ValueError:
-            what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
-            raise _Problem(f"{where}: {what} of shapes {_shape_text(a.shape for a in args)} does not fit",
-                           "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast") from None
-        if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
-            raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements")
-        with np.errstate(all="ignore"):
-            try:
-                return np.asarray(prim.forward(*args))
-            except Exception as err:
-                raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(a.shape for a in args)} fails: {err}") from None
+        return _primitive_shape(e, args, where, column)
 
     env = {name: (np.asarray(values[name], dtype=np.float64) if values is not None and name in values
                   else np.zeros(shape)) for name, shape in shapes.items()}
-    return run(expr, env).shape
+    return run(expr, env, True).shape
+
+
+def _primitive_shape(e, args, where, column):
+    """A primitive's value on its arguments, after its shape rules pass."""
+    prim = primitives.get(e.fn)
+    shapes = [a.shape for a in args]
+    try:
+        out = prim.check(shapes, **prim.settings(e.params)) if prim.check else None
+        if out is None and prim.kind == "matmul":
+            out = _matmul_shape(shapes[0], shapes[1])
+        elif out is None:  # elementwise ops broadcast; the rest are no larger than their first argument
+            out = np.broadcast_shapes(*shapes) if prim.kind == "elementwise" else shapes[0]
+    except ValueError as err:
+        if prim.check is not None and str(err):
+            raise _Problem(f"{where}: {err}", f"`gradrun functions` shows what {e.fn} takes", column) from None
+        what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
+        raise _Problem(f"{where}: {what} of shapes {_shape_text(shapes)} does not fit",
+                       "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
+    if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
+        raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements",
+                       column=column)
+    with np.errstate(all="ignore"):
+        try:
+            return np.asarray(prim.forward(*args, **e.kwargs))
+        except Exception as err:
+            raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(shapes)} fails: {err}", column=column) from None
 
 
 def screen_rows() -> int:
@@ -659,12 +676,19 @@ class _Checker:
         supplied = fn.defaults if isinstance(fn, PythonFunction) else {}
         given += [n for n in supplied if n not in given]
         expr = self.build_expr(path, data, inputs, given)
+        integers = [n for n in written if isinstance(inputs.get(n), dict) and "integer" in inputs[n]]
+        differentiable = [n for n in written if n not in integers]
         if expr is not None and not given:
             self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
-        wrt = [w for n in data.get("wrt", written)
+        elif expr is not None and not differentiable and "wrt" not in data:
+            self.add(path, "has only integer inputs, so nothing to differentiate", "add inputs or sweep")
+        wrt = [w for n in data.get("wrt", differentiable)
                for w in (list(supplied) if n == "params" and supplied and n not in given else [n])]
         for k, name in enumerate(wrt):
-            if name not in given:
+            if name in integers:
+                self.add(path + ("wrt", k), f"'{name}' is an integer input, which is never differentiated",
+                         "remove it from wrt; integer inputs (labels, indices) are passed to the function as they are")
+            elif name not in given:
                 self.add(path + ("wrt", k), f"wrt names '{name}', which is not an input",
                          exprs.did_you_mean(name, given) or f"inputs: {', '.join(given)}")
 
@@ -694,6 +718,7 @@ class _Checker:
             name=data["name"], expr=expr, functions=functions, points=points, wrt=wrt,
             settings=settings, file=self.doc.file, line=line, column=column,
             description=data.get("description", self.source_form(data)),
+            integers=tuple(integers),
         )
 
     @staticmethod
@@ -751,13 +776,21 @@ class _Checker:
             self.add(path, f"chain members take one argument; '{name}' takes {self.arity[name]}",
                      "use expr for functions of several inputs")
             return False
+        needs = [p.name for p in getattr(primitives.PRIMITIVES.get(name), "params", ()) if p.required]
+        if needs and name not in self.functions:
+            self.add(path, f"{name} needs {' and '.join(needs)}, which only an expression can give",
+                     f"write expr: \"{primitives.get(name).signature()}\" with values for them")
+            return False
         return True
 
     def params_of(self, name) -> tuple:
         fn = self.functions.get(name)
         if fn is not None:
             return tuple(fn.params)
-        return ("x",) if self.arity[name] == 1 else ("a", "b")
+        prim = primitives.get(name)
+        if prim.nargs is None:  # concatenate, stack: two inputs, a and b
+            return ("a", "b")
+        return prim.arg_names or primitives.ARG_NAMES[prim.nargs]
 
     def sweep_axes(self, path, sweep, swept_inputs, swept_settings):
         """name -> list of values, in the order written; None after an issue."""
@@ -826,7 +859,8 @@ class _Checker:
         try:
             out_shape = infer_shape(expr, shapes, functions, points[0].inputs if points else dict(fixed))
         except _Problem as p:
-            self.add(path + (form,), p.message, p.hint)
+            self.add(path + (form,), p.message, p.hint,
+                     column_offset=p.column if form == "expr" and p.column is not None else None)
             return False
         methods = {settings.method} | {p.settings.method for p in points if p.settings}
         if "complex" in methods:

@@ -74,9 +74,9 @@ NO_CODE = Policy(code=False)
 class Refused(Exception):
     """A reference that cannot or may not be resolved; ``message`` and ``hint`` for the user."""
 
-    def __init__(self, message: str, hint: str = ""):
+    def __init__(self, message: str, hint: str = "", column=None):
         super().__init__(message)
-        self.message, self.hint = message, hint
+        self.message, self.hint, self.column = message, hint, column
 
 
 # ---------------------------------------------------------------- where trusted code lives
