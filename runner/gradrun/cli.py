@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, baseline, primitives, report
+from . import __version__, baseline, cli_parallel, primitives, report
 from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -165,15 +165,19 @@ spec_paths = click.argument(
 @click.option("--drift-factor", type=click.FloatRange(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
               show_default=True, metavar="FLOAT",
               help="An error that grew more than this many times (and past a quarter of its tolerance) drifts.")
-def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
-        **settings):
+@cli_parallel.options
+@click.pass_context
+def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
+        jobs, scheduler, shard, merge, **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
     written whole or not at all. All SPECs are validated before anything
     runs: if any is invalid, every error is printed, nothing runs and no
-    report is written (exit 2).
+    report is written (exit 2). -j, --scheduler and --shard change where
+    experiments run, never what the reports say (docs/parallel.md).
     """
+    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None)
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
     if plot:
         _plotting()  # no matplotlib: say so before running, not after
@@ -183,10 +187,8 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, updat
     drifts = None if baseline_path is None or update_baseline else []
     show_progress = sys.stderr.isatty() and not quiet
     results = []
-    for path, spec in loaded:
-        if only and not _matching(spec, only):
-            continue
-        spec_results, ran = _run_one(path, spec, overrides, only, show_progress)
+    for path, spec, spec_results, ran in cli_parallel.outcomes(loaded, overrides, only, show_progress, how,
+                                                                _run_one):
         results += spec_results
         if ran:
             _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet)

@@ -39,14 +39,14 @@ WORST_SHOWN = 5  # entries listed for a failing experiment; never a whole Jacobi
 # --- writing files ---------------------------------------------------------
 
 
-def atomic_write(path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (temporary file, then os.replace)."""
+def atomic_write(path, text) -> None:
+    """Write ``text`` (str, as UTF-8, or bytes) to ``path`` whole or not at all (temporary file, then os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
