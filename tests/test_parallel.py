@@ -6,11 +6,12 @@ thread than on several, so screen.yaml's last digits follow the thread
 count); the other example specs are also compared with a plain serial run.
 """
 
+import functools
 import json
 import os
 import subprocess
 import sys
-import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ ONE_THREAD = {name: "1" for name in parallel.THREAD_VARIABLES}
 
 def gradrun(*args, env=None, cwd=None):
     environ = {**os.environ, "PYTHONPATH": str(SUBJECT), **(env or {})}
-    environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    environ = {k: v for k, v in environ.items() if v is not None and k != "DASK_SCHEDULER_ADDRESS"}
     return subprocess.run([sys.executable, "-m", "gradrun", *map(str, args)], capture_output=True, text=True,
                           env=environ, cwd=cwd, timeout=300)
 
@@ -52,13 +53,21 @@ def summary_without_time(text: str) -> str:
     return "\n".join(line.rsplit(" (", 1)[0] if "experiments:" in line else line for line in text.splitlines())
 
 
-@pytest.fixture(scope="module")
-def serial(tmp_path_factory):
-    """The example specs run serially, one BLAS thread (as workers have): out folder, JUnit, summary."""
-    out = tmp_path_factory.mktemp("serial")
+@functools.cache
+def serial_run() -> tuple:
+    """The example specs run serially, one BLAS thread (as workers have): out folder and JSON summary.
+
+    Made once per test session, for this module's tests and test_parallel_dask's.
+    """
+    out = Path(tempfile.mkdtemp(prefix="gradrun-serial-"))
     done = gradrun(*EXAMPLES, "--out", out, "--junit", out / "junit.xml", "--format", "json", env=ONE_THREAD)
     assert done.returncode == 0, done.stderr
     return out, done.stdout
+
+
+@pytest.fixture
+def serial():
+    return serial_run()
 
 
 def strip_times(summary_json: str):
@@ -108,20 +117,15 @@ def test_two_shards_merged_write_the_serial_bytes(serial, tmp_path):
     assert junit_without_times(tmp_path / "junit.xml") == junit_without_times(expected / "junit.xml")
 
 
-def test_merge_names_a_missing_shard(tmp_path):
+def test_merge_names_a_missing_shard_and_shards_run_with_other_options(tmp_path):
     spec = ROOT / "experiments" / "chain.yaml"
     assert gradrun(spec, "--out", tmp_path / "a", "--shard", "1/3", "-q").returncode == 0
     done = gradrun(spec, "--out", tmp_path / "m", "--merge", tmp_path / "a")
     assert done.returncode == 2
     assert "shard 2, 3 of 3 is missing" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "m").exists()
-
-
-def test_merge_refuses_shards_run_with_other_options(tmp_path):
-    spec = ROOT / "experiments" / "chain.yaml"
-    assert gradrun(spec, "--out", tmp_path / "a", "--shard", "1/1", "--method", "central", "-q").returncode == 0
-    done = gradrun(spec, "--out", tmp_path / "m", "--merge", tmp_path / "a")
-    assert done.returncode == 2 and "--method central" in done.stderr
+    done = gradrun(spec, "--out", tmp_path / "m", "--merge", tmp_path / "a", "--method", "central")
+    assert done.returncode == 2 and "other options (none)" in done.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -144,6 +148,11 @@ def f(x):
     return x * x
 
 def f_vjp(g, x):
+    if multiprocessing.parent_process() is not None:  # a worker's threads are capped
+        from gradrun import verdict
+        want = os.environ["WANT_THREADS"]
+        assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == want, "BLAS threads"
+        assert str(verdict.WORKERS) == want, "gradrun's chunk threads"
     return 2 * g * x
 """
 
@@ -157,6 +166,9 @@ experiments:
   - name: fine
     function: square
     inputs: {x: 2.0}
+  - name: checks-worker-threads
+    function: f
+    inputs: {x: 0.5}
 """
 
 
@@ -167,11 +179,14 @@ def killer_spec(folder: Path) -> Path:
     return folder / "killer.yaml"
 
 
-def test_a_dying_worker_turns_its_unit_into_an_error(tmp_path):
-    done = gradrun(killer_spec(tmp_path / "spec"), "--out", tmp_path / "out", "-j", "2", "--format", "json")
+def test_a_dying_worker_turns_its_unit_into_an_error_and_workers_cap_threads(tmp_path):
+    env = {name: None for name in parallel.THREAD_VARIABLES}  # the caps are gradrun's, not inherited
+    env["WANT_THREADS"] = str(max(1, parallel.cores() // 2))
+    done = gradrun(killer_spec(tmp_path / "spec"), "--out", tmp_path / "out", "-j", "2", "--format", "json", env=env)
     assert done.returncode == 1, done.stderr
     by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
     assert by_name["fine"]["verdict"] == "PASS"
+    assert by_name["checks-worker-threads"]["error"] is None
     assert "worker process died" in by_name["dies-at-3"]["error"]
     rows = (tmp_path / "out" / "killer.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in rows[1:] if r.startswith("dies-at-3")] == ["0", "1"]  # the points before
@@ -245,22 +260,3 @@ def test_thread_caps_are_set_for_workers_and_put_back(monkeypatch):
     with parallel.thread_caps(1):
         assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "7"
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "7"
-
-
-def test_workers_run_with_capped_threads(tmp_path):
-    probe = tmp_path / "probe.py"
-    probe.write_text("import os\nfrom gradrun import verdict\n"
-                     "def f(x):\n    return x * x\n"
-                     "def f_vjp(g, x):\n"
-                     "    want = os.environ['WANT_THREADS']\n"
-                     "    assert os.environ['OPENBLAS_NUM_THREADS'] == os.environ['OMP_NUM_THREADS'] == want\n"
-                     "    assert str(verdict.WORKERS) == want\n"
-                     "    return 2 * g * x\n")
-    (tmp_path / "probe.yaml").write_text('version: 1\nfunctions:\n  f: {python: "probe:f", vjp: "probe:f_vjp"}\n'
-                                         "experiments:\n  - {name: a, function: f, inputs: {x: 1.0}}\n"
-                                         "  - {name: b, function: f, inputs: {x: 2.0}}\n")
-    env = {k: v for k, v in os.environ.items() if k not in parallel.THREAD_VARIABLES}
-    env.update(PYTHONPATH=str(SUBJECT), WANT_THREADS=str(max(1, parallel.cores() // 2)))
-    done = subprocess.run([sys.executable, "-m", "gradrun", str(tmp_path / "probe.yaml"), "--out", str(tmp_path),
-                           "-j", "2"], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr

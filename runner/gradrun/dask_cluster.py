@@ -24,6 +24,7 @@ from . import parallel
 # Folders whose modules are installed packages, not the user's code: they are not shipped.
 INSTALLED = ("site-packages", "dist-packages", ".venv")
 MAX_SHIPPED_BYTES = 16 * 2**20
+CONNECT_TIMEOUT = "5s"  # to reach the scheduler; a wrong address fails fast
 
 
 class ClusterError(Exception):
@@ -71,7 +72,7 @@ def _client(address: str):
     except ImportError:
         raise ClusterError("--scheduler needs Dask: pip install 'gradrun[dask]'") from None
     try:
-        return Client(address, timeout="10s", set_as_default=False)
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as error:
         raise ClusterError(f"no Dask scheduler answers at {address}: {error}") from None
 
@@ -83,23 +84,42 @@ def worker_count(address: str) -> int:
 
 
 def execute(address: str, chosen, units, overrides):
-    """``(unit, result)`` for every unit, as the cluster finishes them."""
-    from distributed import as_completed
+    """``(unit, result)`` for every unit, as the cluster finishes them.
 
+    A worker that dies takes every unit queued on it down with it; those
+    units are run again one at a time, so only the one that kills its worker
+    again becomes an ERROR.
+    """
     sources = {spec_no: source_of(spec.path) for spec_no, spec, _ in chosen}
     with _client(address) as client:
-        futures = {client.submit(remote_unit, sources[u.spec], u, overrides, pure=False,
-                                 key=f"gradrun-{u.name}-{u.start}-{os.urandom(6).hex()}"): u
-                   for u in units}
-        for future in as_completed(futures):
-            unit = futures[future]
-            try:
-                result = future.result()
-            except Exception as error:  # KilledWorker when its worker died; whatever the task raised
-                why = ("its Dask worker died while checking it" if type(error).__name__ == "KilledWorker"
-                       else f"{type(error).__name__}: {error}")
-                result = parallel.failed(unit, why)
-            yield unit, result
+        def submit(unit):
+            return client.submit(remote_unit, sources[unit.spec], unit, overrides, pure=False,
+                                 key=f"gradrun-{unit.name}-{unit.start}-{os.urandom(6).hex()}")
+
+        suspects = []
+        for unit, result in _finished(client, {submit(u): u for u in units}):
+            if result is _DIED:
+                suspects.append(unit)
+            else:
+                yield unit, result
+        for unit in suspects:
+            for unit, result in _finished(client, {submit(unit): unit}):
+                yield unit, parallel.failed(unit, "its Dask worker died while checking it") if result is _DIED else result
+
+
+_DIED = object()  # the unit's worker died under it
+
+
+def _finished(client, futures):
+    from distributed import as_completed
+
+    for future in as_completed(futures, loop=client.loop):
+        unit = futures[future]
+        try:
+            yield unit, future.result()
+        except Exception as error:  # KilledWorker when its worker died; whatever the task raised
+            yield unit, _DIED if type(error).__name__ == "KilledWorker" else parallel.failed(
+                unit, f"{type(error).__name__}: {error}")
 
 
 _LOADED: dict = {}  # on a worker: SpecSource digest -> Spec
@@ -111,6 +131,7 @@ def remote_unit(source: SpecSource, unit, overrides):
     if key not in _LOADED:
         from . import spec as spec_module
 
+        parallel.start_worker(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
         _LOADED[key] = spec_module.load_spec(materialize(source))
     return parallel.run_unit(_LOADED[key], unit, overrides)
 

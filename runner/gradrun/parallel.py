@@ -176,7 +176,7 @@ def thread_caps(threads: int):
             os.environ.pop(name, None)
 
 
-def _start_worker(threads: int) -> None:
+def start_worker(threads: int) -> None:
     """Runs first in every worker: gradrun's own chunk threads follow the same cap."""
     from . import verdict
 
@@ -219,7 +219,7 @@ def _executor(jobs: int, threads: int):
 
     # spawn, not fork: a fresh interpreter reads the thread caps before numpy starts its pools
     return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(threads,))
+                               initializer=start_worker, initargs=(threads,))
 
 
 def _drain(pool, queue, paths, overrides, ahead: int):
