@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from gradrun import parallel, shards, spec as spec_module
+from gradrun import parallel, shards, spec as spec_module, threads
 from gradrun.model import ExperimentResult, Record
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "experiments").glob("*.yaml"))
 SUBJECT = Path(__file__).resolve().parents[1] / "runner"
 RUN_RECORD_VOLATILE = ("finished", "command", "seconds")
-ONE_THREAD = {name: "1" for name in parallel.THREAD_VARIABLES}
+ONE_THREAD = {name: "1" for name in threads.THREAD_VARIABLES}
 
 
 def gradrun(*args, env=None, cwd=None):
@@ -149,9 +149,10 @@ def f(x):
 
 def f_vjp(g, x):
     if multiprocessing.parent_process() is not None:  # a worker's threads are capped
-        from gradrun import verdict
+        from gradrun import threads, verdict
         want = os.environ["WANT_THREADS"]
-        assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == want, "BLAS threads"
+        assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == want, "BLAS variables"
+        assert threads.blas_threads() in (None, int(want)), "BLAS threads"
         assert str(verdict.WORKERS) == want, "gradrun's chunk threads"
     return 2 * g * x
 """
@@ -180,8 +181,8 @@ def killer_spec(folder: Path) -> Path:
 
 
 def test_a_dying_worker_turns_its_unit_into_an_error_and_workers_cap_threads(tmp_path):
-    env = {name: None for name in parallel.THREAD_VARIABLES}  # the caps are gradrun's, not inherited
-    env["WANT_THREADS"] = str(max(1, parallel.cores() // 2))
+    env = {name: None for name in threads.THREAD_VARIABLES}  # the caps are gradrun's, not inherited
+    env["WANT_THREADS"] = str(max(1, threads.cores() // 2))
     done = gradrun(killer_spec(tmp_path / "spec"), "--out", tmp_path / "out", "-j", "2", "--format", "json", env=env)
     assert done.returncode == 1, done.stderr
     by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
@@ -254,9 +255,21 @@ def test_shard_files_hold_only_records(tmp_path):
         shards.read(bad)
 
 
+def test_blas_threads_are_capped_in_a_running_process():
+    code = ("import numpy\nfrom gradrun import threads\nbefore = threads.blas_threads()\nthreads.cap_process(1)\n"
+            "print(before, threads.blas_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**env, "PYTHONPATH": str(SUBJECT)})
+    before, after = done.stdout.split()
+    if before == "None":
+        pytest.skip("this numpy's BLAS does not say how many threads it runs")
+    assert (int(before), int(after)) == (threads.cores(), 1)
+
+
 def test_thread_caps_are_set_for_workers_and_put_back(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "7")
-    with parallel.thread_caps(1):
+    with threads.env_caps(1):
         assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "7"
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "7"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import parallel, report, shards
+from . import parallel, report, shards, threads
 
 
 class Jobs(click.ParamType):
@@ -27,7 +27,7 @@ class Jobs(click.ParamType):
         if isinstance(value, int):
             return value
         if value == "auto":
-            return parallel.cores()
+            return threads.cores()
         if not value.isdigit() or int(value) < 1:
             self.fail(f"{value!r} is neither 'auto' nor a positive whole number", param, ctx)
         return int(value)

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import parallel
+from . import parallel, threads
 
 # Folders whose modules are installed packages, not the user's code: they are not shipped.
 INSTALLED = ("site-packages", "dist-packages", ".venv")
@@ -131,7 +131,7 @@ def remote_unit(source: SpecSource, unit, overrides):
     if key not in _LOADED:
         from . import spec as spec_module
 
-        parallel.start_worker(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
+        threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
         _LOADED[key] = spec_module.load_spec(materialize(source))
     return parallel.run_unit(_LOADED[key], unit, overrides)
 

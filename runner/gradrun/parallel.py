@@ -8,29 +8,26 @@ serial run makes for the same points. ``assemble`` joins an experiment's
 units back in point order, exactly as the serial loop would have produced
 them, and ``run`` hands each spec's results back in spec order.
 
-Workers never receive function objects: a local worker loads the spec file
-itself (once per process); a Dask worker receives the spec's text and the
+Workers never receive function objects: a local worker is forked with the
+specs already loaded (or, where forking is unsafe, loads the spec file
+itself, once per process); a Dask worker receives the spec's text and the
 user's modules (``gradrun.dask_cluster``). Results travel back pickled.
+Each local worker caps its threads (``gradrun.threads``) so that N workers
+share the cores rather than each taking all of them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
+import sys
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
-from . import runner
+from . import runner, threads
 from .model import ExperimentResult
 
-# Read once, when a library starts its thread pool: they must be in a worker's
-# environment before it imports numpy (or torch), so they are set before it starts.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 UNITS_PER_WORKER = 2  # a sweep is cut into about this many slices per worker, to even out the load
 IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
 
@@ -44,13 +41,6 @@ class Unit:
     start: int
     stop: int
     name: str  # the experiment's name, for progress and errors
-
-
-def cores() -> int:
-    """The cores this process may run on (``-j auto``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def plan(chosen, workers: int) -> list:
@@ -113,8 +103,7 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
 
         finished = dask_cluster.execute(scheduler, chosen, units, overrides)
     elif jobs > 1:
-        paths = {spec_no: spec.path for spec_no, spec, _ in chosen}
-        finished = _pool(units, paths, overrides, jobs)
+        finished = _pool(units, {spec_no: spec for spec_no, spec, _ in chosen}, overrides, jobs)
     else:
         specs = {spec_no: spec for spec_no, spec, _ in chosen}
         finished = ((u, run_unit(specs[u.spec], u, overrides)) for u in units)
@@ -156,34 +145,11 @@ def _spec_results(spec, spec_no, positions, units, parts) -> list:
 
 # --- worker processes on this machine ------------------------------------------
 
+# Frameworks that run thread pools of their own: a process that has loaded
+# one is not forked (a forked child may deadlock on their locks), it spawns.
+FORK_UNSAFE = ("torch", "jax", "tensorflow")
 
-@contextlib.contextmanager
-def thread_caps(threads: int):
-    """Cap the thread pools of processes started inside: BLAS, OpenMP and XLA each to ``threads``.
-
-    Only variables the user has not set are touched, and they are put back
-    on leaving; this process's own libraries, already loaded, are unaffected.
-    """
-    wanted = {name: str(threads) for name in THREAD_VARIABLES}
-    if threads == 1:
-        wanted["XLA_FLAGS"] = XLA_ONE_THREAD
-    added = [name for name in wanted if name not in os.environ]
-    os.environ.update({name: wanted[name] for name in added})
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
-def start_worker(threads: int) -> None:
-    """Runs first in every worker: gradrun's own chunk threads follow the same cap."""
-    from . import verdict
-
-    verdict.WORKERS = threads
-
-
-_LOADED: dict = {}  # in a worker: spec path -> Spec, each file loaded once per process
+_LOADED: dict = {}  # in a worker: spec path -> Spec, inherited when forked, else loaded once
 
 
 def _local_unit(path: str, unit: Unit, overrides) -> ExperimentResult:
@@ -194,7 +160,7 @@ def _local_unit(path: str, unit: Unit, overrides) -> ExperimentResult:
     return run_unit(_LOADED[path], unit, overrides)
 
 
-def _pool(units, paths, overrides, jobs: int):
+def _pool(units, specs, overrides, jobs: int):
     """``(unit, result)`` as workers finish them; a worker that dies costs only its own unit.
 
     A dead worker breaks the whole pool: the units it had in flight are run
@@ -202,24 +168,30 @@ def _pool(units, paths, overrides, jobs: int):
     named in an ERROR and the others still report.
     """
     queue, suspects = deque(units), []
-    threads = max(1, cores() // jobs)
-    with thread_caps(threads):
-        while queue:
-            with _executor(jobs, threads) as pool:
-                suspects += yield from _drain(pool, queue, paths, overrides, IN_FLIGHT_PER_WORKER * jobs)
-        for unit in suspects:
-            with _executor(1, threads) as pool:
-                orphans = yield from _drain(pool, deque([unit]), paths, overrides, 1)
-            for lost in orphans:
-                yield lost, failed(lost, "its worker process died while checking it")
+    paths = {spec_no: spec.path for spec_no, spec in specs.items()}
+    per_worker = max(1, threads.cores() // jobs)
+    _LOADED.update({spec.path: spec for spec in specs.values()})  # a forked worker starts with them
+    try:
+        with threads.env_caps(per_worker):
+            while queue:
+                with _executor(jobs, per_worker) as pool:
+                    suspects += yield from _drain(pool, queue, paths, overrides, IN_FLIGHT_PER_WORKER * jobs)
+            for unit in suspects:
+                with _executor(1, per_worker) as pool:
+                    orphans = yield from _drain(pool, deque([unit]), paths, overrides, 1)
+                for lost in orphans:
+                    yield lost, failed(lost, "its worker process died while checking it")
+    finally:
+        _LOADED.clear()
 
 
-def _executor(jobs: int, threads: int):
+def _executor(jobs: int, per_worker: int):
+    """Worker processes: forked, so they start with the loaded specs; spawned when forking is unsafe."""
     import multiprocessing
 
-    # spawn, not fork: a fresh interpreter reads the thread caps before numpy starts its pools
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=start_worker, initargs=(threads,))
+    fork = "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in FORK_UNSAFE)
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
+                               initializer=threads.cap_process, initargs=(per_worker,))
 
 
 def _drain(pool, queue, paths, overrides, ahead: int):
