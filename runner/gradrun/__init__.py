@@ -18,16 +18,17 @@ __version__ = "0.1.0"
 from .model import ExperimentResult, Record, Settings, SpecError  # noqa: E402
 
 
-def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, complex_safe: bool = False,
+def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_safe: bool = False,
           functions: dict | None = None, name: str = "check", **settings) -> ExperimentResult:
     """Check the gradient of ``f`` at ``inputs``, element by element.
 
     ``f`` is an expression string (as in a spec's ``expr:``), a list of
     one-argument function names (a chain, over input ``x``), or a Python
     callable with a hand-written ``vjp(cotangent, *inputs)`` (and optionally
-    ``jvp(tangents, *inputs)``); its parameter names are the input names.
-    ``settings`` are the spec's keys: method, step, rtol, atol, dtype, check,
-    seed, reduce. Returns an ``ExperimentResult`` whose ``records`` hold one
+    ``jvp(tangents, *inputs)``, and for ``order=2`` ``hvp(cotangent, tangents,
+    *inputs)``: see ``gradrun.second_order``); its parameter names are the
+    input names. ``settings`` are the spec's keys: method, step, rtol, atol,
+    dtype, check, seed, reduce, order. Returns an ``ExperimentResult`` whose ``records`` hold one
     row per checked Jacobian element.
     """
     import numpy as np
@@ -40,7 +41,8 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, complex_safe: bool =
 
     functions = dict(functions or {})
     if callable(f):
-        fn = PythonFunction(getattr(f, "__name__", "f"), python_params(f), f, vjp, jvp, complex_safe)
+        fn = PythonFunction(getattr(f, "__name__", "f"), python_params(f), f, vjp, jvp, complex_safe,
+                            hvp=hvp)
         functions[fn.name] = fn
         expr = Call(fn.name, tuple(Var(p) for p in fn.params))
     elif isinstance(f, (list, tuple)):

@@ -90,9 +90,17 @@ class Drift:
 # --- the stored form ---------------------------------------------------------
 
 
+def _element(r: Record) -> str:
+    """The element's stored name; a second-order entry names both coordinates (H[x,y]; a
+    symmetry row S[x,y]), so that every Hessian entry has a key of its own."""
+    if r.order == 1:
+        return r.element
+    return f"{'S' if r.check == 'symmetry' else 'H'}[{r.element},{r.element2}]"
+
+
 def _key(row) -> tuple:
     if isinstance(row, Record):
-        return (row.point, row.input, row.index, row.output, row.element)
+        return (row.point, row.input, row.index, row.output, _element(row))
     return (row["point"], row["input"], row["index"], row["output"], row["element"])
 
 
@@ -110,7 +118,7 @@ def baseline_data(spec_path, results, spec_sha256: str = "") -> dict:
             "error": result.error,
             "elements": [
                 {"point": r.point, "input": r.input, "index": r.index, "output": r.output,
-                 "element": r.element, "status": r.status, "abs_error": _number(r.abs_error),
+                 "element": _element(r), "status": r.status, "abs_error": _number(r.abs_error),
                  "tolerance": _number(r.tolerance)}
                 for r in result.records
             ],
@@ -209,7 +217,7 @@ def _element_drifts(old_rows, result: ExperimentResult, file, factor, fraction) 
         key = _key(r)
         seen.add(key)
         old = before.get(key)
-        where = dict(element=r.element, point=r.point, input=r.input, index=r.index, output=r.output,
+        where = dict(element=_element(r), point=r.point, input=r.input, index=r.index, output=r.output,
                      after=r.abs_error, tolerance=r.tolerance, status_after=r.status)
         if old is None:
             drifts.append(Drift("new-element", file, result.name, result.line, **where))

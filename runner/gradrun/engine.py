@@ -141,8 +141,12 @@ def _apply(node: Node, args):
     return np.asarray(primitives.get(node.op).forward(*args))
 
 
-def evaluate(graph: Graph, values: dict, dtype=np.float64) -> list:
-    """Every node's primal value, inputs cast to ``dtype``."""
+def evaluate(graph: Graph, values: dict, dtype=np.float64, apply=None) -> list:
+    """Every node's primal value, inputs cast to ``dtype``.
+
+    ``apply(node, args)``, when given, evaluates the user's Python functions
+    instead of calling them as they are (second order carries tangents through them).
+    """
     vals: list = [None] * len(graph.nodes)
     with np.errstate(all="ignore"):
         for i, node in enumerate(graph.nodes):
@@ -151,7 +155,8 @@ def evaluate(graph: Graph, values: dict, dtype=np.float64) -> list:
             elif node.op is None and node.fn is None:
                 vals[i] = np.asarray(values[node.name], dtype=dtype)
             else:
-                vals[i] = _apply(node, [vals[a] for a in node.args])
+                vals[i] = (apply if apply is not None and node.fn is not None else _apply)(
+                    node, [vals[a] for a in node.args])
     return vals
 
 
@@ -192,8 +197,12 @@ def _node_vjp(node: Node, g, ans, args) -> tuple:
     return out
 
 
-def vjp(graph: Graph, vals: list, cotangent) -> dict:
-    """Reverse mode: the cotangent of every input, given the output's cotangent."""
+def vjp(graph: Graph, vals: list, cotangent, node_vjp=None) -> dict:
+    """Reverse mode: the cotangent of every input, given the output's cotangent.
+
+    ``node_vjp(node, g, ans, args)``, when given, replaces the user's VJP rules
+    (as ``apply`` does in ``evaluate``).
+    """
     ct: list = [None] * len(graph.nodes)
     ct[graph.output] = np.asarray(cotangent, dtype=vals[graph.output].dtype)
     with np.errstate(all="ignore"):
@@ -202,7 +211,8 @@ def vjp(graph: Graph, vals: list, cotangent) -> dict:
             if g is None or not node.args:
                 continue
             args = [vals[a] for a in node.args]
-            for a, ga in zip(node.args, _node_vjp(node, g, vals[i], args)):
+            rule = node_vjp if node_vjp is not None and node.fn is not None else _node_vjp
+            for a, ga in zip(node.args, rule(node, g, vals[i], args)):
                 if ga is None or not graph.needs[a]:
                     continue
                 try:

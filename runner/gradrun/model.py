@@ -31,6 +31,7 @@ class Settings:
     check: str = "auto"
     seed: int = 0
     reduce: Optional[str] = None  # None or "sum"
+    order: int = 1  # 1: the Jacobian; 2: the Hessian of a scalar output (see gradrun.hessian)
 
     def updated(self, **changes) -> "Settings":
         known = {f.name for f in fields(self)}
@@ -100,6 +101,12 @@ class Record:
     dtype: str = "float64"
     check: str = "full"
     coords: dict = field(default_factory=dict)
+    # second order: the entry d2 f / d input[index] d input2[index2]; first order leaves them empty
+    order: int = 1
+    input2: str = ""
+    index2: int = -1
+    element2: str = ""
+    gradient: float = float("nan")  # second order: the first derivative d f / d input[index] at the point
 
     def as_row(self) -> dict:
         """The record as one flat CSV row: its fields, then ``sweep_<name>`` per swept coordinate."""

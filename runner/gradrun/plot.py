@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import numeric
+from .plot_second_order import plot_second_order_curve
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'gradrun[plot]'"
 
@@ -79,7 +80,8 @@ def plot_report(df, out_dir) -> list:
     for name, rows in df.groupby("experiment", sort=False):
         rows = rows.reset_index(drop=True)
         if swept_input(rows):
-            written += plot_curve(rows, out_dir)
+            second = "order" in rows and (rows["order"] == 2).all()
+            written += (plot_second_order_curve if second else plot_curve)(rows, out_dir)
         if "sweep_step" in rows and rows["sweep_step"].notna().any():
             written += plot_step_study(rows, out_dir)
         written += plot_errors(rows, out_dir)

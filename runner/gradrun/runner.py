@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import time
 
-from . import engine
+from . import engine, hessian
 from .verdict import check_point
 from .model import Experiment, ExperimentResult, Spec
 from .tree import Call
@@ -34,7 +34,8 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             settings = exp.settings_at(point).updated(**overrides)
             check_mode = settings.check
             at = f"point {point.index}, " if len(exp.points) > 1 else ""
-            records.extend(check_point(
+            checker = hessian.check_point if settings.order == 2 else check_point
+            records.extend(checker(
                 graph, point.inputs, exp.wrt, settings, experiment=exp.name, point=point.index,
                 coords=point.coords,
                 tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))

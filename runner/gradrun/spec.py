@@ -23,7 +23,7 @@ import jsonschema
 import numpy as np
 
 from . import expr as exprs
-from . import primitives, tree, yamlload
+from . import hessian, primitives, tree, yamlload
 from .model import METHODS, Experiment, Issue, Point, Settings, Spec, SpecError
 from .tree import Call, Const, ExprFunction, PythonFunction, Var
 
@@ -34,7 +34,7 @@ MAX_INTERMEDIATE_ELEMENTS = 10_000_000  # elements of any value computed from th
 MAX_SWEEP_POINTS = 10_000  # points of one experiment (the product of the swept lengths)
 MAX_REPORT_ROWS = 2_000_000  # rows one experiment may add to a report
 
-SETTING_KEYS = ("method", "step", "rtol", "atol", "dtype", "check", "seed")
+SETTING_KEYS = ("method", "step", "rtol", "atol", "dtype", "check", "seed", "order")
 SWEPT_SETTINGS = ("step", "method")  # sweep keys that mean settings, not inputs
 FORMS = ("function", "chain", "expr")
 SEQUENCES = ("linspace", "range", "logspace")
@@ -522,13 +522,13 @@ class _Checker:
 
     def python_function(self, name, decl, path):
         refs = {}
-        for key in ("python", "vjp", "jvp"):
+        for key in ("python", "vjp", "jvp", "hvp"):
             if key in decl:
                 try:
                     refs[key] = import_callable(decl[key], self.spec_dir)
                 except _Problem as p:
                     self.add(path + (key,), p.message, p.hint)
-        if "python" not in refs or len(refs) < len([k for k in ("python", "vjp", "jvp") if k in decl]):
+        if "python" not in refs or len(refs) < len([k for k in ("python", "vjp", "jvp", "hvp") if k in decl]):
             return None
         if "vjp" not in refs and "jvp" not in refs:
             self.add(path, f"python function '{name}' needs a 'vjp' (or 'jvp')",
@@ -543,7 +543,7 @@ class _Checker:
             self.add(path + ("python",), f"'{decl['python']}' takes no positional parameters")
             return None
         return PythonFunction(name, params, refs["python"], refs.get("vjp"), refs.get("jvp"),
-                              bool(decl.get("complex_safe", False)), decl["python"])
+                              bool(decl.get("complex_safe", False)), decl["python"], hvp=refs.get("hvp"))
 
     def check_recursion(self):
         graph = {n: [c for c in tree.calls(f.body) if c in self.functions]
@@ -789,11 +789,38 @@ class _Checker:
                 return False
         per_output = 1 if settings.reduce == "sum" else math.prod(out_shape)
         rows = len(points) * sum(math.prod(shapes[n]) for n in wrt) * per_output
+        if settings.order == 2:
+            if not self.second_order_ok(path, data, per_output, methods, _reachable(expr, functions)):
+                return False
+            entries = sum(math.prod(shapes[n]) for n in wrt) ** 2
+            rows = len(points) * (entries if settings.check == "full" else min(entries, hessian.FULL_LIMIT))
         if rows > MAX_REPORT_ROWS:
             self.add(path, f"the report would have {rows} rows, more than {MAX_REPORT_ROWS}",
                      "use reduce: sum, fewer wrt inputs, smaller inputs or a coarser sweep")
             return False
         return True
+
+
+    def second_order_ok(self, path, data, per_output, methods, reach) -> bool:
+        """order: 2 needs a scalar output, a numeric method other than complex, and user
+        functions it can differentiate twice."""
+        ok = True
+        if per_output != 1:
+            self.add(path + ("order",) if "order" in data else path, "order: 2 needs a scalar output",
+                     "add reduce: sum to check the Hessian of the sum of the outputs")
+            ok = False
+        if "complex" in methods:
+            self.add(path + ("method",) if "method" in data else path,
+                     "method complex of the gradient is the analytic side itself at order: 2",
+                     "use central, central4, richardson or auto")
+            ok = False
+        for name, fn in sorted(reach.items()):
+            if isinstance(fn, PythonFunction) and fn.hvp is None and not fn.complex_safe:
+                self.add(("functions", name), f"python function '{name}' needs an 'hvp' rule for order: 2",
+                         "hvp(cotangent, tangents, *inputs) -> one block per input, or complex_safe: true "
+                         "if its vjp takes complex input", key=True)
+                ok = False
+        return ok
 
 
 # ---------------------------------------------------------------- entry points

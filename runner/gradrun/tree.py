@@ -73,6 +73,7 @@ class PythonFunction:
     complex_safe: bool = False
     source: str = ""  # "module:callable", for messages
     forward_batch: Callable | None = None
+    hvp: Callable | None = None  # (cotangent, tangents, *primals) -> one block per input; see second_order
 
     @property
     def nargs(self) -> int:

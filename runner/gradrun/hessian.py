@@ -1,0 +1,276 @@
+"""Checking second derivatives: every Hessian entry (or Hessian-vector products), numeric beside analytic.
+
+The numeric side differentiates the exact analytic gradient once more, column
+by column: column j of the Hessian is the derivative of the gradient along
+x_j, taken with ``gradrun.numeric``'s stencils, step rules and Richardson
+extrapolation, exactly as first order differentiates f (central differences
+of an exact gradient are far more accurate than second differences of f).
+The analytic side is ``gradrun.second_order``'s forward-over-reverse HVP.
+
+The pass rule per entry H[i, j] is first order's, with the gradient in the
+place of f: ``atol + rtol * |numeric| + 2 * error_estimate + floor``, where
+atol is the dtype's ``atol_scale`` times the largest entry of Hessian row i,
+the estimate holds the method's own (Richardson's) plus the round-off of the
+gradient differences, and the floor is ``ROUNDOFF_FLOOR * eps * |gradient| /
+max(1, |x_j|)``. A first pass by central differences (``auto``) is confirmed by
+Richardson before an entry is called a failure. A column whose step reached a
+kink of a primitive (relu at 0) is a ``kink`` where it disagrees.
+
+Where the analytic side is a black box (a user's ``hvp:``), the analytic
+Hessian's symmetry is a check of its own: rows with ``check: symmetry`` compare
+H[i, j] (analytic) with H[j, i] (in the numeric column).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import engine, numeric, second_order
+from .hessian_screen import screen_hessian
+from .model import Record, Settings
+
+FULL_LIMIT = 250_000  # Hessian entries up to which check: auto checks every entry
+CONFIRM = "richardson"
+NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+class HessianError(ValueError):
+    """A point whose second derivatives cannot be checked as asked."""
+
+
+class Problem:
+    """One point's second-order problem: the graph, the point, the flat layout of the wrt inputs."""
+
+    def __init__(self, graph, inputs: dict, wrt, settings: Settings):
+        self.graph, self.wrt, self.settings = graph, list(wrt), settings
+        dtype = NUMPY_DTYPES[settings.dtype]
+        self.values = {k: np.asarray(v, dtype=dtype).astype(np.float64) for k, v in inputs.items()}
+        self.vals = engine.evaluate(graph, self.values)
+        if self.vals[graph.output].size != 1:
+            raise HessianError("order: 2 needs a scalar output (add reduce: sum to check the sum's Hessian)")
+        second_order.check_orderable(graph)
+        self.x = np.concatenate([np.ravel(self.values[n]) for n in self.wrt])
+        self.owner = np.concatenate([np.full(np.size(self.values[n]), k) for k, n in enumerate(self.wrt)])
+        self.local = np.concatenate([np.arange(np.size(self.values[n])) for n in self.wrt])
+        self.g0 = second_order.gradient(graph, self.values, self.wrt)
+        self.eps = numeric.EPS["float64"]
+        self.magnitude = max(float(np.max(np.abs(self.g0), initial=0.0)), self.eps)
+        kinky = [(i, node) for i, node in enumerate(graph.nodes) if node.op and engine.primitives.get(node.op).kinks]
+        self.kink_args = [(i, a, k) for i, node in kinky if graph.needs[i]
+                          for a in node.args for k in engine.primitives.get(node.op).kinks]
+
+    @property
+    def size(self) -> int:
+        return len(self.x)
+
+    def moved(self, offsets_by_row):
+        """The inputs moved by each row of (B, N) offsets, one dict per row."""
+        out = []
+        for off in offsets_by_row:
+            vals, at = dict(self.values), 0
+            for name in self.wrt:
+                size = np.size(self.values[name])
+                vals[name] = self.values[name] + off[at:at + size].reshape(np.shape(self.values[name]))
+                at += size
+            out.append(vals)
+        return out
+
+    def delta_along(self, directions):
+        """A numeric.py delta function: (offsets (B,)) -> gradient deltas (B, N) along each direction,
+        and which rows reached or crossed a kink of a primitive."""
+        def delta(offsets):
+            rows, kinks = [], []
+            for values in self.moved(np.asarray(offsets)[:, None] * directions):
+                vals = engine.evaluate(self.graph, values)
+                grads = engine.vjp(self.graph, vals, np.ones_like(vals[self.graph.output]))
+                rows.append(np.concatenate([np.ravel(grads[n]) for n in self.wrt]) - self.g0)
+                kinks.append(self.kinked(vals))
+            return np.stack(rows), np.array(kinks)
+        return delta
+
+    def kinked(self, vals) -> bool:
+        """Whether the point evaluated as ``vals`` is across (or on) a kink of a primitive from this one."""
+        for i, a, k in self.kink_args:
+            base, new = np.real(self.vals[a]) - k, np.real(vals[a]) - k
+            if np.any((base * new <= 0) & (base != new)):
+                return True
+        return False
+
+    def unit(self, j):
+        """The direction of x_j alone, as one row."""
+        e = np.zeros((1, self.size))
+        e[0, j] = 1.0
+        return e
+
+    def numeric_columns(self, method, step, columns):
+        """Hessian columns by differences of the gradient: (value (N, C), estimate, kink (C,), step (C,))."""
+        h = numeric.steps(method, self.x[columns], step, self.eps)
+        parts = [numeric.derivative(self.delta_along(self.unit(j)), method, h[c:c + 1])
+                 for c, j in enumerate(columns)]
+        value = np.concatenate([p[0] for p in parts]).T
+        est = np.concatenate([p[1] for p in parts]).T
+        kink = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, bool)
+        used = np.concatenate([np.atleast_1d(p[3]) for p in parts]) if parts else np.zeros(0)
+        return value, est, kink, used
+
+    def tolerance(self, num, est, ana, method, used, columns, dtype):
+        """The pass bound of every entry of the columns (see the module's docstring)."""
+        scale = np.max(np.where(np.isfinite(num), np.abs(num), 0), axis=1, keepdims=True)
+        scale = np.maximum(scale, np.max(np.where(np.isfinite(ana), np.abs(ana), 0), axis=1, keepdims=True))
+        mags = np.full(self.size, self.magnitude)
+        noise = np.zeros(num.shape)
+        for m in set(method):
+            at = method == m
+            noise[:, at] = numeric.roundoff(m, self.eps, mags, used[at])
+        total = np.nan_to_num(est, nan=0.0) + noise
+        floor = numeric.ROUNDOFF_FLOOR * numeric.EPS[dtype] * self.magnitude / np.maximum(1.0, np.abs(self.x[columns]))
+        return numeric.tolerance(scale, num, total, dtype, self.settings) + floor[None, :]
+
+
+def resolve_method(method: str) -> str:
+    if method == "complex":
+        raise HessianError("method 'complex' of the gradient is the analytic side itself at order: 2 "
+                           "(choose central, central4, richardson or auto)")
+    return "central" if method == "auto" else method
+
+
+def check_columns(prob: Problem, columns, tick=None) -> dict:
+    """Every entry of Hessian columns ``columns``, numeric beside analytic: a dict of (N, C) arrays."""
+    settings = prob.settings
+    columns = np.asarray(columns, dtype=np.int64)
+    method = resolve_method(settings.method)
+    ana = second_order.hessian_columns(prob.graph, prob.values, prob.wrt, columns)
+    ana32 = None
+    if settings.dtype == "float32":
+        ana32 = second_order.hessian_columns(prob.graph, prob.values, prob.wrt, columns, np.float32)
+    num, est, kink, used = prob.numeric_columns(method, settings.step, columns)
+    methods = np.full(len(columns), method, dtype=object)
+
+    def verdict(estimate=None):
+        estimate = est if estimate is None else estimate
+        tol = prob.tolerance(num, estimate, ana, methods, used, columns, "float64")
+        bad = ~(np.abs(ana - num) <= tol)
+        if ana32 is not None:
+            tol = prob.tolerance(num, estimate, ana32, methods, used, columns, "float32")
+            bad |= ~(np.abs(ana32 - num) <= tol)
+        return bad, tol
+
+    bad, tol = verdict()
+    again = np.flatnonzero(bad.any(axis=0))
+    if len(again) and method != CONFIRM:  # a failure never rests on a rough difference
+        r_num, r_est, r_kink, r_used = prob.numeric_columns(CONFIRM, "auto", columns[again])
+        num[:, again], est[:, again], used[again] = r_num, r_est, r_used
+        kink[again] |= r_kink
+        methods[again] = CONFIRM
+        bad, tol = verdict()
+    # a step across a kink makes the difference, and its error estimate, meaningless: an entry
+    # there that disagrees beyond round-off is a kink, never a pass on a swollen estimate
+    rough, _ = verdict(np.zeros(est.shape))
+    at_kink = kink[None, :] & rough
+    shown = ana if ana32 is None else ana32
+    # where f itself is undefined (log of a negative number, say) no derivative is checked
+    finite = np.isfinite(num) & np.isfinite(shown) & bool(np.isfinite(prob.vals[prob.graph.output]).all())
+    status = np.where(~finite, "nan", np.where(at_kink, "kink", np.where(bad, "fail", "pass")))
+    if tick is not None:
+        tick("hessian", len(columns), len(columns))
+    return {"columns": columns, "numeric": num, "analytic": shown, "analytic64": ana, "tolerance": tol,
+            "error_estimate": est, "status": status, "method": methods, "step": used}
+
+
+def symmetry(prob: Problem, res: dict) -> dict:
+    """H[i, j] beside H[j, i] of the analytic Hessian, over the checked square block (i < j)."""
+    cols = res["columns"]
+    block = res["analytic64"][cols, :]  # (C, C): rows and columns both over cols
+    i, j = np.triu_indices(len(cols), k=1)
+    upper, lower = block[i, j], block[j, i]
+    scale = np.maximum(np.abs(block).max(initial=0.0), np.finfo(float).tiny)
+    t = numeric.TOLERANCES["float64"]
+    floor = numeric.ROUNDOFF_FLOOR * prob.eps * prob.magnitude
+    tol = t.atol_scale * scale + t.rtol * np.abs(upper) + floor
+    status = np.where(~np.isfinite(upper - lower), "nan", np.where(np.abs(upper - lower) <= tol, "pass", "fail"))
+    return {"rows": cols[j], "columns": cols[i], "numeric": lower, "analytic": upper, "tolerance": tol,
+            "status": status}
+
+
+def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "", point: int = 0,
+                coords=None, tick=None) -> list:
+    """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as Records."""
+    with np.errstate(all="ignore"):
+        prob = Problem(graph, inputs, wrt, settings)
+        if prob.size == 0:
+            return []  # an empty Hessian has no entry to check
+        rows = Rows(prob, experiment, point, coords or {})
+        mode = settings.check
+        if mode == "auto":
+            mode = "full" if prob.size ** 2 <= FULL_LIMIT else "screen"
+        columns = np.arange(prob.size)
+        records = []
+        if mode == "screen":
+            found = screen_hessian(prob, np.random.default_rng([settings.seed, point]))
+            records.extend(rows.projections(found))
+            if not found.bad.any():
+                return records
+            columns = found.localized if found.localized is not None else columns
+        res = check_columns(prob, columns, tick)
+        records.extend(rows.entries(res, mode))
+        if not graph.transparent:
+            records.extend(rows.entries(symmetry(prob, res), "symmetry"))
+        return records
+
+
+class Rows:
+    """Records of one point's second-order check: both coordinates of every entry."""
+
+    def __init__(self, prob: Problem, experiment: str, point: int, coords: dict):
+        self.prob, self.experiment, self.point, self.coords = prob, experiment, point, coords
+        from .verdict import element_names
+
+        self.names = {}
+        for k, name in enumerate(prob.wrt):
+            labels = element_names(name, np.shape(prob.values[name]))
+            for j in np.flatnonzero(prob.owner == k):
+                self.names[int(j)] = labels[int(prob.local[j])]
+
+    def entries(self, res: dict, check: str) -> list:
+        """One row per entry H[i, j]: input/index/element name i, input2/index2/element2 name j."""
+        prob, out = self.prob, []
+        num, ana, tol, status = (np.atleast_2d(res[k]) for k in ("numeric", "analytic", "tolerance", "status"))
+        columns = res["columns"]
+        rows = res.get("rows")
+        pairs = ([(r, c) for c in range(len(columns)) for r in range(num.shape[0])] if rows is None
+                 else [(0, c) for c in range(len(columns))])
+        f = float(np.real(prob.vals[prob.graph.output]).ravel()[0])
+        for r, c in pairs:
+            i = int(r if rows is None else rows[c])
+            j = int(columns[c])
+            n, a, t, s = float(num[r, c]), float(ana[r, c]), float(tol[r, c]), str(status[r, c])
+            err = abs(a - n)
+            out.append(Record(
+                experiment=self.experiment, point=self.point, input=prob.wrt[prob.owner[i]],
+                index=int(prob.local[i]), element=self.names[i], output=0, value=float(prob.x[i]),
+                numeric=n, analytic=a, abs_error=err,
+                rel_error=0.0 if err == 0 else float(err / max(abs(n), abs(a))),
+                passed=s in ("pass", "kink"), status=s, tolerance=t,
+                method=str(res["method"][c]) if "method" in res else "symmetry",
+                step=float(res["step"][c]) if "step" in res else float("nan"), output_value=f,
+                error_estimate=float(res["error_estimate"][r, c]) if "error_estimate" in res else float("nan"),
+                dtype=prob.settings.dtype, check=check, coords=dict(self.coords), order=2,
+                input2=prob.wrt[prob.owner[j]], index2=int(prob.local[j]), element2=self.names[j],
+                gradient=float(prob.g0[i])))
+        return out
+
+    def projections(self, found) -> list:
+        """One row per screening direction: u . H v, numeric beside analytic."""
+        prob, out = self.prob, []
+        for k in range(len(found.numeric)):
+            n, a = float(found.numeric[k]), float(found.analytic[k])
+            err = abs(a - n)
+            status = "fail" if found.bad[k] else "pass"
+            out.append(Record(
+                experiment=self.experiment, point=self.point, input="*", index=-1, element=f"u{k}.H.v{k}",
+                output=-1, value=float("nan"), numeric=n, analytic=a, abs_error=err,
+                rel_error=0.0 if err == 0 else float(err / max(abs(n), abs(a))), passed=status == "pass",
+                status=status, tolerance=float(found.tolerance[k]), method=CONFIRM, step=float(found.step),
+                dtype=prob.settings.dtype, check="screen", coords=dict(self.coords), order=2,
+                input2="*", index2=-1, element2=f"v{k}"))
+        return out

@@ -1,0 +1,104 @@
+"""Screening a large Hessian with Hessian-vector products, and localizing what the screen flags.
+
+Along a few seeded random sign directions v, ``H v`` is computed two ways:
+analytically (one forward-over-reverse HVP, ``gradrun.second_order``) and
+numerically (Richardson-extrapolated differences of the exact gradient along
+v). With signs of +-1, an error e in one entry H[i, j] moves component i of
+every direction's ``H v`` by exactly e, so every component is compared. Each
+direction is reported as one row, ``u . H v`` for a further sign vector u.
+
+When a component disagrees, group testing over the columns finds the culprits,
+as first order's screen does: the direction is split into halves, each half's
+``H v_half`` is compared on the disagreeing components, and only disagreeing
+halves are split again; the columns found are then checked entry by entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import numeric, second_order
+
+SCREEN_DIRECTIONS = 4
+MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
+
+
+@dataclass
+class HessianScreen:
+    numeric: np.ndarray  # (K,) u . H v by differences of the gradient
+    analytic: np.ndarray  # (K,) u . H v from the HVP (of the dtype being checked)
+    tolerance: np.ndarray  # (K,) the sum of the components' tolerances
+    bad: np.ndarray  # (K,) bool: some component of H v disagrees
+    step: float
+    localized: np.ndarray | None  # columns to check entry by entry; None: every column
+
+
+def along(prob, v):
+    """H v by differences along each row of v (K, N): (value (K, N), error bound (K, N), step)."""
+    scale = float(np.sqrt(np.mean(prob.x * prob.x))) if prob.size else 1.0
+    h = numeric.steps("richardson", np.array([scale]), "auto", prob.eps)[0]
+    norms = np.maximum(np.linalg.norm(v, axis=1), np.finfo(float).tiny)
+    value, est, kink, used = numeric.derivative(prob.delta_along(v / norms[:, None]), "richardson", np.full(len(v), h))
+    noise = numeric.ROUNDOFF_GAIN["richardson"] * prob.eps * prob.magnitude / np.asarray(used).reshape(-1, 1)
+    return value * norms[:, None], (np.nan_to_num(est, nan=0.0) + noise) * norms[:, None], h, kink
+
+
+def compare(prob, v, rows=None):
+    """Which components (K, N) of H v disagree along the rows of v, with the values and tolerances."""
+    num, est, h, kink = along(prob, v)
+    dtypes = [np.float64] + ([np.float32] if prob.settings.dtype == "float32" else [])
+    bad = np.zeros(num.shape, dtype=bool)
+    tol_shown = ana_shown = None
+    for dtype in dtypes:
+        ana = np.stack([second_order.hvp(prob.graph, prob.values, prob.wrt, vk, dtype) for vk in v])
+        name = "float64" if dtype == np.float64 else "float32"
+        spread = np.sqrt(((v / np.maximum(1.0, np.abs(prob.x))) ** 2).sum(axis=1, keepdims=True))
+        floor = numeric.ROUNDOFF_FLOOR * numeric.EPS[name] * prob.magnitude * spread
+        scale = np.max(np.abs(np.where(np.isfinite(num), num, 0)), axis=1, keepdims=True)
+        tol = numeric.tolerance(scale, num, est, name, prob.settings) + floor
+        bad |= ~(np.abs(ana - num) <= tol)
+        tol_shown, ana_shown = tol, ana
+    if rows is not None:
+        bad = bad[:, rows]
+    return bad, num, ana_shown, tol_shown, h, kink
+
+
+def screen_hessian(prob, rng) -> HessianScreen:
+    """Compare H v along seeded random sign directions; localize the columns behind any disagreement."""
+    v = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, prob.size))
+    u = rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, prob.size))
+    bad, num, ana, tol, h, _ = compare(prob, v)
+    flagged = bad.any(axis=1)
+    localized = None
+    if flagged.any():
+        k = int(np.argmax(flagged))
+        localized = localize(prob, v[k], np.flatnonzero(bad.any(axis=0)))
+    return HessianScreen(np.einsum("kn,kn->k", u, num), np.einsum("kn,kn->k", u, ana), tol.sum(axis=1),
+                         flagged, h, localized)
+
+
+def localize(prob, v, rows):
+    """Columns whose entries in the disagreeing ``rows`` disagree along v, or None if too many."""
+    sets = [np.arange(prob.size)]
+    found = []
+    while sets:
+        halves = [h for s in sets for h in (np.array_split(s, 2) if len(s) > 1 else [s]) if len(h)]
+        if len(halves) > 2 * MAX_LOCALIZED:
+            return None
+        masked = np.zeros((len(halves), prob.size))
+        for row, part in enumerate(halves):
+            masked[row, part] = v[part]
+        bad, _, _, _, _, kink = compare(prob, masked, rows)
+        sets = []
+        for part, is_bad in zip(halves, bad.any(axis=1) | kink):
+            if not is_bad:
+                continue
+            if len(part) == 1:
+                found.append(int(part[0]))
+            else:
+                sets.append(part)
+        if len(sets) > MAX_LOCALIZED:
+            return None
+    return np.array(sorted(found), dtype=np.int64) if found else None
