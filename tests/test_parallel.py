@@ -27,8 +27,8 @@ ONE_THREAD = {name: "1" for name in threads.THREAD_VARIABLES}
 
 
 def gradrun(*args, env=None, cwd=None):
-    environ = {**os.environ, "PYTHONPATH": str(SUBJECT), **(env or {})}
-    environ = {k: v for k, v in environ.items() if v is not None and k != "DASK_SCHEDULER_ADDRESS"}
+    environ = {**os.environ, "PYTHONPATH": str(SUBJECT), "DASK_SCHEDULER_ADDRESS": None, **(env or {})}
+    environ = {k: v for k, v in environ.items() if v is not None}
     return subprocess.run([sys.executable, "-m", "gradrun", *map(str, args)], capture_output=True, text=True,
                           env=environ, cwd=cwd, timeout=300)
 
@@ -137,6 +137,12 @@ def test_merge_names_a_missing_shard_and_shards_run_with_other_options(tmp_path)
 def test_bad_distribution_options_are_usage_errors(args, message, tmp_path):
     done = gradrun(ROOT / "experiments" / "chain.yaml", "--out", tmp_path, *args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_explicit_jobs_outranks_the_scheduler_in_the_environment(tmp_path):
+    done = gradrun(ROOT / "experiments" / "chain.yaml", "--out", tmp_path, "--only", "square-at-2", "-j", "2",
+                   env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"})
+    assert done.returncode == 0, done.stderr
 
 
 KILLER = """
