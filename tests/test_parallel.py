@@ -279,3 +279,14 @@ def test_thread_caps_are_set_for_workers_and_put_back(monkeypatch):
     with threads.env_caps(1):
         assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "7"
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "7"
+
+
+def test_progress_counts_finished_units_across_workers():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    chosen = [(0, spec, list(range(len(spec.experiments))))]
+    heard = []
+    [(spec_no, results)] = list(parallel.run(chosen, jobs=2, progress=lambda *args: heard.append(args)))
+    total = len(parallel.plan(chosen, 2))
+    assert [done for _, done, _ in heard] == list(range(1, total + 1)) and {t for _, _, t in heard} == {total}
+    serial = [parallel.run_unit(spec, u) for u in parallel.plan(chosen, 1)]
+    assert [list(map(repr, r.records)) for r in results] == [list(map(repr, r.records)) for r in serial]
