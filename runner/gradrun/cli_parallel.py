@@ -54,7 +54,7 @@ class DistributionError(click.ClickException):
 
 
 OPTIONS = (
-    click.option("-j", "--jobs", type=Jobs(), default=1, show_default=True,
+    click.option("-j", "--jobs", type=Jobs(), default=1, show_default=True, metavar="N|auto",
                  help="Run experiments and slices of sweeps in N worker processes on this machine "
                       "('auto': one per core)."),
     click.option("--scheduler", envvar="DASK_SCHEDULER_ADDRESS", metavar="ADDRESS",
