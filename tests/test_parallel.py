@@ -117,15 +117,20 @@ def test_two_shards_merged_write_the_serial_bytes(serial, tmp_path):
     assert junit_without_times(tmp_path / "junit.xml") == junit_without_times(expected / "junit.xml")
 
 
-def test_merge_names_a_missing_shard_and_shards_run_with_other_options(tmp_path):
-    spec = ROOT / "experiments" / "chain.yaml"
-    assert gradrun(spec, "--out", tmp_path / "a", "--shard", "1/3", "-q").returncode == 0
-    done = gradrun(spec, "--out", tmp_path / "m", "--merge", tmp_path / "a")
+def test_shards_of_a_selection_merge_into_it_and_only_whole(tmp_path):
+    spec, only = ROOT / "experiments" / "chain.yaml", ["--only", "*-curve"]
+    assert gradrun(spec, "--out", tmp_path / "serial", *only, "-q").returncode == 0
+    for i in (1, 2):
+        assert gradrun(spec, "--out", tmp_path / f"s{i}", *only, "--shard", f"{i}/2", "-q").returncode == 0
+    done = gradrun(spec, "--out", tmp_path / "m", *only, "--merge", tmp_path / "s1")
     assert done.returncode == 2
-    assert "shard 2, 3 of 3 is missing" in done.stderr and "Traceback" not in done.stderr
+    assert "shard 2 of 2 is missing" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "m").exists()
-    done = gradrun(spec, "--out", tmp_path / "m", "--merge", tmp_path / "a", "--method", "central")
-    assert done.returncode == 2 and "other options (none)" in done.stderr
+    done = gradrun(spec, "--out", tmp_path / "m", "--merge", tmp_path / "s1", "--merge", tmp_path / "s2")
+    assert done.returncode == 2 and "other options (--only *-curve)" in done.stderr
+    done = gradrun(spec, "--out", tmp_path / "m", *only, "--merge", tmp_path / "s1", "--merge", tmp_path / "s2")
+    assert done.returncode == 0, done.stderr
+    assert_same_reports(tmp_path / "serial", tmp_path / "m", ["chain"])
 
 
 @pytest.mark.parametrize("args, message", [
