@@ -7,6 +7,9 @@ Two generated specs:
               of x 3x6 with VJP and JVP), every Jacobian element: 78,000 report rows
   one sweep   one experiment swept over 120 points: sum(tanh(a * (X @ W))), X 16x16,
               W 16x8, every element of the gradient at every point: 46,320 report rows
+  40 loopy    40 experiments checking a layer written as Python loops (a 1-D
+              convolution of x 128 with k 7, then sum(tanh)), slow to call: checking
+              dominates; 5,400 report rows
 
 Each mode runs the `gradrun` command as a subprocess (start-up, spec loading, checks,
 reports), best of REPEATS runs; the Dask cluster (distributed.LocalCluster, 2 worker
@@ -64,6 +67,43 @@ experiments:
 """
 
 
+LOOPY = '''"""A layer written as a plain Python loop, as reference implementations often are: slow to call."""
+
+import numpy as np
+
+
+def conv_loss(x, k):
+    """sum(tanh(conv1d(x, k))) over the valid positions, one Python loop per output."""
+    out = 0.0
+    for i in range(x.shape[0] - k.shape[0] + 1):
+        s = 0.0
+        for j in range(k.shape[0]):
+            s = s + x[i + j] * k[j]
+        out = out + np.tanh(s)
+    return np.asarray(out)
+
+
+def conv_loss_vjp(g, x, k):
+    gx, gk = np.zeros_like(x), np.zeros_like(k)
+    for i in range(x.shape[0] - k.shape[0] + 1):
+        d = g * (1 - np.tanh(sum(x[i + j] * k[j] for j in range(k.shape[0]))) ** 2)
+        for j in range(k.shape[0]):
+            gx[i + j] += d * k[j]
+            gk[j] += d * x[i + j]
+    return gx, gk
+'''
+
+
+def loopy_spec() -> str:
+    lines = ["version: 1", "functions:", '  conv_loss: {python: "loopy:conv_loss", vjp: "loopy:conv_loss_vjp"}',
+             "experiments:"]
+    for i in range(40):
+        lines += [f"  - name: loopy-{i:02d}", "    function: conv_loss", "    inputs:",
+                  f"      x: {{shape: [128], init: normal, seed: {i}}}",
+                  f"      k: {{shape: [7], init: normal, scale: 0.3, seed: {100 + i}}}"]
+    return "\n".join(lines) + "\n"
+
+
 def phases(spec: Path) -> str:
     """CPU seconds of a serial run's phases, in a fresh process."""
     code = f"""
@@ -106,7 +146,9 @@ def main() -> None:
     from distributed import LocalCluster
 
     folder = Path(tempfile.mkdtemp(prefix="gradrun-bench-parallel-"))
-    specs = {"200 small": folder / "small.yaml", "one sweep": folder / "sweep.yaml"}
+    specs = {"200 small": folder / "small.yaml", "one sweep": folder / "sweep.yaml", "40 loopy": folder / "loopy.yaml"}
+    specs["40 loopy"].write_text(loopy_spec())
+    (folder / "loopy.py").write_text(LOOPY)
     specs["200 small"].write_text(small_spec())
     shutil.copy(LAYERS, folder / "layers.py")
     specs["one sweep"].write_text(sweep_spec())
