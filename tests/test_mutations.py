@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gradrun
-from mutations import all_cases
+from mutations import all_cases, hard
 
 CASES = all_cases()
 DTYPES = ("float64", "float32")
@@ -34,7 +34,7 @@ def describe(result) -> str:
 
 @pytest.mark.parametrize("case, vjp, should_pass, dtype", params())
 def test_verdict(case, vjp, should_pass, dtype):
-    result = gradrun.check(case.forward, case.point(), vjp=vjp, dtype=dtype, name=case.name)
+    result = gradrun.check(case.forward, case.point(), vjp=vjp, dtype=dtype, name=case.name, **case.settings)
     assert result.error is None, result.error
     if should_pass:
         assert result.passed, f"correct VJP failed: {describe(result)}"
@@ -74,3 +74,26 @@ def test_planted_entries_are_typical(case):
 def test_suite_size():
     assert len(CASES) >= 30
     assert sum(len(c.bugs) for c in CASES) >= 60
+
+
+def test_the_hard_regimes_have_at_least_40_correct_and_40_buggy_cases():
+    """Issue 13's classes: tiny inputs, domain edges, solves, coarse steps, float16, ..."""
+    from mutations import regimes
+
+    hard_cases = regimes.CASES + hard.CASES
+    assert len(hard_cases) >= 40
+    assert sum(len(c.bugs) for c in hard_cases) + len(hard.NONDETERMINISTIC) >= 40
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, make, vjp", hard.NONDETERMINISTIC, ids=[n for n, _, _ in hard.NONDETERMINISTIC])
+def test_a_function_that_is_not_deterministic_is_an_error_naming_it(name, make, vjp, dtype):
+    f = make()
+    f.__name__ = getattr(f, "__name__", name)
+
+    def forward(x):
+        return f(x)
+
+    forward.__name__ = name
+    with pytest.raises(ValueError, match=f"{name} is not deterministic"):
+        gradrun.check(forward, {"x": np.linspace(0.3, 1.2, 32)}, vjp=vjp, dtype=dtype)

@@ -217,6 +217,7 @@ def test_overflow_is_reported_per_element_without_warnings():
     assert statuses[(0, 0)] == "nan" and statuses[(1, 1)] == "pass"
 
 
-def test_an_empty_input_has_nothing_to_check_and_passes():
-    result = gradrun.check("sum(x) + y", {"x": np.zeros((0,)), "y": 1.0})
-    assert result.passed and [r.input for r in result.records] == ["y"]
+def test_an_empty_input_is_an_error_not_a_pass():
+    """An empty Jacobian checks nothing, and nothing checked must not pass (issue 13)."""
+    with pytest.raises(ValueError, match="input 'x' has no elements"):
+        gradrun.check("sum(x) + y", {"x": np.zeros((0,)), "y": 1.0})

@@ -89,7 +89,7 @@ class Record:
     abs_error: float
     rel_error: float
     passed: bool
-    status: str  # pass | fail | kink | nan
+    status: str  # pass | fail | kink | nan | unresolved (not a pass)
     tolerance: float
     method: str
     step: float
@@ -107,6 +107,7 @@ class Record:
     index2: int = -1
     element2: str = ""
     gradient: float = float("nan")  # second order: the first derivative d f / d input[index] at the point
+    reason: str = ""  # why an unresolved entry could not be decided (docs/pass-rule.md)
 
     def as_row(self) -> dict:
         """The record as one flat CSV row: its fields, then ``sweep_<name>`` per swept coordinate."""

@@ -30,8 +30,11 @@ STENCILS = {
     "central4": Stencil((1.0, -1.0, 2.0, -2.0), (2 / 3, -2 / 3, -1 / 12, 1 / 12), 4),
 }
 
-# step: auto = factor * eps ** exponent * max(1, |x|): the step that balances
-# truncation (step ** order) against round-off (eps / step).
+# step: auto = factor * eps ** exponent * max(|x|, floor): the step that balances
+# truncation (step ** order) against round-off (eps / step), relative to the
+# element (a step larger than a tiny input would measure another function);
+# the floor, for elements at or near 0, is the input's own typical size
+# (``step_floor``), never above 1.
 AUTO_STEP = {
     "forward": (1.0, 1 / 2),
     "backward": (1.0, 1 / 2),
@@ -57,17 +60,28 @@ RICHARDSON_TRIES = 5
 
 
 def roundoff(method: str, eps: float, magnitude, h):
-    """Round-off bound of the numeric derivative: (M,) output magnitudes, (N,) steps -> (M, N)."""
-    return ROUNDOFF_GAIN[method] * eps * np.abs(magnitude)[:, None] / np.asarray(h)[None, :]
+    """Round-off bound of the numeric derivative: magnitudes (M,) or (M, N), (N,) steps -> (M, N)."""
+    magnitude = np.abs(magnitude)
+    if magnitude.ndim == 1:
+        magnitude = magnitude[:, None]
+    return ROUNDOFF_GAIN[method] * eps * magnitude / np.asarray(h)[None, :]
 
 
-def steps(method: str, x, step, eps: float) -> np.ndarray:
+def step_floor(x) -> float:
+    """The smallest scale an auto step is relative to: the RMS of the input's nonzero
+    entries, at most 1 (1 when every entry is 0: nothing else is known)."""
+    x = np.abs(np.real(np.asarray(x, dtype=np.complex128))).ravel()
+    x = x[np.isfinite(x) & (x > 0)]
+    return min(1.0, float(np.sqrt(np.mean(x * x)))) if x.size else 1.0
+
+
+def steps(method: str, x, step, eps: float, floor: float = 1.0) -> np.ndarray:
     """The step for every element: ``step`` when given, else the method's auto step."""
     x = np.abs(np.real(np.asarray(x, dtype=np.complex128)))
     if step != "auto" and step is not None:
         return np.full(x.shape, float(step))
     factor, exponent = AUTO_STEP[method]
-    return factor * eps**exponent * np.maximum(1.0, x)
+    return factor * eps**exponent * np.maximum(floor, x)
 
 
 def stencil_derivative(delta, stencil: Stencil, h):
@@ -104,6 +118,12 @@ def derivative(delta, method: str, h):
         return best, best_est, kink, chosen.min(axis=1, initial=np.inf) if best.shape[1] else h
     d, kink = stencil_derivative(delta, STENCILS[method], h)
     return d, np.full(d.shape, np.nan), kink, h
+
+
+def richardson_level(delta, h):
+    """One Richardson level at base steps h: ``(value, error_estimate, kink, finest step)``."""
+    value, est, kink = _richardson(delta, h)
+    return value, est, kink, h / 4
 
 
 def _richardson(delta, h):
@@ -147,6 +167,11 @@ TOLERANCES = {
     "float64": Tolerance(rtol=1e-8, atol_scale=1e-10),
     "float32": Tolerance(rtol=1e-4, atol_scale=1e-4),
 }
+
+# What a measurement must resolve, relative to the element's own derivative, for its verdict to be a pass: the error a check of that dtype claims
+# to see (docs/pass-rule.md). Where the numeric side's own uncertainty stays
+# above both this and the element's tolerance, the element is unresolved.
+RESOLVE = {"float64": 1e-6, "float32": 1e-3}
 
 # However exact the gradient, nothing finer than round-off in the output can be
 # compared: every element is allowed ROUNDOFF_FLOOR * eps * max(|f(x)|, eps) / max(1, |x_j|).

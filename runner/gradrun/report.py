@@ -143,6 +143,7 @@ def stats(result: ExperimentResult) -> dict:
         "failures": len(result.failures),
         "kinks": sum(r.status == "kink" for r in result.records),
         "nans": sum(r.status == "nan" for r in result.records),
+        "unresolved": sum(r.status == "unresolved" for r in result.records),
         "worst_abs_error": _finite_max(r.abs_error for r in checked),
         "worst_rel_error": _finite_max(r.rel_error for r in checked),
         "worst": worst[0] if worst else None,
@@ -236,8 +237,10 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
     if s["elements"] > s["projections"] or not parts:
         parts.append(_plural(s["elements"] - s["projections"], "element"))
     counts = f"{', '.join(parts)} checked ({result.check})"
-    if s["failures"]:
-        counts += f", {s['failures']} failed"
+    if s["failures"] - s["unresolved"]:
+        counts += f", {s['failures'] - s['unresolved']} failed"
+    if s["unresolved"]:
+        counts += f", {s['unresolved']} unresolved (not a pass)"
     if s["kinks"]:
         counts += ", " + _paint(_plural(s["kinks"], "kink"), "kink", color)
     lines = [f"{head}: {counts}"]
@@ -257,6 +260,7 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
         if kinks:
             lines.append("      kinks (not differentiable there, not counted as failures):")
             lines += [f"        {line}" for line in entry_lines(result, kinks)]
+    if verbosity > 0 or s["unresolved"]:  # an unresolved entry's note says what to change
         lines += [f"      note: {note}" for note in result.notes]
     return lines
 

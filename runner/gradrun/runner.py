@@ -44,7 +44,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     if records:
         check_mode = records[0].check
     return ExperimentResult(exp.name, records, time.perf_counter() - start, error, check_mode,
-                            notes=screen_notes(records), file=exp.file, line=exp.line)
+                            notes=unresolved_notes(records) + screen_notes(records), file=exp.file, line=exp.line)
 
 
 def screen_notes(records) -> list:
@@ -55,6 +55,19 @@ def screen_notes(records) -> list:
             seen.setdefault(r.input, []).append(r.tolerance)
     return [f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
             f"error above {max(tols):.2g}" for name, tols in seen.items()]
+
+
+def unresolved_notes(records) -> list:
+    """What an unresolved entry needs: a better measurement than gradrun could make
+    (docs/pass-rule.md#unresolved), and what the user can change to get a verdict."""
+    stuck = [r for r in records if r.status == "unresolved"]
+    if not stuck:
+        return []
+    first = stuck[0]
+    return [f"{len(stuck)} unresolved (not a pass), e.g. {first.element} out[{first.output}]: {first.reason}; "
+            "to decide, check in float64, at a point where the function is better conditioned, "
+            "with method: complex if the code is complex-safe, or with a looser rtol/atol if that "
+            "is all the precision you need"]
 
 
 def select(spec: Spec, only: str | None) -> list:

@@ -373,19 +373,21 @@ def _shape_text(shapes) -> str:
     return " and ".join(str(tuple(s)) for s in shapes)
 
 
-def infer_shape(expr, shapes: dict, functions: dict) -> tuple:
+def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None) -> tuple:
     """The output shape of ``expr`` on inputs of ``shapes``; raise ``_Problem`` when they do not fit.
 
-    Primitives run their forward function on zeros, after a shape rule has made
-    sure the result is not huge; declared functions are followed; python
-    functions are called on zeros.
+    Primitives run their forward function after a shape rule has made sure
+    the result is not huge; declared functions are followed. With ``values``
+    (the declared inputs of one point) everything runs on them, so a user's
+    function is never called on invented inputs (a solve would reject an
+    all-zero matrix); without, on zeros.
     """
 
     def run(e, env):
         if isinstance(e, Var):
             return env[e.name]
         if isinstance(e, Const):
-            return np.zeros(())
+            return np.asarray(float(e.value)) if values is not None else np.zeros(())
         args = [run(a, env) for a in e.args]
         fn = functions.get(e.fn)
         if isinstance(fn, ExprFunction):
@@ -419,8 +421,26 @@ def infer_shape(expr, shapes: dict, functions: dict) -> tuple:
             except Exception as err:
                 raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(a.shape for a in args)} fails: {err}") from None
 
-    env = {name: np.zeros(shape) for name, shape in shapes.items()}
+    env = {name: (np.asarray(values[name], dtype=np.float64) if values is not None and name in values
+                  else np.zeros(shape)) for name, shape in shapes.items()}
     return run(expr, env).shape
+
+
+def screen_rows() -> int:
+    """A screen's rows per input and point: one per direction."""
+    from .screen import SCREEN_DIRECTIONS
+
+    return SCREEN_DIRECTIONS
+
+
+def full_check(check: str, entries: int, expr, functions: dict) -> bool:
+    """Whether a point's check is element by element, as the verdict decides it
+    (``verdict.check_point``): full, or auto up to FULL_LIMIT entries, or any user
+    function without a VJP (a screen projects with VJPs)."""
+    from .screen import FULL_LIMIT
+
+    forward_only = any(isinstance(f, PythonFunction) and f.vjp is None for f in _reachable(expr, functions).values())
+    return check == "full" or forward_only or (check == "auto" and entries <= FULL_LIMIT)
 
 
 def _reachable(expr, functions: dict) -> dict:
@@ -770,7 +790,7 @@ class _Checker:
         form = next(k for k in FORMS if k in data)
         shapes = {n: a.shape for n, a in fixed.items()} | {n: () for n in swept_inputs}
         try:
-            out_shape = infer_shape(expr, shapes, functions)
+            out_shape = infer_shape(expr, shapes, functions, points[0].inputs if points else dict(fixed))
         except _Problem as p:
             self.add(path + (form,), p.message, p.hint)
             return False
@@ -788,7 +808,9 @@ class _Checker:
                          "declare complex_safe: true if your code takes complex input, or use another method")
                 return False
         per_output = 1 if settings.reduce == "sum" else math.prod(out_shape)
-        rows = len(points) * sum(math.prod(shapes[n]) for n in wrt) * per_output
+        entries = sum(math.prod(shapes[n]) for n in wrt) * per_output
+        rows = len(points) * (entries if full_check(settings.check, entries, expr, functions)
+                              else len(wrt) * screen_rows())
         if settings.order == 2:
             if not self.second_order_ok(path, data, per_output, methods, _reachable(expr, functions)):
                 return False

@@ -1,27 +1,13 @@
 """Checking one point: numeric beside analytic, element by element, with a verdict.
 
-The pass rule (documented in the README) for the element d out[o] / d x[j]:
-
-    |analytic - numeric| <= atol + rtol * |numeric| + 2 * error_estimate
-                            + ROUNDOFF_FLOOR * eps * |f(x)[o]| / max(1, |x[j]|)
-
-where, unless the spec sets them, ``rtol`` comes from the dtype's row of
-``numeric.TOLERANCES`` and ``atol`` is that row's ``atol_scale`` times the largest
-entry of the Jacobian row (out[o] against every element of x), so that
-round-off in a sum of many terms never fails correct code while an error of
-one part in a million in one entry is still seen. ``error_estimate`` is the
-numeric method's own (Richardson's, or step doubling's for plain stencils)
-plus the round-off of its differences (``numeric.roundoff``).
-
-The first pass uses the cheapest accurate method (``auto``: complex step
-when every op is complex-safe, else a central difference); an element that
-does not pass is looked at again with Richardson extrapolation before it is
-called a failure, so a verdict of ``fail`` never rests on a rough
-difference. Where a perturbation meets a kink of a primitive (relu, abs or
-leaky_relu at 0), or an element fails, one-sided differences at h and h/2
-decide: if they stay apart the element is a ``kink`` when the analytic value
-lies between them, else a failure. When the user gave both a JVP and a VJP,
-the two analytic paths must agree within the same tolerance.
+The pass rule, the kink rule and the status ``unresolved`` are written once,
+with their reasoning, in docs/pass-rule.md; ``check_input`` follows it:
+measure (the spec's method and step, else complex step or a central
+difference at each element's own step), judge (``judge.judge``), measure
+again as well as gradrun can where that fails or is too uncertain
+(``measure.remeasure``), then classify (``judge.classify``: a kink only with
+``measure.kink_evidence``). ``_refuse_unmeasurable`` makes an empty
+Jacobian, or user code that is not deterministic, an error of the point.
 
 float32: the graph runs in float32 for the analytic gradient; the numeric
 reference is computed in float64 at the same (float32-rounded) point, the
@@ -39,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import engine, numeric, screen
+from . import engine, judge, measure, numeric, screen
 from .model import Record, Settings
 
 
@@ -55,13 +41,10 @@ class CheckError(ValueError):
     """A point that cannot be checked as asked (e.g. complex step through user code)."""
 
 
-CONFIRM = "richardson"  # what an element that fails is measured again with
-
-
 def resolve_method(method: str, graph: engine.Graph) -> tuple:
-    """(first-pass method, the method that confirms failures when auto chose, else None)."""
+    """(first-pass method, "richardson" when auto chose it, else None: kept for callers)."""
     if method == "auto":
-        return ("complex" if graph.complex_safe else "central"), CONFIRM
+        return ("complex" if graph.complex_safe else "central"), "richardson"
     if method == "complex" and not graph.complex_safe:
         raise CheckError("method 'complex' needs every function in the graph to be complex-safe "
                          "(mark a Python function complex_safe: true if it is, or choose another method)")
@@ -81,12 +64,6 @@ def element_names(name: str, shape: tuple, columns=None) -> dict:
     return {int(j): f"{name}[{','.join(map(str, c))}]" for j, c in zip(columns.tolist(), zip(*(k.tolist() for k in coords)))}
 
 
-def _row_scale(*jacobians):
-    """The largest finite magnitude in each Jacobian row, at least the smallest normal."""
-    mags = [np.where(np.isfinite(j), np.abs(j), 0) for j in jacobians]
-    return np.maximum(np.max(np.maximum.reduce(mags), axis=1, keepdims=True), np.finfo(np.float64).tiny)
-
-
 class _Columns:
     """The numeric side of one input's Jacobian, filled chunk by chunk."""
 
@@ -94,11 +71,13 @@ class _Columns:
         self.graph, self.vals, self.name, self.eps, self.tick = graph, vals, name, eps, tick
         self.cache: dict = {}  # what complex steps measured, shared by every chunk
         self.x = vals[graph.inputs[name]].ravel()
+        self.floor = numeric.step_floor(self.x)
         if graph.transparent and self.x.size:  # a probe row tells how wide sparse deltas grow
             _, _, width = engine.perturb(graph, vals, name, [0], np.array([0.0]))
         else:  # a user's function sees whole arrays
             width = max(v.size for v in vals)
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
+
 
     def run(self, fn, idx):
         """Apply ``fn(delta, rows, at)`` chunk by chunk over element indices ``idx``;
@@ -133,9 +112,22 @@ class _Columns:
             collect(map(one, chunks))
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
+    def auto_steps(self, method, idx):
+        return numeric.steps(method, self.x[idx], "auto", self.eps, self.floor)
+
     def derivative(self, method, step, idx):
+        """``method`` at ``step`` (auto: each element's own): (value, estimate, kink, step)."""
         def fn(delta, rows, at):
-            return numeric.derivative(delta, method, numeric.steps(method, self.x[rows], step, self.eps))
+            return numeric.derivative(delta, method, numeric.steps(method, self.x[rows], step, self.eps, self.floor))
+
+        return self.run(fn, idx)
+
+    def at(self, method, h, idx):
+        """``method`` at the steps h, one per element (Richardson: one level): as ``derivative``."""
+        def fn(delta, rows, at):
+            if method == "richardson":
+                return numeric.richardson_level(delta, h[at])
+            return numeric.derivative(delta, method, h[at])
 
         return self.run(fn, idx)
 
@@ -161,90 +153,45 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     user's JVP), held to the same tolerance against reverse mode.
     ``conditioning`` (M,) widens the float32 tolerance by how much worse than
     its own round-off the float32 code computes each output (see ``check_point``).
+    The rules are docs/pass-rule.md's.
     """
-    method, confirm = resolve_method(settings.method, graph)
+    method, _ = resolve_method(settings.method, graph)
     cols = _Columns(graph, vals, name, eps, tick)
     idx = np.arange(cols.x.size) if columns is None else np.asarray(columns, dtype=np.int64)
+    x = cols.x[idx]
     num, est, kink, h = cols.derivative(method, settings.step, idx)
     num, est = num.T.copy(), est.T.copy()  # (M, len(idx))
-    methods = np.full(len(idx), method, dtype=object)
-    steps_used = h.copy()
-    ana = analytic
+    explicit = settings.method != "auto" or settings.step not in ("auto", None)
+    if explicit and method in numeric.STENCILS:  # the spec's own stencil: its truncation, by step doubling
+        est = cols.truncation(method, h, num.T, idx).T
+    shown = (num.copy(), np.full(len(idx), method, dtype=object), h.copy())  # what the report shows
+    magnitude = judge.element_magnitude(graph, vals, num, analytic, x)
+    per_input = np.maximum(magnitude, eps) / np.maximum(1.0, np.abs(x))
+    e = judge.Element(num, est, shown[1].copy(), h.copy(), magnitude,
+                 ROUNDOFF_FLOOR * eps * per_input, ROUNDOFF_FLOOR * numeric.EPS[settings.dtype] * per_input,
+                 cols.auto_steps("richardson", idx), np.full(num.shape, np.nan))
 
-    magnitude = engine.output_scale(graph, vals)  # what round-off in each output is relative to
-    per_input = np.maximum(magnitude, eps)[:, None] / np.maximum(1.0, np.abs(cols.x[idx]))[None, :]
-    floor = ROUNDOFF_FLOOR * eps * per_input
-    floor32 = ROUNDOFF_FLOOR * numeric.EPS[settings.dtype] * per_input  # float32 code's own round-off
+    def rule():
+        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
 
-    def verdict():
-        scale = _row_scale(num, ana) if analytic32 is None else _row_scale(num, ana, analytic32)
-        noise = np.zeros(num.shape)
-        for m in set(methods):
-            at = methods == m
-            noise[:, at] = numeric.roundoff(m, eps, magnitude, steps_used[at])
-        total = np.nan_to_num(est, nan=0.0) + noise
-        tol = tolerance(scale, num, total, primary, settings) + floor
-        bad = ~(np.abs(ana - num) <= tol)
-        if forward is not None:
-            bad |= ~(np.abs(forward - ana) <= tol)
-        if analytic32 is not None:
-            tol = (tolerance(scale, num, total, settings.dtype, settings) + floor32) * (
-                1.0 if conditioning is None else conditioning[:, None])
-            bad |= ~(np.abs(analytic32 - num) <= tol)
-        return bad, tol
-
-    bad, tol = verdict()
-    again = np.flatnonzero(bad.any(axis=0) & ~kink)
-    if len(again) and confirm is None:  # the spec's own method: allow for its truncation first
-        est[:, again] = cols.truncation(method, h[again], num[:, again].T, idx[again]).T
-        bad, tol = verdict()
-        again = np.flatnonzero(bad.any(axis=0) & ~kink)
-    if len(again) and method != CONFIRM:  # a failure never rests on a rough difference
-        r_num, r_est, r_kink, r_h = cols.derivative(CONFIRM, "auto", idx[again])
-        num[:, again], est[:, again] = r_num.T, r_est.T
-        kink[again] |= r_kink
-        methods[again], steps_used[again] = CONFIRM, r_h
-        bad, tol = verdict()
-
-    # kinks: where the engine saw a kink reached, or an element fails, one-sided
-    # differences that stay apart as the step halves
-    minus = np.full(num.shape, np.nan)
-    plus = np.full(num.shape, np.nan)
-    slack = np.zeros(num.shape)  # how far one-sided differences may be off themselves
-    straddled = kink.copy()  # a real step reached or crossed a kink of a primitive
-    suspects = np.flatnonzero(kink | bad.any(axis=0))
-    if len(suspects):
-        where = idx[suspects]
-        h_real = numeric.steps("central", cols.x[where], "auto", eps) if method == "complex" else h[suspects]
-        m1, p1 = cols.one_sided(h_real, where)
-        m2, p2 = cols.one_sided(h_real / 2, where)
-        jump1, jump2 = np.abs(p1 - m1), np.abs(p2 - m2)
-        persistent = (jump2 > 0.75 * jump1) & (jump2 > tol[:, suspects].T)
-        kink = np.zeros_like(kink)  # a kink the composition smooths away is no kink
-        kink[suspects] = persistent.any(axis=1)
-        minus[:, suspects], plus[:, suspects] = m1.T, p1.T
-        slack[:, suspects] = 2 * np.maximum(np.abs(m1 - m2), np.abs(p1 - p2)).T  # their O(h) error
-        # a stencil across the kink of a function smooth there is only O(h) accurate: the
-        # one-sided differences' disagreement bounds its error
-        smooth = straddled[suspects] & ~kink[suspects] & (methods[suspects] != "complex")
-        if smooth.any():
-            est[:, suspects[smooth]] = np.nan_to_num(est[:, suspects[smooth]], nan=0.0) + jump1[smooth].T
-            for m in set(methods[suspects[smooth]]):  # and step doubling, taken as first order
-                sel = suspects[smooth][methods[suspects[smooth]] == m]
-                doubling = cols.truncation(m, steps_used[sel], num[:, sel].T, idx[sel]).T
-                est[:, sel] += doubling * (2 ** numeric.ORDER[m] - 1)
-            bad, tol = verdict()
-    shown = ana if analytic32 is None else analytic32
-    lo, hi = np.fmin(minus, plus) - tol - slack, np.fmax(minus, plus) + tol + slack
-    at_kink = kink[None, :] & (shown >= lo) & (shown <= hi) & (ana >= lo) & (ana <= hi)
-    # where f itself is undefined (log of a negative number, say) no derivative is checked
-    finite = np.isfinite(num) & np.isfinite(shown) & np.isfinite(vals[graph.output]).ravel()[:, None]
-    status = np.where(~finite, "nan", np.where(at_kink, "kink", np.where(bad, "fail", "pass")))
+    bad, vague, tol, aim, _ = rule()
+    measure.remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
+    bad, vague, tol, aim, unc = rule()
+    seen = analytic if analytic32 is None else analytic32
+    status, minus, plus = judge.classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
+    reason = np.where(status == "unresolved", judge.unresolved_reason(unc, aim), "")
+    out = e.num
+    if explicit:  # the report shows the spec's measurement; the verdict rests on the best one
+        redone = np.flatnonzero(e.methods != shown[1])
+        for j in redone:
+            reason[:, j] = [text or f"decided by {e.methods[j]} at step {e.steps[j]:.3g}: numeric {v:.17g}"
+                            for text, v in zip(reason[:, j], e.num[:, j])]
+        out, e.methods, e.steps = shown
     return {
-        "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": num,
-        "forward": np.full(num.shape, np.nan) if forward is None else forward, "analytic": shown,
-        "tolerance": tol, "error_estimate": est, "status": status, "minus": minus, "plus": plus,
-        "method": methods, "step": steps_used,
+        "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": out,
+        "forward": np.full(out.shape, np.nan) if forward is None else forward, "analytic": seen,
+        "tolerance": tol, "error_estimate": np.where(np.isnan(e.measured), e.est, e.measured), "status": status, "minus": minus, "plus": plus,
+        "method": e.methods, "step": e.steps, "reason": reason,
     }
 
 
@@ -276,6 +223,7 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     dtype = settings.dtype
     rounded = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
     vals = engine.evaluate(graph, rounded, np.float64)
+    _refuse_unmeasurable(graph, vals, rounded, wrt)
     eps = numeric.EPS["float64" if vals[graph.output].dtype == np.float64 else "float32"]
     vals32, primary = None, "float64"
     if dtype != "float64":
@@ -304,8 +252,6 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     records = []
     for name in wrt:
         x = vals[graph.inputs[name]]
-        if x.size == 0 or vals[graph.output].size == 0:
-            continue  # an empty Jacobian has no element to check
         columns = None
         if mode == "screen":
             method, _ = resolve_method(settings.method, graph)
@@ -333,6 +279,23 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
                     r.status = "kink" if (res["status"] == "kink").any() else "pass"
                     r.passed = True
     return records
+
+
+def _refuse_unmeasurable(graph, vals, inputs, wrt):
+    """Raise CheckError for a point no verdict can rest on: an empty Jacobian (nothing
+    would be checked, and nothing checked must not pass), or user code that returns
+    different values for the same arguments (no difference of two calls measures a derivative)."""
+    empty = [n for n in wrt if vals[graph.inputs[n]].size == 0]
+    if empty or vals[graph.output].size == 0:
+        what = f"input '{empty[0]}' has no elements" if empty else "the output has no elements"
+        raise CheckError(f"{what}: an empty Jacobian has nothing to check (give it a size, or leave it out of wrt)")
+    if graph.transparent:
+        return  # gradrun's own primitives are deterministic
+    changed = measure.nondeterministic(graph, vals, engine.evaluate(graph, inputs, np.float64))
+    if changed:
+        raise CheckError(f"{changed[0]} is not deterministic: two calls with the same arguments returned "
+                         "different values (hidden state, or a random mask drawn on every call); "
+                         "fix its seed or pass the state as an input")
 
 
 def _screen_records(found, experiment, point, name, settings, coords):
@@ -365,7 +328,7 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
     # element-major order (all outputs of an element together), as plain Python values
     grid = {key: np.asarray(res[key] if key not in ("abs", "rel") else (abs_err if key == "abs" else rel_err)).T
             .ravel().tolist() for key in ("numeric", "analytic", "abs", "rel", "tolerance", "error_estimate",
-                                          "minus", "plus", "forward", "status")}
+                                          "minus", "plus", "forward", "status", "reason")}
     element = np.repeat(columns, m).tolist()
     output = np.tile(np.arange(m), len(columns)).tolist()
     value = np.repeat(x.ravel()[columns], m).tolist()
@@ -374,10 +337,14 @@ def _records(res, experiment, point, name, x, settings, coords, check="full"):
     step = np.repeat(res["step"], m).tolist()
     count = len(element)
     same = itertools.repeat
-    return list(map(
+    records = list(map(
         Record, same(experiment, count), same(point, count), same(name, count), element,
         map(names.__getitem__, element), output, value, grid["numeric"], grid["analytic"], grid["abs"],
         grid["rel"], [s in ("pass", "kink") for s in grid["status"]], grid["status"], grid["tolerance"],
         method, step, output_value, grid["error_estimate"], grid["minus"], grid["plus"], grid["forward"],
         same(settings.dtype, count), same(check, count), same(dict(coords), count),  # one point's coords, shared
     ))
+    for record, reason in zip(records, grid["reason"]):
+        if reason:
+            record.reason = reason
+    return records

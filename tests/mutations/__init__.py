@@ -30,6 +30,7 @@ class Case:
     vjp: Callable  # (cotangent, *inputs) -> one cotangent per input
     inputs: dict  # input name -> generator(rng) -> array
     bugs: list = field(default_factory=list)  # of (bug name, buggy vjp)
+    settings: dict = field(default_factory=dict)  # spec keys the case is checked with (method, step)
 
     def point(self) -> dict:
         """The case's inputs, reproducible from its name."""
@@ -125,9 +126,9 @@ def softmax_vjp(g, s, axis=-1):
 
 
 def all_cases() -> list:
-    from . import elementwise, layers, losses, stress
+    from . import elementwise, hard, layers, losses, regimes, stress
 
-    cases = elementwise.CASES + layers.CASES + losses.CASES + stress.CASES
+    cases = elementwise.CASES + layers.CASES + losses.CASES + stress.CASES + regimes.CASES + hard.CASES
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     return cases

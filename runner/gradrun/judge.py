@@ -1,0 +1,117 @@
+"""The pass rule and the kink rule applied to one input's measured arrays (docs/pass-rule.md).
+
+``verdict.check_input`` measures; this module judges what it measured:
+``judge`` (agreement within the tolerance, and whether the measurement is
+precise enough to tell), ``classify`` (each entry's status, a kink only
+with ``measure.kink_evidence``). Arrays are (M, n): output by element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import measure, numeric
+
+ROUNDOFF_FLOOR = numeric.ROUNDOFF_FLOOR
+tolerance = numeric.tolerance
+
+
+def row_scale(*jacobians):
+    """The largest finite magnitude in each Jacobian row, at least the smallest normal."""
+    mags = [np.where(np.isfinite(j), np.abs(j), 0) for j in jacobians]
+    return np.maximum(np.max(np.maximum.reduce(mags), axis=1, keepdims=True), np.finfo(np.float64).tiny)
+
+
+def element_magnitude(graph, vals, num, ana, x):
+    """(M, n): the size of the numbers a perturbation of element j moves in output o, which
+    its round-off is relative to: |f(x)[o]|, |J[o, j] x[j]| (what x[j] itself contributes)
+    and the values computed on the way to the output (never the other inputs nor the other
+    outputs: one large entry elsewhere must not loosen every element's tolerance)."""
+    def finite_abs(v):
+        v = np.abs(np.real(np.asarray(v)))
+        return np.where(np.isfinite(v), v, 0.0)
+
+    ends = set(graph.inputs.values()) | {graph.output}
+    inner = max((finite_abs(v).max(initial=0.0) for i, v in enumerate(vals) if i not in ends), default=0.0)
+    own = finite_abs(np.fmin(np.abs(num), np.abs(ana)) * np.abs(x)[None, :])
+    return np.maximum(np.maximum(finite_abs(vals[graph.output]).ravel()[:, None], own), inner)
+
+
+@dataclass
+class Element:
+    """The facts one input's check gathers, (M, n) or (n,) arrays, that ``_judge`` reads."""
+
+    num: np.ndarray  # the numeric derivative the verdict rests on
+    est: np.ndarray  # its truncation estimate (NaN: none)
+    methods: np.ndarray  # (n,) how each element was measured
+    steps: np.ndarray  # (n,) and at what step
+    magnitude: np.ndarray  # what round-off is relative to (``element_magnitude``)
+    floor: np.ndarray  # the round-off floor of the dtype checked as primary
+    floor32: np.ndarray  # that of float32 code
+    richardson: np.ndarray  # (n,) each element's auto Richardson base step
+    measured: np.ndarray  # (M, n) the uncertainty of a re-measured entry, round-off included (NaN: none)
+
+
+def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning):
+    """(bad, vague, tol, aim, uncertainty): which entries disagree beyond their tolerance,
+    which measurements are too uncertain to decide, the tolerance, what a measurement aims
+    to resolve (below the round-off of f, where it can) and the numeric side's uncertainty."""
+    scale = row_scale(e.num, ana) if analytic32 is None else row_scale(e.num, ana, analytic32)
+    noise = np.zeros(e.num.shape)
+    for m in set(e.methods):
+        at = e.methods == m
+        noise[:, at] = numeric.roundoff(m, eps, e.magnitude[:, at], e.steps[at])
+    unc = np.where(np.isnan(e.measured), measure.uncertainty(e.est, noise), e.measured)
+    claim = tolerance(scale, e.num, 0.0, primary, settings) + e.floor
+    # what a measurement must resolve: the claim, or the dtype's resolution of the element
+    # itself, above the round-off every difference of f has at its auto Richardson step
+    # (thrice: in the round-off regime Richardson's own estimate is made of the same noise)
+    reach = 3 * numeric.roundoff("richardson", eps, e.magnitude, e.richardson / 4)
+    aim = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor)  # what re-measuring aims at
+    limit = aim + reach
+    tol = claim + 2 * unc
+    bad = ~(np.abs(ana - e.num) <= tol)
+    if forward is not None:
+        bad |= ~(np.abs(forward - ana) <= tol)
+    if analytic32 is not None:
+        widen = 1.0 if conditioning is None else conditioning[:, None]
+        tol = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + 2 * unc
+        bad |= ~(np.abs(analytic32 - e.num) <= tol)
+    exact = (e.num == 0) & (ana == 0)  # the perturbation never reached this output: nothing to resolve
+    return bad, ~(unc <= limit) & ~exact, tol, aim, unc
+
+
+def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps):
+    """Each entry's status, and the one-sided differences where a kink was looked for.
+
+    A kink only with evidence (``measure.kink_evidence``) and the analytic value
+    between the sides; an entry neither passed nor failed beyond doubt is unresolved.
+    """
+    minus = np.full(e.num.shape, np.nan)
+    plus = np.full(e.num.shape, np.nan)
+    at_kink = np.zeros(e.num.shape, dtype=bool)
+    suspects = np.flatnonzero(kink | (bad | vague).any(axis=0))
+    if len(suspects):
+        h = cols.auto_steps("central", idx[suspects])
+        finest = h * 0.5 ** measure.KINK_HALVINGS
+        floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
+        evident, m, p, slack = measure.kink_evidence(cols, idx[suspects], h, floor)
+        minus[:, suspects], plus[:, suspects] = m, p
+        lo = np.fmin(m, p) - tol[:, suspects] - slack
+        hi = np.fmax(m, p) + tol[:, suspects] + slack
+        inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
+            ana[:, suspects] <= hi)
+        at_kink[:, suspects] = evident[None, :] & inside
+    # where f itself is undefined (log of a negative number, say) no derivative is checked
+    finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
+    decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))
+    return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
+
+
+def unresolved_reason(unc, limit):
+    """Why an entry could not be decided, (M, n) strings."""
+    text = np.char.add(np.char.add("numeric uncertainty ", np.char.mod("%.2g", unc)),
+                       np.char.add(" above the ", np.char.mod("%.2g", limit)))
+    return np.char.add(text, " a verdict must resolve").astype(object)

@@ -1,0 +1,160 @@
+"""The best measurement gradrun can make of a derivative, and the evidence for a kink.
+
+The rules these serve are written once, with their reasoning, in
+docs/pass-rule.md. Both work on ``cols``, the numeric side of one input's
+Jacobian (``verdict._Columns``): ``cols.at(method, h, idx)`` measures the
+elements ``idx`` by ``method`` at steps ``h`` (one per element), and
+``cols.one_sided(h, idx)`` gives their backward and forward differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import numeric
+
+# Richardson base steps tried, as powers of 4 times the element's auto step:
+# down to 4**-20 smaller (a domain edge 1e-12 away, a function whose own scale
+# is far below |x|), and up to 64 times larger only where the auto step's
+# measurement was ruled by round-off (a large constant in f): larger steps
+# first would let a periodic function alias. An element stops as soon as its
+# measurement is precise enough, or once two levels in a row only got worse.
+LEVELS = (range(0, 21), range(-1, -4, -1))
+GOOD_ENOUGH = 0.5  # stop when the measurement's error is below this share of what it must resolve
+
+# A kink is seen from one-sided differences at KINK_HALVINGS + 1 steps, each half the last:
+# their gap must stay (each halving keeps at least KINK_KEEP of it), while each side settles.
+KINK_HALVINGS = 4
+KINK_KEEP = 0.7
+KINK_SETTLED = 4.0  # the gap must be this many times larger than how far either side still moves
+
+
+def uncertainty(est, method_noise):
+    """An error estimate with NaN (not estimated) read as 0, plus the round-off of the differences."""
+    return np.nan_to_num(est, nan=0.0) + method_noise
+
+
+def best(cols, idx, base, noise, target, witness):
+    """Richardson extrapolation at shrinking (and then growing) base steps, entry by entry.
+
+    ``base`` (n,) is each element's auto Richardson step, ``noise(h, rows)``
+    the round-off of differences at the steps h of the elements ``rows``,
+    ``target`` (M, n) the error each entry's measurement aims to get below.
+    ``witness`` is (value, slack), each (M, n): a small-step measurement that
+    a level's value must agree with within its slack plus the level's
+    uncertainty (NaN: no witness), because a large step can alias: a narrow
+    bump stepped over gives zeros at every Richardson point and an estimate
+    of 0. Each Jacobian entry keeps its own best level (one output of an
+    element may be ruled by round-off, another by truncation). Returns
+    ``(value, uncertainty, step)`` as (M, n), (M, n), (n,): the finite
+    estimates with the smallest uncertainty seen (NaN where no step gave a
+    finite one), and each element's finest step used.
+    """
+    m, n = target.shape
+    value = np.full((m, n), np.nan)
+    unc = np.full((m, n), np.inf)
+    step = np.full((m, n), np.nan)
+    noisy = np.zeros(n, dtype=bool)  # the auto step's measurement was ruled by round-off
+    for direction, levels in enumerate(LEVELS):
+        active = np.ones(n, dtype=bool) if direction == 0 else noisy & ~_good(unc, target)
+        worse = np.zeros(n, dtype=int)
+        for level in levels:
+            rows = np.flatnonzero(active)
+            if not len(rows):
+                break
+            v, est, _, used = cols.at("richardson", base[rows] * 4.0 ** -level, idx[rows])
+            v, est, rnd = v.T, est.T, noise(used, rows)
+            u = uncertainty(est, rnd)
+            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + u)  # NaN (no witness) agrees
+            u = np.where(np.isfinite(v) & agrees, u, np.inf)
+            if level == 0:
+                noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
+            better = u < unc[:, rows]
+            value[:, rows] = np.where(better, v, value[:, rows])
+            unc[:, rows] = np.where(better, u, unc[:, rows])
+            step[:, rows] = np.where(better, used[None, :], step[:, rows])
+            settled = np.isfinite(unc[:, rows]).all(axis=0) & ~better.any(axis=0)
+            worse[rows] = np.where(settled, worse[rows] + 1, 0)
+            active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
+    finest = np.nanmin(np.where(np.isfinite(step), step, np.inf), axis=0, initial=np.inf)
+    return value, np.where(np.isfinite(unc), unc, np.nan), np.where(np.isfinite(finest), finest, base)
+
+
+def _good(unc, target):
+    """Elements whose every entry is measured precisely enough."""
+    return (unc <= GOOD_ENOUGH * np.where(np.isfinite(target), target, 0.0)).all(axis=0)
+
+
+def kink_evidence(cols, idx, h, floor):
+    """Which elements sit on a kink, with their one-sided differences.
+
+    A kink needs a gap between the backward and forward differences that
+    does not shrink as the step halves (a smooth function's gap is O(h)),
+    above ``floor`` (M, n: what the comparison can resolve) and well above
+    how far either side still moves. Returns ``(kink (n,), minus, plus,
+    slack)``, the last three (M, n): the one-sided differences at the
+    finest step and how far each may still be off. An element is dropped
+    as soon as its gap shrinks, so smooth ones cost two halvings.
+    """
+    n = len(idx)
+    alive = np.ones(n, dtype=bool)
+    first = cols.one_sided(h, idx)
+    last = [np.array(a, copy=True) for a in first]  # (n, M) each: the finest minus and plus
+    before = [np.array(a, copy=True) for a in first]
+    gap = np.abs(first[1] - first[0])
+    kept = np.ones(gap.shape, dtype=bool)
+    for k in range(1, KINK_HALVINGS + 1):
+        rows = np.flatnonzero(alive)
+        if not len(rows):
+            break
+        m, p = cols.one_sided(h[rows] * 0.5 ** k, idx[rows])
+        fine = np.abs(p - m)
+        kept[rows] &= fine >= KINK_KEEP * gap[rows]
+        gap[rows] = fine
+        before[0][rows], before[1][rows] = last[0][rows], last[1][rows]
+        last[0][rows], last[1][rows] = m, p
+        alive[rows] = kept[rows].any(axis=1)
+    drift = np.abs(last[0] - before[0]) + np.abs(last[1] - before[1])
+    evidence = kept & (gap > KINK_SETTLED * drift) & (gap > floor.T) & alive[:, None]
+    return evidence.any(axis=1), last[0].T, last[1].T, 2 * drift.T
+
+
+def nondeterministic(graph, vals, again) -> list:
+    """The user functions that returned different values for the same arguments.
+
+    ``again`` is a second evaluation of ``graph`` at the inputs ``vals`` came from.
+    """
+    def same(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+    return [node.fn.source or node.fn.name for i, node in enumerate(graph.nodes)
+            if node.fn is not None and all(same(vals[a], again[a]) for a in node.args)
+            and not same(vals[i], again[i])]
+
+
+def remeasure(cols, idx, e, eps, which, limit):
+    """Measure the elements ``which`` of ``e`` (a ``judge.Element``) again, as well as
+    gradrun can (``best``), aiming below ``limit`` (M, n)."""
+    if not len(which):
+        return
+
+    def noise(h, rows):
+        return numeric.roundoff("richardson", eps, e.magnitude[:, which[rows]], h)
+
+    value, unc, step = best(cols, idx[which], e.richardson[which], noise, limit[:, which],
+                            witness(cols, idx[which], e.magnitude[:, which], eps))
+    found = np.isfinite(value).all(axis=0)
+    take = which[found]
+    e.num[:, take], e.measured[:, take] = value[:, found], unc[:, found]
+    e.methods[take], e.steps[take] = "richardson", step[found]
+
+
+def witness(cols, idx, magnitude, eps):
+    """A central difference at each element's small auto step, and how far off it may be
+    (its step doubling and round-off, four times over): what a Richardson level must agree with."""
+    h = cols.auto_steps("central", idx)
+    value = cols.at("central", h, idx)[0].T
+    coarse = cols.at("central", 2 * h, idx)[0].T
+    slack = 4 * (np.abs(coarse - value) / 3 + numeric.roundoff("central", eps, magnitude, h))
+    return value, slack
