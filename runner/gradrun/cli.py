@@ -165,10 +165,12 @@ spec_paths = click.argument(
 @click.option("--drift-factor", type=click.FloatRange(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
               show_default=True, metavar="FLOAT",
               help="An error that grew more than this many times (and past a quarter of its tolerance) drifts.")
+@click.option("--device", metavar="DEVICE",
+              help="Run every torch: function on this device (cpu, cuda, cuda:N); comparisons stay on the CPU.")
 @cli_parallel.options
 @click.pass_context
 def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
-        jobs, scheduler, shard, merge, **settings):
+        device, jobs, scheduler, shard, merge, **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
@@ -177,11 +179,11 @@ def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, 
     report is written (exit 2). -j, --scheduler and --shard change where
     experiments run, never what the reports say (docs/parallel.md).
     """
-    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None)
+    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None, device)
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
     if plot:
         _plotting()  # no matplotlib: say so before running, not after
-    loaded = _load_all(specs)
+    loaded = _load_all(specs, device)
     _check_selection(loaded, only)
     stored = _baselines(baseline_path, update_baseline, loaded, only)
     drifts = None if baseline_path is None or update_baseline else []
@@ -238,7 +240,7 @@ def _write_baseline(file, spec, results, quiet) -> None:
         click.echo(f"wrote baseline {file}", err=True)
 
 
-def _load_all(paths) -> list:
+def _load_all(paths, device=None) -> list:
     """Load every spec, gathering every issue of every file before giving up."""
     from . import spec as spec_module
 
@@ -249,7 +251,8 @@ def _load_all(paths) -> list:
     for stem, same in stems.items():
         if len(same) > 1:
             raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return _each_spec(unique, spec_module.load_spec)
+    load = spec_module.load_spec
+    return _each_spec(unique, load if device is None else lambda path: load(path, device=device))
 
 
 def _each_spec(paths, load) -> list:

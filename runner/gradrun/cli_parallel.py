@@ -85,13 +85,14 @@ class How:
     shard: tuple | None = None
     merge: tuple = ()
     out: Path = Path("results")
+    load_options: tuple = ()  # load_spec's keywords (device), for workers that load a spec themselves
 
     @property
     def serial(self) -> bool:
         return self.jobs == 1 and not (self.scheduler or self.shard or self.merge)
 
 
-def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool) -> How:
+def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None) -> How:
     """Check that the options go together; ``comparing``: --baseline or --update-baseline is given."""
     from_env = ctx.get_parameter_source("scheduler") == click.core.ParameterSource.ENVIRONMENT
     if scheduler and jobs > 1:
@@ -102,7 +103,8 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool) -> How:
         raise click.UsageError("--merge runs nothing; give it without -j, --scheduler or --shard")
     if shard and comparing:
         raise click.UsageError("a shard holds part of each spec; compare with --baseline when you --merge")
-    return How(jobs, scheduler or None, shard, tuple(merge), Path(out))
+    load_options = (("device", device),) if device is not None else ()
+    return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options)
 
 
 def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
@@ -140,7 +142,7 @@ def _running(chosen, overrides, how, progress):
     from .dask_cluster import ClusterError  # dask itself is imported only with a scheduler
 
     try:
-        yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress)
+        yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress, dict(how.load_options))
     except ClusterError as error:
         raise DistributionError(str(error)) from None
 

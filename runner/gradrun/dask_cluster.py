@@ -83,7 +83,7 @@ def worker_count(address: str) -> int:
         return max(1, sum(client.nthreads().values()))
 
 
-def execute(address: str, chosen, units, overrides):
+def execute(address: str, chosen, units, overrides, load_options=None):
     """``(unit, result)`` for every unit, as the cluster finishes them.
 
     A worker that dies takes every unit queued on it down with it; those
@@ -93,7 +93,7 @@ def execute(address: str, chosen, units, overrides):
     sources = {spec_no: source_of(spec.path) for spec_no, spec, _ in chosen}
     with _client(address) as client:
         def submit(unit):
-            return client.submit(remote_unit, sources[unit.spec], unit, overrides, pure=False,
+            return client.submit(remote_unit, sources[unit.spec], unit, overrides, load_options, pure=False,
                                  key=f"gradrun-{unit.name}-{unit.start}-{os.urandom(6).hex()}")
 
         suspects = []
@@ -122,17 +122,18 @@ def _finished(client, futures):
                 unit, f"{type(error).__name__}: {error}")
 
 
-_LOADED: dict = {}  # on a worker: SpecSource digest -> Spec
+_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
 
 
-def remote_unit(source: SpecSource, unit, overrides):
-    """Runs on a Dask worker: the spec from its source, then the unit."""
-    key = source.digest
+def remote_unit(source: SpecSource, unit, overrides, load_options=None):
+    """Runs on a Dask worker: the spec from its source (loaded with ``load_spec(**load_options)``), then the unit."""
+    load_options = dict(load_options or {})
+    key = (source.digest, tuple(sorted(load_options.items())))
     if key not in _LOADED:
         from . import spec as spec_module
 
         threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
-        _LOADED[key] = spec_module.load_spec(materialize(source))
+        _LOADED[key] = spec_module.load_spec(materialize(source), **load_options)
     return parallel.run_unit(_LOADED[key], unit, overrides)
 
 

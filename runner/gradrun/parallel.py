@@ -89,21 +89,24 @@ def assemble(parts) -> ExperimentResult:
                             notes=runner.screen_notes(records), file=first.file, line=first.line)
 
 
-def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, progress=None):
+def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, progress=None, load_options=None):
     """Run the chosen experiments; yield ``(spec position, results)`` in spec order.
 
     ``jobs`` worker processes on this machine, or the Dask scheduler at
     ``scheduler``; one job runs in this process. ``progress(name, done,
     total)`` hears of every finished unit, whichever worker finished it.
+    ``load_options`` are ``load_spec``'s keywords (``device``) the specs were
+    loaded with, for workers that load them again.
     """
+    load_options = dict(load_options or {})
     workers = jobs if scheduler is None else _cluster_workers(scheduler)
     units = plan(chosen, workers)
     if scheduler is not None:
         from . import dask_cluster
 
-        finished = dask_cluster.execute(scheduler, chosen, units, overrides)
+        finished = dask_cluster.execute(scheduler, chosen, units, overrides, load_options)
     elif jobs > 1:
-        finished = _pool(units, {spec_no: spec for spec_no, spec, _ in chosen}, overrides, jobs)
+        finished = _pool(units, {spec_no: spec for spec_no, spec, _ in chosen}, overrides, jobs, load_options)
     else:
         specs = {spec_no: spec for spec_no, spec, _ in chosen}
         finished = ((u, run_unit(specs[u.spec], u, overrides)) for u in units)
@@ -152,15 +155,15 @@ FORK_UNSAFE = ("torch", "jax", "tensorflow")
 _LOADED: dict = {}  # in a worker: spec path -> Spec, inherited when forked, else loaded once
 
 
-def _local_unit(path: str, unit: Unit, overrides) -> ExperimentResult:
+def _local_unit(path: str, unit: Unit, overrides, load_options) -> ExperimentResult:
     from . import spec as spec_module
 
     if path not in _LOADED:
-        _LOADED[path] = spec_module.load_spec(path)
+        _LOADED[path] = spec_module.load_spec(path, **load_options)
     return run_unit(_LOADED[path], unit, overrides)
 
 
-def _pool(units, specs, overrides, jobs: int):
+def _pool(units, specs, overrides, jobs: int, load_options):
     """``(unit, result)`` as workers finish them; a worker that dies costs only its own unit.
 
     A dead worker breaks the whole pool: the units it had in flight are run
@@ -169,16 +172,17 @@ def _pool(units, specs, overrides, jobs: int):
     """
     queue, suspects = deque(units), []
     paths = {spec_no: spec.path for spec_no, spec in specs.items()}
+    options = (overrides, load_options)
     per_worker = max(1, threads.cores() // jobs)
     _LOADED.update({spec.path: spec for spec in specs.values()})  # a forked worker starts with them
     try:
         with threads.env_caps(per_worker):
             while queue:
                 with _executor(jobs, per_worker) as pool:
-                    suspects += yield from _drain(pool, queue, paths, overrides, IN_FLIGHT_PER_WORKER * jobs)
+                    suspects += yield from _drain(pool, queue, paths, options, IN_FLIGHT_PER_WORKER * jobs)
             for unit in suspects:
                 with _executor(1, per_worker) as pool:
-                    orphans = yield from _drain(pool, deque([unit]), paths, overrides, 1)
+                    orphans = yield from _drain(pool, deque([unit]), paths, options, 1)
                 for lost in orphans:
                     yield lost, failed(lost, "its worker process died while checking it")
     finally:
@@ -194,13 +198,16 @@ def _executor(jobs: int, per_worker: int):
                                initializer=threads.cap_process, initargs=(per_worker,))
 
 
-def _drain(pool, queue, paths, overrides, ahead: int):
-    """Feed ``queue`` to ``pool`` keeping ``ahead`` units in flight; returns the units a broken pool lost."""
+def _drain(pool, queue, paths, options, ahead: int):
+    """Feed ``queue`` to ``pool`` keeping ``ahead`` units in flight; returns the units a broken pool lost.
+
+    ``options``: the overrides and load_spec keywords every unit runs with.
+    """
     running: dict = {}
     while queue or running:
         while queue and len(running) < ahead:
             unit = queue.popleft()
-            running[pool.submit(_local_unit, paths[unit.spec], unit, overrides)] = unit
+            running[pool.submit(_local_unit, paths[unit.spec], unit, *options)] = unit
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             unit = running.pop(future)

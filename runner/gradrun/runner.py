@@ -44,7 +44,8 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     if records:
         check_mode = records[0].check
     return ExperimentResult(exp.name, records, time.perf_counter() - start, error, check_mode,
-                            notes=unresolved_notes(records) + screen_notes(records), file=exp.file, line=exp.line)
+                            notes=unresolved_notes(records) + screen_notes(records) + function_notes(exp),
+                            file=exp.file, line=exp.line)
 
 
 def screen_notes(records) -> list:
@@ -55,6 +56,12 @@ def screen_notes(records) -> list:
             seen.setdefault(r.input, []).append(r.tolerance)
     return [f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
             f"error above {max(tols):.2g}" for name, tols in seen.items()]
+
+
+def function_notes(exp: Experiment) -> list:
+    """What the experiment's own code said about how it was evaluated (vmap fell back, say)."""
+    said = [note for f in exp.functions.values() for note in getattr(f, "notes", ())]
+    return list(dict.fromkeys(said))
 
 
 def unresolved_notes(records) -> list:

@@ -77,6 +77,8 @@ class _Columns:
         else:  # a user's function sees whole arrays
             width = max(v.size for v in vals)
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
+        if graph.batched:  # one call per chunk: as many rows as memory allows
+            self.chunk = max(self.chunk, engine.batch_rows(self.x.size))
 
 
     def run(self, fn, idx):
