@@ -97,9 +97,10 @@ def test_jobs_2_writes_the_serial_bytes(serial, tmp_path):
 
 def test_serial_bytes_depend_on_blas_threads_only_where_blas_sums_large_products(serial, tmp_path):
     expected, _ = serial
-    done = gradrun(*EXAMPLES, "--out", tmp_path)
+    some = [p for p in EXAMPLES if p.stem in ("chain", "my-layer", "second-order", "float32")]  # no torch: quick
+    done = gradrun(*some, "--out", tmp_path)
     assert done.returncode == 0, done.stderr
-    assert_same_reports(expected, tmp_path, [p.stem for p in EXAMPLES if p.stem != "screen"])
+    assert_same_reports(expected, tmp_path, [p.stem for p in some])
 
 
 def test_two_shards_merged_write_the_serial_bytes(serial, tmp_path):

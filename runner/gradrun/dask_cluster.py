@@ -102,9 +102,11 @@ def execute(address: str, chosen, units, overrides, load_options=None):
                 suspects.append(unit)
             else:
                 yield unit, result
-        for unit in suspects:
-            for unit, result in _finished(client, {submit(unit): unit}):
-                yield unit, parallel.failed(unit, "its Dask worker died while checking it") if result is _DIED else result
+        for suspect in suspects:
+            for unit, result in _finished(client, {submit(suspect): suspect}):
+                if result is _DIED:
+                    result = parallel.failed(unit, "its Dask worker died while checking it")
+                yield unit, result
 
 
 _DIED = object()  # the unit's worker died under it

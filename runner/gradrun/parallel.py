@@ -86,7 +86,17 @@ def assemble(parts) -> ExperimentResult:
             break
     first = parts[0]
     return ExperimentResult(first.name, records, seconds, error, records[0].check if records else check,
-                            notes=runner.screen_notes(records), file=first.file, line=first.line)
+                            notes=_notes(records, parts), file=first.file, line=first.line)
+
+
+def _notes(records, parts) -> list:
+    """The experiment's notes as the serial run makes them: those about its records, from all of them,
+    then what its functions said while the units ran (in a worker; only the units' notes tell)."""
+    def about(records):
+        return runner.unresolved_notes(records) + runner.screen_notes(records)
+
+    said = [note for part in parts for note in part.notes if note not in set(about(part.records))]
+    return about(records) + list(dict.fromkeys(said))
 
 
 def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, progress=None, load_options=None):
