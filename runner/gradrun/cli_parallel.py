@@ -151,7 +151,7 @@ def _write_shard(how, path, spec, positions, results, overrides, only) -> None:
     data = shards.shard_bytes(spec, positions, results, *how.shard, overrides, only)
     target = how.out / shards.file_name(path, *how.shard)
     try:
-        report.atomic_write(target, data)
+        report.atomic_write(target, [data])
     except OSError as error:
         raise DistributionError(f"cannot write {target}: {error.strerror or error}") from error
 
