@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gradrun import parallel, shards, spec as spec_module, threads
-from gradrun.model import ExperimentResult, Record
+from gradrun.model import ExperimentResult
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -233,12 +233,15 @@ def test_assembled_units_equal_the_whole_experiment():
 
 
 def record(point):
-    return Record("e", point, "x", 0, "x", 0, 1.0, 2.0, 2.0, 0.0, 0.0, True, "pass", 1e-7, "central", 1e-5)
+    return dict(experiment="e", point=point, input="x", index=0, element="x", output=0, value=1.0, numeric=2.0,
+                analytic=2.0, abs_error=0.0, rel_error=0.0, status="pass", tolerance=1e-7, method="central",
+                step=1e-5, check="full")
 
 
 def test_assemble_stops_at_the_first_error_as_the_serial_loop_does():
-    parts = [ExperimentResult("e", [record(0)], 1.0), ExperimentResult("e", [], 0.5, error="ValueError: bad"),
-             ExperimentResult("e", [record(2)], 1.0)]
+    parts = [ExperimentResult.from_rows("e", [record(0)], seconds=1.0),
+             ExperimentResult("e", [], 0.5, error="ValueError: bad"),
+             ExperimentResult.from_rows("e", [record(2)], seconds=1.0)]
     joined = parallel.assemble(parts)
     assert [r.point for r in joined.records] == [0] and joined.error == "ValueError: bad"
     assert joined.seconds == 1.5

@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
 from . import runner, threads
+from .columns import Columns
 from .model import ExperimentResult
 
 UNITS_PER_WORKER = 2  # a sweep is cut into about this many slices per worker, to even out the load
@@ -77,26 +78,34 @@ def assemble(parts) -> ExperimentResult:
     As in the serial loop, the first point that raised ends the experiment:
     its error stands and the points after it are not reported.
     """
-    records, seconds, error, check = [], 0.0, None, parts[0].check
+    kept, error, check = [], None, parts[0].check
     for part in parts:
-        records += part.records
-        seconds += part.seconds
+        kept.append(part)
         if part.error is not None:
             error, check = part.error, part.check
             break
     first = parts[0]
-    return ExperimentResult(first.name, records, seconds, error, records[0].check if records else check,
-                            notes=_notes(records, parts), file=first.file, line=first.line)
+    result = ExperimentResult(
+        first.name, Columns.concat([p.elements for p in kept]), sum(p.seconds for p in kept), error, check,
+        file=first.file, line=first.line, projections=Columns.concat([p.projections for p in kept]),
+        blocks=[b for p in kept for b in p.blocks if b != (0, 0)],
+        shapes={k: v for p in kept for k, v in p.shapes.items()})
+    if len(result.projections):
+        result.check = "screen"
+    elif len(result.elements):
+        result.check = str(result.elements["check"][0])
+    result.notes = _notes(result, kept)
+    return result
 
 
-def _notes(records, parts) -> list:
-    """The experiment's notes as the serial run makes them: those about its records, from all of them,
+def _notes(result, parts) -> list:
+    """The experiment's notes as the serial run makes them: those about its rows, from all of them,
     then what its functions said while the units ran (in a worker; only the units' notes tell)."""
-    def about(records):
-        return runner.unresolved_notes(records) + runner.screen_notes(records)
+    def about(r):
+        return runner.unresolved_notes(r) + runner.screen_notes(r.projections)
 
-    said = [note for part in parts for note in part.notes if note not in set(about(part.records))]
-    return about(records) + list(dict.fromkeys(said))
+    said = [note for part in parts for note in part.notes if note not in set(about(part))]
+    return about(result) + list(dict.fromkeys(said))
 
 
 def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, progress=None, load_options=None):
