@@ -129,7 +129,7 @@ def _alternatives_issues(doc, error, path) -> list:
                 return [i for e in subs for i in _schema_error_issues(doc, e)]
         if path[:1] == ("functions",):
             return [doc.issue(path, "not a function declaration",
-                              "write an expression string, {params: [...], expr: ...}, {python: ..., vjp: ...} or {torch: ...}")]
+                              "write an expression string, {params: [...], expr: ...}, {python: ..., vjp: ...}, {torch: ...} or {jax: ...}")]
         known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}"
         return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}", f"use one of {known}")]
     if error.context:
@@ -524,7 +524,9 @@ class _Checker:
             elif "expr" in decl:
                 bodies[name] = (tuple(decl.get("params", ["x"])), decl["expr"], path + ("expr",))
             else:
-                fn = (self.torch_function if "torch" in decl else self.python_function)(name, decl, path)
+                kind = next((k for k in ("torch", "jax") if k in decl), "python")
+                fn = {"torch": self.torch_function, "jax": self.jax_function,
+                      "python": self.python_function}[kind](name, decl, path)
                 if fn is not None:
                     self.functions[name] = fn
                     self.arity[name] = fn.nargs
@@ -558,13 +560,8 @@ class _Checker:
             self.add(path, f"python function '{name}' needs a 'vjp' (or 'jvp')",
                      "gradrun compares finite differences with your analytic derivative", key=True)
             return None
-        try:
-            params = tree.python_params(refs["python"])
-        except (TypeError, ValueError):
-            self.add(path + ("python",), f"cannot read the parameters of '{decl['python']}'")
-            return None
-        if not params:
-            self.add(path + ("python",), f"'{decl['python']}' takes no positional parameters")
+        params = self.code_params(path, decl, "python", refs["python"])
+        if params is None:
             return None
         return PythonFunction(name, params, refs["python"], refs.get("vjp"), refs.get("jvp"),
                               bool(decl.get("complex_safe", False)), decl["python"], hvp=refs.get("hvp"))
@@ -596,6 +593,34 @@ class _Checker:
         """The experiment's functions, torch ones built under its own seed."""
         return {n: self.torch_function(n, self.torch_decls[n], ("functions", n), seed) or f
                 if n in self.torch_decls else f for n, f in functions.items()}
+
+    def jax_function(self, name, decl, path):
+        """A ``jax:`` function: JAX itself supplies the VJP (and the JVP where it can)."""
+        try:
+            from .frameworks import jax as adapter
+        except ImportError as e:
+            self.add(path + ("jax",), f"jax: functions need JAX, which cannot be imported ({e})",
+                     "pip install 'gradrun[jax]'")
+            return None
+        try:
+            fn = import_callable(decl["jax"], self.spec_dir)
+        except _Problem as p:
+            self.add(path + ("jax",), p.message, p.hint)
+            return None
+        params = self.code_params(path, decl, "jax", fn)
+        return None if params is None else adapter.function(fn, name, decl["jax"])
+
+    def code_params(self, path, decl, key, fn):
+        """The input names of a user's callable, or None after an issue."""
+        try:
+            params = tree.python_params(fn)
+        except (TypeError, ValueError):
+            self.add(path + (key,), f"cannot read the parameters of '{decl[key]}'")
+            return None
+        if not params:
+            self.add(path + (key,), f"'{decl[key]}' takes no positional parameters")
+            return None
+        return params
 
     def check_recursion(self):
         graph = {n: [c for c in tree.calls(f.body) if c in self.functions]
