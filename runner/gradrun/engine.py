@@ -266,8 +266,9 @@ def vjp_rows(graph: Graph, vals: list, cotangents) -> dict:
 
     gradrun's own VJP rules are linear in the cotangent and IEEE rounding is
     symmetric under a change of sign, so on a transparent graph a row that is
-    another's negation costs no pass of its own: its VJP is the negated one
-    (the sign directions of a scalar output take one pass, not one each). A
+    another's negation costs no pass of its own: its VJP is the negated one, the
+    same numbers (a zero may differ in sign, where a rule subtracts equal terms);
+    the sign directions of a scalar output take one pass, not one each. A
     user's VJP is not assumed linear: there every row gets its own pass.
     """
     out_shape = vals[graph.output].shape
