@@ -31,13 +31,12 @@ Nothing here prints or exits; ``drift_table`` returns text for the CLI.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, selection
 from .columns import PASSING
 from .layout import report_rows
 from .model import ExperimentResult, Row
@@ -234,7 +233,7 @@ def compare(baseline: dict, results, file: str = "", factor: float = DRIFT_FACTO
     drifts = []
     now = {r.name: r for r in results}
     for name, old in stored.items():
-        if name not in now and (only is None or fnmatch.fnmatchcase(name, only)):
+        if name not in now and selection.selected(name, only):
             drifts.append(Drift("missing-experiment", file, name, old.get("line", 0),
                                 message="in the baseline but did not run"))
     for result in results:

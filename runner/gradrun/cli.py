@@ -8,7 +8,6 @@ or a usage error (``SpecError`` becomes 2 in ``GradrunGroup.invoke``).
 
 from __future__ import annotations
 
-import fnmatch
 import contextlib
 import json
 import math
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, baseline, cli_parallel, primitives, report
+from . import __version__, baseline, cli_parallel, primitives, report, selection
 from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError, one_line
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -328,7 +327,7 @@ def _each_spec(paths, load) -> list:
 
 
 def _matching(spec, pattern) -> list:
-    return [e.name for e in spec.experiments if fnmatch.fnmatchcase(e.name, pattern)]
+    return [e.name for e in selection.chosen(spec.experiments, pattern)]
 
 
 def _check_selection(loaded, only) -> None:

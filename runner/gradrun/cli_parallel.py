@@ -9,13 +9,12 @@ writes reports, baselines, JUnit and the summary from them as always.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from . import parallel, report, shards, threads, usercode
+from . import parallel, report, selection, shards, threads, usercode
 
 
 class Jobs(click.ParamType):
@@ -111,7 +110,7 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, p
 def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     """``(path, spec, results, ran)`` for each spec file the run reports on, in order."""
     chosen = [(n, spec, [k for k, e in enumerate(spec.experiments)
-                         if not only or fnmatch.fnmatchcase(e.name, only)])
+                         if selection.selected(e.name, only or None)])
               for n, (_, spec) in enumerate(loaded)]
     chosen = [c for c in chosen if c[2]]
     paths = {n: path for n, (path, _) in enumerate(loaded)}
