@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, baseline, layout
+from . import __version__, drift, layout
 from .columns import NAMES, PASSING, sweep_names, text
 from .model import ExperimentResult, Row
 
@@ -386,12 +386,12 @@ def summary_json(results, drifts=None) -> str:
         },
     }
     if drifts is not None:
-        bad = baseline.regressed(drifts)
+        bad = drift.regressed(drifts)
         for result, data in zip(results, experiments):
             data["regressed"] = (result.file, result.name) in bad
         doc["totals"]["drifts"] = len(drifts)
         doc["totals"]["regressed"] = len(bad)
-        doc["drifts"] = [d.as_dict() for d in sorted(drifts, key=baseline.severity)]
+        doc["drifts"] = [d.as_dict() for d in sorted(drifts, key=drift.severity)]
     return json.dumps(_jsonable(doc), indent=2) + "\n"
 
 
@@ -463,7 +463,7 @@ def _testcase(suite: ET.Element, result: ExperimentResult, name: str, classname:
         case.set("file", result.file)
     if result.line:
         case.set("line", str(result.line))
-    drift_lines = [baseline.describe(d) for d in drifts]
+    drift_lines = [drift.describe(d) for d in drifts]
     if result.error is not None:
         node = ET.SubElement(case, "error", message=result.error.splitlines()[0] if result.error else "",
                              type="InternalError")
@@ -510,7 +510,7 @@ def junit_xml(results, drifts=None) -> str:
             suite.set("file", file)
         group = group + _vanished(drifts, file)
         for result, name in zip(group, _unique(r.name for r in group)):
-            _testcase(suite, result, name, classname, baseline.for_experiment(drifts, file, result.name))
+            _testcase(suite, result, name, classname, drift.for_experiment(drifts, file, result.name))
         _count(suite, group, drifts)
         counted += group
     _count(root, counted, drifts)
@@ -519,7 +519,7 @@ def junit_xml(results, drifts=None) -> str:
 
 
 def _count(node: ET.Element, results, drifts=()) -> None:
-    bad = baseline.regressed(drifts)
+    bad = drift.regressed(drifts)
     node.set("tests", str(len(results)))
     node.set("failures", str(sum((not r.passed or (r.file, r.name) in bad) and r.error is None for r in results)))
     node.set("errors", str(sum(r.error is not None for r in results)))
@@ -543,11 +543,11 @@ def _escape(text: str, prop: bool = False) -> str:
 def github_annotations(results, drifts=None) -> list:
     """``::error file=…,line=…,title=gradrun: NAME::message`` for every failing or regressed experiment."""
     drifts = drifts or []
-    bad = baseline.regressed(drifts)
+    bad = drift.regressed(drifts)
     lines = []
     for file, group in _group_by_file(results).items():
         for result in group + _vanished(drifts, file):
-            mine = baseline.for_experiment(drifts, file, result.name)
+            mine = drift.for_experiment(drifts, file, result.name)
             if result.passed and not mine:
                 continue
             s = stats(result)
@@ -560,7 +560,7 @@ def github_annotations(results, drifts=None) -> list:
                 message = []
             if (result.file or file, result.name) in bad:
                 message.append(f"{_plural(len(mine), 'drift')} from the baseline:")
-                message += [baseline.describe(d) for d in mine[:WORST_SHOWN]]
+                message += [drift.describe(d) for d in mine[:WORST_SHOWN]]
             props = f"file={_escape(result.file or file, True)}"
             if result.line:
                 props += f",line={result.line}"
