@@ -2,10 +2,14 @@
 
 L = sum(sigmoid(X @ W)), every element of dL/dX and dL/dW checked (check: full). Printed:
 
-  process    the whole `gradrun SPEC` command, wall clock (interpreter start-up, imports,
-             spec loading, the check, the report, the summary) and its peak RSS
-  check      runner.run_spec alone, in this process (best of a few)
-  write      report.write_csv / write_parquet alone, in this process (best of a few)
+  process    the whole `gradrun SPEC` command (interpreter start-up, imports, spec loading,
+             the check, the report, the summary): wall clock, CPU time (user + sys, from
+             the child's rusage) and peak RSS
+  check      runner.run_spec alone, in this process (best of a few): wall and CPU
+  write      report.write_csv / write_parquet alone, in this process (best of a few): wall and CPU
+
+On a shared machine the wall clock grows with the load (printed at start and end); CPU
+time is the steadier figure, and the ratios below are of CPU times.
   torch      torch.autograd.gradcheck(fast_mode=False) on the same loss, float64, one intra-op
              thread (if installed)
 
@@ -20,6 +24,7 @@ Run: .venv/bin/python benchmarks/bench_report.py [--big]
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,12 +51,24 @@ def spec_text(n, k, m, copies) -> str:
 
 
 def best(fn, most=3):
-    times = []
+    """The least wall-clock seconds of ``most`` calls of ``fn``."""
+    return timed(fn, most)[0]
+
+
+def timed(fn, most=3) -> tuple:
+    """(wall, CPU) seconds, each the least of ``most`` calls of ``fn``."""
+    walls, cpus = [], []
     for _ in range(most):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
+
+
+def children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 # The child states its own peak RSS (VmHWM) as it exits: rusage would count this process's
@@ -67,14 +84,14 @@ main(sys.argv[1:])
 
 
 def process(path, out, fmt) -> tuple:
-    """(seconds, peak RSS in MB) of one whole `gradrun` process."""
+    """(wall seconds, CPU seconds, peak RSS in MB) of one whole `gradrun` process."""
     command = [sys.executable, "-c", LAUNCH, str(path), "--out", str(out), "--report-format", fmt, "-q"]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     child = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     assert child.returncode == 0, f"{command} exited {child.returncode}: {child.stderr[-2000:]}"
     peak = [line for line in child.stderr.splitlines() if line.startswith("PEAK ")]
-    return seconds, int(peak[-1].split()[1]) / 1024 if peak else float("nan")
+    return seconds, cpu, int(peak[-1].split()[1]) / 1024 if peak else float("nan")
 
 
 def torch_gradcheck(n, k, m) -> float | None:
@@ -86,9 +103,9 @@ def torch_gradcheck(n, k, m) -> float | None:
     rng = np.random.default_rng(1)
     x = torch.tensor(rng.standard_normal((n, k)), requires_grad=True)
     w = torch.tensor(rng.standard_normal((k, m)), requires_grad=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     assert torch.autograd.gradcheck(lambda a, b: torch.sigmoid(a @ b).sum(), (x, w), fast_mode=False)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def measure(label, shape, folder: Path) -> None:
@@ -98,18 +115,18 @@ def measure(label, shape, folder: Path) -> None:
     loaded = spec.load_spec(str(path))
     results = runner.run_spec(loaded)
     elements = results[0].rows
-    check = best(lambda: runner.run_spec(loaded), most=1 if elements > 500_000 else 3) / copies
-    print(f"\n{label}: {elements} elements per experiment, {copies} experiment(s) in the spec")
-    print(f"  check alone             {check:8.3f} s per experiment")
+    check, check_cpu = (t / copies for t in timed(lambda: runner.run_spec(loaded), most=1 if elements > 500_000 else 3))
+    print(f"\n{label}: {elements} elements per experiment, {copies} experiment(s) in the spec (per experiment: wall / CPU)")
+    print(f"  check alone             {check:8.3f} s / {check_cpu:6.3f} s")
     for fmt in report.FORMATS:
-        write = best(lambda: report.write_report(folder / f"w.{fmt}", results, fmt)) / copies
-        seconds, rss = process(path, folder / "out", fmt)
+        write, write_cpu = (t / copies for t in timed(lambda: report.write_report(folder / f"w.{fmt}", results, fmt)))
+        seconds, cpu, rss = process(path, folder / "out", fmt)
         size = (folder / "out" / f"{path.stem}.{fmt}").stat().st_size / 1e6
-        print(f"  {fmt:8s} process        {seconds / copies:8.3f} s per experiment   peak RSS {rss:6.0f} MB"
+        print(f"  {fmt:8s} process        {seconds / copies:8.3f} s / {cpu / copies:6.3f} s   peak RSS {rss:6.0f} MB"
               f"   report {size / copies:6.1f} MB")
-        print(f"  {fmt:8s} writing alone  {write:8.3f} s per experiment = {write / check:5.1%} of the check")
+        print(f"  {fmt:8s} writing alone  {write:8.3f} s / {write_cpu:6.3f} s = {write_cpu / check_cpu:5.1%} of the check's CPU")
         if label == "15k":
-            measure.process15k[fmt] = seconds / copies
+            measure.process15k[fmt] = cpu / copies
     if elements <= 200_000:
         from gradrun import plot
 
@@ -121,16 +138,16 @@ def measure(label, shape, folder: Path) -> None:
         if torch_seconds is None:
             print("  torch not installed: no gradcheck figure")
             return
-        print(f"  torch gradcheck (slow)  {torch_seconds:8.3f} s")
-        for fmt, seconds in measure.process15k.items():
-            print(f"  {fmt:8s} process / torch gradcheck = {seconds / torch_seconds:.2%}")
+        print(f"  torch gradcheck (slow)  {torch_seconds[0]:8.3f} s / {torch_seconds[1]:6.3f} s")
+        for fmt, cpu in measure.process15k.items():
+            print(f"  {fmt:8s} process / torch gradcheck (CPU) = {cpu / torch_seconds[1]:.2%}")
 
 
 measure.process15k = {}
 
 
 def screen_breakdown(folder: Path) -> None:
-    """Where a screen's time goes at 120k elements: its VJPs, its directional differences, the rest."""
+    """Where a screen's time goes at 120k elements: its forward pass, its VJPs, its directional differences."""
     from gradrun import engine, screen, verdict
     from gradrun.model import Settings
 
@@ -139,17 +156,20 @@ def screen_breakdown(folder: Path) -> None:
     exp = spec.load_spec(str(path)).experiments[0]
     graph = runner.graph_of(exp)
     inputs = exp.points[0].inputs
-    whole = best(lambda: verdict.check_point(graph, inputs, exp.wrt, Settings(check="screen")))
+    parts = {"whole check_point": lambda: verdict.check_point(graph, inputs, exp.wrt, Settings(check="screen"))}
     vals = engine.evaluate(graph, inputs)
     u = screen.directions(vals[graph.output].size, np.random.default_rng(0))
-    vjps = best(lambda: screen.cotangents(graph, vals, u))
+    parts["forward pass (evaluate)"] = lambda: engine.evaluate(graph, inputs)
+    parts[f"J^T u for its {screen.SCREEN_DIRECTIONS} directions (cotangents)"] = lambda: screen.cotangents(graph, vals, u)
     eps = np.finfo(float).eps
-    differences = sum(best(lambda name=name: screen.directional(
-        graph, vals, name, "complex", screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1)),
-        u, eps)) for name in exp.wrt)
-    print(f"\nscreen at 120k elements (each part timed on its own, best of 3): whole check_point "
-          f"{whole * 1e3:.1f} ms; its {screen.SCREEN_DIRECTIONS} VJPs {vjps * 1e3:.1f} ms; its directional "
-          f"differences (both inputs) {differences * 1e3:.1f} ms")
+    for name in exp.wrt:
+        v = screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1))
+        parts[f"directional differences along {name}"] = (
+            lambda name=name, v=v: screen.directional(graph, vals, name, "complex", v, u, eps))
+    print(f"\nscreen at 120k elements, each part timed on its own (least of 10 runs; wall / CPU):")
+    for what, fn in parts.items():
+        wall, cpu = timed(fn, most=10)
+        print(f"  {what:44s} {wall * 1e3:7.1f} ms / {cpu * 1e3:6.1f} ms")
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from bench_full import LOSS, best, gradrun_core, torch
 from bench_sensitivity import entry_off, loss_vjp, median_entry, torch_loss  # the planted error, in gradrun and torch
-from gradrun import engine, numeric, screen, verdict
+from gradrun import engine, layout, numeric, screen, verdict
 from gradrun.model import ExperimentResult, Settings
 from gradrun.tree import Call, PythonFunction, Var
 
@@ -142,7 +142,7 @@ def measure(n, k, m):
     row["screen"] = best(lambda: check(graph, inputs, "screen"), most=most)
     row["scr+loc"] = best(lambda: check(bad, inputs, "screen"), most=most)
     row["found"] = failing(check(bad, inputs, "screen"))
-    row["planted"] = verdict.element_names("X", inputs["X"].shape)[index]
+    row["planted"] = layout.element_name("X", inputs["X"].shape, index)
     row["sensitivity"] = screen_of_x(graph, inputs)[0].sensitivity
     found, args = screen_of_x(bad, inputs)
     row["flagged"] = bool(found.bad.any())

@@ -197,8 +197,12 @@ def output_scale(graph: Graph, vals: list) -> np.ndarray:
         v = np.abs(np.real(np.asarray(v)))
         return np.where(np.isfinite(v), v, 0.0)
 
+    def largest(v):  # one pass where every value is finite (a NaN or inf makes the max so)
+        top = np.abs(np.real(np.asarray(v))).max(initial=0.0)
+        return top if np.isfinite(top) else finite_abs(v).max(initial=0.0)
+
     out = finite_abs(vals[graph.output]).ravel()
-    return np.maximum(out, max((finite_abs(v).max(initial=0.0) for v in vals), default=0.0))
+    return np.maximum(out, max((largest(v) for v in vals), default=0.0))
 
 
 def unbroadcast(g, shape):
@@ -254,6 +258,38 @@ def vjp(graph: Graph, vals: list, cotangent, node_vjp=None) -> dict:
         name: (ct[i] if ct[i] is not None else np.zeros_like(vals[i]))
         for name, i in graph.inputs.items()
     }
+
+
+def vjp_rows(graph: Graph, vals: list, cotangents) -> dict:
+    """Reverse mode for a batch of output cotangents, one per row of ``cotangents``
+    (B, output size): {input name: (B, input size)}.
+
+    gradrun's own VJP rules are linear in the cotangent and IEEE rounding is
+    symmetric under a change of sign, so on a transparent graph a row that is
+    another's negation costs no pass of its own: its VJP is the negated one, the
+    same numbers (a zero may differ in sign, where a rule subtracts equal terms);
+    the sign directions of a scalar output take one pass, not one each. A
+    user's VJP is not assumed linear: there every row gets its own pass.
+    """
+    out_shape = vals[graph.output].shape
+    passes, ran = [], {}  # the VJPs run; a row's bytes in canonical sign -> (its pass, the sign it ran with)
+    which, flip = [], []
+    for b, row in enumerate(np.asarray(cotangents)):
+        sign, key = 1.0, b
+        if graph.transparent:
+            nonzero = np.flatnonzero(row)
+            sign = -1.0 if len(nonzero) and row[nonzero[0]] < 0 else 1.0
+            key = (sign * row).tobytes()
+        if key not in ran:
+            ran[key] = len(passes), sign
+            passes.append(vjp(graph, vals, row.reshape(out_shape)))
+        which.append(ran[key][0])
+        flip.append(1.0 if sign == ran[key][1] else -1.0)
+    result = {}
+    for name in graph.inputs:
+        done = np.stack([np.ravel(p[name]) for p in passes])
+        result[name] = done[which] * np.array(flip, dtype=done.dtype)[:, None]  # -1 * x is -x, exactly
+    return result
 
 
 def jvp(graph: Graph, vals: list, tangents: dict):
@@ -717,11 +753,14 @@ def perturb(graph: Graph, vals: list, name: str, index, delta, cache=None):
     return _propagate(graph, vals, name, start, len(index), motion)
 
 
-def perturb_along(graph: Graph, vals: list, name: str, directions):
-    """Move the whole input ``name`` by ``directions[b]`` (shape (B, *input shape)); as ``perturb``."""
+def perturb_along(graph: Graph, vals: list, name: str, directions, imaginary=False):
+    """Move the whole input ``name`` by ``directions[b]`` (shape (B, *input shape)); as ``perturb``.
+
+    ``imaginary=True`` takes real directions as the imaginary parts of a complex
+    step's (the complex array they would make is never built)."""
     directions = np.asarray(directions)
-    motion = Motion(np.iscomplexobj(directions))
-    start = Dense(np.imag(directions) if motion.imaginary else directions)
+    motion = Motion(imaginary or np.iscomplexobj(directions))
+    start = Dense(np.imag(directions) if np.iscomplexobj(directions) else directions)
     return _propagate(graph, vals, name, start, len(directions), motion)
 
 

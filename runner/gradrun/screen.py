@@ -28,6 +28,7 @@ from . import engine, numeric
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
+SIGNS = np.array([-1.0, 1.0])
 
 
 @dataclass
@@ -70,7 +71,9 @@ def directional(graph, vals, name, method, v, u, eps):
     moved = np.zeros(len(v))  # how far the outputs moved, before u's signs could cancel them
 
     def delta(offsets):
-        d, kink, _ = engine.perturb_along(graph, vals, name, offsets.reshape((-1,) + (1,) * x.ndim) * unit)
+        imaginary = np.iscomplexobj(offsets) and not np.real(offsets).any()  # a complex step: move by Im only
+        along = (np.imag(offsets) if imaginary else offsets).reshape((-1,) + (1,) * x.ndim) * unit
+        d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary)
         moved[:] = np.maximum(moved, np.einsum("bm,bm->b", np.abs(np.real(d)), np.abs(u)))
         return np.einsum("bm,bm->b", d, u)[:, None], kink
 
@@ -98,15 +101,13 @@ def disagree(ana, num, tol):
 
 def directions(size, rng) -> np.ndarray:
     """SCREEN_DIRECTIONS seeded random sign vectors of ``size`` entries."""
-    return rng.choice([-1.0, 1.0], size=(SCREEN_DIRECTIONS, size))
+    # rng.choice([-1.0, 1.0], size=...) draws these same integers, then gathers them slowly
+    return np.take(SIGNS, rng.integers(0, 2, size=(SCREEN_DIRECTIONS, size)))
 
 
 def cotangents(graph, vals, u) -> dict:
     """J^T u for every input and every direction u over the output: {name: (K, N)}."""
-    out_shape = vals[graph.output].shape
-    per_direction = [engine.vjp(graph, vals, uk.reshape(out_shape)) for uk in u]
-    return {name: np.stack([np.asarray(g[name], dtype=np.float64).ravel() for g in per_direction])
-            for name in graph.inputs}
+    return {name: g.astype(np.float64, copy=False) for name, g in engine.vjp_rows(graph, vals, u).items()}
 
 
 def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g32=None,

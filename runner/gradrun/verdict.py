@@ -178,7 +178,10 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     bad, vague, tol, aim, unc = rule()
     seen = analytic if analytic32 is None else analytic32
     status, minus, plus = judge.classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
-    reason = np.where(status == "unresolved", judge.unresolved_reason(unc, aim), "")
+    unresolved = status == "unresolved"  # a reason is formatted for these alone
+    reason = np.full(status.shape, "", dtype=object)
+    reason[unresolved] = judge.unresolved_reason(np.broadcast_to(unc, status.shape)[unresolved],
+                                                 np.broadcast_to(aim, status.shape)[unresolved])
     out = e.num
     if explicit:  # the report shows the spec's measurement; the verdict rests on the best one
         redone = np.flatnonzero(e.methods != shown[1])

@@ -35,6 +35,7 @@ from torch.func import functional_call, vmap
 
 from ..tree import PythonFunction, python_params
 from . import torch_jacobian
+from .torch_threads import confined
 
 MODES = ("eval", "train")
 
@@ -118,6 +119,7 @@ class TorchCode:
             raise TorchDeclarationError(f"forward input '{sorted(clash)[0]}' has the name of a parameter",
                                         "rename the forward's argument")
         self.buffers = tuple(n for n, _ in self.module.named_buffers()) if self.module is not None else ()
+        self.tied = self.module is not None and _ties_tensors(self.module)
         self.copies: dict = {}  # torch dtype -> (module copy, its buffers)
         self.batched = None  # None: vmap not tried yet; then True or False
         self.notes: list = []
@@ -163,7 +165,8 @@ class TorchCode:
                 twin, kept = self._copy(tensors[0].dtype if tensors else torch.float64)
                 state = dict(zip(self.parameters, tensors[n:]))
                 state.update(zip(self.buffers, buffers if buffers is not None else [b.clone() for b in kept]))
-                out = functional_call(twin, state, tuple(tensors[:n]))
+                # untying is per call and costly; only a module that shares a tensor needs it
+                out = functional_call(twin, state, tuple(tensors[:n]), tie_weights=self.tied)
             elif _autograd_function(self.obj):
                 out = self.obj.apply(*tensors)
             else:
@@ -177,7 +180,10 @@ class TorchCode:
         out = []
         for a in arrays:
             a = np.asarray(a)
-            t = torch.tensor(a, dtype=TORCH_DTYPES.get(a.dtype, torch.float64), device=self.device)
+            if a.dtype in TORCH_DTYPES:  # a numpy copy, wrapped: a third of torch.tensor's time
+                t = torch.from_numpy(np.array(a, order="C")).to(self.device)
+            else:
+                t = torch.tensor(a, dtype=torch.float64, device=self.device)
             out.append(t.requires_grad_() if grad else t)
         return out
 
@@ -325,6 +331,13 @@ class TorchCode:
         return True
 
 
+def _ties_tensors(module) -> bool:
+    """Whether two names of the module share one parameter or buffer (tied weights)."""
+    names = [n for n, _ in module.named_parameters(remove_duplicate=False)]
+    names += [n for n, _ in module.named_buffers(remove_duplicate=False)]
+    return len(names) > len(dict(module.named_parameters())) + len(dict(module.named_buffers()))
+
+
 def _numpy(t) -> np.ndarray:
     return t.detach().cpu().resolve_conj().numpy()
 
@@ -365,10 +378,11 @@ def function(name: str, obj, *, init=None, mode="eval", seed=0, device="cpu",
     code = TorchCode(name, obj, init, mode, seed, device)
     if not code.params:
         raise TorchDeclarationError(f"'{source}' takes no positional inputs")
+    forward_mode = code.has_forward_mode
     return PythonFunction(
-        name, code.params, code.forward, code.vjp, code.jvp if code.has_forward_mode else None,
-        bool(complex_safe), source, code.forward_batch, defaults=code.defaults(), notes=code.notes,
-        jvp_batch=code.jvp_batch if code.has_forward_mode else None, hvp=code.hvp)
+        name, code.params, confined(code.forward), confined(code.vjp), confined(code.jvp if forward_mode else None),
+        bool(complex_safe), source, confined(code.forward_batch), defaults=code.defaults(), notes=code.notes,
+        jvp_batch=confined(code.jvp_batch if forward_mode else None), hvp=confined(code.hvp))
 
 
 def check(code, inputs: dict, *, wrt=None, init=None, mode="eval", device="cpu", complex_safe=False,

@@ -1,0 +1,87 @@
+"""How a screen computes, not what it decides: the batched mechanics give bit for bit
+what the per-direction computation they replace gives."""
+
+import numpy as np
+import pytest
+
+from gradrun import engine, screen
+from gradrun.expr import parse
+from gradrun.tree import Call, PythonFunction, Var
+
+
+def graph_of(text):
+    return engine.build(parse(text), {}, ["X", "W"])
+
+
+def point(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"X": rng.standard_normal((7, 5)), "W": rng.standard_normal((5, 3))}
+
+
+def one_pass_each(graph, vals, rows):
+    """J^T u by one engine.vjp per row, stacked: what vjp_rows must equal."""
+    shape = vals[graph.output].shape
+    grads = [engine.vjp(graph, vals, row.reshape(shape)) for row in rows]
+    return {name: np.stack([np.ravel(g[name]) for g in grads]) for name in graph.inputs}
+
+
+@pytest.mark.parametrize("text", ["sum(sigmoid(X @ W))", "sigmoid(X @ W)", "tanh(X @ W) * 3",
+                                  "softmax(X @ W)", "logsumexp(X @ W)"])
+def test_vjp_rows_equals_one_vjp_per_row_bit_for_bit(text):
+    graph = graph_of(text)
+    vals = engine.evaluate(graph, point())
+    size = vals[graph.output].size
+    rows = screen.directions(size, np.random.default_rng(3))
+    rows = np.concatenate([rows, -rows[:2], rows[:1]])  # negations and repeats of earlier rows
+    got = engine.vjp_rows(graph, vals, rows)
+    want = one_pass_each(graph, vals, rows)
+    for name in graph.inputs:
+        assert got[name].dtype == want[name].dtype
+        np.testing.assert_array_equal(got[name], want[name])  # equal values; a zero's sign aside (see vjp_rows)
+
+
+def test_vjp_rows_runs_one_pass_per_row_through_a_users_vjp():
+    """A user's VJP that is not linear in its cotangent (g**2) must not be assumed linear."""
+    calls = []
+
+    def squared_vjp(g, x):
+        calls.append(1)
+        return g * g * np.ones_like(x)
+
+    fn = PythonFunction("f", ("x",), lambda x: x.sum(), squared_vjp)
+    graph = engine.build(Call("f", (Var("X"),)), {"f": fn}, ["X"])
+    vals = engine.evaluate(graph, {"X": np.arange(6.0)})
+    rows = np.array([[1.0], [-1.0], [1.0], [-2.0]])
+    got = engine.vjp_rows(graph, vals, rows)
+    assert len(calls) == len(rows)
+    np.testing.assert_array_equal(got["X"], np.repeat(rows ** 2, 6, axis=1))  # g**2, not sign * g
+
+
+def test_a_scalar_outputs_sign_directions_take_one_reverse_pass(monkeypatch):
+    graph = graph_of("sum(sigmoid(X @ W))")
+    vals = engine.evaluate(graph, point())
+    passes = []
+    real = engine.vjp
+    monkeypatch.setattr(engine, "vjp", lambda *a, **k: passes.append(1) or real(*a, **k))
+    engine.vjp_rows(graph, vals, np.array([[1.0], [-1.0], [-1.0], [1.0]]))
+    assert len(passes) == 1
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 90_001])
+@pytest.mark.parametrize("seed", [0, 1, [5, 2]])
+def test_directions_are_the_sign_vectors_rng_choice_draws(size, seed):
+    """The seeded directions (and the generator's state after them) are rng.choice's, as before."""
+    ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    got = screen.directions(size, ours)
+    np.testing.assert_array_equal(got, theirs.choice([-1.0, 1.0], size=(screen.SCREEN_DIRECTIONS, size)))
+    assert ours.random() == theirs.random()
+
+
+def test_an_imaginary_direction_moves_the_graph_as_the_complex_one_does():
+    graph = graph_of("sum(sigmoid(X @ W))")
+    vals = engine.evaluate(graph, point())
+    along = 1e-20 * screen.directions(35, np.random.default_rng(1)).reshape(-1, 7, 5)
+    complex_delta, complex_kink, _ = engine.perturb_along(graph, vals, "X", 1j * along)
+    delta, kink, _ = engine.perturb_along(graph, vals, "X", along, imaginary=True)
+    np.testing.assert_array_equal(delta, complex_delta)
+    np.testing.assert_array_equal(kink, complex_kink)
