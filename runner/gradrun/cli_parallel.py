@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from . import parallel, report, selection, shards, threads, usercode
+from .progress import Bar
 
 
 class Jobs(click.ParamType):
@@ -128,10 +129,10 @@ def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     if how.shard:  # every spec keeps its place, even with nothing in this shard, so a merge finds it
         chosen = shards.slice_of(chosen, *how.shard)
     positions = {n: p for n, _, p in chosen}
-    progress = _progress() if show_progress else None
+    progress = Bar("units") if show_progress else None
     for n, results in _running(chosen, overrides, how, progress):
         if progress:
-            click.echo("\r\x1b[K", err=True, nl=False)
+            progress.close()  # the bar's line ends; what is written about these results follows
         spec = loaded[n][1]
         if how.shard:
             _write_shard(how, paths[n], spec, positions[n], results, overrides, only)
@@ -154,10 +155,3 @@ def _write_shard(how, path, spec, positions, results, overrides, only) -> None:
         report.atomic_write(target, [data])
     except OSError as error:
         raise DistributionError(f"cannot write {target}: {error.strerror or error}") from error
-
-
-def _progress():
-    def progress(name, done, total):
-        click.echo(f"\r\x1b[Kunits [{done}/{total}] {name}", err=True, nl=False)
-
-    return progress
