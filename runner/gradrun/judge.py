@@ -39,6 +39,21 @@ def element_magnitude(graph, vals, num, ana, x):
     return np.maximum(np.maximum(finite_abs(vals[graph.output]).ravel()[:, None], own), inner)
 
 
+def set_floors(e, x, eps, eps_dtype):
+    """The round-off floors from ``e.magnitude``: ROUNDOFF_FLOOR * eps * F / max(1, |x|)."""
+    per_input = np.maximum(e.magnitude, eps) / np.maximum(1.0, np.abs(x))
+    e.floor = ROUNDOFF_FLOOR * eps * per_input
+    e.floor32 = ROUNDOFF_FLOOR * eps_dtype * per_input
+
+
+def add_noise(e, which, sigma, x, eps, eps_dtype):
+    """Raise the magnitude of elements ``which`` to what f's measured noise ``sigma``
+    (M, len(which)) shows: the numbers an opaque computation cancels, which neither
+    |f| nor |J x| reveals (a loss of 1e-15 that is lse(z) - z[y] with z[y] = 35)."""
+    e.magnitude[:, which] = np.maximum(e.magnitude[:, which], sigma / eps)
+    set_floors(e, x, eps, eps_dtype)
+
+
 @dataclass
 class Element:
     """The facts one input's check gathers, (M, n) or (n,) arrays, that ``_judge`` reads."""
@@ -68,7 +83,10 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
     # what a measurement must resolve: the claim, or the dtype's resolution of the element
     # itself, above the round-off every difference of f has at its auto Richardson step
     # (thrice: in the round-off regime Richardson's own estimate is made of the same noise)
-    reach = 3 * numeric.roundoff("richardson", eps, e.magnitude, e.richardson / 4)
+    # (or at the finer step a re-measurement needed: a function whose own scale is below
+    # the auto step, an ill-conditioned solve, is measured no better than that step's round-off)
+    natural = np.where(e.methods == "richardson", np.fmin(e.richardson / 4, e.steps), e.richardson / 4)
+    reach = 3 * numeric.roundoff("richardson", eps, e.magnitude, natural)
     aim = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor)  # what re-measuring aims at
     limit = aim + reach
     tol = claim + 2 * unc
