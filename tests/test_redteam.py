@@ -52,3 +52,25 @@ def test_verdict(case, dtype):
         assert result.passed, f"correct {case.cls} failed: {describe(result)}"
     else:
         assert "fail" in statuses, f"buggy ({case.cls}) not flagged: {statuses} {describe(result)}"
+
+
+def test_a_screen_is_not_loosened_by_one_large_input():
+    """A projection's round-off floor follows each element's own scale: one entry of 1e6 among
+    400 of size 1 must not hide a 1e-6 error in another (the graph-wide scale did)."""
+    import numpy as np
+
+    x = np.linspace(0.5, 1.5, 400)
+    x[7] = 1e6
+
+    def f(x):
+        return 2.0 * np.sin(x)
+
+    def vjp(g, x, wrong=True):
+        d = 2.0 * np.cos(x)
+        d[100] *= 1 + 1e-6 if wrong else 1.0
+        return g * d
+
+    buggy = gradrun.check(f, {"x": x}, vjp=vjp, check="screen")
+    assert any(r.element == "x[100]" and r.status == "fail" for r in buggy.records), describe(buggy)
+    assert not any(r.status == "fail" for r in buggy.records if r.index not in (-1, 100)), describe(buggy)
+    assert gradrun.check(f, {"x": x}, vjp=lambda g, x: vjp(g, x, False), check="screen").passed

@@ -29,14 +29,21 @@ def element_magnitude(graph, vals, num, ana, x):
     its round-off is relative to: |f(x)[o]|, |J[o, j] x[j]| (what x[j] itself contributes)
     and the values computed on the way to the output (never the other inputs nor the other
     outputs: one large entry elsewhere must not loosen every element's tolerance)."""
-    def finite_abs(v):
-        v = np.abs(np.real(np.asarray(v)))
-        return np.where(np.isfinite(v), v, 0.0)
+    own = _finite_abs(np.fmin(np.abs(num), np.abs(ana)) * np.abs(x)[None, :])
+    return np.maximum(output_magnitude(graph, vals)[:, None], own)
 
+
+def _finite_abs(v):
+    v = np.abs(np.real(np.asarray(v)))
+    return np.where(np.isfinite(v), v, 0.0)
+
+
+def output_magnitude(graph, vals):
+    """(M,): |f(x)[o]|, or the largest value computed on the way if larger (tanh(|x| - x)
+    is 0, the round-off of |x| - x is not); never the inputs themselves."""
     ends = set(graph.inputs.values()) | {graph.output}
-    inner = max((finite_abs(v).max(initial=0.0) for i, v in enumerate(vals) if i not in ends), default=0.0)
-    own = finite_abs(np.fmin(np.abs(num), np.abs(ana)) * np.abs(x)[None, :])
-    return np.maximum(np.maximum(finite_abs(vals[graph.output]).ravel()[:, None], own), inner)
+    inner = max((_finite_abs(v).max(initial=0.0) for i, v in enumerate(vals) if i not in ends), default=0.0)
+    return np.maximum(_finite_abs(vals[graph.output]).ravel(), inner)
 
 
 def set_floors(e, x, eps, eps_dtype):

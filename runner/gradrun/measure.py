@@ -87,7 +87,11 @@ def best(cols, idx, base, noise, target, witness):
             unc[:, rows] = np.where(better, cand_u, unc[:, rows])
             step[:, rows] = np.where(better, cand_h, step[:, rows])
             confirms = ~(np.abs(v - value[:, rows]) > u + unc[:, rows])
-            settled = np.isfinite(unc[:, rows]).all(axis=0) & ~better.any(axis=0) & confirms.all(axis=0)
+            # and only round-off, which finer steps make worse, ends it: where truncation still
+            # rules, the step is not yet below the function's own scale (sin(x) at x = 1e6, whose
+            # steps of 20 alias to a consistent, confident and wrong ~0)
+            ruled = ((rnd >= np.nan_to_num(est, nan=0.0)) | (v == 0)).all(axis=0)  # (0: not reached)
+            settled = np.isfinite(unc[:, rows]).all(axis=0) & ~better.any(axis=0) & confirms.all(axis=0) & ruled
             worse[rows] = np.where(settled, worse[rows] + 1, 0)
             active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
     finest = np.nanmin(np.where(np.isfinite(step), step, np.inf), axis=0, initial=np.inf)
@@ -169,11 +173,14 @@ def remeasure(cols, idx, e, eps, which, limit):
 
 def witness(cols, idx, magnitude, eps):
     """A central difference at each element's small auto step, and how far off it may be
-    (its step doubling and round-off, four times over): what a Richardson level must agree with."""
+    (how far it moves at twice and half the step, and round-off, four times over): what a
+    Richardson level must agree with."""
     h = cols.auto_steps("central", idx)
     value = cols.at("central", h, idx)[0].T
     coarse = cols.at("central", 2 * h, idx)[0].T
-    slack = 4 * (np.abs(coarse - value) / 3 + numeric.roundoff("central", eps, magnitude, h))
+    fine = cols.at("central", h / 2, idx)[0].T  # steps 2h and h apart can alias alike (sin at 1e6, h = 6)
+    moved = np.fmax(np.abs(coarse - value), np.abs(fine - value))
+    slack = 4 * (moved / 3 + numeric.roundoff("central", eps, magnitude, h / 2))
     # a witness that cannot vouch for its own sign (a step across a pole of an
     # ill-conditioned solve: the difference grows as 1 / h**2) is no witness
     lost = slack > np.abs(value)

@@ -296,6 +296,7 @@ CASES = [
     _bug("conv@flipped", "wrong order", L.conv, conv_flipped, "conv"),
     _bug("sin@float32_cast", "float32 cast in backward", L.sin_large, sin_float32, "sin@1e3", dtypes=("float64",)),
     _bug("sigmoid@float32_cast", "float32 cast in backward", L.sigmoid, sigmoid_float32, "sigmoid@moderate"),
+    _bug("sin@1e6_bumped", "factor 1+1e-5 on one entry", L.sin_large, _bump(L.sin_large_vjp, 0), "sin@1e6"),
     _bug("cubic@sign_negative", "wrong sign in one branch", L.cubic, cubic_sign, "cubic@integers"),
     _bug("sqrt@bumped_mixed", "factor 1+1e-5 on one entry", L.sqrt, _bump(L.sqrt_vjp, 2), "sqrt@mixed_scales"),
 ]

@@ -439,6 +439,7 @@ CASES = [
     _case("dense", dense, dense_vjp, _pt(x=r.standard_normal((3, 3)), w=r.standard_normal((3, 3)), b=r.standard_normal(3))),
     _case("conv", conv, conv_vjp, _pt(x=r.standard_normal(7), k=r.standard_normal(3))),
     _case("sin@1e3", sin_large, sin_large_vjp, _pt(x=[1000.0, 2500.5, -3000.2])),
+    _case("sin@1e6", sin_large, sin_large_vjp, _pt(x=[1e6, 0.7, -3e5])),
     _case("sqrt@mixed_scales", sqrt, sqrt_vjp, _pt(x=[1e-8, 1e6, 3.0])),
     _case("log@large", log, log_vjp, _pt(x=[1e8, 3e5, 1e-3])),
     _case("solve@rhs_scales", solve, solve_vjp, _pt(a=_spd(3, 5), b=[1e6, 1e-6, 1.0])),
