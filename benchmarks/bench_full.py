@@ -3,8 +3,8 @@
 Every element of dL/dX and dL/dW is checked. Columns, in seconds (best of a few runs),
 then speedups (how many times longer the other tool takes):
 
-  check_point   gradrun's verdict.check_point with check: full (records included)
-  core          the same without building Records: engine.jacobian + verdict.check_input
+  check_point   gradrun's verdict.check_point with check: full (its result columns included)
+  core          the same without building columns: engine.jacobian + verdict.check_input
   numpy 2N      a plain loop of 2N central differences of the whole function
   torch         torch.autograd.gradcheck, slow mode, default settings, float64 (if installed)
 
@@ -47,8 +47,9 @@ def best(fn, budget=3.0, most=5):
 
 
 def gradrun_full(graph, inputs):
-    records = verdict.check_point(graph, inputs, ["X", "W"], SETTINGS)
-    assert all(r.passed for r in records) and len(records) == sum(v.size for v in inputs.values())
+    checked = verdict.check_point(graph, inputs, ["X", "W"], SETTINGS)
+    assert (checked.elements["status"] == "pass").all()
+    assert len(checked.elements) == sum(v.size for v in inputs.values())
 
 
 def gradrun_core(graph, inputs):

@@ -7,20 +7,20 @@ X ~ N(0, 1) and W ~ N(0, 1/k) (so sigmoid is not saturated), best of a few runs:
   screen        the same with check: screen on correct code (random sign directions only)
   scr+loc       check: screen on the graph sum(sigmoid(plant(X) @ W)), where plant is an identity
                 whose VJP is 1 % off in one entry of dL/dX (the entry of median magnitude):
-                screen, localize, then the full check of what was localized, with Records
+                screen, localize, then the full check of what was localized, with its result columns
   localize      screen.localize alone, on the direction that flagged (dL/dX only: n*k elements)
   torch slow    torch.autograd.gradcheck(fast_mode=False), float64, one thread, correct code; above
                 TORCH_SLOW_LIMIT parameters it is not run but estimated from gradcheck on a random
                 subset of X's elements (each column costs two whole forward passes)
   torch fast    torch.autograd.gradcheck(fast_mode=True), float64, correct code
 
-and whether the planted entry was found (the element the failing Records name) and whether
+and whether the planted entry was found (the element the failing rows name) and whether
 torch's fast mode flags the same 1 % entry (planted by an autograd.Function whose backward
 scales it). Then the screen's stated sensitivity (Screen.sensitivity: the largest tolerance
 of its directions, the smallest single-entry error it is sure to flag) and the peak memory
-of each gradrun check (tracemalloc, in runs apart from the timed ones; "full without Records"
+of each gradrun check (tracemalloc, in runs apart from the timed ones; "full without columns"
 is bench_full's core: engine.jacobian + verdict.check_input) beside the documented cap on a
-check's working memory (engine.WORKING_MEMORY_CAP: beyond its inputs and the Records it
+check's working memory (engine.WORKING_MEMORY_CAP: beyond its inputs and the result columns it
 returns, which grow with the report), and a line per goal.
 
 Run: .venv/bin/python benchmarks/bench_screen.py      (about 2 minutes with torch)
@@ -36,7 +36,7 @@ import numpy as np
 from bench_full import LOSS, best, gradrun_core, torch
 from bench_sensitivity import entry_off, loss_vjp, median_entry, torch_loss  # the planted error, in gradrun and torch
 from gradrun import engine, numeric, screen, verdict
-from gradrun.model import Settings
+from gradrun.model import ExperimentResult, Settings
 from gradrun.tree import Call, PythonFunction, Var
 
 SIZES = [(3, 3, 2), (32, 32, 16), (100, 100, 50), (300, 300, 100)]
@@ -61,12 +61,13 @@ def planted_graph(index, rel=REL):
 
 
 def check(graph, inputs, mode):
-    return verdict.check_point(graph, inputs, WRT, Settings(check=mode))
+    """check_point's columns, as a result (what the runner makes of them)."""
+    return ExperimentResult.from_checks("check", [verdict.check_point(graph, inputs, WRT, Settings(check=mode))])
 
 
-def failing(records):
-    """The elements that failing element Records name (screen directions left out)."""
-    return sorted({r.element for r in records if r.index >= 0 and not r.passed})
+def failing(result):
+    """The elements that failing element rows name (screen directions left out)."""
+    return sorted({r.element for r in result.records if r.index >= 0 and not r.passed})
 
 
 def screen_of_x(graph, inputs, settings=Settings(check="screen")):
@@ -135,8 +136,8 @@ def measure(n, k, m):
     bad = planted_graph(index)
     row = {"size": f"({n},{k},{m})", "N": params, "index": index, "gx": gx}
 
-    assert all(r.passed for r in check(graph, inputs, "full"))
-    assert all(r.passed for r in check(graph, inputs, "screen"))
+    assert check(graph, inputs, "full").passed
+    assert check(graph, inputs, "screen").passed
     row["full"] = best(lambda: check(graph, inputs, "full"), most=most)
     row["screen"] = best(lambda: check(graph, inputs, "screen"), most=most)
     row["scr+loc"] = best(lambda: check(bad, inputs, "screen"), most=most)
@@ -219,9 +220,9 @@ def main():
             f"{REL * abs(r['gx'][r['index']]):.3g}", yes(REL * abs(r["gx"][r["index"]]) > r["sensitivity"]),
             yes(r["flagged"]), yes(r["torch flags"])] for r in rows])
 
-    print(f"peak memory (tracemalloc) of each gradrun check; working-memory cap (without Records): {cap:.0f} MiB "
+    print(f"peak memory (tracemalloc) of each gradrun check; working-memory cap (without result columns): {cap:.0f} MiB "
           f"(batched intermediates chunked at MEMORY_CAP = {engine.MEMORY_CAP} elements)")
-    table(["size", "full", "full without Records", "screen", "scr+loc"],
+    table(["size", "full", "full without columns", "screen", "scr+loc"],
           [[r["size"]] + [f"{r[c]:.3g} MiB" for c in ("mem full", "mem core", "mem screen", "mem scr+loc")]
            for r in rows])
 
@@ -239,7 +240,7 @@ def main():
          f"{ms(mid['scr+loc'])} for the whole check (screen, localize, confirm; localize alone "
          f"{ms(mid['localize'])}), found {' '.join(mid['found']) or 'none'}"),
         ("peak working memory within the cap at (300,300,100)", peak <= cap,
-         f"{peak:.3g} MiB of {cap:.0f} MiB (full without Records {big['mem core']:.3g}, with {big['mem full']:.3g}, "
+         f"{peak:.3g} MiB of {cap:.0f} MiB (full without columns {big['mem core']:.3g}, with {big['mem full']:.3g}, "
          f"screen {big['mem screen']:.3g}, scr+loc {big['mem scr+loc']:.3g})"),
     ]
     for text, ok, number in goals:

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from gradrun import baseline, cli
-from gradrun.model import ExperimentResult, Record
+from gradrun.model import ExperimentResult
+from rows import row
 
 SPECS = Path(__file__).parent / "baseline_specs"
 PLANTED = str(SPECS / "planted.yaml")
@@ -26,12 +27,12 @@ GROWN, BROKEN = "1.000000005", "1.001"
 
 
 def record(name, abs_error, status="pass", tolerance=1e-8, index=0, point=0):
-    return Record(name, point, "x", index, f"x[{index}]", 0, 1.0, 1.0, 1.0 + abs_error, abs_error,
+    return row(name, point, "x", index, f"x[{index}]", 0, 1.0, 1.0, 1.0 + abs_error, abs_error,
                   abs_error, status == "pass", status, tolerance, "central", 1e-5)
 
 
 def result(name, *records, error=None):
-    return ExperimentResult(name, list(records), error=error, file="s.yaml", line=7)
+    return ExperimentResult.from_rows(name, records, error=error, file="s.yaml", line=7)
 
 
 def drifts(old_results, new_results, **kw):

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 
 import gradrun
 from gradrun import cli
-from gradrun.model import ExperimentResult, Issue, Record, Settings, Spec, SpecError
+from gradrun.model import ExperimentResult, Issue, Settings, Spec, SpecError
+from rows import row
 
 SPECS = Path(__file__).parent / "cli_specs"
 
@@ -32,7 +33,7 @@ SPECS = Path(__file__).parent / "cli_specs"
 
 def fake_record(name, status, index=0):
     numeric, analytic = {"pass": (2.0, 2.0), "fail": (3.0, 2.0), "kink": (0.6, 1.0)}[status]
-    return Record(name, 0, "x", index, "x", 0, 1.0, numeric, analytic, abs(numeric - analytic),
+    return row(name, 0, "x", index, "x", 0, 1.0, numeric, analytic, abs(numeric - analytic),
                   abs(numeric - analytic) / 2.0, status == "pass", status, 1e-7, "central", 1e-5)
 
 
@@ -70,7 +71,7 @@ class Fakes:
                 raise RuntimeError("the runner itself broke")
             else:
                 records = [fake_record(e.name, "pass", 0), fake_record(e.name, e.status, 1)]
-                results.append(ExperimentResult(e.name, records, seconds=0.5))
+                results.append(ExperimentResult.from_rows(e.name, records, seconds=0.5))
         return results
 
 

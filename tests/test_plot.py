@@ -156,3 +156,40 @@ def test_gradrun_imports_no_matplotlib():
     code = "import sys, gradrun.cli, gradrun.plot; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def large_report(rows_, cols_, rng):
+    """A report of one matrix input with infinite and NaN errors among passing elements, and projections."""
+    import numpy as np
+    import pandas as pd
+
+    n = rows_ * cols_
+    index = np.arange(n)
+    numeric = rng.normal(size=n)
+    analytic = numeric + rng.normal(size=n) * 1e-12
+    status = np.full(n, "pass", dtype=object)
+    numeric[7], status[7] = np.inf, "fail"
+    numeric[n // 2], status[n // 2] = np.nan, "nan"
+    elements = pd.DataFrame({
+        "experiment": "big", "point": 0, "input": "X", "index": index,
+        "element": [f"X[{i},{j}]" for i, j in zip(*np.unravel_index(index, (rows_, cols_)))],
+        "output": 0, "value": rng.normal(size=n), "numeric": numeric, "analytic": analytic,
+        "abs_error": np.abs(analytic - numeric), "rel_error": 0.0, "passed": status == "pass",
+        "status": status, "tolerance": 1e-9, "method": "central", "step": 1e-6, "output_value": 1.0,
+        "dtype": "float64", "check": "screen"})
+    projections = elements.iloc[:4].assign(index=-1, output=-1, element=[f"u{k}.J.v{k}" for k in range(4)])
+    return pd.concat([projections, elements], ignore_index=True)
+
+
+def test_a_large_report_with_infinite_and_nan_errors_is_drawn_with_them_marked(tmp_path):
+    import numpy as np
+
+    pytest.importorskip("matplotlib")
+    df = large_report(150, 200, np.random.default_rng(0))
+    df.to_parquet(tmp_path / "big.parquet")
+    written = plot.plot_report(plot.read_report(tmp_path / "big.parquet"), tmp_path / "plots")
+    assert [p.name for p in written] == ["big-error.png"]
+    assert_picture(written[0])
+    index, ratio, error, status = plot._worst_per_element(df[df["index"] >= 0])
+    assert ratio[index == 7] == np.inf and ratio[index == 15000] == np.inf  # drawn as the worst
+    assert set(status[np.isin(index, [7, 15000])]) == {"fail", "nan"}

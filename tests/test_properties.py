@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import gradrun
 from gradrun import engine
-from gradrun.model import Settings
+from gradrun.model import ExperimentResult, Settings
 from gradrun.tree import Call, Const, Var, render
 from gradrun.verdict import check_point
 
@@ -104,9 +104,10 @@ def failures(records):
 def test_analytic_matches_numeric(program):
     expr, inputs = program
     graph, _ = graph_of(expr, inputs)
-    records = check_point(graph, inputs, list(inputs), Settings())
-    assert records
-    assert not failures(records), render(expr)
+    checked = check_point(graph, inputs, list(inputs), Settings())
+    result = ExperimentResult.from_checks("p", [checked])
+    assert result.rows
+    assert not failures(result.records), render(expr)
 
 
 @settings(EXAMPLES, max_examples=50)

@@ -1,4 +1,4 @@
-"""Reports read result records: CSV, run record, JUnit and console summaries, from hand-made results."""
+"""Reports read result columns: CSV, run record, JUnit and console summaries, from hand-made results."""
 
 import json
 import math
@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 
 from gradrun import report
-from gradrun.model import ExperimentResult, Record, Settings, Spec
+from gradrun.model import ExperimentResult, Settings, Spec
+from rows import row
 
 
 def rec(experiment="e", point=0, input="x", index=0, element="x", output=0, value=1.0,
         numeric=2.0, analytic=2.0, status=None, tolerance=1e-7, coords=None, **kw):
     abs_error = abs(numeric - analytic)
     status = status or ("pass" if abs_error <= tolerance else "fail")
-    return Record(
+    return row(
         experiment=experiment, point=point, input=input, index=index, element=element,
         output=output, value=value, numeric=numeric, analytic=analytic, abs_error=abs_error,
         rel_error=abs_error / max(abs(analytic), 1e-300), passed=status == "pass", status=status,
@@ -26,7 +27,7 @@ def rec(experiment="e", point=0, input="x", index=0, element="x", output=0, valu
 
 
 def passing():
-    return ExperimentResult("square-at-2", [rec("square-at-2", numeric=4.000000000021, analytic=4.0)],
+    return ExperimentResult.from_rows("square-at-2", [rec("square-at-2", numeric=4.000000000021, analytic=4.0)],
                             seconds=0.01, file="specs/chain.yaml", line=3)
 
 
@@ -36,7 +37,7 @@ def failing():
             value=0.1 * i, numeric=2.0 + i * j, analytic=2.0 + (1.5 * i * j if (i, j) != (0, 0) else 0))
         for i in range(3) for j in range(8)
     ]
-    return ExperimentResult("my-layer", records, seconds=0.2, file="specs/chain.yaml", line=9)
+    return ExperimentResult.from_rows("my-layer", records, seconds=0.2, file="specs/chain.yaml", line=9)
 
 
 def swept_with_kink():
@@ -46,11 +47,11 @@ def swept_with_kink():
         for p, (x, n, a, s) in enumerate([(-1.0, 0.2, 0.2, "pass"), (0.0, 0.6, 1.0, "kink"),
                                           (0.5, 1.0, 1.0, "pass")])
     ]
-    return ExperimentResult("chain-3", records, seconds=0.05, file="specs/chain.yaml")
+    return ExperimentResult.from_rows("chain-3", records, seconds=0.05, file="specs/chain.yaml")
 
 
 def crashed():
-    return ExperimentResult("broken", [], error="ZeroDivisionError: division by zero",
+    return ExperimentResult.from_rows("broken", [], error="ZeroDivisionError: division by zero",
                             file="specs/other.yaml")
 
 
@@ -62,20 +63,20 @@ def test_csv_round_trips_through_pandas_exactly(tmp_path):
     records = [rec(index=i, value=float(v), numeric=float(v) * 3, analytic=float(np.nextafter(v, 1)))
                for i, v in enumerate(values)]
     path = tmp_path / "out" / "chain.csv"
-    report.write_csv(path, [ExperimentResult("e", records)])
+    report.write_csv(path, [ExperimentResult.from_rows("e", records)])
     df = pd.read_csv(path)
     assert list(df.columns) == report.BASE_COLUMNS
     assert df["passed"].dtype == bool
     for column in ["value", "numeric", "analytic", "abs_error", "rel_error", "tolerance", "step"]:
         assert df[column].dtype == np.float64, column
-        expected = np.array([getattr(r, column) for r in records])
+        expected = np.array([r[column] for r in records])
         assert np.array_equal(df[column].to_numpy(), expected), column
     assert df["index"].dtype == np.int64
 
 
 def test_csv_has_sweep_columns_as_a_union_empty_where_not_applicable(tmp_path):
     path = tmp_path / "chain.csv"
-    step_sweep = ExperimentResult("steps", [rec("steps", point=p, coords={"step": h, "method": m})
+    step_sweep = ExperimentResult.from_rows("steps", [rec("steps", point=p, coords={"step": h, "method": m})
                                             for p, (h, m) in enumerate([(1e-3, "central"), (1e-6, "forward")])])
     report.write_csv(path, [swept_with_kink(), passing(), step_sweep])
     df = pd.read_csv(path)
@@ -122,7 +123,7 @@ def test_a_record_that_cannot_be_written_leaves_nothing(tmp_path):
 
     bad = rec(coords={"x": Unprintable()})
     with pytest.raises(RuntimeError):
-        report.write_csv(tmp_path / "chain.csv", [ExperimentResult("e", [rec(), bad])])
+        report.write_csv(tmp_path / "chain.csv", [ExperimentResult.from_rows("e", [rec(), bad])])
     assert os.listdir(tmp_path) == []
 
 
@@ -179,7 +180,7 @@ def test_summary_json_is_strict_json():
 
 
 def test_junit_one_suite_per_file_one_case_per_experiment(tmp_path):
-    twin = ExperimentResult("square-at-2", [rec()], file="specs/chain.yaml")
+    twin = ExperimentResult.from_rows("square-at-2", [rec()], file="specs/chain.yaml")
     path = tmp_path / "junit.xml"
     report.write_junit(path, [passing(), failing(), twin, crashed()])
     root = ET.parse(path).getroot()
@@ -216,7 +217,7 @@ def test_run_record(tmp_path):
 def test_screen_projections_are_counted_apart_and_have_no_output_index():
     projections = [rec("big", index=-1, element=f"u{k}.J.v{k}", output=-1, value=math.nan) for k in range(4)]
     located = [rec("big", index=3, element="X[0,3]", output=2, numeric=1.0, analytic=1.5)]
-    text = report.summary_table([ExperimentResult("big", projections + located, check="screen")])
+    text = report.summary_table([ExperimentResult.from_rows("big", projections + located, check="screen")])
     assert "FAIL  big: 4 projections, 1 element checked (screen), 1 failed" in text
     assert "worst X[0,3] (output 2)" in text and "(output -1)" not in text
 
@@ -225,7 +226,7 @@ def test_csv_writes_non_finite_numbers_pandas_reads_as_floats(tmp_path):
     path = tmp_path / "x.csv"
     records = [rec(numeric=math.inf, analytic=1.0, status="fail"), rec(value=math.nan),
                rec(value=-math.inf)]
-    report.write_csv(path, [ExperimentResult("e", records)])
+    report.write_csv(path, [ExperimentResult.from_rows("e", records)])
     df = pd.read_csv(path)
     assert df["numeric"][0] == math.inf and math.isnan(df["value"][1]) and df["value"][2] == -math.inf
     assert df["numeric_minus"].dtype == np.float64

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .model import ExperimentResult, Record, Settings, SpecError  # noqa: E402
+from .model import ExperimentResult, Settings, SpecError  # noqa: E402
 
 
 def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_safe: bool = False,
@@ -28,8 +28,9 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     ``jvp(tangents, *inputs)``, and for ``order=2`` ``hvp(cotangent, tangents,
     *inputs)``: see ``gradrun.second_order``); its parameter names are the
     input names. ``settings`` are the spec's keys: method, step, rtol, atol,
-    dtype, check, seed, reduce, order. Returns an ``ExperimentResult`` whose ``records`` hold one
-    row per checked Jacobian element.
+    dtype, check, seed, reduce, order. Returns an ``ExperimentResult``:
+    ``.passed``, its columns (``.elements``, ``.projections``) and
+    ``.dataframe()``, one row per checked Jacobian (or Hessian) element.
     """
     import numpy as np
 
@@ -55,9 +56,9 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     exp = Experiment(name, expr, functions, [Point(0, values)], list(wrt or values),
                      Settings().updated(**settings))
     result = run_experiment(exp)
-    if result.error is not None and not result.records:
+    if result.error is not None and not result.rows:
         raise ValueError(result.error)
     return result
 
 
-__all__ = ["check", "ExperimentResult", "Record", "Settings", "SpecError", "__version__"]
+__all__ = ["check", "ExperimentResult", "Settings", "SpecError", "__version__"]

@@ -38,7 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
-from .model import ExperimentResult, Record
+from .columns import PASSING
+from .layout import report_rows
+from .model import ExperimentResult, Row
 
 FORMAT = 1  # the "gradrun_baseline" number in every baseline file
 SUFFIX = ".baseline.json"
@@ -49,7 +51,6 @@ TABLE_ROWS = 10  # drifts listed on the console; the JSON summary has them all
 # Kinds, in the order the table lists them (the worst first).
 KINDS = ("now-errors", "missing-experiment", "new-experiment", "now-fails", "grew",
          "missing-element", "new-element")
-PASSING = ("pass", "kink")  # statuses that do not fail a run
 
 
 class BaselineError(Exception):
@@ -90,18 +91,26 @@ class Drift:
 # --- the stored form ---------------------------------------------------------
 
 
-def _element(r: Record) -> str:
+KEY = ("point", "input", "index", "output", "element")  # what names one row of a report
+STORED = KEY + ("status", "abs_error", "tolerance")  # what a baseline keeps of it
+
+
+def _element(row: dict) -> str:
     """The element's stored name; a second-order entry names both coordinates (H[x,y]; a
     symmetry row S[x,y]), so that every Hessian entry has a key of its own."""
-    if r.order == 1:
-        return r.element
-    return f"{'S' if r.check == 'symmetry' else 'H'}[{r.element},{r.element2}]"
+    if row.get("order", 1) == 1:
+        return row["element"]
+    return f"{'S' if row['check'] == 'symmetry' else 'H'}[{row['element']},{row['element2']}]"
 
 
-def _key(row) -> tuple:
-    if isinstance(row, Record):
-        return (row.point, row.input, row.index, row.output, _element(row))
-    return (row["point"], row["input"], row["index"], row["output"], row["element"])
+def _stored(row: dict) -> dict:
+    """A report row as a baseline keeps it: its key (the element named by ``_element``) and numbers."""
+    return {k: _element(row) if k == "element" else _number(row[k]) if k in ("abs_error", "tolerance")
+            else row[k] for k in STORED}
+
+
+def _key(row: dict) -> tuple:
+    return tuple(row[k] for k in KEY)
 
 
 def _number(x):
@@ -117,10 +126,7 @@ def baseline_data(spec_path, results, spec_sha256: str = "") -> dict:
             "passed": result.passed,
             "error": result.error,
             "elements": [
-                {"point": r.point, "input": r.input, "index": r.index, "output": r.output,
-                 "element": _element(r), "status": r.status, "abs_error": _number(r.abs_error),
-                 "tolerance": _number(r.tolerance)}
-                for r in result.records
+                _stored(r) for r in report_rows(result)
             ],
         }
     return {"gradrun_baseline": FORMAT, "gradrun": __version__, "spec": str(spec_path),
@@ -213,11 +219,12 @@ def _element_drifts(old_rows, result: ExperimentResult, file, factor, fraction) 
     before = {_key(row): row for row in old_rows}
     drifts = []
     seen = set()
-    for r in result.records:
-        key = _key(r)
+    for row in report_rows(result):
+        r = Row(row)
+        key = _key(_stored(row))
         seen.add(key)
         old = before.get(key)
-        where = dict(element=_element(r), point=r.point, input=r.input, index=r.index, output=r.output,
+        where = dict(element=key[4], point=r.point, input=r.input, index=r.index, output=r.output,
                      after=r.abs_error, tolerance=r.tolerance, status_after=r.status)
         if old is None:
             drifts.append(Drift("new-element", file, result.name, result.line, **where))

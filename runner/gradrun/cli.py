@@ -132,7 +132,9 @@ spec_paths = click.argument(
 @spec_paths
 @click.option("--out", "-o", default="results", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False),
-              help="Folder for <spec stem>.csv and <spec stem>.run.json.")
+              help="Folder for <spec stem>.csv (or .parquet) and <spec stem>.run.json.")
+@click.option("--report-format", "report_format", type=click.Choice(report.FORMATS), default="csv",
+              show_default=True, help="File format of each spec's report: csv, or parquet (typed, smaller).")
 @click.option("--only", metavar="PATTERN",
               help="Run only the experiments whose name matches this glob, e.g. 'chain-*'.")
 @click.option("--method", type=click.Choice(METHODS),
@@ -165,11 +167,13 @@ spec_paths = click.argument(
 @click.option("--drift-factor", type=click.FloatRange(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
               show_default=True, metavar="FLOAT",
               help="An error that grew more than this many times (and past a quarter of its tolerance) drifts.")
+@click.option("--device", metavar="DEVICE",
+              help="Run every torch: function on this device (cpu, cuda, cuda:N); comparisons stay on the CPU.")
 def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
-        **settings):
+        report_format, device, **settings):
     """Run each SPEC: check, write reports, summarise.
 
-    Reports go to DIR/<spec stem>.csv and DIR/<spec stem>.run.json, each
+    Reports go to DIR/<spec stem>.csv (or .parquet) and DIR/<spec stem>.run.json, each
     written whole or not at all. All SPECs are validated before anything
     runs: if any is invalid, every error is printed, nothing runs and no
     report is written (exit 2).
@@ -177,7 +181,7 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, updat
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
     if plot:
         _plotting()  # no matplotlib: say so before running, not after
-    loaded = _load_all(specs)
+    loaded = _load_all(specs, device)
     _check_selection(loaded, only)
     stored = _baselines(baseline_path, update_baseline, loaded, only)
     drifts = None if baseline_path is None or update_baseline else []
@@ -189,9 +193,9 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, updat
         spec_results, ran = _run_one(path, spec, overrides, only, show_progress)
         results += spec_results
         if ran:
-            _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet)
+            _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet, report_format)
             if plot:
-                _write_plots(Path(out) / f"{Path(path).stem}.csv", None, quiet)
+                _write_plots(Path(out) / f"{Path(path).stem}.{report_format}", None, quiet)
         if drifts is not None:
             drifts += baseline.compare(stored[path][1], spec_results, spec.path, drift_factor, only=only)
         elif update_baseline and ran:
@@ -236,7 +240,7 @@ def _write_baseline(file, spec, results, quiet) -> None:
         click.echo(f"wrote baseline {file}", err=True)
 
 
-def _load_all(paths) -> list:
+def _load_all(paths, device=None) -> list:
     """Load every spec, gathering every issue of every file before giving up."""
     from . import spec as spec_module
 
@@ -247,7 +251,8 @@ def _load_all(paths) -> list:
     for stem, same in stems.items():
         if len(same) > 1:
             raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return _each_spec(unique, spec_module.load_spec)
+    load = spec_module.load_spec
+    return _each_spec(unique, load if device is None else lambda path: load(path, device=device))
 
 
 def _each_spec(paths, load) -> list:
@@ -311,14 +316,14 @@ def _progress_line(stem):
     return progress
 
 
-def _write_reports(out, path, spec, results, overrides, only, quiet) -> None:
+def _write_reports(out, path, spec, results, overrides, only, quiet, fmt="csv") -> None:
     stem = Path(path).stem
-    _writing(report.write_csv, out / f"{stem}.csv", results)
+    _writing(report.write_report, out / f"{stem}.{fmt}", results, fmt)
     _writing(report.write_run_record, out / f"{stem}.run.json", spec, results, command=command_line(),
              overrides=overrides, only=only)
     if not quiet:
-        rows = sum(len(r.records) for r in results)
-        click.echo(f"wrote {out / (stem + '.csv')} ({_plural(rows, 'row')})", err=True)
+        rows = sum(r.rows for r in results)
+        click.echo(f"wrote {out / (stem + '.' + fmt)} ({_plural(rows, 'row')})", err=True)
 
 
 def command_line() -> list:
@@ -410,7 +415,8 @@ def _write_plots(csv_path, out, quiet) -> list:
 def plot_command(report_csv, out, quiet):
     """Draw a report's pictures: derivative curves, error maps, error against step.
 
-    Reads only the CSV (any gradrun report, old or new) and writes PNGs:
+    Reads only the report (CSV, or Parquet by its .parquet suffix; any gradrun
+    report, old or new) and writes PNGs:
     <experiment>-curve.png for a sweep of one scalar input,
     <experiment>-error.png for every experiment, and <experiment>-step.png
     for a sweep over step. Needs matplotlib: pip install 'gradrun[plot]'.

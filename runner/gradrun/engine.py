@@ -40,6 +40,19 @@ MEMORY_CAP = 1 << 16
 # measures it at (300,300,100).
 WORKING_MEMORY_CAP = 32 * 2**20  # bytes
 
+# Chunks for a black box that evaluates a chunk per call (``forward_batch``, torch's
+# or JAX's vmap): such a call has a fixed cost of its own, milliseconds, so a chunk
+# is as large as the working memory allows for the one input it moves (the others
+# are passed once), not cache-sized; at most BATCH_ROWS rows, which bounds what
+# the framework's own intermediates take (benchmarks/bench_torch.py).
+BATCH_CAP = WORKING_MEMORY_CAP // 8  # elements of the moved input, over all rows of a chunk
+BATCH_ROWS = 1024
+
+
+def batch_rows(size: int) -> int:
+    """Rows of a batched black box's chunk when the input it moves has ``size`` elements."""
+    return max(1, min(BATCH_ROWS, BATCH_CAP // max(size, 1)))
+
 
 class GraphError(ValueError):
     """An expression that cannot be built or evaluated as a graph."""
@@ -73,6 +86,12 @@ class Graph:
     def transparent(self) -> bool:
         """True when every op is gradrun's own, so perturbations can be tracked sparsely."""
         return not any(n.fn for n in self.nodes)
+
+    @property
+    def batched(self) -> bool:
+        """True when every black box evaluates a chunk of perturbations per call."""
+        boxes = [n.fn for n in self.nodes if n.fn]
+        return bool(boxes) and all(fn.forward_batch is not None for fn in boxes)
 
     @property
     def has_jvp(self) -> bool:
@@ -276,11 +295,32 @@ def forward_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray:
     """Jacobian columns of one input by forward mode, one JVP per column: (M, len(columns))."""
     out = vals[graph.output]
     x = vals[graph.inputs[name]]
+    box = graph.nodes[graph.output]
+    if box.fn is not None and box.fn.jvp_batch is not None and not any(graph.nodes[a].args for a in box.args):
+        return _batched_columns(graph, vals, name, columns)
     cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
     for p, j in enumerate(columns):
         t = np.zeros(x.size, dtype=x.dtype)
         t[j] = 1
         cols[:, p] = jvp(graph, vals, {name: t.reshape(x.shape)}).ravel()
+    return cols
+
+
+def _batched_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray:
+    """Forward columns of a black box applied to the inputs themselves, a chunk of
+    one-hot tangents per ``jvp_batch`` call (as ``forward_batch`` takes perturbations)."""
+    box, i = graph.nodes[graph.output], graph.inputs[name]
+    x, out = vals[i], vals[graph.output]
+    args = [vals[a] for a in box.args]
+    columns = np.asarray(columns, dtype=np.int64)
+    cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
+    chunk = batch_rows(x.size)
+    for start in range(0, len(columns), chunk):
+        at = columns[start:start + chunk]
+        basis = np.zeros((len(at), x.size), dtype=x.dtype)
+        basis[np.arange(len(at)), at] = 1
+        tangents = [basis.reshape((len(at),) + x.shape) if a == i else None for a in box.args]
+        cols[:, start:start + len(at)] = np.asarray(box.fn.jvp_batch(tangents, *args)).reshape(len(at), -1).T
     return cols
 
 
@@ -511,7 +551,11 @@ def _python_sparse(node, i, vals, ps, batch, motion):
     called = [work[k] if k in flat else x for k, x in enumerate(args)]
     forward = node.fn.forward
     if node.fn.forward_batch is not None:
-        stacked = [np.broadcast_to(x, (batch,) + x.shape).copy() for x in called]
+        # unmoved arguments stay read-only broadcast views (stride 0 along the batch axis),
+        # which a batched forward may pass once instead of once per row
+        stacked = [np.broadcast_to(x, (batch,) + x.shape) for x in called]
+        for k in moved:
+            stacked[k] = stacked[k].copy()
         for k in moved:  # row b moves its own positions only
             stacked[k].reshape(batch, -1)[np.arange(batch)[:, None], ps[k].idx] = new[k]
         rows = np.asarray(node.fn.forward_batch(*stacked)).reshape(batch, -1)

@@ -27,7 +27,10 @@ import numpy as np
 
 from . import engine, numeric, second_order
 from .hessian_screen import screen_hessian
-from .model import Record, Settings
+from .columns import Columns, constant, shared_strings, sweep_columns
+from .layout import element_name
+from .model import Settings
+from .verdict import PointCheck, errors
 
 FULL_LIMIT = 250_000  # Hessian entries up to which check: auto checks every entry
 CONFIRM = "richardson"
@@ -193,84 +196,90 @@ def symmetry(prob: Problem, res: dict) -> dict:
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "", point: int = 0,
-                coords=None, tick=None) -> list:
-    """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as Records."""
+                coords=None, tick=None) -> PointCheck:
+    """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as columns."""
     with np.errstate(all="ignore"):
         prob = Problem(graph, inputs, wrt, settings)
+        shapes = {name: tuple(np.shape(prob.values[name])) for name in prob.wrt}
         if prob.size == 0:
-            return []  # an empty Hessian has no entry to check
+            return PointCheck(Columns(), Columns(), [], shapes)  # an empty Hessian has no entry to check
         rows = Rows(prob, experiment, point, coords or {})
         mode = settings.check
         if mode == "auto":
             mode = "full" if prob.size ** 2 <= FULL_LIMIT else "screen"
         columns = np.arange(prob.size)
-        records = []
+        projections = Columns()
         if mode == "screen":
             found = screen_hessian(prob, np.random.default_rng([settings.seed, point]))
-            records.extend(rows.projections(found))
+            projections = rows.projections(found)
             if not found.bad.any():
-                return records
+                return PointCheck(Columns(), projections, [(len(projections), 0)], shapes)
             columns = found.localized if found.localized is not None else columns
         res = check_columns(prob, columns, tick)
-        records.extend(rows.entries(res, mode))
+        parts = [rows.entries(res, mode)]
         if not graph.transparent:
-            records.extend(rows.entries(symmetry(prob, res), "symmetry"))
-        return records
+            parts.append(rows.entries(symmetry(prob, res), "symmetry"))
+        elements = Columns.concat(parts)
+        return PointCheck(elements, projections, [(len(projections), len(elements))], shapes)
 
 
 class Rows:
-    """Records of one point's second-order check: both coordinates of every entry."""
+    """Columns of one point's second-order check: both coordinates of every entry."""
 
     def __init__(self, prob: Problem, experiment: str, point: int, coords: dict):
         self.prob, self.experiment, self.point, self.coords = prob, experiment, point, coords
-        from .verdict import element_names
+        names = [element_name(name, np.shape(prob.values[name]), int(j))
+                 for name in prob.wrt for j in range(np.size(prob.values[name]))]
+        self.names = np.array(names, dtype=object)  # by flat position over the wrt inputs
+        self.inputs = np.array(prob.wrt, dtype=object)[prob.owner]
 
-        self.names = {}
-        for k, name in enumerate(prob.wrt):
-            labels = element_names(name, np.shape(prob.values[name]))
-            for j in np.flatnonzero(prob.owner == k):
-                self.names[int(j)] = labels[int(prob.local[j])]
-
-    def entries(self, res: dict, check: str) -> list:
+    def entries(self, res: dict, check: str) -> Columns:
         """One row per entry H[i, j]: input/index/element name i, input2/index2/element2 name j."""
-        prob, out = self.prob, []
+        prob = self.prob
         num, ana, tol, status = (np.atleast_2d(res[k]) for k in ("numeric", "analytic", "tolerance", "status"))
-        columns = res["columns"]
-        rows = res.get("rows")
-        pairs = ([(r, c) for c in range(len(columns)) for r in range(num.shape[0])] if rows is None
-                 else [(0, c) for c in range(len(columns))])
+        columns = np.asarray(res["columns"], dtype=np.int64)
+        if res.get("rows") is None:  # every row i of each column, column by column
+            r, c = np.tile(np.arange(num.shape[0]), len(columns)), np.repeat(np.arange(len(columns)), num.shape[0])
+            i = r
+        else:
+            r, c = np.zeros(len(columns), dtype=np.int64), np.arange(len(columns))
+            i = np.asarray(res["rows"], dtype=np.int64)
+        j = columns[c]
+        n, k = num[r, c].astype(np.float64), len(c)
+        numeric_, analytic_ = n, ana[r, c].astype(np.float64)
+        abs_error, rel_error = errors(numeric_, analytic_)
         f = float(np.real(prob.vals[prob.graph.output]).ravel()[0])
-        for r, c in pairs:
-            i = int(r if rows is None else rows[c])
-            j = int(columns[c])
-            n, a, t, s = float(num[r, c]), float(ana[r, c]), float(tol[r, c]), str(status[r, c])
-            err = abs(a - n)
-            out.append(Record(
-                experiment=self.experiment, point=self.point, input=prob.wrt[prob.owner[i]],
-                index=int(prob.local[i]), element=self.names[i], output=0, value=float(prob.x[i]),
-                numeric=n, analytic=a, abs_error=err,
-                rel_error=0.0 if err == 0 else float(err / max(abs(n), abs(a))),
-                passed=s in ("pass", "kink"), status=s, tolerance=t,
-                method=str(res["method"][c]) if "method" in res else "symmetry",
-                step=float(res["step"][c]) if "step" in res else float("nan"), output_value=f,
-                error_estimate=float(res["error_estimate"][r, c]) if "error_estimate" in res else float("nan"),
-                dtype=prob.settings.dtype, check=check, coords=dict(self.coords), order=2,
-                input2=prob.wrt[prob.owner[j]], index2=int(prob.local[j]), element2=self.names[j],
-                gradient=float(prob.g0[i])))
-        return out
+        data = {
+            "experiment": constant(self.experiment, k), "point": constant(self.point, k),
+            "input": self.inputs[i], "index": prob.local[i].astype(np.int64), "element": self.names[i],
+            "output": constant(0, k), "value": prob.x[i].astype(np.float64), "numeric": numeric_,
+            "analytic": analytic_, "abs_error": abs_error, "rel_error": rel_error,
+            "status": shared_strings(status[r, c]), "tolerance": tol[r, c].astype(np.float64),
+            "method": shared_strings(np.asarray(res["method"])[c]) if "method" in res else constant("symmetry", k),
+            "step": np.asarray(res["step"], dtype=np.float64)[c] if "step" in res else constant(np.nan, k),
+            "output_value": constant(f, k),
+            "error_estimate": (np.asarray(res["error_estimate"], dtype=np.float64)[r, c] if "error_estimate" in res
+                               else constant(np.nan, k)),
+            "dtype": constant(prob.settings.dtype, k), "check": constant(check, k), "order": constant(2, k),
+            "input2": self.inputs[j], "index2": prob.local[j].astype(np.int64), "element2": self.names[j],
+            "gradient": np.asarray(prob.g0, dtype=np.float64)[i],
+        }
+        return Columns(data | sweep_columns(self.coords, k))
 
-    def projections(self, found) -> list:
+    def projections(self, found) -> Columns:
         """One row per screening direction: u . H v, numeric beside analytic."""
-        prob, out = self.prob, []
-        for k in range(len(found.numeric)):
-            n, a = float(found.numeric[k]), float(found.analytic[k])
-            err = abs(a - n)
-            status = "fail" if found.bad[k] else "pass"
-            out.append(Record(
-                experiment=self.experiment, point=self.point, input="*", index=-1, element=f"u{k}.H.v{k}",
-                output=-1, value=float("nan"), numeric=n, analytic=a, abs_error=err,
-                rel_error=0.0 if err == 0 else float(err / max(abs(n), abs(a))), passed=status == "pass",
-                status=status, tolerance=float(found.tolerance[k]), method=CONFIRM, step=float(found.step),
-                dtype=prob.settings.dtype, check="screen", coords=dict(self.coords), order=2,
-                input2="*", index2=-1, element2=f"v{k}"))
-        return out
+        k = len(found.numeric)
+        num, ana = np.asarray(found.numeric, dtype=np.float64), np.asarray(found.analytic, dtype=np.float64)
+        abs_error, rel_error = errors(num, ana)
+        directions = np.arange(k)
+        data = {
+            "experiment": constant(self.experiment, k), "point": constant(self.point, k), "input": constant("*", k),
+            "direction": directions, "element": np.array([f"u{d}.H.v{d}" for d in directions], dtype=object),
+            "numeric": num, "analytic": ana, "abs_error": abs_error, "rel_error": rel_error,
+            "status": shared_strings(np.where(found.bad, "fail", "pass")),
+            "tolerance": np.asarray(found.tolerance, dtype=np.float64), "method": constant(CONFIRM, k),
+            "step": constant(float(found.step), k), "dtype": constant(self.prob.settings.dtype, k),
+            "order": constant(2, k), "input2": constant("*", k), "index2": constant(-1, k),
+            "element2": np.array([f"v{d}" for d in directions], dtype=object),
+        }
+        return Columns(data | sweep_columns(self.coords, k))

@@ -2,15 +2,20 @@
 
 A spec file, once loaded and checked, becomes a ``Spec`` of ``Experiment``s
 whose inputs are already generated and whose sweeps are already expanded into
-``Point``s. Running an experiment produces ``Record``s, one per checked
-Jacobian element; CSV, console, JUnit, baselines and plots all read these.
+``Point``s. Running an experiment produces an ``ExperimentResult``: columns,
+one row per checked Jacobian element (``gradrun.columns``); CSV, Parquet,
+console, JUnit, baselines and plots all read these.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from types import SimpleNamespace
 from typing import Any, Optional
 
+import numpy as np
+
+from .columns import SWEEP_PREFIX, Columns, passing
 
 from .tree import Expr
 
@@ -74,85 +79,113 @@ class Spec:
 
 
 @dataclass
-class Record:
-    """One checked element of a Jacobian: d output[output] / d input[index]."""
-
-    experiment: str
-    point: int
-    input: str
-    index: int
-    element: str
-    output: int
-    value: float
-    numeric: float
-    analytic: float
-    abs_error: float
-    rel_error: float
-    passed: bool
-    status: str  # pass | fail | kink | nan | unresolved (not a pass)
-    tolerance: float
-    method: str
-    step: float
-    output_value: float = float("nan")  # the primal output f(x)[output] at this point
-    error_estimate: float = float("nan")
-    numeric_minus: float = float("nan")  # one-sided (backward) difference, for kinks
-    numeric_plus: float = float("nan")  # one-sided (forward) difference, for kinks
-    analytic_forward: float = float("nan")  # by the user's JVP, when a function has both JVP and VJP
-    dtype: str = "float64"
-    check: str = "full"
-    coords: dict = field(default_factory=dict)
-    # second order: the entry d2 f / d input[index] d input2[index2]; first order leaves them empty
-    order: int = 1
-    input2: str = ""
-    index2: int = -1
-    element2: str = ""
-    gradient: float = float("nan")  # second order: the first derivative d f / d input[index] at the point
-    reason: str = ""  # why an unresolved entry could not be decided (docs/pass-rule.md)
-
-    def as_row(self) -> dict:
-        """The record as one flat CSV row: its fields, then ``sweep_<name>`` per swept coordinate."""
-        row = dict(self.__dict__)  # the fields in order; every value is a plain scalar but coords
-        coords = row.pop("coords")
-        for k, v in coords.items():
-            row[f"sweep_{k}"] = v
-        return row
-
-
-@dataclass
 class ExperimentResult:
-    """Everything one experiment produced, or the error that stopped it."""
+    """Everything one experiment produced, as columns, or the error that stopped it.
+
+    ``elements`` holds one row per checked Jacobian element, ``projections``
+    one row per screening direction ``u . J v`` (see ``gradrun.columns``).
+    ``blocks`` says how the two interleave in a report: per (point, input),
+    in order, how many projection rows and then element rows. ``shapes``
+    gives each input's shape, from which element names are derived.
+    """
 
     name: str
-    records: list
+    elements: Columns = field(default_factory=Columns)
     seconds: float = 0.0
     error: Optional[str] = None  # an internal error, reported as this experiment's failure
     check: str = "full"
     notes: list = field(default_factory=list)  # e.g. what a screen can see
     file: str = ""
     line: int = 0
+    projections: Columns = field(default_factory=Columns)
+    blocks: list = field(default_factory=list)  # [(projection rows, element rows)] per (point, input)
+    shapes: dict = field(default_factory=dict)  # input name -> shape
+
+    def __post_init__(self):
+        if not isinstance(self.elements, Columns):  # ExperimentResult(name, []) for a result with no rows
+            self.elements = Columns(self.elements or None)
+        if not self.blocks:
+            self.blocks = [(len(self.projections), len(self.elements))]
+
+    @classmethod
+    def from_checks(cls, name: str, checks, **fields) -> "ExperimentResult":
+        """A result from the points' checks (``verdict.PointCheck``s), in order."""
+        return cls(name, Columns.concat([c.elements for c in checks]),
+                   projections=Columns.concat([c.projections for c in checks]),
+                   blocks=[b for c in checks for b in c.blocks],
+                   shapes={k: v for c in checks for k, v in c.shapes.items()}, **fields)
+
+    @classmethod
+    def from_rows(cls, name: str, rows, **fields) -> "ExperimentResult":
+        """A result from report rows (dicts, as ``records`` gives them): for hand-made results.
+
+        A row with ``index`` -1 is a screen's projection; ``coords`` (a dict) give
+        its sweep columns; ``passed`` is derived from ``status``, not read.
+        """
+        rows = [dict(getattr(r, "__dict__", r)) for r in rows]
+        for r in rows:
+            r.pop("passed", None)
+            for k, v in (r.pop("coords", None) or {}).items():
+                r[SWEEP_PREFIX + k] = v
+        tables = {}
+        for projection in (True, False):
+            mine = [r for r in rows if (r.get("index", 0) < 0) == projection]
+            names = list(dict.fromkeys(k for r in mine for k in r))
+            data = {k: np.array([r.get(k) for r in mine]) for k in names}
+            if projection and mine:
+                data["direction"] = np.arange(len(mine))
+            tables[projection] = Columns({k: v.astype(object) if v.dtype.kind == "U" else v
+                                          for k, v in data.items()})
+        return cls(name, tables[False], projections=tables[True], **fields)
+
+    @property
+    def rows(self) -> int:
+        """How many rows its report has: elements and projections."""
+        return len(self.elements) + len(self.projections)
+
+    def _statuses(self):
+        return [t["status"] for t in (self.projections, self.elements) if len(t)]
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(r.passed or r.status == "kink" for r in self.records)
+        return self.error is None and all(passing(s).all() for s in self._statuses())
+
+    def count(self, *statuses) -> int:
+        """Rows (elements and projections) whose status is one of ``statuses``."""
+        return int(sum(np.isin(s, statuses).sum() for s in self._statuses()))
 
     @property
     def failures(self) -> list:
-        return [r for r in self.records if not (r.passed or r.status == "kink")]
+        """The rows that do not pass, as row objects (see ``records``)."""
+        return [r for r in self.records if not r.passed]
+
+    @property
+    def records(self) -> list:
+        """Every report row as an object with attributes: for tests and small results only.
+
+        Readers of large results use ``elements``, ``projections`` or ``dataframe()``.
+        """
+        from .layout import report_rows
+
+        return [Row(r) for r in report_rows(self)]
 
     def dataframe(self):
-        """The records as a pandas DataFrame, one row per checked element."""
-        import pandas as pd
+        """The report's rows as a pandas DataFrame: the CSV's columns and values."""
+        from .layout import report_table
 
-        return pd.DataFrame([r.as_row() for r in self.records])
+        return report_table([self]).to_pandas()
 
-    def worst(self, n: int = 5) -> list:
-        """The n records furthest outside their tolerance, failures first."""
-        def badness(r):
-            if r.status == "nan":
-                return float("inf")
-            return r.abs_error / r.tolerance if r.tolerance > 0 else r.abs_error
 
-        return sorted(self.records, key=badness, reverse=True)[:n]
+class Row(SimpleNamespace):
+    """One report row, its columns as attributes (``coords``: the swept coordinates)."""
+
+    def __init__(self, row: dict):
+        super().__init__(**row)
+        self.coords = {k[len(SWEEP_PREFIX):]: v for k, v in row.items()
+                       if k.startswith(SWEEP_PREFIX) and v is not None}
+
+    def as_row(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "coords"}
 
 
 @dataclass(frozen=True)

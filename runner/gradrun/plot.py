@@ -1,7 +1,10 @@
 """Pictures of a report: derivative curves, error maps and error against step.
 
-Plots are one more reader of the result records, and they read them from the
-CSV only (``read_report``), so any report can be drawn after the fact. Each
+Plots are one more reader of the result columns, and they read them from the
+report file only (``read_report``: CSV or Parquet), so any report can be drawn
+after the fact. Every picture is drawn from whole columns at once, so drawing
+is linear in the report's size; elements whose error is infinite or NaN are
+drawn as the worst and marked, never dropped. Each
 ``plot_*`` function takes the DataFrame of one experiment and a folder, writes
 PNGs and returns their paths; ``plot_report`` draws every experiment of a
 report. Nothing here prints or exits.
@@ -29,6 +32,7 @@ STATUS_COLOURS = {"pass": "tab:green", "fail": "tab:red", "kink": "tab:orange", 
 SETTING_SWEEPS = ("step", "method")  # sweep names that are settings, not inputs
 HEATMAP_LABELS_UP_TO = 64  # cells annotated with their error; a bigger map is colour only
 STRIP_LABELS_UP_TO = 40  # x tick labels written out on a strip plot
+STRIP_MARKERS_UP_TO = 5_000  # rows drawn with full-size markers on a strip; beyond, pixels
 DPI = 110
 
 
@@ -59,17 +63,21 @@ def require_matplotlib():
 
 
 def read_report(path):
-    """A gradrun CSV as a DataFrame; ``status`` keeps its text ``nan`` (pandas would read it as missing)."""
+    """A gradrun report (CSV, or Parquet by its suffix) as a DataFrame; ``status`` keeps its text
+    ``nan`` (pandas would read it as missing)."""
     import pandas as pd
 
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        if Path(path).suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as error:
         raise NotAReport(f"{path} is not a gradrun report: {error}") from error
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise NotAReport(f"{path} is not a gradrun report: no column {', '.join(missing)}")
-    df["status"] = df["status"].fillna("nan")
+    df["status"] = df["status"].fillna("nan").astype(object)
     return df
 
 
@@ -108,12 +116,23 @@ def swept_input(rows):
 
 
 def element_shape(rows):
-    """The shape of one input, read from its element names (``X[2,1]`` -> at least (3, 2)); () for a scalar."""
-    indices = [tuple(int(i) for i in m.group(1).split(","))
-               for m in (re.search(r"\[([\d,]+)\]$", e) for e in rows["element"].unique()) if m]
-    if not indices:
+    """The shape of one input, read from its element names (``X[2,1]`` -> at least (3, 2)); () for a scalar.
+
+    The names are parsed in Arrow's C loops: a report may name a million elements.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = pa.array(np.asarray(rows["element"].unique(), dtype=object).astype(str), pa.string())
+    pattern = r"\[(?P<ix>[\d,]+)\]$"
+    indexed = pc.filter(names, pc.match_substring_regex(names, pattern))
+    inside = pc.extract_regex(indexed, pattern).field("ix")
+    if not len(inside):
         return ()
-    return tuple(max(ix[d] for ix in indices) + 1 for d in range(len(indices[0])))
+    parts = pc.split_pattern(inside, ",")
+    ndim = len(parts[0].as_py())
+    coords = pc.cast(pc.list_flatten(parts), pa.int64()).to_numpy().reshape(-1, ndim)
+    return tuple(int(c) + 1 for c in coords.max(axis=0))
 
 
 def _file(out_dir, experiment, kind) -> Path:
@@ -218,20 +237,22 @@ def plot_errors(rows, out_dir) -> list:
     """|analytic − numeric| of every element beside its tolerance: a heat map per matrix input, else a strip."""
     Figure, Canvas = require_matplotlib()
     experiment = rows["experiment"].iloc[0]
-    inputs = list(dict.fromkeys(rows["input"]))
-    shapes = {name: element_shape(rows[rows["input"] == name]) for name in inputs}
+    located = rows[rows["index"] >= 0]  # a screen's projections (index -1) have no cell in a map
+    inputs = list(dict.fromkeys(located["input"]))
+    shapes = {name: element_shape(located[located["input"] == name]) for name in inputs}
     maps = [n for n in inputs if len(shapes[n]) == 2]
-    strips = [n for n in inputs if len(shapes[n]) != 2]
+    on_strip = rows[~rows["input"].isin(maps) | (rows["index"] < 0)]
+    strips = len(on_strip) > 0
     panels = len(maps) + (1 if strips else 0)
-    strip_rows = len(rows[rows["input"].isin(strips)])
+    strip_rows = len(on_strip)
     strip_wide = 1.6 if strip_rows > 12 else (1.0 if strip_rows > 3 else 0.7)
     width = max(6.5, 4.2 * len(maps) + 6 * strip_wide * bool(strips))
     fig = Figure(figsize=(width, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, panels, width_ratios=[1] * len(maps) + ([1.4 * strip_wide] if strips else [])))
     for ax, name in zip(axes, maps):
-        _error_map(fig, ax, rows[rows["input"] == name], name, shapes[name])
+        _error_map(fig, ax, located[located["input"] == name], name, shapes[name])
     if strips:
-        _error_strip(axes[-1], rows[rows["input"].isin(strips)])
+        _error_strip(axes[-1], on_strip)
     verdict = _verdict_text(rows)
     fig.suptitle(f"{experiment}: |analytic \u2212 numeric| per element ({verdict})")
     return [_save(fig, Canvas, _file(out_dir, experiment, "error"))]
@@ -245,37 +266,53 @@ def _verdict_text(rows) -> str:
     return ", ".join(parts)
 
 
-def _ratio(rows):
+def _ratio(rows) -> np.ndarray:
+    """|analytic - numeric| / tolerance; infinite where the error is not finite or the status is nan."""
+    error = rows["abs_error"].to_numpy(dtype=float)
+    tol = rows["tolerance"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(rows["tolerance"] > 0, rows["abs_error"] / rows["tolerance"], np.inf)
+        ratio = np.where(tol > 0, error / tol, np.inf)
+    return np.where(~np.isfinite(error) | (rows["status"] == "nan").to_numpy(), np.inf, ratio)
+
+
+def _worst_per_element(rows):
+    """Per element (flat index): its worst row's ratio, error and status (kink if any row is one)."""
+    rows = rows.assign(ratio=_ratio(rows), kinked=(rows["status"] == "kink").to_numpy())
+    by_index = rows.groupby("index", sort=False)
+    worst = rows.loc[by_index["ratio"].idxmax()]
+    kinked = by_index["kinked"].any().reindex(worst["index"]).to_numpy()
+    status = worst["status"].to_numpy(dtype=object)
+    status = np.where(kinked & (status == "pass"), "kink", status)
+    return worst["index"].to_numpy(dtype=np.int64), worst["ratio"].to_numpy(), \
+        worst["abs_error"].to_numpy(dtype=float), status
 
 
 def _error_map(fig, ax, rows, name, shape) -> None:
-    """One cell per element, coloured by log10(error / tolerance): green well inside, red outside."""
+    """One cell per element, coloured by log10(error / tolerance): green well inside, red outside.
+
+    Cells whose error is infinite or NaN take the top colour and a marker.
+    """
     from matplotlib.colors import TwoSlopeNorm
 
-    rows = rows.assign(ratio=_ratio(rows))
-    worst = rows.loc[rows.groupby("element", sort=False)["ratio"].idxmax()]
+    index, worst_ratio, worst_error, worst_status = _worst_per_element(rows)
     ratio = np.full(shape, np.nan)
     error = np.full(shape, np.nan)
     status = np.full(shape, "", dtype=object)
-    for _, row in worst.iterrows():
-        ij = np.unravel_index(int(row["index"]), shape)
-        ratio[ij], error[ij] = row["ratio"], row["abs_error"]
-        # a kink anywhere in the element's rows is shown, even when its worst row is not the kink
-        kinked = (rows[(rows["element"] == row["element"])]["status"] == "kink").any()
-        status[ij] = "kink" if kinked and row["status"] == "pass" else row["status"]
+    ij = np.unravel_index(index, shape)
+    ratio[ij], error[ij], status[ij] = worst_ratio, worst_error, worst_status
     with np.errstate(divide="ignore"):
         shown = np.log10(ratio)
-    low = min(-1.0, np.nanmin(np.where(np.isfinite(shown), shown, np.nan), initial=-1.0))
-    high = max(1.0, np.nanmax(np.where(np.isfinite(shown), shown, np.nan), initial=1.0))
-    shown = np.clip(np.where(np.isneginf(shown), low, shown), low, high)
+    finite = np.isfinite(shown)
+    low = min(-1.0, np.min(shown[finite], initial=-1.0))
+    high = max(1.0, np.max(shown[finite], initial=1.0))
+    shown = np.clip(np.where(np.isneginf(shown), low, np.where(np.isposinf(shown), high, shown)), low, high)
     image = ax.imshow(shown, cmap="RdYlGn_r", norm=TwoSlopeNorm(vmin=low, vcenter=0.0, vmax=high))
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
     bar.set_label("log10(|analytic \u2212 numeric| / tolerance)\n0 = the tolerance")
     bar.ax.axhline(0.0, color="black", lw=1.5)
-    ax.set_xticks(range(shape[1]))
-    ax.set_yticks(range(shape[0]))
+    if ratio.size <= HEATMAP_LABELS_UP_TO:
+        ax.set_xticks(range(shape[1]))
+        ax.set_yticks(range(shape[0]))
     ax.set_xlabel(f"{name} column")
     ax.set_ylabel(f"{name} row")
     reduced = rows["point"].nunique() * rows["output"].nunique()
@@ -284,8 +321,16 @@ def _error_map(fig, ax, rows, name, shape) -> None:
     if ratio.size <= HEATMAP_LABELS_UP_TO:
         for (i, j), value in np.ndenumerate(error):
             mark = {"fail": "\u2717 ", "nan": "nan ", "kink": "kink "}.get(status[i, j], "")
-            ax.text(j, i, f"{mark}{value:.1e}" if value else f"{mark}0", ha="center", va="center", fontsize="x-small",
+            text = "nan" if status[i, j] == "nan" and not np.isfinite(value) else (
+                f"{mark}{value:.1e}" if value else f"{mark}0")
+            ax.text(j, i, text, ha="center", va="center", fontsize="x-small",
                     color="white" if status[i, j] in ("fail", "nan") else "black")
+        return
+    undefined = np.argwhere(~np.isfinite(error) & (status != ""))
+    if len(undefined):  # too many cells to label: mark the infinite and NaN ones
+        ax.plot(undefined[:, 1], undefined[:, 0], "x", ms=4, color=STATUS_COLOURS["nan"],
+                label="inf or nan")
+        ax.legend(loc="upper right", fontsize="x-small")
 
 
 def _error_strip(ax, rows) -> None:
@@ -295,20 +340,21 @@ def _error_strip(ax, rows) -> None:
     floor = _floor(rows["abs_error"], rows["tolerance"])
     x = np.arange(len(rows))
     ax.set_yscale("log")
-    ax.plot(x, rows["tolerance"], "_", ms=14, mew=2, color="black", label="tolerance")
+    crowded = len(rows) > STRIP_MARKERS_UP_TO  # beyond this, one pixel per point keeps drawing fast
+    ax.plot(x, rows["tolerance"], "," if crowded else "_", ms=14, mew=2, color="black", label="tolerance")
     error = rows["abs_error"].to_numpy(dtype=float)
     for status, colour in STATUS_COLOURS.items():
         at = (rows["status"] == status).to_numpy() & (error > 0)
         if at.any():
-            ax.plot(x[at], error[at], "o", color=colour, label=status)
+            ax.plot(x[at], error[at], "." if crowded else "o", color=colour, label=status)
     exact = (error == 0) | ~np.isfinite(error)
     if exact.any():
         ax.plot(x[exact], np.full(exact.sum(), floor), "v", mfc="none", color="0.4",
                 label="0 or non-finite (drawn at the bottom)")
     ax.set_ylabel("|analytic \u2212 numeric|")
     ax.set_xlabel(_strip_axis_label(rows, swept))
-    labels = [_strip_label(row, swept, len(set(rows["input"]))) for _, row in rows.iterrows()]
     if len(rows) <= STRIP_LABELS_UP_TO:
+        labels = [_strip_label(row, swept, len(set(rows["input"]))) for _, row in rows.iterrows()]
         crowded = sum(map(len, labels)) > 60
         ax.set_xticks(x, labels, rotation=60 if crowded else 0, ha="right" if crowded else "center",
                       fontsize="small")
@@ -354,7 +400,8 @@ def plot_step_study(rows, out_dir) -> list:
     for n, (method, group) in enumerate(rows.groupby("method", sort=False)):
         colour = f"C{n}"
         # the worst element at each step, when the experiment has several
-        worst = group.loc[group.groupby("step")["abs_error"].idxmax()].sort_values("step")
+        key = group["abs_error"].fillna(np.inf)  # an undefined error is the worst
+        worst = group.loc[key.groupby(group["step"]).idxmax()].sort_values("step")
         error = worst["abs_error"].to_numpy(dtype=float)
         shown = np.where(error > 0, error, floor)
         order = numeric.ORDER.get(method)

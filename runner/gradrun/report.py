@@ -1,20 +1,19 @@
-"""Readers of the result records: the CSV, the run record, JUnit XML and the console summary.
+"""Readers of the result columns: CSV, Parquet, the run record, JUnit XML and the console summary.
 
-Every function here takes ``ExperimentResult``s (and their ``Record``s) and
-either returns text or writes a file; none prints or exits. Files are written
-whole or not at all: into a temporary file in the target's folder, then
-``os.replace``d over the final name, so a reader never sees half a report and a
-crash leaves the previous report in place.
+Every function here takes ``ExperimentResult``s and either returns text or
+writes a file; none prints or exits. Files are written whole or not at all:
+into a temporary file in the target's folder, then ``os.replace``d over the
+final name, so a reader never sees half a report and a crash leaves the
+previous report in place. The CSV and Parquet writers stream: the report is
+formatted and written a piece at a time (``layout.CHUNK`` rows), never held
+whole as text.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
 import datetime
 import hashlib
-import io
 import json
 import math
 import os
@@ -26,27 +25,43 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, baseline
-from .model import ExperimentResult, Record
+from . import __version__, baseline, layout
+from .columns import NAMES, PASSING, sweep_names, text
+from .model import ExperimentResult, Row
 
-# The CSV's fixed columns, in order: every Record field but the swept coordinates,
-# which become one ``sweep_<name>`` column each (see ``csv_columns``).
-BASE_COLUMNS = [f.name for f in dataclasses.fields(Record) if f.name != "coords"]
+# The CSV's fixed columns, in order; each swept name adds a ``sweep_<name>`` column after them.
+BASE_COLUMNS = list(NAMES)
+FORMATS = ("csv", "parquet")  # --report-format: the suffix of the report file
 
 WORST_SHOWN = 5  # entries listed for a failing experiment; never a whole Jacobian
+csv_cell = text
 
 
 # --- writing files ---------------------------------------------------------
 
 
-def atomic_write(path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (temporary file, then os.replace)."""
+def atomic_write(path, content) -> None:
+    """Write ``content`` (text, or an iterable of bytes) to ``path`` whole or not at all.
+
+    A temporary file in the same folder, then os.replace.
+    """
+    with _atomic(path) as f:
+        if isinstance(content, str):
+            f.write(content.encode("utf-8"))
+        else:
+            for chunk in content:
+                f.write(chunk)
+
+
+@contextlib.contextmanager
+def _atomic(path):
+    """A binary file at a temporary name that replaces ``path`` when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
@@ -63,71 +78,101 @@ def _umask() -> int:
     return mask
 
 
-# --- CSV -------------------------------------------------------------------
-
-
-def csv_cell(value) -> str:
-    """One CSV field: floats in their shortest exact form, booleans as True/False.
-
-    ``repr`` of a float is the shortest string that reads back to the same
-    double, and pandas' default (high-precision) parser reads it exactly.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "True" if value else "False"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    return str(value)
+# --- CSV and Parquet ---------------------------------------------------------
 
 
 def csv_columns(results) -> list:
     """The CSV header: the fixed columns, then ``sweep_<name>`` for every swept name in the file."""
-    sweep = {}
-    for result in results:
-        for record in result.records:
-            for name in record.coords:
-                sweep.setdefault(f"sweep_{name}", None)
-    return BASE_COLUMNS + list(sweep)
+    return BASE_COLUMNS + sweep_names([t for r in results for t in (r.elements, r.projections)])
+
+
+def csv_chunks(results):
+    """The CSV of one spec file as bytes, a piece at a time: the header, then the rows."""
+    from . import csvformat
+
+    schema = layout.schema(results)
+    yield csvformat.header(schema.names)
+    for batch in layout.report_batches(results, schema_=schema):
+        yield csvformat.batch_bytes(batch)
 
 
 def csv_text(results) -> str:
-    """The whole CSV of one spec file: one row per checked Jacobian element."""
-    columns = csv_columns(results)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for result in results:
-        for record in result.records:
-            row = record.as_row()
-            writer.writerow([csv_cell(row.get(c)) for c in columns])
-    return buf.getvalue()
+    """The whole CSV of one spec file: one row per checked Jacobian element or projection."""
+    return b"".join(csv_chunks(results)).decode("utf-8")
 
 
 def write_csv(path, results) -> None:
-    """Write the CSV of one spec file's results, atomically."""
-    atomic_write(path, csv_text(results))
+    """Write the CSV of one spec file's results, atomically, a piece at a time."""
+    atomic_write(path, csv_chunks(results))
+
+
+def write_parquet(path, results) -> None:
+    """Write the report of one spec file as Parquet (the CSV's columns, typed), atomically."""
+    import pyarrow.parquet as pq
+
+    schema = layout.schema(results)
+    with _atomic(path) as f:
+        with pq.ParquetWriter(f, schema) as writer:
+            for batch in layout.report_batches(results, schema_=schema):
+                writer.write_batch(batch)
+
+
+WRITERS = {"csv": write_csv, "parquet": write_parquet}
+
+
+def write_report(path, results, fmt: str = "csv") -> None:
+    """Write the report in ``fmt`` (csv or parquet)."""
+    WRITERS[fmt](path, results)
 
 
 # --- what each reader says about one experiment ----------------------------
 
 
 def _finite_max(values) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return max(finite) if finite else float("nan")
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else float("nan")
+
+
+def _badness(result: ExperimentResult) -> tuple:
+    """How far outside its tolerance each report row is (inf for nan), and the rows' statuses."""
+    status = layout.report_column(result, "status")
+    error = layout.report_column(result, "abs_error").astype(np.float64)
+    tol = layout.report_column(result, "tolerance").astype(np.float64)
+    with np.errstate(all="ignore"):
+        bad = np.where(tol > 0, error / tol, error)
+    return np.where(status == "nan", np.inf, bad), status
+
+
+def _top(values: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the n largest values, largest first, ties in their original order."""
+    if n <= 0 or not values.size:
+        return np.zeros(0, dtype=np.int64)
+    if n >= values.size:
+        return np.argsort(-values, kind="stable")
+    kth = -np.partition(-values, n - 1)[n - 1]
+    above = np.flatnonzero(values > kth)
+    above = above[np.argsort(-values[above], kind="stable")]
+    return np.concatenate([above, np.flatnonzero(values == kth)[:n - len(above)]])
 
 
 def worst_entries(result: ExperimentResult, n: int = WORST_SHOWN) -> list:
-    """The n non-kink records furthest outside their tolerance (kinks are not errors)."""
-    ranked = result.worst(len(result.records))
-    return [r for r in ranked if r.status != "kink"][:n]
+    """The n non-kink rows furthest outside their tolerance (kinks are not errors), as Rows."""
+    if not result.rows:
+        return []
+    bad, status = _badness(result)
+    candidates = np.flatnonzero(status != "kink")
+    chosen = candidates[_top(np.nan_to_num(bad[candidates], nan=-np.inf), n)]
+    return [Row(r) for r in layout.report_rows(result, chosen)]
+
+
+def _checked_max(result: ExperimentResult, column: str) -> float:
+    parts = [t[column][t["status"] != "kink"] for t in (result.projections, result.elements) if len(t)]
+    return _finite_max(np.concatenate(parts)) if parts else float("nan")
 
 
 def stats(result: ExperimentResult) -> dict:
     """The numbers every reader shows for one experiment."""
-    checked = [r for r in result.records if r.status != "kink"]
     worst = worst_entries(result, 1)
     if result.error is not None:
         verdict = "ERROR"
@@ -138,14 +183,14 @@ def stats(result: ExperimentResult) -> dict:
         "name": result.name,
         "verdict": verdict,
         "passed": result.passed,
-        "elements": len(result.records),
-        "projections": sum(r.index < 0 for r in result.records),  # screen rows <u, J v>
-        "failures": len(result.failures),
-        "kinks": sum(r.status == "kink" for r in result.records),
-        "nans": sum(r.status == "nan" for r in result.records),
-        "unresolved": sum(r.status == "unresolved" for r in result.records),
-        "worst_abs_error": _finite_max(r.abs_error for r in checked),
-        "worst_rel_error": _finite_max(r.rel_error for r in checked),
+        "elements": result.rows,
+        "projections": len(result.projections),  # screen rows <u, J v>
+        "failures": result.rows - result.count(*PASSING),
+        "kinks": result.count("kink"),
+        "nans": result.count("nan"),
+        "unresolved": result.count("unresolved"),
+        "worst_abs_error": _checked_max(result, "abs_error"),
+        "worst_rel_error": _checked_max(result, "rel_error"),
         "worst": worst[0] if worst else None,
         "check": result.check,
         "seconds": result.seconds,
@@ -167,7 +212,7 @@ def _err(x) -> str:
     return "%.2e" % x
 
 
-def describe(record: Record, multi_output: bool = False, swept: bool = False) -> str:
+def describe(record: Row, multi_output: bool = False, swept: bool = False) -> str:
     """Name one checked element and both numbers, e.g. ``X[2,7]: numeric 0.5 analytic 0.75``."""
     where = record.element
     if multi_output and record.output >= 0:
@@ -181,8 +226,9 @@ def describe(record: Record, multi_output: bool = False, swept: bool = False) ->
 
 def _shape(result: ExperimentResult) -> tuple:
     """Whether the experiment has several outputs and several points (what names must say)."""
-    multi_output = any(r.output > 0 for r in result.records)  # -1 marks a screen's projection
-    swept = any(r.point != 0 or r.coords for r in result.records)
+    tables = [t for t in (result.elements, result.projections) if len(t)]
+    multi_output = any((t["output"] > 0).any() for t in tables if "output" in t)
+    swept = any((t["point"] != 0).any() for t in tables) or bool(sweep_names(tables))
     return multi_output, swept
 
 
@@ -196,7 +242,7 @@ def entry_lines(result: ExperimentResult, records) -> list:
     ]
 
 
-def _one_sided(record: Record) -> str:
+def _one_sided(record: Row) -> str:
     """At a kink, the one-sided differences show the two slopes that meet there."""
     if record.status != "kink" or math.isnan(record.numeric_minus):
         return ""
@@ -256,7 +302,8 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
             lines.append("      worst entries:")
             lines += [f"        {line}" for line in entry_lines(result, entries)]
     if verbosity > 0:
-        kinks = [r for r in result.records if r.status == "kink"][:WORST_SHOWN]
+        at = np.flatnonzero(layout.report_column(result, "status") == "kink")[:WORST_SHOWN] if result.rows else []
+        kinks = [Row(r) for r in layout.report_rows(result, at)] if len(at) else []
         if kinks:
             lines.append("      kinks (not differentiable there, not counted as failures):")
             lines += [f"        {line}" for line in entry_lines(result, kinks)]
@@ -268,7 +315,7 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
 def totals_line(results) -> str:
     """One line for the whole run: experiments passed, failed and in error, kinks, time."""
     verdicts = [stats(r)["verdict"] for r in results]
-    kinks = sum(r.status == "kink" for res in results for r in res.records)
+    kinks = sum(r.count("kink") for r in results)
     seconds = sum(r.seconds for r in results)
     text = (
         f"{_plural(len(results), 'experiment')}: {verdicts.count('PASS')} passed, "
@@ -333,8 +380,8 @@ def summary_json(results, drifts=None) -> str:
             "passed": sum(r.passed for r in results),
             "failed": sum(not r.passed and r.error is None for r in results),
             "errors": sum(r.error is not None for r in results),
-            "elements": sum(len(r.records) for r in results),
-            "kinks": sum(r.status == "kink" for res in results for r in res.records),
+            "elements": sum(r.rows for r in results),
+            "kinks": sum(r.count("kink") for r in results),
             "seconds": sum(r.seconds for r in results),
         },
     }
@@ -378,9 +425,9 @@ def run_record(spec, results, command=None, overrides=None, only=None) -> dict:
                 "seed": seeds.get(r.name),
                 "check": r.check,
                 "seconds": r.seconds,
-                "elements": len(r.records),
-                "failures": len(r.failures),
-                "kinks": sum(x.status == "kink" for x in r.records),
+                "elements": r.rows,
+                "failures": r.rows - r.count(*PASSING),
+                "kinks": r.count("kink"),
                 "error": r.error,
                 "notes": list(r.notes),
             }

@@ -5,8 +5,11 @@ from __future__ import annotations
 import fnmatch
 import time
 
+import numpy as np
+
 from . import engine, hessian
 from .verdict import check_point
+from .layout import report_column, report_rows
 from .model import Experiment, ExperimentResult, Spec
 from .tree import Call
 
@@ -25,7 +28,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     start = time.perf_counter()
-    records: list = []
+    checked: list = []
     error = None
     check_mode = "full"
     try:
@@ -35,36 +38,51 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             check_mode = settings.check
             at = f"point {point.index}, " if len(exp.points) > 1 else ""
             checker = hessian.check_point if settings.order == 2 else check_point
-            records.extend(checker(
+            checked.append(checker(
                 graph, point.inputs, exp.wrt, settings, experiment=exp.name, point=point.index,
                 coords=point.coords,
                 tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))
     except Exception as exc:  # one broken experiment must not stop the others
         error = f"{type(exc).__name__}: {exc}"
-    if records:
-        check_mode = records[0].check
-    return ExperimentResult(exp.name, records, time.perf_counter() - start, error, check_mode,
-                            notes=unresolved_notes(records) + screen_notes(records), file=exp.file, line=exp.line)
+    result = ExperimentResult.from_checks(exp.name, checked, seconds=time.perf_counter() - start, error=error,
+                                          file=exp.file, line=exp.line)
+    if len(result.projections):
+        check_mode = "screen"
+    elif len(result.elements):
+        check_mode = str(result.elements["check"][0])
+    result.check = check_mode
+    result.notes = unresolved_notes(result) + screen_notes(result.projections) + function_notes(exp)
+    return result
 
 
-def screen_notes(records) -> list:
+def screen_notes(projections) -> list:
     """What each screen could see: the smallest single-entry error it was sure to flag."""
-    seen: dict = {}
-    for r in records:
-        if r.check == "screen" and r.index == -1:
-            seen.setdefault(r.input, []).append(r.tolerance)
-    return [f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
-            f"error above {max(tols):.2g}" for name, tols in seen.items()]
+    if not len(projections):
+        return []
+    notes = []
+    for name in dict.fromkeys(projections["input"].tolist()):
+        tols = projections["tolerance"][projections["input"] == name]
+        notes.append(f"{name}: screened along {len(tols)} random sign directions; flags any single-entry "
+                     f"error above {tols.max():.2g}")
+    return notes
 
 
-def unresolved_notes(records) -> list:
+def function_notes(exp: Experiment) -> list:
+    """What the experiment's own code said about how it was evaluated (vmap fell back, say)."""
+    said = [note for f in exp.functions.values() for note in getattr(f, "notes", ())]
+    return list(dict.fromkeys(said))
+
+
+def unresolved_notes(result) -> list:
     """What an unresolved entry needs: a better measurement than gradrun could make
     (docs/pass-rule.md#unresolved), and what the user can change to get a verdict."""
-    stuck = [r for r in records if r.status == "unresolved"]
+    stuck = result.count("unresolved")
     if not stuck:
         return []
-    first = stuck[0]
-    return [f"{len(stuck)} unresolved (not a pass), e.g. {first.element} out[{first.output}]: {first.reason}; "
+    at = np.flatnonzero(report_column(result, "status") == "unresolved")[:1]
+    first = report_rows(result, at)[0]
+    return [f"{stuck} unresolved (not a pass), e.g. {first['element']} out[{first['output']}]: "
+            f"{first.get('reason', '')}; "
             "to decide, check in float64, at a point where the function is better conditioned, "
             "with method: complex if the code is complex-safe, or with a looser rtol/atol if that "
             "is all the precision you need"]

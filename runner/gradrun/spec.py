@@ -129,7 +129,7 @@ def _alternatives_issues(doc, error, path) -> list:
                 return [i for e in subs for i in _schema_error_issues(doc, e)]
         if path[:1] == ("functions",):
             return [doc.issue(path, "not a function declaration",
-                              "write an expression string, {params: [...], expr: ...} or {python: ..., vjp: ...}")]
+                              "write an expression string, {params: [...], expr: ...}, {python: ..., vjp: ...} or {torch: ...}")]
         known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}"
         return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}", f"use one of {known}")]
     if error.context:
@@ -469,9 +469,13 @@ def _complex_unsafe(expr, functions: dict) -> list:
 class _Checker:
     """Meaning checks and resolution of one document; collects every issue."""
 
-    def __init__(self, doc: yamlload.Document, spec_dir: Path):
+    def __init__(self, doc: yamlload.Document, spec_dir: Path, device: str | None = None):
         self.doc = doc
         self.spec_dir = spec_dir
+        self.device = device  # overrides every torch declaration's device
+        self.seed = 0  # the defaults' seed, which declared torch modules are built under
+        self.torch_decls: dict = {}  # name -> its torch declaration, to rebuild under another seed
+        self.torch_built: dict = {}  # (name, seed) -> PythonFunction
         self.issues, self.broken = _schema_issues(doc)
         self.functions: dict = {}  # declared name -> ExprFunction | PythonFunction
         self.arity = {n: primitives.get(n).nargs for n in primitives.names()}  # None: any
@@ -520,7 +524,7 @@ class _Checker:
             elif "expr" in decl:
                 bodies[name] = (tuple(decl.get("params", ["x"])), decl["expr"], path + ("expr",))
             else:
-                fn = self.python_function(name, decl, path)
+                fn = (self.torch_function if "torch" in decl else self.python_function)(name, decl, path)
                 if fn is not None:
                     self.functions[name] = fn
                     self.arity[name] = fn.nargs
@@ -564,6 +568,34 @@ class _Checker:
             return None
         return PythonFunction(name, params, refs["python"], refs.get("vjp"), refs.get("jvp"),
                               bool(decl.get("complex_safe", False)), decl["python"], hvp=refs.get("hvp"))
+
+    def torch_function(self, name, decl, path, seed=None):
+        """A torch declaration (see frameworks/torch.py), built under ``seed`` (the defaults' seed)."""
+        seed = self.seed if seed is None else seed
+        if (name, seed) in self.torch_built:
+            return self.torch_built[(name, seed)]
+        try:
+            code = import_callable(decl["torch"], self.spec_dir)
+        except _Problem as p:
+            return self.add(path + ("torch",), p.message, p.hint)
+        try:
+            from .frameworks import torch as adapter
+        except ImportError as e:
+            return self.add(path + ("torch",), f"torch: needs PyTorch, which cannot be imported ({e})",
+                            "install it: pip install 'gradrun[torch]'")
+        try:
+            fn = adapter.function(name, code, init=decl.get("init"), mode=decl.get("mode", "eval"), seed=seed,
+                                  device=self.device or decl.get("device", "cpu"),
+                                  complex_safe=decl.get("complex_safe", False), source=decl["torch"])
+        except adapter.TorchDeclarationError as p:
+            return self.add(path + ((p.key,) if p.key in decl else ("torch",)), p.message, p.hint)
+        self.torch_decls[name], self.torch_built[(name, seed)] = decl, fn
+        return fn
+
+    def seeded(self, functions: dict, seed: int) -> dict:
+        """The experiment's functions, torch ones built under its own seed."""
+        return {n: self.torch_function(n, self.torch_decls[n], ("functions", n), seed) or f
+                if n in self.torch_decls else f for n, f in functions.items()}
 
     def check_recursion(self):
         graph = {n: [c for c in tree.calls(f.body) if c in self.functions]
@@ -629,10 +661,16 @@ class _Checker:
         given = sorted(given, key=lambda n: self.doc.where(
             path + (("inputs",) if n in inputs else ("sweep",)) + (n,), key=True))
 
+        written = list(given)
+        named = data.get("function")  # a torch module's parameters are inputs too
+        fn = self.seeded({named: self.functions[named]}, settings.seed)[named] if named in self.functions else None
+        supplied = fn.defaults if isinstance(fn, PythonFunction) else {}
+        given += [n for n in supplied if n not in given]
         expr = self.build_expr(path, data, inputs, given)
         if expr is not None and not given:
             self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
-        wrt = list(data.get("wrt", given))
+        wrt = [w for n in data.get("wrt", written)
+               for w in (list(supplied) if n == "params" and supplied and n not in given else [n])]
         for k, name in enumerate(wrt):
             if name not in given:
                 self.add(path + ("wrt", k), f"wrt names '{name}', which is not an input",
@@ -645,10 +683,12 @@ class _Checker:
                 value = generator.value(path + ("inputs", name), inputs[name], position)
                 if value is not None:
                     fixed[name] = value
+            elif name in supplied:
+                fixed[name] = supplied[name]
         axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings)
         if len(self.issues) > before or expr is None or axes is None:
             return None
-        functions = _reachable(expr, self.functions)
+        functions = self.seeded(_reachable(expr, self.functions), settings.seed)
         called = set(tree.calls(expr)).union(*(tree.calls(f.body) for f in functions.values()
                                                  if isinstance(f, ExprFunction)))
         if called & self.unusable:
@@ -862,17 +902,21 @@ def _read(path: Path):
         raise SpecError([Issue(file, 1, 1, "", f"the file is not UTF-8 text (byte {e.start})")]) from None
 
 
-def load_spec(path) -> Spec:
-    """Read, check and resolve a spec file; raise ``SpecError`` with every issue found."""
+def load_spec(path, device: str | None = None) -> Spec:
+    """Read, check and resolve a spec file; raise ``SpecError`` with every issue found.
+
+    ``device``, when given, is where every ``torch:`` function runs, whatever it declares.
+    """
     path = Path(path)
     text, raw = _read(path)
     doc = yamlload.load(text, str(path))
     if not isinstance(doc.data, dict):
         raise SpecError([Issue(str(path), 1, 1, "", "a spec file is a mapping with an 'experiments' list",
                                "start from an example in experiments/")])
-    checker = _Checker(doc, path.resolve().parent)
+    checker = _Checker(doc, path.resolve().parent, device)
     data = doc.data
     defaults = checker.settings(data.get("defaults") or {}, Settings()) if checker.ok("defaults") else Settings()
+    checker.seed = defaults.seed
     functions = data.get("functions")
     checker.declare_functions(functions if isinstance(functions, dict) else {})
     experiments = data.get("experiments")

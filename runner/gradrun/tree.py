@@ -9,7 +9,7 @@ to positional arguments). Operators are calls too: ``x + y`` is
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Union
 
 # Operator spelling in an expression -> primitive name.
@@ -63,6 +63,12 @@ class PythonFunction:
     every argument carries a leading batch axis of the same length B, and the
     result is (B, *output shape). Framework adapters (torch's and JAX's vmap)
     supply it; the engine then evaluates a chunk of perturbations per call.
+    ``jvp_batch(tangents, *primals)`` (optional) is the JVP along a chunk of
+    tangents: one (B, *input shape) array per input, or None for an input that
+    does not move; the result is (B, *output shape).
+    ``defaults`` holds values for inputs the function supplies itself (a torch
+    module's parameters); ``notes`` is a list the function appends to when it
+    wants a reader to know how it was evaluated (vmap fell back, say).
     """
 
     name: str
@@ -74,6 +80,9 @@ class PythonFunction:
     source: str = ""  # "module:callable", for messages
     forward_batch: Callable | None = None
     hvp: Callable | None = None  # (cotangent, tangents, *primals) -> one block per input; see second_order
+    jvp_batch: Callable | None = None
+    defaults: dict = field(default_factory=dict, compare=False, hash=False)
+    notes: list = field(default_factory=list, compare=False, hash=False)
 
     @property
     def nargs(self) -> int:

@@ -19,14 +19,15 @@ float64 sensitivity) and the float32 analytic within the float32 tolerance
 
 from __future__ import annotations
 
-import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
 from . import engine, judge, measure, numeric, screen
-from .model import Record, Settings
+from .columns import Columns, constant, shared_strings, sweep_columns
+from .model import Settings
 
 
 ROUNDOFF_FLOOR = numeric.ROUNDOFF_FLOOR
@@ -35,6 +36,15 @@ tolerance = numeric.tolerance
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+class PointCheck(NamedTuple):
+    """What checking one point found: element and projection columns, and how they interleave."""
+
+    elements: Columns
+    projections: Columns
+    blocks: list  # [(projection rows, element rows)] per input, in wrt order
+    shapes: dict  # input name -> shape
 
 
 class CheckError(ValueError):
@@ -51,19 +61,6 @@ def resolve_method(method: str, graph: engine.Graph) -> tuple:
     return method, None
 
 
-def element_names(name: str, shape: tuple, columns=None) -> dict:
-    """Readable names of elements (``X[0,1]``, or ``x`` for a scalar), by flat index."""
-    size = int(np.prod(shape))
-    columns = np.arange(size) if columns is None else np.asarray(columns)
-    if not shape:
-        return {int(j): name for j in columns}
-    if len(columns) == size:  # every element, in C order: the index strings by product
-        labels = itertools.product(*[[str(i) for i in range(d)] for d in shape])
-        return dict(zip(range(size), (f"{name}[{','.join(t)}]" for t in labels)))
-    coords = np.unravel_index(columns, shape)
-    return {int(j): f"{name}[{','.join(map(str, c))}]" for j, c in zip(columns.tolist(), zip(*(k.tolist() for k in coords)))}
-
-
 class _Columns:
     """The numeric side of one input's Jacobian, filled chunk by chunk."""
 
@@ -77,6 +74,8 @@ class _Columns:
         else:  # a user's function sees whole arrays
             width = max(v.size for v in vals)
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
+        if graph.batched:  # one call per chunk: as many rows as memory allows
+            self.chunk = max(self.chunk, engine.batch_rows(self.x.size))
 
 
     def run(self, fn, idx):
@@ -219,8 +218,8 @@ def analytic_columns(graph, vals, name, columns, reverse: dict) -> np.ndarray:
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
-                point: int = 0, coords=None, tick=None) -> list:
-    """The Jacobian of the graph's output at one point, checked as ``settings.check`` says, as Records.
+                point: int = 0, coords=None, tick=None) -> PointCheck:
+    """The Jacobian of the graph's output at one point, checked as ``settings.check`` says, as columns.
 
     ``full`` checks every element; ``screen`` compares random projections and
     checks in full only the elements it localizes; ``auto`` is full up to
@@ -261,20 +260,24 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         g32 = None if vals32 is None else screen.cotangents(graph, vals32, u)
     reverse: dict = {}
     reverse32: dict = {}
-    records = []
+    elements, projections, blocks, shapes = [], [], [], {}
     for name in wrt:
         x = vals[graph.inputs[name]]
+        shapes[name] = tuple(np.shape(x))
         columns = None
+        found = Columns()
         if mode == "screen":
             method, _ = resolve_method(settings.method, graph)
-            found = screen.screen_input(graph, vals, name, settings, eps,
-                                        method if method != "central" else "richardson", rng, primary,
-                                        u, g[name], None if g32 is None else g32[name], conditioning)
-            projections = _screen_records(found, experiment, point, name, settings, coords or {})
-            records.extend(projections)
-            if not found.bad.any():
+            screened = screen.screen_input(graph, vals, name, settings, eps,
+                                           method if method != "central" else "richardson", rng, primary,
+                                           u, g[name], None if g32 is None else g32[name], conditioning)
+            found = _projection_columns(screened, experiment, point, name, settings, coords or {})
+            projections.append(found)
+            if not screened.bad.any():
+                blocks.append((len(found), 0))
                 continue
-            columns = screen.localize(graph, vals, name, found, int(np.argmax(found.bad)), settings, eps, primary)
+            columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
+                                      primary)
             if not columns:  # too many, or cancelling: look at every element
                 columns = None
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
@@ -282,15 +285,15 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)
         fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
         res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning)
-        records.extend(_records(res, experiment, point, name, x, settings, coords or {}, mode))
+        elements.append(_element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
+        blocks.append((len(found), len(elements[-1])))
         if mode == "screen" and not np.isin(res["status"], ("fail", "nan")).any():
             # measured one by one, every element the projections pointed at is right: their
             # disagreement was the directional difference's own (a kink crossed, say)
-            for r in projections:
-                if r.status == "fail":
-                    r.status = "kink" if (res["status"] == "kink").any() else "pass"
-                    r.passed = True
-    return records
+            status = found["status"].copy()
+            status[status == "fail"] = "kink" if (res["status"] == "kink").any() else "pass"
+            found["status"] = shared_strings(status)
+    return PointCheck(Columns.concat(elements), Columns.concat(projections), blocks, shapes)
 
 
 def _refuse_unmeasurable(graph, vals, inputs, wrt):
@@ -310,53 +313,53 @@ def _refuse_unmeasurable(graph, vals, inputs, wrt):
                          "fix its seed or pass the state as an input")
 
 
-def _screen_records(found, experiment, point, name, settings, coords):
-    """One row per screening direction: the projection u . J v, numeric beside analytic."""
-    out = []
-    for k in range(len(found.numeric)):
-        num, ana = float(found.numeric[k]), float(found.analytic[k])
-        err = abs(ana - num)
-        status = ("pass" if not found.bad[k] else "nan" if not np.isfinite(num + ana)
-                  else "kink" if found.kink[k] else "fail")
-        out.append(Record(
-            experiment=experiment, point=point, input=name, index=-1, element=f"u{k}.J.v{k}", output=-1,
-            value=float("nan"), output_value=float("nan"), numeric=num, analytic=ana, abs_error=err,
-            rel_error=0.0 if err == 0 else float(np.divide(err, max(abs(num), abs(ana)))),
-            passed=status in ("pass", "kink"), status=status, tolerance=float(found.tolerance[k]),
-            method=found.method, step=float(found.step), error_estimate=float(found.error_estimate[k]),
-            dtype=settings.dtype, check="screen", coords=dict(coords)))
-    return out
+# How check_input's arrays become element columns: a (M outputs, N elements) array is
+# one value per Jacobian entry, a (N,) array one per element (repeated over its outputs);
+# a key keeps its name unless renamed here. Placement keys are not values.
+RENAMED = {"minus": "numeric_minus", "plus": "numeric_plus", "forward": "analytic_forward"}
+PLACEMENT = ("columns", "output")
 
 
-def _records(res, experiment, point, name, x, settings, coords, check="full"):
-    num, ana = res["numeric"], res["analytic"]
-    abs_err = np.abs(ana - num)
+def errors(numeric, analytic) -> tuple:
+    """abs_error and rel_error (0 where the two agree exactly)."""
+    abs_err = np.abs(analytic - numeric)
     with np.errstate(all="ignore"):
-        rel_err = abs_err / np.maximum(np.abs(num), np.abs(ana))
-    rel_err = np.where(abs_err == 0, 0.0, rel_err)
-    m = num.shape[0]
-    columns = res["columns"]
-    names = element_names(name, x.shape, np.unique(columns))
-    # element-major order (all outputs of an element together), as plain Python values
-    grid = {key: np.asarray(res[key] if key not in ("abs", "rel") else (abs_err if key == "abs" else rel_err)).T
-            .ravel().tolist() for key in ("numeric", "analytic", "abs", "rel", "tolerance", "error_estimate",
-                                          "minus", "plus", "forward", "status", "reason")}
-    element = np.repeat(columns, m).tolist()
-    output = np.tile(np.arange(m), len(columns)).tolist()
-    value = np.repeat(x.ravel()[columns], m).tolist()
-    output_value = np.tile(res["output"], len(columns)).tolist()
-    method = np.repeat(res["method"], m).tolist()
-    step = np.repeat(res["step"], m).tolist()
-    count = len(element)
-    same = itertools.repeat
-    records = list(map(
-        Record, same(experiment, count), same(point, count), same(name, count), element,
-        map(names.__getitem__, element), output, value, grid["numeric"], grid["analytic"], grid["abs"],
-        grid["rel"], [s in ("pass", "kink") for s in grid["status"]], grid["status"], grid["tolerance"],
-        method, step, output_value, grid["error_estimate"], grid["minus"], grid["plus"], grid["forward"],
-        same(settings.dtype, count), same(check, count), same(dict(coords), count),  # one point's coords, shared
-    ))
-    for record, reason in zip(records, grid["reason"]):
-        if reason:
-            record.reason = reason
-    return records
+        rel_err = abs_err / np.maximum(np.abs(numeric), np.abs(analytic))
+    return abs_err, np.where(abs_err == 0, 0.0, rel_err)
+
+
+def _projection_columns(found, experiment, point, name, settings, coords) -> Columns:
+    """One row per screening direction: the projection u . J v, numeric beside analytic."""
+    k = len(found.numeric)
+    num, ana = np.asarray(found.numeric, dtype=np.float64), np.asarray(found.analytic, dtype=np.float64)
+    status = np.where(~found.bad, "pass", np.where(~np.isfinite(num + ana), "nan",
+                                                   np.where(found.kink, "kink", "fail")))
+    abs_err, rel_err = errors(num, ana)
+    data = {"experiment": constant(experiment, k), "point": constant(point, k), "input": constant(name, k),
+            "direction": np.arange(k), "numeric": num, "analytic": ana, "abs_error": abs_err,
+            "rel_error": rel_err, "status": shared_strings(status),
+            "tolerance": np.asarray(found.tolerance, dtype=np.float64), "method": constant(found.method, k),
+            "step": constant(float(found.step), k),
+            "error_estimate": np.asarray(found.error_estimate, dtype=np.float64),
+            "dtype": constant(settings.dtype, k)}
+    return Columns(data | sweep_columns(coords, k))
+
+
+def _element_columns(res, experiment, point, name, x, settings, coords, check="full") -> Columns:
+    """check_input's result as element columns, element-major (all outputs of an element together)."""
+    idx = np.asarray(res["columns"], dtype=np.int64)
+    m = res["numeric"].shape[0]
+    n = m * len(idx)
+    data = {"experiment": constant(experiment, n), "point": constant(point, n), "input": constant(name, n),
+            "index": np.repeat(idx, m), "output": np.tile(np.arange(m), len(idx)),
+            "value": np.repeat(x.ravel()[idx], m)}
+    for key, values in res.items():
+        if key in PLACEMENT:
+            continue
+        values = np.asarray(values)
+        column = values.T.ravel() if values.ndim == 2 else np.repeat(values, m)
+        data[RENAMED.get(key, key)] = shared_strings(column) if column.dtype.kind in "UO" else column
+    data["abs_error"], data["rel_error"] = errors(data["numeric"], data["analytic"])
+    data["output_value"] = np.tile(np.asarray(res["output"], dtype=np.float64), len(idx))
+    data["dtype"], data["check"] = constant(settings.dtype, n), constant(check, n)
+    return Columns(data | sweep_columns(coords, n))

@@ -1,0 +1,212 @@
+"""The report's rows: an experiment's elements and projections, in report order.
+
+A report lists, for each point and each input in turn, the screen's
+projections of that input (if it was screened) and then its checked
+elements, one row each, with the columns of ``gradrun.columns.COLUMNS`` and
+a ``sweep_<name>`` column per swept name. A projection shows ``index`` and
+``output`` -1 and the element name ``u<k>.J.v<k>``. This module makes those
+rows, in pieces of at most ``chunk`` rows (so that writers stream), as numpy
+columns (``pieces``, ``report_rows``, ``report_column``) or as Arrow record
+batches (``report_batches``, ``report_table``) for the file writers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .columns import DERIVED, KIND, NAMES, PROJECTION_ROW, Columns, constant, filler, passing, sweep_names
+
+CHUNK = 1 << 16  # rows per piece a writer formats at once
+
+
+def _segments(result):
+    """(table, start, stop, is_projection) runs of rows, in report order."""
+    p = e = 0
+    for n_proj, n_elem in result.blocks:
+        if n_proj:
+            yield result.projections, p, p + n_proj, True
+        if n_elem:
+            yield result.elements, e, e + n_elem, False
+        p, e = p + n_proj, e + n_elem
+
+
+def pieces(result, sweep=None, chunk: int | None = None):
+    """(columns, is_projection) pieces of the report's rows, each of one input.
+
+    The columns are the report's (but the derived ``element`` and
+    ``passed``) and ``sweep``'s (by default the result's own), filled where a
+    row has none. A projection's piece keeps its ``direction``; an element's
+    piece, its input's ``shape`` is ``result.shapes[input]``.
+    """
+    sweep = sweep_names([result.elements, result.projections]) if sweep is None else sweep
+    chunk = chunk or CHUNK
+    for table, start, stop, projection in _segments(result):
+        wanted = [n for n in NAMES if n not in DERIVED or n in table] + list(sweep)
+        for lo in range(start, stop, chunk):
+            part = table.take(slice(lo, min(lo + chunk, stop)))
+            n = len(part)
+            data = {}
+            for name in wanted:
+                if name in part:
+                    data[name] = part[name]
+                elif projection and name in PROJECTION_ROW:
+                    data[name] = constant(PROJECTION_ROW[name], n)
+                else:
+                    data[name] = filler(name, n)
+            if projection:
+                data["direction"] = part["direction"]
+            yield Columns(data), projection
+
+
+def element_name(name: str, shape: tuple, index: int) -> str:
+    """``X[0,1]`` for a flat C-order index into an input of that shape, ``x`` for a scalar."""
+    if not shape:
+        return name
+    return f"{name}[{','.join(map(str, np.unravel_index(index, shape)))}]"
+
+
+def _element_strings(piece: Columns, projection: bool, shapes: dict) -> list:
+    if "element" in piece:  # names given (a hand-made result)
+        return piece["element"].tolist()
+    if projection:
+        return [f"u{k}.J.v{k}" for k in piece["direction"].tolist()]
+    if not len(piece):
+        return []
+    name = piece["input"][0]
+    shape = tuple(shapes.get(name, ()))
+    return [element_name(name, shape, j) for j in piece["index"].tolist()]
+
+
+def report_rows(result, positions=None) -> list:
+    """The report's rows as dicts in column order (only those at ``positions``, report order)."""
+    asked = None if positions is None else np.asarray(positions, dtype=np.int64)
+    wanted = None if asked is None else np.sort(asked)
+    out = []
+    offset = 0
+    for piece, projection in pieces(result):
+        n = len(piece)
+        if wanted is not None:
+            mine = wanted[(wanted >= offset) & (wanted < offset + n)] - offset
+            offset += n
+            if not len(mine):
+                continue
+            piece = _with_derived(piece.take(mine), projection, result.shapes)
+        else:
+            piece = _with_derived(piece, projection, result.shapes)
+        out += piece.rows()
+    if wanted is not None:  # in the order asked
+        at = {p: i for i, p in enumerate(wanted.tolist())}
+        out = [out[at[p]] for p in asked.tolist()]
+    return out
+
+
+def _with_derived(piece: Columns, projection: bool, shapes: dict) -> Columns:
+    data = {}
+    elements = _element_strings(piece, projection, shapes)
+    for name in piece.names:
+        if name in ("direction", "element"):
+            continue
+        if name == "input":
+            data[name] = piece[name]
+            data["element"] = np.array(elements, dtype=object)
+        elif name == "status":
+            data["passed"] = passing(piece[name])
+            data[name] = piece[name]
+        else:
+            data[name] = piece[name]
+    order = [n for n in NAMES if n in data] + [n for n in data if n not in NAMES]
+    return Columns({n: data[n] for n in order})
+
+
+def report_column(result, name: str) -> np.ndarray:
+    """One column of the report (not a derived one), in report order."""
+    parts = []
+    for table, start, stop, projection in _segments(result):
+        if name in table:
+            parts.append(table[name][start:stop])
+        elif projection and name in PROJECTION_ROW:
+            parts.append(constant(PROJECTION_ROW[name], stop - start))
+        else:
+            parts.append(filler(name, stop - start))
+    return np.concatenate(parts) if parts else filler(name, 0)
+
+
+# --- Arrow ---------------------------------------------------------------------
+
+
+def schema(results):
+    """The Arrow schema of a report of these results: the fixed columns, then every sweep column."""
+    import pyarrow as pa
+
+    types = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+    fields = [pa.field(n, types[KIND[n]]) for n in NAMES]
+    tables = [t for r in results for t in (r.elements, r.projections)]
+    for name in sweep_names(tables):
+        kinds = {t[name].dtype.kind for t in tables if name in t and len(t)}
+        kind = kinds.pop() if len(kinds) == 1 else "O"
+        fields.append(pa.field(name, {"f": pa.float64(), "i": pa.int64(), "b": pa.bool_()}.get(kind, pa.string())))
+    return pa.schema(fields)
+
+
+def _arrow_elements(piece: Columns, projection: bool, shapes: dict):
+    """The element names of one piece, built in Arrow (no Python string per row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .arrowcols import ints, scalar, text_column
+
+    if "element" in piece:  # names given (a hand-made result)
+        return text_column(piece["element"])
+    if projection:
+        k = pc.cast(ints(piece["direction"]), pa.string())
+        return pc.binary_join_element_wise(scalar("u"), k, scalar(".J.v"), k, scalar(""))
+    if not len(piece):
+        return text_column(np.zeros(0, dtype=object))
+    name = str(piece["input"][0])
+    shape = tuple(shapes.get(name, ()))
+    if not shape:
+        return text_column(constant(name, len(piece)))
+    coords = [pc.cast(ints(c), pa.string()) for c in np.unravel_index(piece["index"], shape)]
+    comma = scalar(",")
+    parts = [x for c in coords for x in (c, comma)][:-1]
+    return pc.binary_join_element_wise(scalar(name + "["), *parts, scalar("]"), scalar(""))
+
+
+def _arrow_column(values: np.ndarray, type_):
+    import pyarrow as pa
+
+    from . import arrowcols
+
+    if pa.types.is_string(type_):
+        return arrowcols.text_column(values)
+    if values.dtype == object:  # a sweep column this experiment lacks: empty
+        return pa.nulls(len(values), type_)
+    build = {"f": arrowcols.floats, "i": arrowcols.ints, "b": arrowcols.bools}
+    return build[values.dtype.kind](values)
+
+
+def report_batches(results, chunk: int | None = None, schema_=None):
+    """The report of ``results`` as Arrow record batches of at most ``chunk`` rows."""
+    import pyarrow as pa
+
+    schema_ = schema(results) if schema_ is None else schema_
+    sweep = [n for n in schema_.names if n not in NAMES]
+    for result in results:
+        for piece, projection in pieces(result, sweep, chunk):
+            arrays = []
+            for f in schema_:
+                if f.name == "element":
+                    arrays.append(_arrow_elements(piece, projection, result.shapes))
+                elif f.name == "passed":
+                    arrays.append(_arrow_column(passing(piece["status"]), f.type))
+                else:
+                    arrays.append(_arrow_column(piece[f.name], f.type))
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema_)
+
+
+def report_table(results):
+    """The whole report of ``results`` as one Arrow table."""
+    import pyarrow as pa
+
+    schema_ = schema(results)
+    return pa.Table.from_batches(list(report_batches(results, schema_=schema_)), schema=schema_)

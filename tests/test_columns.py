@@ -1,0 +1,140 @@
+"""Results as columns: CSV bytes as before the rewrite, Parquet beside CSV bit for bit, floats as repr."""
+
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from gradrun import csvformat, report, runner, spec
+from gradrun.cli import cli
+from gradrun.model import ExperimentResult
+from rows import row
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"  # CSVs written by main before the columnar rewrite
+EXAMPLES = sorted((ROOT / "experiments").glob("*.yaml"))
+
+
+def run(path):
+    return runner.run_spec(spec.load_spec(str(path)))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_csv_bytes_are_those_of_the_record_writer(path):
+    """The columnar writer gives the bytes the per-element writer gave. A spec added
+    later has no golden; a deliberate change of numbers recaptures them with
+    ``gzip -c results/<stem>.csv > tests/golden/<stem>.csv.gz`` after a run."""
+    golden = GOLDEN / f"{path.stem}.csv.gz"
+    if not golden.exists():
+        pytest.skip(f"{path.stem}.yaml came after the columnar rewrite; its baseline guards it")
+    expected = gzip.decompress(golden.read_bytes()).decode("utf-8")
+    got = report.csv_text(run(path))
+    if got != expected:  # name the first line that differs, not a megabyte of diff
+        lines = list(zip(got.splitlines(), expected.splitlines()))
+        first = next((i for i, (a, b) in enumerate(lines) if a != b), len(lines))
+        pytest.fail(f"line {first + 1} differs:\n got      {got.splitlines()[first:first + 1]}\n"
+                    f" expected {expected.splitlines()[first:first + 1]}")
+
+
+def special_floats():
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2 ** 64, size=20_000, dtype=np.uint64).view(np.float64)
+    decades = rng.standard_normal(20_000) * 10.0 ** rng.integers(-25, 25, 20_000)
+    edges = [0.0, -0.0, 1e-4, np.nextafter(1e-4, 0), 1e16, np.nextafter(1e16, 0), 1e15, 5e-324,
+             2.2250738585072014e-308, 1.7976931348623157e308, math.nan, math.inf, -math.inf, 0.1, 1 / 3,
+             1e-5, 1.5e-6, 1.2e-7, 100.0, 1234567.0, 9007199254740993.0, 12345678901.5, 1e22, 1e-300]
+    return np.concatenate([bits, decades, edges, np.round(decades[:2000])])
+
+
+def test_floats_are_written_as_repr_writes_them():
+    values = special_floats()
+    assert csvformat.float_strings(values).to_pylist() == [repr(v) for v in values.tolist()]
+
+
+def hand_made():
+    values = special_floats()[::97]
+    rows = [row("e", 0, "X", i, f"X[{i}]", 0, v, -v, np.nextafter(v, 1), abs(v), 0.5, status=s,
+                tolerance=1e-7, method="central", step=1e-5, coords={"x": float(i), "method": "central"})
+            for i, (v, s) in enumerate(zip(values.tolist(), ["pass", "fail", "kink", "nan"] * 1000))]
+    return ExperimentResult.from_rows("e", rows)
+
+
+def read_both(tmp_path, results):
+    report.write_csv(tmp_path / "r.csv", results)
+    report.write_parquet(tmp_path / "r.parquet", results)
+    return pd.read_csv(tmp_path / "r.csv"), pd.read_parquet(tmp_path / "r.parquet")
+
+
+def missing_as_one(value):
+    """Text as compared: the CSV's "nan", empty fields and nulls read back alike."""
+    return "<missing>" if value is None or value != value or value in ("", "nan") else str(value)
+
+
+def assert_same_values(csv, parquet):
+    assert list(csv.columns) == list(parquet.columns) and len(csv) == len(parquet)
+    for column in csv.columns:
+        a, b = csv[column], parquet[column]
+        if b.dtype == np.float64:
+            assert a.dtype == np.float64, column
+            assert np.array_equal(a.to_numpy().view(np.int64), b.to_numpy().view(np.int64)) or \
+                np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True), column
+            assert np.array_equal(np.signbit(a.to_numpy()), np.signbit(b.to_numpy())), column
+        elif pd.api.types.is_bool_dtype(b) or pd.api.types.is_integer_dtype(b):
+            assert a.dtype == b.dtype and a.tolist() == b.tolist(), column
+        else:  # text: pandas reads the CSV's "nan" status and an empty field as missing
+            assert list(map(missing_as_one, a)) == list(map(missing_as_one, b)), column
+
+
+def test_csv_and_parquet_carry_the_same_values_bit_for_bit(tmp_path):
+    csv, parquet = read_both(tmp_path, [hand_made()])
+    assert_same_values(csv, parquet)
+    assert parquet["passed"].tolist() == [s in ("pass", "kink") for s in parquet["status"]]
+
+
+@pytest.mark.parametrize("stem", ["screen", "chain", "step-study", "float32"])
+def test_csv_and_parquet_of_examples_agree(tmp_path, stem):
+    results = run(ROOT / "experiments" / f"{stem}.yaml")
+    csv, parquet = read_both(tmp_path, results)
+    assert_same_values(csv, parquet)
+    frames = pd.concat([r.dataframe() for r in results], ignore_index=True)
+    assert_same_values(csv, frames[parquet.columns])
+
+
+def test_large_reports_stream_in_pieces_with_the_same_bytes(tmp_path, monkeypatch):
+    results = run(ROOT / "experiments" / "my-layer.yaml")
+    whole = report.csv_text(results)
+    from gradrun import layout
+
+    monkeypatch.setattr(layout, "CHUNK", 7)
+    chunks = list(report.csv_chunks(results))
+    assert len(chunks) > 100 and b"".join(chunks).decode() == whole
+
+
+def test_projections_are_a_table_of_their_own():
+    result = run(ROOT / "experiments" / "screen.yaml")[0]
+    assert len(result.projections) and "index" not in result.projections
+    assert set(result.projections["status"]) <= {"pass", "kink"}
+    assert (result.dataframe()["index"] == -1).sum() == len(result.projections)
+
+
+def test_report_format_parquet_from_the_command_line(tmp_path):
+    out = tmp_path / "out"
+    proc = CliRunner().invoke(cli, [str(ROOT / "experiments" / "chain.yaml"), "--out", str(out),
+                                    "--report-format", "parquet"])
+    assert proc.exit_code == 0, proc.output
+    assert (out / "chain.parquet").exists() and not (out / "chain.csv").exists()
+    gold = pd.read_csv(gzip.open(GOLDEN / "chain.csv.gz"))
+    assert_same_values(gold, pd.read_parquet(out / "chain.parquet"))
+
+
+def test_rows_that_are_all_alike_are_each_written():
+    same = [row("e", 0, "x", 0, "x", 0, 1.0, 2.0, 2.0, 0.0, 0.0, status="pass", tolerance=1e-7,
+                method="central", step=1e-5)] * 3
+    text = report.csv_text([ExperimentResult.from_rows("e", same)])
+    lines = text.splitlines()
+    assert len(lines) == 4 and lines[1] == lines[2] == lines[3]
+    assert lines[1].startswith("e,0,x,0,x,0,1.0,2.0,2.0,0.0,0.0,True,pass,1e-07,central,1e-05,")
