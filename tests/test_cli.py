@@ -41,7 +41,7 @@ class Fakes:
     def __init__(self):
         self.runs = []  # (spec path, overrides, only)
 
-    def load_spec(self, path):
+    def load_spec(self, path, device=None, policy=None):
         text = Path(path).read_text()
         if "INVALID" in text:
             raise SpecError([Issue(str(path), 2, 15, "experiments[0].function",
@@ -51,7 +51,7 @@ class Fakes:
                        for line in text.splitlines() if line.strip()]
         return Spec(str(path), experiments, sha256="f" * 64)
 
-    def validate(self, path):
+    def validate(self, path, policy=None):
         try:
             self.load_spec(path)
         except SpecError as error:
@@ -266,12 +266,25 @@ def test_functions_lists_every_builtin_with_its_derivative():
     result = invoke("functions")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["name", "formula", "derivative"]
-    assert [line.split()[0] for line in lines[1:]] == gradrun.primitives.names()
-    sigmoid = next(line for line in lines if line.startswith("sigmoid "))
+    assert lines[0].split() == ["call", "formula", "derivative"]
+    assert [line.split("(")[0] for line in lines[1:]] == gradrun.primitives.names()
+    sigmoid = next(line for line in lines if line.startswith("sigmoid("))
     assert "sigmoid(x)*(1 - sigmoid(x))" in sigmoid
+    assert any(line.startswith("sum(x, axis=None, keepdims=False) ") for line in lines)
     data = json.loads(invoke("functions", "--format", "json").stdout)
     assert {d["name"] for d in data} == set(gradrun.primitives.names())
+    softmax = next(d for d in data if d["name"] == "softmax")
+    assert softmax["keywords"] == [{"name": "axis", "takes": "an integer", "default": -1,
+                                    "required": False, "positional": False}]
+
+
+def test_the_docs_page_of_builtins_is_generated_from_the_table():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "builtins.md").read_text(encoding="utf-8")
+    assert page == invoke("functions", "--format", "markdown").stdout, \
+        "regenerate it: gradrun functions --format markdown > docs/builtins.md"
+    for name in gradrun.primitives.PRIMITIVES:
+        prim = gradrun.primitives.get(name)
+        assert prim.formula.replace("|", "\\|") in page, name
 
 
 def test_schema_prints_json(fakes):

@@ -16,7 +16,8 @@ from gradrun.tree import Call, Const, Var, render
 from gradrun.verdict import check_point
 
 UNARY = ("square", "cube", "exp", "sin", "cos", "tanh", "sigmoid", "softplus", "neg",
-         "sum", "softmax", "logsumexp", "transpose")
+         "sum", "softmax", "logsumexp", "transpose",
+         "erf", "gelu", "silu", "expm1", "mean", "log_softmax")
 BINARY = ("add", "sub", "mul", "matmul")
 LOW, HIGH = -1.5, 1.5  # input values: smooth primitives are well-conditioned here
 ROUND_OFF = 100 * np.finfo(np.float64).eps  # of a delta, relative to the largest value in the graph
@@ -27,7 +28,7 @@ EXAMPLES = settings(max_examples=200, deadline=None, database=None,
 
 def out_shape(op, *shapes):
     """The result shape of op on these argument shapes, or None when it does not apply."""
-    if op == "sum":
+    if op in ("sum", "mean"):
         return ()
     if op == "logsumexp":
         return shapes[0][:-1]

@@ -35,11 +35,14 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     import numpy as np
 
     from . import primitives
-    from .expr import parse
+    from .expr import ExprError, parse
     from .model import Experiment, Point
     from .runner import run_experiment
     from .tree import Call, PythonFunction, Var, chain, python_params
+    from .values import checked_settings
 
+    settings = checked_settings(settings)
+    inputs = _checked_inputs(inputs)
     functions = dict(functions or {})
     if callable(f):
         fn = PythonFunction(getattr(f, "__name__", "f"), python_params(f), f, vjp, jvp, complex_safe,
@@ -49,16 +52,44 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     elif isinstance(f, (list, tuple)):
         expr = chain(f)
     else:
-        arity = {n: p.nargs for n, p in primitives.PRIMITIVES.items()}
+        arity = {n: primitives.get(n).nargs for n in primitives.names()}
         arity.update({k: len(getattr(v, "params", ())) for k, v in functions.items()})
-        expr = parse(f, arity, list(inputs))
-    values = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
-    exp = Experiment(name, expr, functions, [Point(0, values)], list(wrt or values),
-                     Settings().updated(**settings))
+        if not isinstance(f, str):
+            raise TypeError(f"f must be an expression string, a list of function names or a callable, "
+                            f"got {type(f).__name__}")
+        try:
+            expr = parse(f, arity, list(inputs))
+        except ExprError as error:
+            raise ValueError(f"expression {f!r}: {error}") from None
+    wrt = list(inputs if wrt is None else wrt)
+    unknown = [w for w in wrt if w not in inputs]
+    if unknown:
+        raise ValueError(f"wrt names '{unknown[0]}', which is not an input; inputs: {', '.join(inputs)}")
+    exp = Experiment(name, expr, functions, [Point(0, inputs)], wrt, Settings().updated(**settings))
     result = run_experiment(exp)
     if result.error is not None and not result.rows:
         raise ValueError(result.error)
     return result
+
+
+def _checked_inputs(inputs) -> dict:
+    """name -> finite float64 array; ``TypeError``/``ValueError`` for what cannot be one."""
+    import numpy as np
+
+    if not isinstance(inputs, dict):
+        raise TypeError(f"inputs must be a dict of name -> array, got {type(inputs).__name__}")
+    out = {}
+    for name, value in inputs.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"input name {name!r} is not a name")
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise ValueError(f"input '{name}' is not an array of real numbers: {error}") from None
+        if not np.isfinite(array).all():
+            raise ValueError(f"input '{name}' holds values that are not finite (inf or nan)")
+        out[name] = array
+    return out
 
 
 __all__ = ["check", "ExperimentResult", "Settings", "SpecError", "__version__"]

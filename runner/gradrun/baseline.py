@@ -163,13 +163,48 @@ def load_baseline(path, spec_path="SPEC") -> dict:
     except FileNotFoundError:
         raise BaselineError(f"no baseline for {spec_path} at {path}; "
                             "run the same command with --update-baseline to write it") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise BaselineError(f"cannot read the baseline {path}: {error}") from None
     if not isinstance(data, dict) or data.get("gradrun_baseline") != FORMAT \
             or not isinstance(data.get("experiments"), dict):
         raise BaselineError(f"{path} is not a gradrun baseline (format {FORMAT}); "
                             "rewrite it with --update-baseline")
+    wrong = _shape_problem(data["experiments"])
+    if wrong:
+        raise BaselineError(f"{path}: {wrong}; rewrite it with --update-baseline")
     return data
+
+
+_INT, _NUMBER = (int,), (int, float, type(None))
+# key -> the types its value may have, for an experiment and for one of its elements.
+EXPERIMENT_KEYS = {"line": _INT, "error": (str, type(None)), "elements": (list,)}
+ELEMENT_KEYS = {"point": _INT, "input": (str,), "index": _INT, "output": _INT, "element": (str,),
+                "status": (str,), "abs_error": _NUMBER, "tolerance": _NUMBER}
+
+
+def _wrong_type(value, types) -> bool:
+    return not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+
+
+def _shape_problem(experiments: dict) -> str:
+    """Where a baseline's data is not what gradrun writes: ``experiments.NAME.KEY`` and why; '' when fine."""
+    for name, exp in experiments.items():
+        if not isinstance(exp, dict):
+            return f"experiments.{name} is not a mapping"
+        for key, types in EXPERIMENT_KEYS.items():
+            if key in exp and _wrong_type(exp[key], types):
+                return f"experiments.{name}.{key} has the wrong type ({type(exp[key]).__name__})"
+        if exp.get("error") is None and "elements" not in exp:
+            return f"experiments.{name} has no elements"
+        for i, row in enumerate(exp.get("elements", [])):
+            if not isinstance(row, dict):
+                return f"experiments.{name}.elements[{i}] is not a mapping"
+            for key, types in ELEMENT_KEYS.items():
+                if key not in row:
+                    return f"experiments.{name}.elements[{i}] has no '{key}'"
+                if _wrong_type(row[key], types):
+                    return f"experiments.{name}.elements[{i}].{key} has the wrong type ({type(row[key]).__name__})"
+    return ""
 
 
 def baseline_file(option, spec_path, several: bool) -> Path:

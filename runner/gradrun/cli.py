@@ -9,7 +9,9 @@ or a usage error (``SpecError`` becomes 2 in ``GradrunGroup.invoke``).
 from __future__ import annotations
 
 import fnmatch
+import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import click
 
 from . import __version__, baseline, primitives, report
-from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError
+from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError, one_line
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
@@ -99,6 +101,36 @@ class StepType(click.ParamType):
         return step
 
 
+class FiniteFloat(click.FloatRange):
+    """A float within a range that is also finite: NaN and infinities are refused at the door."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def code_options(command):
+    """--no-code and --allow-module: the user's say over what code a spec may run (never the spec's)."""
+    command = click.option(
+        "--allow-module", "allow_modules", multiple=True, metavar="NAME", envvar="GRADRUN_ALLOW_MODULE",
+        help="Also let specs name code from this installed or standard module (and its submodules); "
+             "repeatable. By default only modules under the spec's folder or the current directory.")(command)
+    return click.option(
+        "--no-code", is_flag=True, envvar="GRADRUN_NO_CODE",
+        help="Safe mode for untrusted specs: refuse every python: reference; built-ins and expressions only.")(command)
+
+
+def _policy(no_code, allow_modules):
+    from . import usercode
+
+    try:
+        return usercode.policy_from(no_code, allow_modules)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--allow-module") from None
+
+
 def wants_color(stream=None, environ=None) -> bool:
     """Colour only on a terminal and only without NO_COLOR (https://no-color.org)."""
     stream = sys.stdout if stream is None else stream
@@ -141,9 +173,9 @@ spec_paths = click.argument(
               help="Use this finite-difference method in every experiment.")
 @click.option("--step", type=StepType(),
               help="Use this absolute step (or 'auto') in every experiment.")
-@click.option("--rtol", type=click.FloatRange(min=0), metavar="FLOAT",
+@click.option("--rtol", type=FiniteFloat(min=0), metavar="FLOAT",
               help="Hold every element to this relative tolerance.")
-@click.option("--atol", type=click.FloatRange(min=0), metavar="FLOAT",
+@click.option("--atol", type=FiniteFloat(min=0), metavar="FLOAT",
               help="Hold every element to this absolute tolerance.")
 @click.option("--dtype", type=click.Choice(DTYPES),
               help="Evaluate every experiment in this dtype.")
@@ -164,27 +196,54 @@ spec_paths = click.argument(
                    "a .json file, for one SPEC); any drift exits 1.")
 @click.option("--update-baseline", is_flag=True,
               help="Write this run as the baseline at --baseline PATH instead of comparing.")
-@click.option("--drift-factor", type=click.FloatRange(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
+@click.option("--drift-factor", type=FiniteFloat(min=1, min_open=True), default=baseline.DRIFT_FACTOR,
               show_default=True, metavar="FLOAT",
               help="An error that grew more than this many times (and past a quarter of its tolerance) drifts.")
 @click.option("--device", metavar="DEVICE",
               help="Run every torch: function on this device (cpu, cuda, cuda:N); comparisons stay on the CPU.")
+@code_options
 def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
-        report_format, device, **settings):
+        report_format, device, no_code, allow_modules, **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv (or .parquet) and DIR/<spec stem>.run.json, each
     written whole or not at all. All SPECs are validated before anything
     runs: if any is invalid, every error is printed, nothing runs and no
-    report is written (exit 2).
+    report is written (exit 2). What the user's code prints goes to stderr:
+    stdout holds only the summary.
     """
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
+    policy = _policy(no_code, allow_modules)
+    if only is not None and not only.strip():
+        raise click.BadParameter("an empty pattern selects nothing", param_hint="--only")
     if plot:
         _plotting()  # no matplotlib: say so before running, not after
-    loaded = _load_all(specs, device)
-    _check_selection(loaded, only)
-    stored = _baselines(baseline_path, update_baseline, loaded, only)
-    drifts = None if baseline_path is None or update_baseline else []
+    with contextlib.redirect_stdout(sys.stderr):
+        loaded = _load_all(specs, policy, device)
+        _check_selection(loaded, only)
+        stored = _baselines(baseline_path, update_baseline, loaded, only)
+        drifts = None if baseline_path is None or update_baseline else []
+        results = _run_all(loaded, stored, drifts, out, only, overrides, quiet, plot, update_baseline, drift_factor,
+                           report_format)
+    if fmt == "json":
+        click.echo(report.summary_json(results, drifts), nl=False)
+    else:
+        verbosity = -1 if quiet else (1 if verbose else 0)
+        click.echo(report.summary_table(results, verbosity, color=wants_color()), nl=False)
+        if drifts is not None and (drifts or not quiet):
+            files = {spec.path: stored[path][0] for path, spec in loaded if path in stored}
+            click.echo(baseline.drift_table(drifts, files, drift_factor), nl=False)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in report.github_annotations(results, drifts):
+            click.echo(line, err=fmt == "json")  # stdout stays pure JSON; the runner reads both
+    if junit:
+        _writing(report.write_junit, junit, results, drifts)
+    return EXIT_PASS if all(r.passed for r in results) and not drifts else EXIT_FAIL
+
+
+def _run_all(loaded, stored, drifts, out, only, overrides, quiet, plot, update_baseline, drift_factor,
+             report_format="csv") -> list:
+    """Run every chosen spec, writing its reports (and baseline) as it finishes; its results, in order."""
     show_progress = sys.stderr.isatty() and not quiet
     results = []
     for path, spec in loaded:
@@ -200,20 +259,7 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, updat
             drifts += baseline.compare(stored[path][1], spec_results, spec.path, drift_factor, only=only)
         elif update_baseline and ran:
             _write_baseline(stored[path][0], spec, spec_results, quiet)
-    if fmt == "json":
-        click.echo(report.summary_json(results, drifts), nl=False)
-    else:
-        verbosity = -1 if quiet else (1 if verbose else 0)
-        click.echo(report.summary_table(results, verbosity, color=wants_color()), nl=False)
-        if drifts is not None and (drifts or not quiet):
-            files = {spec.path: stored[path][0] for path, spec in loaded if path in stored}
-            click.echo(baseline.drift_table(drifts, files, drift_factor), nl=False)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in report.github_annotations(results, drifts):
-            click.echo(line, err=fmt == "json")  # stdout stays pure JSON; the runner reads both
-    if junit:
-        _writing(report.write_junit, junit, results, drifts)
-    return EXIT_PASS if all(r.passed for r in results) and not drifts else EXIT_FAIL
+    return results
 
 
 def _baselines(option, update, loaded, only) -> dict:
@@ -240,7 +286,7 @@ def _write_baseline(file, spec, results, quiet) -> None:
         click.echo(f"wrote baseline {file}", err=True)
 
 
-def _load_all(paths, device=None) -> list:
+def _load_all(paths, policy, device=None) -> list:
     """Load every spec, gathering every issue of every file before giving up."""
     from . import spec as spec_module
 
@@ -251,8 +297,7 @@ def _load_all(paths, device=None) -> list:
     for stem, same in stems.items():
         if len(same) > 1:
             raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    load = spec_module.load_spec
-    return _each_spec(unique, load if device is None else lambda path: load(path, device=device))
+    return _each_spec(unique, lambda path: spec_module.load_spec(path, device=device, policy=policy))
 
 
 def _each_spec(paths, load) -> list:
@@ -285,7 +330,7 @@ def _matching(spec, pattern) -> list:
 
 
 def _check_selection(loaded, only) -> None:
-    if only and not any(_matching(spec, only) for _, spec in loaded):
+    if only is not None and not any(_matching(spec, only) for _, spec in loaded):
         names = sorted({e.name for _, spec in loaded for e in spec.experiments})
         raise click.UsageError(f"--only {only!r} matches no experiment; there are: {', '.join(names)}")
 
@@ -299,7 +344,7 @@ def _run_one(path, spec, overrides, only, show_progress) -> tuple:
         results = runner.run_spec(spec, overrides=overrides or None, only=only, progress=progress)
         ran = True
     except Exception as error:  # the runner isolates experiments; this is a crash around them
-        results = [ExperimentResult(f"<{Path(path).stem}>", [], error=f"{type(error).__name__}: {error}")]
+        results = [ExperimentResult(f"<{Path(path).stem}>", [], error=one_line(f"{type(error).__name__}: {error}"))]
         ran = False
     finally:
         if progress:
@@ -335,35 +380,42 @@ def command_line() -> list:
 
 @cli.command()
 @spec_paths
-def validate(specs):
+@code_options
+def validate(specs, no_code, allow_modules):
     """Check each SPEC without running it (exit 0 or 2).
 
     Schema and meaning both: every error of every file is printed at once.
+    A code reference the trust rule refuses is an error at its line.
     """
     from . import spec as spec_module
 
-    for path, _ in _each_spec(list(dict.fromkeys(specs)), spec_module.validate):
+    policy = _policy(no_code, allow_modules)
+    with contextlib.redirect_stdout(sys.stderr):
+        checked = _each_spec(list(dict.fromkeys(specs)), lambda path: spec_module.validate(path, policy))
+    for path, _ in checked:
         click.echo(f"{path}: ok")
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="A table for people or JSON for programs.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="A table for people, JSON for programs, or the docs page (docs/builtins.md).")
 def functions(fmt):
-    """List the built-ins with formula and derivative."""
-    rows = [primitives.get(name) for name in primitives.names()]
+    """List the built-ins with how they are called (keyword arguments), formula and derivative."""
+    from . import builtins_doc
+
     if fmt == "json":
-        data = [{"name": p.name, "formula": p.formula, "derivative": p.derivative,
-                 "kinks": list(p.kinks)} for p in rows]
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(builtins_doc.rows(), indent=2))
         return
-    table = [("name", "formula", "derivative")] + [
-        (p.name, p.formula, p.derivative + (f"   (kink at {', '.join(map(str, p.kinks))})" if p.kinks else ""))
-        for p in rows
+    if fmt == "markdown":
+        click.echo(builtins_doc.markdown(), nl=False)
+        return
+    table = [("call", "formula", "derivative")] + [
+        (r["call"], r["formula"], r["derivative"] + (f"   (kink at {', '.join(map(str, r['kinks']))})" if r["kinks"] else ""))
+        for r in builtins_doc.rows()
     ]
     widths = [max(len(row[i]) for row in table) for i in range(2)]
-    for name, formula, derivative in table:
-        click.echo(f"{name.ljust(widths[0])}  {formula.ljust(widths[1])}  {derivative}")
+    for call, formula, derivative in table:
+        click.echo(f"{call.ljust(widths[0])}  {formula.ljust(widths[1])}  {derivative}")
 
 
 @cli.command()

@@ -21,7 +21,7 @@ The engine knows no primitive by name: it asks the table for each op's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Optional
 
 import numpy as np
@@ -65,6 +65,16 @@ class Node:
     name: str = ""  # input name, or the Python function's name
     value: Optional[np.ndarray] = None  # a constant's value
     fn: Optional[PythonFunction] = None
+    params: tuple = ()  # a primitive's static arguments, (name, value) pairs
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.params)
+
+    def forward(self):
+        """The primitive's forward function with this node's static arguments bound."""
+        prim = primitives.get(self.op)
+        return partial(prim.forward, **self.kwargs) if self.params else prim.forward
 
 
 @dataclass
@@ -140,9 +150,9 @@ def build(expr, functions: dict, inputs) -> Graph:
         if e.fn not in primitives.PRIMITIVES:
             raise GraphError(f"unknown function '{e.fn}'")
         prim = primitives.get(e.fn)
-        if len(args) != prim.nargs:
+        if prim.nargs is not None and len(args) != prim.nargs:
             raise GraphError(f"{e.fn} takes {prim.nargs} arguments, got {len(args)}")
-        return add((e.fn, args), Node(op=e.fn, args=args))
+        return add((e.fn, args, e.params), Node(op=e.fn, args=args, params=e.params))
 
     output = walk(expr, {}, 0)
     needs = [False] * len(nodes)
@@ -157,7 +167,7 @@ def build(expr, functions: dict, inputs) -> Graph:
 def _apply(node: Node, args):
     if node.fn is not None:
         return np.asarray(node.fn.forward(*args))
-    return np.asarray(primitives.get(node.op).forward(*args))
+    return np.asarray(node.forward()(*args))
 
 
 def evaluate(graph: Graph, values: dict, dtype=np.float64, apply=None) -> list:
@@ -210,7 +220,7 @@ def _node_vjp(node: Node, g, ans, args) -> tuple:
         out = node.fn.vjp(g, *args)
         out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     else:
-        out = primitives.get(node.op).vjp(g, ans, *args)
+        out = primitives.get(node.op).vjp(g, ans, *args, **node.kwargs)
     if len(out) != len(args):
         raise GraphError(f"the VJP of {node.name or node.op} gave {len(out)} cotangents for {len(args)} inputs")
     return out
@@ -262,7 +272,7 @@ def jvp(graph: Graph, vals: list, tangents: dict):
                 full = [t if t is not None else np.zeros_like(v) for t, v in zip(ts, args)]
                 tan[i] = np.asarray(node.fn.jvp(tuple(full), *args))
             else:
-                tan[i] = np.asarray(primitives.get(node.op).jvp(tuple(ts), vals[i], *args))
+                tan[i] = np.asarray(primitives.get(node.op).jvp(tuple(ts), vals[i], *args, **node.kwargs))
             try:
                 tan[i] = np.broadcast_to(tan[i], vals[i].shape)
             except ValueError:
@@ -356,10 +366,10 @@ def _spread(shape: tuple, out_shape: tuple):
 
 
 @lru_cache(maxsize=256)
-def _moved(shape: tuple):
-    """For a transpose of ``shape``: where each flat input position goes."""
+def _moved(shape: tuple, axes=None):
+    """For a transpose of ``shape`` (by ``axes``, default reversed): where each flat input position goes."""
     size = int(np.prod(shape, dtype=np.int64))
-    return np.argsort(np.arange(size).reshape(shape).transpose().ravel(), kind="stable")
+    return np.argsort(np.arange(size).reshape(shape).transpose(axes).ravel(), kind="stable")
 
 
 def _densify(p, shape, batch):
@@ -412,11 +422,11 @@ class Motion:
     def infinitesimal(self, d) -> bool:
         return self.imaginary and float(np.max(np.abs(d), initial=0.0)) <= INFINITESIMAL
 
-    def slopes(self, i, prim, a):
+    def slopes(self, i, forward, a):
         """Im f(a + ih) / h for every element of the argument a of node i (cached)."""
         if i not in self.cache:
             h = 1e-20 * np.maximum(1.0, np.abs(a))
-            self.cache[i] = np.imag(prim.forward(a + 1j * h)).ravel() / h.ravel()
+            self.cache[i] = np.imag(forward(a + 1j * h)).ravel() / h.ravel()
         return self.cache[i]
 
     def lift(self, x, d):
@@ -424,6 +434,31 @@ class Motion:
 
     def change(self, new, old):
         return np.imag(new) if self.imaginary else new - old
+
+
+BRANCH_PROBE = 1e-7  # relative size of the real steps that stand in for an imaginary one at a branch
+
+
+def _probes(motion, new):
+    """The moved arguments a branch is looked at with: the real moves themselves, or, for an
+    imaginary step (which never moves a branch), real neighbours on both sides of it."""
+    if not motion.imaginary:
+        return [new]
+    return [[n if not np.iscomplexobj(n) else
+             np.real(n) + side * BRANCH_PROBE * np.maximum(1.0, np.abs(np.real(n))) * np.sign(np.imag(n))
+             for n in new] for side in (1, -1)]
+
+
+def _branch_rows(prim, params, base, new, batch, motion):
+    """Rows whose perturbation changes, or starts on the edge of, the discrete choice a primitive
+    makes (a mask, an argmax): a kink reached or crossed."""
+    before = np.asarray(prim.branch(*base, **params))
+    hit = np.zeros(batch, dtype=bool)
+    for moved in _probes(motion, new):
+        after = np.asarray(prim.branch(*moved, **params))
+        changed = np.broadcast_to(after != before, np.broadcast_shapes(after.shape, before.shape))
+        hit |= changed.reshape(batch, -1).any(axis=1)
+    return hit
 
 
 def _kink_rows(prim, x_base, x_new, moved):
@@ -455,21 +490,25 @@ def _elementwise_sparse(prim, node, i, vals, ps, batch, motion):
     base = [vals[a].ravel()[out_idx if vals[a].shape == out_shape else spread[k][0][out_idx]]
             for k, a in enumerate(node.args)]
     kink = np.zeros(batch, dtype=bool)
+    forward = node.forward()
     if prim.additive:
-        delta = prim.forward(*[reps.get(k, 0) for k in range(len(node.args))])
+        delta = forward(*[reps.get(k, 0) for k in range(len(node.args))])
     elif len(moved) == 1 and moved[0] in prim.linear_in:
-        delta = prim.forward(*[reps[k] if k in reps else base[k] for k in range(len(base))])
+        delta = forward(*[reps[k] if k in reps else base[k] for k in range(len(base))])
     elif len(base) == 1 and motion.infinitesimal(reps[0]):
-        delta = motion.slopes(i, prim, vals[node.args[0]])[out_idx] * reps[0]
+        delta = motion.slopes(i, forward, vals[node.args[0]])[out_idx] * reps[0]
         if prim.kinks:
             kink = _kink_rows(prim, base[0], base[0], reps[0] != 0)
     else:
         if not unique:
             return None
         new = [motion.lift(base[k], reps[k]) if k in reps else base[k] for k in range(len(base))]
-        delta = motion.change(prim.forward(*new), vals[i].ravel()[out_idx])
+        delta = motion.change(forward(*new), vals[i].ravel()[out_idx])
         if prim.kinks:
             kink = _kink_rows(prim, base[moved[0]], new[moved[0]], reps[moved[0]] != 0)
+    if prim.branch is not None:
+        new = [motion.lift(base[k], reps[k]) if k in reps else base[k] for k in range(len(base))]
+        kink |= _branch_rows(prim, node.kwargs, base, new, batch, motion)
     return Sparse(out_idx, np.broadcast_to(delta, out_idx.shape), unique), kink
 
 
@@ -493,30 +532,34 @@ def _matmul_sparse(node, i, vals, ps, batch):
 
 
 @lru_cache(maxsize=256)
-def _weight_cached(name, shape):
+def _weight_cached(name, params, shape):
     size = max(int(np.prod(shape, dtype=np.int64)), 1)
-    return float(primitives.get(name).forward(np.ones(shape))) / size
+    return float(np.ravel(primitives.get(name).forward(np.ones(shape), **dict(params)))[0]) / size
 
 
-def _weight(prim, shape):
+def _weight(node, shape):
     """What one element contributes to a (linear, all-element) reduction."""
-    return _weight_cached(prim.name, tuple(shape))
+    return _weight_cached(node.op, node.params, tuple(shape))
 
 
 def _sparse_step(node, i, vals, ps, batch, motion):
     """The sparse delta of one op, or None to fall back to dense."""
     prim = primitives.get(node.op)
-    if prim.kind == "elementwise":
+    kind = prim.kind_for(node.kwargs)
+    if kind == "elementwise":
         return _elementwise_sparse(prim, node, i, vals, ps, batch, motion)
-    if prim.kind == "matmul":
+    if kind == "matmul":
         return _matmul_sparse(node, i, vals, ps, batch)
-    if prim.kind == "reduce":
+    if kind == "reduce":
         p = ps[0]
-        delta = p.delta.sum(axis=1, keepdims=True) * _weight(prim, vals[node.args[0]].shape)
+        delta = p.delta.sum(axis=1, keepdims=True) * _weight(node, vals[node.args[0]].shape)
         return Sparse(np.zeros((batch, 1), dtype=np.int64), delta), None
-    if prim.kind == "transpose":
+    if kind == "transpose":
         p = ps[0]
-        return Sparse(_moved(vals[node.args[0]].shape)[p.idx], p.delta, p.unique), None
+        axes = node.kwargs.get("axes")
+        return Sparse(_moved(vals[node.args[0]].shape, axes)[p.idx], p.delta, p.unique), None
+    if kind == "reshape":  # flat C-order positions stay where they are
+        return ps[0], None
     return None
 
 
@@ -587,42 +630,74 @@ def _dense_step(node, i, vals, ps, batch, motion):
             rows.append(motion.change(np.asarray(node.fn.forward(*moved)), out))
         return Dense(np.stack(rows)), kink
     prim = primitives.get(node.op)
-
-    def lifted():
+    kind = prim.kind_for(node.kwargs)
+    if kind == "reduce":
+        return Dense(ds[0].reshape(batch, -1).sum(axis=1) * _weight(node, args[0].shape)), kink
+    if kind == "transpose":
+        axes = node.kwargs.get("axes") or tuple(range(ds[0].ndim - 2, -1, -1))
+        return Dense(np.transpose(ds[0], (0,) + tuple(a % (ds[0].ndim - 1) + 1 for a in axes))), kink
+    if kind == "reshape":
+        return Dense(ds[0].reshape((batch,) + out.shape)), kink
+    def lifted():  # the moved arguments, built only where an op needs them
         return [x if d is None else motion.lift(x, d) for x, d in zip(args, ds)]
 
-    if prim.kind == "elementwise":
-        nd = out.ndim
-        padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
-        if prim.additive:
-            delta = prim.forward(*[0 if d is None else p for p, d in zip(padded, ds)])
-        elif len(args) == 1 and motion.infinitesimal(ds[0]):
-            delta = motion.slopes(i, prim, args[0]).reshape(args[0].shape) * ds[0]
-            if prim.kinks:
-                base = np.broadcast_to(args[0], ds[0].shape)
-                kink = _kink_rows(prim, base, base, ds[0] != 0)
-        else:
-            news = [x if d is None else _pad(n, nd) for x, d, n in zip(args, ds, lifted())]
-            delta = motion.change(prim.forward(*news), out)
-            if prim.kinks:
-                k = next(j for j, d in enumerate(ds) if d is not None)
-                kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
-        return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
-    if prim.kind == "reduce":
-        return Dense(ds[0].reshape(batch, -1).sum(axis=1) * _weight(prim, args[0].shape)), kink
-    if prim.kind == "transpose":
-        return Dense(np.transpose(ds[0], (0,) + tuple(range(ds[0].ndim - 1, 0, -1)))), kink
-    if prim.kind == "matmul":
+    if kind == "elementwise":
+        return _elementwise_dense(prim, node, i, args, ds, lifted, out, batch, motion)
+    if kind == "matmul":
         linear = (ds[0] is None) != (ds[1] is None)  # then the product of delta and the other is the delta
         new = [x if d is None else d for d, x in zip(ds, args)] if linear else lifted()
         product = _batched_matmul(new, [d is not None for d in ds], args, out.shape)
         return Dense(product if linear else motion.change(product, out)), kink
-    # ops along the last axis take a leading batch axis as is; anything else row by row
-    if all(x.ndim >= 1 for x in args):
-        return Dense(motion.change(prim.forward(*lifted()), out)), kink
-    return Dense(np.stack([motion.change(prim.forward(*[x if d is None else motion.lift(x, d[b])
-                                                        for x, d in zip(args, ds)]), out)
-                           for b in range(batch)])), kink
+    settings = prim.settings(node.params)
+    moved = [(x, False) if d is None else (m, True) for x, d, m in zip(args, ds, lifted())]
+    if prim.branch is not None:
+        before = np.asarray(prim.branch(*args, **settings))
+        for probe in _probes(motion, [m for m, _ in moved]):
+            after = _rows(prim.branch, prim, settings, list(zip(probe, (b for _, b in moved))), batch)
+            kink |= (after != before).reshape(batch, -1).any(axis=1)
+    return Dense(motion.change(_rows(prim.forward, prim, settings, moved, batch), out)), kink
+
+
+def _elementwise_dense(prim, node, i, args, ds, lifted, out, batch, motion):
+    """An elementwise op on dense deltas (B, *shape): the arguments broadcast against the batch.
+
+    ``lifted()`` gives the moved arguments; ops that are additive never need them."""
+    forward, nd = node.forward(), out.ndim
+    kink = np.zeros(batch, dtype=bool)
+    padded = [x if d is None else _pad(d, nd) for x, d in zip(args, ds)]
+
+    def moved():
+        return [x if d is None else _pad(n, nd) for x, d, n in zip(args, ds, lifted())]
+
+    news = None
+    if prim.additive:
+        delta = forward(*[0 if d is None else p for p, d in zip(padded, ds)])
+    elif len(args) == 1 and motion.infinitesimal(ds[0]):
+        delta = motion.slopes(i, forward, args[0]).reshape(args[0].shape) * ds[0]
+        if prim.kinks:
+            base = np.broadcast_to(args[0], ds[0].shape)
+            kink = _kink_rows(prim, base, base, ds[0] != 0)
+    else:
+        news = moved()
+        delta = motion.change(forward(*news), out)
+        if prim.kinks:
+            k = next(j for j, d in enumerate(ds) if d is not None)
+            kink = _kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
+    if prim.branch is not None:
+        kink |= _branch_rows(prim, node.kwargs, args, moved() if news is None else news, batch, motion)
+    return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
+
+
+def _rows(fn, prim, settings, args, batch):
+    """``fn(*args, **settings)`` for every row of the moved arguments, as (B, ...).
+
+    ``args`` are (array, batched) pairs. With a batch rule, one call on
+    arguments that all carry the leading batch axis; without, one call per row.
+    """
+    if prim.batch is not None:
+        full = [x if b else np.broadcast_to(x, (batch,) + x.shape) for x, b in args]
+        return np.asarray(fn(*full, **prim.batch(settings, [x.ndim - b for x, b in args])))
+    return np.stack([np.asarray(fn(*[x[r] if b else x for x, b in args], **settings)) for r in range(batch)])
 
 
 def perturb(graph: Graph, vals: list, name: str, index, delta, cache=None):

@@ -2,12 +2,19 @@
 
 The grammar is Python's arithmetic, cut down to::
 
-    expr   := number | name | expr op expr | -expr | +expr | (expr) | name(expr, ...)
+    expr   := number | name | expr op expr | -expr | +expr | (expr)
+            | name(expr, ..., static, ..., key=static, ...) | name([expr, ...], key=static)
+            | expr[index, ...]
     op     := + | - | * | / | ** | @
+    index  := integer | integer? : integer? (: integer?)?
+    static := integer | number | True | False | None | (integer, ...)
 
-Anything else (attributes, subscripts, lambdas, strings, keywords, comparisons,
-...) is an error naming its column. The result is a tree of ``gradrun.tree``
-nodes; operators become calls of the primitives in ``tree.OPERATORS``.
+Keyword names and static values are checked per function against its table
+entry (``gradrun.params``); comparisons (``< <= > >=``) exist only as where's
+condition; indices are integer constants. Anything else (attributes,
+lambdas, strings, ...) is an error naming its column. The result is a tree of
+``gradrun.tree`` nodes; operators become calls of the primitives in
+``tree.OPERATORS``.
 """
 
 from __future__ import annotations
@@ -18,21 +25,25 @@ import math
 from dataclasses import dataclass
 from typing import Collection, Mapping, Optional
 
-from .tree import OPERATORS, Call, Const, Expr, Var
+from . import primitives
+from .tree import COMPARISONS, OPERATORS, Call, Const, Expr, Var
 
 MAX_EXPR_LENGTH = 2_000  # characters
 MAX_EXPR_NODES = 1_000  # numbers, names, operators and calls
 MAX_EXPR_DEPTH = 100  # nesting of operators and calls
 MAX_EXPONENT = 64  # |constant exponent| of **
 
+COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
 
 # What a user most likely meant by a construct the grammar does not have.
 NOT_ALLOWED = {
     ast.Attribute: ("attribute access is not allowed", "call a built-in or declared function instead"),
-    ast.Subscript: ("subscripts are not allowed", "index with a declared python function if you need it"),
+    ast.Slice: ("a slice is allowed only inside [ ]", ""),
     ast.Lambda: ("lambda is not allowed", "declare the function under 'functions:'"),
-    ast.Compare: ("comparisons are not allowed", ""),
+    ast.Compare: ("comparisons are allowed only as the condition of where", "where(x > 0, a, b)"),
+    ast.List: ("a list is allowed only as the arguments of concatenate or stack", ""),
+    ast.Tuple: ("a tuple is allowed only as a static argument, such as a shape", ""),
     ast.BoolOp: ("'and'/'or' are not allowed", ""),
     ast.IfExp: ("conditional expressions are not allowed", "relu, leaky_relu and abs cover the usual branches"),
     ast.NamedExpr: ("assignment is not allowed", ""),
@@ -78,7 +89,10 @@ class _Parser:
         self.problems.append(Problem(self.col(node), message, hint))
         return None
 
-    def build(self, node) -> Optional[Expr]:
+    def build(self, node, mask=False) -> Optional[Expr]:
+        """The tree of ``node``; ``mask``: where's condition, the one place a comparison may stand."""
+        if mask and isinstance(node, ast.Compare):
+            return self.compare(node)
         if isinstance(node, ast.Constant):
             return self.constant(node)
         if isinstance(node, ast.Name):
@@ -94,6 +108,8 @@ class _Parser:
             return self.fail(node, "only unary '-' and '+' are allowed")
         if isinstance(node, ast.Call):
             return self.call(node)
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node)
         message, hint = NOT_ALLOWED.get(type(node), (f"'{type(node).__name__}' is not allowed in an expression", ""))
         return self.fail(node, message, hint)
 
@@ -126,7 +142,7 @@ class _Parser:
             return self.fail(node, "operator not allowed", "use + - * / ** @")
         if symbol == "**":
             self.check_exponent(node.right)
-        return Call(OPERATORS[symbol], (left, right))
+        return Call(OPERATORS[symbol], (left, right), column=self.col(node))
 
     def check_exponent(self, node):
         sign_free = node.operand if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) else node
@@ -145,19 +161,117 @@ class _Parser:
             message, hint = NOT_ALLOWED.get(type(node.func), ("only named functions can be called", ""))
             return self.fail(node.func, message, hint) if args is not None else None
         name = node.func.id
+        if self.functions is not None and name not in self.functions:
+            for a in node.args:
+                self.build(a)
+            hint = did_you_mean(name, self.functions)
+            if self.names is not None and name in self.names:
+                return self.fail(node, f"'{name}' is an input, not a function")
+            return self.fail(node, f"unknown function '{name}'", hint)
+        prim = primitives.PRIMITIVES.get(name)
+        if prim is not None and name not in primitives.HIDDEN:
+            return self.primitive_call(node, prim)
         if node.keywords:
-            self.fail(node.keywords[0].value, "keyword arguments are not allowed", "pass arguments by position")
+            self.fail(node.keywords[0], f"'{name}' takes no keyword arguments", "pass arguments by position")
         args = tuple(self.build(a) for a in node.args)
-        if self.functions is not None:
-            if name not in self.functions:
-                hint = did_you_mean(name, self.functions)
-                if self.names is not None and name in self.names:
-                    return self.fail(node, f"'{name}' is an input, not a function")
-                return self.fail(node, f"unknown function '{name}'", hint)
-            wanted = self.functions[name]
-            if wanted is not None and wanted != len(args):  # None: any number
-                return self.fail(node, f"{name} takes {wanted} argument{'s' * (wanted != 1)}, got {len(args)}")
-        return Call(name, args)
+        wanted = None if self.functions is None else self.functions[name]
+        if wanted is not None and wanted != len(args):  # None: any number
+            return self.fail(node, f"{name} takes {wanted} argument{'s' * (wanted != 1)}, got {len(args)}")
+        return Call(name, args, column=self.col(node))
+
+    def primitive_call(self, node, prim):
+        """A built-in: its arrays, then its static arguments by position or keyword, checked against the table."""
+        name, statics = prim.name, [p for p in prim.params if p.positional]
+        if prim.nargs is None:  # concatenate([a, b], axis=0)
+            if not node.args or not isinstance(node.args[0], ast.List) or not node.args[0].elts:
+                return self.fail(node, f"{name} takes a list of arrays", f"{name}([a, b], axis=0)")
+            arrays, rest = node.args[0].elts, node.args[1:]
+        else:
+            arrays, rest = node.args[: prim.nargs], node.args[prim.nargs:]
+        args = tuple(self.build(a, mask=(name == "where" and k == 0)) for k, a in enumerate(arrays))
+        if len(arrays) < (prim.nargs or 1) or len(rest) > len(statics):
+            if not statics and prim.nargs is not None:
+                n = prim.nargs
+                return self.fail(node, f"{name} takes {n} argument{'s' * (n != 1)}, got {len(node.args)}",
+                                 f"static arguments go by keyword: {prim.signature()}"
+                                 if prim.params else "")
+            return self.fail(node, f"{name} is called as {prim.signature()}, got {len(node.args)} positional "
+                                   f"argument{'s' * (len(node.args) != 1)}")
+        given = {p.name: a for p, a in zip(statics, rest)}
+        for kw in node.keywords:
+            allowed = [p.name for p in prim.params]
+            if kw.arg is None:
+                self.fail(kw, "**keyword arguments are not allowed")
+            elif kw.arg not in allowed:
+                self.fail(kw, f"{name} takes no keyword '{kw.arg}'", did_you_mean(kw.arg, allowed)
+                          or (f"it is called as {prim.signature()}" if allowed else "it takes no keyword arguments"))
+            elif kw.arg in given:
+                self.fail(kw, f"{name} got {kw.arg} twice")
+            else:
+                given[kw.arg] = kw.value
+        values = []
+        for p in prim.params:
+            if p.name in given:
+                value = self.static(given[p.name], name, p)
+                if value is not _BAD:
+                    values.append((p.name, value))
+            elif p.required:
+                self.fail(node, f"{name} needs {p.name} ({p.wants})", prim.signature())
+        return Call(name, args, tuple(sorted(values)), column=self.col(node))
+
+    def static(self, node, fn, param):
+        """A static argument's constant value, or _BAD after recording a problem."""
+        value = _literal(node)
+        if value is _BAD or not param.accepts(value):
+            text = ast.get_source_segment(self.text, node) or "this"
+            self.fail(node, f"{fn}'s {param.name} must be {param.wants}, got {text}")
+            return _BAD
+        return value
+
+    def compare(self, node):
+        if len(node.ops) != 1 or type(node.ops[0]) not in COMPARE:
+            return self.fail(node, "one comparison with < <= > or >= is allowed here",
+                             "nest where calls to combine conditions")
+        left, right = self.build(node.left), self.build(node.comparators[0])
+        return Call(COMPARISONS[COMPARE[type(node.ops[0])]], (left, right), column=self.col(node))
+
+    def subscript(self, node):
+        value = self.build(node.value)
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        key = []
+        for item in items:
+            if isinstance(item, ast.Slice):
+                bounds = tuple(None if b is None else self.index(b) for b in (item.lower, item.upper, item.step))
+                key.append(bounds)
+            else:
+                key.append(self.index(item))
+        if any(k is _BAD or (isinstance(k, tuple) and _BAD in k) for k in key):
+            return None
+        return Call("index", (value,), (("key", tuple(key)),), column=self.col(node))
+
+    def index(self, node):
+        value = _literal(node)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        self.fail(node, "indices must be integer constants", "x[0], X[:, 1:3], x[-1]; gather by a variable is not supported")
+        return _BAD
+
+
+_BAD = object()  # a static value that could not be read
+
+
+def _literal(node):
+    """A constant number, boolean, None or tuple of them written in the expression; _BAD otherwise."""
+    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (bool, int, float))):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _literal(node.operand)
+        if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+            return -inner
+    if isinstance(node, (ast.Tuple, ast.List)):
+        items = tuple(_literal(e) for e in node.elts)
+        return _BAD if any(i is _BAD for i in items) else items
+    return _BAD
 
 
 def _size_problems(tree) -> list:
@@ -182,9 +296,10 @@ def parse(text: str, functions: Optional[Mapping[str, int]] = None,
           names: Optional[Collection[str]] = None) -> Expr:
     """Parse ``text`` into a tree; raise ``ExprError`` with every problem found.
 
-    ``functions`` maps each callable name to its number of arguments and
-    ``names`` lists the allowed variable names; either may be None to skip
-    that check.
+    ``functions`` maps each callable name to its number of arguments (None:
+    any) and ``names`` lists the allowed variable names; either may be None
+    to skip that check. A built-in's arguments, keywords and static values
+    are checked against its entry in the primitive table.
     """
     if not isinstance(text, str) or not text.strip():
         raise ExprError([Problem(0, "empty expression")])

@@ -65,6 +65,7 @@ class Experiment:
     line: int = 0
     column: int = 0
     description: str = ""  # the source form: function, chain or expr, for reports
+    integers: tuple = ()  # inputs given as {integer: ...} (labels, masks): passed, never differentiated
 
     def settings_at(self, point: Point) -> Settings:
         return point.settings or self.settings
@@ -201,7 +202,18 @@ class Issue:
 
     def __str__(self) -> str:
         text = f"{self.file}:{self.line}:{self.column}: {self.path or '<document>'}: {self.message}"
-        return f"{text} ({self.hint})" if self.hint else text
+        return one_line(f"{text} ({self.hint})" if self.hint else text)
+
+
+# Control characters shown escaped, so that text from a spec or from user code is one line in a
+# log, and a CI runner cannot read a line of it as a command (GitHub's "::error::", "::add-mask::").
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f",
+                                                  0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``)."""
+    return str(text).translate(_CONTROL)
 
 
 class SpecError(Exception):

@@ -5,30 +5,47 @@ complex path). Rules are written for the shapes their arguments have; where
 binary arithmetic broadcasts, the graph walker, not the rule, sums cotangents
 back to each argument's shape.
 
-A VJP rule is ``vjp(g, ans, *args) -> tuple`` with one cotangent per argument.
-A JVP rule is ``jvp(tangents, ans, *args) -> tangent`` where ``tangents`` has
-one entry per argument, ``None`` for an argument that does not move.
+A VJP rule is ``vjp(g, ans, *args, **params) -> tuple`` with one cotangent per
+argument (``None`` for an argument that is not differentiated: a mask, a
+label). A JVP rule is ``jvp(tangents, ans, *args, **params) -> tangent`` where
+``tangents`` has one entry per argument, ``None`` for an argument that does
+not move. ``params`` are the primitive's static arguments (``axis=``, see
+``gradrun.params``), constants written in the expression.
 
 ``kind`` tells the fast full check how a perturbation travels through the op
 (see ``gradrun.engine``): ``elementwise`` keeps it in place, ``reduce`` sums
-it, ``matmul`` spreads it along a row or column, ``transpose`` moves it, and
-``dense`` makes it touch everything.
+it, ``matmul`` spreads it along a row or column, ``transpose`` and ``reshape``
+move it, and ``dense`` makes it touch everything.
+
+Second order: a VJP rule marked ``second_order`` is holomorphic in the primal
+arguments (branch conditions read real parts only), so the reverse pass itself
+may be differentiated by a complex perturbation through forward and VJP.
+
+The entries live in three modules: elementwise ops here, reductions and
+softmax-likes in ``gradrun.reductions``, shape ops in ``gradrun.shapes``; all
+register into the one ``PRIMITIVES`` table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
+from . import special
+from .params import Param
+
 LEAKY_SLOPE = 0.2  # leaky_relu's slope below zero, as in Deep Learning from Scratch
+
+
+ARG_NAMES = {None: ("[a, b, ...]",), 1: ("x",), 2: ("a", "b"), 3: ("cond", "a", "b")}
 
 
 @dataclass(frozen=True)
 class Primitive:
     name: str
-    nargs: int
+    nargs: Optional[int]  # None: any number, written as a list: concatenate([a, b])
     forward: Callable
     vjp: Callable
     jvp: Callable
@@ -40,13 +57,46 @@ class Primitive:
     kinks: tuple = ()  # argument values where it is not differentiable
     additive: bool = False  # f(a + da, b + db) - f(a, b) = f(da, db): add, sub, neg
     linear_in: tuple = ()  # arguments in which f is linear when the others hold still
+    params: tuple = ()  # static arguments (gradrun.params.Param), e.g. axis=
+    # branch(*args, **params): the discrete choice the op makes (a mask, an argmax);
+    # a perturbation that changes it reaches a kink (max ties, where's condition).
+    branch: Optional[Callable] = None
+    # check(shapes, **params): raise ValueError on a bad shape or axis; may return
+    # the output shape (ops whose output can outgrow their inputs).
+    check: Optional[Callable] = None
+    # batch(params, ndims): the params for arguments that all carry one more,
+    # leading, batch axis (``ndims`` without it); None: evaluated row by row.
+    batch: Optional[Callable] = None
+    second_order: bool = True  # the VJP rule is holomorphic: complex perturbation through it is valid
+    arg_names: tuple = ()  # names of the array arguments in messages and docs (default: ARG_NAMES)
+
+    def settings(self, params=()) -> dict:
+        """Every static argument's value: the defaults, updated by ``params`` ((name, value) pairs)."""
+        values = {p.name: p.default for p in self.params}
+        values.update(params)
+        return values
+
+    def signature(self) -> str:
+        """How it is called: its arrays, then its static arguments with their defaults."""
+        arrays = list(self.arg_names or ARG_NAMES[self.nargs])
+        return f"{self.name}({', '.join(arrays + [p.spelling() for p in self.params])})"
+
+    def kind_for(self, params: dict) -> str:
+        """A reduction along given axes, or a transpose with axes, moves deltas densely."""
+        if self.kind == "reduce" and params.get("axis") is not None:
+            return "dense"
+        return self.kind
 
 
 PRIMITIVES: dict[str, Primitive] = {}
 
 
-def _register(p: Primitive) -> None:
+def register(p: Primitive) -> None:
+    """Enter one primitive into the table."""
     PRIMITIVES[p.name] = p
+
+
+_register = register
 
 
 def unary(name, f, df, formula, derivative, **kw):
@@ -178,60 +228,108 @@ _register(Primitive(
                                        None if t[1] is None else a @ t[1]),
     "a @ b", "da = g @ b.T, db = a.T @ g", kind="matmul"))
 
-_register(Primitive(
-    "transpose", 1, lambda x: np.transpose(x),
-    lambda g, ans, x: (np.transpose(g),),
-    lambda t, ans, x: np.transpose(t[0]),
-    "x.T", "g.T", kind="transpose"))
+# ---------------------------------------------------------------- more elementwise ops
 
-_register(Primitive(
-    "sum", 1, lambda x: np.sum(x),
-    lambda g, ans, x: (np.broadcast_to(g, x.shape).copy(),),
-    lambda t, ans, x: np.sum(t[0]),
-    "sum of all elements", "1 for every element", kind="reduce"))
-
-_register(Primitive(
-    "mean", 1, lambda x: np.mean(x),
-    lambda g, ans, x: (np.broadcast_to(g / max(x.size, 1), x.shape).copy(),),
-    lambda t, ans, x: np.mean(t[0]),
-    "mean of all elements", "1/n for every element", kind="reduce"))
+unary("log1p", np.log1p, lambda x, a: 1 / (1 + x), "log(1 + x)", "1/(1 + x)", domain=(-0.5, 3.0))
+unary("expm1", np.expm1, lambda x, a: np.exp(x), "exp(x) - 1", "exp(x)")
+unary("erf", special.erf, lambda x, a: special.TWO_OVER_SQRT_PI * np.exp(-x * x),
+      "erf(x)", "2/sqrt(pi) * exp(-x**2)")
+unary("gelu", lambda x: x * special.normal_cdf(x),
+      lambda x, a: special.normal_cdf(x) + x * special.normal_pdf(x),
+      "x * Phi(x), Phi(x) = (1 + erf(x/sqrt(2)))/2 (exact, not tanh)", "Phi(x) + x*phi(x)")
+unary("silu", lambda x: x * _sigmoid(x), lambda x, a: _sigmoid(x) + x * _sigmoid(x) * _sigmoid(-x),
+      "x * sigmoid(x)", "sigmoid(x) + x*sigmoid(x)*sigmoid(-x)")
+unary("sign", lambda x: _sign(x) + 0 * x, lambda x, a: np.zeros_like(x),
+      "sign(x): -1, 0 or 1", "0 (a jump at 0)", kinks=(0.0,))
 
 
-def _softmax(x):
-    x1 = np.atleast_1d(x)
-    e = np.exp(x1 - np.max(np.real(x1), axis=-1, keepdims=True))
-    return (e / np.sum(e, axis=-1, keepdims=True)).reshape(np.shape(x))
+def _mask(cond):
+    """A where condition as booleans: a positive real part (a comparison gives 1 or 0)."""
+    return np.real(cond) > 0
 
 
-def _logsumexp(x):
-    if np.ndim(x) == 0:
-        return np.array(x, copy=True)
-    m = np.max(np.real(x), axis=-1, keepdims=True)
-    return (m + np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True)))[..., 0]
+def _zero_tangent(t, ans, *args, **params):
+    return np.zeros_like(ans)
 
 
-def _softmax_vjp(g, ans, x):
-    s = np.atleast_1d(ans)
-    g1 = np.atleast_1d(g)
-    return ((s * (g1 - np.sum(g1 * s, axis=-1, keepdims=True))).reshape(np.shape(x)),)
+def _greater_equal(a, b):
+    return np.real(a) >= np.real(b)
 
 
-def _logsumexp_vjp(g, ans, x):
-    if np.ndim(x) == 0:
-        return (g,)
-    return (np.expand_dims(g, -1) * _softmax(x),)
+def _pick(first):
+    """maximum (first = a >= b) or minimum (first = a <= b): the chosen argument's value and rules."""
+    def forward(a, b):
+        return np.where(first(a, b), a, b)
+
+    def vjp(g, ans, a, b):
+        m = first(a, b)
+        return g * m, g * ~m
+
+    def jvp(t, ans, a, b):
+        m = first(a, b)
+        return np.where(m, 0 if t[0] is None else t[0], 0 if t[1] is None else t[1])
+
+    return forward, vjp, jvp
 
 
-_register(Primitive(
-    "softmax", 1, _softmax, _softmax_vjp,
-    lambda t, ans, x: _softmax_vjp(t[0], ans, x)[0],  # its Jacobian is symmetric
-    "exp(x) / sum(exp(x)) along the last axis", "s * (g - sum(g * s))", kind="dense"))
+for _name, _first, _word in (("maximum", _greater_equal, "max"),
+                             ("minimum", lambda a, b: np.real(a) <= np.real(b), "min")):
+    _f, _v, _j = _pick(_first)
+    register(Primitive(_name, 2, _f, _v, _j, f"{_word}(a, b), elementwise",
+                       "da = 1 where a wins, db = 1 where b wins (a tie is a kink)",
+                       branch=_first))
 
-_register(Primitive(
-    "logsumexp", 1, _logsumexp, _logsumexp_vjp,
-    lambda t, ans, x: t[0] if np.ndim(x) == 0 else np.sum(t[0] * _softmax(x), axis=-1),
-    "log(sum(exp(x))) along the last axis", "softmax(x)", kind="dense"))
 
+def _clip_region(x, low, high):
+    """-1 below low, 0 inside, 1 above high, on the real part."""
+    r = np.real(x)
+    return (r > high).astype(np.int8) - (r < low)
+
+
+def _clip(x, low, high):
+    """x held within [low, high], in x's own dtype (complex-safe: the bounds are real constants)."""
+    region = _clip_region(x, low, high)
+    return np.where(region == 0, x, np.where(region < 0, low, high)).astype(np.result_type(x, np.float32))
+
+
+def _check_clip(shapes, low, high):
+    if not low < high:
+        raise ValueError(f"clip needs low < high, got low={low} and high={high}")
+
+
+register(Primitive(
+    "clip", 1, _clip,
+    lambda g, ans, x, low, high: (g * (_clip_region(x, low, high) == 0),),
+    lambda t, ans, x, low, high: t[0] * (_clip_region(x, low, high) == 0),
+    "min(max(x, low), high)", "1 where low < x < high, else 0 (kinks at low and high)",
+    params=(Param("low", "number", positional=True, required=True),
+            Param("high", "number", positional=True, required=True)),
+    branch=_clip_region, check=_check_clip))
+
+register(Primitive(
+    "where", 3,
+    lambda cond, a, b: np.where(_mask(cond), a, b),
+    lambda g, ans, cond, a, b: (None, g * _mask(cond), g * ~_mask(cond)),
+    lambda t, ans, cond, a, b: np.where(_mask(cond), 0 if t[1] is None else t[1], 0 if t[2] is None else t[2]),
+    "a where cond else b (cond: a comparison such as x > 0, or a mask: true where positive)",
+    "da = 1 where cond, db = 1 elsewhere; none for cond (its boundary is a kink)"))
+
+
+def _comparison(name, test, symbol):
+    def forward(a, b):
+        r = np.real(np.asarray(a))
+        return test(r, np.real(b)).astype(r.dtype if r.dtype.kind == "f" else np.float64)
+
+    register(Primitive(name, 2, forward, lambda g, ans, a, b: (None, None), _zero_tangent,
+                       f"a {symbol} b as 1 or 0 (only inside where's condition)",
+                       "none: a mask (its boundary is a kink of where)",
+                       branch=forward))
+
+
+_comparison("less", np.less, "<")
+_comparison("less_equal", np.less_equal, "<=")
+_comparison("greater", np.greater, ">")
+_comparison("greater_equal", np.greater_equal, ">=")
 
 def get(name: str) -> Primitive:
     return PRIMITIVES[name]
@@ -239,5 +337,10 @@ def get(name: str) -> Primitive:
 
 def names() -> list:
     """Built-in names usable in a spec (operators' primitive names excluded)."""
-    hidden = {"add", "sub", "mul", "div", "pow", "neg"}
-    return sorted(n for n in PRIMITIVES if n not in hidden)
+    return sorted(n for n in PRIMITIVES if n not in HIDDEN)
+
+
+# Primitives spelled as syntax, not called by name: operators, x[...], comparisons.
+HIDDEN = {"add", "sub", "mul", "div", "pow", "neg", "index", "less", "less_equal", "greater", "greater_equal"}
+
+from . import reductions, shapes  # noqa: E402,F401  (they register their entries)

@@ -18,6 +18,10 @@ specs kept as test data). A ``.yaml``/``.yml`` file is collected when
 - it matches a glob of the ini option ``gradrun_specs`` (relative to the
   rootdir, e.g. ``experiments/*.yaml``) and looks like a spec.
 
+Code a spec names follows the CLI's trust rule (see docs/security.md); the
+ini options ``gradrun_allow_modules`` (a list) and ``gradrun_no_code`` (true:
+the safe mode) are the plugin's ``--allow-module`` and ``--no-code``.
+
 An item runs its experiment exactly as ``gradrun SPEC`` does and fails when
 the CLI would call it FAIL or ERROR, showing the same worst entries. An
 invalid spec is a collection error listing every ``file:line:column`` issue.
@@ -38,6 +42,17 @@ _SPEC_KEYS = (re.compile(r"^version\s*:", re.M), re.compile(r"^experiments\s*:",
 def pytest_addoption(parser):
     parser.addini("gradrun_specs", type="linelist", default=[],
                   help="gradrun: globs (relative to the rootdir) of spec files to collect as tests")
+    parser.addini("gradrun_allow_modules", type="linelist", default=[],
+                  help="gradrun: modules specs may name code from beyond their folder and the project")
+    parser.addini("gradrun_no_code", type="bool", default=False,
+                  help="gradrun: safe mode, refuse every code reference in specs")
+
+
+def code_policy(config):
+    """The trust rule's policy from the ini file, as ``--no-code``/``--allow-module`` give it to the CLI."""
+    from .usercode import policy_from
+
+    return policy_from(config.getini("gradrun_no_code"), config.getini("gradrun_allow_modules"))
 
 
 def pytest_configure(config):
@@ -102,7 +117,7 @@ class SpecFile(pytest.File):
         from .spec import load_spec
 
         try:
-            spec = load_spec(self._shown_path())
+            spec = load_spec(self._shown_path(), policy=code_policy(self.config))
         except SpecError as error:
             raise self.CollectError("\n".join(str(issue) for issue in error.issues)) from None
         for experiment in spec.experiments:

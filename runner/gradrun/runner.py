@@ -10,7 +10,7 @@ import numpy as np
 from . import engine, hessian
 from .verdict import check_point
 from .layout import report_column, report_rows
-from .model import Experiment, ExperimentResult, Spec
+from .model import Experiment, ExperimentResult, Spec, one_line
 from .tree import Call
 
 
@@ -42,8 +42,10 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
                 graph, point.inputs, exp.wrt, settings, experiment=exp.name, point=point.index,
                 coords=point.coords,
                 tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))
-    except Exception as exc:  # one broken experiment must not stop the others
-        error = f"{type(exc).__name__}: {exc}"
+    except KeyboardInterrupt:
+        raise  # Ctrl-C stops the run
+    except BaseException as exc:  # one broken experiment (user code's sys.exit too) must not stop the others
+        error = one_line(f"{type(exc).__name__}: {exc}")
     result = ExperimentResult.from_checks(exp.name, checked, seconds=time.perf_counter() - start, error=error,
                                           file=exp.file, line=exp.line)
     if len(result.projections):

@@ -10,12 +10,9 @@ prints, exits, or evaluates an expression as Python.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import itertools
 import json
 import math
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +20,8 @@ import jsonschema
 import numpy as np
 
 from . import expr as exprs
-from . import hessian, primitives, tree, yamlload
+from . import hessian, primitives, tree, usercode, yamlload
+from . import values as values_rules
 from .model import METHODS, Experiment, Issue, Point, Settings, Spec, SpecError
 from .tree import Call, Const, ExprFunction, PythonFunction, Var
 
@@ -33,6 +31,7 @@ MAX_INPUT_ELEMENTS = 1_000_000  # elements of one input
 MAX_INTERMEDIATE_ELEMENTS = 10_000_000  # elements of any value computed from the inputs
 MAX_SWEEP_POINTS = 10_000  # points of one experiment (the product of the swept lengths)
 MAX_REPORT_ROWS = 2_000_000  # rows one experiment may add to a report
+MAX_DIMENSIONS = 32  # of one input: numpy's own limit in 1.x
 
 SETTING_KEYS = ("method", "step", "rtol", "atol", "dtype", "check", "seed", "order")
 SWEPT_SETTINGS = ("step", "method")  # sweep keys that mean settings, not inputs
@@ -129,8 +128,8 @@ def _alternatives_issues(doc, error, path) -> list:
                 return [i for e in subs for i in _schema_error_issues(doc, e)]
         if path[:1] == ("functions",):
             return [doc.issue(path, "not a function declaration",
-                              "write an expression string, {params: [...], expr: ...}, {python: ..., vjp: ...} or {torch: ...}")]
-        known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}"
+                              "write an expression string, {params: [...], expr: ...}, {python: ..., vjp: ...}, {torch: ...} or {jax: ...}")]
+        known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}, {integer: [...]}"
         return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}", f"use one of {known}")]
     if error.context:
         deepest = jsonschema.exceptions.best_match(error.context)
@@ -185,66 +184,20 @@ def _schema_error_issues(doc, error) -> list:
 
 # ---------------------------------------------------------------- python functions
 
-class _Problem(Exception):
-    def __init__(self, message, hint=""):
-        super().__init__(message)
-        self.message, self.hint = message, hint
-
-
-def _import_module(module: str, spec_dir: Path):
-    """The module beside the spec file if there is one, else from sys.path."""
-    parts = module.split(".")
-    beside = [spec_dir.joinpath(*parts).with_suffix(".py"), spec_dir.joinpath(*parts, "__init__.py")]
-    path = next((p for p in beside if p.is_file()), None)
-    sys.path.insert(0, str(spec_dir))  # so the user's module can import its siblings
-    try:
-        if path is None:
-            return importlib.import_module(module)
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-        name = f"_gradrun_user_{digest}_{module.replace('.', '_')}"
-        if name in sys.modules:
-            return sys.modules[name]
-        loaded = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(loaded)
-        sys.modules[name] = mod
-        try:
-            loaded.loader.exec_module(mod)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return mod
-    finally:
-        sys.path.remove(str(spec_dir))
-
-
-def import_callable(ref: str, spec_dir: Path):
-    """``"module:callable"`` -> the callable; raise ``_Problem`` with an actionable message."""
-    module, _, attr = ref.partition(":")
-    try:
-        mod = _import_module(module, spec_dir)
-    except ModuleNotFoundError as e:
-        if e.name and module.split(".")[0] != e.name.split(".")[0]:
-            raise _Problem(f"importing '{module}' failed: {e}") from None
-        local = [p.stem for p in spec_dir.glob("*.py")]
-        raise _Problem(f"module '{module}' not found beside the spec file or on sys.path",
-                       exprs.did_you_mean(module, local) or f"put {module}.py next to the spec file") from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # the user's module raised while importing (SystemExit too)
-        raise _Problem(f"importing '{module}' raised {type(e).__name__}: {e}") from None
-    fn = getattr(mod, attr, None)
-    if fn is None:
-        public = [n for n in dir(mod) if not n.startswith("_")]
-        raise _Problem(f"module '{module}' has no '{attr}'", exprs.did_you_mean(attr, public))
-    if not callable(fn):
-        raise _Problem(f"'{ref}' is not callable")
-    return fn
+# A problem found while resolving: a message, a hint and (for a place inside an
+# expression) a column; code references raise the same type.
+_Problem = usercode.Refused
+import_callable = usercode.resolve  # the one resolver of code references (see gradrun.usercode)
 
 
 # ---------------------------------------------------------------- values and generators
 
 def _sequence(doc, path, kind, args, limit, issues):
     """linspace/range/logspace -> a 1-D float64 array, or None after recording an issue."""
+    bad = next((x for x in args if values_rules.finite_problem(abs(x), "") is not None), None)
+    if bad is not None:
+        issues.append(doc.issue(path + (kind,), f"{kind} holds {bad!r}, not a finite number"))
+        return None
     a, b, n = (float(x) for x in args)
     if kind == "range":
         if n == 0:
@@ -293,6 +246,10 @@ class _Inputs:
     def make(self, path, value, position):
         if isinstance(value, (int, float)):
             return np.asarray(float(value), dtype=np.float64)
+        if isinstance(value, dict) and "integer" in value:  # labels: exact in float64, never differentiated
+            value = value["integer"]
+            if not isinstance(value, list):
+                return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, list):
             try:
                 array = np.asarray(value, dtype=np.float64)
@@ -314,16 +271,26 @@ class _Inputs:
         return True
 
     def generated(self, path, spec, position):
-        shape = tuple(spec["shape"])
+        shape = tuple(int(d) for d in spec["shape"])  # the schema allows 2.0 for 2
         init = spec.get("init", "normal")
         problems = [f"'{k}' does not apply to init {init}" for k in spec
                     if k not in ("shape", "init") and k not in INIT_KEYS[init]]
+        problems += [f"{k} must be a finite number, got {spec[k]!r}" for k in ("loc", "scale", "low", "high", "start", "step")
+                     if k in spec and values_rules.finite_problem(abs(spec[k]), k) is not None]
+        if any(d > MAX_INPUT_ELEMENTS for d in shape):
+            problems.append(f"shape {list(shape)} has an extent above {MAX_INPUT_ELEMENTS}")
+        if len(shape) > MAX_DIMENSIONS:
+            problems.append(f"shape has {len(shape)} dimensions, more than {MAX_DIMENSIONS}")
         if any(d < 0 for d in shape):
             problems.append(f"shape {list(shape)} has a negative dimension")
-        if init == "normal" and spec.get("scale", 1.0) <= 0:
+        if problems:
+            pass  # a non-finite parameter makes the comparisons below meaningless
+        elif init == "normal" and spec.get("scale", 1.0) <= 0:
             problems.append(f"normal scale must be > 0, got {spec['scale']}")
-        if init == "uniform" and spec.get("low", 0.0) >= spec.get("high", 1.0):
+        elif init == "uniform" and not spec.get("low", 0.0) < spec.get("high", 1.0):
             problems.append(f"uniform low ({spec.get('low', 0.0)}) must be below high ({spec.get('high', 1.0)})")
+        elif init == "uniform" and not math.isfinite(float(spec.get("high", 1.0)) - float(spec.get("low", 0.0))):
+            problems.append("uniform high - low is beyond float64's range")
         for message in problems:
             self.issues.append(self.doc.issue(path, message, f"init {init} takes: {', '.join(INIT_KEYS[init]) or 'nothing more'}"))
         if problems or not self.sized(path, shape):
@@ -376,23 +343,27 @@ def _shape_text(shapes) -> str:
 def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None) -> tuple:
     """The output shape of ``expr`` on inputs of ``shapes``; raise ``_Problem`` when they do not fit.
 
-    Primitives run their forward function after a shape rule has made sure
-    the result is not huge; declared functions are followed. With ``values``
-    (the declared inputs of one point) everything runs on them, so a user's
-    function is never called on invented inputs (a solve would reject an
-    all-zero matrix); without, on zeros.
+    Primitives run their table entry's ``check`` (axes, shapes, sizes), then
+    their forward function, after a shape rule has made sure the result is
+    not huge; declared functions are followed. With ``values`` (the declared
+    inputs of one point) everything runs on them, so a user's function is
+    never called on invented inputs (a solve would reject an all-zero matrix)
+    and a label out of one_hot's range is caught; without, on zeros. A
+    problem in the experiment's own expression carries the column of the
+    call it is in.
     """
 
-    def run(e, env):
+    def run(e, env, own):
         if isinstance(e, Var):
             return env[e.name]
         if isinstance(e, Const):
             return np.asarray(float(e.value)) if values is not None else np.zeros(())
-        args = [run(a, env) for a in e.args]
+        args = [run(a, env, own) for a in e.args]
         fn = functions.get(e.fn)
         if isinstance(fn, ExprFunction):
-            return run(fn.body, dict(zip(fn.params, args)))
+            return run(fn.body, dict(zip(fn.params, args)), False)
         where = f"in {tree.render(e)}"
+        column = e.column if own else None
         if isinstance(fn, PythonFunction):
             try:
                 return np.asarray(fn.forward(*args))
@@ -401,29 +372,37 @@ def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None)
             except BaseException as err:
                 raise _Problem(f"{where}: {fn.source} on shapes {_shape_text(a.shape for a in args)} "
                                f"raised {type(err).__name__}: {err}") from None
-        prim = primitives.get(e.fn)
-        try:
-            if prim.kind == "matmul":
-                out = _matmul_shape(args[0].shape, args[1].shape)
-            elif prim.nargs == 2:
-                out = np.broadcast_shapes(args[0].shape, args[1].shape)
-            else:
-                out = args[0].shape
-        except ValueError:
-            what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
-            raise _Problem(f"{where}: {what} of shapes {_shape_text(a.shape for a in args)} does not fit",
-                           "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast") from None
-        if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
-            raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements")
-        with np.errstate(all="ignore"):
-            try:
-                return np.asarray(prim.forward(*args))
-            except Exception as err:
-                raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(a.shape for a in args)} fails: {err}") from None
+        return _primitive_shape(e, args, where, column)
 
     env = {name: (np.asarray(values[name], dtype=np.float64) if values is not None and name in values
                   else np.zeros(shape)) for name, shape in shapes.items()}
-    return run(expr, env).shape
+    return run(expr, env, True).shape
+
+
+def _primitive_shape(e, args, where, column):
+    """A primitive's value on its arguments, after its shape rules pass."""
+    prim = primitives.get(e.fn)
+    shapes = [a.shape for a in args]
+    try:
+        out = prim.check(shapes, **prim.settings(e.params)) if prim.check else None
+        if out is None and prim.kind == "matmul":
+            out = _matmul_shape(shapes[0], shapes[1])
+        elif out is None:  # elementwise ops broadcast; the rest are no larger than their first argument
+            out = np.broadcast_shapes(*shapes) if prim.kind == "elementwise" else shapes[0]
+    except ValueError as err:
+        if prim.check is not None and str(err):
+            raise _Problem(f"{where}: {err}", f"`gradrun functions` shows what {e.fn} takes", column) from None
+        what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
+        raise _Problem(f"{where}: {what} of shapes {_shape_text(shapes)} does not fit",
+                       "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
+    if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
+        raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements",
+                       column=column)
+    with np.errstate(all="ignore"):
+        try:
+            return np.asarray(prim.forward(*args, **e.kwargs))
+        except Exception as err:
+            raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(shapes)} fails: {err}", column=column) from None
 
 
 def screen_rows() -> int:
@@ -469,9 +448,11 @@ def _complex_unsafe(expr, functions: dict) -> list:
 class _Checker:
     """Meaning checks and resolution of one document; collects every issue."""
 
-    def __init__(self, doc: yamlload.Document, spec_dir: Path, device: str | None = None):
+    def __init__(self, doc: yamlload.Document, spec_dir: Path, device: str | None = None,
+                 policy: usercode.Policy = usercode.DEFAULT):
         self.doc = doc
         self.spec_dir = spec_dir
+        self.policy = policy  # what code references may reach (gradrun.usercode)
         self.device = device  # overrides every torch declaration's device
         self.seed = 0  # the defaults' seed, which declared torch modules are built under
         self.torch_decls: dict = {}  # name -> its torch declaration, to rebuild under another seed
@@ -500,15 +481,17 @@ class _Checker:
 
     # -- defaults and functions
 
-    def settings(self, data: dict, base: Settings) -> Settings:
+    def settings(self, path, data: dict, base: Settings) -> Settings:
+        """The settings ``data`` gives over ``base``; a value breaking its rule is an issue and is not used."""
         values = {k: data[k] for k in SETTING_KEYS if k in data}
-        if isinstance(values.get("step"), int):
-            values["step"] = float(values["step"])
-        for k in ("rtol", "atol"):
-            if k in values:
-                values[k] = float(values[k])
         if "reduce" in data:
             values["reduce"] = data["reduce"]
+        for key, message in values_rules.setting_problems(values):
+            self.add(path + (key,), message, "a finite number is needed here")
+            del values[key]
+        for k in ("rtol", "atol", "step"):
+            if values_rules.is_number(values.get(k)):
+                values[k] = float(values[k])
         return base.updated(**values)
 
     def declare_functions(self, declared: dict):
@@ -524,7 +507,9 @@ class _Checker:
             elif "expr" in decl:
                 bodies[name] = (tuple(decl.get("params", ["x"])), decl["expr"], path + ("expr",))
             else:
-                fn = (self.torch_function if "torch" in decl else self.python_function)(name, decl, path)
+                kind = next((k for k in ("torch", "jax") if k in decl), "python")
+                fn = {"torch": self.torch_function, "jax": self.jax_function,
+                      "python": self.python_function}[kind](name, decl, path)
                 if fn is not None:
                     self.functions[name] = fn
                     self.arity[name] = fn.nargs
@@ -549,7 +534,7 @@ class _Checker:
         for key in ("python", "vjp", "jvp", "hvp"):
             if key in decl:
                 try:
-                    refs[key] = import_callable(decl[key], self.spec_dir)
+                    refs[key] = usercode.resolve(decl[key], self.spec_dir, self.policy)
                 except _Problem as p:
                     self.add(path + (key,), p.message, p.hint)
         if "python" not in refs or len(refs) < len([k for k in ("python", "vjp", "jvp", "hvp") if k in decl]):
@@ -558,16 +543,12 @@ class _Checker:
             self.add(path, f"python function '{name}' needs a 'vjp' (or 'jvp')",
                      "gradrun compares finite differences with your analytic derivative", key=True)
             return None
-        try:
-            params = tree.python_params(refs["python"])
-        except (TypeError, ValueError):
-            self.add(path + ("python",), f"cannot read the parameters of '{decl['python']}'")
+        params = self.code_params(path, decl, "python", refs["python"])
+        if params is None:
             return None
-        if not params:
-            self.add(path + ("python",), f"'{decl['python']}' takes no positional parameters")
-            return None
-        return PythonFunction(name, params, refs["python"], refs.get("vjp"), refs.get("jvp"),
-                              bool(decl.get("complex_safe", False)), decl["python"], hvp=refs.get("hvp"))
+        guarded = {k: usercode.guarded(refs.get(k), decl.get(k, "")) for k in ("python", "vjp", "jvp", "hvp")}
+        return PythonFunction(name, params, guarded["python"], guarded["vjp"], guarded["jvp"],
+                              bool(decl.get("complex_safe", False)), decl["python"], hvp=guarded["hvp"])
 
     def torch_function(self, name, decl, path, seed=None):
         """A torch declaration (see frameworks/torch.py), built under ``seed`` (the defaults' seed)."""
@@ -575,7 +556,7 @@ class _Checker:
         if (name, seed) in self.torch_built:
             return self.torch_built[(name, seed)]
         try:
-            code = import_callable(decl["torch"], self.spec_dir)
+            code = usercode.resolve(decl["torch"], self.spec_dir, self.policy)
         except _Problem as p:
             return self.add(path + ("torch",), p.message, p.hint)
         try:
@@ -596,6 +577,34 @@ class _Checker:
         """The experiment's functions, torch ones built under its own seed."""
         return {n: self.torch_function(n, self.torch_decls[n], ("functions", n), seed) or f
                 if n in self.torch_decls else f for n, f in functions.items()}
+
+    def jax_function(self, name, decl, path):
+        """A ``jax:`` function: JAX itself supplies the VJP (and the JVP where it can)."""
+        try:
+            from .frameworks import jax as adapter
+        except ImportError as e:
+            self.add(path + ("jax",), f"jax: functions need JAX, which cannot be imported ({e})",
+                     "pip install 'gradrun[jax]'")
+            return None
+        try:
+            fn = usercode.resolve(decl["jax"], self.spec_dir, self.policy)
+        except _Problem as p:
+            self.add(path + ("jax",), p.message, p.hint)
+            return None
+        params = self.code_params(path, decl, "jax", fn)
+        return None if params is None else adapter.function(fn, name, decl["jax"])
+
+    def code_params(self, path, decl, key, fn):
+        """The input names of a user's callable, or None after an issue."""
+        try:
+            params = tree.python_params(fn)
+        except (TypeError, ValueError):
+            self.add(path + (key,), f"cannot read the parameters of '{decl[key]}'")
+            return None
+        if not params:
+            self.add(path + (key,), f"'{decl[key]}' takes no positional parameters")
+            return None
+        return params
 
     def check_recursion(self):
         graph = {n: [c for c in tree.calls(f.body) if c in self.functions]
@@ -650,7 +659,7 @@ class _Checker:
     def experiment(self, i, data, defaults):
         path = ("experiments", i)
         before = len(self.issues)
-        settings = self.settings(data, defaults)
+        settings = self.settings(path, data, defaults)
         inputs, sweep = data.get("inputs", {}), data.get("sweep", {})
         swept_settings = [k for k in sweep if k in SWEPT_SETTINGS]
         swept_inputs = [k for k in sweep if k not in SWEPT_SETTINGS]
@@ -667,12 +676,19 @@ class _Checker:
         supplied = fn.defaults if isinstance(fn, PythonFunction) else {}
         given += [n for n in supplied if n not in given]
         expr = self.build_expr(path, data, inputs, given)
+        integers = [n for n in written if isinstance(inputs.get(n), dict) and "integer" in inputs[n]]
+        differentiable = [n for n in written if n not in integers]
         if expr is not None and not given:
             self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
-        wrt = [w for n in data.get("wrt", written)
+        elif expr is not None and not differentiable and "wrt" not in data:
+            self.add(path, "has only integer inputs, so nothing to differentiate", "add inputs or sweep")
+        wrt = [w for n in data.get("wrt", differentiable)
                for w in (list(supplied) if n == "params" and supplied and n not in given else [n])]
         for k, name in enumerate(wrt):
-            if name not in given:
+            if name in integers:
+                self.add(path + ("wrt", k), f"'{name}' is an integer input, which is never differentiated",
+                         "remove it from wrt; integer inputs (labels, indices) are passed to the function as they are")
+            elif name not in given:
                 self.add(path + ("wrt", k), f"wrt names '{name}', which is not an input",
                          exprs.did_you_mean(name, given) or f"inputs: {', '.join(given)}")
 
@@ -702,6 +718,7 @@ class _Checker:
             name=data["name"], expr=expr, functions=functions, points=points, wrt=wrt,
             settings=settings, file=self.doc.file, line=line, column=column,
             description=data.get("description", self.source_form(data)),
+            integers=tuple(integers),
         )
 
     @staticmethod
@@ -759,13 +776,21 @@ class _Checker:
             self.add(path, f"chain members take one argument; '{name}' takes {self.arity[name]}",
                      "use expr for functions of several inputs")
             return False
+        needs = [p.name for p in getattr(primitives.PRIMITIVES.get(name), "params", ()) if p.required]
+        if needs and name not in self.functions:
+            self.add(path, f"{name} needs {' and '.join(needs)}, which only an expression can give",
+                     f"write expr: \"{primitives.get(name).signature()}\" with values for them")
+            return False
         return True
 
     def params_of(self, name) -> tuple:
         fn = self.functions.get(name)
         if fn is not None:
             return tuple(fn.params)
-        return ("x",) if self.arity[name] == 1 else ("a", "b")
+        prim = primitives.get(name)
+        if prim.nargs is None:  # concatenate, stack: two inputs, a and b
+            return ("a", "b")
+        return prim.arg_names or primitives.ARG_NAMES[prim.nargs]
 
     def sweep_axes(self, path, sweep, swept_inputs, swept_settings):
         """name -> list of values, in the order written; None after an issue."""
@@ -784,6 +809,11 @@ class _Checker:
                 if values is not None and name != "method":
                     values = _finite(self.doc, where, np.asarray(values), self.issues)
                     values = None if values is None else [float(v) for v in values]
+            if name == "step" and values is not None and not all(v > 0 for v in values):
+                bad = next(v for v in values if not v > 0)
+                self.add(where, f"a swept step must be positive, and this sweep gives {bad:g}",
+                         "sweep steps with logspace, or list positive numbers")
+                values = None
             ok &= values is not None
             axes[name] = values
         if not ok:
@@ -807,9 +837,6 @@ class _Checker:
         if bad:
             self.add(where, f"sweep of '{name}' holds the string {bad[0]!r}", "sweep numbers here")
             return None
-        if name == "step" and any(v <= 0 for v in values):
-            self.add(where, "a swept step must be positive")
-            return None
         return [float(v) for v in values]
 
     def points(self, axes, fixed, settings, swept_settings) -> list:
@@ -832,7 +859,8 @@ class _Checker:
         try:
             out_shape = infer_shape(expr, shapes, functions, points[0].inputs if points else dict(fixed))
         except _Problem as p:
-            self.add(path + (form,), p.message, p.hint)
+            self.add(path + (form,), p.message, p.hint,
+                     column_offset=p.column if form == "expr" and p.column is not None else None)
             return False
         methods = {settings.method} | {p.settings.method for p in points if p.settings}
         if "complex" in methods:
@@ -888,24 +916,34 @@ class _Checker:
 # ---------------------------------------------------------------- entry points
 
 def _read(path: Path):
-    """(text, bytes) of the file, or raise SpecError with one Issue."""
+    """(text, bytes) of the file, or raise SpecError with one Issue.
+
+    The size is checked before reading (stat), and at most the limit is read,
+    so a file that grows meanwhile or lies about its size costs no more.
+    """
     file = str(path)
+    too_big = SpecError([Issue(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes",
+                               "split it, or generate large inputs with shape and init")])
     try:
-        raw = path.read_bytes()
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise too_big
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise SpecError([Issue(file, 1, 1, "", f"cannot read the file: {e.strerror or e}")]) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise SpecError([Issue(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes")])
+        raise too_big
     try:
         return raw.decode("utf-8"), raw
     except UnicodeDecodeError as e:
         raise SpecError([Issue(file, 1, 1, "", f"the file is not UTF-8 text (byte {e.start})")]) from None
 
 
-def load_spec(path, device: str | None = None) -> Spec:
+def load_spec(path, device: str | None = None, policy: usercode.Policy = usercode.DEFAULT) -> Spec:
     """Read, check and resolve a spec file; raise ``SpecError`` with every issue found.
 
     ``device``, when given, is where every ``torch:`` function runs, whatever it declares.
+    ``policy`` bounds the code the spec may name (see ``gradrun.usercode``).
     """
     path = Path(path)
     text, raw = _read(path)
@@ -913,9 +951,10 @@ def load_spec(path, device: str | None = None) -> Spec:
     if not isinstance(doc.data, dict):
         raise SpecError([Issue(str(path), 1, 1, "", "a spec file is a mapping with an 'experiments' list",
                                "start from an example in experiments/")])
-    checker = _Checker(doc, path.resolve().parent, device)
+    checker = _Checker(doc, path.resolve().parent, device, policy)
     data = doc.data
-    defaults = checker.settings(data.get("defaults") or {}, Settings()) if checker.ok("defaults") else Settings()
+    defaults = checker.settings(("defaults",), data.get("defaults") or {}, Settings()) \
+        if checker.ok("defaults") else Settings()
     checker.seed = defaults.seed
     functions = data.get("functions")
     checker.declare_functions(functions if isinstance(functions, dict) else {})
@@ -926,10 +965,10 @@ def load_spec(path, device: str | None = None) -> Spec:
     return Spec(str(path), resolved, hashlib.sha256(raw).hexdigest(), defaults)
 
 
-def validate(path) -> list:
+def validate(path, policy: usercode.Policy = usercode.DEFAULT) -> list:
     """Every issue in a spec file, sorted by place; empty when it is fine."""
     try:
-        load_spec(path)
+        load_spec(path, policy=policy)
     except SpecError as e:
         return list(e.issues)
     return []

@@ -2,8 +2,11 @@
 
 A tree is made of three node kinds: ``Var`` (an input or a parameter),
 ``Const`` (a number) and ``Call`` (a primitive or a declared function applied
-to positional arguments). Operators are calls too: ``x + y`` is
-``Call("add", (Var("x"), Var("y")))``; see ``OPERATORS``.
+to positional arguments, with a primitive's static arguments, such as
+``axis=1``, as ``params``). Operators are calls too: ``x + y`` is
+``Call("add", (Var("x"), Var("y")))``; see ``OPERATORS``. Indexing is the
+``index`` primitive (``x[0]`` is ``Call("index", (Var("x"),), (("key", (0,)),))``)
+and comparisons, allowed only in where's condition, are ``less``, ``greater``...
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ OPERATORS = {
     "neg": "neg",  # unary minus
 }
 
+# Comparison spelling (only inside where's condition) -> primitive name.
+COMPARISONS = {"<": "less", "<=": "less_equal", ">": "greater", ">=": "greater_equal"}
+
 
 @dataclass(frozen=True)
 class Var:
@@ -38,6 +44,12 @@ class Const:
 class Call:
     fn: str
     args: tuple
+    params: tuple = ()  # static arguments as (name, value) pairs, sorted by name
+    column: int | None = field(default=None, compare=False)  # where the call starts in its expression
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.params)
 
 
 Expr = Union[Var, Const, Call]
@@ -149,15 +161,29 @@ def render(expr: Expr) -> str:
         return expr.name
     if isinstance(expr, Const):
         return repr(float(expr.value)) if not float(expr.value).is_integer() else str(int(expr.value))
+    symbol.update({v: k for k, v in COMPARISONS.items()})
     if expr.fn == "neg":
         return f"-({render(expr.args[0])})"
     if expr.fn in symbol and len(expr.args) == 2:
         return f"({render(expr.args[0])} {symbol[expr.fn]} {render(expr.args[1])})"
-    return f"{expr.fn}({', '.join(render(a) for a in expr.args)})"
+    if expr.fn == "index":
+        return f"{render(expr.args[0])}[{', '.join(_render_key(k) for k in expr.kwargs['key'])}]"
+    args = [render(a) for a in expr.args]
+    if expr.fn in ("concatenate", "stack"):
+        args = [f"[{', '.join(args)}]"]
+    return f"{expr.fn}({', '.join(args + [f'{k}={v!r}' for k, v in expr.params])})"
+
+
+def _render_key(k) -> str:
+    if not isinstance(k, tuple):
+        return str(k)
+    start, stop, step = ("" if v is None else str(v) for v in k)
+    return f"{start}:{stop}" + (f":{step}" if step else "")
 
 
 __all__ = [
     "OPERATORS",
+    "COMPARISONS",
     "Var",
     "Const",
     "Call",

@@ -36,9 +36,10 @@ from yaml.scanner import Scanner
 
 from .model import Issue, SpecError
 
-MAX_NODES = 2_000_000  # nodes of the data after following aliases
+MAX_NODES = 100_000  # nodes composed, and nodes of the data after following aliases
 MAX_ALIAS_NODES = 10_000  # nodes added by following aliases
 MAX_DEPTH = 64  # nesting of mappings and sequences
+MAX_INT_DIGITS = 308  # beyond this an integer does not fit a float64
 
 TAG = "tag:yaml.org,2002:"
 ALLOWED_TAGS = {TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
@@ -61,7 +62,35 @@ NumericResolver.add_implicit_resolver(
 )
 
 
-class ComposingLoader(Reader, Scanner, Parser, Composer, NumericResolver):
+class _Overflow(Exception):
+    """Composition stopped at a limit; ``mark`` is where."""
+
+    def __init__(self, message, mark):
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
+class _Bounded:
+    """Counts nodes and measures nesting as they are composed, so a document past a limit
+    stops there, before the rest of it costs time and memory."""
+
+    composed = 0
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise _Overflow(f"the document has more than {MAX_NODES} nodes", self.peek_event().start_mark)
+        if self.depth > MAX_DEPTH:
+            raise _Overflow(f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return Composer.compose_node(self, parent, index)
+        finally:
+            self.depth -= 1
+
+
+class ComposingLoader(_Bounded, Reader, Scanner, Parser, Composer, NumericResolver):
     """Scanner, parser and composer only: nodes come out, no Python object is ever built."""
 
     def __init__(self, stream):
@@ -70,6 +99,20 @@ class ComposingLoader(Reader, Scanner, Parser, Composer, NumericResolver):
         Parser.__init__(self)
         Composer.__init__(self)
         NumericResolver.__init__(self)
+
+
+try:
+    from yaml._yaml import CParser
+except ImportError:  # PyYAML built without libyaml: the pure-Python parser alone
+    FastComposingLoader = None
+else:
+    class FastComposingLoader(_Bounded, Composer, CParser, NumericResolver):
+        """The same, with libyaml's scanner and parser (several times faster) under Python's composer."""
+
+        def __init__(self, stream):
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            NumericResolver.__init__(self)
 
 
 Mark = tuple  # (line, column), both from 1
@@ -205,6 +248,10 @@ class _Builder:
             if text in ("true", "false"):
                 return text == "true"
         elif tag == TAG + "int" and INT.match(text):
+            if len(text.lstrip("+-")) > MAX_INT_DIGITS:
+                self.problem(node, path, f"an integer of {len(text.lstrip('+-'))} digits is too large",
+                             "numbers in a spec must fit a float64 (about 1.8e308)")
+                return None
             return int(text)
         elif tag == TAG + "float":
             if text.lower() in SPECIAL_FLOATS:
@@ -237,6 +284,21 @@ def tab_issues(text: str, file: str) -> list:
     return issues
 
 
+def _compose(text: str):
+    """The node graph of ``text``: libyaml's parser when there is one; Python's words any syntax error."""
+    loaders = [FastComposingLoader, ComposingLoader] if FastComposingLoader else [ComposingLoader]
+    for number, kind in enumerate(loaders, start=1):
+        loader = kind(text)
+        try:
+            return loader.get_single_node()
+        except yaml.YAMLError:
+            if number == len(loaders):
+                raise
+        finally:
+            loader.dispose()
+    return None  # pragma: no cover - the last loader returns or raises
+
+
 def load(text: str, file: str = "<string>") -> Document:
     """Parse one YAML document into a ``Document``; raise ``SpecError`` with every problem found."""
     doc = Document(file, None)
@@ -244,11 +306,11 @@ def load(text: str, file: str = "<string>") -> Document:
     if issues:
         raise SpecError(issues)
     try:
-        loader = ComposingLoader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
+        node = _compose(text)
+    except _Overflow as e:
+        line, column = e.mark.line + 1, e.mark.column + 1
+        raise SpecError([Issue(file, line, column, "", e.message,
+                               "write the data out with generators (shape and init, linspace), or split the file")]) from None
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         line, column = (m.line + 1, m.column + 1) if m else (1, 1)

@@ -1,0 +1,192 @@
+"""JAX functions (``jax:`` in a spec) as gradrun black boxes.
+
+``function(fn, name)`` wraps any function of jax arrays, ``jax.custom_jvp``
+and ``jax.custom_vjp`` functions included, as a ``tree.PythonFunction``:
+
+- ``forward`` takes and returns numpy arrays in the dtype it is given (float64
+  for the numeric reference, float32 for a float32 check);
+- ``vjp`` is ``jax.vjp``: a custom_vjp function's ``bwd``, a custom_jvp
+  function's rule transposed, JAX's own rules elsewhere;
+- ``jvp`` is ``jax.jvp`` where JAX allows it; JAX cannot take the JVP of a
+  custom_vjp function, so one is checked in reverse mode only (``notes`` say so);
+- ``hvp`` (for ``order: 2``) is jvp-of-vjp (JAX takes it of a custom_vjp
+  function too: it differentiates the ``bwd`` rule);
+- ``forward_batch`` evaluates a chunk of perturbations in one call, and
+  ``jvp_batch`` a chunk of tangents, ``jax.vmap`` under ``jax.jit``.
+
+JAX computes in float32 unless x64 is enabled. Every call gradrun makes runs
+inside ``x64()``, which switches x64 on for that call only and restores the
+user's setting after it (see ``x64`` for the fallback on JAX without a
+context manager). Calls are jitted; a function JAX cannot trace (Python
+control flow on values) is called eagerly, row by row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..tree import PythonFunction, python_params
+
+REVERSE_ONLY = ("{name}: is or calls a custom_vjp function, whose JVP (forward mode) JAX cannot take, "
+                "so it is checked in reverse mode only (jax.vjp, its bwd rule)")
+BOTH_MODES = ("{name}: reverse mode (jax.vjp) checked, and forward mode (jax.jvp) "
+              "cross-checked against it for every element checked in full")
+UNTRACEABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+               jax.errors.TracerIntegerConversionError)
+
+
+@contextlib.contextmanager
+def _x64_by_config():
+    """Fallback for a JAX with no x64 context manager: set the flag, and put back
+    the user's value afterwards. Unlike the context managers it is not
+    thread-local: another thread calling JAX meanwhile computes in float64 too."""
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def x64():
+    """A context in which JAX computes in float64 (jax.enable_x64 on JAX >= 0.6,
+    jax.experimental.enable_x64 before that, else ``_x64_by_config``)."""
+    state = getattr(jax, "enable_x64", None)
+    if callable(state):
+        return state(True)
+    try:
+        from jax.experimental import enable_x64
+    except ImportError:
+        return _x64_by_config()
+    return enable_x64()
+
+
+LIBRARIES = ("jax", "jaxlib", "numpy", "scipy", "builtins")  # not searched for the user's custom_vjp
+
+
+def _callees(fn, depth: int = 3):
+    """``fn`` and the functions its code names (globals, closure), ``depth`` levels
+    deep, each looked at through its wrappers (``jax.jit``, ``functools.wraps``)."""
+    seen, todo = [], [(fn, 0)]
+    while todo:
+        f, level = todo.pop()
+        if any(f is s for s in seen):
+            continue
+        seen.append(f)
+        try:
+            inner = inspect.unwrap(f)
+        except ValueError:  # a cycle of __wrapped__
+            continue
+        code = getattr(inner, "__code__", None)
+        module = (getattr(inner, "__module__", None) or "").split(".")[0]
+        if code is None or level >= depth or module in LIBRARIES:
+            continue
+        names = [getattr(inner, "__globals__", {}).get(n) for n in code.co_names]
+        cells = [c.cell_contents for c in (getattr(inner, "__closure__", None) or ()) if _filled(c)]
+        todo += [(g, level + 1) for g in names + cells if callable(g)]
+    return seen
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def reverse_only(fn) -> bool:
+    """True when ``fn`` is, wraps or calls a custom_vjp function (JAX has no JVP of one)."""
+    def wrapped(f):
+        while f is not None:
+            yield f
+            f = getattr(f, "__wrapped__", None)
+
+    return any(isinstance(g, jax.custom_vjp) for f in _callees(fn) for g in wrapped(f))
+
+
+class _Calls:
+    """One jax function's calls, jitted, in x64, falling back to eager where JAX cannot trace."""
+
+    def __init__(self, fn, name, nargs):
+        self.fn, self.name = fn, name
+        self.traceable = True
+
+        def vjp(g, *xs):
+            out, pullback = jax.vjp(fn, *xs)
+            return pullback(g.astype(out.dtype))  # code that computes in another dtype than given
+
+        def jvp(ts, *xs):
+            return jax.jvp(fn, xs, ts)[1]
+
+        def hvp(g, ts, *xs):  # forward over reverse: the VJP's derivative along the tangents
+            return jax.jvp(lambda *p: vjp(g, *p), xs, ts)[1]
+
+        self.eager = {"forward": fn, "vjp": vjp, "jvp": jvp, "hvp": hvp,
+                      "forward_batch": lambda *xs: jnp.stack([fn(*row) for row in zip(*xs)]),
+                      "jvp_batch": lambda ts, *xs: jnp.stack([jvp(t, *xs) for t in zip(*ts)])}
+        self.jitted = {"forward": jax.jit(fn), "vjp": jax.jit(vjp), "jvp": jax.jit(jvp), "hvp": jax.jit(hvp),
+                       "forward_batch": jax.jit(jax.vmap(fn)),
+                       "jvp_batch": jax.jit(jax.vmap(jvp, in_axes=(0,) + (None,) * nargs))}
+
+    def __call__(self, what, *args):
+        with x64():  # numpy arrays become jax arrays inside: outside, float64 would be cut to float32
+            args = jax.tree_util.tree_map(jnp.asarray, args)
+            if self.traceable:
+                try:
+                    return self.jitted[what](*args)
+                except UNTRACEABLE:
+                    self.traceable = False
+            return self.eager[what](*args)
+
+    def forward(self, *xs):
+        return np.asarray(self("forward", *xs))
+
+    def forward_batch(self, *xs):
+        return np.asarray(self("forward_batch", *xs))
+
+    def vjp(self, g, *xs):
+        g = np.asarray(g, dtype=np.result_type(*xs))
+        return tuple(np.asarray(c) for c in self("vjp", g, *xs))
+
+    def hvp(self, g, tangents, *xs):
+        g = np.asarray(g, dtype=np.result_type(*xs))
+        return tuple(np.asarray(c) for c in self("hvp", g, tuple(tangents), *xs))
+
+    def jvp(self, tangents, *xs):
+        return self._forward_mode("jvp", tangents, xs)
+
+    def jvp_batch(self, tangents, *xs):
+        rows = next(len(t) for t in tangents if t is not None)  # None: an input that does not move
+        full = [np.zeros((rows,) + np.shape(x), np.result_type(x)) if t is None else t for t, x in zip(tangents, xs)]
+        return self._forward_mode("jvp_batch", full, xs)
+
+    def _forward_mode(self, what, tangents, xs):
+        try:
+            return np.asarray(self(what, tuple(tangents), *xs))
+        except TypeError as e:
+            if "custom_vjp" not in str(e):
+                raise
+            raise TypeError(f"JAX cannot take the JVP of '{self.name}': it calls a custom_vjp function "
+                            "gradrun did not see; make the function itself a jax.custom_vjp") from None
+
+
+def function(fn, name: str, source: str = "") -> PythonFunction:
+    """``fn``, a function of jax arrays, as a black box gradrun can check."""
+    params = python_params(fn)
+    calls = _Calls(fn, name, len(params))
+    if reverse_only(fn):
+        return PythonFunction(name, params, calls.forward, calls.vjp, None, False, source,
+                              forward_batch=calls.forward_batch, notes=[REVERSE_ONLY.format(name=name)],
+                              hvp=calls.hvp)
+    return PythonFunction(name, params, calls.forward, calls.vjp, calls.jvp, False, source,
+                          forward_batch=calls.forward_batch, notes=[BOTH_MODES.format(name=name)],
+                          jvp_batch=calls.jvp_batch, hvp=calls.hvp)
+
+
+__all__ = ["function", "x64", "reverse_only"]

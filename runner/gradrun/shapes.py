@@ -1,0 +1,186 @@
+"""Shape ops: entries of the one primitive table that move elements without changing them.
+
+reshape, transpose (with axes), broadcast_to, concatenate and stack along an
+axis, constant indexing and slicing (``x[0]``, ``X[:, 1:3]``, the ``index``
+primitive), and one_hot of integer labels. Each has a ``check`` that turns a
+mistaken shape or axis into a message at load time; all rules are linear, so
+complex-safe.
+
+An index key is a tuple with one entry per indexed axis: an integer, or a
+``(start, stop, step)`` triple (None for an omitted bound) for a slice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .params import Param, check_axes, normalize_axes
+from .primitives import Primitive, register
+
+SHAPE = Param("shape", "shape", positional=True, required=True)
+
+
+# -- reshape
+
+def _check_reshape(shapes, shape):
+    size = math.prod(shapes[0])
+    free = [d for d in shape if d == -1]
+    if len(free) > 1 or any(d < -1 for d in shape):
+        raise ValueError(f"reshape to {shape}: at most one -1, no other negative sizes")
+    known = math.prod(d for d in shape if d != -1)
+    if (free and (known == 0 or size % known)) or (not free and known != size):
+        raise ValueError(f"cannot reshape {size} elements of shape {tuple(shapes[0])} into {shape}")
+    return tuple(size // known if d == -1 else d for d in shape)
+
+
+register(Primitive(
+    "reshape", 1, lambda x, shape: np.reshape(x, shape),
+    lambda g, ans, x, shape: (np.reshape(g, np.shape(x)),),
+    lambda t, ans, x, shape: np.reshape(t[0], np.shape(ans)),
+    "x with a new shape, elements in C order (one size may be -1)", "g reshaped back",
+    kind="reshape", params=(SHAPE,), check=_check_reshape))
+
+
+# -- transpose
+
+def _inverse(axes):
+    return tuple(int(i) for i in np.argsort([a % len(axes) for a in axes])) if axes is not None else None
+
+
+def _check_transpose(shapes, axes=None):
+    if axes is not None:
+        ndim = len(shapes[0])
+        if len(axes) != ndim or sorted(a % ndim for a in axes if -ndim <= a < ndim) != list(range(ndim)):
+            raise ValueError(f"axes {axes} is not a permutation of the {ndim} axes of shape {tuple(shapes[0])}")
+
+
+register(Primitive(
+    "transpose", 1, lambda x, axes=None: np.transpose(x, axes),
+    lambda g, ans, x, axes=None: (np.transpose(g, _inverse(axes)),),
+    lambda t, ans, x, axes=None: np.transpose(t[0], axes),
+    "x with its axes permuted (default: reversed, x.T)", "g with the axes permuted back",
+    kind="transpose", params=(Param("axes", "axes", None, positional=True),), check=_check_transpose))
+
+
+# -- broadcast_to
+
+def _check_broadcast(shapes, shape):
+    try:
+        if np.broadcast_shapes(tuple(shapes[0]), shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"cannot broadcast shape {tuple(shapes[0])} to {shape}") from None
+    return shape
+
+
+register(Primitive(
+    "broadcast_to", 1, lambda x, shape: np.broadcast_to(x, shape).copy(),
+    lambda g, ans, x, shape: (g,),  # the walker sums g back to x's shape
+    lambda t, ans, x, shape: np.broadcast_to(t[0], shape),
+    "x repeated along new or length-1 axes to shape", "g summed over the repeats",
+    params=(SHAPE,), check=_check_broadcast, kind="dense"))
+
+
+# -- concatenate and stack: any number of arguments, written as a list
+
+def _batch_joined(params, ndims, extra=0):
+    return {**params, "axis": params["axis"] % (ndims[0] + extra) + 1}
+
+
+def _check_joined(shapes, axis=0, stacked=False):
+    first = tuple(shapes[0])
+    if not stacked and not first:
+        raise ValueError("concatenate needs arrays with at least one axis, not scalars")
+    check_axes(axis, (0,) * (len(first) + stacked) if (first or stacked) else (0,))
+    for k, s in enumerate(shapes[1:], 1):
+        s = tuple(s)
+        same = s == first if stacked else (len(s) == len(first) and all(
+            a == b for i, (a, b) in enumerate(zip(s, first)) if i != axis % len(first)))
+        if not same:
+            how = "the same shape" if stacked else f"the same shape except along axis {axis}"
+            raise ValueError(f"argument {k} has shape {s} but argument 0 has {first}; they need {how}")
+
+
+def _concat_vjp(g, ans, *xs, axis=0):
+    edges = np.cumsum([np.shape(x)[axis] for x in xs])[:-1]
+    return tuple(np.split(g, edges, axis=axis))
+
+
+def _filled(ts, xs):
+    return [np.zeros(np.shape(x), dtype=np.result_type(*[t for t in ts if t is not None])) if t is None else t
+            for t, x in zip(ts, xs)]
+
+
+register(Primitive(
+    "concatenate", None, lambda *xs, axis=0: np.concatenate(xs, axis=axis), _concat_vjp,
+    lambda t, ans, *xs, axis=0: np.concatenate(_filled(t, xs), axis=axis),
+    "the arguments joined along an existing axis: concatenate([a, b], axis=0)", "g split back into the pieces",
+    kind="dense", params=(Param("axis", "one_axis", 0),),
+    check=lambda shapes, axis=0: _check_joined(shapes, axis), batch=_batch_joined))
+
+register(Primitive(
+    "stack", None, lambda *xs, axis=0: np.stack(xs, axis=axis),
+    lambda g, ans, *xs, axis=0: tuple(np.take(g, k, axis=axis) for k in range(len(xs))),
+    lambda t, ans, *xs, axis=0: np.stack(_filled(t, xs), axis=axis),
+    "the arguments joined along a new axis: stack([a, b], axis=0)", "g split along that axis",
+    kind="dense", params=(Param("axis", "one_axis", 0),),
+    check=lambda shapes, axis=0: _check_joined(shapes, axis, stacked=True),
+    batch=lambda params, ndims: _batch_joined(params, ndims, extra=1)))
+
+
+# -- constant indexing and slicing: x[0], X[:, 1:3]
+
+def as_index(key):
+    """The numpy index of a stored key (slices are stored as (start, stop, step) triples)."""
+    return tuple(slice(*k) if isinstance(k, tuple) else k for k in key)
+
+
+def _check_index(shapes, key):
+    shape = tuple(shapes[0])
+    if len(key) > len(shape):
+        raise ValueError(f"{len(key)} indices for an argument of shape {shape} with {len(shape)} axes")
+    for axis, (k, n) in enumerate(zip(key, shape)):
+        if isinstance(k, int) and not -n <= k < n:
+            raise ValueError(f"index {k} is out of range for axis {axis} of length {n} (shape {shape})")
+        if isinstance(k, tuple) and k[2] == 0:
+            raise ValueError("a slice step cannot be 0")
+
+
+def _index_vjp(g, ans, x, key):
+    out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
+    out[as_index(key)] = g  # basic indexing: every element picked at most once
+    return (out,)
+
+
+register(Primitive(
+    "index", 1, lambda x, key: np.asarray(x)[as_index(key)].copy(), _index_vjp,
+    lambda t, ans, x, key: t[0][as_index(key)],
+    "x[i, a:b:c]: constant integers and slices", "g placed back at the picked elements, 0 elsewhere",
+    kind="dense", params=(Param("key", "index", required=True),), check=_check_index,
+    batch=lambda params, ndims: {**params, "key": ((None, None, None),) + tuple(params["key"])}))
+
+
+# -- one_hot of integer labels (not differentiated)
+
+def _one_hot(labels, n):
+    r = np.real(np.asarray(labels))
+    if r.size and (r.min() <= -0.5 or r.max() >= n - 0.5):
+        raise ValueError(f"labels run from {r.min():g} to {r.max():g}, but one_hot(labels, {n}) takes 0..{n - 1}")
+    return (np.rint(r)[..., None] == np.arange(n)).astype(r.dtype if r.dtype.kind == "f" else np.float64)
+
+
+def _check_one_hot(shapes, n):
+    return tuple(shapes[0]) + (n,)
+
+
+register(Primitive(
+    "one_hot", 1, _one_hot, lambda g, ans, labels, n: (None,),
+    lambda t, ans, labels, n: np.zeros_like(ans),
+    "1 at position labels[...] of a new last axis of length n, 0 elsewhere (labels: an integer input)",
+    "none: labels are not differentiated", kind="dense",
+    params=(Param("n", "count", positional=True, required=True),), check=_check_one_hot, arg_names=("labels",),
+    batch=lambda params, ndims: params))
+
+__all__ = ["as_index", "normalize_axes"]

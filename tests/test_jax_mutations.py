@@ -1,0 +1,49 @@
+"""gradrun passes every correct JAX derivative rule in tests/jax_mutations.py and flags every buggy one.
+
+Each variant is a ``custom_jvp`` or ``custom_vjp`` function checked through
+the JAX adapter with default settings, in float64 and in float32.
+"""
+
+import pytest
+
+pytest.importorskip("jax", reason="the JAX mutation suite needs jax (pip install 'gradrun[jax]')")
+
+import gradrun  # noqa: E402
+from gradrun.frameworks import jax as adapter  # noqa: E402
+from jax_mutations import RULES  # noqa: E402
+
+DTYPES = ("float64", "float32")
+
+
+def params():
+    # one wrapper per variant serves both dtypes: its float64 compilations are made once
+    return [pytest.param(rule, variant, wrapped, should_pass, dtype, id=f"{rule.name}-{variant}-{dtype}")
+            for rule in RULES for variant, fn, should_pass in rule.variants()
+            for wrapped in [adapter.function(fn, "f")] for dtype in DTYPES]
+
+
+def check(rule, wrapped, dtype):
+    """gradrun's verdict on one wrapped JAX function at the rule's point."""
+    expr = f"f({', '.join(wrapped.params)})"
+    return gradrun.check(expr, rule.point(), functions={"f": wrapped}, dtype=dtype, name=rule.name)
+
+
+def describe(result) -> str:
+    return "; ".join(f"{r.element} out[{r.output}] {r.status}: numeric={r.numeric!r} analytic={r.analytic!r} "
+                     f"tolerance={r.tolerance!r} method={r.method}" for r in result.worst(3))
+
+
+@pytest.mark.parametrize("rule, variant, fn, should_pass, dtype", params())
+def test_verdict(rule, variant, fn, should_pass, dtype):
+    result = check(rule, fn, dtype)
+    assert result.error is None, result.error
+    if should_pass:
+        assert result.passed, f"correct rule failed: {describe(result)}"
+    else:
+        assert not result.passed, f"buggy rule passed: {describe(result)}"
+
+
+def test_suite_size():
+    assert len(RULES) >= 10
+    assert sum(len(r.bugs) for r in RULES) >= 20
+    assert {r.kind for r in RULES} == {"custom_jvp", "custom_vjp"}
