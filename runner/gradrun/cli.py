@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, baseline, primitives, report
+from . import __version__, baseline, cli_parallel, primitives, report
 from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError, one_line
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -202,18 +202,22 @@ spec_paths = click.argument(
 @click.option("--device", metavar="DEVICE",
               help="Run every torch: function on this device (cpu, cuda, cuda:N); comparisons stay on the CPU.")
 @code_options
-def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
-        report_format, device, no_code, allow_modules, **settings):
+@cli_parallel.options
+@click.pass_context
+def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, update_baseline, drift_factor,
+        report_format, device, no_code, allow_modules, jobs, scheduler, shard, merge, **settings):
     """Run each SPEC: check, write reports, summarise.
 
     Reports go to DIR/<spec stem>.csv (or .parquet) and DIR/<spec stem>.run.json, each
     written whole or not at all. All SPECs are validated before anything
     runs: if any is invalid, every error is printed, nothing runs and no
     report is written (exit 2). What the user's code prints goes to stderr:
-    stdout holds only the summary.
+    stdout holds only the summary. -j, --scheduler and --shard change where
+    experiments run, never what the reports say (docs/parallel.md).
     """
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
     policy = _policy(no_code, allow_modules)
+    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None, device, policy)
     if only is not None and not only.strip():
         raise click.BadParameter("an empty pattern selects nothing", param_hint="--only")
     if plot:
@@ -224,7 +228,7 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, updat
         stored = _baselines(baseline_path, update_baseline, loaded, only)
         drifts = None if baseline_path is None or update_baseline else []
         results = _run_all(loaded, stored, drifts, out, only, overrides, quiet, plot, update_baseline, drift_factor,
-                           report_format)
+                           report_format, how)
     if fmt == "json":
         click.echo(report.summary_json(results, drifts), nl=False)
     else:
@@ -242,14 +246,12 @@ def run(specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, updat
 
 
 def _run_all(loaded, stored, drifts, out, only, overrides, quiet, plot, update_baseline, drift_factor,
-             report_format="csv") -> list:
+             report_format, how) -> list:
     """Run every chosen spec, writing its reports (and baseline) as it finishes; its results, in order."""
     show_progress = sys.stderr.isatty() and not quiet
     results = []
-    for path, spec in loaded:
-        if only and not _matching(spec, only):
-            continue
-        spec_results, ran = _run_one(path, spec, overrides, only, show_progress)
+    for path, spec, spec_results, ran in cli_parallel.outcomes(loaded, overrides, only, show_progress, how,
+                                                                _run_one):
         results += spec_results
         if ran:
             _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet, report_format)

@@ -1,0 +1,180 @@
+"""Wall time of a whole `gradrun` run: serial, `-j 2`, and a local Dask cluster of 2 workers.
+
+Two generated specs:
+
+  200 small   200 experiments checking a user's own layers, as experiments/my-layer.yaml
+              does (layers.py: a dense layer x 4x5, w 5x3, b 3 with its VJP; layer norm
+              of x 3x6 with VJP and JVP), every Jacobian element: 78,000 report rows
+  one sweep   one experiment swept over 120 points: sum(tanh(a * (X @ W))), X 16x16,
+              W 16x8, every element of the gradient at every point: 46,320 report rows
+  40 loopy    40 experiments checking a layer written as Python loops (a 1-D
+              convolution of x 128 with k 7, then sum(tanh)), slow to call: checking
+              dominates; 5,400 report rows
+
+Each mode runs the `gradrun` command as a subprocess (start-up, spec loading, checks,
+reports), best of REPEATS runs; the Dask cluster (distributed.LocalCluster, 2 worker
+processes of 1 thread) is started once beforehand and its start-up is printed apart.
+Every mode's CSV is compared with the serial one's bytes. Then, for each spec, the
+serial run's CPU time by phase (import, loading the spec, checking, writing the CSV),
+measured in this process: -j and Dask spread only the checking, so the other phases
+bound the speedup (Amdahl). The load average is printed beside: on a shared machine
+the wall times move with it.
+
+Run: PYTHONPATH=runner .venv/bin/python benchmarks/bench_parallel.py
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPEATS = 2
+LAYERS = Path(__file__).parents[1] / "experiments" / "layers.py"
+
+
+def small_spec() -> str:
+    lines = ["version: 1", "functions:",
+             '  dense: {python: "layers:dense", vjp: "layers:dense_vjp"}',
+             '  layer_norm: {python: "layers:layer_norm", vjp: "layers:layer_norm_vjp", jvp: "layers:layer_norm_jvp"}',
+             "experiments:"]
+    for i in range(200):
+        if i % 2 == 0:
+            lines += [f"  - name: dense-{i:03d}", "    function: dense", "    inputs:",
+                      f"      x: {{shape: [4, 5], init: normal, seed: {i}}}",
+                      f"      w: {{shape: [5, 3], init: normal, seed: {1000 + i}}}",
+                      f"      b: {{shape: [3], init: normal, seed: {2000 + i}}}"]
+        else:
+            lines += [f"  - name: layer-norm-{i:03d}", "    function: layer_norm", "    inputs:",
+                      f"      x: {{shape: [3, 6], init: normal, seed: {i}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_spec() -> str:
+    return """version: 1
+experiments:
+  - name: tanh-scale-sweep
+    expr: "sum(tanh(a * (X @ W)))"
+    inputs:
+      X: {shape: [16, 16], init: normal, seed: 1}
+      W: {shape: [16, 8], init: normal, scale: 0.25, seed: 2}
+    sweep: {a: {linspace: [-2, 2, 120]}}
+    check: full
+"""
+
+
+LOOPY = '''"""A layer written as a plain Python loop, as reference implementations often are: slow to call."""
+
+import numpy as np
+
+
+def conv_loss(x, k):
+    """sum(tanh(conv1d(x, k))) over the valid positions, one Python loop per output."""
+    out = 0.0
+    for i in range(x.shape[0] - k.shape[0] + 1):
+        s = 0.0
+        for j in range(k.shape[0]):
+            s = s + x[i + j] * k[j]
+        out = out + np.tanh(s)
+    return np.asarray(out)
+
+
+def conv_loss_vjp(g, x, k):
+    gx, gk = np.zeros_like(x), np.zeros_like(k)
+    for i in range(x.shape[0] - k.shape[0] + 1):
+        d = g * (1 - np.tanh(sum(x[i + j] * k[j] for j in range(k.shape[0]))) ** 2)
+        for j in range(k.shape[0]):
+            gx[i + j] += d * k[j]
+            gk[j] += d * x[i + j]
+    return gx, gk
+'''
+
+
+def loopy_spec() -> str:
+    lines = ["version: 1", "functions:", '  conv_loss: {python: "loopy:conv_loss", vjp: "loopy:conv_loss_vjp"}',
+             "experiments:"]
+    for i in range(40):
+        lines += [f"  - name: loopy-{i:02d}", "    function: conv_loss", "    inputs:",
+                  f"      x: {{shape: [128], init: normal, seed: {i}}}",
+                  f"      k: {{shape: [7], init: normal, scale: 0.3, seed: {100 + i}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def phases(spec: Path) -> str:
+    """CPU seconds of a serial run's phases, in a fresh process."""
+    code = f"""
+import time
+t = time.process_time()
+from gradrun import report, runner, spec
+t1 = time.process_time(); s = spec.load_spec({str(spec)!r})
+t2 = time.process_time(); results = runner.run_spec(s)
+t3 = time.process_time(); report.csv_text(results)
+t4 = time.process_time()
+print(f"import {{t1 - t:.2f}} s, load {{t2 - t1:.2f}} s, check {{t3 - t2:.2f}} s, CSV {{t4 - t3:.2f}} s; "
+      f"checking is {{(t3 - t2) / (t4 - t):.0%}}: -j 2 can be at most {{(t4 - t) / (t4 - t - (t3 - t2) / 2):.2f}}x faster")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    return done.stdout.strip() or done.stderr.strip().splitlines()[-1]
+
+
+def _env() -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1] / "runner"),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    return env
+
+
+def gradrun(spec: Path, out: Path, *options) -> float:
+    """Best wall time of the command over REPEATS runs."""
+    env = _env()
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "gradrun", str(spec), "--out", str(out), "-q", *options],
+                              capture_output=True, text=True, env=env)
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise SystemExit(f"gradrun {' '.join(options)} failed:\n{done.stdout}{done.stderr}")
+    return min(times)
+
+
+def main() -> None:
+    from distributed import LocalCluster
+
+    folder = Path(tempfile.mkdtemp(prefix="gradrun-bench-parallel-"))
+    specs = {"200 small": folder / "small.yaml", "one sweep": folder / "sweep.yaml", "40 loopy": folder / "loopy.yaml"}
+    specs["40 loopy"].write_text(loopy_spec())
+    (folder / "loopy.py").write_text(LOOPY)
+    specs["200 small"].write_text(small_spec())
+    shutil.copy(LAYERS, folder / "layers.py")
+    specs["one sweep"].write_text(sweep_spec())
+    start = time.perf_counter()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    started = time.perf_counter() - start
+    print(f"cores: {len(os.sched_getaffinity(0))}; load average before: {os.getloadavg()[0]:.2f}; "
+          f"Dask LocalCluster (2 workers x 1 thread) started in {started:.1f} s (not counted below)")
+    print(f"{'spec':<10} {'serial':>8} {'-j 2':>8} {'dask 2':>8} {'-j 2 speedup':>13} {'dask speedup':>13} "
+          f"{'same bytes':>10}")
+    try:
+        for label, spec in specs.items():
+            outs = {mode: folder / f"out-{mode}-{spec.stem}" for mode in ("serial", "j2", "dask")}
+            serial = gradrun(spec, outs["serial"])
+            jobs = gradrun(spec, outs["j2"], "-j", "2")
+            dask = gradrun(spec, outs["dask"], "--scheduler", cluster.scheduler_address)
+            csv = [(outs[m] / f"{spec.stem}.csv").read_bytes() for m in outs]
+            same = "yes" if csv[0] == csv[1] == csv[2] else "NO"
+            print(f"{label:<10} {serial:>7.2f}s {jobs:>7.2f}s {dask:>7.2f}s {serial / jobs:>12.2f}x "
+                  f"{serial / dask:>12.2f}x {same:>10}")
+    finally:
+        cluster.close()
+    for label, spec in specs.items():
+        print(f"{label}, serial CPU by phase: {phases(spec)}")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (best of {REPEATS} runs each; wall time of the command)")
+
+
+if __name__ == "__main__":
+    main()

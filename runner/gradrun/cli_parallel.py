@@ -1,0 +1,164 @@
+"""The run command's ``-j``, ``--scheduler``, ``--shard`` and ``--merge``: where results come from.
+
+``outcomes`` hands the run command ``(path, spec, results, ran)`` per spec
+file, in order, whichever way the results were obtained: this process one
+experiment after another, worker processes, a Dask cluster, this shard's
+slice, or the shard files of an earlier sharded run. The run command then
+writes reports, baselines, JUnit and the summary from them as always.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from . import parallel, report, shards, threads, usercode
+
+
+class Jobs(click.ParamType):
+    """``auto`` (one per core) or a positive number of worker processes."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if value == "auto":
+            return threads.cores()
+        if not value.isdigit() or int(value) < 1:
+            self.fail(f"{value!r} is neither 'auto' nor a positive whole number", param, ctx)
+        return int(value)
+
+
+class Shard(click.ParamType):
+    """``I/N``: the I-th of N slices of the run."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return shards.parse(value)
+        except shards.ShardError as error:
+            self.fail(str(error), param, ctx)
+
+
+class DistributionError(click.ClickException):
+    """Shard files that do not make a run, or a Dask cluster that cannot be used: exit 2."""
+
+    exit_code = 2
+
+
+OPTIONS = (
+    click.option("-j", "--jobs", type=Jobs(), default=1, show_default=True, metavar="N|auto",
+                 help="Run experiments and slices of sweeps in N worker processes on this machine "
+                      "('auto': one per core)."),
+    click.option("--scheduler", envvar="DASK_SCHEDULER_ADDRESS", metavar="ADDRESS",
+                 help="Run them on the Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786 "
+                      "(default: $DASK_SCHEDULER_ADDRESS; needs gradrun[dask])."),
+    click.option("--shard", type=Shard(), metavar="I/N",
+                 help="Run only the I-th of N deterministic slices of the experiments (CI matrices); "
+                      "also writes DIR/<spec stem>.shard-I-of-N.pickle for --merge."),
+    click.option("--merge", "merge", multiple=True, metavar="DIR", type=click.Path(exists=True, file_okay=False),
+                 help="Run nothing: take the results from the shard files in these folders (one --merge each) "
+                      "and write the reports of the whole run."),
+)
+
+
+def options(command):
+    """Decorate the run command with this module's options."""
+    for option in reversed(OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True)
+class How:
+    """Where a run's results come from, as the options said."""
+
+    jobs: int = 1
+    scheduler: str | None = None
+    shard: tuple | None = None
+    merge: tuple = ()
+    out: Path = Path("results")
+    load_options: tuple = ()  # load_spec's keywords (device, policy), for workers that load a spec themselves
+
+    @property
+    def serial(self) -> bool:
+        return self.jobs == 1 and not (self.scheduler or self.shard or self.merge)
+
+
+def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, policy=None) -> How:
+    """Check that the options go together; ``comparing``: --baseline or --update-baseline is given."""
+    from_env = ctx.get_parameter_source("scheduler") == click.core.ParameterSource.ENVIRONMENT
+    if scheduler and jobs > 1:
+        if not from_env:
+            raise click.UsageError("-j and --scheduler exclude each other: workers are the cluster's")
+        scheduler = None  # an explicit -j outranks the environment's cluster
+    if merge and (jobs > 1 or scheduler or shard):
+        raise click.UsageError("--merge runs nothing; give it without -j, --scheduler or --shard")
+    if shard and comparing:
+        raise click.UsageError("a shard holds part of each spec; compare with --baseline when you --merge")
+    load_options = ((("device", device),) if device is not None else ()) + \
+        ((("policy", policy),) if policy is not None and policy != usercode.DEFAULT else ())
+    return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options)
+
+
+def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
+    """``(path, spec, results, ran)`` for each spec file the run reports on, in order."""
+    chosen = [(n, spec, [k for k, e in enumerate(spec.experiments)
+                         if not only or fnmatch.fnmatchcase(e.name, only)])
+              for n, (_, spec) in enumerate(loaded)]
+    chosen = [c for c in chosen if c[2]]
+    paths = {n: path for n, (path, _) in enumerate(loaded)}
+    if how.serial:
+        for n, spec, _ in chosen:
+            yield (paths[n], spec, *run_one(paths[n], spec, overrides, only, show_progress))
+        return
+    if how.merge:
+        for n, spec, positions in chosen:
+            try:
+                yield paths[n], spec, shards.gather(spec, positions, how.merge, overrides, only), True
+            except shards.ShardError as error:
+                raise DistributionError(str(error)) from None
+        return
+    if how.shard:  # every spec keeps its place, even with nothing in this shard, so a merge finds it
+        chosen = shards.slice_of(chosen, *how.shard)
+    positions = {n: p for n, _, p in chosen}
+    progress = _progress() if show_progress else None
+    for n, results in _running(chosen, overrides, how, progress):
+        if progress:
+            click.echo("\r\x1b[K", err=True, nl=False)
+        spec = loaded[n][1]
+        if how.shard:
+            _write_shard(how, paths[n], spec, positions[n], results, overrides, only)
+        yield paths[n], spec, results, True
+
+
+def _running(chosen, overrides, how, progress):
+    from .dask_cluster import ClusterError  # dask itself is imported only with a scheduler
+
+    try:
+        yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress, dict(how.load_options))
+    except ClusterError as error:
+        raise DistributionError(str(error)) from None
+
+
+def _write_shard(how, path, spec, positions, results, overrides, only) -> None:
+    data = shards.shard_bytes(spec, positions, results, *how.shard, overrides, only)
+    target = how.out / shards.file_name(path, *how.shard)
+    try:
+        report.atomic_write(target, [data])
+    except OSError as error:
+        raise DistributionError(f"cannot write {target}: {error.strerror or error}") from error
+
+
+def _progress():
+    def progress(name, done, total):
+        click.echo(f"\r\x1b[Kunits [{done}/{total}] {name}", err=True, nl=False)
+
+    return progress

@@ -1,0 +1,160 @@
+"""Units on a Dask distributed cluster (``gradrun[dask]``); imported only for ``--scheduler``.
+
+Workers need not share the spec's folder. Each unit carries a ``SpecSource``:
+the spec file's text and the text of every user module loaded from the
+spec's folder (the modules it names, and the siblings they import). A worker
+writes them into a private folder, in the same layout, and loads the spec
+from there, so every function is imported from source on the worker; no
+function object is ever pickled. A unit whose worker dies (or whose task
+raises) comes back as an ERROR of its experiment, not as a lost run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import parallel, threads
+
+# Folders whose modules are installed packages, not the user's code: they are not shipped.
+INSTALLED = ("site-packages", "dist-packages", ".venv")
+MAX_SHIPPED_BYTES = 16 * 2**20
+CONNECT_TIMEOUT = "5s"  # to reach the scheduler; a wrong address fails fast
+
+
+class ClusterError(Exception):
+    """No dask installed, no scheduler at the address, or a spec folder too large to ship."""
+
+
+@dataclass(frozen=True)
+class SpecSource:
+    """A spec as text, with its user modules: ``files`` maps a path relative to the spec's folder to bytes."""
+
+    name: str  # the spec file's name
+    text: bytes
+    files: tuple  # ((relative path, bytes), ...), sorted
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256(self.name.encode() + b"\0" + self.text)
+        for rel, data in self.files:
+            h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+        return h.hexdigest()[:20]
+
+
+def source_of(spec_path) -> SpecSource:
+    """The spec file and the user modules this process loaded from its folder."""
+    path = Path(spec_path).resolve()
+    folder, own = path.parent, Path(__file__).resolve().parent
+    files = {}
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py"):
+            continue
+        file = Path(file).resolve()
+        if file.is_relative_to(folder) and not file.is_relative_to(own) \
+                and not any(part in INSTALLED for part in file.relative_to(folder).parts):
+            files[file.relative_to(folder).as_posix()] = file.read_bytes()
+    if sum(map(len, files.values())) > MAX_SHIPPED_BYTES:
+        raise ClusterError(f"the modules of {spec_path} exceed {MAX_SHIPPED_BYTES} bytes; "
+                           "install them on the workers instead")
+    return SpecSource(path.name, path.read_bytes(), tuple(sorted(files.items())))
+
+
+def _client(address: str):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ClusterError("--scheduler needs Dask: pip install 'gradrun[dask]'") from None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        raise ClusterError(f"no Dask scheduler answers at {address}: {error}") from None
+
+
+def worker_count(address: str) -> int:
+    """How many worker threads the cluster offers now (at least 1)."""
+    with _client(address) as client:
+        return max(1, sum(client.nthreads().values()))
+
+
+def execute(address: str, chosen, units, overrides, load_options=None):
+    """``(unit, result)`` for every unit, as the cluster finishes them.
+
+    A worker that dies takes every unit queued on it down with it; those
+    units are run again one at a time, so only the one that kills its worker
+    again becomes an ERROR.
+    """
+    sources = {spec_no: source_of(spec.path) for spec_no, spec, _ in chosen}
+    with _client(address) as client:
+        def submit(unit):
+            return client.submit(remote_unit, sources[unit.spec], unit, overrides, load_options, pure=False,
+                                 key=f"gradrun-{unit.name}-{unit.start}-{os.urandom(6).hex()}")
+
+        suspects = []
+        for unit, result in _finished(client, {submit(u): u for u in units}):
+            if result is _DIED:
+                suspects.append(unit)
+            else:
+                yield unit, result
+        for suspect in suspects:
+            for unit, result in _finished(client, {submit(suspect): suspect}):
+                if result is _DIED:
+                    result = parallel.failed(unit, "its Dask worker died while checking it")
+                yield unit, result
+
+
+_DIED = object()  # the unit's worker died under it
+
+
+def _finished(client, futures):
+    from distributed import as_completed
+
+    for future in as_completed(futures, loop=client.loop):
+        unit = futures[future]
+        try:
+            yield unit, future.result()
+        except Exception as error:  # KilledWorker when its worker died; whatever the task raised
+            yield unit, _DIED if type(error).__name__ == "KilledWorker" else parallel.failed(
+                unit, f"{type(error).__name__}: {error}")
+
+
+_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
+
+
+def remote_unit(source: SpecSource, unit, overrides, load_options=None):
+    """Runs on a Dask worker: the spec from its source (loaded with ``load_spec(**load_options)``), then the unit."""
+    load_options = dict(load_options or {})
+    key = (source.digest, tuple(sorted(load_options.items())))
+    if key not in _LOADED:
+        from . import spec as spec_module
+
+        threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
+        _LOADED[key] = spec_module.load_spec(materialize(source), **load_options)
+    return parallel.run_unit(_LOADED[key], unit, overrides)
+
+
+def materialize(source: SpecSource) -> Path:
+    """Write the spec and its modules into a folder of their own; returns the spec file's path there."""
+    folder = Path(tempfile.gettempdir()) / f"gradrun-spec-{source.digest}"
+    spec_path = folder / source.name
+    if spec_path.is_file():
+        return spec_path
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+    for rel, data in source.files:
+        target = staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (staging / source.name).write_bytes(source.text)
+    try:
+        staging.rename(folder)  # whole or not at all; another task may have won the race
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not spec_path.is_file():
+            raise
+    return spec_path

@@ -1,0 +1,84 @@
+"""How many threads a process may use: cores, and caps on the thread pools of BLAS, OpenMP, XLA and gradrun.
+
+N worker processes on a machine should use its cores, not N times its cores.
+A library reads its thread variables once, when it starts its pool, so
+``env_caps`` must surround the start of a process that has not loaded it
+yet; ``cap_process`` caps the pools already running in this process (the
+BLAS numpy loaded, and gradrun's own chunk threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# (setter, getter) of the BLAS builds numpy ships or links: scipy-openblas (numpy's wheels), OpenBLAS, MKL
+BLAS_CONTROLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                 ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                 ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+                 ("openblas_set_num_threads", "openblas_get_num_threads"),
+                 ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"))
+
+
+def cores() -> int:
+    """The cores this process may run on (``-j auto``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def env_caps(threads: int):
+    """Cap the thread pools of processes started inside: BLAS, OpenMP and XLA each to ``threads``.
+
+    Only variables the user has not set are touched, and they are put back
+    on leaving.
+    """
+    wanted = {name: str(threads) for name in THREAD_VARIABLES}
+    if threads == 1:
+        wanted["XLA_FLAGS"] = XLA_ONE_THREAD
+    added = [name for name in wanted if name not in os.environ]
+    os.environ.update({name: wanted[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _blas():
+    """(setter, getter) of the BLAS loaded in this process, or None where it cannot be told."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "blas" in line.lower() or "mkl" in line.lower()})
+    except OSError:  # not Linux: the variables set before start-up are the cap
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for setter, getter in BLAS_CONTROLS:
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                return getattr(lib, setter), getattr(lib, getter)
+    return None
+
+
+def blas_threads():
+    """The thread count of this process's BLAS, or None where it cannot be told."""
+    control = _blas()
+    return None if control is None else int(control[1]())
+
+
+def cap_process(threads: int) -> None:
+    """Cap this process's running pools: its BLAS (where it says how) and gradrun's chunk threads."""
+    from . import verdict
+
+    verdict.WORKERS = threads
+    control = _blas()
+    if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
+        control[0](threads)  # a user's own OPENBLAS_NUM_THREADS stands

@@ -1,0 +1,301 @@
+"""-j and --shard: the same report bytes as a serial run, whatever ran where.
+
+The reference is a serial run made as a subprocess with one BLAS thread, as
+every worker has (OpenBLAS sums a large matrix product differently on one
+thread than on several, so screen.yaml's last digits follow the thread
+count); the other example specs are also compared with a plain serial run.
+"""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from gradrun import parallel, shards, spec as spec_module, threads
+from gradrun.model import ExperimentResult
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "experiments").glob("*.yaml"))
+SUBJECT = Path(__file__).resolve().parents[1] / "runner"
+RUN_RECORD_VOLATILE = ("finished", "command", "seconds")
+ONE_THREAD = {name: "1" for name in threads.THREAD_VARIABLES}
+
+
+def gradrun(*args, env=None, cwd=None):
+    environ = {**os.environ, "PYTHONPATH": str(SUBJECT), "DASK_SCHEDULER_ADDRESS": None, **(env or {})}
+    environ = {k: v for k, v in environ.items() if v is not None}
+    return subprocess.run([sys.executable, "-m", "gradrun", *map(str, args)], capture_output=True, text=True,
+                          env=environ, cwd=cwd, timeout=300)
+
+
+def stable_run_record(path) -> dict:
+    """A run record without what differs between any two runs: timings, the clock, the command line."""
+    record = json.loads(Path(path).read_text())
+    for key in RUN_RECORD_VOLATILE:
+        record.pop(key)
+    for experiment in record["experiments"]:
+        experiment.pop("seconds")
+    return record
+
+
+def assert_same_reports(expected: Path, got: Path, stems) -> None:
+    for stem in stems:
+        assert (got / f"{stem}.csv").read_bytes() == (expected / f"{stem}.csv").read_bytes(), stem
+        assert stable_run_record(got / f"{stem}.run.json") == stable_run_record(expected / f"{stem}.run.json")
+
+
+def summary_without_time(text: str) -> str:
+    return "\n".join(line.rsplit(" (", 1)[0] if "experiments:" in line else line for line in text.splitlines())
+
+
+@functools.cache
+def serial_run() -> tuple:
+    """The example specs run serially, one BLAS thread (as workers have): out folder and JSON summary.
+
+    Made once per test session, for this module's tests and test_parallel_dask's.
+    """
+    out = Path(tempfile.mkdtemp(prefix="gradrun-serial-"))
+    done = gradrun(*EXAMPLES, "--out", out, "--junit", out / "junit.xml", "--format", "json", env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr
+    return out, done.stdout
+
+
+@pytest.fixture
+def serial():
+    return serial_run()
+
+
+def strip_times(summary_json: str):
+    """The JSON summary without any ``seconds``."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "seconds"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return strip(json.loads(summary_json))
+
+
+def junit_without_times(path) -> str:
+    import re
+
+    return re.sub(r' time="[^"]*"', "", Path(path).read_text())
+
+
+def test_jobs_2_writes_the_serial_bytes(serial, tmp_path):
+    expected, summary = serial
+    done = gradrun(*EXAMPLES, "--out", tmp_path, "-j", "2", "--junit", tmp_path / "junit.xml", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert_same_reports(expected, tmp_path, [p.stem for p in EXAMPLES])
+    assert junit_without_times(tmp_path / "junit.xml") == junit_without_times(expected / "junit.xml")
+    assert strip_times(done.stdout) == strip_times(summary)
+
+
+def test_serial_bytes_depend_on_blas_threads_only_where_blas_sums_large_products(serial, tmp_path):
+    expected, _ = serial
+    some = [p for p in EXAMPLES if p.stem in ("chain", "my-layer", "second-order", "float32")]  # no torch: quick
+    done = gradrun(*some, "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_same_reports(expected, tmp_path, [p.stem for p in some])
+
+
+def test_two_shards_merged_write_the_serial_bytes(serial, tmp_path):
+    expected, summary = serial
+    for i, how in ((1, []), (2, ["-j", "2"])):  # a shard runs serially, or on workers (-j)
+        done = gradrun(*EXAMPLES, "--out", tmp_path / f"shard{i}", "--shard", f"{i}/2", "-q", *how, env=ONE_THREAD)
+        assert done.returncode == 0, done.stderr
+    rows = [sum(len(f.read_text().splitlines()) - 1 for f in (tmp_path / f"shard{i}").glob("*.csv")) for i in (1, 2)]
+    assert min(rows) > 0  # both shards really ran something
+    done = gradrun(*EXAMPLES, "--out", tmp_path / "merged", "--merge", tmp_path / "shard1",
+                   "--merge", tmp_path / "shard2", "--junit", tmp_path / "junit.xml", "--format", "json",
+                   "--baseline", ROOT / "experiments" / "baselines")
+    assert done.returncode == 0, done.stderr
+    assert_same_reports(expected, tmp_path / "merged", [p.stem for p in EXAMPLES])
+    assert junit_without_times(tmp_path / "junit.xml") == junit_without_times(expected / "junit.xml")
+
+
+def test_shards_of_a_selection_merge_into_it_and_only_whole(tmp_path):
+    spec, only = ROOT / "experiments" / "chain.yaml", ["--only", "*-curve"]
+    assert gradrun(spec, "--out", tmp_path / "serial", *only, "-q").returncode == 0
+    for i in (1, 2):
+        assert gradrun(spec, "--out", tmp_path / f"s{i}", *only, "--shard", f"{i}/2", "-q").returncode == 0
+    done = gradrun(spec, "--out", tmp_path / "m", *only, "--merge", tmp_path / "s1")
+    assert done.returncode == 2
+    assert "shard 2 of 2 is missing" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "m").exists()
+    done = gradrun(spec, "--out", tmp_path / "m", "--merge", tmp_path / "s1", "--merge", tmp_path / "s2")
+    assert done.returncode == 2 and "other options (--only *-curve)" in done.stderr
+    done = gradrun(spec, "--out", tmp_path / "m", *only, "--merge", tmp_path / "s1", "--merge", tmp_path / "s2")
+    assert done.returncode == 0, done.stderr
+    assert_same_reports(tmp_path / "serial", tmp_path / "m", ["chain"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-j", "0"], "neither 'auto' nor a positive"),
+    (["--shard", "3/2"], "1 <= I <= N"),
+    (["--shard", "1/2", "--baseline", "b"], "compare with --baseline when you --merge"),
+    (["-j", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
+])
+def test_bad_distribution_options_are_usage_errors(args, message, tmp_path):
+    done = gradrun(ROOT / "experiments" / "chain.yaml", "--out", tmp_path, *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_explicit_jobs_outranks_the_scheduler_in_the_environment(tmp_path):
+    done = gradrun(ROOT / "experiments" / "chain.yaml", "--out", tmp_path, "--only", "square-at-2", "-j", "2",
+                   env={"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"})
+    assert done.returncode == 0, done.stderr
+
+
+KILLER = """
+import multiprocessing, os
+
+def f(x):
+    if x > 2.5 and multiprocessing.parent_process() is not None:  # only ever in a worker
+        os._exit(3)
+    return x * x
+
+def f_vjp(g, x):
+    if multiprocessing.parent_process() is not None:  # a worker's threads are capped
+        from gradrun import threads, verdict
+        want = os.environ["WANT_THREADS"]
+        assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == want, "BLAS variables"
+        assert threads.blas_threads() in (None, int(want)), "BLAS threads"
+        assert str(verdict.WORKERS) == want, "gradrun's chunk threads"
+    return 2 * g * x
+"""
+
+KILLER_SPEC = """version: 1
+functions:
+  f: {python: "killer:f", vjp: "killer:f_vjp"}
+experiments:
+  - name: dies-at-3
+    function: f
+    sweep: {x: [1.0, 2.0, 3.0, 1.5]}
+  - name: fine
+    function: square
+    inputs: {x: 2.0}
+  - name: checks-worker-threads
+    function: f
+    inputs: {x: 0.5}
+"""
+
+
+def killer_spec(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "killer.py").write_text(KILLER)
+    (folder / "killer.yaml").write_text(KILLER_SPEC)
+    return folder / "killer.yaml"
+
+
+def test_a_dying_worker_turns_its_unit_into_an_error_and_workers_cap_threads(tmp_path):
+    env = {name: None for name in threads.THREAD_VARIABLES}  # the caps are gradrun's, not inherited
+    env["WANT_THREADS"] = str(max(1, threads.cores() // 2))
+    done = gradrun(killer_spec(tmp_path / "spec"), "--out", tmp_path / "out", "-j", "2", "--format", "json", env=env)
+    assert done.returncode == 1, done.stderr
+    by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
+    assert by_name["fine"]["verdict"] == "PASS"
+    assert by_name["checks-worker-threads"]["error"] is None
+    assert "worker process died" in by_name["dies-at-3"]["error"]
+    rows = (tmp_path / "out" / "killer.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in rows[1:] if r.startswith("dies-at-3")] == ["0", "1"]  # the points before
+
+
+# --- the pieces, in this process ----------------------------------------------
+
+
+def test_units_cover_every_point_once_in_order():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    chosen = [(0, spec, list(range(len(spec.experiments))))]
+    for workers in (1, 2, 3, 8):
+        units = parallel.plan(chosen, workers)
+        for k, exp in enumerate(spec.experiments):
+            mine = [u for u in units if u.experiment == k]
+            covered = [i for u in mine for i in range(u.start, u.stop)]
+            assert covered == list(range(len(exp.points)))
+            if workers == 1:
+                assert len(mine) == 1
+
+
+def test_assembled_units_equal_the_whole_experiment():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    k = next(i for i, e in enumerate(spec.experiments) if len(e.points) > 4)
+    units = [u for u in parallel.plan([(0, spec, [k])], 3)]
+    assert len(units) > 1
+    whole = parallel.run_unit(spec, parallel.Unit(0, k, 0, len(spec.experiments[k].points), "x"))
+    joined = parallel.assemble([parallel.run_unit(spec, u) for u in units])
+    assert list(map(repr, joined.records)) == list(map(repr, whole.records))  # repr: nan equals nan
+    assert joined.check == whole.check and joined.notes == whole.notes
+
+
+def record(point):
+    return dict(experiment="e", point=point, input="x", index=0, element="x", output=0, value=1.0, numeric=2.0,
+                analytic=2.0, abs_error=0.0, rel_error=0.0, status="pass", tolerance=1e-7, method="central",
+                step=1e-5, check="full")
+
+
+def test_assemble_stops_at_the_first_error_as_the_serial_loop_does():
+    parts = [ExperimentResult.from_rows("e", [record(0)], seconds=1.0),
+             ExperimentResult("e", [], 0.5, error="ValueError: bad"),
+             ExperimentResult.from_rows("e", [record(2)], seconds=1.0)]
+    joined = parallel.assemble(parts)
+    assert [r.point for r in joined.records] == [0] and joined.error == "ValueError: bad"
+    assert joined.seconds == 1.5
+
+
+def test_shards_partition_the_experiments_and_balance_cost():
+    loaded = [spec_module.load_spec(p) for p in EXAMPLES]
+    chosen = [(n, s, list(range(len(s.experiments)))) for n, s in enumerate(loaded)]
+    every = {(n, k) for n, _, ks in chosen for k in ks}
+    for count in (1, 2, 3, 7):
+        slices = [shards.slice_of(chosen, i, count) for i in range(1, count + 1)]
+        owned = [{(n, k) for n, _, ks in s for k in ks} for s in slices]
+        assert set().union(*owned) == every and sum(map(len, owned)) == len(every)
+        assert slices[0] == shards.slice_of(chosen, 1, count)  # deterministic
+        costs = [sum(shards.cost(loaded[n].experiments[k]) for n, k in o) for o in owned]
+        biggest = max(shards.cost(e) for s in loaded for e in s.experiments)
+        assert max(costs) - min(costs) <= biggest  # greedy: no shard exceeds another by more than one item
+
+
+def test_shard_files_hold_only_records(tmp_path):
+    import pickle
+
+    bad = tmp_path / "x.shard-1-of-1.pickle"
+    bad.write_bytes(pickle.dumps({"format": 1, "results": [(0, os.system)]}))
+    with pytest.raises(shards.ShardError, match="may not hold"):
+        shards.read(bad)
+
+
+def test_blas_threads_are_capped_in_a_running_process():
+    code = ("import numpy\nfrom gradrun import threads\nbefore = threads.blas_threads()\nthreads.cap_process(1)\n"
+            "print(before, threads.blas_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**env, "PYTHONPATH": str(SUBJECT)})
+    before, after = done.stdout.split()
+    if before == "None":
+        pytest.skip("this numpy's BLAS does not say how many threads it runs")
+    assert (int(before), int(after)) == (threads.cores(), 1)
+
+
+def test_thread_caps_are_set_for_workers_and_put_back(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")
+    with threads.env_caps(1):
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "7"
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "7"
+
+
+def test_progress_counts_finished_units_across_workers():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    chosen = [(0, spec, list(range(len(spec.experiments))))]
+    heard = []
+    [(spec_no, results)] = list(parallel.run(chosen, jobs=2, progress=lambda *args: heard.append(args)))
+    total = len(parallel.plan(chosen, 2))
+    assert [done for _, done, _ in heard] == list(range(1, total + 1)) and {t for _, _, t in heard} == {total}
+    serial = [parallel.run_unit(spec, u) for u in parallel.plan(chosen, 1)]
+    assert [list(map(repr, r.records)) for r in results] == [list(map(repr, r.records)) for r in serial]
