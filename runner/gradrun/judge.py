@@ -135,6 +135,25 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
 
 
+def below_resolution(e: Element, analytics, graph, vals, steps, eps):
+    """Entries where f never moved at all and the analytic slope could not have moved it.
+
+    A numeric derivative of exactly 0 says only that f did not change by one rounding
+    unit of the numbers it computes with. A black box hides those numbers, but they are
+    at least as large as what it is given and returns: where |analytic| times the
+    largest step tried is below that unit, no finite difference can tell the slope from
+    0 (a cross-entropy of 1e-14 made from logits of 35). Such an entry is undecidable,
+    not wrong, so it is ``unresolved`` rather than ``fail``: still not a pass.
+    """
+    given = [vals[i] for i in graph.inputs.values()] + [vals[graph.output]]
+    scale = max((float(np.max(_finite_abs(np.real(v)))) for v in given if np.size(v)), default=0.0)
+    unit = eps * scale
+    moved = np.zeros(e.num.shape, dtype=bool)
+    for ana in analytics:
+        moved |= ~(np.abs(ana) * steps >= unit)
+    return (e.num == 0) & moved & (unit > 0)
+
+
 def unresolved_reason(unc, limit):
     """Why an entry could not be decided, (M, n) strings."""
     text = np.char.add(np.char.add("numeric uncertainty ", np.char.mod("%.2g", unc)),

@@ -190,10 +190,15 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     bad, vague, tol, aim, unc = rule()
     seen = analytic if analytic32 is None else analytic32
     status, minus, plus = judge.classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
-    unresolved = status == "unresolved"  # a reason is formatted for these alone
+    tried = np.fmax(e.steps, cols.auto_steps("central", idx))
+    frozen = (status == "fail") & judge.below_resolution(e, (analytic, seen), graph, vals, tried, eps)
+    status = np.where(frozen, "unresolved", status)
+    unresolved = (status == "unresolved") & ~frozen  # a reason is formatted for these alone
     reason = np.full(status.shape, "", dtype=object)
     reason[unresolved] = judge.unresolved_reason(np.broadcast_to(unc, status.shape)[unresolved],
                                                  np.broadcast_to(aim, status.shape)[unresolved])
+    reason[frozen] = ("f did not change at any step: the analytic slope times the step is below the "
+                      "rounding unit of the values f is given and returns, so no difference can see it")
     out = e.num
     if explicit:  # the report shows the spec's measurement; the verdict rests on the best one
         redone = np.flatnonzero(e.methods != shown[1])
