@@ -31,14 +31,14 @@ Nothing here prints or exits; ``drift_table`` returns text for the CLI.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, selection
 from .columns import PASSING
+from .drift import KINDS, Drift, describe, for_experiment, regressed, severity  # noqa: F401 (re-exported)
+from .drift import sci as _e
 from .layout import report_rows
 from .model import ExperimentResult, Row
 
@@ -48,44 +48,9 @@ DRIFT_FACTOR = 10.0  # default --drift-factor
 DRIFT_FRACTION = 0.25  # an error must also pass this fraction of its tolerance to count as grown
 TABLE_ROWS = 10  # drifts listed on the console; the JSON summary has them all
 
-# Kinds, in the order the table lists them (the worst first).
-KINDS = ("now-errors", "missing-experiment", "new-experiment", "now-fails", "grew",
-         "missing-element", "new-element")
-
 
 class BaselineError(Exception):
     """A baseline that is missing, unreadable or not a gradrun baseline (exit 2)."""
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One regression of a run against its baseline."""
-
-    kind: str  # one of KINDS
-    file: str  # the spec file, as given on the command line
-    experiment: str
-    line: int = 0  # the experiment's line in the spec (or in the baseline's spec, when missing now)
-    element: str = ""  # "" for a whole experiment
-    point: int = 0
-    input: str = ""
-    index: int = 0
-    output: int = 0
-    before: float = float("nan")  # abs_error in the baseline
-    after: float = float("nan")  # abs_error now
-    tolerance: float = float("nan")  # the bound the element is held to now
-    status_before: str = ""
-    status_after: str = ""
-    message: str = ""
-
-    @property
-    def growth(self) -> float:
-        """after / before (inf when the baseline error was 0)."""
-        if math.isnan(self.before) or math.isnan(self.after):
-            return float("nan")
-        return self.after / self.before if self.before > 0 else (float("inf") if self.after > 0 else 1.0)
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"growth": self.growth}
 
 
 # --- the stored form ---------------------------------------------------------
@@ -234,7 +199,7 @@ def compare(baseline: dict, results, file: str = "", factor: float = DRIFT_FACTO
     drifts = []
     now = {r.name: r for r in results}
     for name, old in stored.items():
-        if name not in now and (only is None or fnmatch.fnmatchcase(name, only)):
+        if name not in now and selection.selected(name, only):
             drifts.append(Drift("missing-experiment", file, name, old.get("line", 0),
                                 message="in the baseline but did not run"))
     for result in results:
@@ -289,37 +254,7 @@ def grew(before: float, after: float, tolerance: float, factor: float = DRIFT_FA
     return after > factor * before and after > fraction * tolerance
 
 
-def regressed(drifts) -> set:
-    """``(file, experiment)`` of every experiment with a drift."""
-    return {(d.file, d.experiment) for d in drifts}
-
-
-def for_experiment(drifts, file: str, name: str) -> list:
-    return sorted((d for d in drifts if d.file == file and d.experiment == name), key=severity)
-
-
-def severity(d: Drift) -> tuple:
-    """Sort key: the worse kind first, then the error closest to (or furthest past) its tolerance."""
-    closeness = d.after / d.tolerance if d.tolerance and d.tolerance > 0 else d.after
-    closeness = -1.0 if math.isnan(closeness) else closeness
-    return (KINDS.index(d.kind), -closeness, d.experiment, d.point, d.index, d.output)
-
-
 # --- text -----------------------------------------------------------------------
-
-
-def _e(x: float) -> str:
-    return "-" if math.isnan(x) else "%.2e" % x
-
-
-def describe(d: Drift) -> str:
-    """One line naming a drift, e.g. ``x at point 3: abs_error 1.1e-16 -> 5.0e-09 (tol 1.0e-08)``."""
-    if not d.element:
-        return f"{d.experiment}: {d.kind}" + (f": {d.message}" if d.message else "")
-    where = d.element + (f" (output {d.output})" if d.output > 0 else "") + (f" at point {d.point}" if d.point else "")
-    status = f", {d.status_before or '-'} -> {d.status_after or '-'}" if d.status_before != d.status_after else ""
-    return (f"{d.experiment}: {d.kind} {where}: abs_error {_e(d.before)} -> {_e(d.after)}"
-            f" (tol {_e(d.tolerance)}){status}")
 
 
 def rule(factor: float = DRIFT_FACTOR, fraction: float = DRIFT_FRACTION) -> str:

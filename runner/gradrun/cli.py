@@ -8,7 +8,6 @@ or a usage error (``SpecError`` becomes 2 in ``GradrunGroup.invoke``).
 
 from __future__ import annotations
 
-import fnmatch
 import contextlib
 import json
 import math
@@ -18,8 +17,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__, baseline, cli_parallel, primitives, report
+from . import __version__, baseline, cli_parallel, primitives, report, selection
 from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError, one_line
+from .progress import Bar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
@@ -328,7 +328,7 @@ def _each_spec(paths, load) -> list:
 
 
 def _matching(spec, pattern) -> list:
-    return [e.name for e in spec.experiments if fnmatch.fnmatchcase(e.name, pattern)]
+    return [e.name for e in selection.chosen(spec.experiments, pattern)]
 
 
 def _check_selection(loaded, only) -> None:
@@ -341,26 +341,19 @@ def _run_one(path, spec, overrides, only, show_progress) -> tuple:
     """Run one spec; returns its results and whether they are worth a report."""
     from . import runner
 
-    progress = _progress_line(Path(path).stem) if show_progress else None
+    bar = Bar(Path(path).stem) if show_progress else None
     try:
-        results = runner.run_spec(spec, overrides=overrides or None, only=only, progress=progress)
+        results = runner.run_spec(spec, overrides=overrides or None, only=only, progress=bar)
         ran = True
     except Exception as error:  # the runner isolates experiments; this is a crash around them
         results = [ExperimentResult(f"<{Path(path).stem}>", [], error=one_line(f"{type(error).__name__}: {error}"))]
         ran = False
     finally:
-        if progress:
-            click.echo("\r\x1b[K", err=True, nl=False)
+        if bar:
+            bar.close()
     for result in results:
         result.file = result.file or str(path)
     return results, ran
-
-
-def _progress_line(stem):
-    def progress(name, done, total):
-        click.echo(f"\r\x1b[K{stem} [{done}/{total}] {name}", err=True, nl=False)
-
-    return progress
 
 
 def _write_reports(out, path, spec, results, overrides, only, quiet, fmt="csv") -> None:

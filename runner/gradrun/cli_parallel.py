@@ -9,13 +9,13 @@ writes reports, baselines, JUnit and the summary from them as always.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from . import parallel, report, shards, threads, usercode
+from . import parallel, report, selection, shards, threads, usercode
+from .progress import Bar
 
 
 class Jobs(click.ParamType):
@@ -111,7 +111,7 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, p
 def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     """``(path, spec, results, ran)`` for each spec file the run reports on, in order."""
     chosen = [(n, spec, [k for k, e in enumerate(spec.experiments)
-                         if not only or fnmatch.fnmatchcase(e.name, only)])
+                         if selection.selected(e.name, only or None)])
               for n, (_, spec) in enumerate(loaded)]
     chosen = [c for c in chosen if c[2]]
     paths = {n: path for n, (path, _) in enumerate(loaded)}
@@ -129,10 +129,10 @@ def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     if how.shard:  # every spec keeps its place, even with nothing in this shard, so a merge finds it
         chosen = shards.slice_of(chosen, *how.shard)
     positions = {n: p for n, _, p in chosen}
-    progress = _progress() if show_progress else None
+    progress = Bar("units") if show_progress else None
     for n, results in _running(chosen, overrides, how, progress):
         if progress:
-            click.echo("\r\x1b[K", err=True, nl=False)
+            progress.close()  # the bar's line ends; what is written about these results follows
         spec = loaded[n][1]
         if how.shard:
             _write_shard(how, paths[n], spec, positions[n], results, overrides, only)
@@ -155,10 +155,3 @@ def _write_shard(how, path, spec, positions, results, overrides, only) -> None:
         report.atomic_write(target, [data])
     except OSError as error:
         raise DistributionError(f"cannot write {target}: {error.strerror or error}") from error
-
-
-def _progress():
-    def progress(name, done, total):
-        click.echo(f"\r\x1b[Kunits [{done}/{total}] {name}", err=True, nl=False)
-
-    return progress

@@ -29,14 +29,36 @@ def element_magnitude(graph, vals, num, ana, x):
     its round-off is relative to: |f(x)[o]|, |J[o, j] x[j]| (what x[j] itself contributes)
     and the values computed on the way to the output (never the other inputs nor the other
     outputs: one large entry elsewhere must not loosen every element's tolerance)."""
-    def finite_abs(v):
-        v = np.abs(np.real(np.asarray(v)))
-        return np.where(np.isfinite(v), v, 0.0)
+    own = _finite_abs(np.fmin(np.abs(num), np.abs(ana)) * np.abs(x)[None, :])
+    return np.maximum(output_magnitude(graph, vals)[:, None], own)
 
-    ends = set(graph.inputs.values()) | {graph.output}
-    inner = max((finite_abs(v).max(initial=0.0) for i, v in enumerate(vals) if i not in ends), default=0.0)
-    own = finite_abs(np.fmin(np.abs(num), np.abs(ana)) * np.abs(x)[None, :])
-    return np.maximum(np.maximum(finite_abs(vals[graph.output]).ravel()[:, None], own), inner)
+
+def _finite_abs(v):
+    v = np.abs(np.real(np.asarray(v)))
+    return np.where(np.isfinite(v), v, 0.0)
+
+
+def output_magnitude(graph, vals):
+    """(M,): |f(x)[o]|. The values computed on the way (tanh(|x| - x) is 0, the round-off
+    of |x| - x is not) count only where an element's perturbation moves them, which the
+    measured noise of f along that element shows (``add_noise``): the largest value
+    anywhere in the graph would loosen every element's tolerance."""
+    return _finite_abs(vals[graph.output]).ravel()
+
+
+def set_floors(e, x, eps, eps_dtype):
+    """The round-off floors from ``e.magnitude``: ROUNDOFF_FLOOR * eps * F / max(1, |x|)."""
+    per_input = np.maximum(e.magnitude, eps) / np.maximum(1.0, np.abs(x))
+    e.floor = ROUNDOFF_FLOOR * eps * per_input
+    e.floor32 = ROUNDOFF_FLOOR * eps_dtype * per_input
+
+
+def add_noise(e, which, sigma, x, eps, eps_dtype):
+    """Raise the magnitude of elements ``which`` to what f's measured noise ``sigma``
+    (M, len(which)) shows: the numbers an opaque computation cancels, which neither
+    |f| nor |J x| reveals (a loss of 1e-15 that is lse(z) - z[y] with z[y] = 35)."""
+    e.magnitude[:, which] = np.maximum(e.magnitude[:, which], sigma / eps)
+    set_floors(e, x, eps, eps_dtype)
 
 
 @dataclass
@@ -68,7 +90,10 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
     # what a measurement must resolve: the claim, or the dtype's resolution of the element
     # itself, above the round-off every difference of f has at its auto Richardson step
     # (thrice: in the round-off regime Richardson's own estimate is made of the same noise)
-    reach = 3 * numeric.roundoff("richardson", eps, e.magnitude, e.richardson / 4)
+    # (or at the finer step a re-measurement needed: a function whose own scale is below
+    # the auto step, an ill-conditioned solve, is measured no better than that step's round-off)
+    natural = np.where(e.methods == "richardson", np.fmin(e.richardson / 4, e.steps), e.richardson / 4)
+    reach = 3 * numeric.roundoff("richardson", eps, e.magnitude, natural)
     aim = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor)  # what re-measuring aims at
     limit = aim + reach
     tol = claim + 2 * unc
@@ -108,6 +133,25 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
     decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))
     return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
+
+
+def below_resolution(e: Element, analytics, graph, vals, steps, eps):
+    """Entries where f never moved at all and the analytic slope could not have moved it.
+
+    A numeric derivative of exactly 0 says only that f did not change by one rounding
+    unit of the numbers it computes with. A black box hides those numbers, but they are
+    at least as large as what it is given and returns: where |analytic| times the
+    largest step tried is below that unit, no finite difference can tell the slope from
+    0 (a cross-entropy of 1e-14 made from logits of 35). Such an entry is undecidable,
+    not wrong, so it is ``unresolved`` rather than ``fail``: still not a pass.
+    """
+    given = [vals[i] for i in graph.inputs.values()] + [vals[graph.output]]
+    scale = max((float(np.max(_finite_abs(np.real(v)))) for v in given if np.size(v)), default=0.0)
+    unit = eps * scale
+    moved = np.zeros(e.num.shape, dtype=bool)
+    for ana in analytics:
+        moved |= ~(np.abs(ana) * steps >= unit)
+    return (e.num == 0) & moved & (unit > 0)
 
 
 def unresolved_reason(unc, limit):

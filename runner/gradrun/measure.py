@@ -58,22 +58,40 @@ def best(cols, idx, base, noise, target, witness):
     for direction, levels in enumerate(LEVELS):
         active = np.ones(n, dtype=bool) if direction == 0 else noisy & ~_good(unc, target)
         worse = np.zeros(n, dtype=int)
+        last = (np.full((m, n), np.nan), np.full((m, n), np.inf), np.full((m, n), np.nan))
         for level in levels:
             rows = np.flatnonzero(active)
             if not len(rows):
                 break
             v, est, _, used = cols.at("richardson", base[rows] * 4.0 ** -level, idx[rows])
             v, est, rnd = v.T, est.T, noise(used, rows)
-            u = uncertainty(est, rnd)
-            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + u)  # NaN (no witness) agrees
-            u = np.where(np.isfinite(v) & agrees, u, np.inf)
+            raw = uncertainty(est, rnd)
+            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + raw)  # NaN (no witness) agrees
+            u = np.where(np.isfinite(v) & agrees, raw, np.inf)
             if level == 0:
                 noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
-            better = u < unc[:, rows]
-            value[:, rows] = np.where(better, v, value[:, rows])
-            unc[:, rows] = np.where(better, u, unc[:, rows])
-            step[:, rows] = np.where(better, used[None, :], step[:, rows])
-            settled = np.isfinite(unc[:, rows]).all(axis=0) & ~better.any(axis=0)
+            if direction == 0:
+                # a level counts once the next finer one agrees with it: an estimate of error
+                # can be as wrong as its value (a step across the smallest singular value of
+                # a solve), and only a converging sequence of levels vouches for both
+                prev_v, prev_u, prev_h = (a[:, rows] for a in last)
+                for a, b in zip(last, (v, u, np.broadcast_to(used[None, :], v.shape))):
+                    a[:, rows] = b
+                cand_v, cand_h = prev_v, prev_h
+                cand_u = np.where(np.abs(v - prev_v) <= raw + prev_u, prev_u, np.inf)
+            else:  # a larger step must agree with what the smaller ones measured
+                cand_v, cand_h = v, np.broadcast_to(used[None, :], v.shape)
+                cand_u = np.where(np.abs(v - value[:, rows]) <= u + unc[:, rows], u, np.inf)
+            better = cand_u < unc[:, rows]
+            value[:, rows] = np.where(better, cand_v, value[:, rows])
+            unc[:, rows] = np.where(better, cand_u, unc[:, rows])
+            step[:, rows] = np.where(better, cand_h, step[:, rows])
+            confirms = ~(np.abs(v - value[:, rows]) > u + unc[:, rows])
+            # and only round-off, which finer steps make worse, ends it: where truncation still
+            # rules, the step is not yet below the function's own scale (sin(x) at x = 1e6, whose
+            # steps of 20 alias to a consistent, confident and wrong ~0)
+            ruled = ((rnd >= np.nan_to_num(est, nan=0.0)) | (v == 0)).all(axis=0)  # (0: not reached)
+            settled = np.isfinite(unc[:, rows]).all(axis=0) & ~better.any(axis=0) & confirms.all(axis=0) & ruled
             worse[rows] = np.where(settled, worse[rows] + 1, 0)
             active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
     finest = np.nanmin(np.where(np.isfinite(step), step, np.inf), axis=0, initial=np.inf)
@@ -146,15 +164,24 @@ def remeasure(cols, idx, e, eps, which, limit):
                             witness(cols, idx[which], e.magnitude[:, which], eps))
     found = np.isfinite(value).all(axis=0)
     take = which[found]
+    # an entry no converging sequence of levels measured is not measured precisely at all:
+    # it is decided neither by the rough first difference nor passed (a jump, say)
+    e.measured[:, which] = np.where(np.isnan(value), np.inf, e.measured[:, which])
     e.num[:, take], e.measured[:, take] = value[:, found], unc[:, found]
     e.methods[take], e.steps[take] = "richardson", step[found]
 
 
 def witness(cols, idx, magnitude, eps):
     """A central difference at each element's small auto step, and how far off it may be
-    (its step doubling and round-off, four times over): what a Richardson level must agree with."""
+    (how far it moves at twice and half the step, and round-off, four times over): what a
+    Richardson level must agree with."""
     h = cols.auto_steps("central", idx)
     value = cols.at("central", h, idx)[0].T
     coarse = cols.at("central", 2 * h, idx)[0].T
-    slack = 4 * (np.abs(coarse - value) / 3 + numeric.roundoff("central", eps, magnitude, h))
-    return value, slack
+    fine = cols.at("central", h / 2, idx)[0].T  # steps 2h and h apart can alias alike (sin at 1e6, h = 6)
+    moved = np.fmax(np.abs(coarse - value), np.abs(fine - value))
+    slack = 4 * (moved / 3 + numeric.roundoff("central", eps, magnitude, h / 2))
+    # a witness that cannot vouch for its own sign (a step across a pole of an
+    # ill-conditioned solve: the difference grows as 1 / h**2) is no witness
+    lost = slack > np.abs(value)
+    return np.where(lost, np.nan, value), np.where(lost, np.nan, slack)

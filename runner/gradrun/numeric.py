@@ -9,6 +9,7 @@ black-box function provides one by calling the function.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,6 +146,48 @@ def truncation_estimate(delta, method: str, h, value):
     """Estimate the error of ``value`` (method at step h) from the same method at 2h."""
     coarse, _, _, _ = derivative(delta, method, 2 * h)
     return np.abs(coarse - value) / (2 ** ORDER[method] - 1)
+
+
+# The round-off noise of f itself, measured (Moré & Wild's ECnoise): f at NOISE_POINTS
+# points a spacing apart, where a smooth f's high differences vanish and what is left is
+# noise, sigma_k ~ sqrt(gamma_k * mean(diff_k ** 2)), gamma_k = k!^2 / (2k)!. An estimate
+# counts where the orders agree (within NOISE_AGREE), the highest differences change
+# sign and the values are not a plateau. Noise does not depend on the spacing: the
+# largest spacing's estimate that another spacing confirms is kept (round-off that is
+# smooth at a tiny spacing is still noise at the step's); a spacing above the function's
+# own scale (a pole of an ill-conditioned solve nearby) confirms nothing, and where no two
+# agree the smallest estimate is kept, which never loosens a tolerance more than needed.
+NOISE_POINTS = 12
+NOISE_SPACINGS = (1e-2, 1e-4, 1e-6)  # times the element's central step
+NOISE_ORDERS = (3, 4, 5, 6)
+NOISE_AGREE = 4.0
+
+
+def noise(delta, h):
+    """The round-off noise of f along each element, (n, M): the size of the numbers an
+    opaque computation cancels (1 + erf(-6), a solve's residual) that its result does not show."""
+    estimates = np.array([_noise_at(delta, h, spacing) for spacing in NOISE_SPACINGS])  # (S, n, M)
+    # an estimate another spacing confirms, the largest such; else the smallest that counts
+    found = np.full(estimates.shape[1:], np.nan)
+    for i, e in enumerate(estimates):
+        others = np.delete(estimates, i, axis=0)
+        confirmed = np.any((others <= NOISE_AGREE * e) & (e <= NOISE_AGREE * others), axis=0)
+        found = np.where(np.isnan(found) & confirmed, e, found)
+    found = np.where(np.isnan(found), np.nanmin(np.where(np.isnan(estimates), np.inf, estimates), axis=0), found)
+    return np.where(np.isfinite(found), found, 0.0)
+
+
+def _noise_at(delta, h, spacing):
+    """ECnoise at one spacing: (n, M), NaN where it does not count."""
+    values = np.stack([delta(np.full(len(h), k * spacing) * h)[0] for k in range(NOISE_POINTS)])
+    sigma = np.array([np.sqrt(math.factorial(k) ** 2 / math.factorial(2 * k) * np.mean(np.diff(values, n=k, axis=0) ** 2, axis=0))
+                      for k in NOISE_ORDERS])
+    low, high = sigma.min(axis=0), sigma.max(axis=0)
+    moving = np.count_nonzero(np.diff(values, axis=0), axis=0) >= NOISE_POINTS // 2  # not a plateau
+    top = np.sign(np.diff(values, n=NOISE_ORDERS[-1], axis=0))
+    random = (top.max(axis=0) > 0) & (top.min(axis=0) < 0)  # noise changes sign; a smooth part does not
+    valid = np.isfinite(high) & (low > 0) & (high <= NOISE_AGREE * low) & moving & random
+    return np.where(valid, np.median(sigma, axis=0), np.nan)
 
 
 def one_sided(delta, h):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import fnmatch
 import time
 
 import numpy as np
 
-from . import engine, hessian
+from . import engine, hessian, selection
 from .verdict import check_point
 from .layout import report_column, report_rows
 from .model import Experiment, ExperimentResult, Spec, one_line
@@ -91,7 +90,7 @@ def unresolved_notes(result) -> list:
 
 
 def select(spec: Spec, only: str | None) -> list:
-    return [e for e in spec.experiments if only is None or fnmatch.fnmatchcase(e.name, only)]
+    return selection.chosen(spec.experiments, only)
 
 
 def run_spec(spec: Spec, overrides: dict | None = None, only: str | None = None, progress=None) -> list:

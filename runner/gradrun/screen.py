@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import engine, numeric
+from . import engine, judge, numeric
 
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
@@ -81,17 +81,19 @@ def directional(graph, vals, name, method, v, u, eps):
     value, est, kink, used = numeric.derivative(delta, method, steps)
     if np.isnan(est).all():  # a plain stencil: estimate its truncation from twice the step
         est = numeric.truncation_estimate(delta, method, steps, value)
-    magnitude = np.abs(u * engine.output_scale(graph, vals)).sum(axis=1) + moved
+    magnitude = np.abs(u * judge.output_magnitude(graph, vals)).sum(axis=1) + moved
     noise = numeric.ROUNDOFF_GAIN[method] * eps * magnitude / used
     return value[:, 0] * norms, (est[:, 0] + noise) * norms, h, kink
 
 
-def floor(graph, vals, name, v, eps):
-    """The round-off floor of each u . J v, from the elements' floors (see verdict) over v."""
-    size = max(engine.output_scale(graph, vals).sum(), eps)
+def floor(graph, vals, name, v, g, eps):
+    """The round-off floor of each u . J v, from the elements' floors (see verdict) over v:
+    each element's own scale, the outputs' |f| (and what is computed on the way) plus
+    |(J^T u)[j] x[j]|, what x[j] itself contributes; never the largest input anywhere."""
     x = vals[graph.inputs[name]].ravel()
+    size = np.maximum(judge.output_magnitude(graph, vals).sum() + np.abs(g * x[None, :]), eps)
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
-    return numeric.ROUNDOFF_FLOOR * eps * size * np.sqrt(((v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
+    return numeric.ROUNDOFF_FLOOR * eps * np.sqrt(((size * v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
 
 
 def disagree(ana, num, tol):
@@ -116,14 +118,14 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
     and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
     v = directions(vals[graph.inputs[name]].size, rng)
     num, est, h, kink = directional(graph, vals, name, method, v, u, eps)
-    least = floor(graph, vals, name, v, eps)
+    least = floor(graph, vals, name, v, g, eps)
     ana64 = np.einsum("kn,kn->k", g, v)
     tol = numeric.tolerance(np.abs(g * v).sum(axis=1), num, est, primary, settings) + least
     bad = disagree(ana64, num, tol)
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
-        least32 = floor(graph, vals, name, v, numeric.EPS[settings.dtype])  # float32 code's own round-off
+        least32 = floor(graph, vals, name, v, g32, numeric.EPS[settings.dtype])  # float32 code's own round-off
         tol = numeric.tolerance(np.abs(g32 * v).sum(axis=1), num, est, settings.dtype, settings) + least32
         tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
         bad |= disagree(ana, num, tol)
@@ -147,7 +149,7 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
             masked[row, part] = v[part]
         num, est, _, kink = directional(graph, vals, name, screen.method, masked, np.repeat(u, len(halves), 0), eps)
         ana = masked @ g
-        least = floor(graph, vals, name, masked, eps)
+        least = floor(graph, vals, name, masked, np.broadcast_to(g, masked.shape), eps)
         tol = numeric.tolerance(np.abs(masked * g).sum(axis=1), num, est, primary, settings) + least
         bad = disagree(ana, num, tol) | kink
         sets = []

@@ -139,6 +139,11 @@ class _Columns:
     def one_sided(self, h, idx):
         return self.run(lambda delta, rows, at: numeric.one_sided(delta, h[at]), idx)
 
+    def noise(self, idx):
+        """f's own round-off noise along each element, (len(idx), M): ``numeric.noise``."""
+        h = self.auto_steps("central", idx)
+        return self.run(lambda delta, rows, at: (numeric.noise(delta, h[at]),), idx)[0]
+
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
                 primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None):
@@ -165,23 +170,35 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
         est = cols.truncation(method, h, num.T, idx).T
     shown = (num.copy(), np.full(len(idx), method, dtype=object), h.copy())  # what the report shows
     magnitude = judge.element_magnitude(graph, vals, num, analytic, x)
-    per_input = np.maximum(magnitude, eps) / np.maximum(1.0, np.abs(x))
-    e = judge.Element(num, est, shown[1].copy(), h.copy(), magnitude,
-                 ROUNDOFF_FLOOR * eps * per_input, ROUNDOFF_FLOOR * numeric.EPS[settings.dtype] * per_input,
-                 cols.auto_steps("richardson", idx), np.full(num.shape, np.nan))
+    e = judge.Element(num, est, shown[1].copy(), h.copy(), magnitude, None, None,
+                      cols.auto_steps("richardson", idx), np.full(num.shape, np.nan))
+    judge.set_floors(e, x, eps, numeric.EPS[settings.dtype])
 
     def rule():
         return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
 
     bad, vague, tol, aim, _ = rule()
+    suspects = np.flatnonzero((bad | vague).any(axis=0))
+    if len(suspects):  # what f's own round-off hides, measured where it matters
+        judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[settings.dtype])
+        bad, vague, tol, aim, _ = rule()
     measure.remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
+    bad, vague, tol, aim, unc = rule()
+    # the aim follows the derivative's size, which the first rough measurement may have
+    # missed by orders (a step across the pole of an ill-conditioned solve): aim again
+    measure.remeasure(cols, idx, e, eps, np.flatnonzero(vague.any(axis=0)), aim)
     bad, vague, tol, aim, unc = rule()
     seen = analytic if analytic32 is None else analytic32
     status, minus, plus = judge.classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
-    unresolved = status == "unresolved"  # a reason is formatted for these alone
+    tried = np.fmax(e.steps, cols.auto_steps("central", idx))
+    frozen = (status == "fail") & judge.below_resolution(e, (analytic, seen), graph, vals, tried, eps)
+    status = np.where(frozen, "unresolved", status)
+    unresolved = (status == "unresolved") & ~frozen  # a reason is formatted for these alone
     reason = np.full(status.shape, "", dtype=object)
     reason[unresolved] = judge.unresolved_reason(np.broadcast_to(unc, status.shape)[unresolved],
                                                  np.broadcast_to(aim, status.shape)[unresolved])
+    reason[frozen] = ("f did not change at any step: the analytic slope times the step is below the "
+                      "rounding unit of the values f is given and returns, so no difference can see it")
     out = e.num
     if explicit:  # the report shows the spec's measurement; the verdict rests on the best one
         redone = np.flatnonzero(e.methods != shown[1])

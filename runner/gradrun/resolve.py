@@ -1,0 +1,373 @@
+"""Meaning checks and resolution of one spec document: defaults, experiments, sweeps, points.
+
+``Checker`` collects every issue instead of stopping at the first; ``gradrun.spec.load_spec``
+drives it and raises ``SpecError`` with them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import expr as exprs
+from . import hessian, primitives, tree, usercode, yamlload
+from . import values as values_rules
+from .declare import Declarations
+from .graphcheck import complex_unsafe, full_check, infer_shape, reachable, screen_rows
+from .inputs import SEQUENCES, Inputs, finite, sequence
+from .limits import MAX_EXPERIMENTS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS
+from .model import METHODS, Experiment, Point, Settings
+from .schema import schema_issues
+from .tree import Call, ExprFunction, PythonFunction, Var
+
+SETTING_KEYS = ("method", "step", "rtol", "atol", "dtype", "check", "seed", "order")
+SWEPT_SETTINGS = ("step", "method")  # sweep keys that mean settings, not inputs
+FORMS = ("function", "chain", "expr")
+
+_Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
+
+
+class Checker(Declarations):
+    """Meaning checks and resolution of one document; collects every issue."""
+
+    def __init__(self, doc: yamlload.Document, spec_dir: Path, device: str | None = None,
+                 policy: usercode.Policy = usercode.DEFAULT):
+        self.doc = doc
+        self.spec_dir = spec_dir
+        self.policy = policy  # what code references may reach (gradrun.usercode)
+        self.device = device  # overrides every torch declaration's device
+        self.seed = 0  # the defaults' seed, which declared torch modules are built under
+        self.torch_decls: dict = {}  # name -> its torch declaration, to rebuild under another seed
+        self.torch_built: dict = {}  # (name, seed) -> PythonFunction
+        self.issues, self.broken = schema_issues(doc)
+        self.functions: dict = {}  # declared name -> ExprFunction | PythonFunction
+        self.arity = {n: primitives.get(n).nargs for n in primitives.names()}  # None: any
+        # Declared functions already reported as broken: using them is no second error.
+        self.unusable: set = set()
+
+    def ok(self, *path) -> bool:
+        """False where the schema found an error: that part's shape is unknown, so it is not checked further."""
+        return not any(b[: len(path)] == path or path[: len(b)] == b for b in self.broken)
+
+    def add(self, path, message, hint="", key=False, column_offset=None):
+        self.issues.append(self.doc.issue(path, message, hint, key=key, column_offset=column_offset))
+
+    def expression(self, path, text, names):
+        """Parse an expression string; problems become issues pointing inside the string."""
+        try:
+            return exprs.parse(text, self.arity, names)
+        except exprs.ExprError as e:
+            for p in e.problems:
+                self.add(path, p.message, p.hint, column_offset=p.column)
+            return None
+
+    # -- defaults and functions
+
+    def settings(self, path, data: dict, base: Settings) -> Settings:
+        """The settings ``data`` gives over ``base``; a value breaking its rule is an issue and is not used."""
+        values = {k: data[k] for k in SETTING_KEYS if k in data}
+        if "reduce" in data:
+            values["reduce"] = data["reduce"]
+        for key, message in values_rules.setting_problems(values):
+            self.add(path + (key,), message, "a finite number is needed here")
+            del values[key]
+        for k in ("rtol", "atol", "step"):
+            if values_rules.is_number(values.get(k)):
+                values[k] = float(values[k])
+        return base.updated(**values)
+
+    def experiments(self, items: list, defaults: Settings) -> list:
+        if len(items) > MAX_EXPERIMENTS:
+            self.add(("experiments",), f"{len(items)} experiments, more than {MAX_EXPERIMENTS}", "split the file")
+            return []
+        first_seen: dict = {}
+        out = []
+        for i, data in enumerate(items):
+            name = data.get("name") if isinstance(data, dict) else None
+            if isinstance(name, str):
+                if name in first_seen:
+                    self.add(("experiments", i, "name"), f"duplicate experiment name '{name}' "
+                             f"(first on line {self.doc.where(('experiments', first_seen[name], 'name'))[0]})")
+                first_seen.setdefault(name, i)
+            if self.ok("experiments", i):
+                exp = self.experiment(i, data, defaults)
+                if exp is not None:
+                    out.append(exp)
+        return out
+
+    def written_order(self, path, names):
+        return sorted(names, key=lambda n: self.doc.where(path + (n,), key=True))
+
+    def experiment(self, i, data, defaults):
+        path = ("experiments", i)
+        before = len(self.issues)
+        settings = self.settings(path, data, defaults)
+        inputs, sweep = data.get("inputs", {}), data.get("sweep", {})
+        swept_settings = [k for k in sweep if k in SWEPT_SETTINGS]
+        swept_inputs = [k for k in sweep if k not in SWEPT_SETTINGS]
+        given = self.given_inputs(path, inputs, swept_inputs)
+
+        written = list(given)
+        named = data.get("function")  # a torch module's parameters are inputs too
+        fn = self.seeded({named: self.functions[named]}, settings.seed)[named] if named in self.functions else None
+        supplied = fn.defaults if isinstance(fn, PythonFunction) else {}
+        given += [n for n in supplied if n not in given]
+        expr = self.build_expr(path, data, inputs, given)
+        integers = [n for n in written if isinstance(inputs.get(n), dict) and "integer" in inputs[n]]
+        differentiable = [n for n in written if n not in integers]
+        if expr is not None and not given:
+            self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
+        elif expr is not None and not differentiable and "wrt" not in data:
+            self.add(path, "has only integer inputs, so nothing to differentiate", "add inputs or sweep")
+        wrt = self.wrt_names(path, data, given, supplied, integers, differentiable)
+        fixed = self.fixed_inputs(path, inputs, given, supplied, settings)
+        axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings)
+        if len(self.issues) > before or expr is None or axes is None:
+            return None
+        functions = self.seeded(reachable(expr, self.functions), settings.seed)
+        called = set(tree.calls(expr)).union(*(tree.calls(f.body) for f in functions.values()
+                                                 if isinstance(f, ExprFunction)))
+        if called & self.unusable:
+            return None  # already reported where the function is declared
+
+        points = self.points(axes, fixed, settings, swept_settings)
+        if not self.fits(path, data, expr, fixed, swept_inputs, functions, wrt, settings, points):
+            return None
+        line, column = self.doc.where(path)
+        return Experiment(
+            name=data["name"], expr=expr, functions=functions, points=points, wrt=wrt,
+            settings=settings, file=self.doc.file, line=line, column=column,
+            description=data.get("description", self.source_form(data)),
+            integers=tuple(integers),
+        )
+
+    def given_inputs(self, path, inputs, swept_inputs) -> list:
+        """The inputs and swept names of an experiment, in the order written."""
+        for name in swept_inputs:
+            if name in inputs:
+                self.add(path + ("sweep", name), f"'{name}' is both an input and swept", "keep one", key=True)
+        given = self.written_order(path + ("inputs",), inputs) + [n for n in swept_inputs if n not in inputs]
+        return sorted(given, key=lambda n: self.doc.where(
+            path + (("inputs",) if n in inputs else ("sweep",)) + (n,), key=True))
+
+    def wrt_names(self, path, data, given, supplied, integers, differentiable) -> list:
+        """The inputs differentiated: wrt as written (params meaning a torch module's), or every float input."""
+        wrt = [w for n in data.get("wrt", differentiable)
+               for w in (list(supplied) if n == "params" and supplied and n not in given else [n])]
+        for k, name in enumerate(wrt):
+            if name in integers:
+                self.add(path + ("wrt", k), f"'{name}' is an integer input, which is never differentiated",
+                         "remove it from wrt; integer inputs (labels, indices) are passed to the function as they are")
+            elif name not in given:
+                self.add(path + ("wrt", k), f"wrt names '{name}', which is not an input",
+                         exprs.did_you_mean(name, given) or f"inputs: {', '.join(given)}")
+        return wrt
+
+    def fixed_inputs(self, path, inputs, given, supplied, settings) -> dict:
+        """name -> value of every input not swept, generated in the order written."""
+        fixed = {}
+        generator = Inputs(self.doc, settings, self.issues)
+        for position, name in enumerate(given):
+            if name in inputs:
+                value = generator.value(path + ("inputs", name), inputs[name], position)
+                if value is not None:
+                    fixed[name] = value
+            elif name in supplied:
+                fixed[name] = supplied[name]
+        return fixed
+
+    @staticmethod
+    def source_form(data) -> str:
+        if "chain" in data:
+            return "chain: " + ", ".join(data["chain"])
+        return f"function: {data['function']}" if "function" in data else f"expr: {data['expr']}"
+
+    def build_expr(self, path, data, inputs, given):
+        forms = [k for k in FORMS if k in data]
+        if len(forms) != 1:
+            message = ("needs one of 'function', 'chain' or 'expr'" if not forms
+                       else f"has both {' and '.join(repr(f) for f in forms)}; keep exactly one")
+            self.add(path, message)
+            return None
+        form = forms[0]
+        if form == "expr":
+            parsed = self.expression(path + ("expr",), data["expr"], given)
+            if parsed is not None:
+                self.unused(path, inputs, given, tree.variables(parsed), "the expression")
+            return parsed
+        if form == "chain":
+            ok = True
+            for k, name in enumerate(data["chain"]):
+                ok &= self.known(path + ("chain", k), name, want_one=True)
+            params = ("x",)
+            built = tree.chain(data["chain"], var="x") if ok else None
+        else:
+            name = data["function"]
+            if not self.known(path + ("function",), name):
+                return None
+            params = self.params_of(name)
+            built = Call(name, tuple(Var(p) for p in params))
+        what = "the chain (its input is x)" if form == "chain" else f"'{data.get('function')}' (parameters: {', '.join(params)})"
+        for p in params:
+            if p not in given:
+                self.add(path, f"input '{p}' of {what} is not given", "add it under inputs or sweep")
+        self.unused(path, inputs, given, params, what)
+        return built
+
+    def unused(self, path, inputs, given, used, what):
+        for name in given:
+            if name not in used:
+                where = path + ("inputs" if name in inputs else "sweep", name)
+                self.add(where, f"input '{name}' is not used by {what}", "remove it, or use it", key=True)
+
+    def known(self, path, name, want_one=False) -> bool:
+        if name in self.unusable:
+            return False  # already reported where it is declared
+        if name not in self.arity:
+            self.add(path, f"unknown function '{name}'", exprs.did_you_mean(name, self.arity)
+                     or "`gradrun functions` lists the built-ins")
+            return False
+        if want_one and self.arity[name] != 1:
+            self.add(path, f"chain members take one argument; '{name}' takes {self.arity[name]}",
+                     "use expr for functions of several inputs")
+            return False
+        needs = [p.name for p in getattr(primitives.PRIMITIVES.get(name), "params", ()) if p.required]
+        if needs and name not in self.functions:
+            self.add(path, f"{name} needs {' and '.join(needs)}, which only an expression can give",
+                     f"write expr: \"{primitives.get(name).signature()}\" with values for them")
+            return False
+        return True
+
+    def params_of(self, name) -> tuple:
+        fn = self.functions.get(name)
+        if fn is not None:
+            return tuple(fn.params)
+        prim = primitives.get(name)
+        if prim.nargs is None:  # concatenate, stack: two inputs, a and b
+            return ("a", "b")
+        return prim.arg_names or primitives.ARG_NAMES[prim.nargs]
+
+    def sweep_axes(self, path, sweep, swept_inputs, swept_settings):
+        """name -> list of values, in the order written; None after an issue."""
+        axes = {}
+        ok = True
+        for name in self.written_order(path + ("sweep",), sweep):
+            spec, where = sweep[name], path + ("sweep", name)
+            if isinstance(spec, dict):
+                kind = next(k for k in SEQUENCES if k in spec)
+                with np.errstate(all="ignore"):
+                    values = sequence(self.doc, where, kind, spec[kind], MAX_SWEEP_POINTS, self.issues)
+                values = finite(self.doc, where, values, self.issues)
+                values = None if values is None else [float(v) for v in values]
+            else:
+                values = self.sweep_list(where, name, spec)
+                if values is not None and name != "method":
+                    values = finite(self.doc, where, np.asarray(values), self.issues)
+                    values = None if values is None else [float(v) for v in values]
+            if name == "step" and values is not None and not all(v > 0 for v in values):
+                bad = next(v for v in values if not v > 0)
+                self.add(where, f"a swept step must be positive, and this sweep gives {bad:g}",
+                         "sweep steps with logspace, or list positive numbers")
+                values = None
+            ok &= values is not None
+            axes[name] = values
+        if not ok:
+            return None
+        total = math.prod(len(v) for v in axes.values())
+        if total > MAX_SWEEP_POINTS:
+            self.add(path + ("sweep",), f"the sweep has {total} points, more than {MAX_SWEEP_POINTS}",
+                     "sweep fewer values, or fewer names at once", key=True)
+            return None
+        return axes
+
+    def sweep_list(self, where, name, values):
+        if name == "method":
+            bad = [v for v in values if v not in METHODS]
+            if bad:
+                self.add(where, f"method sweep holds {bad[0]!r}, not a method",
+                         exprs.did_you_mean(str(bad[0]), METHODS) or f"methods: {', '.join(METHODS)}")
+                return None
+            return list(values)
+        bad = [v for v in values if isinstance(v, str)]
+        if bad:
+            self.add(where, f"sweep of '{name}' holds the string {bad[0]!r}", "sweep numbers here")
+            return None
+        return [float(v) for v in values]
+
+    def points(self, axes, fixed, settings, swept_settings) -> list:
+        names = list(axes)
+        points = []
+        for index, combo in enumerate(itertools.product(*(axes[n] for n in names))):
+            coords = dict(zip(names, combo))
+            inputs = dict(fixed)
+            for n, v in coords.items():
+                if n not in SWEPT_SETTINGS:
+                    inputs[n] = np.asarray(v, dtype=np.float64)
+            changed = {k: coords[k] for k in swept_settings}
+            points.append(Point(index, inputs, coords, settings.updated(**changed) if changed else None))
+        return points or [Point(0, dict(fixed))]
+
+    def fits(self, path, data, expr, fixed, swept_inputs, functions, wrt, settings, points) -> bool:
+        """Shapes, complex-safety and report size; False after an issue."""
+        form = next(k for k in FORMS if k in data)
+        shapes = {n: a.shape for n, a in fixed.items()} | {n: () for n in swept_inputs}
+        try:
+            out_shape = infer_shape(expr, shapes, functions, points[0].inputs if points else dict(fixed))
+        except _Problem as p:
+            self.add(path + (form,), p.message, p.hint,
+                     column_offset=p.column if form == "expr" and p.column is not None else None)
+            return False
+        methods = {settings.method} | {p.settings.method for p in points if p.settings}
+        if "complex" in methods:
+            unsafe = complex_unsafe(expr, functions)
+            if unsafe:
+                if "method" in data:
+                    where = path + ("method",)
+                elif "method" in data.get("sweep", {}):
+                    where = path + ("sweep", "method")
+                else:
+                    where = ("defaults", "method")
+                self.add(where, f"method complex needs a complex-safe graph; not complex-safe: {', '.join(unsafe)}",
+                         "declare complex_safe: true if your code takes complex input, or use another method")
+                return False
+        per_output = 1 if settings.reduce == "sum" else math.prod(out_shape)
+        entries = sum(math.prod(shapes[n]) for n in wrt) * per_output
+        rows = len(points) * (entries if full_check(settings.check, entries, expr, functions)
+                              else len(wrt) * screen_rows())
+        if settings.order == 2:
+            if not self.second_order_ok(path, data, per_output, methods, reachable(expr, functions)):
+                return False
+            entries = sum(math.prod(shapes[n]) for n in wrt) ** 2
+            rows = len(points) * (entries if settings.check == "full" else min(entries, hessian.FULL_LIMIT))
+        if rows > MAX_REPORT_ROWS:
+            self.add(path, f"the report would have {rows} rows, more than {MAX_REPORT_ROWS}",
+                     "use reduce: sum, fewer wrt inputs, smaller inputs or a coarser sweep")
+            return False
+        return True
+
+
+    def second_order_ok(self, path, data, per_output, methods, reach) -> bool:
+        """order: 2 needs a scalar output, a numeric method other than complex, and user
+        functions it can differentiate twice."""
+        ok = True
+        if per_output != 1:
+            self.add(path + ("order",) if "order" in data else path, "order: 2 needs a scalar output",
+                     "add reduce: sum to check the Hessian of the sum of the outputs")
+            ok = False
+        if "complex" in methods:
+            self.add(path + ("method",) if "method" in data else path,
+                     "method complex of the gradient is the analytic side itself at order: 2",
+                     "use central, central4, richardson or auto")
+            ok = False
+        for name, fn in sorted(reach.items()):
+            if isinstance(fn, PythonFunction) and fn.hvp is None and not fn.complex_safe:
+                self.add(("functions", name), f"python function '{name}' needs an 'hvp' rule for order: 2",
+                         "hvp(cotangent, tangents, *inputs) -> one block per input, or complex_safe: true "
+                         "if its vjp takes complex input", key=True)
+                ok = False
+        return ok
+
+
