@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import numeric, second_order
+from . import numeric, screen, second_order
 
 SCREEN_DIRECTIONS = 4
-MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
 
 
 @dataclass
@@ -81,24 +80,9 @@ def screen_hessian(prob, rng) -> HessianScreen:
 
 def localize(prob, v, rows):
     """Columns whose entries in the disagreeing ``rows`` disagree along v, or None if too many."""
-    sets = [np.arange(prob.size)]
-    found = []
-    while sets:
-        halves = [h for s in sets for h in (np.array_split(s, 2) if len(s) > 1 else [s]) if len(h)]
-        if len(halves) > 2 * MAX_LOCALIZED:
-            return None
-        masked = np.zeros((len(halves), prob.size))
-        for row, part in enumerate(halves):
-            masked[row, part] = v[part]
+    def disagrees(masked):
         bad, _, _, _, _, kink = compare(prob, masked, rows)
-        sets = []
-        for part, is_bad in zip(halves, bad.any(axis=1) | kink):
-            if not is_bad:
-                continue
-            if len(part) == 1:
-                found.append(int(part[0]))
-            else:
-                sets.append(part)
-        if len(sets) > MAX_LOCALIZED:
-            return None
-    return np.array(sorted(found), dtype=np.int64) if found else None
+        return bad.any(axis=1) | kink
+
+    found = screen.group_test(v, disagrees)
+    return np.array(found, dtype=np.int64) if found else None

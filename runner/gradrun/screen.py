@@ -135,9 +135,14 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
     return Screen(num, ana, ana64, tol, est, bad, kink, method, h, u, v, g, g32)
 
 
-def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
-    """Input elements whose Jacobian columns disagree along direction k, or None if too many."""
-    u, v, g = screen.u[k:k + 1], screen.v[k], screen.g[k]
+def group_test(v, disagrees):
+    """Group testing: the elements whose part of direction ``v`` disagrees, or None if too many.
+
+    ``disagrees(masked)`` tells, for each row of ``masked`` (``v`` kept on one set of
+    elements, zero elsewhere), whether that part of the direction disagrees. Disagreeing
+    sets are halved until single elements remain: about 2·log2 N tests for one culprit
+    among N. Returns the culprits sorted, or None past ``MAX_LOCALIZED`` sets.
+    """
     sets = [np.arange(v.size)]
     found = []
     while sets:
@@ -147,13 +152,8 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
         masked = np.zeros((len(halves), v.size))
         for row, part in enumerate(halves):
             masked[row, part] = v[part]
-        num, est, _, kink = directional(graph, vals, name, screen.method, masked, np.repeat(u, len(halves), 0), eps)
-        ana = masked @ g
-        least = floor(graph, vals, name, masked, np.broadcast_to(g, masked.shape), eps)
-        tol = numeric.tolerance(np.abs(masked * g).sum(axis=1), num, est, primary, settings) + least
-        bad = disagree(ana, num, tol) | kink
         sets = []
-        for part, is_bad in zip(halves, bad):
+        for part, is_bad in zip(halves, disagrees(masked)):
             if not is_bad:
                 continue
             if len(part) == 1:
@@ -163,3 +163,18 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
         if len(sets) > MAX_LOCALIZED:
             return None
     return sorted(found)
+
+
+def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
+    """Input elements whose Jacobian columns disagree along direction k, or None if too many."""
+    u, v, g = screen.u[k:k + 1], screen.v[k], screen.g[k]
+
+    def disagrees(masked):
+        num, est, _, kink = directional(graph, vals, name, screen.method, masked,
+                                        np.repeat(u, len(masked), 0), eps)
+        ana = masked @ g
+        least = floor(graph, vals, name, masked, np.broadcast_to(g, masked.shape), eps)
+        tol = numeric.tolerance(np.abs(masked * g).sum(axis=1), num, est, primary, settings) + least
+        return disagree(ana, num, tol) | kink
+
+    return group_test(v, disagrees)
