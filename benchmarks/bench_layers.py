@@ -13,27 +13,17 @@ Run: .venv/bin/python benchmarks/bench_layers.py
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench_full import best  # the fastest of a few runs, within a time budget
 from gradrun import primitives, runner, spec
 
 LAYERS = Path(__file__).resolve().parents[1] / "experiments" / "layers.yaml"
 SCALES = (1, 2, 3)
 UNSCALED = {"labels", "mask"}  # integer inputs keep their meaning only at their written size
 FIXED_SHAPE = {"glu-slices"}  # its slices are written for its own width
-
-
-def best(fn, budget=2.0, most=3):
-    times, spent = [], 0.0
-    while len(times) < most and (not times or spent < budget):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-        spent += times[-1]
-    return min(times)
 
 
 def scaled(exp, factor):
@@ -66,10 +56,10 @@ def main():
             if big is None:
                 continue
             result = runner.run_experiment(big)
-            fast = best(lambda: runner.run_experiment(big))
+            fast = best(lambda: runner.run_experiment(big), budget=2.0, most=3)
             saved = without_batch_rules()
             try:
-                slow = best(lambda: runner.run_experiment(big), most=1)
+                slow = best(lambda: runner.run_experiment(big), budget=2.0, most=1)
             finally:
                 primitives.PRIMITIVES.update(saved)
             verdict = "PASS" if result.passed else "FAIL"

@@ -10,3 +10,15 @@ def row(*values, coords=None, **fields) -> dict:
     out = DEFAULTS | dict(zip(NAMES, values)) | fields
     out["coords"] = dict(coords or {})
     return out
+
+
+def describe(result, n: int = 3) -> str:
+    """A failure message: the experiment's error, or its n worst rows with both numbers."""
+    if result.error:
+        return result.error
+    parts = []
+    for r in result.worst(n):
+        where = f"{r.element},{r.element2}" if getattr(r, "element2", "") else r.element
+        parts.append(f"{where} out[{r.output}] {r.check} {r.status}: numeric={r.numeric!r} "
+                     f"analytic={r.analytic!r} tolerance={r.tolerance!r} method={r.method} {r.reason}".rstrip())
+    return "; ".join(parts)

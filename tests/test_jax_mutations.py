@@ -11,6 +11,7 @@ pytest.importorskip("jax", reason="the JAX mutation suite needs jax (pip install
 import gradrun  # noqa: E402
 from gradrun.frameworks import jax as adapter  # noqa: E402
 from jax_mutations import RULES  # noqa: E402
+from rows import describe
 
 DTYPES = ("float64", "float32")
 
@@ -26,11 +27,6 @@ def check(rule, wrapped, dtype):
     """gradrun's verdict on one wrapped JAX function at the rule's point."""
     expr = f"f({', '.join(wrapped.params)})"
     return gradrun.check(expr, rule.point(), functions={"f": wrapped}, dtype=dtype, name=rule.name)
-
-
-def describe(result) -> str:
-    return "; ".join(f"{r.element} out[{r.output}] {r.status}: numeric={r.numeric!r} analytic={r.analytic!r} "
-                     f"tolerance={r.tolerance!r} method={r.method}" for r in result.worst(3))
 
 
 @pytest.mark.parametrize("rule, variant, fn, should_pass, dtype", params())

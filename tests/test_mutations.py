@@ -10,6 +10,7 @@ import pytest
 
 import gradrun
 from mutations import all_cases, hard
+from rows import describe
 
 CASES = all_cases()
 DTYPES = ("float64", "float32")
@@ -22,14 +23,6 @@ def params():
                 key = (case.name, variant, dtype)
                 out.append(pytest.param(case, vjp, should_pass, dtype, id="-".join(key)))
     return out
-
-
-def describe(result) -> str:
-    return "; ".join(
-        f"{r.element} out[{r.output}] {r.status}: numeric={r.numeric!r} analytic={r.analytic!r} "
-        f"tolerance={r.tolerance!r} method={r.method}"
-        for r in result.worst(3)
-    )
 
 
 @pytest.mark.parametrize("case, vjp, should_pass, dtype", params())

@@ -11,6 +11,7 @@ import pytest
 
 import gradrun
 from redteam import all_cases
+from rows import describe
 
 # A case gradrun is known to get wrong, with why: the test fails when that changes.
 KNOWN = {
@@ -35,12 +36,6 @@ def params():
             marks = [pytest.mark.xfail(strict=True, reason=KNOWN[case.name])] if case.name in KNOWN else []
             out.append(pytest.param(case, dtype, id=f"{case.name}-{dtype}", marks=marks))
     return out
-
-
-def describe(result) -> str:
-    return "; ".join(f"{r.element} out[{r.output}] {r.status}: numeric={r.numeric!r} analytic={r.analytic!r} "
-                     f"tolerance={r.tolerance!r} {r.reason}"
-                     for r in [r for r in result.records if r.status != "pass"][:3])
 
 
 def test_the_corpus_is_large_enough():

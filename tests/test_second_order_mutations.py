@@ -13,6 +13,7 @@ import pytest
 import gradrun
 from gradrun.tree import PythonFunction, python_params
 from hvp_mutations import cases
+from rows import describe
 
 CASES = cases()
 DTYPES = ("float64", "float32")
@@ -31,11 +32,6 @@ def run(case, hvp, dtype, check="full"):
         return gradrun.check(case.forward, point, vjp=case.vjp, hvp=hvp, order=2, dtype=dtype, check=check)
     fn = PythonFunction(case.forward.__name__, python_params(case.forward), case.forward, case.vjp, hvp=hvp)
     return gradrun.check(case.expr, point, functions={fn.name: fn}, order=2, dtype=dtype, check=check)
-
-
-def describe(result) -> str:
-    return "; ".join(f"{r.element},{r.element2} {r.check} {r.status}: numeric={r.numeric!r} "
-                     f"analytic={r.analytic!r} tolerance={r.tolerance!r}" for r in result.worst(3))
 
 
 def test_suite_size():

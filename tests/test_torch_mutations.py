@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch", reason="the torch: function kind needs PyTo
 
 from gradrun.frameworks import torch as adapter  # noqa: E402
 from mutations_torch import all_cases  # noqa: E402
+from rows import describe
 
 torch.set_num_threads(1)  # tiny tensors: one thread is faster, and immune to a busy machine's contention
 
@@ -22,13 +23,6 @@ DTYPES = ("float64", "float32")
 def params():
     return [pytest.param(case, variant, code, should_pass, dtype, id=f"{case.name}-{variant}-{dtype}")
             for case in CASES for variant, code, should_pass in case.variants() for dtype in DTYPES]
-
-
-def describe(result) -> str:
-    if result.error:
-        return result.error
-    return "; ".join(f"{r.element} out[{r.output}] {r.status}: numeric={r.numeric!r} analytic={r.analytic!r} "
-                     f"tolerance={r.tolerance!r}" for r in result.worst(3))
 
 
 @pytest.mark.parametrize("case, variant, code, should_pass, dtype", params())

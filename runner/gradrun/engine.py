@@ -620,32 +620,32 @@ def _batched_matmul(operands, batched, primals, out_shape):
 
 def _python_sparse(node, i, vals, ps, batch, motion):
     """A user's function called once per row on a working copy of its arguments
-    with only the row's positions moved (and put back after the call)."""
+    with only the row's positions moved (and put back after the call); a batched
+    forward gets every row at once instead."""
     args = [vals[a] for a in node.args]
     moved = [k for k, p in enumerate(ps) if p is not None]
-    work = [np.array(x, dtype=complex if motion.imaginary else x.dtype) for x in args]
-    flat = {k: work[k].reshape(-1) for k in moved}
+    dtype = complex if motion.imaginary else None
     old = {k: args[k].ravel()[ps[k].idx] for k in moved}
     new = {k: motion.lift(old[k], ps[k].delta) for k in moved}
-    called = [work[k] if k in flat else x for k, x in enumerate(args)]
-    forward = node.fn.forward
     if node.fn.forward_batch is not None:
         # unmoved arguments stay read-only broadcast views (stride 0 along the batch axis),
         # which a batched forward may pass once instead of once per row
-        stacked = [np.broadcast_to(x, (batch,) + x.shape) for x in called]
-        for k in moved:
-            stacked[k] = stacked[k].copy()
+        stacked = [np.broadcast_to(x, (batch,) + x.shape) for x in args]
         for k in moved:  # row b moves its own positions only
+            stacked[k] = np.array(stacked[k], dtype=dtype or args[k].dtype)
             stacked[k].reshape(batch, -1)[np.arange(batch)[:, None], ps[k].idx] = new[k]
         rows = np.asarray(node.fn.forward_batch(*stacked)).reshape(batch, -1)
-        return Dense(motion.change(rows, vals[i].ravel()).reshape((batch,) + vals[i].shape)), np.zeros(batch, bool)
-    rows = np.empty((batch, vals[i].size), dtype=complex if motion.imaginary else vals[i].dtype)
-    for b in range(batch):
-        for k in moved:
-            flat[k][ps[k].idx[b]] = new[k][b]
-        rows[b] = np.asarray(forward(*called)).ravel()
-        for k in moved:
-            flat[k][ps[k].idx[b]] = old[k][b]
+    else:
+        work = [np.array(x, dtype=dtype or x.dtype) for x in args]
+        flat = {k: work[k].reshape(-1) for k in moved}
+        called = [work[k] if k in flat else x for k, x in enumerate(args)]
+        rows = np.empty((batch, vals[i].size), dtype=dtype or vals[i].dtype)
+        for b in range(batch):
+            for k in moved:
+                flat[k][ps[k].idx[b]] = new[k][b]
+            rows[b] = np.asarray(node.fn.forward(*called)).ravel()
+            for k in moved:
+                flat[k][ps[k].idx[b]] = old[k][b]
     return Dense(motion.change(rows, vals[i].ravel()).reshape((batch,) + vals[i].shape)), np.zeros(batch, bool)
 
 

@@ -155,6 +155,12 @@ class ExperimentResult:
         """Rows (elements and projections) whose status is one of ``statuses``."""
         return int(sum(np.isin(s, statuses).sum() for s in self._statuses()))
 
+    def worst(self, n: int = 5) -> list:
+        """The n rows furthest outside their tolerance, kinks aside (``readings.worst_entries``)."""
+        from .readings import worst_entries
+
+        return worst_entries(self, n)
+
     @property
     def failures(self) -> list:
         """The rows that do not pass, as row objects (see ``records``)."""

@@ -190,9 +190,11 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     bad, vague, tol, aim, unc = rule()
     seen = analytic if analytic32 is None else analytic32
     status, minus, plus = judge.classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
-    tried = np.fmax(e.steps, cols.auto_steps("central", idx))
-    frozen = (status == "fail") & judge.below_resolution(e, (analytic, seen), graph, vals, tried, eps)
-    status = np.where(frozen, "unresolved", status)
+    frozen = np.zeros(status.shape, dtype=bool)
+    if (status == "fail").any():  # only a failure can turn out to be below resolution
+        tried = np.fmax(e.steps, cols.auto_steps("central", idx))
+        frozen = (status == "fail") & judge.below_resolution(e, (analytic, seen), graph, vals, tried, eps)
+        status = np.where(frozen, "unresolved", status)
     unresolved = (status == "unresolved") & ~frozen  # a reason is formatted for these alone
     reason = np.full(status.shape, "", dtype=object)
     reason[unresolved] = judge.unresolved_reason(np.broadcast_to(unc, status.shape)[unresolved],
