@@ -217,13 +217,14 @@ def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, 
     """
     overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
     policy = _policy(no_code, allow_modules)
-    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None, device, policy)
+    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None, device, policy,
+                           report_format)
     if only is not None and not only.strip():
         raise click.BadParameter("an empty pattern selects nothing", param_hint="--only")
     if plot:
         _plotting()  # no matplotlib: say so before running, not after
     with contextlib.redirect_stdout(sys.stderr):
-        loaded = _load_all(specs, policy, device)
+        loaded = _load_all(specs, cli_parallel.loader(how, policy, device))
         _check_selection(loaded, only)
         stored = _baselines(baseline_path, update_baseline, loaded, only)
         drifts = None if baseline_path is None or update_baseline else []
@@ -288,10 +289,8 @@ def _write_baseline(file, spec, results, quiet) -> None:
         click.echo(f"wrote baseline {file}", err=True)
 
 
-def _load_all(paths, policy, device=None) -> list:
-    """Load every spec, gathering every issue of every file before giving up."""
-    from . import spec as spec_module
-
+def _load_all(paths, load) -> list:
+    """Load every spec with ``load(path)``, gathering every issue of every file before giving up."""
     unique = list(dict.fromkeys(paths))
     stems = {}
     for path in unique:
@@ -299,7 +298,7 @@ def _load_all(paths, policy, device=None) -> list:
     for stem, same in stems.items():
         if len(same) > 1:
             raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return _each_spec(unique, lambda path: spec_module.load_spec(path, device=device, policy=policy))
+    return _each_spec(unique, load)
 
 
 def _each_spec(paths, load) -> list:

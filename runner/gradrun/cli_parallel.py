@@ -86,13 +86,30 @@ class How:
     merge: tuple = ()
     out: Path = Path("results")
     load_options: tuple = ()  # load_spec's keywords (device, policy), for workers that load a spec themselves
+    report_format: str = "csv"  # workers format the CSV rows of what they checked
 
     @property
     def serial(self) -> bool:
         return self.jobs == 1 and not (self.scheduler or self.shard or self.merge)
 
+    @property
+    def workers_resolve(self) -> bool:
+        """Whether the main process only parses the specs and the workers resolve them (``-j`` alone):
+        Dask ships the user modules the main process loaded, and shards slice by resolved cost."""
+        return self.jobs > 1 and not (self.scheduler or self.shard or self.merge)
 
-def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, policy=None) -> How:
+
+def loader(how: How, policy, device=None):
+    """``path -> spec``: ``load_spec``, or with ``-j`` alone ``window.parse`` (the workers resolve)."""
+    from . import spec as spec_module
+    from . import window
+
+    load = window.parse if how.workers_resolve else spec_module.load_spec
+    return lambda path: load(path, device=device, policy=policy)
+
+
+def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, policy=None,
+        report_format: str = "csv") -> How:
     """Check that the options go together; ``comparing``: --baseline or --update-baseline is given."""
     from_env = ctx.get_parameter_source("scheduler") == click.core.ParameterSource.ENVIRONMENT
     if scheduler and jobs > 1:
@@ -105,7 +122,7 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, p
         raise click.UsageError("a shard holds part of each spec; compare with --baseline when you --merge")
     load_options = ((("device", device),) if device is not None else ()) + \
         ((("policy", policy),) if policy is not None and policy != usercode.DEFAULT else ())
-    return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options)
+    return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options, report_format)
 
 
 def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
@@ -143,9 +160,13 @@ def _running(chosen, overrides, how, progress):
     from .dask_cluster import ClusterError  # dask itself is imported only with a scheduler
 
     try:
-        yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress, dict(how.load_options))
+        yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress, dict(how.load_options),
+                                how.report_format)
     except ClusterError as error:
         raise DistributionError(str(error)) from None
+    finally:
+        if progress:
+            progress.close()
 
 
 def _write_shard(how, path, spec, positions, results, overrides, only) -> None:
