@@ -35,7 +35,7 @@ from . import report, runner, shards, window
 from .columns import Columns
 from .model import ExperimentResult, SpecError
 
-UNITS_PER_WORKER = 4  # chunks of small experiments per worker: even load, few round trips
+UNITS_PER_WORKER = 8  # chunks of small experiments per worker: even load, few round trips
 SLICES_PER_WORKER = 2  # slices of a large experiment's points per worker
 SPLIT_COST = 4096  # points x input elements from which an experiment with several points is sliced
 
