@@ -151,3 +151,18 @@ def test_jobs_2_on_a_generated_spec_writes_the_serial_bytes(tmp_path):
     done = gradrun(path, "--out", tmp_path / "jobs", "-j", "2", "--report-format", "csv")
     assert done.returncode == 0, done.stderr
     assert_same_reports(tmp_path / "serial", tmp_path / "jobs", ["many"])
+
+
+@pytest.mark.parametrize("only", ["e0*", "e2[0-5]"])
+def test_experiments_only_leaves_out_are_still_validated(tmp_path, only):
+    """e27 is wrong: whether --only picks it or not, a serial run refuses the file, and so does -j."""
+    good, bad = many_spec(tmp_path, name="good"), many_spec(tmp_path, bad_at=27, name="bad")
+    other = tmp_path / "other"
+    other.mkdir()
+    lone = many_spec(other, bad_at=3, name="lone")  # --only picks nothing of it
+    for specs in ([good, bad], [good, lone]):
+        serial = gradrun(*specs, "--out", tmp_path / "serial", "--only", only)
+        done = gradrun(*specs, "--out", tmp_path / "jobs", "--only", only, "-j", "2")
+        assert serial.returncode == done.returncode == 2
+        assert done.stderr == serial.stderr and "unknown function 'sigmod'" in done.stderr
+        assert not (tmp_path / "jobs").exists()

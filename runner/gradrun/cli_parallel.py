@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import parallel, report, selection, shards, threads, usercode
+from . import parallel, report, selection, shards, threads, usercode, window
 from .progress import Bar
 
 
@@ -102,7 +102,6 @@ class How:
 def loader(how: How, policy, device=None):
     """``path -> spec``: ``load_spec``, or with ``-j`` alone ``window.parse`` (the workers resolve)."""
     from . import spec as spec_module
-    from . import window
 
     load = window.parse if how.workers_resolve else spec_module.load_spec
     return lambda path: load(path, device=device, policy=policy)
@@ -127,10 +126,10 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, p
 
 def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     """``(path, spec, results, ran)`` for each spec file the run reports on, in order."""
-    chosen = [(n, spec, [k for k, e in enumerate(spec.experiments)
-                         if selection.selected(e.name, only or None)])
-              for n, (_, spec) in enumerate(loaded)]
-    chosen = [c for c in chosen if c[2]]
+    every = [(n, spec, [k for k, e in enumerate(spec.experiments)
+                        if selection.selected(e.name, only or None)])
+             for n, (_, spec) in enumerate(loaded)]
+    chosen = [c for c in every if c[2]]
     paths = {n: path for n, (path, _) in enumerate(loaded)}
     if how.serial:
         for n, spec, _ in chosen:
@@ -146,8 +145,12 @@ def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     if how.shard:  # every spec keeps its place, even with nothing in this shard, so a merge finds it
         chosen = shards.slice_of(chosen, *how.shard)
     positions = {n: p for n, _, p in chosen}
+    if how.workers_resolve:  # a file --only leaves nothing of is still validated, by the workers
+        chosen = [c for c in every if c[2] or isinstance(c[1], window.Parsed)]
     progress = Bar("units") if show_progress else None
     for n, results in _running(chosen, overrides, how, progress):
+        if n not in positions:
+            continue
         if progress:
             progress.close()  # the bar's line ends; what is written about these results follows
         spec = loaded[n][1]

@@ -50,6 +50,7 @@ class Unit:
     names: tuple  # their names, for progress and errors
     start: int = 0
     stop: Optional[int] = None
+    check: bool = True  # False: only resolve them (experiments --only leaves out are still validated)
 
     @property
     def name(self) -> str:
@@ -88,14 +89,22 @@ class Outcome(NamedTuple):
 
 def chunks(chosen, workers: int) -> list:
     """The first round's units: ``chosen`` is ``[(spec position, spec, [experiment positions])]``;
-    consecutive experiments go together, about ``UNITS_PER_WORKER`` chunks per worker."""
+    consecutive experiments go together, about ``UNITS_PER_WORKER`` chunks per worker.
+
+    The experiments of a spec the workers resolve (``window.Parsed``) that
+    are not chosen get units too, which only resolve them: a serial run
+    validates every experiment of a file, chosen or not.
+    """
     total = sum(len(positions) for _, _, positions in chosen)
     size = max(1, math.ceil(total / (UNITS_PER_WORKER * workers)))
     units = []
     for spec_no, spec, positions in chosen:
-        for at in range(0, len(positions), size):
-            mine = tuple(positions[at:at + size])
-            units.append(Unit(spec_no, mine, tuple(spec.experiments[k].name for k in mine)))
+        left_out = [k for k in range(len(spec.experiments)) if k not in set(positions)] \
+            if isinstance(spec, window.Parsed) else []
+        for some, check in ((positions, True), (left_out, False)):
+            for at in range(0, len(some), size):
+                mine = tuple(some[at:at + size])
+                units.append(Unit(spec_no, mine, tuple(spec.experiments[k].name for k in mine), check=check))
     return units
 
 
@@ -114,7 +123,7 @@ def work(spec, unit: Unit, task: Task) -> Outcome:
     """Do one unit, in this process: resolve (a ``window.Parsed`` spec), check, format CSV rows."""
     if isinstance(spec, window.Parsed):
         experiments, issues = window.resolve(spec, unit.experiments, **dict(task.load_options))
-        if issues:
+        if issues or not unit.check:
             return Outcome([], [], issues)
     else:
         experiments = [spec.experiments[k] for k in unit.experiments]
@@ -151,7 +160,8 @@ def rescue(unit: Unit, alone, task: Task, why: str) -> Outcome:
     if len(unit.experiments) > 1:
         singles = [rescue(Unit(unit.spec, (k,), (name,)), alone, task, why)
                    for k, name in zip(unit.experiments, unit.names)]
-        return Outcome([r for o in singles for r in o.results], [s for o in singles for s in o.settings], [])
+        return Outcome([r for o in singles for r in o.results], [s for o in singles for s in o.settings],
+                       [i for o in singles for i in o.issues])
     if unit.stop is None:
         found = alone(unit, task.splitting_all())
         if found is None or not isinstance(found.results[0], Split):
@@ -256,6 +266,8 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
     count.total += len(more)
     for unit, outcome in execute(more):
         count(unit)
+        if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
+            raise SpecError(_every_issue(specs, outcome.issues, load_options))
         sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
     for n, spec, positions in chosen:
         yield n, [_joined(spec, n, k, parts, sliced) for k in positions]
@@ -304,6 +316,8 @@ def _first_round(execute, units, specs, task, count) -> dict:
             issues += outcome.issues
             finished.close()  # checking stops; only the issues matter now
             break
+        if not unit.check:
+            continue
         for k, got, resolved in zip(unit.experiments, outcome.results, outcome.settings):
             parts[(unit.spec, k)] = got
             if resolved is not None and isinstance(specs[unit.spec], window.Parsed):
