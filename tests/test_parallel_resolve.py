@@ -166,3 +166,12 @@ def test_experiments_only_leaves_out_are_still_validated(tmp_path, only):
         assert serial.returncode == done.returncode == 2
         assert done.stderr == serial.stderr and "unknown function 'sigmod'" in done.stderr
         assert not (tmp_path / "jobs").exists()
+
+
+def test_jobs_2_writes_the_serial_parquet_bytes(tmp_path):
+    specs = [ROOT / "experiments" / "chain.yaml", ROOT / "experiments" / "my-layer.yaml"]
+    for how in ([], ["-j", "2"]):
+        done = gradrun(*specs, "--out", tmp_path / ("jobs" if how else "serial"), "--report-format", "parquet", *how)
+        assert done.returncode == 0, done.stderr
+    for stem in ("chain", "my-layer"):
+        assert (tmp_path / "jobs" / f"{stem}.parquet").read_bytes() == (tmp_path / "serial" / f"{stem}.parquet").read_bytes()
