@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gradrun import parallel, report, shards, spec as spec_module, threads, window
+from gradrun import csvrows, parallel, report, shards, spec as spec_module, threads, window
 from gradrun.model import ExperimentResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +232,7 @@ def test_assembled_slices_equal_the_whole_experiment_rows_and_csv_bytes():
     joined = parallel.assemble([parallel.work(spec, u, task).results[0] for u in cut])
     assert list(map(repr, joined.records)) == list(map(repr, whole.records))  # repr: nan equals nan
     assert joined.check == whole.check and joined.notes == whole.notes
-    assert joined.csv == whole.csv == report.csv_rows(whole, schema)
+    assert joined.csv == whole.csv == csvrows.formatted([whole], schema)[0]
     assert report.csv_text([joined]) == report.csv_text([whole])
 
 
@@ -243,8 +243,21 @@ def test_csv_rows_formatted_under_other_columns_are_formatted_again():
     expected = report.csv_text(results)
     assert all(r.csv is None for r in results)
     for r in results:  # rows formatted as if the file had no sweep columns: not the file's columns
-        r.csv = report.csv_rows(r, parallel.expected_schema(spec, []))
+        [r.csv] = csvrows.formatted([r], parallel.expected_schema(spec, []))
     assert report.csv_text(results) == expected
+
+
+def test_rows_formatted_together_are_each_results_own_bytes():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    results = [parallel.work(spec, parallel.Unit(0, (k,), ("x",)), parallel.Task()).results[0]
+               for k in range(len(spec.experiments))]
+    schema = parallel.expected_schema(spec, range(len(spec.experiments)))
+    together = csvrows.formatted(results, schema)
+    assert together == [csvrows.formatted([r], schema)[0] for r in results]
+    assert b"".join(rows for _, rows in together) == report.csv_text(results).encode().split(b"\n", 1)[1]
+    odd = ExperimentResult.from_rows("e", [dict(record(0), reason="two\nlines"), record(1)])  # a quoted line break
+    assert csvrows.formatted([results[0], odd], schema) == [csvrows.formatted([r], schema)[0] for r in (results[0], odd)]
+    assert b'"two\nlines"' in csvrows.formatted([odd], schema)[0][1]
 
 
 def record(point):

@@ -6,7 +6,7 @@ sweep points of one large experiment. A unit does in its worker everything
 that is per experiment (``work``): it resolves its experiments (with ``-j``
 the main process only parses the spec files: ``gradrun.window``), checks
 them with ``runner.run_experiment``, and formats their CSV rows
-(``report.csv_rows``) under the columns the spec's report is expected to
+(``csvrows.formatted``) under the columns the spec's report is expected to
 have. The main process hands out the units, a few at a time, and joins the
 results in spec order.
 
@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
-from . import report, runner, shards, window
+from . import csvrows, runner, shards, window
 from .columns import Columns
 from .model import ExperimentResult, SpecError
 
@@ -127,17 +127,18 @@ def work(spec, unit: Unit, task: Task) -> Outcome:
             return Outcome([], [], issues)
     else:
         experiments = [spec.experiments[k] for k in unit.experiments]
-    schema = task.schemas.get(unit.spec)
     results = []
     for exp in experiments:
         if unit.stop is None and task.split and large(exp, task.split_cost):
             results.append(Split(len(exp.points)))
             continue
         part = exp if unit.stop is None else replace(exp, points=exp.points[unit.start:unit.stop])
-        result = runner.run_experiment(part, task.overrides)
-        if schema is not None:
-            result.csv = report.csv_rows(result, schema)
-        results.append(result)
+        results.append(runner.run_experiment(part, task.overrides))
+    schema = task.schemas.get(unit.spec)
+    if schema is not None:  # the chunk's rows formatted together, each result given its own
+        checked = [r for r in results if not isinstance(r, Split)]
+        for result, rows in zip(checked, csvrows.formatted(checked, schema)):
+            result.csv = rows
     return Outcome(results, [exp.settings for exp in experiments], [])
 
 

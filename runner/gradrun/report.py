@@ -42,32 +42,21 @@ def csv_columns(results) -> list:
 def csv_chunks(results):
     """The CSV of one spec file as bytes, a piece at a time: the header, then the rows.
 
-    A result whose rows were already formatted where it was checked (``csv_rows``,
-    under the same columns) is not formatted again.
+    A result whose rows were already formatted where it was checked, under the
+    same columns (``gradrun.csvrows``), is not formatted again.
     """
-    from . import csvformat
+    from . import csvformat, csvrows
 
     schema = layout.schema(results)
-    key = schema_key(schema)
+    key = csvrows.schema_key(schema)
     yield csvformat.header(schema.names)
     for result in results:
-        if result.csv is not None and result.csv[0] == key:
-            yield result.csv[1]
+        rows = csvrows.reusable(result, key)
+        if rows is not None:
+            yield rows
             continue
         for batch in layout.report_batches([result], schema_=schema):
             yield csvformat.batch_bytes(batch)
-
-
-def schema_key(schema) -> tuple:
-    """The report's columns and their types, as plain data: what CSV rows were formatted under."""
-    return tuple((f.name, str(f.type)) for f in schema)
-
-
-def csv_rows(result, schema) -> tuple:
-    """``(schema_key, bytes)``: the result's CSV rows under the report columns ``schema``, for ``result.csv``."""
-    from . import csvformat
-
-    return schema_key(schema), b"".join(csvformat.batch_bytes(b) for b in layout.report_batches([result], schema_=schema))
 
 
 def csv_text(results) -> str:
