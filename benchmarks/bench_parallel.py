@@ -20,7 +20,9 @@ On a shared machine wall times move with the load, so the CPU time of the serial
 `-j 2` runs is printed too: the main process's and its workers' (getrusage), and what
 they give on two otherwise idle cores, where the main process's own work (start-up,
 parsing, writing) adds to half the workers' work: serial CPU / (main + workers / 2).
-Then the serial run's CPU time by phase, measured in this process.
+Then the serial run's CPU time by phase, measured in a fresh process, with the CSV
+formatted also as `-j`'s workers format it (all rows of a chunk in one Arrow batch):
+that part of `-j`'s gain is batching a serial writer could have too.
 
 Run: PYTHONPATH=runner .venv/bin/python benchmarks/bench_parallel.py
 """
@@ -118,8 +120,11 @@ t2 = time.process_time(); s = spec.load_spec({str(spec)!r})
 t3 = time.process_time(); results = runner.run_spec(s)
 t4 = time.process_time(); report.csv_text(results)
 t5 = time.process_time()
+from gradrun import csvrows, layout
+csvrows.formatted(results, layout.schema(results))
+t6 = time.process_time()
 print(f"import {{t1 - t:.2f}} s, parse {{t2 - t1:.2f}} s, load (parse, schema, resolve) {{t3 - t2:.2f}} s, "
-      f"check {{t4 - t3:.2f}} s, CSV {{t5 - t4:.2f}} s")
+      f"check {{t4 - t3:.2f}} s, CSV {{t5 - t4:.2f}} s (in one batch, as -j's workers format a chunk: {{t6 - t5:.2f}} s)")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     return done.stdout.strip() or done.stderr.strip().splitlines()[-1]
