@@ -632,7 +632,7 @@ def _python_sparse(node, i, vals, ps, batch, motion):
         # which a batched forward may pass once instead of once per row
         stacked = [np.broadcast_to(x, (batch,) + x.shape) for x in args]
         for k in moved:  # row b moves its own positions only
-            stacked[k] = np.array(stacked[k], dtype=dtype or args[k].dtype)
+            stacked[k] = np.array(stacked[k], dtype=dtype or args[k].dtype, order="C")  # rows contiguous, not the batch axis innermost
             stacked[k].reshape(batch, -1)[np.arange(batch)[:, None], ps[k].idx] = new[k]
         rows = np.asarray(node.fn.forward_batch(*stacked)).reshape(batch, -1)
     else:
