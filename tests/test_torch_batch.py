@@ -87,3 +87,19 @@ def test_a_full_check_gives_the_same_numbers_with_either_batch_hook():
     assert all(r.passed for r in results.values())
     numeric = {hook: [r.numeric for r in result.records] for hook, result in results.items()}
     np.testing.assert_array_equal(numeric["forward_moved"], numeric["forward_batch"])
+
+
+def test_jvp_basis_gives_the_jacobian_columns_torch_computes():
+    rng = np.random.default_rng(4)
+    fn = adapter.function("d", torch_code.DropBlock, init={"n": 3})
+    args = [rng.normal(size=(2, 3)), *fn.defaults.values()]
+    weight = torch.tensor(args[1]).requires_grad_()
+    code = fn.forward.__self__
+    jacobian = torch.autograd.functional.jacobian(
+        lambda w: code.apply([torch.tensor(args[0]), w, torch.tensor(args[2])]), weight)
+    columns = jacobian.reshape(6, 9).numpy()
+    for at in ([0, 4, 8], [8, 1], [2, 2, 5, 7]):  # reused, shrunk and grown working batches
+        rows = fn.jvp_basis((1,), np.array(at), *args)
+        np.testing.assert_allclose(rows.reshape(len(at), -1), columns[:, at].T, rtol=1e-12, atol=1e-15)
+    dense = np.eye(9)[[3, 6]].reshape(2, 3, 3)
+    np.testing.assert_array_equal(fn.jvp_basis((1,), np.array([3, 6]), *args), fn.jvp_batch([None, dense, None], *args))

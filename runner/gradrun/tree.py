@@ -82,6 +82,9 @@ class PythonFunction:
     what moves: row b is ``args`` with, for each ``k: (idx, values)`` of
     ``moved``, argument k's flat positions ``idx[b]`` set to ``values[b]``
     ((B, K) arrays), so an adapter builds the chunk in its own buffers.
+    ``jvp_basis(moving, at, *primals)`` (optional) is ``jvp_batch`` along
+    one-hot tangents: row b's is 1 at flat position ``at[b]`` of each argument
+    position in ``moving`` (those of one input) and 0 elsewhere.
     ``defaults`` holds values for inputs the function supplies itself (a torch
     module's parameters); ``notes`` is a list the function appends to when it
     wants a reader to know how it was evaluated (vmap fell back, say).
@@ -98,6 +101,7 @@ class PythonFunction:
     hvp: Callable | None = None  # (cotangent, tangents, *primals) -> one block per input; see second_order
     jvp_batch: Callable | None = None
     forward_moved: Callable | None = None
+    jvp_basis: Callable | None = None
     defaults: dict = field(default_factory=dict, compare=False, hash=False)
     notes: list = field(default_factory=list, compare=False, hash=False)
 

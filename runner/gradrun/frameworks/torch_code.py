@@ -256,6 +256,10 @@ class TorchCode:
         """Forward mode along a chunk of tangents (see ``torch_jacobian``)."""
         return self.jacobian.batch(tangents, arrays)
 
+    def jvp_basis(self, moving, at, *arrays) -> np.ndarray:
+        """Forward mode along a chunk of one-hot tangents (see ``torch_jacobian``)."""
+        return self.jacobian.basis(moving, at, arrays)
+
     @property
     def has_forward_mode(self) -> bool:
         """An autograd.Function has forward mode only when it defines ``jvp``."""
