@@ -147,7 +147,8 @@ class BatchedForward:
             self.working[k] = kept
         work = kept[1][:batch]
         flat = work.view(batch, -1)
-        at = (torch.arange(batch, device=flat.device)[:, None].expand(idx.shape), torch.from_numpy(np.array(idx, dtype=np.int64)).to(flat.device))
+        positions = torch.from_numpy(np.array(idx, dtype=np.int64)).to(flat.device)
+        at = (torch.arange(batch, device=flat.device)[:, None].expand(idx.shape), positions)
         flat[at] = self._tensor(values, flat)
         return work, (at, idx), work._version
 
