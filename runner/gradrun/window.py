@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import spec as spec_module
 from . import usercode, yamlload
-from .model import Settings, Spec
+from .model import Settings
 from .resolve import listing_issues
 
 
@@ -99,11 +99,6 @@ def resolve(parsed: Parsed, positions, device: str | None = None,
     if not issues and len(experiments) != len(positions):  # pragma: no cover - every skip comes with an issue
         raise RuntimeError(f"{parsed.path}: {len(positions) - len(experiments)} experiments were not resolved")
     return experiments, issues
-
-
-def load_whole(parsed: Parsed, device: str | None = None, policy: usercode.Policy = usercode.DEFAULT) -> Spec:
-    """The spec loaded whole, as a serial run loads it: its issues as ``SpecError``, every one."""
-    return spec_module.load_spec(parsed.path, device, policy)
 
 
 def sweep_kinds(spec, positions) -> dict:
