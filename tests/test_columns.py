@@ -55,6 +55,45 @@ def test_floats_are_written_as_repr_writes_them():
     assert csvformat.float_strings(values).to_pylist() == [repr(v) for v in values.tolist()]
 
 
+def notation_bounds():
+    """Every power of ten a notation may change at, the floats on either side, and whole numbers."""
+    powers = 10.0 ** np.arange(-20, 25)
+    sides = np.concatenate([powers, np.nextafter(powers, 0), np.nextafter(powers, np.inf), 1.5 * powers,
+                            9.5 * powers, np.round(1.5 * powers), np.round(powers) + 1])
+    return np.concatenate([sides, -sides])
+
+
+def test_floats_at_every_notation_bound_are_written_as_repr_writes_them():
+    values = notation_bounds()
+    assert csvformat.float_strings(values).to_pylist() == [repr(v) for v in values.tolist()]
+
+
+@pytest.mark.parametrize("values", [
+    ["pass"] * 5, ["pass", "fail", "pass", None, "kink"], [None] * 3, ["", "a,b", 'say "x"', "\n"],
+    [1.5, "x", None], [str(i) for i in range(100)],
+], ids=["one", "few", "none", "quoting", "mixed", "many"])
+def test_text_columns_read_back_as_written(values):
+    from gradrun import arrowcols
+    from gradrun.columns import text
+
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    assert arrowcols.text_column(column).to_pylist() == [None if v is None else text(v) for v in values]
+
+
+def test_among_matches_isin_with_and_without_known_labels():
+    from gradrun.columns import Columns, among
+
+    rng = np.random.default_rng(0)
+    status = np.empty(1000, dtype=object)
+    status[:] = rng.choice(["pass", "fail", "kink", "nan"], 1000).tolist()
+    table = Columns({"status": status})
+    for wanted in [("pass", "kink"), ("nan",), ("unresolved",), ("pass", "fail", "kink", "nan")]:
+        expected = np.isin(status.astype(str), wanted)
+        assert (among(status, wanted) == expected).all()
+        assert (among(status, wanted, table.labels("status")) == expected).all()
+
+
 def hand_made():
     values = special_floats()[::97]
     rows = [row("e", 0, "X", i, f"X[{i}]", 0, v, -v, np.nextafter(v, 1), abs(v), 0.5, status=s,

@@ -5,10 +5,22 @@ reads every float back bit for bit, booleans are ``True``/``False``, a text
 field is quoted only when it holds a comma, a quote or a line break (as
 Python's ``csv`` module does), and a missing value is an empty field. Floats
 are written as ``repr`` writes them, the shortest string that reads back to
-the same double: Arrow's shortest formatting finds the same digits and,
-from 1e-4 up to 1e16 and below 1e-9, the same notation; exponents from e-5
-to e-9 get Python's second digit, zeros are looked up, and the rest (whole
-numbers, 1e-5 that Arrow writes 0.00001, 1e15) are formatted by ``repr``.
+the same double. Arrow's cast to text finds the same digits; only its
+notation differs, and that depends on the magnitude alone (the decimal
+exponent of the shortest digits, whose bounds are exact powers of ten):
+
+=================  ====================  ======================  =====================
+|x|                Arrow                 repr                    here
+=================  ====================  ======================  =====================
+below 1e-9         1.5e-10               1.5e-10                 Arrow's
+1e-9 to 1e-6       1.5e-7                1.5e-07                 Arrow's, e-0 for e-
+1e-6 to 1e-4       0.000015              1.5e-05                 repr
+1e-4 to 1e10       0.5, 100              0.5, 100.0              Arrow's, .0 for whole
+1e10 to 1e16       1.5e+10               15000000000.0           repr
+from 1e16          1e+16                 1e+16                   Arrow's
+=================  ====================  ======================  =====================
+
+Zeros are looked up (Arrow writes 0 and -0); nan and inf are alike.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import pyarrow.compute as pc
 from . import arrowcols
 from .columns import text
 
-_NEEDS_QUOTES = r'[,"\n\r]'
+_SPECIAL = np.array([ord(c) for c in ',"\n\r'], dtype=np.uint8)  # a field holding one of these is quoted
 # string scalars built once from buffers (a Python str given to Arrow would import pandas)
 _EMPTY, _COMMA, _NEWLINE, _QUOTE, _DOT_ZERO, _TRUE, _FALSE = (
     arrowcols.scalar(s) for s in ("", ",", "\n", '"', ".0", "True", "False"))
@@ -39,21 +51,17 @@ def float_strings(values) -> pa.Array:
     else:
         x = np.ascontiguousarray(values, dtype=np.float64)
         arr = arrowcols.floats(x)
-    text = pc.cast(arr, pa.string())
+    out = pc.cast(arr, pa.string())
     with np.errstate(invalid="ignore"):
-        magnitude = np.abs(x)
-        small, big = magnitude < 1e-4, magnitude >= 1e16
-    finite, zero = np.isfinite(x), x == 0
-    sci = _flag(pc.match_substring(text, "e"))
-    dot = _flag(pc.match_substring(text, "."))
-    # already Python's: 0.5 and -3.9999999999996; 1.5e-10 and 2e+20 (two-digit exponents)
-    same = finite & ~zero & ((~sci & dot & ~small & ~big) | (sci & ((small & (magnitude < 1e-9)) | big)))
-    pad = finite & sci & small & (magnitude >= 1e-9)  # 1.5e-7: Python writes 1.5e-07
-    exact = finite & ~zero & ~same & ~pad  # 100, 0.00001, 1e+15: Arrow's notation differs more
-    out = text
+        m = np.abs(x)  # nan compares False everywhere below: written as Arrow writes it, like inf
+        zero = x == 0
+        pad = (m >= 1e-9) & (m < 1e-6)  # 1.5e-7: Python writes 1.5e-07
+        whole = (m >= 1e-4) & (m < 1e10) & (x == np.trunc(x))  # 100: Python writes 100.0
+        exact = ((m >= 1e-6) & (m < 1e-4)) | ((m >= 1e10) & (m < 1e16))  # notations apart
     if pad.any():
-        mask = arrowcols.bools(pad)
-        out = pc.replace_with_mask(out, mask, pc.replace_substring(pc.filter(out, mask), "e-", "e-0"))
+        out = _amend(out, pad, lambda part: pc.replace_substring(part, "e-", "e-0"))
+    if whole.any():
+        out = _amend(out, whole, lambda part: pc.binary_join_element_wise(part, _DOT_ZERO, _EMPTY))
     if zero.any():
         out = pc.replace_with_mask(out, arrowcols.bools(zero),
                                    arrowcols.pick(_ZEROS, np.signbit(x[zero]).astype(np.int32)))
@@ -62,8 +70,25 @@ def float_strings(values) -> pa.Array:
     return out
 
 
-def _flag(mask) -> np.ndarray:
-    return arrowcols.to_bools(mask)
+def _amend(strings: pa.Array, where: np.ndarray, change) -> pa.Array:
+    """``strings`` with those ``where`` replaced by ``change`` of them."""
+    mask = arrowcols.bools(where)
+    return pc.replace_with_mask(strings, mask, change(pc.filter(strings, mask)))
+
+
+def _needs_quotes(column: pa.Array) -> np.ndarray:
+    """Which strings hold a comma, a quote or a line break: a byte scan of the column's data."""
+    n = len(column)
+    validity, offsets, data = column.buffers()
+    needs = np.zeros(n, dtype=bool)
+    if data is None or not n:
+        return needs
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    bounds = np.frombuffer(offsets, width, count=n + 1, offset=column.offset * np.dtype(width).itemsize)
+    raw = np.frombuffer(data, np.uint8)[bounds[0]:bounds[-1]]
+    hits = np.flatnonzero(np.isin(raw, _SPECIAL)) + bounds[0]
+    needs[np.searchsorted(bounds[1:], hits, side="right")] = True
+    return needs
 
 
 def _field(column: pa.Array) -> pa.Array:
@@ -73,12 +98,12 @@ def _field(column: pa.Array) -> pa.Array:
         return float_strings(column)
     if pa.types.is_boolean(t):
         return pc.if_else(column, _TRUE, _FALSE)
-    if pa.types.is_string(t):
-        quoted = pc.match_substring_regex(column, _NEEDS_QUOTES)
-        if _flag(quoted).any():
-            escaped = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(column, '"', '""'), _QUOTE, _EMPTY)
-            return pc.if_else(quoted, escaped, column)
-        return column
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        quoted = _needs_quotes(column)
+        if not quoted.any():
+            return column
+        escaped = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(column, '"', '""'), _QUOTE, _EMPTY)
+        return escaped if quoted.all() else pc.if_else(arrowcols.bools(quoted), escaped, column)
     return pc.cast(column, pa.string())
 
 
@@ -94,11 +119,26 @@ def _constant(column: pa.Array) -> bool:
         return False
     t = column.type
     if pa.types.is_floating(t) or pa.types.is_integer(t):
-        bits = np.frombuffer(column.buffers()[1], np.int64, count=len(column), offset=8 * column.offset)
+        width = np.dtype(f"u{t.bit_width // 8}")
+        bits = np.frombuffer(column.buffers()[1], width, count=len(column), offset=width.itemsize * column.offset)
         return bool((bits == bits[0]).all())
     if pa.types.is_string(t):
-        return bool(_flag(pc.equal(column, column[0])).all())
+        return bool(arrowcols.to_bools(pc.equal(column, column[0])).all())
     return False
+
+
+def _line_parts(fields: list) -> list:
+    """The arguments of one row join: each run of constant fields becomes one text, and the
+    line's newline joins the last constant (or a last, separate argument)."""
+    parts: list = []
+    for f in fields:
+        if isinstance(f, pa.Scalar) and parts and isinstance(parts[-1], str):
+            parts[-1] += "," + (f.as_py() or "")
+        else:
+            parts.append((f.as_py() or "") if isinstance(f, pa.Scalar) else f)
+    if isinstance(parts[-1], str):
+        parts[-1] += "\n"
+    return [arrowcols.scalar(p) if isinstance(p, str) else p for p in parts]
 
 
 def batch_bytes(batch: pa.RecordBatch) -> bytes:
@@ -107,10 +147,11 @@ def batch_bytes(batch: pa.RecordBatch) -> bytes:
         return b""
     # a column of one value (experiment, dtype, output_value...) is formatted once, then repeated
     fields = [_field(column.slice(0, 1))[0] if _constant(column) else _field(column) for column in batch.columns]
-    if all(isinstance(f, pa.Scalar) for f in fields):  # every row alike: one array keeps the join row-wise
-        fields[0] = _field(batch.column(0))
-    lines = pc.binary_join_element_wise(*fields, _COMMA, null_handling="replace", null_replacement="")
-    lines = pc.binary_join_element_wise(lines, _NEWLINE, _EMPTY)
-    data = lines.buffers()[2]
+    parts = _line_parts(fields)
+    if len(parts) == 1:  # every row alike
+        return parts[0].as_py().encode("utf-8") * batch.num_rows
+    lines = pc.binary_join_element_wise(*parts, _COMMA, null_handling="replace", null_replacement="")
+    if not isinstance(parts[-1], pa.Scalar):
+        lines = pc.binary_join_element_wise(lines, _NEWLINE, _EMPTY)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
-    return data.to_pybytes()[offsets[0]:offsets[-1]]
+    return lines.buffers()[2][offsets[0]:offsets[-1]].to_pybytes()
