@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 from . import arrowcols
 from .columns import text
 
-_SPECIAL = np.array([ord(c) for c in ',"\n\r'], dtype=np.uint8)  # a field holding one of these is quoted
+_SPECIAL = np.zeros(256, dtype=bool)  # by byte: a field holding one of these is quoted
+_SPECIAL[[ord(c) for c in ',"\n\r']] = True
 # string scalars built once from buffers (a Python str given to Arrow would import pandas)
 _EMPTY, _COMMA, _NEWLINE, _QUOTE, _DOT_ZERO, _TRUE, _FALSE = (
     arrowcols.scalar(s) for s in ("", ",", "\n", '"', ".0", "True", "False"))
@@ -86,7 +87,7 @@ def _needs_quotes(column: pa.Array) -> np.ndarray:
     width = np.int64 if pa.types.is_large_string(column.type) else np.int32
     bounds = np.frombuffer(offsets, width, count=n + 1, offset=column.offset * np.dtype(width).itemsize)
     raw = np.frombuffer(data, np.uint8)[bounds[0]:bounds[-1]]
-    hits = np.flatnonzero(np.isin(raw, _SPECIAL)) + bounds[0]
+    hits = np.flatnonzero(_SPECIAL[raw]) + bounds[0]
     needs[np.searchsorted(bounds[1:], hits, side="right")] = True
     return needs
 
@@ -107,10 +108,15 @@ def _field(column: pa.Array) -> pa.Array:
     return pc.cast(column, pa.string())
 
 
+def _cell(value) -> str:
+    """One field's text, quoted if need be, formatted in Python (a column's one value, a header)."""
+    field = text(value)
+    return '"' + field.replace('"', '""') + '"' if any(c in field for c in ',"\n\r') else field
+
+
 def header(names) -> bytes:
     """The header line."""
-    return (",".join(text(n) if not any(c in n for c in ',"\n\r') else '"' + n.replace('"', '""') + '"'
-                     for n in names) + "\n").encode("utf-8")
+    return (",".join(map(_cell, names)) + "\n").encode("utf-8")
 
 
 def _constant(column: pa.Array) -> bool:
@@ -127,18 +133,25 @@ def _constant(column: pa.Array) -> bool:
     return False
 
 
+def _same_text(column: pa.Array) -> str | None:
+    """The one field every row of ``column`` shows (formatted once), or None if rows differ."""
+    if len(column) and column.null_count == len(column):
+        return ""
+    return _cell(column[0].as_py()) if _constant(column) else None
+
+
 def _line_parts(fields: list) -> list:
-    """The arguments of one row join: each run of constant fields becomes one text, and the
-    line's newline joins the last constant (or a last, separate argument)."""
+    """The arguments of one row join: each run of constant fields (texts) becomes one text,
+    and the line's newline joins the last constant (or a last, separate argument)."""
     parts: list = []
     for f in fields:
-        if isinstance(f, pa.Scalar) and parts and isinstance(parts[-1], str):
-            parts[-1] += "," + (f.as_py() or "")
+        if isinstance(f, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += "," + f
         else:
-            parts.append((f.as_py() or "") if isinstance(f, pa.Scalar) else f)
+            parts.append(f)
     if isinstance(parts[-1], str):
         parts[-1] += "\n"
-    return [arrowcols.scalar(p) if isinstance(p, str) else p for p in parts]
+    return parts
 
 
 def batch_bytes(batch: pa.RecordBatch) -> bytes:
@@ -146,12 +159,13 @@ def batch_bytes(batch: pa.RecordBatch) -> bytes:
     if batch.num_rows == 0:
         return b""
     # a column of one value (experiment, dtype, output_value...) is formatted once, then repeated
-    fields = [_field(column.slice(0, 1))[0] if _constant(column) else _field(column) for column in batch.columns]
-    parts = _line_parts(fields)
+    fields = [_same_text(column) for column in batch.columns]
+    parts = _line_parts([_field(column) if f is None else f for f, column in zip(fields, batch.columns)])
     if len(parts) == 1:  # every row alike
-        return parts[0].as_py().encode("utf-8") * batch.num_rows
+        return parts[0].encode("utf-8") * batch.num_rows
+    parts = [arrowcols.scalar(p) if isinstance(p, str) else p for p in parts]
     lines = pc.binary_join_element_wise(*parts, _COMMA, null_handling="replace", null_replacement="")
-    if not isinstance(parts[-1], pa.Scalar):
+    if isinstance(parts[-1], pa.Array):
         lines = pc.binary_join_element_wise(lines, _NEWLINE, _EMPTY)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
     return lines.buffers()[2][offsets[0]:offsets[-1]].to_pybytes()
