@@ -177,3 +177,18 @@ def test_rows_that_are_all_alike_are_each_written():
     lines = text.splitlines()
     assert len(lines) == 4 and lines[1] == lines[2] == lines[3]
     assert lines[1].startswith("e,0,x,0,x,0,1.0,2.0,2.0,0.0,0.0,True,pass,1e-07,central,1e-05,")
+
+
+def test_a_run_writing_csv_imports_no_pandas_jsonschema_or_pyarrow_compute(tmp_path):
+    """Each costs 50-500 ms of start-up that a valid spec and a CSV report do not need."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gradrun.cli import main\n"
+            "try: main([sys.argv[1], '--out', sys.argv[2], '-q'])\n"
+            "except SystemExit as e: assert e.code == 0, e.code\n"
+            "print(sorted(m for m in ('pandas', 'jsonschema', 'pyarrow.compute') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "experiments" / "chain.yaml"), str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "chain.csv").exists()

@@ -59,10 +59,10 @@ def texts(strings) -> pa.Array:
 
 def pick(labels: pa.Array, codes) -> pa.Array:
     """labels[codes]: a column of a few values, from their codes."""
-    import pyarrow.compute as pc
+    from . import arrowcompute
 
     codes = np.ascontiguousarray(codes, dtype=np.int32)
-    return pc.take(labels, pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)]))
+    return arrowcompute.take(labels, pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)]))
 
 
 def scalar(value: str) -> pa.Scalar:

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import arrowcols
+from . import arrowcompute as compute
 from .columns import text
 
 _SPECIAL = np.zeros(256, dtype=bool)  # by byte: a field holding one of these is quoted
@@ -43,16 +43,16 @@ _ZEROS = arrowcols.texts(["0.0", "-0.0"])
 def float_strings(values) -> pa.Array:
     """Each float as ``repr(float)`` writes it, as an Arrow string array (nulls stay null)."""
     if isinstance(values, pa.Array) and values.null_count:  # empty fields stay empty
-        valid = pc.is_valid(values)
-        out = float_strings(pc.fill_null(values, arrowcols.floats(np.zeros(1))[0]))
-        return pc.if_else(valid, out, pa.nulls(len(values), pa.string()))
+        valid = compute.is_valid(values)
+        out = float_strings(compute.coalesce(values, arrowcols.floats(np.zeros(1))[0]))
+        return compute.if_else(valid, out, pa.nulls(len(values), pa.string()))
     if isinstance(values, pa.Array):
         x = np.frombuffer(values.buffers()[1], np.float64, count=len(values), offset=8 * values.offset)
         arr = values
     else:
         x = np.ascontiguousarray(values, dtype=np.float64)
         arr = arrowcols.floats(x)
-    out = pc.cast(arr, pa.string())
+    out = compute.cast(arr, pa.string())
     with np.errstate(invalid="ignore"):
         m = np.abs(x)  # nan compares False everywhere below: written as Arrow writes it, like inf
         zero = x == 0
@@ -60,21 +60,21 @@ def float_strings(values) -> pa.Array:
         whole = (m >= 1e-4) & (m < 1e10) & (x == np.trunc(x))  # 100: Python writes 100.0
         exact = ((m >= 1e-6) & (m < 1e-4)) | ((m >= 1e10) & (m < 1e16))  # notations apart
     if pad.any():
-        out = _amend(out, pad, lambda part: pc.replace_substring(part, "e-", "e-0"))
+        out = _amend(out, pad, lambda part: compute.replace_substring(part, "e-", "e-0"))
     if whole.any():
-        out = _amend(out, whole, lambda part: pc.binary_join_element_wise(part, _DOT_ZERO, _EMPTY))
+        out = _amend(out, whole, lambda part: compute.join(part, _DOT_ZERO, separator=_EMPTY))
     if zero.any():
-        out = pc.replace_with_mask(out, arrowcols.bools(zero),
+        out = compute.replace_with_mask(out, arrowcols.bools(zero),
                                    arrowcols.pick(_ZEROS, np.signbit(x[zero]).astype(np.int32)))
     if exact.any():
-        out = pc.replace_with_mask(out, arrowcols.bools(exact), arrowcols.texts(map(repr, x[exact].tolist())))
+        out = compute.replace_with_mask(out, arrowcols.bools(exact), arrowcols.texts(map(repr, x[exact].tolist())))
     return out
 
 
 def _amend(strings: pa.Array, where: np.ndarray, change) -> pa.Array:
     """``strings`` with those ``where`` replaced by ``change`` of them."""
     mask = arrowcols.bools(where)
-    return pc.replace_with_mask(strings, mask, change(pc.filter(strings, mask)))
+    return compute.replace_with_mask(strings, mask, change(compute.filter(strings, mask)))
 
 
 def _needs_quotes(column: pa.Array) -> np.ndarray:
@@ -98,14 +98,14 @@ def _field(column: pa.Array) -> pa.Array:
     if pa.types.is_floating(t):
         return float_strings(column)
     if pa.types.is_boolean(t):
-        return pc.if_else(column, _TRUE, _FALSE)
+        return compute.if_else(column, _TRUE, _FALSE)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         quoted = _needs_quotes(column)
         if not quoted.any():
             return column
-        escaped = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(column, '"', '""'), _QUOTE, _EMPTY)
-        return escaped if quoted.all() else pc.if_else(arrowcols.bools(quoted), escaped, column)
-    return pc.cast(column, pa.string())
+        escaped = compute.join(_QUOTE, compute.replace_substring(column, '"', '""'), _QUOTE, separator=_EMPTY)
+        return escaped if quoted.all() else compute.if_else(arrowcols.bools(quoted), escaped, column)
+    return compute.cast(column, pa.string())
 
 
 def _cell(value) -> str:
@@ -129,7 +129,7 @@ def _constant(column: pa.Array) -> bool:
         bits = np.frombuffer(column.buffers()[1], width, count=len(column), offset=width.itemsize * column.offset)
         return bool((bits == bits[0]).all())
     if pa.types.is_string(t):
-        return bool(arrowcols.to_bools(pc.equal(column, column[0])).all())
+        return bool(arrowcols.to_bools(compute.equal(column, column[0])).all())
     return False
 
 
@@ -164,8 +164,8 @@ def batch_bytes(batch: pa.RecordBatch) -> bytes:
     if len(parts) == 1:  # every row alike
         return parts[0].encode("utf-8") * batch.num_rows
     parts = [arrowcols.scalar(p) if isinstance(p, str) else p for p in parts]
-    lines = pc.binary_join_element_wise(*parts, _COMMA, null_handling="replace", null_replacement="")
+    lines = compute.join(*parts, separator=_COMMA, nulls_as="")
     if isinstance(parts[-1], pa.Array):
-        lines = pc.binary_join_element_wise(lines, _NEWLINE, _EMPTY)
+        lines = compute.join(lines, _NEWLINE, separator=_EMPTY)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
     return lines.buffers()[2][offsets[0]:offsets[-1]].to_pybytes()
