@@ -20,7 +20,9 @@ below 1e-9         1.5e-10               1.5e-10                 Arrow's
 from 1e16          1e+16                 1e+16                   Arrow's
 =================  ====================  ======================  =====================
 
-Zeros are looked up (Arrow writes 0 and -0); nan and inf are alike.
+Zeros are whole numbers too (Arrow writes 0 and -0); nan and inf are alike.
+The missing bytes (``.0``, the ``0`` of ``e-07``) are inserted in one numpy
+pass over the text; only the two bands written by ``repr`` cost a Python call each.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from .columns import text
 _SPECIAL = np.zeros(256, dtype=bool)  # by byte: a field holding one of these is quoted
 _SPECIAL[[ord(c) for c in ',"\n\r']] = True
 # string scalars built once from buffers (a Python str given to Arrow would import pandas)
-_EMPTY, _COMMA, _NEWLINE, _QUOTE, _DOT_ZERO, _TRUE, _FALSE = (
-    arrowcols.scalar(s) for s in ("", ",", "\n", '"', ".0", "True", "False"))
-_ZEROS = arrowcols.texts(["0.0", "-0.0"])
+_EMPTY, _COMMA, _NEWLINE, _QUOTE, _TRUE, _FALSE = (
+    arrowcols.scalar(s) for s in ("", ",", "\n", '"', "True", "False"))
 
 
 def float_strings(values) -> pa.Array:
@@ -55,26 +56,37 @@ def float_strings(values) -> pa.Array:
     out = compute.cast(arr, pa.string())
     with np.errstate(invalid="ignore"):
         m = np.abs(x)  # nan compares False everywhere below: written as Arrow writes it, like inf
-        zero = x == 0
         pad = (m >= 1e-9) & (m < 1e-6)  # 1.5e-7: Python writes 1.5e-07
-        whole = (m >= 1e-4) & (m < 1e10) & (x == np.trunc(x))  # 100: Python writes 100.0
+        whole = (m < 1e10) & (x == np.trunc(x)) & ((m >= 1e-4) | (x == 0))  # 100, -0: Python writes 100.0, -0.0
         exact = ((m >= 1e-6) & (m < 1e-4)) | ((m >= 1e10) & (m < 1e16))  # notations apart
-    if pad.any():
-        out = _amend(out, pad, lambda part: compute.replace_substring(part, "e-", "e-0"))
-    if whole.any():
-        out = _amend(out, whole, lambda part: compute.join(part, _DOT_ZERO, separator=_EMPTY))
-    if zero.any():
-        out = compute.replace_with_mask(out, arrowcols.bools(zero),
-                                   arrowcols.pick(_ZEROS, np.signbit(x[zero]).astype(np.int32)))
+    if pad.any() or whole.any():
+        out = _inserted(out, [(pad, 1, b"0"), (whole, 0, b".0")])
     if exact.any():
         out = compute.replace_with_mask(out, arrowcols.bools(exact), arrowcols.texts(map(repr, x[exact].tolist())))
     return out
 
 
-def _amend(strings: pa.Array, where: np.ndarray, change) -> pa.Array:
-    """``strings`` with those ``where`` replaced by ``change`` of them."""
-    mask = arrowcols.bools(where)
-    return compute.replace_with_mask(strings, mask, change(compute.filter(strings, mask)))
+def _inserted(strings: pa.Array, inserts) -> pa.Array:
+    """``strings`` (no nulls) with bytes inserted: ``inserts`` lists (rows, how many bytes
+    before each row's end, the bytes). One pass over the text, in numpy."""
+    n = len(strings)
+    offsets = np.frombuffer(strings.buffers()[1], np.int32, count=n + 1, offset=4 * strings.offset).astype(np.int64)
+    data = np.frombuffer(strings.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    offsets -= offsets[0]
+    grow = np.zeros(n + 1, dtype=np.int64)
+    at, values = [], []
+    for rows, back, text in inserts:
+        rows = np.flatnonzero(rows)
+        grow[rows + 1] += len(text)
+        for byte in text:  # several bytes at one place go in in order (np.insert keeps it)
+            at.append(offsets[rows + 1] - back)
+            values.append(np.full(len(rows), byte, dtype=np.uint8))
+    spliced = np.insert(data, np.concatenate(at), np.concatenate(values))
+    offsets += np.cumsum(grow)
+    large = offsets[-1] >= 2 ** 31
+    kind, width = (pa.large_string(), np.int64) if large else (pa.string(), np.int32)
+    array = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets.astype(width)), pa.py_buffer(spliced)])
+    return compute.cast(array, pa.string()) if large else array
 
 
 def _needs_quotes(column: pa.Array) -> np.ndarray:
