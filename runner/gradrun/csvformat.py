@@ -168,6 +168,11 @@ def _line_parts(fields: list) -> list:
 
 def batch_bytes(batch: pa.RecordBatch) -> bytes:
     """The CSV lines of one record batch, each ending in a newline."""
+    return bytes(batch_buffer(batch))
+
+
+def batch_buffer(batch: pa.RecordBatch):
+    """``batch_bytes`` without its last copy: bytes, or an Arrow buffer (for a file's ``write``)."""
     if batch.num_rows == 0:
         return b""
     # a column of one value (experiment, dtype, output_value...) is formatted once, then repeated
@@ -180,4 +185,4 @@ def batch_bytes(batch: pa.RecordBatch) -> bytes:
     if isinstance(parts[-1], pa.Array):
         lines = compute.join(lines, _NEWLINE, separator=_EMPTY)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
-    return lines.buffers()[2][offsets[0]:offsets[-1]].to_pybytes()
+    return lines.buffers()[2][offsets[0]:offsets[-1]]
