@@ -75,10 +75,10 @@ def _inserted(strings: pa.Array, inserts) -> pa.Array:
     offsets -= offsets[0]
     grow = np.zeros(n + 1, dtype=np.int64)
     at, values = [], []
-    for rows, back, text in inserts:
+    for rows, back, added in inserts:
         rows = np.flatnonzero(rows)
-        grow[rows + 1] += len(text)
-        for byte in text:  # several bytes at one place go in in order (np.insert keeps it)
+        grow[rows + 1] += len(added)
+        for byte in added:  # several bytes at one place go in in order (np.insert keeps it)
             at.append(offsets[rows + 1] - back)
             values.append(np.full(len(rows), byte, dtype=np.uint8))
     spliced = np.insert(data, np.concatenate(at), np.concatenate(values))
@@ -92,7 +92,7 @@ def _inserted(strings: pa.Array, inserts) -> pa.Array:
 def _needs_quotes(column: pa.Array) -> np.ndarray:
     """Which strings hold a comma, a quote or a line break: a byte scan of the column's data."""
     n = len(column)
-    validity, offsets, data = column.buffers()
+    _, offsets, data = column.buffers()
     needs = np.zeros(n, dtype=bool)
     if data is None or not n:
         return needs

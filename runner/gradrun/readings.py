@@ -24,7 +24,7 @@ def _badness(result: ExperimentResult) -> tuple:
     """How far outside its tolerance each report row is (inf for nan), and which rows are kinks."""
     status = layout.report_column(result, "status")
     tables = [t for t in (result.projections, result.elements) if len(t)]
-    found = [t.labels("status") for t in tables]
+    found = [t.labels("status") if "status" in t else None for t in tables]
     labels = None if None in found else list({s for known in found for s in known})
     error = layout.report_column(result, "abs_error").astype(np.float64)
     tol = layout.report_column(result, "tolerance").astype(np.float64)
