@@ -13,6 +13,18 @@ from .graph import Graph, GraphError
 from .perturb import batch_rows
 
 
+def _primitive_jvp(node, ans, args, ts):
+    """The sum of the tangents each moving argument's rule gives, in argument order; None for none."""
+    kwargs = node.kwargs
+    rules = primitives.get(node.op).jvp_rules(len(args))
+    total = None
+    for rule, t in zip(rules, ts):
+        if rule is not None and t is not None:
+            term = rule(t, ans, *args, **kwargs)
+            total = term if total is None else total + term
+    return None if total is None else np.asarray(total)
+
+
 def jvp(graph: Graph, vals: list, tangents: dict):
     """Forward mode: the output's tangent, given a tangent for some inputs."""
     tan: list = [None] * len(graph.nodes)
@@ -29,7 +41,9 @@ def jvp(graph: Graph, vals: list, tangents: dict):
                 full = [t if t is not None else np.zeros_like(v) for t, v in zip(ts, args)]
                 tan[i] = np.asarray(node.fn.jvp(tuple(full), *args))
             else:
-                tan[i] = np.asarray(primitives.get(node.op).jvp(tuple(ts), vals[i], *args, **node.kwargs))
+                tan[i] = _primitive_jvp(node, vals[i], args, ts)
+                if tan[i] is None:  # no moving argument is differentiated: the output holds still
+                    continue
             try:
                 tan[i] = np.broadcast_to(tan[i], vals[i].shape)
             except ValueError:

@@ -47,7 +47,7 @@ class Graph:
     nodes: list
     inputs: dict  # input name -> node id
     output: int
-    needs: list = field(default_factory=list)  # node depends on an input
+    needs: list = field(default_factory=list)  # node depends on a differentiated input: its cotangent is wanted
 
     @property
     def complex_safe(self) -> bool:
@@ -77,8 +77,12 @@ class Graph:
         return all(n.fn.vjp is not None for n in self.nodes if n.fn)
 
 
-def build(expr, functions: dict, inputs) -> Graph:
-    """Build the graph of ``expr`` over the named inputs, inlining declared functions."""
+def build(expr, functions: dict, inputs, integers=()) -> Graph:
+    """Build the graph of ``expr`` over the named inputs, inlining declared functions.
+
+    ``integers`` name inputs that are never differentiated (labels, masks): like
+    constants, no cotangent is computed for them.
+    """
     nodes: list = []
     memo: dict = {}
 
@@ -122,7 +126,8 @@ def build(expr, functions: dict, inputs) -> Graph:
     output = walk(expr, {}, 0)
     needs = [False] * len(nodes)
     for i, n in enumerate(nodes):
-        needs[i] = (n.op is None and n.fn is None and n.value is None) or any(needs[a] for a in n.args)
+        is_input = n.op is None and n.fn is None and n.value is None
+        needs[i] = (is_input and n.name not in integers) or any(needs[a] for a in n.args)
     return Graph(nodes, input_ids, output, needs)
 
 

@@ -14,21 +14,6 @@ from .tree import Const, ExprFunction, PythonFunction, Var
 _Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
 
 
-def _matmul_shape(a: tuple, b: tuple) -> tuple:
-    """numpy.matmul's result shape, or ValueError."""
-    if not a or not b:
-        raise ValueError("matmul needs arrays, not scalars")
-    a2, b2 = ((1,) + a if len(a) == 1 else a), (b + (1,) if len(b) == 1 else b)
-    if a2[-1] != b2[-2]:
-        raise ValueError("inner dimensions differ")
-    out = np.broadcast_shapes(a2[:-2], b2[:-2]) + (a2[-2], b2[-1])
-    if len(a) == 1:
-        out = out[:-2] + out[-1:]
-    if len(b) == 1:
-        out = out[:-1]
-    return out
-
-
 def _shape_text(shapes) -> str:
     return " and ".join(str(tuple(s)) for s in shapes)
 
@@ -78,14 +63,15 @@ def _primitive_shape(e, args, where, column):
     shapes = [a.shape for a in args]
     try:
         out = prim.check(shapes, **prim.settings(e.params)) if prim.check else None
-        if out is None and prim.kind == "matmul":
-            out = _matmul_shape(shapes[0], shapes[1])
-        elif out is None:  # elementwise ops broadcast; the rest are no larger than their first argument
+        if out is None:  # elementwise ops broadcast; the rest are no larger than their first argument
             out = np.broadcast_shapes(*shapes) if prim.kind == "elementwise" else shapes[0]
+    except primitives.ShapeMismatch as err:
+        raise _Problem(f"{where}: {err} of shapes {_shape_text(shapes)} does not fit",
+                       "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
     except ValueError as err:
         if prim.check is not None and str(err):
             raise _Problem(f"{where}: {err}", f"`gradrun functions` shows what {e.fn} takes", column) from None
-        what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
+        what = f"{e.fn} (broadcasting)"
         raise _Problem(f"{where}: {what} of shapes {_shape_text(shapes)} does not fit",
                        "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
     if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:

@@ -26,14 +26,18 @@ def unbroadcast(g, shape):
     return g.reshape(shape)
 
 
-def _node_vjp(node: Node, g, ans, args) -> tuple:
-    if node.fn is not None:
-        out = node.fn.vjp(g, *args)
-        out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-    else:
-        out = primitives.get(node.op).vjp(g, ans, *args, **node.kwargs)
+def _node_vjp(node: Node, g, ans, args, needed) -> tuple:
+    """One cotangent per argument, None where none flows back. A primitive's rules run
+    only for the arguments in ``needed``; a user's VJP gives every cotangent at once."""
+    if node.fn is None:
+        kwargs = node.kwargs
+        rules = primitives.get(node.op).vjp_rules(len(args))
+        return tuple(rule(g, ans, *args, **kwargs) if need and rule is not None else None
+                     for rule, need in zip(rules, needed))
+    out = node.fn.vjp(g, *args)
+    out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(out) != len(args):
-        raise GraphError(f"the VJP of {node.name or node.op} gave {len(out)} cotangents for {len(args)} inputs")
+        raise GraphError(f"the VJP of {node.name} gave {len(out)} cotangents for {len(args)} inputs")
     return out
 
 
@@ -51,9 +55,13 @@ def vjp(graph: Graph, vals: list, cotangent, node_vjp=None) -> dict:
             if g is None or not node.args:
                 continue
             args = [vals[a] for a in node.args]
-            rule = node_vjp if node_vjp is not None and node.fn is not None else _node_vjp
-            for a, ga in zip(node.args, rule(node, g, vals[i], args)):
-                if ga is None or not graph.needs[a]:
+            needed = [graph.needs[a] for a in node.args]
+            if node_vjp is not None and node.fn is not None:
+                out = node_vjp(node, g, vals[i], args)
+            else:
+                out = _node_vjp(node, g, vals[i], args, needed)
+            for a, ga, need in zip(node.args, out, needed):
+                if ga is None or not need:
                     continue
                 try:
                     ga = unbroadcast(ga, vals[a].shape)
