@@ -70,3 +70,100 @@ def test_registering_a_primitive_with_the_wrong_number_of_rules_is_refused():
         primitives.register(Primitive(name="broken", nargs=2, forward=np.add, vjp=(None,), jvp=(None, None),
                                       formula="", derivative=""))
     assert "broken" not in primitives.PRIMITIVES
+
+
+# ---------------------------------------------------------------- the graph built once, at load
+
+SPEC = """
+functions:
+  softsign: "x / (1 + abs(x))"
+  unused: "x * 2"
+  dense: {python: "layer:dense", vjp: "layer:dense_vjp"}
+experiments:
+  - name: loss
+    expr: "sum(softsign(dense(X, W)) * 3)"
+    inputs:
+      X: {shape: [3, 4], init: normal}
+      W: {shape: [4, 2], init: normal}
+  - name: summed
+    expr: "softsign(X @ W)"
+    reduce: sum
+    inputs:
+      X: {shape: [2, 3], init: normal}
+      W: {shape: [3, 5], init: normal}
+"""
+
+LAYER = r"""
+import numpy as np
+def dense(x, w):
+    with open(__file__ + ".calls", "a") as calls:  # how often, on what: read by the test
+        calls.write(f"{np.shape(x)}\n")
+    return x @ w
+def dense_vjp(g, x, w):
+    return g @ w.T, x.T @ g
+"""
+
+
+@pytest.fixture
+def loaded(tmp_path, monkeypatch):
+    from gradrun import spec
+
+    (tmp_path / "layer.py").write_text(LAYER)
+    (tmp_path / "g.yaml").write_text(SPEC)
+    exps = {e.name: e for e in spec.load_spec(tmp_path / "g.yaml").experiments}
+    return exps, tmp_path / "layer.py.calls"
+
+
+def test_loading_builds_the_graph_with_every_nodes_shape(loaded):
+    exps, _ = loaded
+    graph = exps["loss"].graph
+    assert graph.output_shape == ()
+    assert graph.shapes[graph.inputs["X"]] == (3, 4) and graph.shapes[graph.inputs["W"]] == (4, 2)
+    dense = next(i for i, n in enumerate(graph.nodes) if n.fn is not None)
+    assert graph.shapes[dense] == (3, 2) and graph.dtypes[dense] == np.float64
+    summed = exps["summed"].graph
+    assert summed.nodes[summed.output].op == "sum" and summed.output_shape == ()  # reduce: sum is in the graph
+    assert summed.shapes[summed.output - 1] == (2, 5)
+
+
+def test_reach_and_complex_safety_are_read_off_the_graph(loaded):
+    exps, _ = loaded
+    assert sorted(exps["loss"].graph.functions) == ["dense", "softsign"]  # not `unused`
+    assert exps["loss"].functions is exps["loss"].graph.functions
+    assert exps["loss"].graph.complex_unsafe == ["dense"] and not exps["loss"].graph.complex_safe
+    assert exps["summed"].graph.complex_unsafe == [] and sorted(exps["summed"].graph.functions) == ["softsign"]
+
+
+def test_running_walks_the_loaded_graph_and_never_rebuilds_it(loaded, monkeypatch):
+    from gradrun import engine, graph as graph_module, runner
+
+    exps, calls = loaded
+    assert calls.read_text() == "(3, 4)\n"  # the shapes came from one evaluation at the first point
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the graph was built again")
+
+    monkeypatch.setattr(engine, "build", no_build)
+    monkeypatch.setattr(graph_module, "build", no_build)
+    for exp in exps.values():
+        result = runner.run_experiment(exp)
+        assert result.error is None and result.passed, result.error
+    assert runner.graph_of(exps["loss"]) is exps["loss"].graph
+
+
+def test_a_shape_error_inside_a_declared_function_has_no_column_and_one_in_the_own_expression(tmp_path):
+    from gradrun import spec
+    from gradrun.model import SpecError
+
+    (tmp_path / "s.yaml").write_text(
+        'functions:\n  mm: {params: [a, b], expr: "a @ b"}\n'
+        'experiments:\n'
+        '  - name: inner\n    expr: "mm(X, X)"\n    inputs: {X: {shape: [2, 3], init: normal}}\n'
+        '  - name: outer\n    expr: "sin(X @ X)"\n    inputs: {X: {shape: [2, 3], init: normal}}\n')
+    with pytest.raises(SpecError) as caught:
+        spec.load_spec(tmp_path / "s.yaml")
+    inner, outer = caught.value.issues
+    assert "in (a @ b): matmul of shapes (2, 3) and (2, 3) does not fit" in inner.message
+    assert "in (X @ X): matmul of shapes (2, 3) and (2, 3) does not fit" in outer.message
+    assert (inner.line, inner.column) == (5, 11)  # the expr's start: the call is in mm's body
+    assert (outer.line, outer.column) == (8, 16)  # the @ inside sin(...)

@@ -1,26 +1,40 @@
 """The graph of an expression: nodes in evaluation order, built once, and its primal values.
 
-A ``Graph`` is a list of nodes in evaluation order. It is built once from an
-expression tree (``build``), with declared expression functions inlined and
-identical subexpressions shared; ``evaluate`` gives every node's primal value.
-The walkers over it live beside: ``gradrun.reverse`` (VJP), ``gradrun.forward_mode``
-(JVP) and ``gradrun.perturb`` (batched perturbations for finite differences).
+A ``Graph`` is a list of nodes in evaluation order. It is built once, when a
+spec is loaded, from an expression tree (``build``): declared expression
+functions inlined, identical subexpressions shared, the declared functions it
+reaches recorded. Everything else that an expression implies is read off the
+graph, never off the tree again: its shapes and the load-time shape errors
+(``gradrun.graphcheck``), complex safety, reachability, and what the runner
+walks. ``evaluate`` gives every node's primal value. The walkers over it live
+beside: ``gradrun.reverse`` (VJP), ``gradrun.forward_mode`` (JVP) and
+``gradrun.perturb`` (batched perturbations for finite differences).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Optional
 
 import numpy as np
 
 from . import primitives
-from .tree import Const, ExprFunction, PythonFunction, Var
+from .tree import Call, Const, ExprFunction, PythonFunction, Var
+
+MAX_DEPTH = 200  # functions nested deeper than this are taken for a function calling itself
 
 
 class GraphError(ValueError):
     """An expression that cannot be built or evaluated as a graph."""
+
+
+class UnknownFunction(GraphError):
+    """A call of a name that is neither a primitive nor a declared function."""
+
+    def __init__(self, name: str):
+        super().__init__(f"unknown function '{name}'")
+        self.name = name
 
 
 @dataclass
@@ -31,10 +45,16 @@ class Node:
     value: Optional[np.ndarray] = None  # a constant's value
     fn: Optional[PythonFunction] = None
     params: tuple = ()  # a primitive's static arguments, (name, value) pairs
+    source: Optional[Call] = None  # the call it was built from (the first, where shared), for messages
+    own: bool = False  # the call is in the experiment's own expression, not inside a declared function
 
     @property
     def kwargs(self) -> dict:
         return dict(self.params)
+
+    @property
+    def is_input(self) -> bool:
+        return self.op is None and self.fn is None and self.value is None
 
     def forward(self):
         """The primitive's forward function with this node's static arguments bound."""
@@ -48,14 +68,20 @@ class Graph:
     inputs: dict  # input name -> node id
     output: int
     needs: list = field(default_factory=list)  # node depends on a differentiated input: its cotangent is wanted
+    functions: dict = field(default_factory=dict)  # declared name -> function, every one the expression reaches
+    shapes: list = field(default_factory=list)  # each node's shape at load (gradrun.graphcheck.shaped)
+    dtypes: list = field(default_factory=list)  # each node's dtype there (inputs as float64)
 
     @property
     def complex_safe(self) -> bool:
-        return all(
-            (n.fn.complex_safe if n.fn else primitives.get(n.op).complex_safe)
-            for n in self.nodes
-            if n.op or n.fn
-        )
+        return not self.complex_unsafe
+
+    @property
+    def complex_unsafe(self) -> list:
+        """The names of the functions and primitives that cannot take a complex step, sorted."""
+        unsafe = {name for name, f in self.functions.items() if isinstance(f, PythonFunction) and not f.complex_safe}
+        unsafe |= {n.op for n in self.nodes if n.op and not primitives.get(n.op).complex_safe}
+        return sorted(unsafe)
 
     @property
     def transparent(self) -> bool:
@@ -76,59 +102,86 @@ class Graph:
     def has_vjp(self) -> bool:
         return all(n.fn.vjp is not None for n in self.nodes if n.fn)
 
+    @property
+    def output_shape(self) -> tuple:
+        """The output's shape as the load-time evaluation found it (``gradrun.graphcheck.shaped``)."""
+        return self.shapes[self.output]
+
+    def bind(self, functions: dict) -> "Graph":
+        """The same graph with its declared functions replaced by ``functions`` of the same
+        names (torch modules built under an experiment's own seed)."""
+        if all(functions.get(name, f) is f for name, f in self.functions.items()):
+            return self
+        nodes = [replace(n, fn=functions.get(n.name, n.fn)) if n.fn is not None else n for n in self.nodes]
+        return replace(self, nodes=nodes, functions={k: functions.get(k, f) for k, f in self.functions.items()})
+
+
+class _Builder:
+    """One walk over an expression tree: nodes appended in evaluation order, each once."""
+
+    def __init__(self, functions: dict, inputs):
+        self.functions = functions
+        self.nodes: list = []
+        self.memo: dict = {}
+        self.reached: dict = {}  # declared name -> function, in the order first called
+        self.inputs = {name: self.add(("input", name), Node(name=name)) for name in inputs}
+
+    def add(self, key, node) -> int:
+        if key not in self.memo:
+            self.memo[key] = len(self.nodes)
+            self.nodes.append(node)
+        return self.memo[key]
+
+    def walk(self, e, env: dict, depth: int, own: bool) -> int:
+        if depth > MAX_DEPTH:
+            raise GraphError(f"functions nest more than {MAX_DEPTH} deep (does a function call itself?)")
+        if isinstance(e, Var):
+            if e.name in env:
+                return env[e.name]
+            if e.name in self.inputs:
+                return self.inputs[e.name]
+            raise GraphError(f"unknown name '{e.name}'")
+        if isinstance(e, Const):
+            v = float(e.value)
+            return self.add(("const", v), Node(name=repr(v), value=np.asarray(v)))
+        args = tuple(self.walk(a, env, depth + 1, own) for a in e.args)
+        return self.call(e, args, depth, own)
+
+    def call(self, e: Call, args: tuple, depth: int, own: bool) -> int:
+        fn = self.functions.get(e.fn)
+        if fn is not None:
+            self.reached.setdefault(e.fn, fn)
+        if isinstance(fn, ExprFunction):
+            _arity(fn.name, len(fn.params), args)
+            return self.walk(fn.body, dict(zip(fn.params, args)), depth + 1, False)
+        if isinstance(fn, PythonFunction):
+            _arity(fn.name, fn.nargs, args)
+            return self.add(("python", fn.name, args), Node(args=args, name=fn.name, fn=fn, source=e, own=own))
+        if e.fn not in primitives.PRIMITIVES:
+            raise UnknownFunction(e.fn)
+        _arity(e.fn, primitives.get(e.fn).nargs, args)
+        return self.add((e.fn, args, e.params), Node(op=e.fn, args=args, params=e.params, source=e, own=own))
+
+
+def _arity(name, nargs, args) -> None:
+    if nargs is not None and len(args) != nargs:
+        raise GraphError(f"{name} takes {nargs} arguments, got {len(args)}")
+
 
 def build(expr, functions: dict, inputs, integers=()) -> Graph:
     """Build the graph of ``expr`` over the named inputs, inlining declared functions.
 
     ``integers`` name inputs that are never differentiated (labels, masks): like
-    constants, no cotangent is computed for them.
+    constants, no cotangent is computed for them. The graph's shapes are filled
+    in by ``gradrun.graphcheck.shaped``, which a spec's loading runs.
     """
-    nodes: list = []
-    memo: dict = {}
-
-    def add(key, node):
-        if key not in memo:
-            memo[key] = len(nodes)
-            nodes.append(node)
-        return memo[key]
-
-    input_ids = {name: add(("input", name), Node(name=name)) for name in inputs}
-
-    def walk(e, env, depth):
-        if depth > 200:
-            raise GraphError("functions nest more than 200 deep (does a function call itself?)")
-        if isinstance(e, Var):
-            if e.name in env:
-                return env[e.name]
-            if e.name in input_ids:
-                return input_ids[e.name]
-            raise GraphError(f"unknown name '{e.name}'")
-        if isinstance(e, Const):
-            v = float(e.value)
-            return add(("const", v), Node(name=repr(v), value=np.asarray(v)))
-        args = tuple(walk(a, env, depth + 1) for a in e.args)
-        fn = functions.get(e.fn)
-        if isinstance(fn, ExprFunction):
-            if len(args) != len(fn.params):
-                raise GraphError(f"{fn.name} takes {len(fn.params)} arguments, got {len(args)}")
-            return walk(fn.body, dict(zip(fn.params, args)), depth + 1)
-        if isinstance(fn, PythonFunction):
-            if len(args) != fn.nargs:
-                raise GraphError(f"{fn.name} takes {fn.nargs} arguments, got {len(args)}")
-            return add(("python", fn.name, args), Node(args=args, name=fn.name, fn=fn))
-        if e.fn not in primitives.PRIMITIVES:
-            raise GraphError(f"unknown function '{e.fn}'")
-        prim = primitives.get(e.fn)
-        if prim.nargs is not None and len(args) != prim.nargs:
-            raise GraphError(f"{e.fn} takes {prim.nargs} arguments, got {len(args)}")
-        return add((e.fn, args, e.params), Node(op=e.fn, args=args, params=e.params))
-
-    output = walk(expr, {}, 0)
+    builder = _Builder(functions, inputs)
+    output = builder.walk(expr, {}, 0, True)
+    nodes = builder.nodes
     needs = [False] * len(nodes)
     for i, n in enumerate(nodes):
-        is_input = n.op is None and n.fn is None and n.value is None
-        needs[i] = (is_input and n.name not in integers) or any(needs[a] for a in n.args)
-    return Graph(nodes, input_ids, output, needs)
+        needs[i] = (n.is_input and n.name not in integers) or any(needs[a] for a in n.args)
+    return Graph(nodes, builder.inputs, output, needs, builder.reached)
 
 
 # ---------------------------------------------------------------- evaluation
