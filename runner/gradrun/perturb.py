@@ -90,22 +90,16 @@ def _elementwise_sparse(prim, node, i, vals, ps, batch, motion):
     return Sparse(out_idx, np.broadcast_to(delta, out_idx.shape), unique), kink
 
 
-def _matmul_sparse(node, i, vals, ps, batch):
-    a, b = (vals[k] for k in node.args)
-    if a.ndim != 2 or b.ndim != 2 or (ps[0] is not None and ps[1] is not None):
+def _product_sparse(prim, node, vals, ps, batch):
+    """A product (matmul) with one operand moved sparsely, as the table's ``moves`` rule spreads it."""
+    moved = [k for k, p in enumerate(ps) if p is not None]
+    if len(moved) != 1:
         return None
-    n, k = a.shape
-    m = b.shape[1]
-    if ps[0] is not None:
-        p = ps[0]
-        r, c = np.divmod(p.idx, k)
-        idx = (r * m)[:, :, None] + np.arange(m)
-        delta = p.delta[:, :, None] * b[c]
-    else:
-        p = ps[1]
-        r, c = np.divmod(p.idx, m)
-        idx = (np.arange(n) * m)[None, None, :] + c[:, :, None]
-        delta = p.delta[:, :, None] * a.T[r]
+    p = ps[moved[0]]
+    landed = prim.moves([vals[a] for a in node.args], moved[0], p.idx, p.delta)
+    if landed is None:
+        return None
+    idx, delta = landed
     return Sparse(idx.reshape(batch, -1), delta.reshape(batch, -1), p.idx.shape[1] == 1), None
 
 
@@ -126,8 +120,8 @@ def _sparse_step(node, i, vals, ps, batch, motion):
     kind = prim.kind_for(node.kwargs)
     if kind == "elementwise":
         return _elementwise_sparse(prim, node, i, vals, ps, batch, motion)
-    if kind == "matmul":
-        return _matmul_sparse(node, i, vals, ps, batch)
+    if kind == "product":
+        return _product_sparse(prim, node, vals, ps, batch)
     if kind == "reduce":
         p = ps[0]
         delta = p.delta.sum(axis=1, keepdims=True) * _weight(node, vals[node.args[0]].shape)
@@ -144,20 +138,6 @@ def _sparse_step(node, i, vals, ps, batch, motion):
 def _pad(d, ndim):
     """A batched delta (B, *shape) reshaped to broadcast against ndim-dimensional arrays."""
     return d.reshape((d.shape[0],) + (1,) * (ndim - (d.ndim - 1)) + d.shape[1:])
-
-
-def _batched_matmul(operands, batched, primals, out_shape):
-    """numpy's matmul of operands some of which carry a leading batch axis."""
-    a_nd, b_nd = primals[0].ndim, primals[1].ndim
-    lifted = [operands[0][..., None, :] if a_nd == 1 else operands[0],
-              operands[1][..., :, None] if b_nd == 1 else operands[1]]
-    nd = max(a_nd, b_nd, 2)
-    for k in range(2):
-        if batched[k]:
-            x = lifted[k]
-            lifted[k] = x.reshape((x.shape[0],) + (1,) * (nd + 1 - x.ndim) + x.shape[1:])
-    product = np.matmul(lifted[0], lifted[1])
-    return product.reshape((len(product),) + tuple(out_shape))
 
 
 def _python_sparse(node, i, vals, ps, batch, motion):
@@ -221,10 +201,11 @@ def _dense_step(node, i, vals, ps, batch, motion):
 
     if kind == "elementwise":
         return _elementwise_dense(prim, node, i, args, ds, lifted, out, batch, motion)
-    if kind == "matmul":
-        linear = (ds[0] is None) != (ds[1] is None)  # then the product of delta and the other is the delta
+    if kind == "product":
+        moved = [k for k, d in enumerate(ds) if d is not None]
+        linear = len(moved) == 1 and moved[0] in prim.linear_in  # the product of the delta is the delta
         new = [x if d is None else d for d, x in zip(ds, args)] if linear else lifted()
-        product = _batched_matmul(new, [d is not None for d in ds], args, out.shape)
+        product = prim.forward_batched(new, [d is not None for d in ds], args, out.shape)
         return Dense(product if linear else motion.change(product, out)), kink
     settings = prim.settings(node.params)
     moved = [(x, False) if d is None else (m, True) for x, d, m in zip(args, ds, lifted())]

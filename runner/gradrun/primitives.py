@@ -18,8 +18,9 @@ the argument's position first: ``rule(k, g, ans, *args, **params)``.
 ``gradrun.params``), constants written in the expression.
 
 ``kind`` tells the fast full check how a perturbation travels through the op
-(see ``gradrun.engine``): ``elementwise`` keeps it in place, ``reduce`` sums
-it, ``matmul`` spreads it along a row or column, ``transpose`` and ``reshape``
+(see ``gradrun.perturb``): ``elementwise`` keeps it in place, ``reduce`` sums
+it, ``product`` (matmul) spreads it as the entry's own ``moves`` rule says and
+evaluates batches by its ``forward_batched``, ``transpose`` and ``reshape``
 move it, and ``dense`` makes it touch everything.
 
 Second order: a VJP rule marked ``second_order`` is holomorphic in the primal
@@ -73,6 +74,12 @@ class Primitive:
     # batch(params, ndims): the params for arguments that all carry one more,
     # leading, batch axis (``ndims`` without it); None: evaluated row by row.
     batch: Optional[Callable] = None
+    # kind "product" only: moves(args, k, idx, delta) -> where sparse moves of argument k (flat
+    # positions idx, (B, K), by delta) land in the output, (positions, deltas), or None; and
+    # forward_batched(operands, batched, primals, out_shape): forward of operands of which those
+    # marked ``batched`` carry a leading batch axis, as (B, *out_shape)
+    moves: Optional[Callable] = None
+    forward_batched: Optional[Callable] = None
     second_order: bool = True  # the VJP rule is holomorphic: complex perturbation through it is valid
     arg_names: tuple = ()  # names of the array arguments in messages and docs (default: ARG_NAMES)
 
@@ -256,11 +263,42 @@ def _matmul_shape(shapes) -> tuple:
     return out
 
 
+def _matmul_moves(args, k, idx, delta):
+    """Where sparse moves of operand k land in a matrix product: a move of a[r, c] moves
+    row r of a @ b, one of b[r, c] moves column c; (positions, deltas), each (B, K, row or
+    column length). None where an operand is not a matrix."""
+    a, b = args
+    if a.ndim != 2 or b.ndim != 2:
+        return None
+    n, inner = a.shape
+    m = b.shape[1]
+    if k == 0:
+        r, c = np.divmod(idx, inner)
+        return (r * m)[:, :, None] + np.arange(m), delta[:, :, None] * b[c]
+    r, c = np.divmod(idx, m)
+    return (np.arange(n) * m)[None, None, :] + c[:, :, None], delta[:, :, None] * a.T[r]
+
+
+def _matmul_batched(operands, batched, primals, out_shape):
+    """numpy's matmul of operands some of which carry a leading batch axis."""
+    a_nd, b_nd = primals[0].ndim, primals[1].ndim
+    lifted = [operands[0][..., None, :] if a_nd == 1 else operands[0],
+              operands[1][..., :, None] if b_nd == 1 else operands[1]]
+    nd = max(a_nd, b_nd, 2)
+    for k in range(2):
+        if batched[k]:
+            x = lifted[k]
+            lifted[k] = x.reshape((x.shape[0],) + (1,) * (nd + 1 - x.ndim) + x.shape[1:])
+    product = np.matmul(lifted[0], lifted[1])
+    return product.reshape((len(product),) + tuple(out_shape))
+
+
 _register(Primitive(
     name="matmul", nargs=2, forward=np.matmul,
     vjp=(_matmul_vjp_a, _matmul_vjp_b),
     jvp=(lambda t, ans, a, b: t @ b, lambda t, ans, a, b: a @ t),
-    formula="a @ b", derivative="da = g @ b.T, db = a.T @ g", kind="matmul", check=_matmul_shape))
+    formula="a @ b", derivative="da = g @ b.T, db = a.T @ g", check=_matmul_shape,
+    kind="product", linear_in=(0, 1), moves=_matmul_moves, forward_batched=_matmul_batched))
 
 # ---------------------------------------------------------------- more elementwise ops
 
