@@ -167,3 +167,19 @@ def test_a_shape_error_inside_a_declared_function_has_no_column_and_one_in_the_o
     assert "in (X @ X): matmul of shapes (2, 3) and (2, 3) does not fit" in outer.message
     assert (inner.line, inner.column) == (5, 11)  # the expr's start: the call is in mm's body
     assert (outer.line, outer.column) == (8, 16)  # the @ inside sin(...)
+
+
+def test_bind_puts_an_experiments_own_functions_in_place_of_the_declared_ones():
+    from gradrun.tree import ExprFunction, PythonFunction
+
+    declared = PythonFunction(name="f", params=("x",), forward=lambda x: 2 * x, vjp=lambda g, x: 2 * g)
+    seeded = PythonFunction(name="f", params=("x",), forward=lambda x: 3 * x, vjp=lambda g, x: 3 * g)
+    twice = ExprFunction("twice", ("x",), Call("f", (Call("f", (Var("x"),)),)))
+    graph = engine.build(Call("twice", (Var("x"),)), {"f": declared, "twice": twice}, ["x"])
+    assert list(graph.functions) == ["twice", "f"]
+    assert graph.bind({"f": declared, "twice": twice}) is graph  # nothing to replace: the same graph
+    bound = graph.bind({"f": seeded})
+    x = np.array([1.0, -2.0])
+    np.testing.assert_array_equal(engine.evaluate(bound, {"x": x})[bound.output], 9 * x)
+    np.testing.assert_array_equal(engine.evaluate(graph, {"x": x})[graph.output], 4 * x)  # left as it was
+    assert bound.functions == {"twice": twice, "f": seeded}
