@@ -110,10 +110,12 @@ class Graph:
     def bind(self, functions: dict) -> "Graph":
         """The same graph with its declared functions replaced by ``functions`` of the same
         names (torch modules built under an experiment's own seed)."""
-        if all(functions.get(name, f) is f for name, f in self.functions.items()):
+        new = {name: functions.get(name, f) for name, f in self.functions.items()}
+        instead = {id(f): new[name] for name, f in self.functions.items() if new[name] is not f}
+        if not instead:
             return self
-        nodes = [replace(n, fn=functions.get(n.name, n.fn)) if n.fn is not None else n for n in self.nodes]
-        return replace(self, nodes=nodes, functions={k: functions.get(k, f) for k, f in self.functions.items()})
+        nodes = [replace(n, fn=instead[id(n.fn)]) if id(n.fn) in instead else n for n in self.nodes]
+        return replace(self, nodes=nodes, functions=new)
 
 
 class _Builder:
