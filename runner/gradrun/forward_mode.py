@@ -85,9 +85,12 @@ def _batched_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray
     chunk = batch_rows(x.size)
     for start in range(0, len(columns), chunk):
         at = columns[start:start + chunk]
-        basis = np.zeros((len(at), x.size), dtype=x.dtype)
-        basis[np.arange(len(at)), at] = 1
-        tangents = [basis.reshape((len(at),) + x.shape) if a == i else None for a in box.args]
-        cols[:, start:start + len(at)] = np.asarray(box.fn.jvp_batch(tangents, *args)).reshape(len(at), -1).T
+        if box.fn.jvp_basis is not None:  # the function builds the one-hot tangents itself
+            block = box.fn.jvp_basis(tuple(k for k, a in enumerate(box.args) if a == i), at, *args)
+        else:
+            basis = np.zeros((len(at), x.size), dtype=x.dtype)
+            basis[np.arange(len(at)), at] = 1
+            block = box.fn.jvp_batch([basis.reshape((len(at),) + x.shape) if a == i else None for a in box.args], *args)
+        cols[:, start:start + len(at)] = np.asarray(block).reshape(len(at), -1).T
     return cols
 

@@ -149,12 +149,15 @@ def _python_sparse(node, i, vals, ps, batch, motion):
     dtype = complex if motion.imaginary else None
     old = {k: args[k].ravel()[ps[k].idx] for k in moved}
     new = {k: motion.lift(old[k], ps[k].delta) for k in moved}
-    if node.fn.forward_batch is not None:
+    if node.fn.forward_moved is not None and dtype is None:  # the function builds the chunk itself
+        rows = np.asarray(node.fn.forward_moved(args, {k: (ps[k].idx, new[k]) for k in moved})).reshape(batch, -1)
+    elif node.fn.forward_batch is not None:
         # unmoved arguments stay read-only broadcast views (stride 0 along the batch axis),
         # which a batched forward may pass once instead of once per row
         stacked = [np.broadcast_to(x, (batch,) + x.shape) for x in args]
         for k in moved:  # row b moves its own positions only
-            stacked[k] = np.array(stacked[k], dtype=dtype or args[k].dtype)
+            # rows contiguous (numpy's default order would keep the broadcast batch axis innermost)
+            stacked[k] = np.array(stacked[k], dtype=dtype or args[k].dtype, order="C")
             stacked[k].reshape(batch, -1)[np.arange(batch)[:, None], ps[k].idx] = new[k]
         rows = np.asarray(node.fn.forward_batch(*stacked)).reshape(batch, -1)
     else:
