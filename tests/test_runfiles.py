@@ -124,3 +124,14 @@ def test_pictures_without_a_report_raise(tmp_path):
     (tmp_path / "not.csv").write_text("a,b\n1,2\n")
     with pytest.raises(CannotRun):
         runfiles.draw_pictures(tmp_path / "not.csv")
+
+
+@pytest.mark.parametrize("options, message", [
+    (RunOptions(jobs=2, scheduler="tcp://127.0.0.1:1"), "-j and --scheduler exclude each other"),
+    (RunOptions(merge=("shards",), shard=(1, 2)), "--merge runs nothing"),
+    (RunOptions(shard=(1, 2), baseline="base"), "a shard holds part of each spec"),
+])
+def test_where_options_that_exclude_each_other_raise_before_anything_runs(tmp_path, options, message):
+    with pytest.raises(UsageProblem, match=message):
+        gradrun.run_files([PASSING], RunOptions(**{**options.__dict__, "out": tmp_path}))
+    assert list(tmp_path.iterdir()) == []

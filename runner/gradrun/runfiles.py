@@ -134,6 +134,7 @@ def run_files(paths, options: RunOptions | None = None) -> Outcome:
         raise UsageProblem("an empty pattern selects nothing", option="--only")
     if o.plot:
         plotting()  # no matplotlib: say so before running, not after
+    where = _where(o)
     loaded, issues = load_specs(paths, o.policy, o.device)
     if issues:
         return Outcome(issues=issues)
@@ -141,8 +142,8 @@ def run_files(paths, options: RunOptions | None = None) -> Outcome:
     stored = _baselines(o, loaded)
     outcome = Outcome(compared=o.baseline is not None and not o.update_baseline)
     try:
-        for path, spec, results, ran in cli_parallel.outcomes(loaded, dict(o.overrides), o.only, o.progress,
-                                                              _where(o), _run_one):
+        for path, spec, results, ran in cli_parallel.outcomes(loaded, dict(o.overrides), o.only, o.progress, where,
+                                                              _run_one):
             outcome.specs.append(_finish(o, outcome, path, spec, results, ran, stored.get(path)))
     except cli_parallel.DistributionError as error:
         raise CannotRun(error.message) from None
@@ -189,7 +190,14 @@ def write_junit(path, outcome: Outcome) -> None:
 
 
 def _where(o: RunOptions) -> cli_parallel.How:
-    """Where the results come from, for ``cli_parallel.outcomes``."""
+    """Where the results come from, for ``cli_parallel.outcomes``; ``UsageProblem`` for options
+    that exclude each other (the command has refused them already, with the same words)."""
+    if o.scheduler and o.jobs > 1:
+        raise UsageProblem("-j and --scheduler exclude each other: workers are the cluster's")
+    if o.merge and (o.jobs > 1 or o.scheduler or o.shard):
+        raise UsageProblem("--merge runs nothing; give it without -j, --scheduler or --shard")
+    if o.shard and o.baseline is not None:
+        raise UsageProblem("a shard holds part of each spec; compare with --baseline when you --merge")
     load_options = ((("device", o.device),) if o.device is not None else ()) + \
         ((("policy", o.policy),) if o.policy != usercode.DEFAULT else ())
     return cli_parallel.How(o.jobs, o.scheduler, o.shard, tuple(o.merge), Path(o.out), load_options)
