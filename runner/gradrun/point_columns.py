@@ -42,19 +42,19 @@ def projection_columns(found, experiment, point, name, settings, coords) -> Colu
 
 def element_columns(res, experiment, point, name, x, settings, coords, check="full") -> Columns:
     """check_input's result as element columns, element-major (all outputs of an element together)."""
-    idx = np.asarray(res["columns"], dtype=np.int64)
-    m = res["numeric"].shape[0]
+    idx = np.asarray(res.columns, dtype=np.int64)
+    m = res.numeric.shape[0]
     n = m * len(idx)
     data = {"experiment": constant(experiment, n), "point": constant(point, n), "input": constant(name, n),
             "index": np.repeat(idx, m), "output": np.tile(np.arange(m), len(idx)),
             "value": np.repeat(x.ravel()[idx], m)}
-    for key, values in res.items():
+    for key, values in res._asdict().items():
         if key in PLACEMENT:
             continue
         values = np.asarray(values)
         column = values.T.ravel() if values.ndim == 2 else np.repeat(values, m)
         data[RENAMED.get(key, key)] = shared_strings(column) if column.dtype.kind in "UO" else column
     data["abs_error"], data["rel_error"] = errors(data["numeric"], data["analytic"])
-    data["output_value"] = np.tile(np.asarray(res["output"], dtype=np.float64), len(idx))
+    data["output_value"] = np.tile(np.asarray(res.output, dtype=np.float64), len(idx))
     data["dtype"], data["check"] = constant(settings.dtype, n), constant(check, n)
     return Columns(data | sweep_columns(coords, n))

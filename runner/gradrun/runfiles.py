@@ -23,6 +23,7 @@ from typing import Callable, Mapping, Optional
 
 from . import baseline, cli_parallel, report, selection, usercode
 from .baseline import DRIFT_FACTOR
+from .drift import Drift
 from .model import ExperimentResult, Issue, Spec, SpecError, one_line
 
 
@@ -85,28 +86,28 @@ class SpecOutcome:
 
     path: str
     spec: Spec
-    results: list  # ExperimentResult per selected experiment, in spec order
+    results: list[ExperimentResult]  # one per selected experiment, in spec order
     ran: bool  # False: the runner crashed around the experiments; no report was written
     baseline: Optional[Path] = None  # the baseline file compared with, or written
-    drifts: list = field(default_factory=list)
+    drifts: list[Drift] = field(default_factory=list)
 
 
 @dataclass
 class Outcome:
     """What a run found: per spec file, results and drifts; the files written; or the specs' issues."""
 
-    specs: list = field(default_factory=list)  # SpecOutcome per spec file that ran, in order
-    issues: list = field(default_factory=list)  # the specs' problems: when any, nothing ran
-    written: list = field(default_factory=list)  # Written, in the order written
+    specs: list[SpecOutcome] = field(default_factory=list)  # per spec file that ran, in order
+    issues: list[Issue] = field(default_factory=list)  # the specs' problems: when any, nothing ran
+    written: list[Written] = field(default_factory=list)  # in the order written
     compared: bool = False  # a baseline was compared with (not written)
 
     @property
-    def results(self) -> list:
+    def results(self) -> list[ExperimentResult]:
         """Every experiment's result, spec file after spec file."""
         return [r for s in self.specs for r in s.results]
 
     @property
-    def drifts(self) -> Optional[list]:
+    def drifts(self) -> Optional[list[Drift]]:
         """Every drift from the baselines; None when no baseline was compared."""
         return [d for s in self.specs for d in s.drifts] if self.compared else None
 

@@ -48,6 +48,25 @@ class PointCheck(NamedTuple):
     shapes: dict  # input name -> shape
 
 
+class InputCheck(NamedTuple):
+    """What ``check_input`` found for the elements of one input: (M outputs, n elements) arrays,
+    or (n,) for what is one per element. In the report's column order (``point_columns``)."""
+
+    columns: np.ndarray  # (n,) the flat indices of the elements checked
+    output: np.ndarray  # (M,) the primal output
+    numeric: np.ndarray  # the numeric derivative the report shows
+    forward: np.ndarray  # the user's JVP, NaN without one
+    analytic: np.ndarray  # the analytic derivative (float32 code's, when float32 is checked)
+    tolerance: np.ndarray
+    error_estimate: np.ndarray
+    status: np.ndarray  # pass, fail, kink, nan or unresolved
+    minus: np.ndarray  # one-sided differences, where a kink was looked for
+    plus: np.ndarray
+    method: np.ndarray  # (n,) how each element's shown measurement was made
+    step: np.ndarray  # (n,) and at what step
+    reason: np.ndarray  # why an entry is unresolved, or what decided it
+
+
 class CheckError(ValueError):
     """A point that cannot be checked as asked (e.g. complex step through user code)."""
 
@@ -148,7 +167,7 @@ class _Columns:
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
                 primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None):
-    """Numeric beside analytic for elements of one input: a dict of (M, len(columns)) arrays.
+    """Numeric beside analytic for elements of one input, as an ``InputCheck``.
 
     ``columns`` lists the flat element indices to check (all by default);
     ``analytic`` holds their Jacobian columns. ``analytic`` is held to the
@@ -172,12 +191,11 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     seen = analytic if analytic32 is None else analytic32
     status, minus, plus, reason = _classify(cols, idx, e, analytic, seen, kink, verdict, eps)
     out = _shown(e, shown, reason)
-    return {
-        "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": out,
-        "forward": np.full(out.shape, np.nan) if forward is None else forward, "analytic": seen,
-        "tolerance": verdict[2], "error_estimate": np.where(np.isnan(e.measured), e.est, e.measured),
-        "status": status, "minus": minus, "plus": plus, "method": e.methods, "step": e.steps, "reason": reason,
-    }
+    return InputCheck(
+        columns=idx, output=np.real(vals[graph.output]).ravel(), numeric=out,
+        forward=np.full(out.shape, np.nan) if forward is None else forward, analytic=seen,
+        tolerance=verdict[2], error_estimate=np.where(np.isnan(e.measured), e.est, e.measured),
+        status=status, minus=minus, plus=plus, method=e.methods, step=e.steps, reason=reason)
 
 
 def _measure(cols, idx, method, analytic, settings, eps) -> tuple:
@@ -352,11 +370,11 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning)
         elements.append(element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
         blocks.append((len(found), len(elements[-1])))
-        if mode == "screen" and not np.isin(res["status"], ("fail", "nan")).any():
+        if mode == "screen" and not np.isin(res.status, ("fail", "nan")).any():
             # measured one by one, every element the projections pointed at is right: their
             # disagreement was the directional difference's own (a kink crossed, say)
             status = found["status"].copy()
-            status[status == "fail"] = "kink" if (res["status"] == "kink").any() else "pass"
+            status[status == "fail"] = "kink" if (res.status == "kink").any() else "pass"
             found["status"] = shared_strings(status)
     return PointCheck(Columns.concat(elements), Columns.concat(projections), blocks, shapes)
 
