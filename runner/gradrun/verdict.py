@@ -187,14 +187,14 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     def rule():
         return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
 
-    verdict = _confirm(cols, idx, e, rule, eps, settings.dtype)
+    judged = _confirm(cols, idx, e, rule, eps, settings.dtype)
     seen = analytic if analytic32 is None else analytic32
-    status, minus, plus, reason = _classify(cols, idx, e, analytic, seen, kink, verdict, eps)
+    status, minus, plus, reason = _classify(cols, idx, e, analytic, seen, kink, judged, eps)
     out = _shown(e, shown, reason)
     return InputCheck(
         columns=idx, output=np.real(vals[graph.output]).ravel(), numeric=out,
         forward=np.full(out.shape, np.nan) if forward is None else forward, analytic=seen,
-        tolerance=verdict[2], error_estimate=np.where(np.isnan(e.measured), e.est, e.measured),
+        tolerance=judged[2], error_estimate=np.where(np.isnan(e.measured), e.est, e.measured),
         status=status, minus=minus, plus=plus, method=e.methods, step=e.steps, reason=reason)
 
 
@@ -238,10 +238,10 @@ BELOW_RESOLUTION = ("f did not change at any step: the analytic slope times the 
                     "rounding unit of the values f is given and returns, so no difference can see it")
 
 
-def _classify(cols, idx, e, analytic, seen, kink, verdict, eps) -> tuple:
+def _classify(cols, idx, e, analytic, seen, kink, judged, eps) -> tuple:
     """Each entry's status (``judge.classify``; a failure below resolution is unresolved),
     the one-sided differences, and why an unresolved entry is one."""
-    bad, vague, tol, aim, unc = verdict
+    bad, vague, tol, aim, unc = judged
     status, minus, plus = judge.classify(cols, idx, e, cols.graph, cols.vals, analytic, seen, kink, bad, vague,
                                          tol, eps)
     frozen = np.zeros(status.shape, dtype=bool)
