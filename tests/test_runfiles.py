@@ -91,19 +91,31 @@ def test_drifts_from_a_baseline(tmp_path, monkeypatch):
     assert shown.exit_code == 1 and f'"drifts": {len(grown.drifts)},' in shown.stdout
 
 
-def test_progress_and_files_are_told_to_callbacks(tmp_path):
-    heard, closed, told = [], [], []
+class Progress:
+    """A progress factory that remembers what it heard: (label, name, done, total), and closes."""
 
-    class Progress:
-        def __init__(self, label):
-            self.label = label
+    heard: list = []
+    closed: list = []
 
-        def __call__(self, name, done, total):
-            heard.append((self.label, name, done, total))
+    def __init__(self, label):
+        self.label = label
 
-        def close(self):
-            closed.append(self.label)
+    def __call__(self, name, done, total):
+        self.heard.append((self.label, name, done, total))
 
+    def close(self):
+        self.closed.append(self.label)
+
+
+@pytest.fixture
+def progress(monkeypatch):
+    monkeypatch.setattr(Progress, "heard", [])
+    monkeypatch.setattr(Progress, "closed", [])
+    return Progress
+
+
+def test_progress_and_files_are_told_to_callbacks(tmp_path, progress):
+    heard, closed, told = progress.heard, progress.closed, []
     outcome = gradrun.run_files([PASSING], RunOptions(out=tmp_path, only="*-at-*", progress=Progress,
                                                       on_written=told.append))
     assert [r.name for r in outcome.results] == ["square-at-2", "relu-at-0"]
@@ -112,11 +124,14 @@ def test_progress_and_files_are_told_to_callbacks(tmp_path):
     assert told[0] == Written("report", tmp_path / "passing.csv", 2)
 
 
-def test_worker_processes_give_the_serial_outcome(tmp_path):
+def test_worker_processes_give_the_serial_outcome(tmp_path, progress):
     serial = gradrun.run_files([PASSING], RunOptions(out=tmp_path / "serial"))
-    parallel = gradrun.run_files([PASSING], RunOptions(out=tmp_path / "parallel", jobs=2))
+    parallel = gradrun.run_files([PASSING], RunOptions(out=tmp_path / "parallel", jobs=2, progress=progress))
     assert (tmp_path / "serial" / "passing.csv").read_bytes() == (tmp_path / "parallel" / "passing.csv").read_bytes()
     assert [r.name for r in serial.results] == [r.name for r in parallel.results]
+    # one progress for the run's units, whichever worker finished them, closed before the reports are written
+    assert {label for label, *_ in progress.heard} == {"units"} and progress.closed == ["units"]
+    assert progress.heard[-1][2:] == (len(progress.heard), len(progress.heard))
 
 
 def test_pictures_without_a_report_raise(tmp_path):
