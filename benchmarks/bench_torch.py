@@ -23,6 +23,7 @@ Run: .venv/bin/python benchmarks/bench_torch.py   (about 2 minutes; needs torch)
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import warnings
@@ -34,7 +35,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from gradrun import engine, verdict  # noqa: E402
 from gradrun.frameworks import torch as adapter  # noqa: E402
+from gradrun.frameworks import torch_batch, torch_jacobian  # noqa: E402
 from mutations_torch import all_cases  # noqa: E402
 
 torch.set_num_threads(1)
@@ -130,6 +133,57 @@ def large():
         timing(module, shape)
 
 
+# gradrun's passes over a point, each timed (process CPU) while a check runs: what
+# calls it, the name printed. Rows: perturbed points (or JVP tangents) evaluated in vmapped chunks.
+PASSES = [
+    (verdict._Columns, "derivative", "first pass: central differences at the auto step"),
+    (verdict._Columns, "noise", "round-off noise of f (suspects only)"),
+    (verdict._Columns, "at", "re-measurement: witness and Richardson levels"),
+    (verdict._Columns, "one_sided", "kink evidence"),
+    (engine, "forward_columns", "forward-mode columns (cross-check)"),
+]
+
+
+@contextlib.contextmanager
+def by_pass(spent: dict, rows: dict):
+    """Time every pass of PASSES and count the rows each evaluates, for the duration."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in PASSES]
+    counters = [(torch_batch.BatchedForward, "moved", lambda a: len(next(iter(a[1].values()))[0])),
+                (torch_batch.BatchedForward, "__call__", lambda a: len(a[0])),
+                (torch_jacobian.ForwardJacobian, "basis", lambda a: len(a[1])),
+                (torch_jacobian.ForwardJacobian, "batch", lambda a: len(next(t for t in a[0] if t is not None)))]
+    saved += [(owner, name, getattr(owner, name)) for owner, name, _ in counters]
+    current = []
+
+    def timed_pass(fn, label):
+        def run(*args, **kwargs):
+            current.append(label)
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - start
+                current.pop()
+        return run
+
+    def counted(fn, size):
+        def run(self, *args):
+            label = current[-1] if current else "other"
+            rows[label] = rows.get(label, 0) + size(args)
+            return fn(self, *args)
+        return run
+
+    for (owner, name, label), (_, _, fn) in zip(PASSES, saved):
+        setattr(owner, name, timed_pass(fn, label))
+    for (owner, name, size), (_, _, fn) in zip(counters, saved[len(PASSES):]):
+        setattr(owner, name, counted(fn, size))
+    try:
+        yield
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
 def timing(module, shape):
     x = np.random.default_rng(0).standard_normal(shape)
     fn = adapter.function(module.__name__, module)
@@ -143,9 +197,16 @@ def timing(module, shape):
     print(f"{'':10s} {'cpu s':>8s} {'wall s':>8s}")
     print(f"{'gradrun':10s} {ours[0]:8.2f} {ours[1]:8.2f}  passed={result.passed}  rows={len(result.records)}"
           f"  notes={result.notes}")
-    print(f"{'gradcheck':10s} {theirs[0]:8.2f} {theirs[1]:8.2f}  passed={passed}")
+    print(f"{'gradcheck':10s} {theirs[0]:8.2f} {theirs[1]:8.2f}  passed={passed}  (calls the module {2 * n} times)")
     print(f"gradrun / gradcheck: {100 * ours[0] / theirs[0]:.1f} % of its CPU time, "
           f"{100 * ours[1] / theirs[1]:.1f} % of its wall time")
+    spent, rows = {}, {}
+    with by_pass(spent, rows):
+        total, _ = timed(lambda: adapter.check(module, {"x": x}, wrt=["params"], check="full"))
+    print(f"gradrun by pass (a third, instrumented run: {total[0]:.2f} s CPU):")
+    for label in [p[2] for p in PASSES] + ["other"]:
+        cpu = spent.get(label, total[0] - sum(spent.values())) if label != "other" else total[0] - sum(spent.values())
+        print(f"  {label:52s} {cpu:6.2f} s CPU  {rows.get(label, 0):7d} rows")
 
 
 def timed(fn):

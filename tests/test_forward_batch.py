@@ -44,3 +44,22 @@ def test_batched_forward_still_flags_a_wrong_entry():
     result, _ = _run(True, wrong=1e-4)
     bad = [r for r in result.records if r.status == "fail"]
     assert bad and {r.element for r in bad} == {"x[0,3]"}
+
+
+def test_the_engine_hands_a_batched_forward_contiguous_rows():
+    """A moved argument in C order, rows contiguous: numpy's default copy of a broadcast view
+    keeps the batch axis innermost, and torch would copy such a chunk again, transposed."""
+    layouts = []
+
+    def f(x):
+        return np.sin(x).sum(axis=-1)
+
+    def batch(x):
+        layouts.append((x.flags.c_contiguous, x.flags.owndata, x.strides[:1] == (0,)))
+        return f(x)
+
+    fn = PythonFunction("f", ("x",), f, lambda g, x: g[:, None] * np.cos(x), None, False, "", batch)
+    exp = Experiment("f", Call("f", (Var("x"),)), {"f": fn}, [Point(0, {"x": np.linspace(0.1, 1, 12).reshape(3, 4)})],
+                     ["x"], Settings())
+    assert run_experiment(exp).passed
+    assert layouts and all(layout == (True, True, False) for layout in layouts)

@@ -363,10 +363,13 @@ def _batched_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray
     chunk = batch_rows(x.size)
     for start in range(0, len(columns), chunk):
         at = columns[start:start + chunk]
-        basis = np.zeros((len(at), x.size), dtype=x.dtype)
-        basis[np.arange(len(at)), at] = 1
-        tangents = [basis.reshape((len(at),) + x.shape) if a == i else None for a in box.args]
-        cols[:, start:start + len(at)] = np.asarray(box.fn.jvp_batch(tangents, *args)).reshape(len(at), -1).T
+        if box.fn.jvp_basis is not None:  # the function builds the one-hot tangents itself
+            block = box.fn.jvp_basis(tuple(k for k, a in enumerate(box.args) if a == i), at, *args)
+        else:
+            basis = np.zeros((len(at), x.size), dtype=x.dtype)
+            basis[np.arange(len(at)), at] = 1
+            block = box.fn.jvp_batch([basis.reshape((len(at),) + x.shape) if a == i else None for a in box.args], *args)
+        cols[:, start:start + len(at)] = np.asarray(block).reshape(len(at), -1).T
     return cols
 
 
@@ -627,12 +630,15 @@ def _python_sparse(node, i, vals, ps, batch, motion):
     dtype = complex if motion.imaginary else None
     old = {k: args[k].ravel()[ps[k].idx] for k in moved}
     new = {k: motion.lift(old[k], ps[k].delta) for k in moved}
-    if node.fn.forward_batch is not None:
+    if node.fn.forward_moved is not None and dtype is None:  # the function builds the chunk itself
+        rows = np.asarray(node.fn.forward_moved(args, {k: (ps[k].idx, new[k]) for k in moved})).reshape(batch, -1)
+    elif node.fn.forward_batch is not None:
         # unmoved arguments stay read-only broadcast views (stride 0 along the batch axis),
         # which a batched forward may pass once instead of once per row
         stacked = [np.broadcast_to(x, (batch,) + x.shape) for x in args]
         for k in moved:  # row b moves its own positions only
-            stacked[k] = np.array(stacked[k], dtype=dtype or args[k].dtype)
+            # rows contiguous (numpy's default order would keep the broadcast batch axis innermost)
+            stacked[k] = np.array(stacked[k], dtype=dtype or args[k].dtype, order="C")
             stacked[k].reshape(batch, -1)[np.arange(batch)[:, None], ps[k].idx] = new[k]
         rows = np.asarray(node.fn.forward_batch(*stacked)).reshape(batch, -1)
     else:

@@ -78,6 +78,13 @@ class PythonFunction:
     ``jvp_batch(tangents, *primals)`` (optional) is the JVP along a chunk of
     tangents: one (B, *input shape) array per input, or None for an input that
     does not move; the result is (B, *output shape).
+    ``forward_moved(args, moved)`` (optional) is ``forward_batch`` told only
+    what moves: row b is ``args`` with, for each ``k: (idx, values)`` of
+    ``moved``, argument k's flat positions ``idx[b]`` set to ``values[b]``
+    ((B, K) arrays), so an adapter builds the chunk in its own buffers.
+    ``jvp_basis(moving, at, *primals)`` (optional) is ``jvp_batch`` along
+    one-hot tangents: row b's is 1 at flat position ``at[b]`` of each argument
+    position in ``moving`` (those of one input) and 0 elsewhere.
     ``defaults`` holds values for inputs the function supplies itself (a torch
     module's parameters); ``notes`` is a list the function appends to when it
     wants a reader to know how it was evaluated (vmap fell back, say).
@@ -93,6 +100,8 @@ class PythonFunction:
     forward_batch: Callable | None = None
     hvp: Callable | None = None  # (cotangent, tangents, *primals) -> one block per input; see second_order
     jvp_batch: Callable | None = None
+    forward_moved: Callable | None = None
+    jvp_basis: Callable | None = None
     defaults: dict = field(default_factory=dict, compare=False, hash=False)
     notes: list = field(default_factory=list, compare=False, hash=False)
 

@@ -3,7 +3,8 @@
 gradrun's cross-check of forward against reverse mode asks for one JVP per
 input element, each along a one-hot tangent, at the same primal point. When
 the code is the whole graph the engine asks for a chunk of them at once
-(``batch``: one ``vmap`` of ``jvp`` over the chunk's tangents). Otherwise it
+(``batch``: one ``vmap`` of ``jvp`` over the chunk's tangents; ``basis``: the
+same, told only which element each row's one-hot tangent moves). Otherwise it
 asks one at a time (``apply``): the first JVP at a point then computes the
 whole forward-mode Jacobian by ``vmap`` of ``jvp`` over basis tangents (what
 ``torch.func.jacfwd`` does), in chunks, and every JVP at that point is that
@@ -32,6 +33,7 @@ class ForwardJacobian:
         self.columns = None  # input position -> (M, size) forward-mode Jacobian
         self.batched = True
         self.vmappable = True  # for batch(): False once vmap of jvp has failed
+        self.onehot = None  # basis(): the working batch of one-hot tangents
 
     def apply(self, tangents, arrays) -> np.ndarray:
         """The output tangent for ``tangents`` (one per input) at ``arrays``."""
@@ -62,9 +64,50 @@ class ForwardJacobian:
         return np.stack([self.apply([z if t is None else t[b] for t, z in zip(tangents, zeros)], arrays)
                          for b in range(batch)])
 
+    def basis(self, moving, at, arrays) -> np.ndarray:
+        """JVPs along one-hot tangents: row b's is 1 at flat position ``at[b]`` of each argument
+        in ``moving`` (the positions of one input), 0 elsewhere. The rows are a working batch
+        kept between calls, ones set and then put back to zero, not built per chunk."""
+        at = np.asarray(at, dtype=np.int64)
+        like = np.asarray(arrays[moving[0]])
+        if self.vmappable:
+            work = self._onehot(like, len(at))
+            rows = (torch.arange(len(at), device=work.device), torch.from_numpy(at).to(work.device))
+            work[rows] = 1
+            version = work._version
+            try:
+                return self._vmapped_tensors({k: work.view(len(at), *like.shape) for k in moving}, arrays)
+            except Exception:  # batch() finds out what does work, and notes it
+                self.vmappable = False
+            finally:
+                if work._version == version:
+                    work[rows] = 0
+                else:  # the code wrote into its tangent: a fresh batch next time
+                    self.onehot = None
+        dense = np.zeros((len(at), like.size), dtype=like.dtype)
+        dense[np.arange(len(at)), at] = 1
+        return self.batch([dense.reshape((len(at),) + like.shape) if k in moving else None
+                           for k in range(len(arrays))], arrays)
+
+    def _onehot(self, like, batch):
+        """The working batch of one-hot tangents for an input like ``like``, (batch, size), all zero."""
+        kept = self.onehot
+        if kept is None or kept.shape[1] != like.size or len(kept) < batch or kept.dtype != self._dtype(like):
+            kept = self.onehot = self.code.tensors([np.zeros((batch, like.size), dtype=like.dtype)])[0]
+        return kept[:batch]
+
+    def _dtype(self, like):
+        return self.code.tensors([np.zeros(0, dtype=like.dtype)])[0].dtype
+
     def _vmapped(self, tangents, arrays) -> np.ndarray:
+        # the tangents are the engine's per-chunk temporaries, only read: wrapped, not copied
+        return self._vmapped_tensors({k: torch.from_numpy(np.ascontiguousarray(t)) for k, t in enumerate(tangents)
+                                      if t is not None}, arrays)
+
+    def _vmapped_tensors(self, tangents: dict, arrays) -> np.ndarray:
+        """One vmap of torch.func.jvp over batched tangents (argument position -> (B, *shape))."""
         primals = tuple(self.code.tensors(arrays))
-        moving = [k for k, t in enumerate(tangents) if t is not None]
+        moving = list(tangents)
         f = self._function(primals)
 
         def along(*moved):
@@ -73,9 +116,7 @@ class ForwardJacobian:
                 full[k] = t
             return jvp(f, primals, tuple(full))[1]
 
-        # the tangents are the engine's per-chunk temporaries, only read: wrapped, not copied
-        batched = [torch.from_numpy(np.ascontiguousarray(tangents[k])).to(primals[k].device, primals[k].dtype)
-                   for k in moving]
+        batched = [tangents[k].to(primals[k].device, primals[k].dtype) for k in moving]
         return vmap(along, randomness="same")(*batched).detach().cpu().numpy()
 
     def _kept(self, arrays) -> bool:

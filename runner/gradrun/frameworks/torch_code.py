@@ -1,0 +1,302 @@
+"""One ``torch:`` declaration as code gradrun can call on numpy arrays.
+
+``TorchCode`` builds the code (an ``autograd.Function`` subclass called through
+``.apply``, an ``nn.Module`` subclass built with ``init`` under the seed or an
+instance, or any callable on tensors), names its inputs (the forward's, then
+a module's parameters under their ``named_parameters`` names) and calls it:
+
+- ``forward`` in the dtype of its arguments: float64 arrays go to the float64
+  twin (``copy.deepcopy(module).double()``), float32 arrays to a float32
+  copy; it runs twice and says so when the two calls differ;
+- ``vjp`` is ``torch.autograd.grad`` in the dtype of its arguments (so the
+  float32 analytic side stays float32), ``hvp`` double backward;
+- ``jvp`` and ``jvp_batch`` are forward-mode AD (``torch_jacobian``);
+
+Every call gets fresh tensors and fresh copies of the module's buffers, so
+in-place ops and running statistics change nothing gradrun keeps; ``mode:
+train`` re-seeds torch before every call, so dropout draws the same mask
+each time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+
+import numpy as np
+import torch
+from torch.func import functional_call
+
+from ..tree import python_params
+from . import torch_jacobian
+
+MODES = ("eval", "train")
+
+# numpy dtype of the arrays gradrun passes -> torch dtype the code runs in
+TORCH_DTYPES = {
+    np.dtype(np.float64): torch.float64,
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.complex128): torch.complex128,
+    np.dtype(np.complex64): torch.complex64,
+}
+
+# how far two calls at the same point may differ, in eps of the output's scale, before non-determinism
+REPEAT_AGREEMENT = 4
+
+
+class TorchDeclarationError(ValueError):
+    """A ``torch:`` declaration that cannot be built; carries a hint."""
+
+    def __init__(self, message, hint="", key="torch"):
+        super().__init__(message)
+        self.message, self.hint, self.key = message, hint, key  # key: the declaration's key at fault
+
+
+class TorchBackwardError(RuntimeError):
+    """The code's backward pass raised, or returned a gradient of the wrong shape."""
+
+
+class NondeterministicError(RuntimeError):
+    """Two calls at the same point gave different outputs."""
+
+
+def _autograd_function(obj) -> bool:
+    return isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
+
+
+def _input_names(obj, module) -> tuple:
+    """The forward's input names: a Function's without ctx, a module's without self."""
+    if module is not None:
+        return python_params(module.forward)
+    if _autograd_function(obj):
+        names = python_params(obj.forward)
+        new_style = obj.setup_context is not torch.autograd.Function.setup_context
+        return names if new_style else names[1:]
+    return python_params(obj)
+
+
+def _build_module(obj, init: dict, seed: int):
+    """The module to check: an instance as given, a subclass built with ``init`` under ``seed``."""
+    if isinstance(obj, torch.nn.Module):
+        if init:
+            raise TorchDeclarationError("init applies to an nn.Module subclass, not to an instance",
+                                        "remove init, or name the class", key="init")
+        return obj
+    if not (isinstance(obj, type) and issubclass(obj, torch.nn.Module)):
+        if init:
+            raise TorchDeclarationError("init applies to an nn.Module subclass only", "remove init", key="init")
+        return None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return obj(**(init or {}))
+        except Exception as e:
+            accepted = ", ".join(list(inspect.signature(obj.__init__).parameters)[1:]) or "no arguments"
+            raise TorchDeclarationError(f"building {obj.__name__}(**init) raised {type(e).__name__}: {e}",
+                                        f"its constructor takes: {accepted}", key="init") from None
+
+
+class TorchCode:
+    """One ``torch:`` declaration, callable on numpy arrays in their own dtype."""
+
+    def __init__(self, name, obj, init=None, mode="eval", seed=0, device="cpu"):
+        self.name, self.obj, self.mode, self.seed = name, obj, mode, seed
+        self.device = torch.device(device)
+        self.module = _build_module(obj, init, seed)
+        self.inputs = _input_names(obj, self.module)
+        self.parameters = tuple(n for n, _ in self.module.named_parameters()) if self.module is not None else ()
+        clash = set(self.inputs) & set(self.parameters)
+        if clash:
+            raise TorchDeclarationError(f"forward input '{sorted(clash)[0]}' has the name of a parameter",
+                                        "rename the forward's argument")
+        self.buffers = tuple(n for n, _ in self.module.named_buffers()) if self.module is not None else ()
+        self.tied = self.module is not None and _ties_tensors(self.module)
+        self.copies: dict = {}  # torch dtype -> (module copy, its buffers)
+        self.notes: list = []
+        self.jacobian = torch_jacobian.ForwardJacobian(self)
+
+    # -- calling the code
+
+    @property
+    def params(self) -> tuple:
+        return self.inputs + self.parameters
+
+    def defaults(self) -> dict:
+        """The parameters' values at the seed, as float64 arrays (inputs the user need not give)."""
+        if self.module is None:
+            return {}
+        return {n: p.detach().cpu().double().numpy().copy() for n, p in self.module.named_parameters()}
+
+    def twin(self, dtype):
+        """The module's copy in ``dtype`` (the float64 twin, say) and its buffers as built."""
+        if dtype not in self.copies:
+            twin = copy.deepcopy(self.module).to(device=self.device, dtype=dtype)
+            twin.train(self.mode == "train")
+            self.copies[dtype] = (twin, [b.detach().clone() for _, b in twin.named_buffers()])
+        return self.copies[dtype]
+
+    def rng(self):
+        """Train mode: every call draws from the same seed (dropout repeats its mask)."""
+        if self.mode != "train":
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device]))
+        torch.manual_seed(self.seed)
+        return stack
+
+    def apply(self, tensors, buffers=None):
+        """The code on tensors (the forward's inputs, then the parameters); one tensor out.
+
+        ``buffers``, when given, are the module's buffers for this call (fresh
+        ones otherwise), so whatever the call writes into them is discarded.
+        """
+        n = len(self.inputs)
+        with self.rng():
+            if self.module is not None:
+                module, kept = self.twin(tensors[0].dtype if tensors else torch.float64)
+                state = dict(zip(self.parameters, tensors[n:]))
+                state.update(zip(self.buffers, buffers if buffers is not None else [b.clone() for b in kept]))
+                # untying is per call and costly; only a module that shares a tensor needs it
+                out = functional_call(module, state, tuple(tensors[:n]), tie_weights=self.tied)
+            elif _autograd_function(self.obj):
+                out = self.obj.apply(*tensors)
+            else:
+                out = self.obj(*tensors)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{self.name} returned {type(out).__name__}, not one tensor (return a single tensor)")
+        return out
+
+    def tensors(self, arrays, grad=False) -> list:
+        """Fresh tensors (copies) of numpy arrays, on the device, in the arrays' own dtype."""
+        out = []
+        for a in arrays:
+            a = np.asarray(a)
+            if a.dtype in TORCH_DTYPES:  # a numpy copy, wrapped: a third of torch.tensor's time
+                t = torch.from_numpy(np.array(a, order="C")).to(self.device)
+            else:
+                t = torch.tensor(a, dtype=torch.float64, device=self.device)
+            out.append(t.requires_grad_() if grad else t)
+        return out
+
+    def evaluate(self, arrays) -> np.ndarray:
+        with torch.no_grad():
+            return numpy_of(self.apply(self.tensors(arrays)))
+
+    # -- what gradrun calls
+
+    def forward(self, *arrays) -> np.ndarray:
+        """The output at one point; raises NondeterministicError when two calls differ."""
+        out = self.evaluate(arrays)
+        again = self.evaluate(arrays)
+        apart = gap(out, again)
+        if apart > REPEAT_AGREEMENT * eps_of(out) * scale_of(out):
+            where = int(np.argmax(np.abs(out - again))) if out.size else 0
+            hint = ("it draws random numbers: declare mode: train to re-seed every call"
+                    if self.mode == "eval" else "something besides torch's generator varies between calls")
+            raise NondeterministicError(f"{self.name} is not deterministic: two calls at the same point differ "
+                                        f"by {apart:.3g} at output element {where} ({hint})")
+        return out
+
+    def note(self, text):
+        """Tell the reader of the report how this code was evaluated (once per text)."""
+        text = f"{self.name}: {text}"
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def vjp(self, cotangent, *arrays) -> tuple:
+        """Reverse mode by torch.autograd.grad: one cotangent per input, in the inputs' dtype."""
+        leaves = self.tensors(arrays, grad=True)
+        with torch.enable_grad():
+            out = self.apply(leaves)
+            ct = torch.tensor(np.asarray(cotangent), dtype=out.dtype, device=self.device)
+            if not out.requires_grad:  # the output does not depend on the inputs through autograd
+                return tuple(np.zeros_like(np.asarray(a)) for a in arrays)
+            try:
+                grads = torch.autograd.grad(out, leaves, ct.reshape(out.shape), allow_unused=True)
+            except Exception as e:
+                raise TorchBackwardError(f"the backward of {self.name} raised {type(e).__name__}: {e}") from None
+        result = []
+        for name, leaf, g in zip(self.params, leaves, grads):
+            if g is None:
+                result.append(np.zeros(leaf.shape, dtype=numpy_of(leaf.detach()).dtype))
+                continue
+            if g.shape != leaf.shape:
+                raise TorchBackwardError(f"the backward of {self.name} returned a gradient of shape "
+                                         f"{tuple(g.shape)} for '{name}' of shape {tuple(leaf.shape)}")
+            result.append(numpy_of(g))
+        return tuple(result)
+
+    def hvp(self, cotangent, tangents, *arrays) -> tuple:
+        """Second order by double backward: d/dt vjp(cotangent, *(arrays + t * tangents)) at t = 0.
+
+        The VJP of <cotangent, f> is its gradient, whose Jacobian (the Hessian of
+        <cotangent, f>) is symmetric, so the derivative along the tangents is one
+        more backward pass with the tangents as its cotangent.
+        """
+        leaves = self.tensors(arrays, grad=True)
+        with torch.enable_grad():
+            out = self.apply(leaves)
+            ct = torch.tensor(np.asarray(cotangent), dtype=out.dtype, device=self.device).reshape(out.shape)
+            try:
+                grads = torch.autograd.grad(out, leaves, ct, create_graph=True, allow_unused=True)
+                pairs = [(g, t) for g, t in zip(grads, self.tensors(tangents)) if g is not None and g.requires_grad]
+                second = torch.autograd.grad([g for g, _ in pairs], leaves, [t.to(g.dtype) for g, t in pairs],
+                                             allow_unused=True) if pairs else (None,) * len(leaves)
+            except Exception as e:
+                raise TorchBackwardError(f"the double backward of {self.name} raised {type(e).__name__}: {e}") from None
+        return tuple(np.zeros(np.shape(a), dtype=np.asarray(a).dtype) if h is None else numpy_of(h)
+                     for a, h in zip(arrays, second))
+
+    def jvp(self, tangents, *arrays) -> np.ndarray:
+        """Forward mode: the output's tangent (see ``torch_jacobian``)."""
+        return self.jacobian.apply(tangents, arrays)
+
+    def jvp_batch(self, tangents, *arrays) -> np.ndarray:
+        """Forward mode along a chunk of tangents (see ``torch_jacobian``)."""
+        return self.jacobian.batch(tangents, arrays)
+
+    def jvp_basis(self, moving, at, *arrays) -> np.ndarray:
+        """Forward mode along a chunk of one-hot tangents (see ``torch_jacobian``)."""
+        return self.jacobian.basis(moving, at, arrays)
+
+    @property
+    def has_forward_mode(self) -> bool:
+        """An autograd.Function has forward mode only when it defines ``jvp``."""
+        if _autograd_function(self.obj):
+            return self.obj.jvp is not torch.autograd.Function.jvp
+        return True
+
+
+def _ties_tensors(module) -> bool:
+    """Whether two names of the module share one parameter or buffer (tied weights)."""
+    names = [n for n, _ in module.named_parameters(remove_duplicate=False)]
+    names += [n for n, _ in module.named_buffers(remove_duplicate=False)]
+    return len(names) > len(dict(module.named_parameters())) + len(dict(module.named_buffers()))
+
+
+def numpy_of(t) -> np.ndarray:
+    """A tensor's values as a numpy array on the CPU."""
+    return t.detach().cpu().resolve_conj().numpy()
+
+
+def eps_of(a) -> float:
+    """The rounding unit of an array's dtype (0 for integers)."""
+    a = np.asarray(a)
+    return float(np.finfo(a.dtype).eps) if np.issubdtype(a.dtype, np.inexact) else 0.0
+
+
+def scale_of(a) -> float:
+    """The largest finite magnitude in an array, at least 1."""
+    a = np.abs(np.asarray(a))
+    return max(float(np.max(np.where(np.isfinite(a), a, 0), initial=0.0)), 1.0)
+
+
+def gap(a, b) -> float:
+    """The largest difference between two outputs; NaN in the same places counts as agreement."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return float("inf")
+    same_nan = np.isnan(a) & np.isnan(b)
+    d = np.where(same_nan, 0.0, np.abs(a - b))
+    return float(np.max(np.nan_to_num(d, nan=np.inf), initial=0.0))
