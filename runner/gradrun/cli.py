@@ -1,4 +1,4 @@
-"""The gradrun command: a thin layer over spec loading, the runner and the reports.
+"""The gradrun command: a thin layer over the library (``runfiles.run_files``, the readers in ``report``).
 
 ``gradrun SPEC...`` runs; ``gradrun validate|functions|schema`` are the other
 commands. This module is the only place that prints or picks an exit code:
@@ -284,7 +284,8 @@ def validate(specs, no_code, allow_modules):
 
     policy = _policy(no_code, allow_modules)
     with contextlib.redirect_stdout(sys.stderr):
-        checked, issues = runfiles.each_spec(list(dict.fromkeys(specs)), lambda path: spec_module.validate(path, policy))
+        checked, issues = runfiles.each_spec(list(dict.fromkeys(specs)),
+                                             lambda path: spec_module.validate(path, policy))
     if issues:
         raise SpecError(issues)
     for path, _ in checked:
