@@ -14,7 +14,9 @@ time is the steadier figure, and the ratios below are of CPU times.
              thread (if installed)
 
 At 15k elements the spec holds ten copies of the experiment, so that the process time per
-experiment leaves the interpreter's start-up aside; at 120k it holds one.
+experiment leaves most of the interpreter's start-up aside, and a process of one copy is
+timed too: the difference over nine is what each further experiment costs, start-up left
+out entirely; at 120k it holds one.
 ``--big`` adds the 1.2M-element check (X 1000x1000, W 1000x200): about a minute. Then the
 120k report drawn by `gradrun plot`, and where a screen's time goes at 120k elements.
 
@@ -127,6 +129,7 @@ def measure(label, shape, folder: Path) -> None:
         print(f"  {fmt:8s} writing alone  {write:8.3f} s / {write_cpu:6.3f} s = {write_cpu / check_cpu:5.1%} of the check's CPU")
         if label == "15k":
             measure.process15k[fmt] = cpu / copies
+            measure.added15k[fmt] = added_experiment(folder, (n, k, m), copies, fmt, seconds, cpu)
     if elements <= 200_000:
         from gradrun import plot
 
@@ -140,10 +143,24 @@ def measure(label, shape, folder: Path) -> None:
             return
         print(f"  torch gradcheck (slow)  {torch_seconds[0]:8.3f} s / {torch_seconds[1]:6.3f} s")
         for fmt, cpu in measure.process15k.items():
-            print(f"  {fmt:8s} process / torch gradcheck (CPU) = {cpu / torch_seconds[1]:.2%}")
+            print(f"  {fmt:8s} process / torch gradcheck (CPU) = {cpu / torch_seconds[1]:.2%}"
+                  f"; one more experiment / torch gradcheck (CPU) = {measure.added15k[fmt] / torch_seconds[1]:.2%}")
 
 
 measure.process15k = {}
+measure.added15k = {}
+
+
+def added_experiment(folder: Path, shape, copies: int, fmt: str, seconds: float, cpu: float) -> float:
+    """CPU seconds one more experiment adds to a process: (ten experiments - one) / nine,
+    which leaves out the interpreter's start-up and the imports entirely."""
+    one = folder / "loss-15k-one.yaml"
+    one.write_text(spec_text(*shape, 1))
+    one_seconds, one_cpu, _ = process(one, folder / "out", fmt)
+    wall, used = (seconds - one_seconds) / (copies - 1), (cpu - one_cpu) / (copies - 1)
+    print(f"  {fmt:8s} one process of 1 experiment {one_seconds:6.3f} s / {one_cpu:6.3f} s;"
+          f" each further experiment {wall:6.3f} s / {used:6.3f} s")
+    return used
 
 
 def screen_breakdown(folder: Path) -> None:

@@ -55,6 +55,45 @@ def test_floats_are_written_as_repr_writes_them():
     assert csvformat.float_strings(values).to_pylist() == [repr(v) for v in values.tolist()]
 
 
+def notation_bounds():
+    """Every power of ten a notation may change at, the floats on either side, and whole numbers."""
+    powers = 10.0 ** np.arange(-20, 25)
+    sides = np.concatenate([powers, np.nextafter(powers, 0), np.nextafter(powers, np.inf), 1.5 * powers,
+                            9.5 * powers, np.round(1.5 * powers), np.round(powers) + 1])
+    return np.concatenate([sides, -sides])
+
+
+def test_floats_at_every_notation_bound_are_written_as_repr_writes_them():
+    values = notation_bounds()
+    assert csvformat.float_strings(values).to_pylist() == [repr(v) for v in values.tolist()]
+
+
+@pytest.mark.parametrize("values", [
+    ["pass"] * 5, ["pass", "fail", "pass", None, "kink"], [None] * 3, ["", "a,b", 'say "x"', "\n"],
+    [1.5, "x", None], [str(i) for i in range(100)],
+], ids=["one", "few", "none", "quoting", "mixed", "many"])
+def test_text_columns_read_back_as_written(values):
+    from gradrun import arrowcols
+    from gradrun.columns import text
+
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    assert arrowcols.text_column(column).to_pylist() == [None if v is None else text(v) for v in values]
+
+
+def test_among_matches_isin_with_and_without_known_labels():
+    from gradrun.columns import Columns, among
+
+    rng = np.random.default_rng(0)
+    status = np.empty(1000, dtype=object)
+    status[:] = rng.choice(["pass", "fail", "kink", "nan"], 1000).tolist()
+    table = Columns({"status": status})
+    for wanted in [("pass", "kink"), ("nan",), ("unresolved",), ("pass", "fail", "kink", "nan")]:
+        expected = np.isin(status.astype(str), wanted)
+        assert (among(status, wanted) == expected).all()
+        assert (among(status, wanted, table.labels("status")) == expected).all()
+
+
 def hand_made():
     values = special_floats()[::97]
     rows = [row("e", 0, "X", i, f"X[{i}]", 0, v, -v, np.nextafter(v, 1), abs(v), 0.5, status=s,
@@ -138,3 +177,18 @@ def test_rows_that_are_all_alike_are_each_written():
     lines = text.splitlines()
     assert len(lines) == 4 and lines[1] == lines[2] == lines[3]
     assert lines[1].startswith("e,0,x,0,x,0,1.0,2.0,2.0,0.0,0.0,True,pass,1e-07,central,1e-05,")
+
+
+def test_a_run_writing_csv_imports_no_pandas_jsonschema_or_pyarrow_compute(tmp_path):
+    """Each costs 50-500 ms of start-up that a valid spec and a CSV report do not need."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gradrun.cli import main\n"
+            "try: main([sys.argv[1], '--out', sys.argv[2], '-q'])\n"
+            "except SystemExit as e: assert e.code == 0, e.code\n"
+            "print(sorted(m for m in ('pandas', 'jsonschema', 'pyarrow.compute') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "experiments" / "chain.yaml"), str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "chain.csv").exists()

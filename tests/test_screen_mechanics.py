@@ -85,3 +85,20 @@ def test_an_imaginary_direction_moves_the_graph_as_the_complex_one_does():
     delta, kink, _ = engine.perturb_along(graph, vals, "X", along, imaginary=True)
     np.testing.assert_array_equal(delta, complex_delta)
     np.testing.assert_array_equal(kink, complex_kink)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_floor_computed_in_place_is_its_formula_bit_for_bit(seed):
+    """floor(): eps * ROUNDOFF_FLOOR * sqrt(sum((max(|f| + |g x|, eps) * v / max(1, |x|))**2))."""
+    from gradrun import judge, numeric
+
+    rng = np.random.default_rng(seed)
+    graph = graph_of("sigmoid(X @ W)")
+    vals = engine.evaluate(graph, {k: v * 10.0 ** rng.integers(-4, 4, v.shape) for k, v in point(seed).items()})
+    x = vals[graph.inputs["X"]].ravel()
+    g = rng.standard_normal((4, x.size)) * 10.0 ** rng.integers(-8, 8, (4, x.size))
+    v = rng.choice([-1.0, 0.0, 1.0], (4, x.size))
+    eps = np.finfo(float).eps
+    size = np.maximum(judge.output_magnitude(graph, vals).sum() + np.abs(g * x[None, :]), eps)
+    expected = numeric.ROUNDOFF_FLOOR * eps * np.sqrt(((size * v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
+    assert screen.floor(graph, vals, "X", v, g, eps).tobytes() == expected.tobytes()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .columns import text
+from .columns import distinct, text
 
 MOST_LABELS = 64  # distinct values up to which a text column is built as codes into a dictionary
 
@@ -59,36 +59,39 @@ def texts(strings) -> pa.Array:
 
 def pick(labels: pa.Array, codes) -> pa.Array:
     """labels[codes]: a column of a few values, from their codes."""
-    import pyarrow.compute as pc
+    from . import arrowcompute
 
     codes = np.ascontiguousarray(codes, dtype=np.int32)
-    return pc.take(labels, pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)]))
+    return arrowcompute.take(labels, pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)]))
 
 
 def scalar(value: str) -> pa.Scalar:
     return texts([value])[0]
 
 
+def repeated(value: str, n: int) -> pa.Array:
+    """One string n times, as a string array built from its buffers."""
+    data = value.encode("utf-8")
+    if len(data) * n >= 2 ** 31:
+        return pick(texts([value]), np.zeros(n, dtype=np.int32))
+    offsets = (np.arange(n + 1, dtype=np.int64) * len(data)).astype(np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
+
+
 def text_column(values) -> pa.Array:
     """A text column (an object array of a few shared strings, or of any values) as strings.
 
-    Few distinct values are coded into a dictionary (no string per row);
-    more, or values that are not text, are each written as ``columns.text``.
+    Few distinct values are coded into a dictionary (no string per row), one
+    alone is repeated; more, or values that are not text, are each written
+    as ``columns.text``.
     """
-    import pyarrow.compute as pc
-
     values = np.asarray(values, dtype=object)
-    codes = np.full(len(values), -1, dtype=np.int32)
-    labels: list = []
-    rest = np.ones(len(values), dtype=bool)
-    while rest.any() and len(labels) < MOST_LABELS:
-        label = values[np.argmax(rest)]
-        if label is not None and not isinstance(label, str):
-            break
-        hit = rest & (values == label) if label is not None else rest & np.equal(values, None)
-        codes[hit] = len(labels)
-        labels.append(label)
-        rest &= ~hit
-    if rest.any():
+    labels = distinct(values)
+    if labels is None or len(labels) > MOST_LABELS or not all(v is None or isinstance(v, str) for v in labels):
         return texts(None if v is None else text(v) for v in values.tolist())
+    if len(labels) == 1 and labels[0] is not None:
+        return repeated(labels[0], len(values))
+    codes = np.zeros(len(values), dtype=np.int32)
+    for code, label in enumerate(labels[1:], start=1):
+        codes[np.equal(values, label) if label is not None else np.equal(values, None)] = code
     return pick(texts(labels), codes)  # a None label is a null

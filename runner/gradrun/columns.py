@@ -77,8 +77,40 @@ def text(value) -> str:
 
 def passing(status) -> np.ndarray:
     """Which rows pass, from their status alone."""
-    status = np.asarray(status)
-    return np.isin(status, PASSING) if status.size else np.zeros(status.shape, bool)
+    return among(status, PASSING)
+
+
+def distinct(values) -> list | None:
+    """The distinct values of an object column (None if some value cannot be hashed).
+
+    A set of the column's items costs a fraction of one elementwise comparison
+    of an object array, and most text columns hold one or a few shared strings.
+    """
+    try:
+        return list(set(np.asarray(values, dtype=object).ravel().tolist()))
+    except TypeError:
+        return None
+
+
+def among(values, wanted, labels=None) -> np.ndarray:
+    """Which of ``values`` are one of ``wanted`` (a few labels, such as statuses).
+
+    ``labels``, the distinct values of ``values`` when known (``Columns.labels``),
+    saves finding them again.
+    """
+    values = np.asarray(values)
+    if values.dtype != object or not values.size:
+        return np.isin(values, wanted) if values.size else np.zeros(values.shape, bool)
+    labels = distinct(values) if labels is None else labels
+    if labels is None:
+        return np.isin(values, wanted)
+    present = [label for label in labels if label in wanted]
+    if len(present) == len(labels):
+        return np.ones(values.shape, bool)
+    out = np.zeros(values.shape, bool)
+    for label in present:
+        out |= values == label
+    return out
 
 
 def shared_strings(values) -> np.ndarray:
@@ -130,6 +162,7 @@ class Columns:
 
     def __init__(self, data=None):
         self.data = {k: np.asarray(v) for k, v in (data or {}).items()}
+        self._labels: dict = {}  # name -> (the column, its distinct values)
         lengths = {len(v) for v in self.data.values()}
         if len(lengths) > 1:
             raise ValueError(f"columns of different lengths: {sorted(lengths)}")
@@ -148,6 +181,15 @@ class Columns:
 
     def get(self, name: str, default=None):
         return self.data.get(name, default)
+
+    def labels(self, name: str) -> list | None:
+        """The distinct values of an object column, found once per column (a column is
+        replaced, never changed in place); None for a column of unhashable values."""
+        column = self.data[name]
+        known = self._labels.get(name)
+        if known is None or known[0] is not column:
+            known = self._labels[name] = (column, distinct(column))
+        return known[1]
 
     @property
     def names(self) -> list:

@@ -5,65 +5,103 @@ reads every float back bit for bit, booleans are ``True``/``False``, a text
 field is quoted only when it holds a comma, a quote or a line break (as
 Python's ``csv`` module does), and a missing value is an empty field. Floats
 are written as ``repr`` writes them, the shortest string that reads back to
-the same double: Arrow's shortest formatting finds the same digits and,
-from 1e-4 up to 1e16 and below 1e-9, the same notation; exponents from e-5
-to e-9 get Python's second digit, zeros are looked up, and the rest (whole
-numbers, 1e-5 that Arrow writes 0.00001, 1e15) are formatted by ``repr``.
+the same double. Arrow's cast to text finds the same digits; only its
+notation differs, and that depends on the magnitude alone (the decimal
+exponent of the shortest digits, whose bounds are exact powers of ten):
+
+=================  ====================  ======================  =====================
+|x|                Arrow                 repr                    here
+=================  ====================  ======================  =====================
+below 1e-9         1.5e-10               1.5e-10                 Arrow's
+1e-9 to 1e-6       1.5e-7                1.5e-07                 Arrow's, e-0 for e-
+1e-6 to 1e-4       0.000015              1.5e-05                 repr
+1e-4 to 1e10       0.5, 100              0.5, 100.0              Arrow's, .0 for whole
+1e10 to 1e16       1.5e+10               15000000000.0           repr
+from 1e16          1e+16                 1e+16                   Arrow's
+=================  ====================  ======================  =====================
+
+Zeros are whole numbers too (Arrow writes 0 and -0); nan and inf are alike.
+The missing bytes (``.0``, the ``0`` of ``e-07``) are inserted in one numpy
+pass over the text; only the two bands written by ``repr`` cost a Python call each.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import arrowcols
+from . import arrowcompute as compute
 from .columns import text
 
-_NEEDS_QUOTES = r'[,"\n\r]'
+_SPECIAL = np.zeros(256, dtype=bool)  # by byte: a field holding one of these is quoted
+_SPECIAL[[ord(c) for c in ',"\n\r']] = True
 # string scalars built once from buffers (a Python str given to Arrow would import pandas)
-_EMPTY, _COMMA, _NEWLINE, _QUOTE, _DOT_ZERO, _TRUE, _FALSE = (
-    arrowcols.scalar(s) for s in ("", ",", "\n", '"', ".0", "True", "False"))
-_ZEROS = arrowcols.texts(["0.0", "-0.0"])
+_EMPTY, _COMMA, _NEWLINE, _QUOTE, _TRUE, _FALSE = (
+    arrowcols.scalar(s) for s in ("", ",", "\n", '"', "True", "False"))
 
 
 def float_strings(values) -> pa.Array:
     """Each float as ``repr(float)`` writes it, as an Arrow string array (nulls stay null)."""
     if isinstance(values, pa.Array) and values.null_count:  # empty fields stay empty
-        valid = pc.is_valid(values)
-        out = float_strings(pc.fill_null(values, arrowcols.floats(np.zeros(1))[0]))
-        return pc.if_else(valid, out, pa.nulls(len(values), pa.string()))
+        valid = compute.is_valid(values)
+        out = float_strings(compute.coalesce(values, arrowcols.floats(np.zeros(1))[0]))
+        return compute.if_else(valid, out, pa.nulls(len(values), pa.string()))
     if isinstance(values, pa.Array):
         x = np.frombuffer(values.buffers()[1], np.float64, count=len(values), offset=8 * values.offset)
         arr = values
     else:
         x = np.ascontiguousarray(values, dtype=np.float64)
         arr = arrowcols.floats(x)
-    text = pc.cast(arr, pa.string())
+    out = compute.cast(arr, pa.string())
     with np.errstate(invalid="ignore"):
-        magnitude = np.abs(x)
-        small, big = magnitude < 1e-4, magnitude >= 1e16
-    finite, zero = np.isfinite(x), x == 0
-    sci = _flag(pc.match_substring(text, "e"))
-    dot = _flag(pc.match_substring(text, "."))
-    # already Python's: 0.5 and -3.9999999999996; 1.5e-10 and 2e+20 (two-digit exponents)
-    same = finite & ~zero & ((~sci & dot & ~small & ~big) | (sci & ((small & (magnitude < 1e-9)) | big)))
-    pad = finite & sci & small & (magnitude >= 1e-9)  # 1.5e-7: Python writes 1.5e-07
-    exact = finite & ~zero & ~same & ~pad  # 100, 0.00001, 1e+15: Arrow's notation differs more
-    out = text
-    if pad.any():
-        mask = arrowcols.bools(pad)
-        out = pc.replace_with_mask(out, mask, pc.replace_substring(pc.filter(out, mask), "e-", "e-0"))
-    if zero.any():
-        out = pc.replace_with_mask(out, arrowcols.bools(zero),
-                                   arrowcols.pick(_ZEROS, np.signbit(x[zero]).astype(np.int32)))
+        m = np.abs(x)  # nan compares False everywhere below: written as Arrow writes it, like inf
+        pad = (m >= 1e-9) & (m < 1e-6)  # 1.5e-7: Python writes 1.5e-07
+        whole = (m < 1e10) & (x == np.trunc(x)) & ((m >= 1e-4) | (x == 0))  # 100, -0: Python writes 100.0, -0.0
+        exact = ((m >= 1e-6) & (m < 1e-4)) | ((m >= 1e10) & (m < 1e16))  # notations apart
+    if pad.any() or whole.any():
+        out = _inserted(out, [(pad, 1, b"0"), (whole, 0, b".0")])
     if exact.any():
-        out = pc.replace_with_mask(out, arrowcols.bools(exact), arrowcols.texts(map(repr, x[exact].tolist())))
+        out = compute.replace_with_mask(out, arrowcols.bools(exact), arrowcols.texts(map(repr, x[exact].tolist())))
     return out
 
 
-def _flag(mask) -> np.ndarray:
-    return arrowcols.to_bools(mask)
+def _inserted(strings: pa.Array, inserts) -> pa.Array:
+    """``strings`` (no nulls) with bytes inserted: ``inserts`` lists (rows, how many bytes
+    before each row's end, the bytes). One pass over the text, in numpy."""
+    n = len(strings)
+    offsets = np.frombuffer(strings.buffers()[1], np.int32, count=n + 1, offset=4 * strings.offset).astype(np.int64)
+    data = np.frombuffer(strings.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    offsets -= offsets[0]
+    grow = np.zeros(n + 1, dtype=np.int64)
+    at, values = [], []
+    for rows, back, added in inserts:
+        rows = np.flatnonzero(rows)
+        grow[rows + 1] += len(added)
+        for byte in added:  # several bytes at one place go in in order (np.insert keeps it)
+            at.append(offsets[rows + 1] - back)
+            values.append(np.full(len(rows), byte, dtype=np.uint8))
+    spliced = np.insert(data, np.concatenate(at), np.concatenate(values))
+    offsets += np.cumsum(grow)
+    large = offsets[-1] >= 2 ** 31
+    kind, width = (pa.large_string(), np.int64) if large else (pa.string(), np.int32)
+    array = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets.astype(width)), pa.py_buffer(spliced)])
+    return compute.cast(array, pa.string()) if large else array
+
+
+def _needs_quotes(column: pa.Array) -> np.ndarray:
+    """Which strings hold a comma, a quote or a line break: a byte scan of the column's data."""
+    n = len(column)
+    _, offsets, data = column.buffers()
+    needs = np.zeros(n, dtype=bool)
+    if data is None or not n:
+        return needs
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    bounds = np.frombuffer(offsets, width, count=n + 1, offset=column.offset * np.dtype(width).itemsize)
+    raw = np.frombuffer(data, np.uint8)[bounds[0]:bounds[-1]]
+    hits = np.flatnonzero(_SPECIAL[raw]) + bounds[0]
+    needs[np.searchsorted(bounds[1:], hits, side="right")] = True
+    return needs
 
 
 def _field(column: pa.Array) -> pa.Array:
@@ -72,20 +110,25 @@ def _field(column: pa.Array) -> pa.Array:
     if pa.types.is_floating(t):
         return float_strings(column)
     if pa.types.is_boolean(t):
-        return pc.if_else(column, _TRUE, _FALSE)
-    if pa.types.is_string(t):
-        quoted = pc.match_substring_regex(column, _NEEDS_QUOTES)
-        if _flag(quoted).any():
-            escaped = pc.binary_join_element_wise(_QUOTE, pc.replace_substring(column, '"', '""'), _QUOTE, _EMPTY)
-            return pc.if_else(quoted, escaped, column)
-        return column
-    return pc.cast(column, pa.string())
+        return compute.if_else(column, _TRUE, _FALSE)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        quoted = _needs_quotes(column)
+        if not quoted.any():
+            return column
+        escaped = compute.join(_QUOTE, compute.replace_substring(column, '"', '""'), _QUOTE, separator=_EMPTY)
+        return escaped if quoted.all() else compute.if_else(arrowcols.bools(quoted), escaped, column)
+    return compute.cast(column, pa.string())
+
+
+def _cell(value) -> str:
+    """One field's text, quoted if need be, formatted in Python (a column's one value, a header)."""
+    field = text(value)
+    return '"' + field.replace('"', '""') + '"' if any(c in field for c in ',"\n\r') else field
 
 
 def header(names) -> bytes:
     """The header line."""
-    return (",".join(text(n) if not any(c in n for c in ',"\n\r') else '"' + n.replace('"', '""') + '"'
-                     for n in names) + "\n").encode("utf-8")
+    return (",".join(map(_cell, names)) + "\n").encode("utf-8")
 
 
 def _constant(column: pa.Array) -> bool:
@@ -94,23 +137,52 @@ def _constant(column: pa.Array) -> bool:
         return False
     t = column.type
     if pa.types.is_floating(t) or pa.types.is_integer(t):
-        bits = np.frombuffer(column.buffers()[1], np.int64, count=len(column), offset=8 * column.offset)
+        width = np.dtype(f"u{t.bit_width // 8}")
+        bits = np.frombuffer(column.buffers()[1], width, count=len(column), offset=width.itemsize * column.offset)
         return bool((bits == bits[0]).all())
     if pa.types.is_string(t):
-        return bool(_flag(pc.equal(column, column[0])).all())
+        return bool(arrowcols.to_bools(compute.equal(column, column[0])).all())
     return False
+
+
+def _same_text(column: pa.Array) -> str | None:
+    """The one field every row of ``column`` shows (formatted once), or None if rows differ."""
+    if len(column) and column.null_count == len(column):
+        return ""
+    return _cell(column[0].as_py()) if _constant(column) else None
+
+
+def _line_parts(fields: list) -> list:
+    """The arguments of one row join: each run of constant fields (texts) becomes one text,
+    and the line's newline joins the last constant (or a last, separate argument)."""
+    parts: list = []
+    for f in fields:
+        if isinstance(f, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += "," + f
+        else:
+            parts.append(f)
+    if isinstance(parts[-1], str):
+        parts[-1] += "\n"
+    return parts
 
 
 def batch_bytes(batch: pa.RecordBatch) -> bytes:
     """The CSV lines of one record batch, each ending in a newline."""
+    return bytes(batch_buffer(batch))
+
+
+def batch_buffer(batch: pa.RecordBatch):
+    """``batch_bytes`` without its last copy: bytes, or an Arrow buffer (for a file's ``write``)."""
     if batch.num_rows == 0:
         return b""
     # a column of one value (experiment, dtype, output_value...) is formatted once, then repeated
-    fields = [_field(column.slice(0, 1))[0] if _constant(column) else _field(column) for column in batch.columns]
-    if all(isinstance(f, pa.Scalar) for f in fields):  # every row alike: one array keeps the join row-wise
-        fields[0] = _field(batch.column(0))
-    lines = pc.binary_join_element_wise(*fields, _COMMA, null_handling="replace", null_replacement="")
-    lines = pc.binary_join_element_wise(lines, _NEWLINE, _EMPTY)
-    data = lines.buffers()[2]
+    fields = [_same_text(column) for column in batch.columns]
+    parts = _line_parts([_field(column) if f is None else f for f, column in zip(fields, batch.columns)])
+    if len(parts) == 1:  # every row alike
+        return parts[0].encode("utf-8") * batch.num_rows
+    parts = [arrowcols.scalar(p) if isinstance(p, str) else p for p in parts]
+    lines = compute.join(*parts, separator=_COMMA, nulls_as="")
+    if isinstance(parts[-1], pa.Array):
+        lines = compute.join(lines, _NEWLINE, separator=_EMPTY)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
-    return data.to_pybytes()[offsets[0]:offsets[-1]]
+    return lines.buffers()[2][offsets[0]:offsets[-1]]

@@ -151,25 +151,25 @@ def schema(results):
 def _arrow_elements(piece: Columns, projection: bool, shapes: dict):
     """The element names of one piece, built in Arrow (no Python string per row)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
+    from . import arrowcompute as compute
     from .arrowcols import ints, scalar, text_column
 
     if "element" in piece:  # names given (a hand-made result)
         return text_column(piece["element"])
     if projection:
-        k = pc.cast(ints(piece["direction"]), pa.string())
-        return pc.binary_join_element_wise(scalar("u"), k, scalar(".J.v"), k, scalar(""))
+        k = compute.cast(ints(piece["direction"]), pa.string())
+        return compute.join(scalar("u"), k, scalar(".J.v"), k, separator=scalar(""))
     if not len(piece):
         return text_column(np.zeros(0, dtype=object))
     name = str(piece["input"][0])
     shape = tuple(shapes.get(name, ()))
     if not shape:
         return text_column(constant(name, len(piece)))
-    coords = [pc.cast(ints(c), pa.string()) for c in np.unravel_index(piece["index"], shape)]
+    coords = [compute.cast(ints(c), pa.string()) for c in np.unravel_index(piece["index"], shape)]
     comma = scalar(",")
     parts = [x for c in coords for x in (c, comma)][:-1]
-    return pc.binary_join_element_wise(scalar(name + "["), *parts, scalar("]"), scalar(""))
+    return compute.join(scalar(name + "["), *parts, scalar("]"), separator=scalar(""))
 
 
 def _arrow_column(values: np.ndarray, type_):

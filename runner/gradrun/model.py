@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .columns import SWEEP_PREFIX, Columns, passing
+from .columns import PASSING, SWEEP_PREFIX, Columns, among
 
 from .tree import Expr
 
@@ -144,16 +144,15 @@ class ExperimentResult:
         """How many rows its report has: elements and projections."""
         return len(self.elements) + len(self.projections)
 
-    def _statuses(self):
-        return [t["status"] for t in (self.projections, self.elements) if len(t)]
-
     @property
     def passed(self) -> bool:
-        return self.error is None and all(passing(s).all() for s in self._statuses())
+        return self.error is None and all(among(t["status"], PASSING, t.labels("status")).all()
+                                          for t in (self.projections, self.elements) if len(t))
 
     def count(self, *statuses) -> int:
         """Rows (elements and projections) whose status is one of ``statuses``."""
-        return int(sum(np.isin(s, statuses).sum() for s in self._statuses()))
+        return int(sum(among(t["status"], statuses, t.labels("status")).sum()
+                       for t in (self.projections, self.elements) if len(t)))
 
     def worst(self, n: int = 5) -> list:
         """The n rows furthest outside their tolerance, kinks aside (``readings.worst_entries``)."""

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from . import layout
-from .columns import PASSING, sweep_names
+from .columns import PASSING, among, sweep_names
 from .model import ExperimentResult, Row
 
 WORST_SHOWN = 5  # entries listed for a failing experiment; never a whole Jacobian
@@ -21,13 +21,16 @@ def _finite_max(values) -> float:
 
 
 def _badness(result: ExperimentResult) -> tuple:
-    """How far outside its tolerance each report row is (inf for nan), and the rows' statuses."""
+    """How far outside its tolerance each report row is (inf for nan), and which rows are kinks."""
     status = layout.report_column(result, "status")
+    tables = [t for t in (result.projections, result.elements) if len(t)]
+    found = [t.labels("status") if "status" in t else None for t in tables]
+    labels = None if None in found else list({s for known in found for s in known})
     error = layout.report_column(result, "abs_error").astype(np.float64)
     tol = layout.report_column(result, "tolerance").astype(np.float64)
     with np.errstate(all="ignore"):
         bad = np.where(tol > 0, error / tol, error)
-    return np.where(status == "nan", np.inf, bad), status
+    return np.where(among(status, ("nan",), labels), np.inf, bad), among(status, ("kink",), labels)
 
 
 def _top(values: np.ndarray, n: int) -> np.ndarray:
@@ -46,14 +49,15 @@ def worst_entries(result: ExperimentResult, n: int = WORST_SHOWN) -> list:
     """The n non-kink rows furthest outside their tolerance (kinks are not errors), as Rows."""
     if not result.rows:
         return []
-    bad, status = _badness(result)
-    candidates = np.flatnonzero(status != "kink")
+    bad, kink = _badness(result)
+    candidates = np.flatnonzero(~kink)
     chosen = candidates[_top(np.nan_to_num(bad[candidates], nan=-np.inf), n)]
     return [Row(r) for r in layout.report_rows(result, chosen)]
 
 
 def _checked_max(result: ExperimentResult, column: str) -> float:
-    parts = [t[column][t["status"] != "kink"] for t in (result.projections, result.elements) if len(t)]
+    parts = [t[column][~among(t["status"], ("kink",), t.labels("status"))]
+             for t in (result.projections, result.elements) if len(t)]
     return _finite_max(np.concatenate(parts)) if parts else float("nan")
 
 

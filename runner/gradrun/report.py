@@ -41,31 +41,41 @@ def csv_columns(results) -> list:
 
 def csv_chunks(results):
     """The CSV of one spec file as bytes, a piece at a time: the header, then the rows."""
+    return map(bytes, _csv_buffers(results))
+
+
+def _csv_buffers(results):
+    """``csv_chunks`` as bytes-like pieces (Arrow buffers: no copy on the way to a file)."""
     from . import csvformat
 
     schema = layout.schema(results)
     yield csvformat.header(schema.names)
     for batch in layout.report_batches(results, schema_=schema):
-        yield csvformat.batch_bytes(batch)
+        yield csvformat.batch_buffer(batch)
 
 
 def csv_text(results) -> str:
     """The whole CSV of one spec file: one row per checked Jacobian element or projection."""
-    return b"".join(csv_chunks(results)).decode("utf-8")
+    return b"".join(_csv_buffers(results)).decode("utf-8")
 
 
 def write_csv(path, results) -> None:
     """Write the CSV of one spec file's results, atomically, a piece at a time."""
-    atomic_write(path, csv_chunks(results))
+    atomic_write(path, _csv_buffers(results))
 
 
 def write_parquet(path, results) -> None:
     """Write the report of one spec file as Parquet (the CSV's columns, typed), atomically."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = layout.schema(results)
+    # Dictionaries pay for text (a few distinct values) but not for floats, nearly all distinct,
+    # and their min/max statistics help no reader of a report: a third less time, smaller files.
+    texts = [f.name for f in schema if pa.types.is_string(f.type)]
+    with_statistics = [f.name for f in schema if not pa.types.is_floating(f.type)]
     with _atomic(path) as f:
-        with pq.ParquetWriter(f, schema) as writer:
+        with pq.ParquetWriter(f, schema, use_dictionary=texts, write_statistics=with_statistics) as writer:
             for batch in layout.report_batches(results, schema_=schema):
                 writer.write_batch(batch)
 

@@ -6,10 +6,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-import jsonschema
-
 from . import expr as exprs
 from . import yamlload
+from .conforms import conforms
 from .inputs import SEQUENCES
 from .model import METHODS
 
@@ -42,6 +41,10 @@ def load_schema() -> dict:
 
 def schema_issues(doc: yamlload.Document):
     """(issues, broken): the schema's complaints, and the top two levels of every path they touch."""
+    if conforms(doc.data, _schema()):  # the usual case, without jsonschema's import
+        return [], set()
+    import jsonschema
+
     validator = jsonschema.Draft7Validator(_schema())
     issues, broken = [], set()
     for error in validator.iter_errors(doc.data):
@@ -95,7 +98,9 @@ def _alternatives_issues(doc, error, path) -> list:
         known = ", ".join(f"{{{k}: [...]}}" for k in SEQUENCES) + ", {shape: [...], init: ...}, {integer: [...]}"
         return [doc.issue(path, f"not a known generator: keys {', '.join(map(str, value))}", f"use one of {known}")]
     if error.context:
-        deepest = jsonschema.exceptions.best_match(error.context)
+        from jsonschema.exceptions import best_match
+
+        deepest = best_match(error.context)
         if deepest is not None and len(tuple(deepest.absolute_path)) > len(path):
             return _schema_error_issues(doc, deepest)
     return [doc.issue(path, f"{_kind(value)} {value!r} is not allowed here"[:200],

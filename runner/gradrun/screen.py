@@ -91,9 +91,15 @@ def floor(graph, vals, name, v, g, eps):
     each element's own scale, the outputs' |f| (and what is computed on the way) plus
     |(J^T u)[j] x[j]|, what x[j] itself contributes; never the largest input anywhere."""
     x = vals[graph.inputs[name]].ravel()
-    size = np.maximum(judge.output_magnitude(graph, vals).sum() + np.abs(g * x[None, :]), eps)
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
-    return numeric.ROUNDOFF_FLOOR * eps * np.sqrt(((size * v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
+    # (in place, each step as size = max(|f| + |g x|, eps), then (size * v / max(1, |x|))**2)
+    share = np.abs(g * x[None, :])
+    share += judge.output_magnitude(graph, vals).sum()
+    np.maximum(share, eps, out=share)
+    share *= v
+    share /= np.maximum(1.0, np.abs(x))
+    share *= share
+    return numeric.ROUNDOFF_FLOOR * eps * np.sqrt(share.sum(axis=1))
 
 
 def disagree(ana, num, tol):
