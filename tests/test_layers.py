@@ -84,22 +84,22 @@ def test_forward_and_gradients_match_pytorch(layers, name):
         np.testing.assert_allclose(grads[k], tensors[k].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
 
 
-# a wrong rule in the table: the layers that use it must fail
+# a wrong rule in the table (the VJP rule of a primitive's one argument): the layers that use it must fail
 WRONG = {
-    "log_softmax": ("vjp", lambda g, ans, x, axis=-1: (g - np.exp(ans) * g,), "mlp-cross-entropy"),
-    "var": ("vjp", lambda g, ans, x, axis=None, keepdims=False, ddof=0: (0 * x,), "layer-norm"),
-    "softmax": ("vjp", lambda g, ans, x, axis=-1: (ans * g,), "attention"),
-    "gelu": ("vjp", lambda g, ans, x: (g * (ans / np.where(x == 0, 1, x)),), "residual-gelu"),
-    "mean": ("vjp", lambda g, ans, x, axis=None, keepdims=False: (np.broadcast_to(
-        g if keepdims or axis is None else np.expand_dims(g, axis), x.shape) * 1.0,), "batch-norm-train"),
-    "index": ("vjp", lambda g, ans, x, key: (np.zeros_like(x),), "glu-slices"),
+    "log_softmax": ("vjp", lambda g, ans, x, axis=-1: g - np.exp(ans) * g, "mlp-cross-entropy"),
+    "var": ("vjp", lambda g, ans, x, axis=None, keepdims=False, ddof=0: 0 * x, "layer-norm"),
+    "softmax": ("vjp", lambda g, ans, x, axis=-1: ans * g, "attention"),
+    "gelu": ("vjp", lambda g, ans, x: g * (ans / np.where(x == 0, 1, x)), "residual-gelu"),
+    "mean": ("vjp", lambda g, ans, x, axis=None, keepdims=False: np.broadcast_to(
+        g if keepdims or axis is None else np.expand_dims(g, axis), x.shape) * 1.0, "batch-norm-train"),
+    "index": ("vjp", lambda g, ans, x, key: np.zeros_like(x), "glu-slices"),
 }
 
 
 @pytest.mark.parametrize("prim", sorted(WRONG))
 def test_a_wrong_rule_fails_the_layer(layers, monkeypatch, prim):
     field, rule, name = WRONG[prim]
-    monkeypatch.setitem(primitives.PRIMITIVES, prim, dataclasses.replace(primitives.get(prim), **{field: rule}))
+    monkeypatch.setitem(primitives.PRIMITIVES, prim, dataclasses.replace(primitives.get(prim), **{field: (rule,)}))
     result = runner.run_experiment(layers[name])
     assert not result.passed, name
     assert any(r.status == "fail" for r in result.records)

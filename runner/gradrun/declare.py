@@ -68,8 +68,9 @@ class Declarations:
         if params is None:
             return None
         guarded = {k: usercode.guarded(refs.get(k), decl.get(k, "")) for k in ("python", "vjp", "jvp", "hvp")}
-        return PythonFunction(name, params, guarded["python"], guarded["vjp"], guarded["jvp"],
-                              bool(decl.get("complex_safe", False)), decl["python"], hvp=guarded["hvp"])
+        return PythonFunction(name=name, params=params, forward=guarded["python"], vjp=guarded["vjp"],
+                              jvp=guarded["jvp"], hvp=guarded["hvp"], source=decl["python"],
+                              complex_safe=bool(decl.get("complex_safe", False)))
 
     def torch_function(self, name, decl, path, seed=None):
         """A torch declaration (see frameworks/torch.py), built under ``seed`` (the defaults' seed)."""

@@ -1,101 +1,97 @@
-"""What a resolved expression implies before it runs: its output shape, the functions it
-reaches, whether it is complex-safe, and whether its check is element by element."""
+"""What an expression's graph implies before it runs: its shapes (and the load-time
+shape errors, with their place), and whether its check is element by element.
+
+Loading a spec builds each experiment's ``Graph`` once (``gradrun.graph.build``);
+``shaped`` evaluates it once at the first point's inputs, running each
+primitive's shape rules first, and records every node's shape and dtype.
+Complex safety and reachability are properties of the graph itself.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from . import primitives, tree, usercode
+from .graph import Graph, build
 from .limits import MAX_INTERMEDIATE_ELEMENTS
-from .tree import Const, ExprFunction, PythonFunction, Var
 
 _Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
-
-
-def _matmul_shape(a: tuple, b: tuple) -> tuple:
-    """numpy.matmul's result shape, or ValueError."""
-    if not a or not b:
-        raise ValueError("matmul needs arrays, not scalars")
-    a2, b2 = ((1,) + a if len(a) == 1 else a), (b + (1,) if len(b) == 1 else b)
-    if a2[-1] != b2[-2]:
-        raise ValueError("inner dimensions differ")
-    out = np.broadcast_shapes(a2[:-2], b2[:-2]) + (a2[-2], b2[-1])
-    if len(a) == 1:
-        out = out[:-2] + out[-1:]
-    if len(b) == 1:
-        out = out[:-1]
-    return out
 
 
 def _shape_text(shapes) -> str:
     return " and ".join(str(tuple(s)) for s in shapes)
 
 
-def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None) -> tuple:
-    """The output shape of ``expr`` on inputs of ``shapes``; raise ``_Problem`` when they do not fit.
+def shaped(graph: Graph, values: dict) -> Graph:
+    """The graph with every node's shape and dtype, from one evaluation at ``values``
+    (name -> array, one point's inputs); raise ``_Problem`` where shapes do not fit.
 
     Primitives run their table entry's ``check`` (axes, shapes, sizes), then
     their forward function, after a shape rule has made sure the result is
-    not huge; declared functions are followed. With ``values`` (the declared
-    inputs of one point) everything runs on them, so a user's function is
-    never called on invented inputs (a solve would reject an all-zero matrix)
-    and a label out of one_hot's range is caught; without, on zeros. A
-    problem in the experiment's own expression carries the column of the
-    call it is in.
+    not huge. Everything runs on the point's own inputs, so a user's function
+    is never called on invented inputs (a solve would reject an all-zero
+    matrix) and a label out of one_hot's range is caught. A problem in the
+    experiment's own expression carries the column of the call it is in.
     """
-
-    def run(e, env, own):
-        if isinstance(e, Var):
-            return env[e.name]
-        if isinstance(e, Const):
-            return np.asarray(float(e.value)) if values is not None else np.zeros(())
-        args = [run(a, env, own) for a in e.args]
-        fn = functions.get(e.fn)
-        if isinstance(fn, ExprFunction):
-            return run(fn.body, dict(zip(fn.params, args)), False)
-        where = f"in {tree.render(e)}"
-        column = e.column if own else None
-        if isinstance(fn, PythonFunction):
-            try:
-                return np.asarray(fn.forward(*args))
-            except KeyboardInterrupt:
-                raise
-            except BaseException as err:
-                raise _Problem(f"{where}: {fn.source} on shapes {_shape_text(a.shape for a in args)} "
-                               f"raised {type(err).__name__}: {err}") from None
-        return _primitive_shape(e, args, where, column)
-
-    env = {name: (np.asarray(values[name], dtype=np.float64) if values is not None and name in values
-                  else np.zeros(shape)) for name, shape in shapes.items()}
-    return run(expr, env, True).shape
+    vals: list = [None] * len(graph.nodes)
+    for i, node in enumerate(graph.nodes):
+        if node.value is not None:
+            vals[i] = np.asarray(node.value, dtype=np.float64)
+        elif node.is_input:
+            vals[i] = np.asarray(values[node.name], dtype=np.float64)
+        else:
+            vals[i] = _value(node, [vals[a] for a in node.args])
+    return replace(graph, shapes=[v.shape for v in vals], dtypes=[v.dtype for v in vals])
 
 
-def _primitive_shape(e, args, where, column):
-    """A primitive's value on its arguments, after its shape rules pass."""
-    prim = primitives.get(e.fn)
+def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None) -> tuple:
+    """The output shape of ``expr`` on inputs of ``shapes`` (at ``values`` where given, else
+    zeros); raise ``_Problem`` when they do not fit. A graph built and ``shaped``."""
+    values = values or {}
+    env = {name: values[name] if name in values else np.zeros(shape) for name, shape in shapes.items()}
+    return shaped(build(expr, functions, list(shapes)), env).output_shape
+
+
+def _value(node, args):
+    """A node's value on its arguments, after its shape rules pass."""
+    where = f"in {tree.render(node.source)}"
+    if node.fn is not None:
+        try:
+            return np.asarray(node.fn.forward(*args))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:
+            raise _Problem(f"{where}: {node.fn.source} on shapes {_shape_text(a.shape for a in args)} "
+                           f"raised {type(err).__name__}: {err}") from None
+    return _primitive_value(node, args, where, node.source.column if node.own else None)
+
+
+def _primitive_value(node, args, where, column):
+    prim = primitives.get(node.op)
     shapes = [a.shape for a in args]
     try:
-        out = prim.check(shapes, **prim.settings(e.params)) if prim.check else None
-        if out is None and prim.kind == "matmul":
-            out = _matmul_shape(shapes[0], shapes[1])
-        elif out is None:  # elementwise ops broadcast; the rest are no larger than their first argument
+        out = prim.check(shapes, **prim.settings(node.params)) if prim.check else None
+        if out is None:  # elementwise ops broadcast; the rest are no larger than their first argument
             out = np.broadcast_shapes(*shapes) if prim.kind == "elementwise" else shapes[0]
+    except primitives.ShapeMismatch as err:
+        raise _Problem(f"{where}: {err} of shapes {_shape_text(shapes)} does not fit",
+                       "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
     except ValueError as err:
         if prim.check is not None and str(err):
-            raise _Problem(f"{where}: {err}", f"`gradrun functions` shows what {e.fn} takes", column) from None
-        what = "matmul" if prim.kind == "matmul" else f"{e.fn} (broadcasting)"
-        raise _Problem(f"{where}: {what} of shapes {_shape_text(shapes)} does not fit",
+            raise _Problem(f"{where}: {err}", f"`gradrun functions` shows what {node.op} takes", column) from None
+        raise _Problem(f"{where}: {node.op} (broadcasting) of shapes {_shape_text(shapes)} does not fit",
                        "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
     if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
         raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements",
                        column=column)
     with np.errstate(all="ignore"):
         try:
-            return np.asarray(prim.forward(*args, **e.kwargs))
+            return np.asarray(prim.forward(*args, **node.kwargs))
         except Exception as err:
-            raise _Problem(f"{where}: {e.fn} of shapes {_shape_text(shapes)} fails: {err}", column=column) from None
+            raise _Problem(f"{where}: {node.op} of shapes {_shape_text(shapes)} fails: {err}", column=column) from None
 
 
 def screen_rows() -> int:
@@ -105,34 +101,10 @@ def screen_rows() -> int:
     return SCREEN_DIRECTIONS
 
 
-def full_check(check: str, entries: int, expr, functions: dict) -> bool:
+def full_check(check: str, entries: int, graph: Graph) -> bool:
     """Whether a point's check is element by element, as the verdict decides it
     (``verdict.check_point``): full, or auto up to FULL_LIMIT entries, or any user
     function without a VJP (a screen projects with VJPs)."""
     from .screen import FULL_LIMIT
 
-    forward_only = any(isinstance(f, PythonFunction) and f.vjp is None for f in reachable(expr, functions).values())
-    return check == "full" or forward_only or (check == "auto" and entries <= FULL_LIMIT)
-
-
-def reachable(expr, functions: dict) -> dict:
-    """The declared functions ``expr`` may call, directly or through others."""
-    found: dict = {}
-    todo = list(tree.calls(expr))
-    while todo:
-        name = todo.pop()
-        if name in functions and name not in found:
-            found[name] = functions[name]
-            if isinstance(found[name], ExprFunction):
-                todo.extend(tree.calls(found[name].body))
-    return found
-
-
-def complex_unsafe(expr, functions: dict) -> list:
-    reach = reachable(expr, functions)
-    names = set(tree.calls(expr)) | {c for f in reach.values() if isinstance(f, ExprFunction) for c in tree.calls(f.body)}
-    unsafe = [n for n, f in reach.items() if isinstance(f, PythonFunction) and not f.complex_safe]
-    unsafe += [n for n in names if n in primitives.PRIMITIVES and not primitives.get(n).complex_safe]
-    return sorted(unsafe)
-
-
+    return check == "full" or not graph.has_vjp or (check == "auto" and entries <= FULL_LIMIT)

@@ -66,6 +66,9 @@ class Experiment:
     column: int = 0
     description: str = ""  # the source form: function, chain or expr, for reports
     integers: tuple = ()  # inputs given as {integer: ...} (labels, masks): passed, never differentiated
+    # the graph built when the spec was loaded (gradrun.graph): shapes, complex safety and reach come
+    # from it, and the runner walks it; None for an experiment made by hand, built when it runs
+    graph: Any = field(default=None, repr=False, compare=False)
 
     def settings_at(self, point: Point) -> Settings:
         return point.settings or self.settings

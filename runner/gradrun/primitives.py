@@ -5,16 +5,22 @@ complex path). Rules are written for the shapes their arguments have; where
 binary arithmetic broadcasts, the graph walker, not the rule, sums cotangents
 back to each argument's shape.
 
-A VJP rule is ``vjp(g, ans, *args, **params) -> tuple`` with one cotangent per
-argument (``None`` for an argument that is not differentiated: a mask, a
-label). A JVP rule is ``jvp(tangents, ans, *args, **params) -> tangent`` where
-``tangents`` has one entry per argument, ``None`` for an argument that does
-not move. ``params`` are the primitive's static arguments (``axis=``, see
+Rules are written per argument, as HIPS/autograd's ``defvjp`` does: ``vjp``
+holds one rule per argument, ``vjp[k](g, ans, *args, **params)`` -> the
+cotangent of argument k, and ``jvp`` one rule per argument,
+``jvp[k](t, ans, *args, **params)`` -> the output's tangent when argument k
+moves by t. ``None`` in place of a rule: that argument is not differentiated
+(a mask, a label). The walkers call only the rules of arguments that need
+them (not constants, not integer inputs) and sum what they give. A variadic
+op (``nargs=None``: concatenate, stack) has one rule of each kind that takes
+the argument's position first: ``rule(k, g, ans, *args, **params)``.
+``params`` are the primitive's static arguments (``axis=``, see
 ``gradrun.params``), constants written in the expression.
 
 ``kind`` tells the fast full check how a perturbation travels through the op
-(see ``gradrun.engine``): ``elementwise`` keeps it in place, ``reduce`` sums
-it, ``matmul`` spreads it along a row or column, ``transpose`` and ``reshape``
+(see ``gradrun.perturb``): ``elementwise`` keeps it in place, ``reduce`` sums
+it, ``product`` (matmul) spreads it as the entry's own ``moves`` rule says and
+evaluates batches by its ``forward_batched``, ``transpose`` and ``reshape``
 move it, and ``dense`` makes it touch everything.
 
 Second order: a VJP rule marked ``second_order`` is holomorphic in the primal
@@ -29,6 +35,7 @@ register into the one ``PRIMITIVES`` table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Optional
 
 import numpy as np
@@ -47,8 +54,8 @@ class Primitive:
     name: str
     nargs: Optional[int]  # None: any number, written as a list: concatenate([a, b])
     forward: Callable
-    vjp: Callable
-    jvp: Callable
+    vjp: tuple  # one rule per argument (None: not differentiated); see the module's docstring
+    jvp: tuple
     formula: str
     derivative: str
     kind: str = "elementwise"
@@ -67,6 +74,12 @@ class Primitive:
     # batch(params, ndims): the params for arguments that all carry one more,
     # leading, batch axis (``ndims`` without it); None: evaluated row by row.
     batch: Optional[Callable] = None
+    # kind "product" only: moves(args, k, idx, delta) -> where sparse moves of argument k (flat
+    # positions idx, (B, K), by delta) land in the output, (positions, deltas), or None; and
+    # forward_batched(operands, batched, primals, out_shape): forward of operands of which those
+    # marked ``batched`` carry a leading batch axis, as (B, *out_shape)
+    moves: Optional[Callable] = None
+    forward_batched: Optional[Callable] = None
     second_order: bool = True  # the VJP rule is holomorphic: complex perturbation through it is valid
     arg_names: tuple = ()  # names of the array arguments in messages and docs (default: ARG_NAMES)
 
@@ -81,6 +94,19 @@ class Primitive:
         arrays = list(self.arg_names or ARG_NAMES[self.nargs])
         return f"{self.name}({', '.join(arrays + [p.spelling() for p in self.params])})"
 
+    def vjp_rules(self, nargs: int) -> tuple:
+        """One VJP rule per argument of a call with ``nargs`` arguments."""
+        return self._per_argument(self.vjp, nargs)
+
+    def jvp_rules(self, nargs: int) -> tuple:
+        """One JVP rule per argument of a call with ``nargs`` arguments."""
+        return self._per_argument(self.jvp, nargs)
+
+    def _per_argument(self, rules, nargs):
+        if self.nargs is not None:
+            return rules
+        return tuple(None if rules[0] is None else partial(rules[0], k) for k in range(nargs))
+
     def kind_for(self, params: dict) -> str:
         """A reduction along given axes, or a transpose with axes, moves deltas densely."""
         if self.kind == "reduce" and params.get("axis") is not None:
@@ -88,11 +114,19 @@ class Primitive:
         return self.kind
 
 
+class ShapeMismatch(ValueError):
+    """Argument shapes an op cannot combine (``check`` raises it with the op's name):
+    reported as "<op> of shapes ... does not fit", like a failed broadcast."""
+
+
 PRIMITIVES: dict[str, Primitive] = {}
 
 
 def register(p: Primitive) -> None:
-    """Enter one primitive into the table."""
+    """Enter one primitive into the table: one VJP and one JVP rule per argument."""
+    rules = 1 if p.nargs is None else p.nargs
+    if len(p.vjp) != rules or len(p.jvp) != rules:
+        raise ValueError(f"{p.name}: {len(p.vjp)} VJP and {len(p.jvp)} JVP rules for {rules} arguments")
     PRIMITIVES[p.name] = p
 
 
@@ -101,18 +135,10 @@ _register = register
 
 def unary(name, f, df, formula, derivative, **kw):
     """An elementwise one-argument primitive from f and its derivative df(x, ans)."""
-    _register(
-        Primitive(
-            name,
-            1,
-            f,
-            lambda g, ans, x: (g * df(x, ans),),
-            lambda t, ans, x: t[0] * df(x, ans),
-            formula,
-            derivative,
-            **kw,
-        )
-    )
+    _register(Primitive(name=name, nargs=1, forward=f,
+                        vjp=(lambda g, ans, x: g * df(x, ans),),
+                        jvp=(lambda t, ans, x: t * df(x, ans),),
+                        formula=formula, derivative=derivative, **kw))
 
 
 def _positive(x):
@@ -157,16 +183,10 @@ unary("neg", lambda x: -x, lambda x, a: -np.ones_like(x), "-x", "-1", additive=T
 
 
 def binary(name, f, vjp, jvp, formula, derivative, **kw):
-    """An elementwise two-argument primitive that broadcasts like numpy."""
-    _register(Primitive(name, 2, f, vjp, jvp, formula, derivative, **kw))
-
-
-def _add_tangents(*terms):
-    live = [t for t in terms if t is not None]
-    out = live[0]
-    for t in live[1:]:
-        out = out + t
-    return out
+    """An elementwise two-argument primitive that broadcasts like numpy; ``vjp`` and
+    ``jvp`` are (rule of a, rule of b)."""
+    _register(Primitive(name=name, nargs=2, forward=f, vjp=vjp, jvp=jvp, formula=formula,
+                        derivative=derivative, **kw))
 
 
 def _safe_log(a):
@@ -175,28 +195,25 @@ def _safe_log(a):
 
 
 binary("add", lambda a, b: a + b,
-       lambda g, ans, a, b: (g, g),
-       lambda t, ans, a, b: _add_tangents(t[0], t[1]),
-       "a + b", "da = 1, db = 1", additive=True)
+       vjp=(lambda g, ans, a, b: g, lambda g, ans, a, b: g),
+       jvp=(lambda t, ans, a, b: t, lambda t, ans, a, b: t),
+       formula="a + b", derivative="da = 1, db = 1", additive=True)
 binary("sub", lambda a, b: a - b,
-       lambda g, ans, a, b: (g, -g),
-       lambda t, ans, a, b: _add_tangents(t[0], None if t[1] is None else -t[1]),
-       "a - b", "da = 1, db = -1", additive=True)
+       vjp=(lambda g, ans, a, b: g, lambda g, ans, a, b: -g),
+       jvp=(lambda t, ans, a, b: t, lambda t, ans, a, b: -t),
+       formula="a - b", derivative="da = 1, db = -1", additive=True)
 binary("mul", lambda a, b: a * b,
-       lambda g, ans, a, b: (g * b, g * a),
-       lambda t, ans, a, b: _add_tangents(None if t[0] is None else t[0] * b,
-                                          None if t[1] is None else a * t[1]),
-       "a * b", "da = b, db = a", linear_in=(0, 1))
+       vjp=(lambda g, ans, a, b: g * b, lambda g, ans, a, b: g * a),
+       jvp=(lambda t, ans, a, b: t * b, lambda t, ans, a, b: a * t),
+       formula="a * b", derivative="da = b, db = a", linear_in=(0, 1))
 binary("div", lambda a, b: a / b,
-       lambda g, ans, a, b: (g / b, -g * a / (b * b)),
-       lambda t, ans, a, b: _add_tangents(None if t[0] is None else t[0] / b,
-                                          None if t[1] is None else -t[1] * a / (b * b)),
-       "a / b", "da = 1/b, db = -a/b**2", linear_in=(0,))
+       vjp=(lambda g, ans, a, b: g / b, lambda g, ans, a, b: -g * a / (b * b)),
+       jvp=(lambda t, ans, a, b: t / b, lambda t, ans, a, b: -t * a / (b * b)),
+       formula="a / b", derivative="da = 1/b, db = -a/b**2", linear_in=(0,))
 binary("pow", lambda a, b: a ** b,
-       lambda g, ans, a, b: (g * b * a ** (b - 1), g * ans * _safe_log(a)),
-       lambda t, ans, a, b: _add_tangents(None if t[0] is None else t[0] * b * a ** (b - 1),
-                                          None if t[1] is None else t[1] * ans * _safe_log(a)),
-       "a ** b", "da = b*a**(b-1), db = log(a)*a**b", domain=(0.2, 3.0))
+       vjp=(lambda g, ans, a, b: g * b * a ** (b - 1), lambda g, ans, a, b: g * ans * _safe_log(a)),
+       jvp=(lambda t, ans, a, b: t * b * a ** (b - 1), lambda t, ans, a, b: t * ans * _safe_log(a)),
+       formula="a ** b", derivative="da = b*a**(b-1), db = log(a)*a**b", domain=(0.2, 3.0))
 
 
 def _lift(a, b, g):
@@ -211,22 +228,77 @@ def _lift(a, b, g):
     return a2, b2, g2
 
 
-def _matmul_vjp(g, ans, a, b):
+def _matmul_vjp_a(g, ans, a, b):
     a2, b2, g2 = _lift(a, b, g)
     ga = g2 @ np.swapaxes(b2, -1, -2)
-    gb = np.swapaxes(a2, -1, -2) @ g2
     if a.ndim == 1:
         ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:]) if ga.ndim > 2 else ga.reshape(-1)
+    return ga
+
+
+def _matmul_vjp_b(g, ans, a, b):
+    a2, b2, g2 = _lift(a, b, g)
+    gb = np.swapaxes(a2, -1, -2) @ g2
     if b.ndim == 1:
         gb = gb.reshape(gb.shape[:-1]) if gb.ndim > 2 else gb.reshape(-1)
-    return ga, gb
+    return gb
+
+
+def _matmul_shape(shapes) -> tuple:
+    """numpy.matmul's result shape, or ``ShapeMismatch``."""
+    a, b = (tuple(s) for s in shapes)
+    if not a or not b:
+        raise ShapeMismatch("matmul")  # numpy's matmul takes no scalars
+    a2, b2 = ((1,) + a if len(a) == 1 else a), (b + (1,) if len(b) == 1 else b)
+    if a2[-1] != b2[-2]:
+        raise ShapeMismatch("matmul")  # the inner dimensions differ
+    try:
+        out = np.broadcast_shapes(a2[:-2], b2[:-2]) + (a2[-2], b2[-1])
+    except ValueError:
+        raise ShapeMismatch("matmul") from None
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def _matmul_moves(args, k, idx, delta):
+    """Where sparse moves of operand k land in a matrix product: a move of a[r, c] moves
+    row r of a @ b, one of b[r, c] moves column c; (positions, deltas), each (B, K, row or
+    column length). None where an operand is not a matrix."""
+    a, b = args
+    if a.ndim != 2 or b.ndim != 2:
+        return None
+    n, inner = a.shape
+    m = b.shape[1]
+    if k == 0:
+        r, c = np.divmod(idx, inner)
+        return (r * m)[:, :, None] + np.arange(m), delta[:, :, None] * b[c]
+    r, c = np.divmod(idx, m)
+    return (np.arange(n) * m)[None, None, :] + c[:, :, None], delta[:, :, None] * a.T[r]
+
+
+def _matmul_batched(operands, batched, primals, out_shape):
+    """numpy's matmul of operands some of which carry a leading batch axis."""
+    a_nd, b_nd = primals[0].ndim, primals[1].ndim
+    lifted = [operands[0][..., None, :] if a_nd == 1 else operands[0],
+              operands[1][..., :, None] if b_nd == 1 else operands[1]]
+    nd = max(a_nd, b_nd, 2)
+    for k in range(2):
+        if batched[k]:
+            x = lifted[k]
+            lifted[k] = x.reshape((x.shape[0],) + (1,) * (nd + 1 - x.ndim) + x.shape[1:])
+    product = np.matmul(lifted[0], lifted[1])
+    return product.reshape((len(product),) + tuple(out_shape))
 
 
 _register(Primitive(
-    "matmul", 2, np.matmul, _matmul_vjp,
-    lambda t, ans, a, b: _add_tangents(None if t[0] is None else t[0] @ b,
-                                       None if t[1] is None else a @ t[1]),
-    "a @ b", "da = g @ b.T, db = a.T @ g", kind="matmul"))
+    name="matmul", nargs=2, forward=np.matmul,
+    vjp=(_matmul_vjp_a, _matmul_vjp_b),
+    jvp=(lambda t, ans, a, b: t @ b, lambda t, ans, a, b: a @ t),
+    formula="a @ b", derivative="da = g @ b.T, db = a.T @ g", check=_matmul_shape,
+    kind="product", linear_in=(0, 1), moves=_matmul_moves, forward_batched=_matmul_batched))
 
 # ---------------------------------------------------------------- more elementwise ops
 
@@ -248,10 +320,6 @@ def _mask(cond):
     return np.real(cond) > 0
 
 
-def _zero_tangent(t, ans, *args, **params):
-    return np.zeros_like(ans)
-
-
 def _greater_equal(a, b):
     return np.real(a) >= np.real(b)
 
@@ -261,22 +329,16 @@ def _pick(first):
     def forward(a, b):
         return np.where(first(a, b), a, b)
 
-    def vjp(g, ans, a, b):
-        m = first(a, b)
-        return g * m, g * ~m
-
-    def jvp(t, ans, a, b):
-        m = first(a, b)
-        return np.where(m, 0 if t[0] is None else t[0], 0 if t[1] is None else t[1])
-
+    vjp = (lambda g, ans, a, b: g * first(a, b), lambda g, ans, a, b: g * ~first(a, b))
+    jvp = (lambda t, ans, a, b: np.where(first(a, b), t, 0), lambda t, ans, a, b: np.where(first(a, b), 0, t))
     return forward, vjp, jvp
 
 
 for _name, _first, _word in (("maximum", _greater_equal, "max"),
                              ("minimum", lambda a, b: np.real(a) <= np.real(b), "min")):
     _f, _v, _j = _pick(_first)
-    register(Primitive(_name, 2, _f, _v, _j, f"{_word}(a, b), elementwise",
-                       "da = 1 where a wins, db = 1 where b wins (a tie is a kink)",
+    register(Primitive(name=_name, nargs=2, forward=_f, vjp=_v, jvp=_j, formula=f"{_word}(a, b), elementwise",
+                       derivative="da = 1 where a wins, db = 1 where b wins (a tie is a kink)",
                        branch=_first))
 
 
@@ -298,21 +360,21 @@ def _check_clip(shapes, low, high):
 
 
 register(Primitive(
-    "clip", 1, _clip,
-    lambda g, ans, x, low, high: (g * (_clip_region(x, low, high) == 0),),
-    lambda t, ans, x, low, high: t[0] * (_clip_region(x, low, high) == 0),
-    "min(max(x, low), high)", "1 where low < x < high, else 0 (kinks at low and high)",
+    name="clip", nargs=1, forward=_clip,
+    vjp=(lambda g, ans, x, low, high: g * (_clip_region(x, low, high) == 0),),
+    jvp=(lambda t, ans, x, low, high: t * (_clip_region(x, low, high) == 0),),
+    formula="min(max(x, low), high)", derivative="1 where low < x < high, else 0 (kinks at low and high)",
     params=(Param("low", "number", positional=True, required=True),
             Param("high", "number", positional=True, required=True)),
     branch=_clip_region, check=_check_clip))
 
 register(Primitive(
-    "where", 3,
-    lambda cond, a, b: np.where(_mask(cond), a, b),
-    lambda g, ans, cond, a, b: (None, g * _mask(cond), g * ~_mask(cond)),
-    lambda t, ans, cond, a, b: np.where(_mask(cond), 0 if t[1] is None else t[1], 0 if t[2] is None else t[2]),
-    "a where cond else b (cond: a comparison such as x > 0, or a mask: true where positive)",
-    "da = 1 where cond, db = 1 elsewhere; none for cond (its boundary is a kink)"))
+    name="where", nargs=3, forward=lambda cond, a, b: np.where(_mask(cond), a, b),
+    vjp=(None, lambda g, ans, cond, a, b: g * _mask(cond), lambda g, ans, cond, a, b: g * ~_mask(cond)),
+    jvp=(None, lambda t, ans, cond, a, b: np.where(_mask(cond), t, 0),
+         lambda t, ans, cond, a, b: np.where(_mask(cond), 0, t)),
+    formula="a where cond else b (cond: a comparison such as x > 0, or a mask: true where positive)",
+    derivative="da = 1 where cond, db = 1 elsewhere; none for cond (its boundary is a kink)"))
 
 
 def _comparison(name, test, symbol):
@@ -320,9 +382,9 @@ def _comparison(name, test, symbol):
         r = np.real(np.asarray(a))
         return test(r, np.real(b)).astype(r.dtype if r.dtype.kind == "f" else np.float64)
 
-    register(Primitive(name, 2, forward, lambda g, ans, a, b: (None, None), _zero_tangent,
-                       f"a {symbol} b as 1 or 0 (only inside where's condition)",
-                       "none: a mask (its boundary is a kink of where)",
+    register(Primitive(name=name, nargs=2, forward=forward, vjp=(None, None), jvp=(None, None),
+                       formula=f"a {symbol} b as 1 or 0 (only inside where's condition)",
+                       derivative="none: a mask (its boundary is a kink of where)",
                        branch=forward))
 
 

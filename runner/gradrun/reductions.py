@@ -44,19 +44,21 @@ def _sum(x, axis, keepdims=False):
 
 
 def reduction(name, forward, vjp, jvp, formula, derivative, params=(AXIS, KEEPDIMS), **kw):
-    """A one-argument primitive along axes: checked and batched by its axis argument."""
+    """A one-argument primitive along axes, from its one VJP rule and one JVP rule:
+    checked and batched by its axis argument."""
     kw = {"kind": "dense", "check": _check, **kw}
-    register(Primitive(name, 1, forward, vjp, jvp, formula, derivative, params=params, batch=_batch, **kw))
+    register(Primitive(name=name, nargs=1, forward=forward, vjp=(vjp,), jvp=(jvp,), formula=formula,
+                       derivative=derivative, params=params, batch=_batch, **kw))
 
 
 reduction("sum", lambda x, axis=None, keepdims=False: _sum(x, axis, keepdims),
-          lambda g, ans, x, axis=None, keepdims=False: (_expand(g, x, axis, keepdims).copy(),),
-          lambda t, ans, x, axis=None, keepdims=False: _sum(t[0], axis, keepdims),
+          lambda g, ans, x, axis=None, keepdims=False: _expand(g, x, axis, keepdims).copy(),
+          lambda t, ans, x, axis=None, keepdims=False: _sum(t, axis, keepdims),
           "sum of the elements along axis (default: all)", "1 for every element", kind="reduce")
 
 reduction("mean", lambda x, axis=None, keepdims=False: _sum(x, axis, keepdims) / max(_count(x, axis), 1),
-          lambda g, ans, x, axis=None, keepdims=False: (_expand(g, x, axis, keepdims) / max(_count(x, axis), 1),),
-          lambda t, ans, x, axis=None, keepdims=False: _sum(t[0], axis, keepdims) / max(_count(x, axis), 1),
+          lambda g, ans, x, axis=None, keepdims=False: _expand(g, x, axis, keepdims) / max(_count(x, axis), 1),
+          lambda t, ans, x, axis=None, keepdims=False: _sum(t, axis, keepdims) / max(_count(x, axis), 1),
           "mean of the elements along axis (default: all)", "1/n for every element", kind="reduce")
 
 
@@ -82,11 +84,11 @@ def _check_var(shapes, axis=None, ddof=0, **_):
 
 
 def _var_vjp(g, ans, x, axis=None, keepdims=False, ddof=0):
-    return (_expand(2 * g, x, axis, keepdims) * _centered(x, axis) / (_count(x, axis) - ddof),)
+    return _expand(2 * g, x, axis, keepdims) * _centered(x, axis) / (_count(x, axis) - ddof)
 
 
 def _var_jvp(t, ans, x, axis=None, keepdims=False, ddof=0):
-    return 2 * _sum(_centered(x, axis) * t[0], axis, keepdims) / (_count(x, axis) - ddof)
+    return 2 * _sum(_centered(x, axis) * t, axis, keepdims) / (_count(x, axis) - ddof)
 
 
 reduction("var", _var, _var_vjp, _var_jvp, "sum((x - mean)**2) / (n - ddof) along axis (default: all)",
@@ -116,11 +118,11 @@ for _name, _pick in (("max", np.max), ("min", np.min)):
 
     def _vjp(g, ans, x, axis=None, keepdims=False, _m=_m):
         m = _m(x, axis)
-        return (_expand(g, x, axis, keepdims) * m / _sum(m.astype(np.real(x).dtype), axis, True),)
+        return _expand(g, x, axis, keepdims) * m / _sum(m.astype(np.real(x).dtype), axis, True)
 
     def _jvp(t, ans, x, axis=None, keepdims=False, _m=_m):
         m = _m(x, axis)
-        return _sum(t[0] * m, axis, keepdims) / _sum(m.astype(np.real(x).dtype), axis, keepdims)
+        return _sum(t * m, axis, keepdims) / _sum(m.astype(np.real(x).dtype), axis, keepdims)
 
     reduction(_name, _forward, _vjp, _jvp, f"{_name} of the elements along axis (default: all)",
               f"1 at the {_name}imum, 0 elsewhere (a tie is a kink)", branch=_m)
@@ -140,8 +142,8 @@ def _others(x, axis):
 
 
 reduction("prod", lambda x, axis=None, keepdims=False: np.prod(x, axis=normalize_axes(axis, np.ndim(x)), keepdims=keepdims),
-          lambda g, ans, x, axis=None, keepdims=False: (_expand(g, x, axis, keepdims) * _others(x, axis),),
-          lambda t, ans, x, axis=None, keepdims=False: _sum(t[0] * _others(x, axis), axis, keepdims),
+          lambda g, ans, x, axis=None, keepdims=False: _expand(g, x, axis, keepdims) * _others(x, axis),
+          lambda t, ans, x, axis=None, keepdims=False: _sum(t * _others(x, axis), axis, keepdims),
           "product of the elements along axis (default: all)", "product of the other elements",
           domain=(0.5, 1.5))
 
@@ -149,8 +151,8 @@ reduction("prod", lambda x, axis=None, keepdims=False: np.prod(x, axis=normalize
 # -- norm, logsumexp
 
 reduction("norm", lambda x, axis=None, keepdims=False: np.sqrt(_sum(x * x, axis, keepdims)),
-          lambda g, ans, x, axis=None, keepdims=False: (_expand(g / ans, x, axis, keepdims) * x,),
-          lambda t, ans, x, axis=None, keepdims=False: _sum(x * t[0], axis, keepdims) / ans,
+          lambda g, ans, x, axis=None, keepdims=False: _expand(g / ans, x, axis, keepdims) * x,
+          lambda t, ans, x, axis=None, keepdims=False: _sum(x * t, axis, keepdims) / ans,
           "sqrt(sum(x**2)) along axis (default: all; the Frobenius norm of a matrix)", "x / norm(x)")
 
 
@@ -163,11 +165,11 @@ def _logsumexp(x, axis=-1, keepdims=False):
 
 
 def _logsumexp_vjp(g, ans, x, axis=-1, keepdims=False):
-    return (_expand(g, x, axis, keepdims) * np.exp(x - _keep(ans, x, axis, keepdims)),)
+    return _expand(g, x, axis, keepdims) * np.exp(x - _keep(ans, x, axis, keepdims))
 
 
 reduction("logsumexp", _logsumexp, _logsumexp_vjp,
-          lambda t, ans, x, axis=-1, keepdims=False: _sum(t[0] * np.exp(x - _keep(ans, x, axis, keepdims)), axis, keepdims),
+          lambda t, ans, x, axis=-1, keepdims=False: _sum(t * np.exp(x - _keep(ans, x, axis, keepdims)), axis, keepdims),
           "log(sum(exp(x))) along axis (default: the last)", "softmax(x) along axis",
           params=(Param("axis", "axis", -1), KEEPDIMS))
 
@@ -181,7 +183,7 @@ def _softmax(x, axis=-1):
 
 
 def _softmax_vjp(g, ans, x, axis=-1):
-    return (ans * (g - _sum(g * ans, axis, True)),)
+    return ans * (g - _sum(g * ans, axis, True))
 
 
 def _log_softmax(x, axis=-1):
@@ -189,17 +191,17 @@ def _log_softmax(x, axis=-1):
 
 
 def _log_softmax_vjp(g, ans, x, axis=-1):
-    return (g - np.exp(ans) * _sum(g, axis, True),)
+    return g - np.exp(ans) * _sum(g, axis, True)
 
 
 register(Primitive(
-    "softmax", 1, _softmax, _softmax_vjp,
-    lambda t, ans, x, axis=-1: _softmax_vjp(t[0], ans, x, axis)[0],  # its Jacobian is symmetric
-    "exp(x) / sum(exp(x)) along axis (default: the last)", "s * (g - sum(g * s))",
+    name="softmax", nargs=1, forward=_softmax, vjp=(_softmax_vjp,),
+    jvp=(_softmax_vjp,),  # its Jacobian is symmetric
+    formula="exp(x) / sum(exp(x)) along axis (default: the last)", derivative="s * (g - sum(g * s))",
     kind="dense", params=(LAST_AXIS,), check=_check, batch=_batch))
 
 register(Primitive(
-    "log_softmax", 1, _log_softmax, _log_softmax_vjp,
-    lambda t, ans, x, axis=-1: t[0] - _sum(np.exp(ans) * t[0], axis, True),
-    "x - logsumexp(x) along axis (default: the last)", "g - softmax(x) * sum(g)",
+    name="log_softmax", nargs=1, forward=_log_softmax, vjp=(_log_softmax_vjp,),
+    jvp=(lambda t, ans, x, axis=-1: t - _sum(np.exp(ans) * t, axis, True),),
+    formula="x - logsumexp(x) along axis (default: the last)", derivative="g - softmax(x) * sum(g)",
     kind="dense", params=(LAST_AXIS,), check=_check, batch=_batch))

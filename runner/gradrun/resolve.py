@@ -16,12 +16,13 @@ from . import expr as exprs
 from . import hessian, primitives, tree, usercode, yamlload
 from . import values as values_rules
 from .declare import Declarations
-from .graphcheck import complex_unsafe, full_check, infer_shape, reachable, screen_rows
+from .graph import GraphError, UnknownFunction, build
+from .graphcheck import full_check, screen_rows, shaped
 from .inputs import SEQUENCES, Inputs, finite, sequence
 from .limits import MAX_EXPERIMENTS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS
 from .model import METHODS, Experiment, Point, Settings
 from .schema import schema_issues
-from .tree import Call, ExprFunction, PythonFunction, Var
+from .tree import Call, PythonFunction, Var
 
 SETTING_KEYS = ("method", "step", "rtol", "atol", "dtype", "check", "seed", "order")
 SWEPT_SETTINGS = ("step", "method")  # sweep keys that mean settings, not inputs
@@ -127,22 +128,38 @@ class Checker(Declarations):
         axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings)
         if len(self.issues) > before or expr is None or axes is None:
             return None
-        functions = self.seeded(reachable(expr, self.functions), settings.seed)
-        called = set(tree.calls(expr)).union(*(tree.calls(f.body) for f in functions.values()
-                                                 if isinstance(f, ExprFunction)))
-        if called & self.unusable:
-            return None  # already reported where the function is declared
-
         points = self.points(axes, fixed, settings, swept_settings)
-        if not self.fits(path, data, expr, fixed, swept_inputs, functions, wrt, settings, points):
+        graph = self.graph(path, data, expr, settings, points[0], integers)
+        if graph is None or not self.fits(path, data, graph, wrt, settings, points):
             return None
         line, column = self.doc.where(path)
         return Experiment(
-            name=data["name"], expr=expr, functions=functions, points=points, wrt=wrt,
+            name=data["name"], expr=expr, functions=graph.functions, points=points, wrt=wrt,
             settings=settings, file=self.doc.file, line=line, column=column,
             description=data.get("description", self.source_form(data)),
-            integers=tuple(integers),
+            integers=tuple(integers), graph=graph,
         )
+
+    def graph(self, path, data, expr, settings, first: Point, integers):
+        """The experiment's graph, built once (summed under ``reduce: sum``), its declared functions
+        built under the experiment's seed and its shapes found at the first point; None after an issue."""
+        form = next(k for k in FORMS if k in data)
+        try:
+            graph = build(Call("sum", (expr,)) if settings.reduce == "sum" else expr, self.functions,
+                          list(first.inputs), integers)
+            graph = shaped(graph.bind(self.seeded(graph.functions, settings.seed)), first.inputs)
+        except UnknownFunction as e:
+            if e.name not in self.unusable:  # else already reported where the function is declared
+                self.add(path + (form,), str(e))
+            return None
+        except GraphError as e:
+            self.add(path + (form,), str(e))
+            return None
+        except _Problem as p:
+            self.add(path + (form,), p.message, p.hint,
+                     column_offset=p.column if form == "expr" and p.column is not None else None)
+            return None
+        return graph
 
     def given_inputs(self, path, inputs, swept_inputs) -> list:
         """The inputs and swept names of an experiment, in the order written."""
@@ -310,44 +327,34 @@ class Checker(Declarations):
             points.append(Point(index, inputs, coords, settings.updated(**changed) if changed else None))
         return points or [Point(0, dict(fixed))]
 
-    def fits(self, path, data, expr, fixed, swept_inputs, functions, wrt, settings, points) -> bool:
-        """Shapes, complex-safety and report size; False after an issue."""
-        form = next(k for k in FORMS if k in data)
-        shapes = {n: a.shape for n, a in fixed.items()} | {n: () for n in swept_inputs}
-        try:
-            out_shape = infer_shape(expr, shapes, functions, points[0].inputs if points else dict(fixed))
-        except _Problem as p:
-            self.add(path + (form,), p.message, p.hint,
-                     column_offset=p.column if form == "expr" and p.column is not None else None)
-            return False
+    def fits(self, path, data, graph, wrt, settings, points) -> bool:
+        """Complex-safety and report size, read off the graph; False after an issue."""
         methods = {settings.method} | {p.settings.method for p in points if p.settings}
-        if "complex" in methods:
-            unsafe = complex_unsafe(expr, functions)
-            if unsafe:
-                if "method" in data:
-                    where = path + ("method",)
-                elif "method" in data.get("sweep", {}):
-                    where = path + ("sweep", "method")
-                else:
-                    where = ("defaults", "method")
-                self.add(where, f"method complex needs a complex-safe graph; not complex-safe: {', '.join(unsafe)}",
-                         "declare complex_safe: true if your code takes complex input, or use another method")
-                return False
-        per_output = 1 if settings.reduce == "sum" else math.prod(out_shape)
-        entries = sum(math.prod(shapes[n]) for n in wrt) * per_output
-        rows = len(points) * (entries if full_check(settings.check, entries, expr, functions)
-                              else len(wrt) * screen_rows())
+        if "complex" in methods and graph.complex_unsafe:
+            if "method" in data:
+                where = path + ("method",)
+            elif "method" in data.get("sweep", {}):
+                where = path + ("sweep", "method")
+            else:
+                where = ("defaults", "method")
+            self.add(where, f"method complex needs a complex-safe graph; not complex-safe: "
+                     f"{', '.join(graph.complex_unsafe)}",
+                     "declare complex_safe: true if your code takes complex input, or use another method")
+            return False
+        sizes = {n: math.prod(graph.shapes[graph.inputs[n]]) for n in wrt}
+        per_output = math.prod(graph.output_shape)
+        entries = sum(sizes.values()) * per_output
+        rows = len(points) * (entries if full_check(settings.check, entries, graph) else len(wrt) * screen_rows())
         if settings.order == 2:
-            if not self.second_order_ok(path, data, per_output, methods, reachable(expr, functions)):
+            if not self.second_order_ok(path, data, per_output, methods, graph.functions):
                 return False
-            entries = sum(math.prod(shapes[n]) for n in wrt) ** 2
+            entries = sum(sizes.values()) ** 2
             rows = len(points) * (entries if settings.check == "full" else min(entries, hessian.FULL_LIMIT))
         if rows > MAX_REPORT_ROWS:
             self.add(path, f"the report would have {rows} rows, more than {MAX_REPORT_ROWS}",
                      "use reduce: sum, fewer wrt inputs, smaller inputs or a coarser sweep")
             return False
         return True
-
 
     def second_order_ok(self, path, data, per_output, methods, reach) -> bool:
         """order: 2 needs a scalar output, a numeric method other than complex, and user

@@ -14,10 +14,13 @@ from .tree import Call
 
 
 def graph_of(exp: Experiment) -> engine.Graph:
-    """The experiment's graph over its inputs (summed when it says ``reduce: sum``)."""
+    """The experiment's graph over its inputs (summed when it says ``reduce: sum``): the one
+    its spec's loading built, or, for an experiment made by hand, one built now."""
+    if exp.graph is not None:
+        return exp.graph
     expr = Call("sum", (exp.expr,)) if exp.settings.reduce == "sum" else exp.expr
     names = list(exp.points[0].inputs) if exp.points else list(exp.wrt)
-    return engine.build(expr, exp.functions, names)
+    return engine.build(expr, exp.functions, names, exp.integers)
 
 
 def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) -> ExperimentResult:

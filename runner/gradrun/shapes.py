@@ -36,10 +36,10 @@ def _check_reshape(shapes, shape):
 
 
 register(Primitive(
-    "reshape", 1, lambda x, shape: np.reshape(x, shape),
-    lambda g, ans, x, shape: (np.reshape(g, np.shape(x)),),
-    lambda t, ans, x, shape: np.reshape(t[0], np.shape(ans)),
-    "x with a new shape, elements in C order (one size may be -1)", "g reshaped back",
+    name="reshape", nargs=1, forward=lambda x, shape: np.reshape(x, shape),
+    vjp=(lambda g, ans, x, shape: np.reshape(g, np.shape(x)),),
+    jvp=(lambda t, ans, x, shape: np.reshape(t, np.shape(ans)),),
+    formula="x with a new shape, elements in C order (one size may be -1)", derivative="g reshaped back",
     kind="reshape", params=(SHAPE,), check=_check_reshape))
 
 
@@ -57,10 +57,10 @@ def _check_transpose(shapes, axes=None):
 
 
 register(Primitive(
-    "transpose", 1, lambda x, axes=None: np.transpose(x, axes),
-    lambda g, ans, x, axes=None: (np.transpose(g, _inverse(axes)),),
-    lambda t, ans, x, axes=None: np.transpose(t[0], axes),
-    "x with its axes permuted (default: reversed, x.T)", "g with the axes permuted back",
+    name="transpose", nargs=1, forward=lambda x, axes=None: np.transpose(x, axes),
+    vjp=(lambda g, ans, x, axes=None: np.transpose(g, _inverse(axes)),),
+    jvp=(lambda t, ans, x, axes=None: np.transpose(t, axes),),
+    formula="x with its axes permuted (default: reversed, x.T)", derivative="g with the axes permuted back",
     kind="transpose", params=(Param("axes", "axes", None, positional=True),), check=_check_transpose))
 
 
@@ -76,10 +76,10 @@ def _check_broadcast(shapes, shape):
 
 
 register(Primitive(
-    "broadcast_to", 1, lambda x, shape: np.broadcast_to(x, shape).copy(),
-    lambda g, ans, x, shape: (g,),  # the walker sums g back to x's shape
-    lambda t, ans, x, shape: np.broadcast_to(t[0], shape),
-    "x repeated along new or length-1 axes to shape", "g summed over the repeats",
+    name="broadcast_to", nargs=1, forward=lambda x, shape: np.broadcast_to(x, shape).copy(),
+    vjp=(lambda g, ans, x, shape: g,),  # the walker sums g back to x's shape
+    jvp=(lambda t, ans, x, shape: np.broadcast_to(t, shape),),
+    formula="x repeated along new or length-1 axes to shape", derivative="g summed over the repeats",
     params=(SHAPE,), check=_check_broadcast, kind="dense"))
 
 
@@ -103,28 +103,39 @@ def _check_joined(shapes, axis=0, stacked=False):
             raise ValueError(f"argument {k} has shape {s} but argument 0 has {first}; they need {how}")
 
 
-def _concat_vjp(g, ans, *xs, axis=0):
-    edges = np.cumsum([np.shape(x)[axis] for x in xs])[:-1]
-    return tuple(np.split(g, edges, axis=axis))
+def _concat_slot(k, xs, axis):
+    """Where argument k sits in the concatenation along ``axis``."""
+    axis = axis % np.ndim(xs[k])
+    start = sum(np.shape(x)[axis] for x in xs[:k])
+    return (slice(None),) * axis + (slice(start, start + np.shape(xs[k])[axis]),)
 
 
-def _filled(ts, xs):
-    return [np.zeros(np.shape(x), dtype=np.result_type(*[t for t in ts if t is not None])) if t is None else t
-            for t, x in zip(ts, xs)]
+def _placed(t, ans, slot):
+    """The output's tangent when one argument, at ``slot`` of it, moves by t."""
+    out = np.zeros(np.shape(ans), dtype=np.result_type(t, ans))
+    out[slot] = t
+    return out
 
 
 register(Primitive(
-    "concatenate", None, lambda *xs, axis=0: np.concatenate(xs, axis=axis), _concat_vjp,
-    lambda t, ans, *xs, axis=0: np.concatenate(_filled(t, xs), axis=axis),
-    "the arguments joined along an existing axis: concatenate([a, b], axis=0)", "g split back into the pieces",
+    name="concatenate", nargs=None, forward=lambda *xs, axis=0: np.concatenate(xs, axis=axis),
+    vjp=(lambda k, g, ans, *xs, axis=0: g[_concat_slot(k, xs, axis)],),
+    jvp=(lambda k, t, ans, *xs, axis=0: _placed(t, ans, _concat_slot(k, xs, axis)),),
+    formula="the arguments joined along an existing axis: concatenate([a, b], axis=0)",
+    derivative="g split back into the pieces",
     kind="dense", params=(Param("axis", "one_axis", 0),),
     check=lambda shapes, axis=0: _check_joined(shapes, axis), batch=_batch_joined))
 
+def _stack_slot(k, ans, axis):
+    """Where argument k sits in the stack along ``axis`` of the output ``ans``."""
+    return (slice(None),) * (axis % np.ndim(ans)) + (k,)
+
+
 register(Primitive(
-    "stack", None, lambda *xs, axis=0: np.stack(xs, axis=axis),
-    lambda g, ans, *xs, axis=0: tuple(np.take(g, k, axis=axis) for k in range(len(xs))),
-    lambda t, ans, *xs, axis=0: np.stack(_filled(t, xs), axis=axis),
-    "the arguments joined along a new axis: stack([a, b], axis=0)", "g split along that axis",
+    name="stack", nargs=None, forward=lambda *xs, axis=0: np.stack(xs, axis=axis),
+    vjp=(lambda k, g, ans, *xs, axis=0: np.take(g, k, axis=axis),),
+    jvp=(lambda k, t, ans, *xs, axis=0: _placed(t, ans, _stack_slot(k, ans, axis)),),
+    formula="the arguments joined along a new axis: stack([a, b], axis=0)", derivative="g split along that axis",
     kind="dense", params=(Param("axis", "one_axis", 0),),
     check=lambda shapes, axis=0: _check_joined(shapes, axis, stacked=True),
     batch=lambda params, ndims: _batch_joined(params, ndims, extra=1)))
@@ -151,13 +162,14 @@ def _check_index(shapes, key):
 def _index_vjp(g, ans, x, key):
     out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
     out[as_index(key)] = g  # basic indexing: every element picked at most once
-    return (out,)
+    return out
 
 
 register(Primitive(
-    "index", 1, lambda x, key: np.asarray(x)[as_index(key)].copy(), _index_vjp,
-    lambda t, ans, x, key: t[0][as_index(key)],
-    "x[i, a:b:c]: constant integers and slices", "g placed back at the picked elements, 0 elsewhere",
+    name="index", nargs=1, forward=lambda x, key: np.asarray(x)[as_index(key)].copy(), vjp=(_index_vjp,),
+    jvp=(lambda t, ans, x, key: t[as_index(key)],),
+    formula="x[i, a:b:c]: constant integers and slices",
+    derivative="g placed back at the picked elements, 0 elsewhere",
     kind="dense", params=(Param("key", "index", required=True),), check=_check_index,
     batch=lambda params, ndims: {**params, "key": ((None, None, None),) + tuple(params["key"])}))
 
@@ -176,10 +188,9 @@ def _check_one_hot(shapes, n):
 
 
 register(Primitive(
-    "one_hot", 1, _one_hot, lambda g, ans, labels, n: (None,),
-    lambda t, ans, labels, n: np.zeros_like(ans),
-    "1 at position labels[...] of a new last axis of length n, 0 elsewhere (labels: an integer input)",
-    "none: labels are not differentiated", kind="dense",
+    name="one_hot", nargs=1, forward=_one_hot, vjp=(None,), jvp=(None,),
+    formula="1 at position labels[...] of a new last axis of length n, 0 elsewhere (labels: an integer input)",
+    derivative="none: labels are not differentiated", kind="dense",
     params=(Param("n", "count", positional=True, required=True),), check=_check_one_hot, arg_names=("labels",),
     batch=lambda params, ndims: params))
 

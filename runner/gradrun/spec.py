@@ -7,9 +7,10 @@ column. ``validate(path)`` returns those problems as a list. Nothing here
 prints, exits, or evaluates an expression as Python.
 
 The work is split by concern: ``schema`` (the JSON Schema and its messages),
-``inputs`` (values and generators), ``graphcheck`` (shapes, reach, complex
-safety), ``declare`` (declared functions), ``resolve`` (experiments, sweeps,
-points) and ``limits``; this module reads the file and keeps the public API.
+``inputs`` (values and generators), ``graph`` (each experiment's graph, built
+once: reach, complex safety), ``graphcheck`` (its shapes), ``declare``
+(declared functions), ``resolve`` (experiments, sweeps, points) and
+``limits``; this module reads the file and keeps the public API.
 """
 
 from __future__ import annotations

@@ -181,12 +181,12 @@ def function(fn, name: str, source: str = "") -> PythonFunction:
     params = python_params(fn)
     calls = _Calls(fn, name, len(params))
     if reverse_only(fn):
-        return PythonFunction(name, params, calls.forward, calls.vjp, None, False, source,
-                              forward_batch=calls.forward_batch, notes=[REVERSE_ONLY.format(name=name)],
-                              hvp=calls.hvp)
-    return PythonFunction(name, params, calls.forward, calls.vjp, calls.jvp, False, source,
-                          forward_batch=calls.forward_batch, notes=[BOTH_MODES.format(name=name)],
-                          jvp_batch=calls.jvp_batch, hvp=calls.hvp)
+        return PythonFunction(name=name, params=params, forward=calls.forward, vjp=calls.vjp, hvp=calls.hvp,
+                              forward_batch=calls.forward_batch, source=source,
+                              notes=[REVERSE_ONLY.format(name=name)])
+    return PythonFunction(name=name, params=params, forward=calls.forward, vjp=calls.vjp, jvp=calls.jvp,
+                          hvp=calls.hvp, forward_batch=calls.forward_batch, jvp_batch=calls.jvp_batch,
+                          source=source, notes=[BOTH_MODES.format(name=name)])
 
 
 __all__ = ["function", "x64", "reverse_only"]

@@ -1,0 +1,231 @@
+"""The graph of an expression: nodes in evaluation order, built once, and its primal values.
+
+A ``Graph`` is a list of nodes in evaluation order. It is built once, when a
+spec is loaded, from an expression tree (``build``): declared expression
+functions inlined, identical subexpressions shared, the declared functions it
+reaches recorded. Everything else that an expression implies is read off the
+graph, never off the tree again: its shapes and the load-time shape errors
+(``gradrun.graphcheck``), complex safety, reachability, and what the runner
+walks. ``evaluate`` gives every node's primal value. The walkers over it live
+beside: ``gradrun.reverse`` (VJP), ``gradrun.forward_mode`` (JVP) and
+``gradrun.perturb`` (batched perturbations for finite differences).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Optional
+
+import numpy as np
+
+from . import primitives
+from .tree import Call, Const, ExprFunction, PythonFunction, Var
+
+MAX_DEPTH = 200  # functions nested deeper than this are taken for a function calling itself
+
+
+class GraphError(ValueError):
+    """An expression that cannot be built or evaluated as a graph."""
+
+
+class UnknownFunction(GraphError):
+    """A call of a name that is neither a primitive nor a declared function."""
+
+    def __init__(self, name: str):
+        super().__init__(f"unknown function '{name}'")
+        self.name = name
+
+
+@dataclass
+class Node:
+    op: Optional[str] = None  # primitive name; None for inputs, constants and Python functions
+    args: tuple = ()
+    name: str = ""  # input name, or the Python function's name
+    value: Optional[np.ndarray] = None  # a constant's value
+    fn: Optional[PythonFunction] = None
+    params: tuple = ()  # a primitive's static arguments, (name, value) pairs
+    source: Optional[Call] = None  # the call it was built from (the first, where shared), for messages
+    own: bool = False  # the call is in the experiment's own expression, not inside a declared function
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.params)
+
+    @property
+    def is_input(self) -> bool:
+        return self.op is None and self.fn is None and self.value is None
+
+    def forward(self):
+        """The primitive's forward function with this node's static arguments bound."""
+        prim = primitives.get(self.op)
+        return partial(prim.forward, **self.kwargs) if self.params else prim.forward
+
+
+@dataclass
+class Graph:
+    nodes: list
+    inputs: dict  # input name -> node id
+    output: int
+    needs: list = field(default_factory=list)  # node depends on a differentiated input: its cotangent is wanted
+    functions: dict = field(default_factory=dict)  # declared name -> function, every one the expression reaches
+    shapes: list = field(default_factory=list)  # each node's shape at load (gradrun.graphcheck.shaped)
+    dtypes: list = field(default_factory=list)  # each node's dtype there (inputs as float64)
+
+    @property
+    def complex_safe(self) -> bool:
+        return not self.complex_unsafe
+
+    @property
+    def complex_unsafe(self) -> list:
+        """The names of the functions and primitives that cannot take a complex step, sorted."""
+        unsafe = {name for name, f in self.functions.items() if isinstance(f, PythonFunction) and not f.complex_safe}
+        unsafe |= {n.op for n in self.nodes if n.op and not primitives.get(n.op).complex_safe}
+        return sorted(unsafe)
+
+    @property
+    def transparent(self) -> bool:
+        """True when every op is gradrun's own, so perturbations can be tracked sparsely."""
+        return not any(n.fn for n in self.nodes)
+
+    @property
+    def batched(self) -> bool:
+        """True when every black box evaluates a chunk of perturbations per call."""
+        boxes = [n.fn for n in self.nodes if n.fn]
+        return bool(boxes) and all(fn.forward_batch is not None for fn in boxes)
+
+    @property
+    def has_jvp(self) -> bool:
+        return all(n.fn.jvp is not None for n in self.nodes if n.fn)
+
+    @property
+    def has_vjp(self) -> bool:
+        return all(n.fn.vjp is not None for n in self.nodes if n.fn)
+
+    @property
+    def output_shape(self) -> tuple:
+        """The output's shape as the load-time evaluation found it (``gradrun.graphcheck.shaped``)."""
+        return self.shapes[self.output]
+
+    def bind(self, functions: dict) -> "Graph":
+        """The same graph with its declared functions replaced by ``functions`` of the same
+        names (torch modules built under an experiment's own seed)."""
+        new = {name: functions.get(name, f) for name, f in self.functions.items()}
+        instead = {id(f): new[name] for name, f in self.functions.items() if new[name] is not f}
+        if not instead:
+            return self
+        nodes = [replace(n, fn=instead[id(n.fn)]) if id(n.fn) in instead else n for n in self.nodes]
+        return replace(self, nodes=nodes, functions=new)
+
+
+class _Builder:
+    """One walk over an expression tree: nodes appended in evaluation order, each once."""
+
+    def __init__(self, functions: dict, inputs):
+        self.functions = functions
+        self.nodes: list = []
+        self.memo: dict = {}
+        self.reached: dict = {}  # declared name -> function, in the order first called
+        self.inputs = {name: self.add(("input", name), Node(name=name)) for name in inputs}
+
+    def add(self, key, node) -> int:
+        if key not in self.memo:
+            self.memo[key] = len(self.nodes)
+            self.nodes.append(node)
+        return self.memo[key]
+
+    def walk(self, e, env: dict, depth: int, own: bool) -> int:
+        if depth > MAX_DEPTH:
+            raise GraphError(f"functions nest more than {MAX_DEPTH} deep (does a function call itself?)")
+        if isinstance(e, Var):
+            if e.name in env:
+                return env[e.name]
+            if e.name in self.inputs:
+                return self.inputs[e.name]
+            raise GraphError(f"unknown name '{e.name}'")
+        if isinstance(e, Const):
+            v = float(e.value)
+            return self.add(("const", v), Node(name=repr(v), value=np.asarray(v)))
+        args = tuple(self.walk(a, env, depth + 1, own) for a in e.args)
+        return self.call(e, args, depth, own)
+
+    def call(self, e: Call, args: tuple, depth: int, own: bool) -> int:
+        fn = self.functions.get(e.fn)
+        if fn is not None:
+            self.reached.setdefault(e.fn, fn)
+        if isinstance(fn, ExprFunction):
+            _arity(fn.name, len(fn.params), args)
+            return self.walk(fn.body, dict(zip(fn.params, args)), depth + 1, False)
+        if isinstance(fn, PythonFunction):
+            _arity(fn.name, fn.nargs, args)
+            return self.add(("python", fn.name, args), Node(args=args, name=fn.name, fn=fn, source=e, own=own))
+        if e.fn not in primitives.PRIMITIVES:
+            raise UnknownFunction(e.fn)
+        _arity(e.fn, primitives.get(e.fn).nargs, args)
+        return self.add((e.fn, args, e.params), Node(op=e.fn, args=args, params=e.params, source=e, own=own))
+
+
+def _arity(name, nargs, args) -> None:
+    if nargs is not None and len(args) != nargs:
+        raise GraphError(f"{name} takes {nargs} arguments, got {len(args)}")
+
+
+def build(expr, functions: dict, inputs, integers=()) -> Graph:
+    """Build the graph of ``expr`` over the named inputs, inlining declared functions.
+
+    ``integers`` name inputs that are never differentiated (labels, masks): like
+    constants, no cotangent is computed for them. The graph's shapes are filled
+    in by ``gradrun.graphcheck.shaped``, which a spec's loading runs.
+    """
+    builder = _Builder(functions, inputs)
+    output = builder.walk(expr, {}, 0, True)
+    nodes = builder.nodes
+    needs = [False] * len(nodes)
+    for i, n in enumerate(nodes):
+        needs[i] = (n.is_input and n.name not in integers) or any(needs[a] for a in n.args)
+    return Graph(nodes, builder.inputs, output, needs, builder.reached)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _apply(node: Node, args):
+    if node.fn is not None:
+        return np.asarray(node.fn.forward(*args))
+    return np.asarray(node.forward()(*args))
+
+
+def evaluate(graph: Graph, values: dict, dtype=np.float64, apply=None) -> list:
+    """Every node's primal value, inputs cast to ``dtype``.
+
+    ``apply(node, args)``, when given, evaluates the user's Python functions
+    instead of calling them as they are (second order carries tangents through them).
+    """
+    vals: list = [None] * len(graph.nodes)
+    with np.errstate(all="ignore"):
+        for i, node in enumerate(graph.nodes):
+            if node.value is not None:
+                vals[i] = node.value.astype(dtype)
+            elif node.op is None and node.fn is None:
+                vals[i] = np.asarray(values[node.name], dtype=dtype)
+            else:
+                vals[i] = (apply if apply is not None and node.fn is not None else _apply)(
+                    node, [vals[a] for a in node.args])
+    return vals
+
+
+def output_scale(graph: Graph, vals: list) -> np.ndarray:
+    """The size of the numbers each output element is computed from: |f(x)[o]|, or the
+    largest value anywhere in the graph if larger (f = tanh(|x| - x) cancels to 0; the
+    round-off of |x| - x does not)."""
+    def finite_abs(v):
+        v = np.abs(np.real(np.asarray(v)))
+        return np.where(np.isfinite(v), v, 0.0)
+
+    def largest(v):  # one pass where every value is finite (a NaN or inf makes the max so)
+        top = np.abs(np.real(np.asarray(v))).max(initial=0.0)
+        return top if np.isfinite(top) else finite_abs(v).max(initial=0.0)
+
+    out = finite_abs(vals[graph.output]).ravel()
+    return np.maximum(out, max((largest(v) for v in vals), default=0.0))
+
