@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from . import parallel, report, selection, shards, threads, usercode
-from .progress import Bar
 
 
 class Jobs(click.ParamType):
@@ -108,8 +107,12 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, p
     return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options)
 
 
-def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
-    """``(path, spec, results, ran)`` for each spec file the run reports on, in order."""
+def outcomes(loaded, overrides, only, progress, how: How, run_one):
+    """``(path, spec, results, ran)`` for each spec file the run reports on, in order.
+
+    ``progress(label)``, when given, makes the progress callback of a run
+    (``gradrun.runfiles.RunOptions.progress``); ``run_one`` runs one spec file serially.
+    """
     chosen = [(n, spec, [k for k, e in enumerate(spec.experiments)
                          if selection.selected(e.name, only or None)])
               for n, (_, spec) in enumerate(loaded)]
@@ -117,7 +120,7 @@ def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     paths = {n: path for n, (path, _) in enumerate(loaded)}
     if how.serial:
         for n, spec, _ in chosen:
-            yield (paths[n], spec, *run_one(paths[n], spec, overrides, only, show_progress))
+            yield (paths[n], spec, *run_one(paths[n], spec, overrides, only, progress))
         return
     if how.merge:
         for n, spec, positions in chosen:
@@ -129,10 +132,10 @@ def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     if how.shard:  # every spec keeps its place, even with nothing in this shard, so a merge finds it
         chosen = shards.slice_of(chosen, *how.shard)
     positions = {n: p for n, _, p in chosen}
-    progress = Bar("units") if show_progress else None
-    for n, results in _running(chosen, overrides, how, progress):
-        if progress:
-            progress.close()  # the bar's line ends; what is written about these results follows
+    bar = progress("units") if progress else None
+    for n, results in _running(chosen, overrides, how, bar):
+        if bar:
+            bar.close()  # the bar's line ends; what is written about these results follows
         spec = loaded[n][1]
         if how.shard:
             _write_shard(how, paths[n], spec, positions[n], results, overrides, only)
