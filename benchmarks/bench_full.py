@@ -57,7 +57,7 @@ def gradrun_core(graph, inputs):
     jac = engine.jacobian(graph, vals, ["X", "W"])
     for name in ("X", "W"):
         res = verdict.check_input(graph, vals, name, jac[name], SETTINGS, numeric.EPS["float64"])
-        assert np.all(res["status"] == "pass")
+        assert np.all(res.status == "pass")
 
 
 def numpy_loop(inputs, h=1e-6):

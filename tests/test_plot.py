@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gradrun import cli, plot
+from gradrun import cli, numeric, plot, plot_errors, plot_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ROOT / "experiments" / "chain.yaml"
@@ -85,8 +85,8 @@ def test_step_study_marks_the_auto_step_from_the_library():
     import pandas as pd
 
     rows = pd.DataFrame({"method": ["central"] * 2, "value": [1.0, 1.0], "dtype": ["float64"] * 2})
-    assert plot._auto_steps("central", rows) == [plot.numeric.EPS["float64"] ** (1 / 3)]
-    assert plot._auto_steps("auto", rows) == []
+    assert plot_steps._auto_steps("central", rows) == [numeric.EPS["float64"] ** (1 / 3)]
+    assert plot_steps._auto_steps("auto", rows) == []
 
 
 def test_kinds_are_recognised_from_the_columns():
@@ -190,6 +190,6 @@ def test_a_large_report_with_infinite_and_nan_errors_is_drawn_with_them_marked(t
     written = plot.plot_report(plot.read_report(tmp_path / "big.parquet"), tmp_path / "plots")
     assert [p.name for p in written] == ["big-error.png"]
     assert_picture(written[0])
-    index, ratio, error, status = plot._worst_per_element(df[df["index"] >= 0])
+    index, ratio, error, status = plot_errors._worst_per_element(df[df["index"] >= 0])
     assert ratio[index == 7] == np.inf and ratio[index == 15000] == np.inf  # drawn as the worst
     assert set(status[np.isin(index, [7, 15000])]) == {"fail", "nan"}

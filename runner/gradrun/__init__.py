@@ -9,6 +9,12 @@ The Python entry point is ``check``::
     def dense(x, w): return x @ w
     def dense_vjp(g, x, w): return g @ w.T, x.T @ g
     gradrun.check(dense, {"x": x, "w": w}, vjp=dense_vjp)
+
+Spec files run from Python with ``run_files``, as ``gradrun SPEC...`` runs
+them, without printing::
+
+    outcome = gradrun.run_files(["experiments/chain.yaml"], gradrun.RunOptions(out="/tmp/r"))
+    outcome.passed, outcome.results, outcome.drifts, outcome.written
 """
 
 from __future__ import annotations
@@ -72,6 +78,21 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     return result
 
 
+def run_files(paths, options=None):
+    """Run spec files as ``gradrun SPEC...`` does and return an ``Outcome``: see ``gradrun.runfiles``."""
+    from .runfiles import run_files as run
+
+    return run(paths, options)
+
+
+def __getattr__(name):
+    if name in ("RunOptions", "Outcome"):  # imported when first asked for: the runner's imports are not small
+        from . import runfiles
+
+        return getattr(runfiles, name)
+    raise AttributeError(f"module 'gradrun' has no attribute {name!r}")
+
+
 def _checked_inputs(inputs) -> dict:
     """name -> finite float64 array; ``TypeError``/``ValueError`` for what cannot be one."""
     import numpy as np
@@ -92,4 +113,4 @@ def _checked_inputs(inputs) -> dict:
     return out
 
 
-__all__ = ["check", "ExperimentResult", "Settings", "SpecError", "__version__"]
+__all__ = ["check", "run_files", "RunOptions", "Outcome", "ExperimentResult", "Settings", "SpecError", "__version__"]

@@ -1,4 +1,4 @@
-"""The gradrun command: a thin layer over spec loading, the runner and the reports.
+"""The gradrun command: a thin layer over the library (``runfiles.run_files``, the readers in ``report``).
 
 ``gradrun SPEC...`` runs; ``gradrun validate|functions|schema`` are the other
 commands. This module is the only place that prints or picks an exit code:
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__, baseline, cli_parallel, primitives, report, selection
-from .model import CHECKS, DTYPES, METHODS, ExperimentResult, Issue, SpecError, one_line
+from . import __version__, baseline, cli_parallel, report, runfiles
+from .model import CHECKS, DTYPES, METHODS, SpecError
 from .progress import Bar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -65,19 +65,6 @@ class GradrunGroup(click.Group):
             )
             ctx.exit(EXIT_USAGE)
         ctx.exit(status or EXIT_PASS)
-
-
-class ReportWriteError(click.ClickException):
-    """A report that could not be written (a read-only --out, a full disk): exit 2."""
-
-    exit_code = EXIT_USAGE
-
-
-def _writing(write, path, *args, **kwargs) -> None:
-    try:
-        write(path, *args, **kwargs)
-    except OSError as error:
-        raise ReportWriteError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def _plural(n: int, word: str) -> str:
@@ -215,154 +202,66 @@ def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, 
     stdout holds only the summary. -j, --scheduler and --shard change where
     experiments run, never what the reports say (docs/parallel.md).
     """
-    overrides = {k: v for k, v in settings.items() if k in OVERRIDES and v is not None}
     policy = _policy(no_code, allow_modules)
-    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None, device, policy,
-                           report_format)
-    if only is not None and not only.strip():
-        raise click.BadParameter("an empty pattern selects nothing", param_hint="--only")
-    if plot:
-        _plotting()  # no matplotlib: say so before running, not after
-    with contextlib.redirect_stdout(sys.stderr):
-        loaded = _load_all(specs, cli_parallel.loader(how, policy, device))
-        _check_selection(loaded, only)
-        stored = _baselines(baseline_path, update_baseline, loaded, only)
-        drifts = None if baseline_path is None or update_baseline else []
-        results = _run_all(loaded, stored, drifts, out, only, overrides, quiet, plot, update_baseline, drift_factor,
-                           report_format, how)
+    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None, device, policy)
+    options = runfiles.RunOptions(
+        out=out, report_format=report_format, only=only, baseline=baseline_path, update_baseline=update_baseline,
+        overrides={k: v for k, v in settings.items() if k in OVERRIDES and v is not None},
+        drift_factor=drift_factor, plot=plot, device=device, policy=policy, jobs=how.jobs, scheduler=how.scheduler,
+        shard=how.shard, merge=how.merge, command=tuple(command_line()),
+        progress=Bar if sys.stderr.isatty() and not quiet else None, on_written=None if quiet else _tell)
+    with contextlib.redirect_stdout(sys.stderr), _library_errors():
+        outcome = runfiles.run_files(specs, options)
+    if outcome.issues:
+        raise SpecError(outcome.issues)
+    _summarise(outcome, fmt, -1 if quiet else (1 if verbose else 0), drift_factor)
+    if junit:
+        with _library_errors():
+            runfiles.write_junit(junit, outcome)
+    return EXIT_PASS if outcome.passed else EXIT_FAIL
+
+
+def _summarise(outcome, fmt, verbosity, drift_factor) -> None:
+    """The summary on stdout (and the drift table), then GitHub annotations when in GitHub Actions."""
+    results, drifts = outcome.results, outcome.drifts
     if fmt == "json":
         click.echo(report.summary_json(results, drifts), nl=False)
     else:
-        verbosity = -1 if quiet else (1 if verbose else 0)
         click.echo(report.summary_table(results, verbosity, color=wants_color()), nl=False)
-        if drifts is not None and (drifts or not quiet):
-            files = {spec.path: stored[path][0] for path, spec in loaded if path in stored}
-            click.echo(baseline.drift_table(drifts, files, drift_factor), nl=False)
+        if drifts is not None and (drifts or verbosity >= 0):
+            click.echo(baseline.drift_table(drifts, outcome.baselines, drift_factor), nl=False)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in report.github_annotations(results, drifts):
             click.echo(line, err=fmt == "json")  # stdout stays pure JSON; the runner reads both
-    if junit:
-        _writing(report.write_junit, junit, results, drifts)
-    return EXIT_PASS if all(r.passed for r in results) and not drifts else EXIT_FAIL
 
 
-def _run_all(loaded, stored, drifts, out, only, overrides, quiet, plot, update_baseline, drift_factor,
-             report_format, how) -> list:
-    """Run every chosen spec, writing its reports (and baseline) as it finishes; its results, in order."""
-    show_progress = sys.stderr.isatty() and not quiet
-    results = []
-    for path, spec, spec_results, ran in cli_parallel.outcomes(loaded, overrides, only, show_progress, how,
-                                                                _run_one):
-        results += spec_results
-        if ran:
-            _write_reports(Path(out), path, spec, spec_results, overrides, only, quiet, report_format)
-            if plot:
-                _write_plots(Path(out) / f"{Path(path).stem}.{report_format}", None, quiet)
-        if drifts is not None:
-            drifts += baseline.compare(stored[path][1], spec_results, spec.path, drift_factor, only=only)
-        elif update_baseline and ran:
-            _write_baseline(stored[path][0], spec, spec_results, quiet)
-    return results
+class RunFailed(click.ClickException):
+    """A run that could not be carried out (a report that cannot be written, no matplotlib): exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
-def _baselines(option, update, loaded, only) -> dict:
-    """spec path -> (its baseline file, the stored baseline or None when updating).
-
-    Every baseline is read before anything runs, so a missing one stops the
-    run (exit 2) without a report written.
-    """
-    if option is None:
-        if update:
-            raise click.UsageError("--update-baseline needs --baseline PATH")
-        return {}
-    if update and only:
-        raise click.UsageError("--update-baseline rewrites whole baselines; run it without --only")
-    chosen = [(path, spec) for path, spec in loaded if not only or _matching(spec, only)]
-    files = {path: baseline.baseline_file(option, path, len(loaded) > 1) for path, _ in chosen}
-    return {path: (file, None if update else baseline.load_baseline(file, path)) for path, file in files.items()}
-
-
-def _write_baseline(file, spec, results, quiet) -> None:
-    data = baseline.baseline_data(spec.path, results, spec.sha256)
-    _writing(report.atomic_write, file, baseline.baseline_text(data))
-    if not quiet:
-        click.echo(f"wrote baseline {file}", err=True)
-
-
-def _load_all(paths, load) -> list:
-    """Load every spec with ``load(path)``, gathering every issue of every file before giving up."""
-    unique = list(dict.fromkeys(paths))
-    stems = {}
-    for path in unique:
-        stems.setdefault(Path(path).stem, []).append(path)
-    for stem, same in stems.items():
-        if len(same) > 1:
-            raise click.UsageError(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return _each_spec(unique, load)
-
-
-def _each_spec(paths, load) -> list:
-    """``[(path, load(path))]``; raises one SpecError with the issues of every file.
-
-    ``load`` raises SpecError or returns a list of issues; any other exception
-    is a gradrun bug, reported as an issue of that file rather than a traceback.
-    """
-    done, issues = [], []
-    for path in paths:
-        try:
-            value = load(path)
-        except SpecError as error:
-            issues += error.issues
-            continue
-        except Exception as error:
-            issues.append(Issue(path, 0, 0, "", f"could not load: {type(error).__name__}: {error}",
-                                "this is a gradrun bug; please report it"))
-            continue
-        if isinstance(value, list):
-            issues += value
-        done.append((path, value))
-    if issues:
-        raise SpecError(issues)
-    return done
-
-
-def _matching(spec, pattern) -> list:
-    return [e.name for e in selection.chosen(spec.experiments, pattern)]
-
-
-def _check_selection(loaded, only) -> None:
-    if only is not None and not any(_matching(spec, only) for _, spec in loaded):
-        names = sorted({e.name for _, spec in loaded for e in spec.experiments})
-        raise click.UsageError(f"--only {only!r} matches no experiment; there are: {', '.join(names)}")
-
-
-def _run_one(path, spec, overrides, only, show_progress) -> tuple:
-    """Run one spec; returns its results and whether they are worth a report."""
-    from . import runner
-
-    bar = Bar(Path(path).stem) if show_progress else None
+@contextlib.contextmanager
+def _library_errors():
+    """The library's problems as click's: usage errors, or an error and exit 2."""
     try:
-        results = runner.run_spec(spec, overrides=overrides or None, only=only, progress=bar)
-        ran = True
-    except Exception as error:  # the runner isolates experiments; this is a crash around them
-        results = [ExperimentResult(f"<{Path(path).stem}>", [], error=one_line(f"{type(error).__name__}: {error}"))]
-        ran = False
-    finally:
-        if bar:
-            bar.close()
-    for result in results:
-        result.file = result.file or str(path)
-    return results, ran
+        yield
+    except runfiles.UsageProblem as problem:
+        if problem.option:
+            raise click.BadParameter(str(problem), param_hint=problem.option) from None
+        raise click.UsageError(str(problem)) from None
+    except runfiles.CannotRun as error:
+        raise RunFailed(str(error)) from None
 
 
-def _write_reports(out, path, spec, results, overrides, only, quiet, fmt="csv") -> None:
-    stem = Path(path).stem
-    _writing(report.write_report, out / f"{stem}.{fmt}", results, fmt)
-    _writing(report.write_run_record, out / f"{stem}.run.json", spec, results, command=command_line(),
-             overrides=overrides, only=only)
-    if not quiet:
-        rows = sum(r.rows for r in results)
-        click.echo(f"wrote {out / (stem + '.' + fmt)} ({_plural(rows, 'row')})", err=True)
+def _tell(written) -> None:
+    """A line on stderr for each file the run wrote."""
+    if written.kind == "report":
+        click.echo(f"wrote {written.path} ({_plural(written.count, 'row')})", err=True)
+    elif written.kind == "baseline":
+        click.echo(f"wrote baseline {written.path}", err=True)
+    elif written.kind == "pictures":
+        click.echo(f"wrote {_plural(written.count, 'picture')} into {written.path}", err=True)
 
 
 def command_line() -> list:
@@ -385,7 +284,10 @@ def validate(specs, no_code, allow_modules):
 
     policy = _policy(no_code, allow_modules)
     with contextlib.redirect_stdout(sys.stderr):
-        checked = _each_spec(list(dict.fromkeys(specs)), lambda path: spec_module.validate(path, policy))
+        checked, issues = runfiles.each_spec(list(dict.fromkeys(specs)),
+                                             lambda path: spec_module.validate(path, policy))
+    if issues:
+        raise SpecError(issues)
     for path, _ in checked:
         click.echo(f"{path}: ok")
 
@@ -420,39 +322,6 @@ def schema():
     click.echo(json.dumps(spec_module.load_schema(), indent=2))
 
 
-class PlotError(click.ClickException):
-    """No matplotlib, or a CSV that is not a gradrun report: exit 2."""
-
-    exit_code = EXIT_USAGE
-
-
-def _plotting():
-    """gradrun.plot, once matplotlib is known to import."""
-    from . import plot as plotting
-
-    try:
-        plotting.require_matplotlib()
-    except plotting.PlotUnavailable as error:
-        raise PlotError(str(error)) from error
-    return plotting
-
-
-def _write_plots(csv_path, out, quiet) -> list:
-    """Draw the pictures of the report at csv_path into out (default: <csv folder>/<stem>-plots)."""
-    plotting = _plotting()
-    csv_path = Path(csv_path)
-    out = Path(out) if out else csv_path.with_name(f"{csv_path.stem}-plots")
-    try:
-        written = plotting.plot_report(plotting.read_report(csv_path), out)
-    except plotting.NotAReport as error:
-        raise PlotError(str(error)) from error
-    except OSError as error:
-        raise ReportWriteError(f"cannot write pictures into {out}: {error.strerror or error}") from error
-    if not quiet:
-        click.echo(f"wrote {_plural(len(written), 'picture')} into {out}", err=True)
-    return written
-
-
 @cli.command("plot")
 @click.argument("report_csv", metavar="REPORT.csv", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "-o", metavar="DIR", type=click.Path(file_okay=False),
@@ -467,7 +336,8 @@ def plot_command(report_csv, out, quiet):
     <experiment>-error.png for every experiment, and <experiment>-step.png
     for a sweep over step. Needs matplotlib: pip install 'gradrun[plot]'.
     """
-    written = _write_plots(report_csv, out, quiet=True)
+    with _library_errors():
+        written = runfiles.draw_pictures(report_csv, out)
     if not quiet:
         for path in written:
             click.echo(str(path))

@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from . import parallel, report, selection, shards, threads, usercode, window
-from .progress import Bar
 
 
 class Jobs(click.ParamType):
@@ -99,14 +98,6 @@ class How:
         return self.jobs > 1 and not (self.scheduler or self.shard or self.merge)
 
 
-def loader(how: How, policy, device=None):
-    """``path -> spec``: ``load_spec``, or with ``-j`` alone ``window.parse`` (the workers resolve)."""
-    from . import spec as spec_module
-
-    load = window.parse if how.workers_resolve else spec_module.load_spec
-    return lambda path: load(path, device=device, policy=policy)
-
-
 def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, policy=None,
         report_format: str = "csv") -> How:
     """Check that the options go together; ``comparing``: --baseline or --update-baseline is given."""
@@ -124,8 +115,12 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, p
     return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options, report_format)
 
 
-def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
-    """``(path, spec, results, ran)`` for each spec file the run reports on, in order."""
+def outcomes(loaded, overrides, only, progress, how: How, run_one):
+    """``(path, spec, results, ran)`` for each spec file the run reports on, in order.
+
+    ``progress(label)``, when given, makes the progress callback of a run
+    (``gradrun.runfiles.RunOptions.progress``); ``run_one`` runs one spec file serially.
+    """
     every = [(n, spec, [k for k, e in enumerate(spec.experiments)
                         if selection.selected(e.name, only or None)])
              for n, (_, spec) in enumerate(loaded)]
@@ -133,7 +128,7 @@ def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     paths = {n: path for n, (path, _) in enumerate(loaded)}
     if how.serial:
         for n, spec, _ in chosen:
-            yield (paths[n], spec, *run_one(paths[n], spec, overrides, only, show_progress))
+            yield (paths[n], spec, *run_one(paths[n], spec, overrides, only, progress))
         return
     if how.merge:
         for n, spec, positions in chosen:
@@ -147,12 +142,12 @@ def outcomes(loaded, overrides, only, show_progress, how: How, run_one):
     positions = {n: p for n, _, p in chosen}
     if how.workers_resolve:  # a file --only leaves nothing of is still validated, by the workers
         chosen = [c for c in every if c[2] or isinstance(c[1], window.Parsed)]
-    progress = Bar("units") if show_progress else None
-    for n, results in _running(chosen, overrides, how, progress):
+    bar = progress("units") if progress else None
+    for n, results in _running(chosen, overrides, how, bar):
         if n not in positions:
             continue
-        if progress:
-            progress.close()  # the bar's line ends; what is written about these results follows
+        if bar:
+            bar.close()  # the bar's line ends; what is written about these results follows
         spec = loaded[n][1]
         if how.shard:
             _write_shard(how, paths[n], spec, positions[n], results, overrides, only)

@@ -71,14 +71,7 @@ def best(cols, idx, base, noise, target, witness):
             if level == 0:
                 noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
             if direction == 0:
-                # a level counts once the next finer one agrees with it: an estimate of error
-                # can be as wrong as its value (a step across the smallest singular value of
-                # a solve), and only a converging sequence of levels vouches for both
-                prev_v, prev_u, prev_h = (a[:, rows] for a in last)
-                for a, b in zip(last, (v, u, np.broadcast_to(used[None, :], v.shape))):
-                    a[:, rows] = b
-                cand_v, cand_h = prev_v, prev_h
-                cand_u = np.where(np.abs(v - prev_v) <= raw + prev_u, prev_u, np.inf)
+                cand_v, cand_u, cand_h = _finer(last, rows, v, u, raw, used)
             else:  # a larger step must agree with what the smaller ones measured
                 cand_v, cand_h = v, np.broadcast_to(used[None, :], v.shape)
                 cand_u = np.where(np.abs(v - value[:, rows]) <= u + unc[:, rows], u, np.inf)
@@ -96,6 +89,20 @@ def best(cols, idx, base, noise, target, witness):
             active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
     finest = np.nanmin(np.where(np.isfinite(step), step, np.inf), axis=0, initial=np.inf)
     return value, np.where(np.isfinite(unc), unc, np.nan), np.where(np.isfinite(finest), finest, base)
+
+
+def _finer(last, rows, v, u, raw, used) -> tuple:
+    """The candidate a finer level makes of the level before it, ``last`` (value, uncertainty,
+    step; updated to this level for the rows measured): that level, if this one agrees with it.
+
+    A level counts once the next finer one agrees with it: an estimate of error can be as
+    wrong as its value (a step across the smallest singular value of a solve), and only a
+    converging sequence of levels vouches for both.
+    """
+    prev_v, prev_u, prev_h = (a[:, rows] for a in last)
+    for a, b in zip(last, (v, u, np.broadcast_to(used[None, :], v.shape))):
+        a[:, rows] = b
+    return prev_v, np.where(np.abs(v - prev_v) <= raw + prev_u, prev_u, np.inf), prev_h
 
 
 def _good(unc, target):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from .plot_common import STATUS_COLOURS, methods_used, picture_path, require_matplotlib, save, swept_input
+
 
 def plot_second_order_curve(rows, out_dir) -> list:
     """f (output_value), f' (the gradient the Hessian differentiates) and f'' (analytic line,
     numeric markers) in three panels over the swept input; failures are red crosses."""
-    from .plot import STATUS_COLOURS, _file, _methods, _save, require_matplotlib, swept_input
-
     Figure, Canvas = require_matplotlib()
     name = swept_input(rows)
     x_column = f"sweep_{name}"
@@ -22,7 +22,7 @@ def plot_second_order_curve(rows, out_dir) -> list:
         ax.axhline(0, color="0.85", lw=0.8, zorder=0)
         ax.set_ylabel(label.split()[0])
     panels[2].plot(rows[x_column], rows["numeric"], "o", mfc="none", color="tab:blue",
-                   label=f"f\u2033 numeric ({_methods(rows)})")
+                   label=f"f\u2033 numeric ({methods_used(rows)})")
     failed = rows[rows["status"].isin(["fail", "nan"])]
     if len(failed):
         panels[2].plot(failed[x_column], failed["numeric"], "x", ms=10, mew=2, color=STATUS_COLOURS["fail"],
@@ -33,4 +33,4 @@ def plot_second_order_curve(rows, out_dir) -> list:
             ax.axvline(x, color=STATUS_COLOURS["kink"], ls=":", lw=1.2)
     panels[2].legend(loc="best", fontsize="small")
     panels[2].set_xlabel(name)
-    return [_save(fig, Canvas, _file(out_dir, experiment, "curve"))]
+    return [save(fig, Canvas, picture_path(out_dir, experiment, "curve"))]

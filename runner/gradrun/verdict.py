@@ -26,8 +26,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import engine, judge, measure, numeric, screen
-from .columns import Columns, constant, shared_strings, sweep_columns
+from .columns import Columns, shared_strings
 from .model import Settings
+from .point_columns import element_columns, errors, projection_columns  # noqa: F401 (errors: re-exported)
 
 
 ROUNDOFF_FLOOR = numeric.ROUNDOFF_FLOOR
@@ -45,6 +46,25 @@ class PointCheck(NamedTuple):
     projections: Columns
     blocks: list  # [(projection rows, element rows)] per input, in wrt order
     shapes: dict  # input name -> shape
+
+
+class InputCheck(NamedTuple):
+    """What ``check_input`` found for the elements of one input: (M outputs, n elements) arrays,
+    or (n,) for what is one per element. In the report's column order (``point_columns``)."""
+
+    columns: np.ndarray  # (n,) the flat indices of the elements checked
+    output: np.ndarray  # (M,) the primal output
+    numeric: np.ndarray  # the numeric derivative the report shows
+    forward: np.ndarray  # the user's JVP, NaN without one
+    analytic: np.ndarray  # the analytic derivative (float32 code's, when float32 is checked)
+    tolerance: np.ndarray
+    error_estimate: np.ndarray
+    status: np.ndarray  # pass, fail, kink, nan or unresolved
+    minus: np.ndarray  # one-sided differences, where a kink was looked for
+    plus: np.ndarray
+    method: np.ndarray  # (n,) how each element's shown measurement was made
+    step: np.ndarray  # (n,) and at what step
+    reason: np.ndarray  # why an entry is unresolved, or what decided it
 
 
 class CheckError(ValueError):
@@ -147,7 +167,7 @@ class _Columns:
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
                 primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None):
-    """Numeric beside analytic for elements of one input: a dict of (M, len(columns)) arrays.
+    """Numeric beside analytic for elements of one input, as an ``InputCheck``.
 
     ``columns`` lists the flat element indices to check (all by default);
     ``analytic`` holds their Jacobian columns. ``analytic`` is held to the
@@ -157,63 +177,97 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     user's JVP), held to the same tolerance against reverse mode.
     ``conditioning`` (M,) widens the float32 tolerance by how much worse than
     its own round-off the float32 code computes each output (see ``check_point``).
-    The rules are docs/pass-rule.md's.
+    The rules are docs/pass-rule.md's: measure, confirm, classify.
     """
     method, _ = resolve_method(settings.method, graph)
     cols = _Columns(graph, vals, name, eps, tick)
     idx = np.arange(cols.x.size) if columns is None else np.asarray(columns, dtype=np.int64)
+    e, kink, shown = _measure(cols, idx, method, analytic, settings, eps)
+
+    def rule():
+        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
+
+    judged = _confirm(cols, idx, e, rule, eps, settings.dtype)
+    seen = analytic if analytic32 is None else analytic32
+    status, minus, plus, reason = _classify(cols, idx, e, analytic, seen, kink, judged, eps)
+    out = _shown(e, shown, reason)
+    return InputCheck(
+        columns=idx, output=np.real(vals[graph.output]).ravel(), numeric=out,
+        forward=np.full(out.shape, np.nan) if forward is None else forward, analytic=seen,
+        tolerance=judged[2], error_estimate=np.where(np.isnan(e.measured), e.est, e.measured),
+        status=status, minus=minus, plus=plus, method=e.methods, step=e.steps, reason=reason)
+
+
+def _measure(cols, idx, method, analytic, settings, eps) -> tuple:
+    """The first measurement: the spec's method and step (auto: complex step, or a central
+    difference at each element's own step). Returns the ``judge.Element`` the verdict will
+    refine, where a kink may be, and what the report shows (None: the verdict's measurement)."""
     x = cols.x[idx]
     num, est, kink, h = cols.derivative(method, settings.step, idx)
     num, est = num.T.copy(), est.T.copy()  # (M, len(idx))
     explicit = settings.method != "auto" or settings.step not in ("auto", None)
     if explicit and method in numeric.STENCILS:  # the spec's own stencil: its truncation, by step doubling
         est = cols.truncation(method, h, num.T, idx).T
-    shown = (num.copy(), np.full(len(idx), method, dtype=object), h.copy())  # what the report shows
-    magnitude = judge.element_magnitude(graph, vals, num, analytic, x)
-    e = judge.Element(num, est, shown[1].copy(), h.copy(), magnitude, None, None,
+    methods = np.full(len(idx), method, dtype=object)
+    magnitude = judge.element_magnitude(cols.graph, cols.vals, num, analytic, x)
+    e = judge.Element(num.copy(), est, methods.copy(), h.copy(), magnitude, None, None,
                       cols.auto_steps("richardson", idx), np.full(num.shape, np.nan))
     judge.set_floors(e, x, eps, numeric.EPS[settings.dtype])
+    # the report shows the spec's measurement; the verdict rests on the best one
+    return e, kink, ((num, methods, h) if explicit else None)
 
-    def rule():
-        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
 
+def _confirm(cols, idx, e, rule, eps, dtype) -> tuple:
+    """Judge, and measure again as well as gradrun can where the verdict fails or is too
+    uncertain (``measure.remeasure``): ``rule()``'s (bad, vague, tol, aim, uncertainty)."""
+    x = cols.x[idx]
     bad, vague, tol, aim, _ = rule()
     suspects = np.flatnonzero((bad | vague).any(axis=0))
     if len(suspects):  # what f's own round-off hides, measured where it matters
-        judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[settings.dtype])
+        judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[dtype])
         bad, vague, tol, aim, _ = rule()
     measure.remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
     bad, vague, tol, aim, unc = rule()
     # the aim follows the derivative's size, which the first rough measurement may have
     # missed by orders (a step across the pole of an ill-conditioned solve): aim again
     measure.remeasure(cols, idx, e, eps, np.flatnonzero(vague.any(axis=0)), aim)
-    bad, vague, tol, aim, unc = rule()
-    seen = analytic if analytic32 is None else analytic32
-    status, minus, plus = judge.classify(cols, idx, e, graph, vals, analytic, seen, kink, bad, vague, tol, eps)
+    return rule()
+
+
+BELOW_RESOLUTION = ("f did not change at any step: the analytic slope times the step is below the "
+                    "rounding unit of the values f is given and returns, so no difference can see it")
+
+
+def _classify(cols, idx, e, analytic, seen, kink, judged, eps) -> tuple:
+    """Each entry's status (``judge.classify``; a failure below resolution is unresolved),
+    the one-sided differences, and why an unresolved entry is one."""
+    bad, vague, tol, aim, unc = judged
+    status, minus, plus = judge.classify(cols, idx, e, cols.graph, cols.vals, analytic, seen, kink, bad, vague,
+                                         tol, eps)
     frozen = np.zeros(status.shape, dtype=bool)
     if (status == "fail").any():  # only a failure can turn out to be below resolution
         tried = np.fmax(e.steps, cols.auto_steps("central", idx))
-        frozen = (status == "fail") & judge.below_resolution(e, (analytic, seen), graph, vals, tried, eps)
+        frozen = (status == "fail") & judge.below_resolution(e, (analytic, seen), cols.graph, cols.vals, tried,
+                                                             eps)
         status = np.where(frozen, "unresolved", status)
     unresolved = (status == "unresolved") & ~frozen  # a reason is formatted for these alone
     reason = np.full(status.shape, "", dtype=object)
     reason[unresolved] = judge.unresolved_reason(np.broadcast_to(unc, status.shape)[unresolved],
                                                  np.broadcast_to(aim, status.shape)[unresolved])
-    reason[frozen] = ("f did not change at any step: the analytic slope times the step is below the "
-                      "rounding unit of the values f is given and returns, so no difference can see it")
-    out = e.num
-    if explicit:  # the report shows the spec's measurement; the verdict rests on the best one
-        redone = np.flatnonzero(e.methods != shown[1])
-        for j in redone:
-            reason[:, j] = [text or f"decided by {e.methods[j]} at step {e.steps[j]:.3g}: numeric {v:.17g}"
-                            for text, v in zip(reason[:, j], e.num[:, j])]
-        out, e.methods, e.steps = shown
-    return {
-        "columns": idx, "output": np.real(vals[graph.output]).ravel(), "numeric": out,
-        "forward": np.full(out.shape, np.nan) if forward is None else forward, "analytic": seen,
-        "tolerance": tol, "error_estimate": np.where(np.isnan(e.measured), e.est, e.measured), "status": status, "minus": minus, "plus": plus,
-        "method": e.methods, "step": e.steps, "reason": reason,
-    }
+    reason[frozen] = BELOW_RESOLUTION
+    return status, minus, plus, reason
+
+
+def _shown(e, shown, reason):
+    """The numeric column of the report: the spec's own measurement when it asked for one
+    (``shown``), each entry decided by a better one saying so in its reason; else the verdict's."""
+    if shown is None:
+        return e.num
+    for j in np.flatnonzero(e.methods != shown[1]):
+        reason[:, j] = [text or f"decided by {e.methods[j]} at step {e.steps[j]:.3g}: numeric {v:.17g}"
+                        for text, v in zip(reason[:, j], e.num[:, j])]
+    out, e.methods, e.steps = shown
+    return out
 
 
 def analytic_columns(graph, vals, name, columns, reverse: dict) -> np.ndarray:
@@ -240,8 +294,18 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
         return _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick)
 
 
-def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
-    dtype = settings.dtype
+class _Values(NamedTuple):
+    """The graph evaluated at a point, in the dtypes its check compares."""
+
+    vals: list  # float64 (or the user's code's own float32) values of every node
+    vals32: object  # float32 values when float32 is checked beside float64, else None
+    primary: str  # the dtype ``vals`` holds: the analytic side's tolerance follows it
+    eps: float  # the rounding unit of ``vals``
+    conditioning: object  # (M,) how much worse than its round-off float32 code computes f, or None
+
+
+def _evaluated(graph, inputs, wrt, dtype) -> _Values:
+    """Evaluate the graph at the point rounded to ``dtype``, refusing a point nothing can be measured at."""
     rounded = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
     vals = engine.evaluate(graph, rounded, np.float64)
     _refuse_unmeasurable(graph, vals, rounded, wrt)
@@ -258,10 +322,19 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         miss = np.abs(vals32[graph.output].astype(np.float64) - vals[graph.output]).ravel()
         unit = numeric.EPS[dtype] * engine.output_scale(graph, vals)
         conditioning = np.maximum(1.0, np.nan_to_num(miss / np.maximum(unit, np.finfo(float).tiny), nan=1.0))
+    return _Values(vals, vals32, primary, eps, conditioning)
+
+
+def _mode(graph, vals, wrt, settings) -> str:
+    """``full`` or ``screen``: ``auto`` is full up to ``screen.FULL_LIMIT`` Jacobian entries."""
     entries = vals[graph.output].size * sum(vals[graph.inputs[name]].size for name in wrt)
     mode = settings.check if settings.check != "auto" else ("full" if entries <= screen.FULL_LIMIT else "screen")
-    if not graph.has_vjp:  # a screen projects with VJPs; forward mode alone is checked in full
-        mode = "full"
+    return mode if graph.has_vjp else "full"  # a screen projects with VJPs; forward mode alone is checked in full
+
+
+def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
+    vals, vals32, primary, eps, conditioning = _evaluated(graph, inputs, wrt, settings.dtype)
+    mode = _mode(graph, vals, wrt, settings)
     cross = graph.has_vjp and graph.has_jvp and not graph.transparent  # the user gave both: compare them
     rng = np.random.default_rng([settings.seed, point])
     if mode == "screen":  # one VJP per direction serves every input
@@ -281,7 +354,7 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             screened = screen.screen_input(graph, vals, name, settings, eps,
                                            method if method != "central" else "richardson", rng, primary,
                                            u, g[name], None if g32 is None else g32[name], conditioning)
-            found = _projection_columns(screened, experiment, point, name, settings, coords or {})
+            found = projection_columns(screened, experiment, point, name, settings, coords or {})
             projections.append(found)
             if not screened.bad.any():
                 blocks.append((len(found), 0))
@@ -295,13 +368,13 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)
         fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
         res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning)
-        elements.append(_element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
+        elements.append(element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
         blocks.append((len(found), len(elements[-1])))
-        if mode == "screen" and not np.isin(res["status"], ("fail", "nan")).any():
+        if mode == "screen" and not np.isin(res.status, ("fail", "nan")).any():
             # measured one by one, every element the projections pointed at is right: their
             # disagreement was the directional difference's own (a kink crossed, say)
             status = found["status"].copy()
-            status[status == "fail"] = "kink" if (res["status"] == "kink").any() else "pass"
+            status[status == "fail"] = "kink" if (res.status == "kink").any() else "pass"
             found["status"] = shared_strings(status)
     return PointCheck(Columns.concat(elements), Columns.concat(projections), blocks, shapes)
 
@@ -321,55 +394,3 @@ def _refuse_unmeasurable(graph, vals, inputs, wrt):
         raise CheckError(f"{changed[0]} is not deterministic: two calls with the same arguments returned "
                          "different values (hidden state, or a random mask drawn on every call); "
                          "fix its seed or pass the state as an input")
-
-
-# How check_input's arrays become element columns: a (M outputs, N elements) array is
-# one value per Jacobian entry, a (N,) array one per element (repeated over its outputs);
-# a key keeps its name unless renamed here. Placement keys are not values.
-RENAMED = {"minus": "numeric_minus", "plus": "numeric_plus", "forward": "analytic_forward"}
-PLACEMENT = ("columns", "output")
-
-
-def errors(numeric, analytic) -> tuple:
-    """abs_error and rel_error (0 where the two agree exactly)."""
-    abs_err = np.abs(analytic - numeric)
-    with np.errstate(all="ignore"):
-        rel_err = abs_err / np.maximum(np.abs(numeric), np.abs(analytic))
-    return abs_err, np.where(abs_err == 0, 0.0, rel_err)
-
-
-def _projection_columns(found, experiment, point, name, settings, coords) -> Columns:
-    """One row per screening direction: the projection u . J v, numeric beside analytic."""
-    k = len(found.numeric)
-    num, ana = np.asarray(found.numeric, dtype=np.float64), np.asarray(found.analytic, dtype=np.float64)
-    status = np.where(~found.bad, "pass", np.where(~np.isfinite(num + ana), "nan",
-                                                   np.where(found.kink, "kink", "fail")))
-    abs_err, rel_err = errors(num, ana)
-    data = {"experiment": constant(experiment, k), "point": constant(point, k), "input": constant(name, k),
-            "direction": np.arange(k), "numeric": num, "analytic": ana, "abs_error": abs_err,
-            "rel_error": rel_err, "status": shared_strings(status),
-            "tolerance": np.asarray(found.tolerance, dtype=np.float64), "method": constant(found.method, k),
-            "step": constant(float(found.step), k),
-            "error_estimate": np.asarray(found.error_estimate, dtype=np.float64),
-            "dtype": constant(settings.dtype, k)}
-    return Columns(data | sweep_columns(coords, k))
-
-
-def _element_columns(res, experiment, point, name, x, settings, coords, check="full") -> Columns:
-    """check_input's result as element columns, element-major (all outputs of an element together)."""
-    idx = np.asarray(res["columns"], dtype=np.int64)
-    m = res["numeric"].shape[0]
-    n = m * len(idx)
-    data = {"experiment": constant(experiment, n), "point": constant(point, n), "input": constant(name, n),
-            "index": np.repeat(idx, m), "output": np.tile(np.arange(m), len(idx)),
-            "value": np.repeat(x.ravel()[idx], m)}
-    for key, values in res.items():
-        if key in PLACEMENT:
-            continue
-        values = np.asarray(values)
-        column = values.T.ravel() if values.ndim == 2 else np.repeat(values, m)
-        data[RENAMED.get(key, key)] = shared_strings(column) if column.dtype.kind in "UO" else column
-    data["abs_error"], data["rel_error"] = errors(data["numeric"], data["analytic"])
-    data["output_value"] = np.tile(np.asarray(res["output"], dtype=np.float64), len(idx))
-    data["dtype"], data["check"] = constant(settings.dtype, n), constant(check, n)
-    return Columns(data | sweep_columns(coords, n))
