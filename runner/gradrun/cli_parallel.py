@@ -157,13 +157,15 @@ def outcomes(loaded, overrides, only, progress, how: How, run_one):
 def _running(chosen, overrides, how, progress):
     from .dask_cluster import ClusterError  # dask itself is imported only with a scheduler
 
+    finished = False
     try:
         yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress, dict(how.load_options),
                                 how.report_format)
+        finished = True
     except ClusterError as error:
         raise DistributionError(str(error)) from None
     finally:
-        if progress:
+        if progress and not finished:  # a problem a worker found ends the bar's line (outcomes does otherwise)
             progress.close()
 
 
