@@ -1,6 +1,6 @@
-"""Wall time of a whole `gradrun` run: serial, `-j 2`, and a local Dask cluster of 2 workers.
+"""Wall and CPU time of a whole `gradrun` run: serial, `-j 2`, and a local Dask cluster of 2 workers.
 
-Two generated specs:
+Three generated specs:
 
   200 small   200 experiments checking a user's own layers, as experiments/my-layer.yaml
               does (layers.py: a dense layer x 4x5, w 5x3, b 3 with its VJP; layer norm
@@ -14,11 +14,15 @@ Two generated specs:
 Each mode runs the `gradrun` command as a subprocess (start-up, spec loading, checks,
 reports), best of REPEATS runs; the Dask cluster (distributed.LocalCluster, 2 worker
 processes of 1 thread) is started once beforehand and its start-up is printed apart.
-Every mode's CSV is compared with the serial one's bytes. Then, for each spec, the
-serial run's CPU time by phase (import, loading the spec, checking, writing the CSV),
-measured in this process: -j and Dask spread only the checking, so the other phases
-bound the speedup (Amdahl). The load average is printed beside: on a shared machine
-the wall times move with it.
+Every mode's CSV is compared with the serial one's bytes.
+
+On a shared machine wall times move with the load, so the CPU time of the serial and
+`-j 2` runs is printed too: the main process's and its workers' (getrusage), and what
+they give on two otherwise idle cores, where the main process's own work (start-up,
+parsing, writing) adds to half the workers' work: serial CPU / (main + workers / 2).
+Then the serial run's CPU time by phase, measured in a fresh process, with the CSV
+formatted also as `-j`'s workers format it (all rows of a chunk in one Arrow batch):
+that part of `-j`'s gain is batching a serial writer could have too.
 
 Run: PYTHONPATH=runner .venv/bin/python benchmarks/bench_parallel.py
 """
@@ -108,17 +112,42 @@ def phases(spec: Path) -> str:
     """CPU seconds of a serial run's phases, in a fresh process."""
     code = f"""
 import time
+from pathlib import Path
 t = time.process_time()
-from gradrun import report, runner, spec
-t1 = time.process_time(); s = spec.load_spec({str(spec)!r})
-t2 = time.process_time(); results = runner.run_spec(s)
-t3 = time.process_time(); report.csv_text(results)
-t4 = time.process_time()
-print(f"import {{t1 - t:.2f}} s, load {{t2 - t1:.2f}} s, check {{t3 - t2:.2f}} s, CSV {{t4 - t3:.2f}} s; "
-      f"checking is {{(t3 - t2) / (t4 - t):.0%}}: -j 2 can be at most {{(t4 - t) / (t4 - t - (t3 - t2) / 2):.2f}}x faster")
+from gradrun import report, runner, spec, yamlload
+t1 = time.process_time(); text = Path({str(spec)!r}).read_text(); yamlload.load(text, "x")
+t2 = time.process_time(); s = spec.load_spec({str(spec)!r})
+t3 = time.process_time(); results = runner.run_spec(s)
+t4 = time.process_time(); report.csv_text(results)
+t5 = time.process_time()
+from gradrun import csvrows, layout
+csvrows.formatted(results, layout.schema(results))
+t6 = time.process_time()
+print(f"import {{t1 - t:.2f}} s, parse {{t2 - t1:.2f}} s, load (parse, schema, resolve) {{t3 - t2:.2f}} s, "
+      f"check {{t4 - t3:.2f}} s, CSV {{t5 - t4:.2f}} s (in one batch, as -j's workers format a chunk: {{t6 - t5:.2f}} s)")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     return done.stdout.strip() or done.stderr.strip().splitlines()[-1]
+
+
+CPU = """
+import resource, sys
+from gradrun.cli import main
+sys.argv = ["gradrun"] + sys.argv[1:]
+try:
+    main()
+finally:
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(f"CPU {own.ru_utime + own.ru_stime} {children.ru_utime + children.ru_stime}", file=sys.stderr)
+"""
+
+
+def cpu(spec: Path, out: Path, *options) -> tuple:
+    """(main process, workers) CPU seconds of one run of the command."""
+    done = subprocess.run([sys.executable, "-c", CPU, str(spec), "--out", str(out), "-q", *options],
+                          capture_output=True, text=True, env=_env())
+    line = next(x for x in done.stderr.splitlines() if x.startswith("CPU "))
+    return tuple(float(v) for v in line.split()[1:])
 
 
 def _env() -> dict:
@@ -171,6 +200,13 @@ def main() -> None:
                   f"{serial / dask:>12.2f}x {same:>10}")
     finally:
         cluster.close()
+    print(f"\nCPU seconds (one run each): {'spec':<10} {'serial':>7} {'-j 2 main':>10} {'-j 2 workers':>13} "
+          f"{'idle 2-core bound':>18}")
+    for label, spec in specs.items():
+        serial, _ = cpu(spec, folder / "cpu-serial")
+        main_cpu, workers = cpu(spec, folder / "cpu-j2", "-j", "2")
+        bound = serial / (main_cpu + workers / 2)
+        print(f"{'':<28}{label:<10} {serial:>6.2f}s {main_cpu:>9.2f}s {workers:>12.2f}s {bound:>17.2f}x")
     for label, spec in specs.items():
         print(f"{label}, serial CPU by phase: {phases(spec)}")
     print(f"load average after: {os.getloadavg()[0]:.2f} (best of {REPEATS} runs each; wall time of the command)")

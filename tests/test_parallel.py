@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gradrun import parallel, shards, spec as spec_module, threads
+from gradrun import csvrows, parallel, report, shards, spec as spec_module, threads, window
 from gradrun.model import ExperimentResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,28 +208,56 @@ def test_a_dying_worker_turns_its_unit_into_an_error_and_workers_cap_threads(tmp
 # --- the pieces, in this process ----------------------------------------------
 
 
-def test_units_cover_every_point_once_in_order():
+def test_chunks_cover_every_experiment_once_in_order_and_slices_every_point():
     spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
     chosen = [(0, spec, list(range(len(spec.experiments))))]
     for workers in (1, 2, 3, 8):
-        units = parallel.plan(chosen, workers)
-        for k, exp in enumerate(spec.experiments):
-            mine = [u for u in units if u.experiment == k]
-            covered = [i for u in mine for i in range(u.start, u.stop)]
-            assert covered == list(range(len(exp.points)))
-            if workers == 1:
-                assert len(mine) == 1
+        units = parallel.chunks(chosen, workers)
+        assert [k for u in units for k in u.experiments] == list(range(len(spec.experiments)))
+        assert len(units) <= parallel.UNITS_PER_WORKER * workers
+        assert all(u.names == tuple(spec.experiments[k].name for k in u.experiments) for u in units)
+        for points in (1, 5, 13, 120):
+            cut = parallel.slices(0, 3, "e", points, workers)
+            assert [i for u in cut for i in range(u.start, u.stop)] == list(range(points))
 
 
-def test_assembled_units_equal_the_whole_experiment():
+def test_assembled_slices_equal_the_whole_experiment_rows_and_csv_bytes():
     spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
     k = next(i for i, e in enumerate(spec.experiments) if len(e.points) > 4)
-    units = [u for u in parallel.plan([(0, spec, [k])], 3)]
-    assert len(units) > 1
-    whole = parallel.run_unit(spec, parallel.Unit(0, k, 0, len(spec.experiments[k].points), "x"))
-    joined = parallel.assemble([parallel.run_unit(spec, u) for u in units])
+    schema = parallel.expected_schema(spec, [k])
+    task = parallel.Task(schemas={0: schema})
+    whole = parallel.work(spec, parallel.Unit(0, (k,), ("x",)), task).results[0]
+    cut = parallel.slices(0, k, "x", len(spec.experiments[k].points), 2)
+    assert len(cut) > 1
+    joined = parallel.assemble([parallel.work(spec, u, task).results[0] for u in cut])
     assert list(map(repr, joined.records)) == list(map(repr, whole.records))  # repr: nan equals nan
     assert joined.check == whole.check and joined.notes == whole.notes
+    assert joined.csv == whole.csv == csvrows.formatted([whole], schema)[0]
+    assert report.csv_text([joined]) == report.csv_text([whole])
+
+
+def test_csv_rows_formatted_under_other_columns_are_formatted_again():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    results = [parallel.work(spec, parallel.Unit(0, (k,), ("x",)), parallel.Task()).results[0]
+               for k in range(len(spec.experiments))]
+    expected = report.csv_text(results)
+    assert all(r.csv is None for r in results)
+    for r in results:  # rows formatted as if the file had no sweep columns: not the file's columns
+        [r.csv] = csvrows.formatted([r], parallel.expected_schema(spec, []))
+    assert report.csv_text(results) == expected
+
+
+def test_rows_formatted_together_are_each_results_own_bytes():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    results = [parallel.work(spec, parallel.Unit(0, (k,), ("x",)), parallel.Task()).results[0]
+               for k in range(len(spec.experiments))]
+    schema = parallel.expected_schema(spec, range(len(spec.experiments)))
+    together = csvrows.formatted(results, schema)
+    assert together == [csvrows.formatted([r], schema)[0] for r in results]
+    assert b"".join(rows for _, rows in together) == report.csv_text(results).encode().split(b"\n", 1)[1]
+    odd = ExperimentResult.from_rows("e", [dict(record(0), reason="two\nlines"), record(1)])  # a quoted line break
+    assert csvrows.formatted([results[0], odd], schema) == [csvrows.formatted([r], schema)[0] for r in (results[0], odd)]
+    assert b'"two\nlines"' in csvrows.formatted([odd], schema)[0][1]
 
 
 def record(point):
@@ -295,7 +323,7 @@ def test_progress_counts_finished_units_across_workers():
     chosen = [(0, spec, list(range(len(spec.experiments))))]
     heard = []
     [(spec_no, results)] = list(parallel.run(chosen, jobs=2, progress=lambda *args: heard.append(args)))
-    total = len(parallel.plan(chosen, 2))
+    total = len(parallel.chunks(chosen, 2))
     assert [done for _, done, _ in heard] == list(range(1, total + 1)) and {t for _, _, t in heard} == {total}
-    serial = [parallel.run_unit(spec, u) for u in parallel.plan(chosen, 1)]
+    serial = [r for u in parallel.chunks(chosen, 1) for r in parallel.work(spec, u, parallel.Task()).results]
     assert [list(map(repr, r.records)) for r in results] == [list(map(repr, r.records)) for r in serial]

@@ -131,8 +131,11 @@ def test_a_spec_runs_from_its_source_without_its_folder(tmp_path):
     spec = spec_module.load_spec(folder / "my-layer.yaml")
     source = dask_cluster.source_of(spec.path)
     assert [rel for rel, _ in source.files] == ["layers.py"]
-    expected = [parallel.run_unit(spec, u) for u in parallel.plan([(0, spec, [0, 2])], 1)]
+    task = parallel.Task(schemas={0: parallel.expected_schema(spec, [0, 2])})
+    unit = parallel.Unit(0, (0, 2), (spec.experiments[0].name, spec.experiments[2].name))
+    expected = parallel.work(spec, unit, task).results
     shutil.rmtree(folder)
-    got = [dask_cluster.remote_unit(source, u, None) for u in parallel.plan([(0, spec, [0, 2])], 1)]
+    got = dask_cluster.remote_unit(source, unit, task).results
     assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]
     assert all(r.error is None and r.records for r in got)
+    assert [r.csv for r in got] == [r.csv for r in expected]  # CSV rows formatted on the worker

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import parallel, report, selection, shards, threads, usercode
+from . import parallel, report, selection, shards, threads, usercode, window
 
 
 class Jobs(click.ParamType):
@@ -85,13 +85,21 @@ class How:
     merge: tuple = ()
     out: Path = Path("results")
     load_options: tuple = ()  # load_spec's keywords (device, policy), for workers that load a spec themselves
+    report_format: str = "csv"  # workers format the CSV rows of what they checked
 
     @property
     def serial(self) -> bool:
         return self.jobs == 1 and not (self.scheduler or self.shard or self.merge)
 
+    @property
+    def workers_resolve(self) -> bool:
+        """Whether the main process only parses the specs and the workers resolve them (``-j`` alone):
+        Dask ships the user modules the main process loaded, and shards slice by resolved cost."""
+        return self.jobs > 1 and not (self.scheduler or self.shard or self.merge)
 
-def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, policy=None) -> How:
+
+def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, policy=None,
+        report_format: str = "csv") -> How:
     """Check that the options go together; ``comparing``: --baseline or --update-baseline is given."""
     from_env = ctx.get_parameter_source("scheduler") == click.core.ParameterSource.ENVIRONMENT
     if scheduler and jobs > 1:
@@ -104,7 +112,7 @@ def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, p
         raise click.UsageError("a shard holds part of each spec; compare with --baseline when you --merge")
     load_options = ((("device", device),) if device is not None else ()) + \
         ((("policy", policy),) if policy is not None and policy != usercode.DEFAULT else ())
-    return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options)
+    return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options, report_format)
 
 
 def outcomes(loaded, overrides, only, progress, how: How, run_one):
@@ -113,10 +121,10 @@ def outcomes(loaded, overrides, only, progress, how: How, run_one):
     ``progress(label)``, when given, makes the progress callback of a run
     (``gradrun.runfiles.RunOptions.progress``); ``run_one`` runs one spec file serially.
     """
-    chosen = [(n, spec, [k for k, e in enumerate(spec.experiments)
-                         if selection.selected(e.name, only or None)])
-              for n, (_, spec) in enumerate(loaded)]
-    chosen = [c for c in chosen if c[2]]
+    every = [(n, spec, [k for k, e in enumerate(spec.experiments)
+                        if selection.selected(e.name, only or None)])
+             for n, (_, spec) in enumerate(loaded)]
+    chosen = [c for c in every if c[2]]
     paths = {n: path for n, (path, _) in enumerate(loaded)}
     if how.serial:
         for n, spec, _ in chosen:
@@ -132,8 +140,12 @@ def outcomes(loaded, overrides, only, progress, how: How, run_one):
     if how.shard:  # every spec keeps its place, even with nothing in this shard, so a merge finds it
         chosen = shards.slice_of(chosen, *how.shard)
     positions = {n: p for n, _, p in chosen}
+    if how.workers_resolve:  # a file --only leaves nothing of is still validated, by the workers
+        chosen = [c for c in every if c[2] or isinstance(c[1], window.Parsed)]
     bar = progress("units") if progress else None
     for n, results in _running(chosen, overrides, how, bar):
+        if n not in positions:
+            continue
         if bar:
             bar.close()  # the bar's line ends; what is written about these results follows
         spec = loaded[n][1]
@@ -145,10 +157,16 @@ def outcomes(loaded, overrides, only, progress, how: How, run_one):
 def _running(chosen, overrides, how, progress):
     from .dask_cluster import ClusterError  # dask itself is imported only with a scheduler
 
+    finished = False
     try:
-        yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress, dict(how.load_options))
+        yield from parallel.run(chosen, overrides, how.jobs, how.scheduler, progress, dict(how.load_options),
+                                how.report_format)
+        finished = True
     except ClusterError as error:
         raise DistributionError(str(error)) from None
+    finally:
+        if progress and not finished:  # a problem a worker found ends the bar's line (outcomes does otherwise)
+            progress.close()
 
 
 def _write_shard(how, path, spec, positions, results, overrides, only) -> None:

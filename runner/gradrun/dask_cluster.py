@@ -83,30 +83,32 @@ def worker_count(address: str) -> int:
         return max(1, sum(client.nthreads().values()))
 
 
-def execute(address: str, chosen, units, overrides, load_options=None):
-    """``(unit, result)`` for every unit, as the cluster finishes them.
+def execute(address: str, specs: dict, units, task):
+    """``(unit, outcome)`` for every unit, as the cluster finishes them (``parallel.work`` on a worker).
 
-    A worker that dies takes every unit queued on it down with it; those
-    units are run again one at a time, so only the one that kills its worker
-    again becomes an ERROR.
+    ``specs`` are loaded specs (``Spec``), by position. A worker that dies
+    takes every unit queued on it down with it; those units are run again
+    alone (``parallel.rescue``), so only what kills its worker again becomes
+    an ERROR.
     """
-    sources = {spec_no: source_of(spec.path) for spec_no, spec, _ in chosen}
+    sources = {n: source_of(spec.path) for n, spec in specs.items()}
     with _client(address) as client:
-        def submit(unit):
-            return client.submit(remote_unit, sources[unit.spec], unit, overrides, load_options, pure=False,
+        def submit(unit, task):
+            return client.submit(remote_unit, sources[unit.spec], unit, task, pure=False,
                                  key=f"gradrun-{unit.name}-{unit.start}-{os.urandom(6).hex()}")
 
+        def alone(unit, task):
+            [(_, outcome)] = list(_finished(client, {submit(unit, task): unit}))
+            return None if outcome is _DIED else outcome
+
         suspects = []
-        for unit, result in _finished(client, {submit(u): u for u in units}):
-            if result is _DIED:
+        for unit, outcome in _finished(client, {submit(u, task): u for u in units}):
+            if outcome is _DIED:
                 suspects.append(unit)
             else:
-                yield unit, result
-        for suspect in suspects:
-            for unit, result in _finished(client, {submit(suspect): suspect}):
-                if result is _DIED:
-                    result = parallel.failed(unit, "its Dask worker died while checking it")
-                yield unit, result
+                yield unit, outcome
+        for unit in suspects:
+            yield unit, parallel.rescue(unit, alone, task, "its Dask worker died while checking it")
 
 
 _DIED = object()  # the unit's worker died under it
@@ -127,16 +129,15 @@ def _finished(client, futures):
 _LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
 
 
-def remote_unit(source: SpecSource, unit, overrides, load_options=None):
-    """Runs on a Dask worker: the spec from its source (loaded with ``load_spec(**load_options)``), then the unit."""
-    load_options = dict(load_options or {})
-    key = (source.digest, tuple(sorted(load_options.items())))
+def remote_unit(source: SpecSource, unit, task):
+    """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit."""
+    key = (source.digest, task.load_options)
     if key not in _LOADED:
         from . import spec as spec_module
 
         threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
-        _LOADED[key] = spec_module.load_spec(materialize(source), **load_options)
-    return parallel.run_unit(_LOADED[key], unit, overrides)
+        _LOADED[key] = spec_module.load_spec(materialize(source), **dict(task.load_options))
+    return parallel.work(_LOADED[key], unit, task)
 
 
 def materialize(source: SpecSource) -> Path:

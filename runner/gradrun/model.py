@@ -104,6 +104,7 @@ class ExperimentResult:
     projections: Columns = field(default_factory=Columns)
     blocks: list = field(default_factory=list)  # [(projection rows, element rows)] per (point, input)
     shapes: dict = field(default_factory=dict)  # input name -> shape
+    csv: Optional[tuple] = field(default=None, repr=False)  # (report.schema_key, bytes): its CSV rows, formatted where it was checked
 
     def __post_init__(self):
         if not isinstance(self.elements, Columns):  # ExperimentResult(name, []) for a result with no rows

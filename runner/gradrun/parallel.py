@@ -1,79 +1,193 @@
 """Running a run's units side by side: worker processes on one machine, or a Dask cluster.
 
-A run is cut into units: an experiment, or a slice of its sweep points when
-it has many. Every unit is checked by ``runner.run_experiment`` on a copy of
-its experiment holding only those points; the points draw their random
-directions from ``(seed, point)``, so a unit's records are the records a
-serial run makes for the same points. ``assemble`` joins an experiment's
-units back in point order, exactly as the serial loop would have produced
-them, and ``run`` hands each spec's results back in spec order.
+A run is cut into units: a chunk of consecutive experiments of a spec (so
+that small experiments do not cost a round trip each), or a slice of the
+sweep points of one large experiment. A unit does in its worker everything
+that is per experiment (``work``): it resolves its experiments (with ``-j``
+the main process only parses the spec files: ``gradrun.window``), checks
+them with ``runner.run_experiment``, and formats their CSV rows
+(``csvrows.formatted``) under the columns the spec's report is expected to
+have. The main process hands out the units, a few at a time, and joins the
+results in spec order.
+
+A worker that meets a large experiment in its chunk does not check it: it
+sends back its number of points (``Split``), and the main process hands out
+slices of its points in a second round. The points draw their random
+directions from ``(seed, point)``, so a slice's rows are the rows a serial
+run makes for the same points, and ``assemble`` joins them (and their CSV
+bytes) in point order. Reports are therefore the same bytes as a serial
+run's; where a result's CSV rows were formatted under other columns than the
+report turns out to have, the writer formats them again (``report.csv_chunks``).
 
 Workers never receive function objects: a local worker is forked with the
-specs already loaded (or, where forking is unsafe, loads the spec file
-itself, once per process); a Dask worker receives the spec's text and the
+parsed (or loaded) specs, or loads them itself where forking is unsafe
+(``gradrun.localpool``); a Dask worker receives the spec's text and the
 user's modules (``gradrun.dask_cluster``). Results travel back pickled.
-Each local worker caps its threads (``gradrun.threads``) so that N workers
-share the cores rather than each taking all of them.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Optional
 
-from . import runner, threads
+from . import csvrows, runner, shards, window
 from .columns import Columns
-from .model import ExperimentResult
+from .model import ExperimentResult, SpecError
 
-UNITS_PER_WORKER = 2  # a sweep is cut into about this many slices per worker, to even out the load
-IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
+UNITS_PER_WORKER = 8  # chunks of small experiments per worker: even load, few round trips
+SLICES_PER_WORKER = 2  # slices of a large experiment's points per worker
+SPLIT_COST = 4096  # points x input elements from which an experiment with several points is sliced
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One piece of work: points ``start:stop`` of experiment ``experiment`` of spec ``spec``."""
+    """One piece of work: experiments ``experiments`` of spec ``spec``; of one experiment,
+    only points ``start:stop`` when ``stop`` is given."""
 
     spec: int  # position of the spec file in the run
-    experiment: int  # position of the experiment in its spec
-    start: int
-    stop: int
-    name: str  # the experiment's name, for progress and errors
+    experiments: tuple  # positions of the experiments in their spec
+    names: tuple  # their names, for progress and errors
+    start: int = 0
+    stop: Optional[int] = None
+    check: bool = True  # False: only resolve them (experiments --only leaves out are still validated)
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
 
 
-def plan(chosen, workers: int) -> list:
-    """The units of a run: ``chosen`` is ``[(spec position, spec, [experiment positions])]``.
+@dataclass(frozen=True)
+class Task:
+    """What every unit of a run is done with, wherever it runs."""
 
-    An experiment with more points than workers is cut into slices of
-    consecutive points, about ``UNITS_PER_WORKER`` per worker.
+    overrides: dict = field(default_factory=dict)
+    load_options: tuple = ()  # load_spec's keywords (device, policy), as (name, value) pairs
+    schemas: dict = field(default_factory=dict)  # spec position -> the report's expected Arrow schema; none: no CSV
+    split: bool = False  # send large experiments back as a Split instead of checking them
+    split_cost: int = SPLIT_COST  # from what cost (``large``) an experiment is sent back
+
+    def splitting_all(self) -> "Task":
+        """This task, sending back every experiment of several points: to find where a worker dies."""
+        return replace(self, split=True, split_cost=0)
+
+
+class Split(NamedTuple):
+    """A large experiment a worker sent back unchecked, to be sliced by its points."""
+
+    points: int
+
+
+class Outcome(NamedTuple):
+    """What a unit came back with: per experiment a result (or a Split), the resolved
+    settings, or the issues of its spec found resolving it."""
+
+    results: list
+    settings: list
+    issues: list
+
+
+def chunks(chosen, workers: int) -> list:
+    """The first round's units: ``chosen`` is ``[(spec position, spec, [experiment positions])]``;
+    consecutive experiments go together, about ``UNITS_PER_WORKER`` chunks per worker.
+
+    The experiments of a spec the workers resolve (``window.Parsed``) that
+    are not chosen get units too, which only resolve them: a serial run
+    validates every experiment of a file, chosen or not.
     """
+    total = sum(len(positions) for _, _, positions in chosen)
+    size = max(1, math.ceil(total / (UNITS_PER_WORKER * workers)))
     units = []
     for spec_no, spec, positions in chosen:
-        for k in positions:
-            exp = spec.experiments[k]
-            n = len(exp.points)
-            size = max(1, math.ceil(n / (UNITS_PER_WORKER * workers))) if workers > 1 else max(n, 1)
-            units += [Unit(spec_no, k, start, min(start + size, n), exp.name)
-                      for start in range(0, max(n, 1), size)]
+        left_out = [k for k in range(len(spec.experiments)) if k not in set(positions)] \
+            if isinstance(spec, window.Parsed) else []
+        for some, check in ((positions, True), (left_out, False)):
+            for at in range(0, len(some), size):
+                mine = tuple(some[at:at + size])
+                units.append(Unit(spec_no, mine, tuple(spec.experiments[k].name for k in mine), check=check))
     return units
 
 
-def run_unit(spec, unit: Unit, overrides=None) -> ExperimentResult:
-    """Check one unit of a loaded spec, in this process."""
-    exp = spec.experiments[unit.experiment]
-    return runner.run_experiment(replace(exp, points=exp.points[unit.start:unit.stop]), overrides)
+def slices(unit_spec: int, k: int, name: str, points: int, workers: int) -> list:
+    """The units of one large experiment: slices of consecutive points, about ``SLICES_PER_WORKER`` per worker."""
+    size = max(1, math.ceil(points / (SLICES_PER_WORKER * workers)))
+    return [Unit(unit_spec, (k,), (name,), start, min(start + size, points)) for start in range(0, points, size)]
 
 
-def failed(unit: Unit, why: str) -> ExperimentResult:
-    """The result of a unit that never came back: an ERROR of its experiment."""
-    return ExperimentResult(unit.name, [], error=why)
+def large(exp, cost: int = SPLIT_COST) -> bool:
+    """Whether an experiment is worth slicing across workers: several points, and costly in all."""
+    return len(exp.points) > 1 and shards.cost(exp) >= cost
+
+
+def work(spec, unit: Unit, task: Task) -> Outcome:
+    """Do one unit, in this process: resolve (a ``window.Parsed`` spec), check, format CSV rows."""
+    if isinstance(spec, window.Parsed):
+        experiments, issues = window.resolve(spec, unit.experiments, **dict(task.load_options))
+        if issues or not unit.check:
+            return Outcome([], [], issues)
+    else:
+        experiments = [spec.experiments[k] for k in unit.experiments]
+    results = []
+    for exp in experiments:
+        if unit.stop is None and task.split and large(exp, task.split_cost):
+            results.append(Split(len(exp.points)))
+            continue
+        part = exp if unit.stop is None else replace(exp, points=exp.points[unit.start:unit.stop])
+        results.append(runner.run_experiment(part, task.overrides))
+    schema = task.schemas.get(unit.spec)
+    if schema is not None:  # the chunk's rows formatted together, each result given its own
+        checked = [r for r in results if not isinstance(r, Split)]
+        for result, rows in zip(checked, csvrows.formatted(checked, schema)):
+            result.csv = rows
+    return Outcome(results, [exp.settings for exp in experiments], [])
+
+
+def failed(unit: Unit, why: str) -> Outcome:
+    """The outcome of a unit that never came back: an ERROR of each of its experiments."""
+    return Outcome([ExperimentResult(name, [], error=why) for name in unit.names], [None] * len(unit.names), [])
+
+
+def rescue(unit: Unit, alone, task: Task, why: str) -> Outcome:
+    """The outcome of a unit whose worker died, from running it again alone: ``alone(unit, task)``
+    is its outcome in a fresh worker, or None when that worker died too.
+
+    Of a chunk, each experiment is tried alone; of an experiment, its points
+    are halved until the one that kills its worker is found: it becomes the
+    experiment's ERROR, and the points before it report as a serial run's would.
+    """
+    got = alone(unit, task)
+    if got is not None:
+        return got
+    if len(unit.experiments) > 1:
+        singles = [rescue(Unit(unit.spec, (k,), (name,)), alone, task, why)
+                   for k, name in zip(unit.experiments, unit.names)]
+        return Outcome([r for o in singles for r in o.results], [s for o in singles for s in o.settings],
+                       [i for o in singles for i in o.issues])
+    if unit.stop is None:
+        found = alone(unit, task.splitting_all())
+        if found is None or not isinstance(found.results[0], Split):
+            return failed(unit, why)
+        unit = replace(unit, start=0, stop=found.results[0].points)
+        return Outcome([assemble(_bisect(unit, alone, task, why))], found.settings, [])
+    return Outcome([assemble(_bisect(unit, alone, task, why))], [None], [])
+
+
+def _bisect(unit: Unit, alone, task: Task, why: str) -> list:
+    """The results of a slice's points up to the first that kills its worker (an ERROR then)."""
+    got = alone(unit, task)
+    if got is not None:
+        return got.results
+    if unit.stop - unit.start == 1:
+        return failed(unit, why).results
+    mid = (unit.start + unit.stop) // 2
+    left = _bisect(replace(unit, stop=mid), alone, task, why)
+    if any(r.error is not None for r in left):
+        return left  # the points after an error are not reported
+    return left + _bisect(replace(unit, start=mid), alone, task, why)
 
 
 def assemble(parts) -> ExperimentResult:
-    """One experiment's result from its units' results, in point order.
+    """One experiment's result from its slices' results, in point order.
 
     As in the serial loop, the first point that raised ends the experiment:
     its error stands and the points after it are not reported.
@@ -84,6 +198,8 @@ def assemble(parts) -> ExperimentResult:
         if part.error is not None:
             error, check = part.error, part.check
             break
+    if len(kept) == 1:
+        return kept[0]
     first = parts[0]
     result = ExperimentResult(
         first.name, Columns.concat([p.elements for p in kept]), sum(p.seconds for p in kept), error, check,
@@ -95,12 +211,15 @@ def assemble(parts) -> ExperimentResult:
     elif len(result.elements):
         result.check = str(result.elements["check"][0])
     result.notes = _notes(result, kept)
+    formatted = [p.csv for p in kept]
+    if all(f is not None for f in formatted) and len({f[0] for f in formatted}) == 1:
+        result.csv = (formatted[0][0], b"".join(f[1] for f in formatted))
     return result
 
 
 def _notes(result, parts) -> list:
     """The experiment's notes as the serial run makes them: those about its rows, from all of them,
-    then what its functions said while the units ran (in a worker; only the units' notes tell)."""
+    then what its functions said while the slices ran (in a worker; only the slices' notes tell)."""
     def about(r):
         return runner.unresolved_notes(r) + runner.screen_notes(r.projections)
 
@@ -108,28 +227,51 @@ def _notes(result, parts) -> list:
     return about(result) + list(dict.fromkeys(said))
 
 
-def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, progress=None, load_options=None):
-    """Run the chosen experiments; yield ``(spec position, results)`` in spec order.
+def expected_schema(spec, positions):
+    """The Arrow schema the report of these experiments will have when every one reports rows."""
+    import pyarrow as pa
 
-    ``jobs`` worker processes on this machine, or the Dask scheduler at
-    ``scheduler``; one job runs in this process. ``progress(name, done,
-    total)`` hears of every finished unit, whichever worker finished it.
-    ``load_options`` are ``load_spec``'s keywords (``device``) the specs were
-    loaded with, for workers that load them again.
+    from . import layout
+
+    types = {"number": pa.float64(), "text": pa.string()}
+    fixed = list(layout.schema([]))
+    return pa.schema(fixed + [pa.field(name, types[kind])
+                              for name, kind in window.sweep_kinds(spec, positions).items()])
+
+
+def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, progress=None, load_options=None,
+        report_format: str = "csv"):
+    """Run the chosen experiments; yield ``(spec position, results)`` in spec order, once all are done.
+
+    ``chosen`` is ``[(spec position, spec, [experiment positions])]``; a spec
+    is a loaded ``Spec`` or, with ``-j``, a ``window.Parsed`` its workers
+    resolve (a problem any of them finds raises the ``SpecError`` a serial run
+    raises, and nothing is yielded). ``jobs`` worker processes on this
+    machine, or the Dask scheduler at ``scheduler``; one job runs in this
+    process. ``progress(name, done, total)`` hears of every finished unit,
+    whichever worker finished it. ``load_options`` are ``load_spec``'s
+    keywords (``device``, ``policy``) for workers that load or resolve a spec.
     """
     load_options = dict(load_options or {})
     workers = jobs if scheduler is None else _cluster_workers(scheduler)
-    units = plan(chosen, workers)
-    if scheduler is not None:
-        from . import dask_cluster
-
-        finished = dask_cluster.execute(scheduler, chosen, units, overrides, load_options)
-    elif jobs > 1:
-        finished = _pool(units, {spec_no: spec for spec_no, spec, _ in chosen}, overrides, jobs, load_options)
-    else:
-        specs = {spec_no: spec for spec_no, spec, _ in chosen}
-        finished = ((u, run_unit(specs[u.spec], u, overrides)) for u in units)
-    yield from _in_spec_order(chosen, units, finished, progress)
+    schemas = {n: expected_schema(spec, positions) for n, spec, positions in chosen} \
+        if report_format == "csv" else {}
+    task = Task(dict(overrides or {}), tuple(sorted(load_options.items())), schemas, split=workers > 1)
+    specs = {n: spec for n, spec, _ in chosen}
+    execute = _executor(specs, jobs, scheduler, task)
+    count = _Counter(progress)
+    parts = _first_round(execute, chunks(chosen, workers), specs, task, count)
+    sliced: dict = {}
+    more = [u for (n, k), got in parts.items() if isinstance(got, Split)
+            for u in slices(n, k, specs[n].experiments[k].name, got.points, workers)]
+    count.total += len(more)
+    for unit, outcome in execute(more):
+        count(unit)
+        if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
+            raise SpecError(_every_issue(specs, outcome.issues, load_options))
+        sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
+    for n, spec, positions in chosen:
+        yield n, [_joined(spec, n, k, parts, sliced) for k in positions]
 
 
 def _cluster_workers(scheduler: str) -> int:
@@ -138,103 +280,74 @@ def _cluster_workers(scheduler: str) -> int:
     return dask_cluster.worker_count(scheduler)
 
 
-def _in_spec_order(chosen, units, finished, progress):
-    """Gather finished units; yield each spec's results as soon as it and every spec before it are done."""
-    parts: dict = {}
-    waiting = deque(chosen)
-    left = {spec_no: sum(u.spec == spec_no for u in units) for spec_no, _, _ in chosen}
-    for done, (unit, result) in enumerate(finished, 1):
-        parts[unit] = result
-        left[unit.spec] -= 1
-        if progress is not None:
-            progress(unit.name, done, len(units))
-        while waiting and left[waiting[0][0]] == 0:
-            spec_no, spec, positions = waiting.popleft()
-            yield spec_no, _spec_results(spec, spec_no, positions, units, parts)
-    for spec_no, spec, positions in waiting:  # only specs with nothing chosen are left
-        yield spec_no, []
+def _executor(specs, jobs: int, scheduler, task):
+    """A function from units to ``(unit, outcome)`` as they finish: on the cluster, in worker
+    processes, or in this process."""
+    if scheduler is not None:
+        from . import dask_cluster
+
+        return lambda units: dask_cluster.execute(scheduler, specs, units, task)
+    if jobs > 1:
+        from . import localpool
+
+        return lambda units: localpool.execute(specs, units, task, jobs)
+    return lambda units: ((u, work(specs[u.spec], u, task)) for u in units)
 
 
-def _spec_results(spec, spec_no, positions, units, parts) -> list:
-    results = []
-    for k in positions:
-        result = assemble([parts[u] for u in units if u.spec == spec_no and u.experiment == k])
-        exp = spec.experiments[k]
-        result.file, result.line = exp.file, exp.line  # where the user's spec is, not a worker's copy
-        results.append(result)
-    return results
+class _Counter:
+    """Finished units, told to ``progress``; the total grows when large experiments are sliced."""
+
+    def __init__(self, progress):
+        self.progress, self.done, self.total = progress, 0, 0
+
+    def __call__(self, unit):
+        self.done += 1
+        if self.progress is not None:
+            self.progress(unit.name, self.done, self.total)
 
 
-# --- worker processes on this machine ------------------------------------------
+def _first_round(execute, units, specs, task, count) -> dict:
+    """(spec, experiment) -> its result or Split; the issues of any spec stop the run (``SpecError``)."""
+    parts, issues = {}, []
+    count.total = len(units)
+    finished = execute(units)
+    for unit, outcome in finished:
+        count(unit)
+        if outcome.issues:
+            issues += outcome.issues
+            finished.close()  # checking stops; only the issues matter now
+            break
+        if not unit.check:
+            continue
+        for k, got, resolved in zip(unit.experiments, outcome.results, outcome.settings):
+            parts[(unit.spec, k)] = got
+            if resolved is not None and isinstance(specs[unit.spec], window.Parsed):
+                specs[unit.spec].experiments[k].settings = resolved  # the run record's seed
+    if issues:
+        raise SpecError(_every_issue(specs, issues, dict(task.load_options)))
+    return parts
 
-# Frameworks that run thread pools of their own: a process that has loaded
-# one is not forked (a forked child may deadlock on their locks), it spawns.
-FORK_UNSAFE = ("torch", "jax", "tensorflow")
 
-_LOADED: dict = {}  # in a worker: spec path -> Spec, inherited when forked, else loaded once
-
-
-def _local_unit(path: str, unit: Unit, overrides, load_options) -> ExperimentResult:
+def _every_issue(specs, found, load_options) -> list:
+    """Every issue of every spec, as loading each whole finds them (a serial run's words)."""
     from . import spec as spec_module
 
-    if path not in _LOADED:
-        _LOADED[path] = spec_module.load_spec(path, **load_options)
-    return run_unit(_LOADED[path], unit, overrides)
-
-
-def _pool(units, specs, overrides, jobs: int, load_options):
-    """``(unit, result)`` as workers finish them; a worker that dies costs only its own unit.
-
-    A dead worker breaks the whole pool: the units it had in flight are run
-    again, each alone in a fresh process, so the one that kills its worker is
-    named in an ERROR and the others still report.
-    """
-    queue, suspects = deque(units), []
-    paths = {spec_no: spec.path for spec_no, spec in specs.items()}
-    options = (overrides, load_options)
-    per_worker = max(1, threads.cores() // jobs)
-    _LOADED.update({spec.path: spec for spec in specs.values()})  # a forked worker starts with them
-    try:
-        with threads.env_caps(per_worker):
-            while queue:
-                with _executor(jobs, per_worker) as pool:
-                    suspects += yield from _drain(pool, queue, paths, options, IN_FLIGHT_PER_WORKER * jobs)
-            for unit in suspects:
-                with _executor(1, per_worker) as pool:
-                    orphans = yield from _drain(pool, deque([unit]), paths, options, 1)
-                for lost in orphans:
-                    yield lost, failed(lost, "its worker process died while checking it")
-    finally:
-        _LOADED.clear()
-
-
-def _executor(jobs: int, per_worker: int):
-    """Worker processes: forked, so they start with the loaded specs; spawned when forking is unsafe."""
-    import multiprocessing
-
-    fork = "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in FORK_UNSAFE)
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
-                               initializer=threads.cap_process, initargs=(per_worker,))
-
-
-def _drain(pool, queue, paths, options, ahead: int):
-    """Feed ``queue`` to ``pool`` keeping ``ahead`` units in flight; returns the units a broken pool lost.
-
-    ``options``: the overrides and load_spec keywords every unit runs with.
-    """
-    running: dict = {}
-    while queue or running:
-        while queue and len(running) < ahead:
-            unit = queue.popleft()
-            running[pool.submit(_local_unit, paths[unit.spec], unit, *options)] = unit
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in done:
-            unit = running.pop(future)
+    issues = []
+    for spec in specs.values():
+        if isinstance(spec, window.Parsed):
             try:
-                result = future.result()
-            except BrokenProcessPool:
-                return [unit, *running.values()]
-            except Exception as error:  # the spec could not be loaded there, or a result not sent back
-                result = failed(unit, f"{type(error).__name__}: {error}")
-            yield unit, result
-    return []
+                spec_module.load_spec(spec.path, **load_options)
+            except SpecError as error:
+                issues += error.issues
+    return issues or list(dict.fromkeys(found))
+
+
+def _joined(spec, n: int, k: int, parts: dict, sliced: dict) -> ExperimentResult:
+    """Experiment ``k``'s result: as its unit sent it, or its slices assembled; placed in the user's file."""
+    result = parts[(n, k)]
+    if isinstance(result, Split):
+        mine = sliced[(n, k)]
+        result = assemble([mine[start] for start in sorted(mine)])
+    outline = spec.experiments[k]
+    result.file, result.line = outline.file, outline.line  # where the user's spec is, not a worker's copy
+    return result

@@ -61,17 +61,20 @@ def _checked_max(result: ExperimentResult, column: str) -> float:
     return _finite_max(np.concatenate(parts)) if parts else float("nan")
 
 
+def verdict(result: ExperimentResult) -> str:
+    """ERROR (it raised), PASS or FAIL."""
+    if result.error is not None:
+        return "ERROR"
+    return "PASS" if result.passed else "FAIL"
+
+
 def stats(result: ExperimentResult) -> dict:
     """The numbers every reader shows for one experiment."""
     worst = worst_entries(result, 1)
-    if result.error is not None:
-        verdict = "ERROR"
-    else:
-        verdict = "PASS" if result.passed else "FAIL"
     return {
         "file": result.file,
         "name": result.name,
-        "verdict": verdict,
+        "verdict": verdict(result),
         "passed": result.passed,
         "elements": result.rows,
         "projections": len(result.projections),  # screen rows <u, J v>

@@ -45,13 +45,23 @@ def csv_chunks(results):
 
 
 def _csv_buffers(results):
-    """``csv_chunks`` as bytes-like pieces (Arrow buffers: no copy on the way to a file)."""
-    from . import csvformat
+    """``csv_chunks`` as bytes-like pieces (Arrow buffers: no copy on the way to a file).
+
+    A result whose rows were already formatted where it was checked, under the
+    same columns (``gradrun.csvrows``), is not formatted again.
+    """
+    from . import csvformat, csvrows
 
     schema = layout.schema(results)
+    key = csvrows.schema_key(schema)
     yield csvformat.header(schema.names)
-    for batch in layout.report_batches(results, schema_=schema):
-        yield csvformat.batch_buffer(batch)
+    for result in results:
+        rows = csvrows.reusable(result, key)
+        if rows is not None:
+            yield rows
+            continue
+        for batch in layout.report_batches([result], schema_=schema):
+            yield csvformat.batch_buffer(batch)
 
 
 def csv_text(results) -> str:

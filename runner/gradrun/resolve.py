@@ -31,6 +31,21 @@ FORMS = ("function", "chain", "expr")
 _Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
 
 
+def listing_issues(doc, items: list) -> list:
+    """What is wrong with the experiments list as a whole: too many, or a name used twice."""
+    if len(items) > MAX_EXPERIMENTS:
+        return [doc.issue(("experiments",), f"{len(items)} experiments, more than {MAX_EXPERIMENTS}", "split the file")]
+    issues, first_seen = [], {}
+    for i, data in enumerate(items):
+        name = data.get("name") if isinstance(data, dict) else None
+        if isinstance(name, str):
+            if name in first_seen:
+                issues.append(doc.issue(("experiments", i, "name"), f"duplicate experiment name '{name}' "
+                                        f"(first on line {doc.where(('experiments', first_seen[name], 'name'))[0]})"))
+            first_seen.setdefault(name, i)
+    return issues
+
+
 class Checker(Declarations):
     """Meaning checks and resolution of one document; collects every issue."""
 
@@ -81,18 +96,12 @@ class Checker(Declarations):
         return base.updated(**values)
 
     def experiments(self, items: list, defaults: Settings) -> list:
+        listed = listing_issues(self.doc, items)
+        self.issues += listed
         if len(items) > MAX_EXPERIMENTS:
-            self.add(("experiments",), f"{len(items)} experiments, more than {MAX_EXPERIMENTS}", "split the file")
             return []
-        first_seen: dict = {}
         out = []
         for i, data in enumerate(items):
-            name = data.get("name") if isinstance(data, dict) else None
-            if isinstance(name, str):
-                if name in first_seen:
-                    self.add(("experiments", i, "name"), f"duplicate experiment name '{name}' "
-                             f"(first on line {self.doc.where(('experiments', first_seen[name], 'name'))[0]})")
-                first_seen.setdefault(name, i)
             if self.ok("experiments", i):
                 exp = self.experiment(i, data, defaults)
                 if exp is not None:

@@ -136,7 +136,7 @@ def run_files(paths, options: RunOptions | None = None) -> Outcome:
     if o.plot:
         plotting()  # no matplotlib: say so before running, not after
     where = _where(o)
-    loaded, issues = load_specs(paths, o.policy, o.device)
+    loaded, issues = load_specs(paths, o.policy, o.device, where.workers_resolve)
     if issues:
         return Outcome(issues=issues)
     _check_selection(loaded, o.only)
@@ -148,6 +148,8 @@ def run_files(paths, options: RunOptions | None = None) -> Outcome:
             outcome.specs.append(_finish(o, outcome, path, spec, results, ran, stored.get(path)))
     except cli_parallel.DistributionError as error:
         raise CannotRun(error.message) from None
+    except SpecError as error:  # with -j the workers resolve: a problem one finds stops the run
+        return Outcome(issues=error.issues)
     return outcome
 
 
@@ -201,7 +203,7 @@ def _where(o: RunOptions) -> cli_parallel.How:
         raise UsageProblem("a shard holds part of each spec; compare with --baseline when you --merge")
     load_options = ((("device", o.device),) if o.device is not None else ()) + \
         ((("policy", o.policy),) if o.policy != usercode.DEFAULT else ())
-    return cli_parallel.How(o.jobs, o.scheduler, o.shard, tuple(o.merge), Path(o.out), load_options)
+    return cli_parallel.How(o.jobs, o.scheduler, o.shard, tuple(o.merge), Path(o.out), load_options, o.report_format)
 
 
 def _writing(write, path, *args, **kwargs) -> None:
@@ -233,12 +235,16 @@ def _run_one(path, spec, overrides, only, progress) -> tuple:
 # --- loading and selecting -------------------------------------------------------
 
 
-def load_specs(paths, policy: usercode.Policy = usercode.DEFAULT, device: str | None = None) -> tuple:
+def load_specs(paths, policy: usercode.Policy = usercode.DEFAULT, device: str | None = None,
+               parse_only: bool = False) -> tuple:
     """``([(path, Spec)], issues)`` for the files at ``paths``: every issue of every file.
 
-    Two files with the same stem would write the same report: a ``UsageProblem``.
+    ``parse_only`` (``-j`` alone): each file only read and parsed (``window.parse``), its
+    experiments resolved by the workers. Two files with the same stem would write the
+    same report: a ``UsageProblem``.
     """
     from . import spec as spec_module
+    from . import window
 
     unique = list(dict.fromkeys(str(p) for p in paths))
     stems: dict = {}
@@ -247,7 +253,8 @@ def load_specs(paths, policy: usercode.Policy = usercode.DEFAULT, device: str | 
     for stem, same in stems.items():
         if len(same) > 1:
             raise UsageProblem(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
-    return each_spec(unique, lambda path: spec_module.load_spec(path, device=device, policy=policy))
+    load = window.parse if parse_only else spec_module.load_spec
+    return each_spec(unique, lambda path: load(path, device=device, policy=policy))
 
 
 def each_spec(paths, load) -> tuple:

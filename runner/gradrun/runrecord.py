@@ -14,7 +14,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write
 from .columns import PASSING
-from .readings import _jsonable, stats
+from .readings import _jsonable, verdict
 
 
 def file_sha256(path) -> str:
@@ -40,7 +40,7 @@ def run_record(spec, results, command=None, overrides=None, only=None) -> dict:
         "experiments": [
             {
                 "name": r.name,
-                "verdict": stats(r)["verdict"],
+                "verdict": verdict(r),
                 "seed": seeds.get(r.name),
                 "check": r.check,
                 "seconds": r.seconds,

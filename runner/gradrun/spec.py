@@ -64,7 +64,20 @@ def load_spec(path, device: str | None = None, policy: usercode.Policy = usercod
     if not isinstance(doc.data, dict):
         raise SpecError([Issue(str(path), 1, 1, "", "a spec file is a mapping with an 'experiments' list",
                                "start from an example in experiments/")])
-    checker = Checker(doc, path.resolve().parent, device, policy)
+    defaults, resolved, issues = resolve_document(doc, path.resolve().parent, device, policy)
+    if issues:
+        raise SpecError(issues)
+    return Spec(str(path), resolved, hashlib.sha256(raw).hexdigest(), defaults)
+
+
+def resolve_document(doc, spec_dir: Path, device: str | None = None,
+                     policy: usercode.Policy = usercode.DEFAULT) -> tuple:
+    """(defaults, experiments, issues) of a parsed spec document (a mapping).
+
+    ``doc`` may be a view of some of the file's experiments (``gradrun.window``),
+    which is how -j's workers resolve their part of a spec.
+    """
+    checker = Checker(doc, spec_dir, device, policy)
     data = doc.data
     defaults = checker.settings(("defaults",), data.get("defaults") or {}, Settings()) \
         if checker.ok("defaults") else Settings()
@@ -73,9 +86,7 @@ def load_spec(path, device: str | None = None, policy: usercode.Policy = usercod
     checker.declare_functions(functions if isinstance(functions, dict) else {})
     experiments = data.get("experiments")
     resolved = checker.experiments(experiments, defaults) if isinstance(experiments, list) else []
-    if checker.issues:
-        raise SpecError(checker.issues)
-    return Spec(str(path), resolved, hashlib.sha256(raw).hexdigest(), defaults)
+    return defaults, resolved, checker.issues
 
 
 def validate(path, policy: usercode.Policy = usercode.DEFAULT) -> list:
@@ -88,7 +99,7 @@ def validate(path, policy: usercode.Policy = usercode.DEFAULT) -> list:
 
 
 __all__ = [
-    "load_spec", "validate", "schema_path", "load_schema", "infer_shape", "import_callable",
+    "load_spec", "resolve_document", "validate", "schema_path", "load_schema", "infer_shape", "import_callable",
     "MAX_FILE_BYTES", "MAX_EXPERIMENTS", "MAX_INPUT_ELEMENTS", "MAX_INTERMEDIATE_ELEMENTS",
     "MAX_SWEEP_POINTS", "MAX_REPORT_ROWS", "MAX_DIMENSIONS", "primitives",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import drift, layout
 from .model import ExperimentResult, Row
-from .readings import (WORST_SHOWN, _err, _group_by_file, _jsonable, _plural, _shape, describe, entry_lines,
+from .readings import (WORST_SHOWN, verdict, _err, _group_by_file, _jsonable, _plural, _shape, describe, entry_lines,
                        stats, worst_entries)
 
 
@@ -64,7 +64,7 @@ def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool =
 
 def totals_line(results) -> str:
     """One line for the whole run: experiments passed, failed and in error, kinks, time."""
-    verdicts = [stats(r)["verdict"] for r in results]
+    verdicts = [verdict(r) for r in results]
     kinks = sum(r.count("kink") for r in results)
     seconds = sum(r.seconds for r in results)
     text = (

@@ -81,10 +81,12 @@ class Refused(Exception):
 
 # ---------------------------------------------------------------- where trusted code lives
 
-def _installed_roots() -> list:
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple:
+    """Python's own folders and its installed packages' (fixed for the life of a process)."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths |= {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return [Path(p).resolve() for p in paths if p]
+    return tuple(Path(p).resolve() for p in paths if p)
 
 
 def _within(path: Path, folder: Path) -> bool:

@@ -1,0 +1,111 @@
+"""``-j N``: a run's units in N worker processes on this machine.
+
+Workers are forked after the main process has imported what checking and
+formatting need, so they start with the parsed (or loaded) specs and warm
+imports; where a framework that must not be forked is loaded (PyTorch, JAX,
+TensorFlow), they are spawned and read the spec files themselves, once per
+process. Units are handed out a few at a time (``IN_FLIGHT_PER_WORKER``), so
+a worker that dies takes little with it: the units it had in flight are run
+again alone in fresh processes (``parallel.rescue``), and only what kills its
+worker again becomes an ERROR. Each worker caps its threads
+(``gradrun.threads``) so that N workers share the cores rather than each
+taking all of them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from . import parallel, threads, window
+
+IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
+DIED = "its worker process died while checking it"
+# Frameworks that run thread pools of their own: a process that has loaded
+# one is not forked (a forked child may deadlock on their locks), it spawns.
+FORK_UNSAFE = ("torch", "jax", "tensorflow")
+WARM = ("gradrun.csvformat", "gradrun.layout", "gradrun.runner", "gradrun.window")  # imported before forking
+
+_LOADED: dict = {}  # in a worker: (spec path, parsed?) -> Spec or Parsed, inherited when forked, else loaded once
+
+
+def _source(spec) -> tuple:
+    return spec.path, isinstance(spec, window.Parsed)
+
+
+def _unit(source: tuple, unit, task):
+    """Runs in a worker: the spec (from the fork, or read once), then the unit."""
+    if source not in _LOADED:
+        path, parsed = source
+        options = dict(task.load_options)
+        if parsed:
+            _LOADED[source] = window.parse(path, **options)
+        else:
+            from . import spec as spec_module
+
+            _LOADED[source] = spec_module.load_spec(path, **options)
+    return parallel.work(_LOADED[source], unit, task)
+
+
+def execute(specs: dict, units, task, jobs: int):
+    """``(unit, outcome)`` as workers finish them; a worker that dies costs only what it was doing."""
+    import importlib
+
+    for name in WARM:
+        importlib.import_module(name)
+    sources = {n: _source(spec) for n, spec in specs.items()}
+    per_worker = max(1, threads.cores() // jobs)
+    queue, suspects = deque(units), []
+    _LOADED.update({_source(spec): spec for spec in specs.values()})  # a forked worker starts with them
+    try:
+        with threads.env_caps(per_worker):
+            while queue:
+                with _pool(jobs, per_worker) as pool:
+                    suspects += yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * jobs)
+            for unit in suspects:
+                yield unit, parallel.rescue(unit, lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
+    finally:
+        _LOADED.clear()
+
+
+def _alone(unit, sources, task, per_worker):
+    """The unit's outcome in a fresh worker process of its own, or None when that process died."""
+    with _pool(1, per_worker) as pool:
+        future = pool.submit(_unit, sources[unit.spec], unit, task)
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return None
+        except Exception as error:  # the spec could not be loaded there, or a result not sent back
+            return parallel.failed(unit, f"{type(error).__name__}: {error}")
+
+
+def _pool(jobs: int, per_worker: int):
+    """Worker processes: forked, so they start with the specs; spawned when forking is unsafe."""
+    import multiprocessing
+
+    fork = "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in FORK_UNSAFE)
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
+                               initializer=threads.cap_process, initargs=(per_worker,))
+
+
+def _drain(pool, queue, sources, task, ahead: int):
+    """Feed ``queue`` to ``pool`` keeping ``ahead`` units in flight; returns the units a broken pool lost."""
+    running: dict = {}
+    while queue or running:
+        while queue and len(running) < ahead:
+            unit = queue.popleft()
+            running[pool.submit(_unit, sources[unit.spec], unit, task)] = unit
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            unit = running.pop(future)
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                return [unit, *running.values()]
+            except Exception as error:  # the spec could not be loaded there, or a result not sent back
+                outcome = parallel.failed(unit, f"{type(error).__name__}: {error}")
+            yield unit, outcome
+    return []
