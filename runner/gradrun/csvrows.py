@@ -43,16 +43,23 @@ def formatted(results, schema) -> list:
     field holds a line break (the count of newlines says so); otherwise each
     result is formatted on its own.
     """
-    import pyarrow as pa
-
     key = schema_key(schema)
-    batches = [b for r in results for b in layout.report_batches([r], schema_=schema)]
     rows = [r.rows for r in results]
-    if not batches:
+    data = joined(results, schema)
+    if not data:
         return [(key, b"") for _ in results]
-    data = _bytes(pa.Table.from_batches(batches, schema=schema).combine_chunks().to_batches())
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == NEWLINE) + 1
     if len(ends) != sum(rows):  # a field with a line break in it
         return [(key, _bytes(layout.report_batches([r], schema_=schema))) for r in results]
     cuts = np.concatenate([[0], ends])[np.cumsum([0] + rows)]
     return [(key, data[a:b]) for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+
+
+def joined(results, schema) -> bytes:
+    """The CSV rows of all ``results`` under the report columns ``schema``, formatted in one Arrow batch."""
+    import pyarrow as pa
+
+    batches = list(layout.report_batches(results, schema_=schema))
+    if not batches:
+        return b""
+    return _bytes(pa.Table.from_batches(batches, schema=schema).combine_chunks().to_batches())
