@@ -22,3 +22,11 @@ def describe(result, n: int = 3) -> str:
         parts.append(f"{where} out[{r.output}] {r.check} {r.status}: numeric={r.numeric!r} "
                      f"analytic={r.analytic!r} tolerance={r.tolerance!r} method={r.method} {r.reason}".rstrip())
     return "; ".join(parts)
+
+
+def assert_verdict(result, should_pass: bool, what: str) -> None:
+    """A mutation suite's claim: the correct ``what`` passes, the buggy one does not."""
+    if should_pass:
+        assert result.passed, f"correct {what} failed: {describe(result)}"
+    else:
+        assert not result.passed, f"buggy {what} passed: {describe(result)}"

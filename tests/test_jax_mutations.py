@@ -11,7 +11,7 @@ pytest.importorskip("jax", reason="the JAX mutation suite needs jax (pip install
 import gradrun  # noqa: E402
 from gradrun.frameworks import jax as adapter  # noqa: E402
 from jax_mutations import RULES  # noqa: E402
-from rows import describe
+from rows import assert_verdict
 
 DTYPES = ("float64", "float32")
 
@@ -33,10 +33,7 @@ def check(rule, wrapped, dtype):
 def test_verdict(rule, variant, fn, should_pass, dtype):
     result = check(rule, fn, dtype)
     assert result.error is None, result.error
-    if should_pass:
-        assert result.passed, f"correct rule failed: {describe(result)}"
-    else:
-        assert not result.passed, f"buggy rule passed: {describe(result)}"
+    assert_verdict(result, should_pass, "rule")
 
 
 def test_suite_size():

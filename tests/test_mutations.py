@@ -10,7 +10,7 @@ import pytest
 
 import gradrun
 from mutations import all_cases, hard
-from rows import describe
+from rows import assert_verdict
 
 CASES = all_cases()
 DTYPES = ("float64", "float32")
@@ -29,10 +29,7 @@ def params():
 def test_verdict(case, vjp, should_pass, dtype):
     result = gradrun.check(case.forward, case.point(), vjp=vjp, dtype=dtype, name=case.name, **case.settings)
     assert result.error is None, result.error
-    if should_pass:
-        assert result.passed, f"correct VJP failed: {describe(result)}"
-    else:
-        assert not result.passed, f"buggy VJP passed: {describe(result)}"
+    assert_verdict(result, should_pass, "VJP")
 
 
 def jacobian(vjp, forward, point, arg):

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="the torch: function kind needs PyTo
 
 from gradrun.frameworks import torch as adapter  # noqa: E402
 from mutations_torch import all_cases  # noqa: E402
-from rows import describe
+from rows import assert_verdict
 
 torch.set_num_threads(1)  # tiny tensors: one thread is faster, and immune to a busy machine's contention
 
@@ -29,10 +29,7 @@ def params():
 def test_verdict(case, variant, code, should_pass, dtype):
     result = adapter.check(code, case.point(), wrt=case.wrt, init=case.init, mode=case.mode,
                            dtype=dtype, name=case.name)
-    if should_pass:
-        assert result.passed, f"correct code failed: {describe(result)}"
-    else:
-        assert not result.passed, f"buggy backward passed: {describe(result)}"
+    assert_verdict(result, should_pass, "backward")
 
 
 def test_suite_size():

@@ -55,31 +55,24 @@ def _csv_buffers(results):
     schema = layout.schema(results)
     key = csvrows.schema_key(schema)
     yield csvformat.header(schema.names)
-    group: list = []  # small results waiting to be formatted together
+    group, pending = [], 0  # small results waiting to be formatted together, and their rows
     for result in results:
         rows = csvrows.reusable(result, key)
         if rows is None and result.rows < layout.CHUNK:
             group.append(result)
-            if sum(r.rows for r in group) >= layout.CHUNK:
-                yield from _formatted(group, schema)
-            continue
-        yield from _formatted(group, schema)
+            pending += result.rows
+            if pending < layout.CHUNK:
+                continue
+        if group:  # a batch's fixed cost is most of formatting a small experiment: one batch for the group
+            yield csvrows.joined(group, schema)
+            group, pending = [], 0
         if rows is not None:
             yield rows
-            continue
-        for batch in layout.report_batches([result], schema_=schema):
-            yield csvformat.batch_buffer(batch)
-    yield from _formatted(group, schema)
-
-
-def _formatted(group: list, schema):
-    """The rows of small results, formatted in one Arrow batch (a batch's fixed cost is most of a
-    small experiment's formatting; ``csvrows.joined``), then emptied from ``group``."""
-    from . import csvrows
-
+        elif result.rows >= layout.CHUNK:
+            for batch in layout.report_batches([result], schema_=schema):
+                yield csvformat.batch_buffer(batch)
     if group:
         yield csvrows.joined(group, schema)
-        group.clear()
 
 
 def csv_text(results) -> str:
