@@ -203,12 +203,11 @@ def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, 
     experiments run, never what the reports say (docs/parallel.md).
     """
     policy = _policy(no_code, allow_modules)
-    how = cli_parallel.how(ctx, jobs, scheduler, shard, merge, out, baseline_path is not None, device, policy)
     options = runfiles.RunOptions(
         out=out, report_format=report_format, only=only, baseline=baseline_path, update_baseline=update_baseline,
         overrides={k: v for k, v in settings.items() if k in OVERRIDES and v is not None},
-        drift_factor=drift_factor, plot=plot, device=device, policy=policy, jobs=how.jobs, scheduler=how.scheduler,
-        shard=how.shard, merge=how.merge, command=tuple(command_line()),
+        drift_factor=drift_factor, plot=plot, device=device, policy=policy, jobs=jobs,
+        scheduler=cli_parallel.scheduler_for(ctx, jobs, scheduler), shard=shard, merge=tuple(merge), command=tuple(command_line()),
         progress=Bar if sys.stderr.isatty() and not quiet else None, on_written=None if quiet else _tell)
     with contextlib.redirect_stdout(sys.stderr), _library_errors():
         outcome = runfiles.run_files(specs, options)

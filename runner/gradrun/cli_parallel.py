@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import parallel, report, selection, shards, threads, usercode, window
+from . import parallel, report, selection, shards, threads, window
 
 
 class Jobs(click.ParamType):
@@ -98,21 +98,13 @@ class How:
         return self.jobs > 1 and not (self.scheduler or self.shard or self.merge)
 
 
-def how(ctx, jobs, scheduler, shard, merge, out, comparing: bool, device=None, policy=None,
-        report_format: str = "csv") -> How:
-    """Check that the options go together; ``comparing``: --baseline or --update-baseline is given."""
+def scheduler_for(ctx, jobs: int, scheduler):
+    """The cluster to run on: an explicit -j outranks one named only by DASK_SCHEDULER_ADDRESS.
+
+    Whether the options go together is ``runfiles.run_files``' to say.
+    """
     from_env = ctx.get_parameter_source("scheduler") == click.core.ParameterSource.ENVIRONMENT
-    if scheduler and jobs > 1:
-        if not from_env:
-            raise click.UsageError("-j and --scheduler exclude each other: workers are the cluster's")
-        scheduler = None  # an explicit -j outranks the environment's cluster
-    if merge and (jobs > 1 or scheduler or shard):
-        raise click.UsageError("--merge runs nothing; give it without -j, --scheduler or --shard")
-    if shard and comparing:
-        raise click.UsageError("a shard holds part of each spec; compare with --baseline when you --merge")
-    load_options = ((("device", device),) if device is not None else ()) + \
-        ((("policy", policy),) if policy is not None and policy != usercode.DEFAULT else ())
-    return How(jobs, scheduler or None, shard, tuple(merge), Path(out), load_options, report_format)
+    return None if scheduler and jobs > 1 and from_env else (scheduler or None)
 
 
 def outcomes(loaded, overrides, only, progress, how: How, run_one):

@@ -131,11 +131,11 @@ def run_files(paths, options: RunOptions | None = None) -> Outcome:
     the returned ``Outcome`` then holds only ``issues``.
     """
     o = options or RunOptions()
+    where = _where(o)
     if o.only is not None and not o.only.strip():
         raise UsageProblem("an empty pattern selects nothing", option="--only")
     if o.plot:
         plotting()  # no matplotlib: say so before running, not after
-    where = _where(o)
     loaded, issues = load_specs(paths, o.policy, o.device, where.workers_resolve)
     if issues:
         return Outcome(issues=issues)
@@ -194,7 +194,7 @@ def write_junit(path, outcome: Outcome) -> None:
 
 def _where(o: RunOptions) -> cli_parallel.How:
     """Where the results come from, for ``cli_parallel.outcomes``; ``UsageProblem`` for options
-    that exclude each other (the command has refused them already, with the same words)."""
+    that exclude each other."""
     if o.scheduler and o.jobs > 1:
         raise UsageProblem("-j and --scheduler exclude each other: workers are the cluster's")
     if o.merge and (o.jobs > 1 or o.scheduler or o.shard):
