@@ -60,7 +60,12 @@ def load_spec(path, device: str | None = None, policy: usercode.Policy = usercod
     """
     path = Path(path)
     text, raw = _read(path)
-    doc = yamlload.load(text, str(path))
+    return spec_of(path, yamlload.load(text, str(path)), raw, device, policy)
+
+
+def spec_of(path: Path, doc, raw: bytes, device: str | None = None,
+            policy: usercode.Policy = usercode.DEFAULT) -> Spec:
+    """``load_spec`` of a file already read (``raw``) and parsed (``doc``)."""
     if not isinstance(doc.data, dict):
         raise SpecError([Issue(str(path), 1, 1, "", "a spec file is a mapping with an 'experiments' list",
                                "start from an example in experiments/")])

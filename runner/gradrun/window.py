@@ -85,7 +85,7 @@ def parse(path, device: str | None = None, policy: usercode.Policy = usercode.DE
     text, raw = spec_module._read(path)
     doc = yamlload.load(text, str(path))
     if not _plain(doc.data) or listing_issues(doc, doc.data["experiments"]):
-        return spec_module.load_spec(path, device, policy)
+        return spec_module.spec_of(path, doc, raw, device, policy)
     outlines = [Outline(item["name"], str(path), doc.where(("experiments", k))[0])
                 for k, item in enumerate(doc.data["experiments"])]
     return Parsed(str(path), doc, outlines, hashlib.sha256(raw).hexdigest())
