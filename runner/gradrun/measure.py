@@ -183,9 +183,12 @@ def witness(cols, idx, magnitude, eps):
     (how far it moves at twice and half the step, and round-off, four times over): what a
     Richardson level must agree with."""
     h = cols.auto_steps("central", idx)
-    value = cols.at("central", h, idx)[0].T
-    coarse = cols.at("central", 2 * h, idx)[0].T
-    fine = cols.at("central", h / 2, idx)[0].T  # steps 2h and h apart can alias alike (sin at 1e6, h = 6)
+    central = numeric.STENCILS["central"]
+
+    def three(delta, rows, at):  # steps 2h and h apart can alias alike (sin at 1e6, h = 6): h/2 too
+        return tuple(d for d, _ in numeric.stencils(delta, [(central, s * h[at]) for s in (1.0, 2.0, 0.5)]))
+
+    value, coarse, fine = (d.T for d in cols.run(three, idx))
     moved = np.fmax(np.abs(coarse - value), np.abs(fine - value))
     slack = 4 * (moved / 3 + numeric.roundoff("central", eps, magnitude, h / 2))
     # a witness that cannot vouch for its own sign (a step across a pole of an
