@@ -35,7 +35,8 @@ PASSES = {  # name: (the pass on a delta function, evaluations it needs without 
     "central": (lambda d, h: numeric.derivative(d, "central", h), 2),
     "central4": (lambda d, h: numeric.derivative(d, "central4", h), 4),
     "richardson level": (lambda d, h: numeric.richardson_level(d, h), 6),
-    "richardson": (lambda d, h: numeric.derivative(d, "richardson", h), 6 * numeric.RICHARDSON_TRIES),
+    # five tries at bases a quarter apart: each shares its coarsest differences with the last's finest
+    "richardson": (lambda d, h: numeric.derivative(d, "richardson", h), 6 + 4 * (numeric.RICHARDSON_TRIES - 1)),
     "one-sided": (lambda d, h: numeric.one_sided(d, h), 2),
     "noise": (lambda d, h: (numeric.noise(d, h),), 1 + len(numeric.NOISE_SPACINGS) * (numeric.NOISE_POINTS - 1)),
 }
@@ -52,6 +53,24 @@ def test_a_stacked_pass_gives_the_same_numbers_in_one_call(name):
         np.testing.assert_array_equal(a, b)
     assert one_by_one.calls == evaluations
     assert stacked.calls == 1 and stacked.sizes == [evaluations * len(X)]
+
+
+def test_richardson_levels_a_quarter_apart_reuse_the_shared_differences_exactly():
+    rows = np.arange(len(X))
+    h = numeric.steps("richardson", X, "auto", numeric.EPS["float64"])
+    bases = [h / 4**k for k in range(4)]
+    fresh = [numeric.richardson_level(Counting(rows).delta, b) for b in bases]  # each level on its own
+    shared = Counting(rows)
+    tries, _ = numeric._richardson(shared.delta, bases)
+    assert shared.calls == 6 + 4 * 3
+    chained, first = Counting(rows), None
+    for b, alone, together in zip(bases, fresh, tries):
+        *level, finest, kink = numeric.richardson_chain(chained.delta, b, first)
+        first = (finest, kink)
+        for a, c, d in zip(alone[:3], together, level[:3]):
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(a, d)
+    assert chained.calls == 6 + 4 * 3
 
 
 def test_a_stack_is_split_at_the_row_limit_and_keeps_each_rows_element():

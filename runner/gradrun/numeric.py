@@ -153,7 +153,7 @@ def derivative(delta, method: str, h):
         d, kink = delta(1j * h)
         return np.imag(d) / h[:, None], np.zeros(d.shape), kink, h
     if method == "richardson":
-        tries = _richardson(delta, [h / 4**k for k in range(RICHARDSON_TRIES)])
+        tries, _ = _richardson(delta, [h / 4**k for k in range(RICHARDSON_TRIES)])
         best, best_est, kink = tries[0]
         chosen = np.broadcast_to(h[:, None], best.shape).copy()
         for k, (value, est, more) in enumerate(tries[1:], start=1):
@@ -168,15 +168,32 @@ def derivative(delta, method: str, h):
 
 def richardson_level(delta, h):
     """One Richardson level at base steps h: ``(value, error_estimate, kink, finest step)``."""
-    (value, est, kink), = _richardson(delta, [h])
+    (value, est, kink), = _richardson(delta, [h])[0]
     return value, est, kink, h / 4
 
 
-def _richardson(delta, bases) -> list:
+def richardson_chain(delta, h, first=None):
+    """``richardson_level``'s four, then its finest central difference as value (n, M) and
+    kink (n,): the coarsest of the level at base h/4, which takes it as ``first`` (value,
+    kink) instead of evaluating those points again."""
+    ((value, est, kink),), (finest, finest_kink) = _richardson(delta, [h], first)
+    return value, est, kink, h / 4, finest, finest_kink
+
+
+def _richardson(delta, bases, first=None) -> tuple:
     """At each base step h of ``bases``, central differences at h, h/2, h/4 extrapolated
-    twice (error O(h**6)), and an estimate: [(value, estimate, kink)], in one evaluation."""
+    twice (error O(h**6)), and an estimate: ([(value, estimate, kink)], the finest central
+    difference), in one evaluation. A base a quarter of the one before shares its
+    coarsest differences with that one's finest, which are not evaluated twice; ``first``
+    is the first base's coarsest, when already known."""
     central = STENCILS["central"]
-    levels = stencils(delta, [(central, h * f) for h in bases for f in (1.0, 0.5, 0.25)])
+    steps = [h * f for h in bases for f in (1.0, 0.5, 0.25)]
+    shared = [i % 3 == 0 and ((i and np.array_equal(s, steps[i - 1])) or (not i and first is not None))
+              for i, s in enumerate(steps)]
+    fresh = iter(stencils(delta, [(central, s) for s, known in zip(steps, shared) if not known]))
+    levels = []
+    for i, known in enumerate(shared):
+        levels.append((levels[-1] if i else first) if known else next(fresh))
     out = []
     for at in range(0, len(levels), 3):
         (d0, k0), (d1, k1), (d2, k2) = levels[at:at + 3]
@@ -185,7 +202,7 @@ def _richardson(delta, bases) -> list:
         best = (16 * r2 - r1) / 15
         # both lower levels' distance: conservative
         out.append((best, np.abs(best - r2) + np.abs(best - r1), k0 | k1 | k2))
-    return out
+    return out, levels[-1]
 
 
 def truncation_estimate(delta, method: str, h, value):
