@@ -139,7 +139,8 @@ PASSES = [
     (verdict._Columns, "derivative", "first pass: central differences at the auto step"),
     (verdict._Columns, "noise", "round-off noise of f (suspects only)"),
     (measure, "witness", "re-measurement: the witness"),
-    (verdict._Columns, "at", "re-measurement: Richardson levels"),
+    (measure._Finest, "level", "re-measurement: Richardson levels"),  # shrinking steps
+    (verdict._Columns, "at", "re-measurement: Richardson levels"),  # growing steps
     (verdict._Columns, "one_sided", "kink evidence"),
     (engine, "forward_columns", "forward-mode columns (cross-check)"),
 ]
@@ -206,7 +207,7 @@ def timing(module, shape):
     with by_pass(spent, rows, calls):
         total, _ = timed(lambda: adapter.check(module, {"x": x}, wrt=["params"], check="full"))
     print(f"gradrun by pass (a third, instrumented run: {total[0]:.2f} s CPU):")
-    for label in [p[2] for p in PASSES] + ["other"]:
+    for label in list(dict.fromkeys(p[2] for p in PASSES)) + ["other"]:
         cpu = spent.get(label, 0.0) if label != "other" else total[0] - sum(spent.values())
         print(f"  {label:52s} {cpu:6.2f} s CPU  {rows.get(label, 0):7d} rows  {calls.get(label, 0):5d} calls")
 
