@@ -229,12 +229,15 @@ NOISE_AGREE = 4.0
 def noise(delta, h):
     """The round-off noise of f along each element, (n, M): the size of the numbers an
     opaque computation cancels (1 + erf(-6), a solve's residual) that its result does not show.
-    Every spacing's points in one evaluation, f at the element itself once for all."""
-    points = [np.full(len(h), k * spacing) * h for spacing in NOISE_SPACINGS for k in range(1, NOISE_POINTS)]
-    d, _ = evaluate(delta, [np.zeros(len(h))] + points)
-    per = NOISE_POINTS - 1
-    estimates = np.array([_noise_at(np.stack([d[0]] + [d[1 + s * per + k] for k in range(per)]))
-                          for s in range(len(NOISE_SPACINGS))])  # (S, n, M)
+    A spacing's points in one evaluation (no more of them held at once than one spacing's:
+    a wide output's deltas are large), f at the element itself once for all."""
+    centre, estimates = None, []
+    for spacing in NOISE_SPACINGS:
+        start = 1 if centre is not None else 0
+        d, _ = evaluate(delta, [np.full(len(h), k * spacing) * h for k in range(start, NOISE_POINTS)])
+        centre = d[0] if centre is None else centre
+        estimates.append(_noise_at(np.stack([centre] + list(d[1 - start:]))))
+    estimates = np.array(estimates)  # (S, n, M)
     # an estimate another spacing confirms, the largest such; else the smallest that counts
     found = np.full(estimates.shape[1:], np.nan)
     for i, e in enumerate(estimates):
