@@ -15,10 +15,16 @@
    with respect to all of its ~15k parameters: gradrun's time beside
    gradcheck's on the same function, float64, and the ratio.
 
-Both tools run torch with one intra-op thread (on a shared machine torch's
-default pool makes tiny calls vary a hundredfold).
+   gradrun as a user runs it: each of its calls into torch on one intra-op
+   thread (torch_threads.py), two chunks' calls at once from two threads
+   (numeric.stacking, ``verdict.WORKERS``: the cores); and again one call at a
+   time. gradcheck with torch's default thread count and with one thread.
+   Wall time and the process's CPU time of each; the issue's ratio is wall
+   time, each tool at its best setting, on the same machine.
 
-Run: .venv/bin/python benchmarks/bench_torch.py   (about 2 minutes; needs torch)
+The suite (part 1) runs torch on one intra-op thread, as gradrun's calls do.
+
+Run: .venv/bin/python benchmarks/bench_torch.py   (about 4 minutes; needs torch)
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from gradrun.frameworks import torch as adapter  # noqa: E402
 from gradrun.frameworks import torch_batch, torch_jacobian  # noqa: E402
 from mutations_torch import all_cases  # noqa: E402
 
-torch.set_num_threads(1)
+DEFAULT_THREADS = torch.get_num_threads()
 warnings.filterwarnings("ignore")
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -191,22 +197,41 @@ def timing(module, shape):
     x = np.random.default_rng(0).standard_normal(shape)
     fn = adapter.function(module.__name__, module)
     n = sum(v.size for v in fn.defaults.values())
-    adapter.check(module, {"x": x}, wrt=["params"], check="full")  # warm-up: torch's first vmap and jvp
-    ours, result = timed(lambda: adapter.check(module, {"x": x}, wrt=["params"], check="full"))
+
+    def ours():
+        return adapter.check(module, {"x": x}, wrt=["params"], check="full")
+
+    ours()  # warm-up: torch's first vmap and jvp
+    times, workers = {}, verdict.WORKERS
+    times[f"gradrun, {workers} calls at once"], result = timed(ours)
+    verdict.WORKERS = 1
+    times["gradrun, one call at a time"], alone = timed(ours)
+    verdict.WORKERS = workers
+    same = result.dataframe().to_csv(index=False) == alone.dataframe().to_csv(index=False)
     code = fn.forward.__self__
     tensors = [torch.tensor(x)] + [torch.tensor(v).requires_grad_() for v in fn.defaults.values()]
-    theirs, passed = timed(lambda: torch.autograd.gradcheck(lambda *xs: code.apply(list(xs)), tuple(tensors)))
+    for threads in (DEFAULT_THREADS, 1):
+        torch.set_num_threads(threads)
+        times[f"gradcheck, {threads} intra-op thread{'s' * (threads > 1)}"], passed = timed(
+            lambda: torch.autograd.gradcheck(lambda *xs: code.apply(list(xs)), tuple(tensors)))
+    torch.set_num_threads(DEFAULT_THREADS)
     print(f"\nfull check of d loss / d parameters, {module.__name__} with {n} parameters, x of shape {x.shape}, float64")
-    print(f"{'':10s} {'cpu s':>8s} {'wall s':>8s}")
-    print(f"{'gradrun':10s} {ours[0]:8.2f} {ours[1]:8.2f}  passed={result.passed}  rows={len(result.records)}"
-          f"  notes={result.notes}")
-    print(f"{'gradcheck':10s} {theirs[0]:8.2f} {theirs[1]:8.2f}  passed={passed}  (calls the module {2 * n} times)")
-    print(f"gradrun / gradcheck: {100 * ours[0] / theirs[0]:.1f} % of its CPU time, "
-          f"{100 * ours[1] / theirs[1]:.1f} % of its wall time")
+    print(f"gradrun passed={result.passed}, rows={len(result.records)}, notes={result.notes}, "
+          f"report the same bytes either way: {same}; gradcheck passed={passed} ({2 * n} calls of the module)")
+    print(f"{'':34s} {'cpu s':>8s} {'wall s':>8s}")
+    for label, (cpu, wall) in times.items():
+        print(f"{label:34s} {cpu:8.2f} {wall:8.2f}")
+    best = {tool: min((t for label, t in times.items() if label.startswith(tool)), key=lambda t: t[1])
+            for tool in ("gradrun", "gradcheck")}
+    print(f"the issue's ratio, wall time, each tool at its best setting: "
+          f"{100 * best['gradrun'][1] / best['gradcheck'][1]:.1f} % "
+          f"(CPU time of those runs: {100 * best['gradrun'][0] / best['gradcheck'][0]:.1f} %)")
     spent, rows, calls = {}, {}, {}
+    verdict.WORKERS = 1  # passes timed by process CPU, one call at a time
     with by_pass(spent, rows, calls):
-        total, _ = timed(lambda: adapter.check(module, {"x": x}, wrt=["params"], check="full"))
-    print(f"gradrun by pass (a third, instrumented run: {total[0]:.2f} s CPU):")
+        total, _ = timed(ours)
+    verdict.WORKERS = workers
+    print(f"gradrun by pass (an instrumented run, one call at a time: {total[0]:.2f} s CPU):")
     for label in list(dict.fromkeys(p[2] for p in PASSES)) + ["other"]:
         cpu = spent.get(label, 0.0) if label != "other" else total[0] - sum(spent.values())
         print(f"  {label:52s} {cpu:6.2f} s CPU  {rows.get(label, 0):7d} rows  {calls.get(label, 0):5d} calls")
@@ -221,5 +246,7 @@ def timed(fn):
 
 if __name__ == "__main__":
     if "--large-only" not in sys.argv:
+        torch.set_num_threads(1)
         suite()
+        torch.set_num_threads(DEFAULT_THREADS)
     large()

@@ -95,6 +95,12 @@ class Graph:
         return bool(boxes) and all(fn.forward_batch is not None for fn in boxes)
 
     @property
+    def concurrent(self) -> bool:
+        """True when every black box may be called from two threads at once."""
+        boxes = [n.fn for n in self.nodes if n.fn]
+        return bool(boxes) and all(fn.concurrent for fn in boxes)
+
+    @property
     def has_jvp(self) -> bool:
         return all(n.fn.jvp is not None for n in self.nodes if n.fn)
 

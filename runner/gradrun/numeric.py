@@ -14,6 +14,7 @@ call (torch's vmap: about a millisecond) on top of a cost per row.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,10 +90,12 @@ def steps(method: str, x, step, eps: float, floor: float = 1.0) -> np.ndarray:
     return factor * eps**exponent * np.maximum(floor, x)
 
 
-def stacking(evaluate_rows, rows, limit: int):
+def stacking(evaluate_rows, rows, limit: int, calls: int = 1):
     """The delta function of the elements ``rows``, from ``evaluate_rows(rows, offsets)``
     -> ((B, M) deltas, (B,) kinks): it takes (n,) offsets, or a (K, n) stack of them,
-    evaluated together, at most ``limit`` rows a call."""
+    evaluated together, at most ``limit`` rows a call, and up to ``calls`` calls at once
+    (threads: a black box whose calls release the GIL, torch's). The calls are the same
+    whatever ``calls`` is, so the deltas are the same bits."""
     def delta(offsets):
         offsets = np.asarray(offsets)
         if offsets.ndim == 1:
@@ -102,13 +105,24 @@ def stacking(evaluate_rows, rows, limit: int):
             d, kink = evaluate_rows(rows[:0], offsets.reshape(-1))
             return d.reshape((k, n) + d.shape[1:]), kink.reshape(k, n)
         where, flat, step = np.tile(rows, k), offsets.reshape(-1), max(1, int(limit))
-        parts = [evaluate_rows(where[s:s + step], flat[s:s + step]) for s in range(0, len(flat), step)]
+        parts = _calls(evaluate_rows, [(where[s:s + step], flat[s:s + step]) for s in range(0, len(flat), step)],
+                       calls)
         d = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         kink = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         return d.reshape((k, n) + d.shape[1:]), np.asarray(kink).reshape(k, n)
 
     delta.stacks = True
     return delta
+
+
+def _calls(evaluate_rows, parts, calls):
+    """``evaluate_rows`` of every part, in order; up to ``calls`` of them at once, from
+    threads made for these parts (a fresh thread starts from torch's process-wide thread
+    count, not from what an earlier call left in a kept one)."""
+    if calls <= 1 or len(parts) <= 1:
+        return [evaluate_rows(*p) for p in parts]
+    with ThreadPoolExecutor(min(calls, len(parts)), thread_name_prefix="gradrun-calls") as pool:
+        return list(pool.map(lambda p: evaluate_rows(*p), parts))
 
 
 def evaluate(delta, offsets):

@@ -88,6 +88,8 @@ class PythonFunction:
     ``defaults`` holds values for inputs the function supplies itself (a torch
     module's parameters); ``notes`` is a list the function appends to when it
     wants a reader to know how it was evaluated (vmap fell back, say).
+    ``concurrent``: two calls may run at once, from two threads (the torch
+    adapter's, outside train mode); chunks of perturbations then use two cores.
     """
 
     name: str
@@ -104,6 +106,7 @@ class PythonFunction:
     jvp_basis: Callable | None = None
     defaults: dict = field(default_factory=dict, compare=False, hash=False)
     notes: list = field(default_factory=list, compare=False, hash=False)
+    concurrent: bool = field(default=False, compare=False, hash=False)
 
     @property
     def nargs(self) -> int:

@@ -96,6 +96,7 @@ class _Columns:
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
         if graph.batched:  # one call per chunk: as many rows as memory allows
             self.chunk = max(self.chunk, engine.batch_rows(self.x.size))
+        self.calls = WORKERS if graph.batched and graph.concurrent else 1  # a chunk's calls, at once
 
 
     def run(self, fn, idx):
@@ -112,7 +113,7 @@ class _Columns:
                 d, k, _ = engine.perturb(self.graph, self.vals, self.name, where, offsets, self.cache)
                 return d, k
 
-            delta = numeric.stacking(moved, rows, self.chunk)  # several offsets a call, chunk rows at most
+            delta = numeric.stacking(moved, rows, self.chunk, self.calls)  # several offsets a call, chunk rows at most
 
             with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
                 return fn(delta, rows, at)

@@ -20,6 +20,8 @@ torch's version counter shows it, and the batch is rebuilt for the next call.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 from torch.func import vmap
@@ -36,7 +38,10 @@ class BatchedForward:
     def __init__(self, code):
         self.code = code
         self.batched = None  # None: vmap not tried yet; then True or False
-        self.working: dict = {}  # argument position -> (primal array, its working batch)
+        # working sets no call is using, each argument position -> (primal array, its working
+        # batch): one per call running at once (calls from two threads each write their rows)
+        self.spare: list = []
+        self.lock = threading.Lock()
 
     def __call__(self, *stacked) -> np.ndarray:
         """``forward_batch``: every argument with a leading batch axis, (B, *output shape) out."""
@@ -46,16 +51,25 @@ class BatchedForward:
     def moved(self, args, moved) -> np.ndarray:
         """``forward_moved``: row b is ``args`` with, for every ``k: (idx, values)`` of
         ``moved``, argument k's flat positions ``idx[b]`` set to ``values[b]``."""
+        with self.lock:
+            working = self.spare.pop() if self.spare else {}
+        try:
+            return self._moved(working, args, moved)
+        finally:
+            with self.lock:
+                self.spare.append(working)
+
+    def _moved(self, working, args, moved) -> np.ndarray:
         batch = len(next(iter(moved.values()))[0])
         placed = {}
-        for k in set(self.working) - set(moved):  # one input's working batch at a time
-            del self.working[k]
+        for k in set(working) - set(moved):  # one input's working batch at a time
+            del working[k]
 
         def tensors():
             out, dims = [], []
             for k, a in enumerate(args):
                 if k in moved:
-                    placed[k] = self._place(k, np.asarray(a), *moved[k])
+                    placed[k] = self._place(working, k, np.asarray(a), *moved[k])
                     out.append(placed[k][0])
                 else:
                     out += self.code.tensors([a])
@@ -72,7 +86,7 @@ class BatchedForward:
             return self._rows(tensors, point, batch)
         finally:
             for k, (work, where, version) in placed.items():
-                self._restore(k, work, where, version)
+                self._restore(working, k, work, where, version)
 
     # -- one chunk
 
@@ -136,15 +150,15 @@ class BatchedForward:
 
     # -- the working batch of a moved argument
 
-    def _place(self, k, primal, idx, values) -> tuple:
+    def _place(self, working, k, primal, idx, values) -> tuple:
         """Argument k's working batch, (B, *shape), with row b's positions ``idx[b]`` set to
         ``values[b]``; and what ``_restore`` needs: (the batch, where it moved, its version)."""
         batch = len(idx)
-        kept = self.working.get(k)
+        kept = working.get(k)
         if kept is None or kept[0] is not primal or len(kept[1]) < batch:
             base = self.code.tensors([primal])[0]
             kept = (primal, base.expand(batch, *base.shape).contiguous())
-            self.working[k] = kept
+            working[k] = kept
         work = kept[1][:batch]
         flat = work.view(batch, -1)
         positions = torch.from_numpy(np.array(idx, dtype=np.int64)).to(flat.device)
@@ -152,12 +166,12 @@ class BatchedForward:
         flat[at] = self._tensor(values, flat)
         return work, (at, idx), work._version
 
-    def _restore(self, k, work, where, version):
+    def _restore(self, working, k, work, where, version):
         """Put the primal values back, or drop the working batch if the code wrote into it."""
         if work._version != version:  # an in-place op of the code: rebuilt at the next call
-            self.working.pop(k, None)
+            working.pop(k, None)
             return
-        (at, idx), primal = where, self.working[k][0]
+        (at, idx), primal = where, working[k][0]
         work.view(len(work), -1)[at] = self._tensor(np.asarray(primal).reshape(-1)[idx], work)
 
     def _tensor(self, values, like):

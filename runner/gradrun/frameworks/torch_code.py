@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import threading
 
 import numpy as np
 import torch
@@ -113,6 +114,8 @@ class TorchCode:
         self.buffers = tuple(n for n, _ in self.module.named_buffers()) if self.module is not None else ()
         self.tied = self.module is not None and _ties_tensors(self.module)
         self.copies: dict = {}  # torch dtype -> (module copy, its buffers)
+        self.spare: dict = {}  # torch dtype -> copies of that copy no call is using
+        self.lock = threading.Lock()
         self.notes: list = []
         self.jacobian = torch_jacobian.ForwardJacobian(self)
 
@@ -130,11 +133,33 @@ class TorchCode:
 
     def twin(self, dtype):
         """The module's copy in ``dtype`` (the float64 twin, say) and its buffers as built."""
-        if dtype not in self.copies:
-            twin = copy.deepcopy(self.module).to(device=self.device, dtype=dtype)
-            twin.train(self.mode == "train")
-            self.copies[dtype] = (twin, [b.detach().clone() for _, b in twin.named_buffers()])
-        return self.copies[dtype]
+        with self.lock:
+            if dtype not in self.copies:
+                twin = self._copy(dtype)
+                self.copies[dtype] = (twin, [b.detach().clone() for _, b in twin.named_buffers()])
+            return self.copies[dtype]
+
+    def _copy(self, dtype):
+        """A fresh copy of the module as built (never called: its tensors stay the seed's), in ``dtype``."""
+        module = copy.deepcopy(self.module).to(device=self.device, dtype=dtype)
+        return module.train(self.mode == "train")
+
+    @contextlib.contextmanager
+    def borrowed(self, dtype):
+        """A copy of the module in ``dtype`` that no other call is using while this one does:
+        ``functional_call`` puts a call's tensors into the module itself, so two calls at once
+        (from two threads) need two copies, each made as the twin is."""
+        twin, _ = self.twin(dtype)
+        with self.lock:
+            spare = self.spare.setdefault(dtype, [twin])
+            module = spare.pop() if spare else None
+        if module is None:
+            module = self._copy(dtype)
+        try:
+            yield module
+        finally:
+            with self.lock:
+                spare.append(module)
 
     def rng(self):
         """Train mode: every call draws from the same seed (dropout repeats its mask)."""
@@ -154,11 +179,13 @@ class TorchCode:
         n = len(self.inputs)
         with self.rng():
             if self.module is not None:
-                module, kept = self.twin(tensors[0].dtype if tensors else torch.float64)
+                dtype = tensors[0].dtype if tensors else torch.float64
+                _, kept = self.twin(dtype)
                 state = dict(zip(self.parameters, tensors[n:]))
                 state.update(zip(self.buffers, buffers if buffers is not None else [b.clone() for b in kept]))
-                # untying is per call and costly; only a module that shares a tensor needs it
-                out = functional_call(module, state, tuple(tensors[:n]), tie_weights=self.tied)
+                with self.borrowed(dtype) as module:
+                    # untying is per call and costly; only a module that shares a tensor needs it
+                    out = functional_call(module, state, tuple(tensors[:n]), tie_weights=self.tied)
             elif _autograd_function(self.obj):
                 out = self.obj.apply(*tensors)
             else:
