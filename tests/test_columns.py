@@ -153,6 +153,31 @@ def test_large_reports_stream_in_pieces_with_the_same_bytes(tmp_path, monkeypatc
     assert len(chunks) > 100 and b"".join(chunks).decode() == whole
 
 
+def test_threads_and_distinct_values_change_no_byte(monkeypatch):
+    """Row slices formatted on threads side by side, and float columns of few distinct values
+    formatted once per bit pattern (-0.0 apart from 0.0, runs of one value), give the bytes
+    Python's own formatting of every row gives."""
+    from gradrun import layout, threads
+
+    monkeypatch.setattr(csvformat, "SPLIT_ROWS", 400)
+    monkeypatch.setattr(csvformat, "DISTINCT_SAMPLE", 128)
+    monkeypatch.setattr(threads, "WORKERS", 3)
+    rng = np.random.default_rng(7)
+    edges = special_floats()[-24 - 2000:-2000]  # zeros of both signs, nan, inf, the notation bounds
+    few = edges[rng.integers(0, len(edges), 3000)]
+    runs = np.repeat(special_floats()[:300], 10)  # an element's value, once per output
+    rows = [row("e", 0, "X", i, f"X[{i},0]", 0, a, b, -a, abs(b), 0.5, status="pass", tolerance=1e-7,
+                method="central", step=c)
+            for i, (a, b, c) in enumerate(zip(few.tolist(), runs.tolist(), rng.standard_normal(3000).tolist()))]
+    result = ExperimentResult.from_rows("e", rows)
+    assert csvformat.few_distinct(few.view(np.int64)) and csvformat.few_distinct(runs.view(np.int64))
+    assert not csvformat.few_distinct(rng.standard_normal(3000).view(np.int64))
+    names = layout.schema([result]).names
+    expected = csvformat.header(names).decode() + "".join(
+        ",".join(csvformat._cell(r[n]) for n in names) + "\n" for r in layout.report_rows(result))
+    assert report.csv_text([result]) == expected
+
+
 def test_projections_are_a_table_of_their_own():
     result = run(ROOT / "experiments" / "screen.yaml")[0]
     assert len(result.projections) and "index" not in result.projections

@@ -70,7 +70,7 @@ def _csv_buffers(results):
             yield rows
         elif result.rows >= layout.CHUNK:
             for batch in layout.report_batches([result], schema_=schema):
-                yield csvformat.batch_buffer(batch)
+                yield from csvformat.batch_buffers(batch)
     if group:
         yield csvrows.joined(group, schema)
 

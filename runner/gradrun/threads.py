@@ -31,6 +31,9 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
+WORKERS = cores()  # threads gradrun's own pools may use (the CSV writer's); ``cap_process`` lowers it
+
+
 @contextlib.contextmanager
 def env_caps(threads: int):
     """Cap the thread pools of processes started inside: BLAS, OpenMP and XLA each to ``threads``.
@@ -78,7 +81,8 @@ def cap_process(threads: int) -> None:
     """Cap this process's running pools: its BLAS (where it says how) and gradrun's chunk threads."""
     from . import verdict
 
-    verdict.WORKERS = threads
+    global WORKERS
+    verdict.WORKERS = WORKERS = threads
     control = _blas()
     if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
         control[0](threads)  # a user's own OPENBLAS_NUM_THREADS stands
