@@ -69,9 +69,12 @@ def test_a_scalar_outputs_sign_directions_take_one_reverse_pass(monkeypatch):
 
 @pytest.mark.parametrize("size", [1, 2, 7, 90_001])
 @pytest.mark.parametrize("seed", [0, 1, [5, 2]])
-def test_directions_are_the_sign_vectors_rng_choice_draws(size, seed):
-    """The seeded directions (and the generator's state after them) are rng.choice's, as before."""
+@pytest.mark.parametrize("drawn", [0, 1, 2])
+def test_directions_are_the_sign_vectors_rng_choice_draws(size, seed, drawn):
+    """The seeded directions (and the generator's state after them) are rng.choice's, as before,
+    also after an odd number of draws has left half of the generator's last output pending."""
     ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    assert ours.integers(0, 2, drawn).tolist() == theirs.integers(0, 2, drawn).tolist()
     got = screen.directions(size, ours)
     np.testing.assert_array_equal(got, theirs.choice([-1.0, 1.0], size=(screen.SCREEN_DIRECTIONS, size)))
     assert ours.random() == theirs.random()

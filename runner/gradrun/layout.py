@@ -204,6 +204,15 @@ def report_batches(results, chunk: int | None = None, schema_=None):
             yield pa.RecordBatch.from_arrays(arrays, schema=schema_)
 
 
+def combined(results, schema_):
+    """The report of ``results`` as record batches of one chunk each (``report_batches``'
+    pieces joined): one batch for many small results."""
+    import pyarrow as pa
+
+    batches = list(report_batches(results, schema_=schema_))
+    return pa.Table.from_batches(batches, schema=schema_).combine_chunks().to_batches() if batches else []
+
+
 def report_table(results):
     """The whole report of ``results`` as one Arrow table."""
     import pyarrow as pa

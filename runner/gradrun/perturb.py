@@ -247,7 +247,9 @@ def _elementwise_dense(prim, node, i, args, ds, lifted, out, batch, motion):
             kink = kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
     if prim.branch is not None:
         kink |= branch_rows(prim, node.kwargs, args, moved() if news is None else news, batch, motion)
-    return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
+    full = (batch,) + out.shape
+    fresh = np.shape(delta) == full and delta.flags.owndata and all(delta is not d for d in ds)
+    return Dense(delta if fresh else np.broadcast_to(delta, full).copy()), kink  # a copy only of a broadcast or a view
 
 
 def _rows(fn, prim, settings, args, batch):
