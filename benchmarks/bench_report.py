@@ -9,7 +9,9 @@ L = sum(sigmoid(X @ W)), every element of dL/dX and dL/dW checked (check: full).
   write      report.write_csv / write_parquet alone, in this process (best of a few): wall and CPU
 
 On a shared machine the wall clock grows with the load (printed at start and end); CPU
-time is the steadier figure, and the ratios below are of CPU times.
+time is the steadier figure, and the ratios below are of CPU times. This process sets up
+malloc as the gradrun command does (``gradrun.memory``), so that the parts timed here run
+as they do inside the command.
   torch      torch.autograd.gradcheck(fast_mode=False) on the same loss, float64, one intra-op
              thread (if installed)
 
@@ -193,8 +195,12 @@ def screen_breakdown(folder: Path) -> None:
 
 
 def main() -> None:
+    from gradrun import memory
+
     sizes = dict(SIZES) | (BIG if "--big" in sys.argv else {})
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    kept = memory.keep_freed_memory()  # the in-process timings under the gradrun command's own malloc settings
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; freed memory kept for "
+          f"reuse as the gradrun command keeps it (gradrun.memory): {kept}")
     with tempfile.TemporaryDirectory(prefix="gradrun-bench-") as tmp:
         for label, shape in sizes.items():
             measure(label, shape, Path(tmp))

@@ -81,6 +81,19 @@ def test_text_columns_read_back_as_written(values):
     assert arrowcols.text_column(column).to_pylist() == [None if v is None else text(v) for v in values]
 
 
+def test_distinct_values_of_one_shared_object_and_of_many():
+    from gradrun.columns import constant, distinct, one_object
+
+    shared = constant("pass", 1000)
+    assert one_object(shared) and distinct(shared) == ["pass"]
+    assert distinct(shared[::3]) == ["pass"]  # strided: copied, then seen as one object too
+    alike = np.array(["".join(["pa", "ss"]) for _ in range(1000)], dtype=object)  # equal, not one object
+    assert not one_object(alike) and distinct(alike) == ["pass"]
+    mixed = shared.copy()
+    mixed[-1] = "fail"
+    assert not one_object(mixed) and sorted(distinct(mixed)) == ["fail", "pass"]
+
+
 def test_among_matches_isin_with_and_without_known_labels():
     from gradrun.columns import Columns, among
 
@@ -167,7 +180,7 @@ def test_threads_and_distinct_values_change_no_byte(monkeypatch):
     few = edges[rng.integers(0, len(edges), 3000)]
     runs = np.repeat(special_floats()[:300], 10)  # an element's value, once per output
     rows = [row("e", 0, "X", i, f"X[{i},0]", 0, a, b, -a, abs(b), 0.5, status="pass", tolerance=1e-7,
-                method="central", step=c)
+                method='say "x", then' if i % 7 == 0 else "central", step=c)
             for i, (a, b, c) in enumerate(zip(few.tolist(), runs.tolist(), rng.standard_normal(3000).tolist()))]
     result = ExperimentResult.from_rows("e", rows)
     assert csvformat.few_distinct(few.view(np.int64)) and csvformat.few_distinct(runs.view(np.int64))

@@ -49,6 +49,7 @@ DISTINCT_SAMPLE = 1024  # rows sampled to guess whether a float column has few d
 
 _SPECIAL = np.zeros(256, dtype=bool)  # by byte: a field holding one of these is quoted
 _SPECIAL[[ord(c) for c in ',"\n\r']] = True
+_QUOTE_BYTE = ord('"')
 # string scalars built once from buffers (a Python str given to Arrow would import pandas)
 _EMPTY, _COMMA, _NEWLINE, _QUOTE, _TRUE, _FALSE = (
     arrowcols.scalar(s) for s in ("", ",", "\n", '"', "True", "False"))
@@ -130,19 +131,20 @@ def _inserted(strings: pa.Array, inserts) -> pa.Array:
     return compute.cast(array, pa.string()) if large else array
 
 
-def _needs_quotes(column: pa.Array) -> np.ndarray:
-    """Which strings hold a comma, a quote or a line break: a byte scan of the column's data."""
+def _needs_quotes(column: pa.Array) -> tuple:
+    """Which strings hold a comma, a quote or a line break, and whether any holds a quote:
+    a byte scan of the column's data."""
     n = len(column)
     _, offsets, data = column.buffers()
     needs = np.zeros(n, dtype=bool)
     if data is None or not n:
-        return needs
+        return needs, False
     width = np.int64 if pa.types.is_large_string(column.type) else np.int32
     bounds = np.frombuffer(offsets, width, count=n + 1, offset=column.offset * np.dtype(width).itemsize)
     raw = np.frombuffer(data, np.uint8)[bounds[0]:bounds[-1]]
-    hits = np.flatnonzero(_SPECIAL[raw]) + bounds[0]
-    needs[np.searchsorted(bounds[1:], hits, side="right")] = True
-    return needs
+    hits = np.flatnonzero(_SPECIAL[raw])
+    needs[np.searchsorted(bounds[1:], hits + bounds[0], side="right")] = True
+    return needs, bool(len(hits)) and bool((raw[hits] == _QUOTE_BYTE).any())
 
 
 def _field(column: pa.Array) -> pa.Array:
@@ -153,10 +155,11 @@ def _field(column: pa.Array) -> pa.Array:
     if pa.types.is_boolean(t):
         return compute.if_else(column, _TRUE, _FALSE)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        quoted = _needs_quotes(column)
+        quoted, quotes = _needs_quotes(column)
         if not quoted.any():
             return column
-        escaped = compute.join(_QUOTE, compute.replace_substring(column, '"', '""'), _QUOTE, separator=_EMPTY)
+        doubled = compute.replace_substring(column, '"', '""') if quotes else column  # X[0,1] holds none
+        escaped = compute.join(_QUOTE, doubled, _QUOTE, separator=_EMPTY)
         return escaped if quoted.all() else compute.if_else(arrowcols.bools(quoted), escaped, column)
     return compute.cast(column, pa.string())
 
