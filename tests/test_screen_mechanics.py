@@ -105,3 +105,28 @@ def test_the_floor_computed_in_place_is_its_formula_bit_for_bit(seed):
     size = np.maximum(judge.output_magnitude(graph, vals).sum() + np.abs(g * x[None, :]), eps)
     expected = numeric.ROUNDOFF_FLOOR * eps * np.sqrt(((size * v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
     assert screen.floor(graph, vals, "X", v, g, eps).tobytes() == expected.tobytes()
+
+
+def test_inputs_screened_at_one_point_measure_each_slope_once():
+    """A complex step's slopes (Im f(a + ih) / h of each op) depend on the point alone: the
+    second input reuses the first's, and its directional differences are the same bits."""
+
+    class Counted(dict):
+        sets = 0
+
+        def __setitem__(self, key, value):
+            Counted.sets += 1
+            super().__setitem__(key, value)
+
+    graph = graph_of("sum(sigmoid(X @ W))")
+    vals = engine.evaluate(graph, point())
+    u = screen.directions(1, np.random.default_rng(0))
+    eps = np.finfo(float).eps
+    slopes = Counted()
+    for name in ("X", "W"):
+        v = screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1))
+        alone = screen.directional(graph, vals, name, "complex", v, u, eps)
+        shared = screen.directional(graph, vals, name, "complex", v, u, eps, slopes)
+        for a, b in zip(alone, shared):
+            np.testing.assert_array_equal(a, b)
+    assert Counted.sets == 1  # sigmoid's, measured for X, reused for W

@@ -281,13 +281,14 @@ def perturb(graph: Graph, vals: list, name: str, index, delta, cache=None):
     return _propagate(graph, vals, name, start, len(index), motion)
 
 
-def perturb_along(graph: Graph, vals: list, name: str, directions, imaginary=False):
+def perturb_along(graph: Graph, vals: list, name: str, directions, imaginary=False, cache=None):
     """Move the whole input ``name`` by ``directions[b]`` (shape (B, *input shape)); as ``perturb``.
 
     ``imaginary=True`` takes real directions as the imaginary parts of a complex
-    step's (the complex array they would make is never built)."""
+    step's (the complex array they would make is never built). ``cache``: as
+    ``perturb``'s, and valid across inputs (a slope depends on the values alone)."""
     directions = np.asarray(directions)
-    motion = Motion(imaginary or np.iscomplexobj(directions))
+    motion = Motion(imaginary or np.iscomplexobj(directions), {} if cache is None else cache)
     start = Dense(np.imag(directions) if np.iscomplexobj(directions) else directions)
     return _propagate(graph, vals, name, start, len(directions), motion)
 

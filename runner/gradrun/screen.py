@@ -54,14 +54,15 @@ class Screen:
         return float(np.max(self.tolerance))
 
 
-def directional(graph, vals, name, method, v, u, eps):
+def directional(graph, vals, name, method, v, u, eps, slopes=None):
     """u . J v by differences along each row of v: (value, error estimate, step, kink).
 
     The step is taken along the unit vector v / |v|, scaled like one
     element's step, and the result scaled back by |v|: a step of h in every
     element at once would see the curvature of all of them together. The
     estimate is the method's own (or step doubling's) plus the round-off of
-    the differences.
+    the differences. ``slopes``, a dict kept across the inputs of one point, lets a
+    complex step measure each op's slopes once (``Motion``), not once per input.
     """
     x = vals[graph.inputs[name]]
     scale = float(np.sqrt(np.mean(x * x))) if x.size else 1.0
@@ -74,7 +75,7 @@ def directional(graph, vals, name, method, v, u, eps):
     def delta(offsets):
         imaginary = np.iscomplexobj(offsets) and not np.real(offsets).any()  # a complex step: move by Im only
         along = (np.imag(offsets) if imaginary else offsets).reshape((-1,) + (1,) * x.ndim) * unit
-        d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary)
+        d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary, slopes)
         moved[:] = np.maximum(moved, np.einsum("bm,bm->b", np.abs(np.real(d)), np.abs(u)))
         return np.einsum("bm,bm->b", d, u)[:, None], kink
 
@@ -146,11 +147,12 @@ def cotangents(graph, vals, u) -> dict:
 
 
 def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g32=None,
-                 conditioning=None):
+                 conditioning=None, slopes=None):
     """Compare u . J v along the directions u (over the output, with g = J^T u given,
-    and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
+    and J^T u of the float32 code in g32) and fresh sign directions v over one input.
+    ``slopes``: see ``directional``."""
     v = directions(vals[graph.inputs[name]].size, rng)
-    num, est, h, kink = directional(graph, vals, name, method, v, u, eps)
+    num, est, h, kink = directional(graph, vals, name, method, v, u, eps, slopes)
     least = floor(graph, vals, name, v, g, eps)
     ana64 = np.einsum("kn,kn->k", g, v)
     tol = numeric.tolerance(terms(g, v), num, est, primary, settings) + least
