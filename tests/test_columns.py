@@ -174,7 +174,7 @@ def test_threads_and_distinct_values_change_no_byte(monkeypatch):
 
     monkeypatch.setattr(csvformat, "SPLIT_ROWS", 400)
     monkeypatch.setattr(csvformat, "DISTINCT_SAMPLE", 128)
-    monkeypatch.setattr(threads, "WORKERS", 3)
+    monkeypatch.setattr(threads, "free_workers", lambda: 3)
     rng = np.random.default_rng(7)
     edges = special_floats()[-24 - 2000:-2000]  # zeros of both signs, nan, inf, the notation bounds
     few = edges[rng.integers(0, len(edges), 3000)]
@@ -230,3 +230,19 @@ def test_a_run_writing_csv_imports_no_pandas_jsonschema_or_pyarrow_compute(tmp_p
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "chain.csv").exists()
+
+
+def test_the_writer_starts_threads_only_where_a_core_is_free(monkeypatch):
+    import os
+
+    from gradrun import threads
+
+    monkeypatch.setattr(threads, "WORKERS", 2)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.9, 0.9, 0.9))
+    assert threads.free_workers() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.7, 0.9, 0.9))
+    assert threads.free_workers() == 1
+    monkeypatch.setattr(threads, "WORKERS", 1)  # a -j worker's cap
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads.free_workers() == 1

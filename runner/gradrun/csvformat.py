@@ -219,10 +219,10 @@ def batch_buffers(batch: pa.RecordBatch) -> list:
     """The CSV lines of one record batch as pieces in row order (bytes or Arrow buffers).
 
     A batch of ``SPLIT_ROWS`` rows or more is cut into row slices, one per thread
-    (``threads.WORKERS``), formatted side by side: wall clock, not CPU time, is saved.
+    (``threads.free_workers``), formatted side by side: wall clock, not CPU time, is saved.
     """
     n = batch.num_rows
-    slices = min(threads.WORKERS, n // SPLIT_ROWS)
+    slices = min(threads.free_workers(), n // SPLIT_ROWS)
     if slices < 2:
         return [batch_buffer(batch)]
     bounds = np.linspace(0, n, slices + 1).astype(np.int64).tolist()

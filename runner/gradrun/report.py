@@ -100,7 +100,7 @@ def _in_order(work, ahead: int = 2):
     functions run on a thread, up to ``ahead`` of them before the caller takes their pieces."""
     from . import threads
 
-    if threads.WORKERS < 2:
+    if threads.free_workers() < 2:
         for w in work:
             yield from (w() if callable(w) else w)
         return

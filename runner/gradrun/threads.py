@@ -72,6 +72,19 @@ def _blas():
     return None
 
 
+def free_workers() -> int:
+    """Threads worth starting now for work that only saves wall-clock time (the CSV writer's):
+    ``WORKERS``, or 1 when the load average says the other cores are busy (threads then
+    wait for a core and cost time; measured in benchmarks/README.md)."""
+    if WORKERS < 2:
+        return 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return WORKERS
+    return WORKERS if load < cores() - 0.5 else 1
+
+
 _blas_of_numpy = functools.lru_cache(maxsize=1)(lambda: _blas())  # numpy's BLAS is loaded with numpy, once
 
 
