@@ -28,7 +28,7 @@ The cast is most of the writer's time (about 100 ns a float), so a float
 column of few distinct values (``abs_error``, whose differences are a few
 multiples of an ulp; ``step``; an element's ``value`` repeated for each of its
 outputs) is formatted once per distinct bit pattern and gathered; and a large
-batch is cut into row slices formatted on threads side by side (Arrow's
+batch is cut into row slices formatted on threads side by side where a core is free (Arrow's
 kernels and numpy's loops release the GIL). A row's text depends on the row
 alone, so neither changes a byte.
 """
