@@ -246,3 +246,19 @@ def test_the_writer_starts_threads_only_where_a_core_is_free(monkeypatch):
     monkeypatch.setattr(threads, "WORKERS", 1)  # a -j worker's cap
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert threads.free_workers() == 1
+
+
+def test_element_names_reused_only_for_the_same_elements():
+    """Pieces of one input and shape name the same elements again (sweeps): the names built
+    for one are reused for the next only when its indices are the same."""
+    from gradrun import layout
+
+    def names(index, shape=(3, 4)):
+        columns = layout.Columns({"input": np.full(len(index), "X", dtype=object), "index": np.asarray(index)})
+        return layout._arrow_elements(columns, False, {"X": shape}).to_pylist()
+
+    expected = [f"X[{i // 4},{i % 4}]" for i in range(12)]
+    assert names(range(12)) == expected and names(range(12)) == expected
+    assert names([11, 0, 5]) == ["X[2,3]", "X[0,0]", "X[1,1]"]
+    assert names(range(6)) == expected[:6]
+    assert names(range(12), shape=(2, 6)) == [f"X[{i // 6},{i % 6}]" for i in range(12)]

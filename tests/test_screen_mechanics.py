@@ -131,18 +131,3 @@ def test_inputs_screened_at_one_point_measure_each_slope_once():
             np.testing.assert_array_equal(a, b)
     assert Counted.sets == 1  # sigmoid's, measured for X, reused for W
 
-
-def test_a_screens_products_run_on_one_blas_thread_and_the_count_is_put_back(monkeypatch):
-    from gradrun import threads
-
-    if threads.blas_threads() is None:
-        pytest.skip("this BLAS does not say how many threads it runs")
-    seen = []
-    real = engine.perturb_along
-    monkeypatch.setattr(engine, "perturb_along", lambda *a, **k: seen.append(threads.blas_threads()) or real(*a, **k))
-    before = threads.blas_threads()
-    graph = graph_of("sum(sigmoid(X @ W))")
-    vals = engine.evaluate(graph, point())
-    u = screen.directions(1, np.random.default_rng(0))
-    screen.directional(graph, vals, "X", "complex", screen.directions(35, np.random.default_rng(1)), u, 1e-16)
-    assert seen == [1] and threads.blas_threads() == before

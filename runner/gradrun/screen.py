@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import engine, judge, numeric, threads
+from . import engine, judge, numeric
 
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
@@ -75,8 +75,7 @@ def directional(graph, vals, name, method, v, u, eps, slopes=None):
     def delta(offsets):
         imaginary = np.iscomplexobj(offsets) and not np.real(offsets).any()  # a complex step: move by Im only
         along = (np.imag(offsets) if imaginary else offsets).reshape((-1,) + (1,) * x.ndim) * unit
-        with threads.one_blas_thread():  # products of the loss's own size: one thread is as fast idle
-            d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary, slopes)
+        d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary, slopes)
         moved[:] = np.maximum(moved, np.einsum("bm,bm->b", np.abs(np.real(d)), np.abs(u)))
         return np.einsum("bm,bm->b", d, u)[:, None], kink
 
@@ -144,9 +143,7 @@ def directions(size, rng) -> np.ndarray:
 
 def cotangents(graph, vals, u) -> dict:
     """J^T u for every input and every direction u over the output: {name: (K, N)}."""
-    with threads.one_blas_thread():
-        rows = engine.vjp_rows(graph, vals, u)
-    return {name: g.astype(np.float64, copy=False) for name, g in rows.items()}
+    return {name: g.astype(np.float64, copy=False) for name, g in engine.vjp_rows(graph, vals, u).items()}
 
 
 def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g32=None,

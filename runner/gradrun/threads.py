@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import os
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -83,26 +82,6 @@ def free_workers() -> int:
     except OSError:
         return WORKERS
     return WORKERS if load < cores() - 0.5 else 1
-
-
-_blas_of_numpy = functools.lru_cache(maxsize=1)(lambda: _blas())  # numpy's BLAS is loaded with numpy, once
-
-
-@contextlib.contextmanager
-def one_blas_thread():
-    """numpy's BLAS on one thread inside the block (its count put back after): for products
-    of a few tens of millions of multiply-adds (a screen's), which a second thread speeds
-    up by a millisecond on an idle machine and slows down several times on a busy one."""
-    control = _blas_of_numpy()
-    before = None if control is None else int(control[1]())
-    if before is None or before <= 1:
-        yield
-        return
-    control[0](1)
-    try:
-        yield
-    finally:
-        control[0](before)
 
 
 def blas_threads():
