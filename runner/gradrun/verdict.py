@@ -108,9 +108,11 @@ class _Columns:
         def one(at):
             rows = idx[at]
 
-            def delta(offsets):
-                d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets, self.cache)
+            def moved(where, offsets):
+                d, k, _ = engine.perturb(self.graph, self.vals, self.name, where, offsets, self.cache)
                 return d, k
+
+            delta = numeric.stacking(moved, rows, self.chunk)  # several offsets a call, chunk rows at most
 
             with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
                 return fn(delta, rows, at)
