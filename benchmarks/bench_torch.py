@@ -17,8 +17,8 @@
 
    gradrun as a user runs it: each of its calls into torch on one intra-op
    thread (torch_threads.py), two chunks' calls at once from two threads
-   (numeric.stacking, ``verdict.WORKERS``: the cores); and again one call at a
-   time. gradcheck with torch's default thread count and with one thread.
+   (numeric.stacking) when the load average leaves a core free
+   (``threads.free_workers``); then forced to two calls at once, and to one. gradcheck with torch's default thread count and with one thread.
    Wall time and the process's CPU time of each; the issue's ratio is wall
    time, each tool at its best setting, on the same machine.
 
@@ -30,6 +30,7 @@ Run: .venv/bin/python benchmarks/bench_torch.py   (about 4 minutes; needs torch)
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import warnings
@@ -41,7 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from gradrun import engine, measure, verdict  # noqa: E402
+from gradrun import engine, measure, threads, verdict  # noqa: E402
 from gradrun.frameworks import torch as adapter  # noqa: E402
 from gradrun.frameworks import torch_batch, torch_jacobian  # noqa: E402
 from mutations_torch import all_cases  # noqa: E402
@@ -202,12 +203,16 @@ def timing(module, shape):
         return adapter.check(module, {"x": x}, wrt=["params"], check="full")
 
     ours()  # warm-up: torch's first vmap and jvp
-    times, workers = {}, verdict.WORKERS
-    times[f"gradrun, {workers} calls at once"], result = timed(ours)
-    verdict.WORKERS = 1
-    times["gradrun, one call at a time"], alone = timed(ours)
-    verdict.WORKERS = workers
-    same = result.dataframe().to_csv(index=False) == alone.dataframe().to_csv(index=False)
+    times, free = {}, threads.free_workers
+    load = os.getloadavg()[0]
+    times[f"gradrun as run ({free()} call(s) at once, load {load:.1f})"], result = timed(ours)
+    reports = {}
+    for calls in (threads.cores(), 1):
+        threads.free_workers = lambda calls=calls: calls
+        times[f"gradrun, {calls} call{'s' * (calls > 1)} at once"], alone = timed(ours)
+        reports[calls] = alone.dataframe().to_csv(index=False)
+    threads.free_workers = free
+    same = len({result.dataframe().to_csv(index=False), *reports.values()}) == 1
     code = fn.forward.__self__
     tensors = [torch.tensor(x)] + [torch.tensor(v).requires_grad_() for v in fn.defaults.values()]
     for threads in (DEFAULT_THREADS, 1):
@@ -218,19 +223,19 @@ def timing(module, shape):
     print(f"\nfull check of d loss / d parameters, {module.__name__} with {n} parameters, x of shape {x.shape}, float64")
     print(f"gradrun passed={result.passed}, rows={len(result.records)}, notes={result.notes}, "
           f"report the same bytes either way: {same}; gradcheck passed={passed} ({2 * n} calls of the module)")
-    print(f"{'':34s} {'cpu s':>8s} {'wall s':>8s}")
+    print(f"{'':48s} {'cpu s':>8s} {'wall s':>8s}")
     for label, (cpu, wall) in times.items():
-        print(f"{label:34s} {cpu:8.2f} {wall:8.2f}")
+        print(f"{label:48s} {cpu:8.2f} {wall:8.2f}")
     best = {tool: min((t for label, t in times.items() if label.startswith(tool)), key=lambda t: t[1])
             for tool in ("gradrun", "gradcheck")}
     print(f"the issue's ratio, wall time, each tool at its best setting: "
           f"{100 * best['gradrun'][1] / best['gradcheck'][1]:.1f} % "
           f"(CPU time of those runs: {100 * best['gradrun'][0] / best['gradcheck'][0]:.1f} %)")
     spent, rows, calls = {}, {}, {}
-    verdict.WORKERS = 1  # passes timed by process CPU, one call at a time
+    threads.free_workers = lambda: 1  # passes timed by process CPU, one call at a time
     with by_pass(spent, rows, calls):
         total, _ = timed(ours)
-    verdict.WORKERS = workers
+    threads.free_workers = free
     print(f"gradrun by pass (an instrumented run, one call at a time: {total[0]:.2f} s CPU):")
     for label in list(dict.fromkeys(p[2] for p in PASSES)) + ["other"]:
         cpu = spent.get(label, 0.0) if label != "other" else total[0] - sum(spent.values())

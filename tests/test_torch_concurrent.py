@@ -1,7 +1,7 @@
 """Chunks of perturbations of torch code evaluated two calls at a time, from two threads
-(numeric.stacking's ``calls``; the torch adapter's ``concurrent``): the calls are the
-same as one at a time, so the report is the same bytes; -j workers (verdict.WORKERS 1)
-and train mode (one generator, re-seeded every call) stay one call at a time."""
+(numeric.stacking's ``calls``, as many as ``threads.free_workers()``; the torch adapter's
+``concurrent``): the calls are the same as one at a time, so the report is the same
+bytes; train mode (one generator, re-seeded every call) stays one call at a time."""
 
 import threading
 import time
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from gradrun import engine, perturb, verdict
+from gradrun import engine, perturb, threads
 
 torch = pytest.importorskip("torch", reason="the torch: function kind needs PyTorch (pip install 'gradrun[torch]')")
 
@@ -49,7 +49,7 @@ def small_chunks(monkeypatch):
 
 
 def report(monkeypatch, workers, mode="eval"):
-    monkeypatch.setattr(verdict, "WORKERS", workers)
+    monkeypatch.setattr(threads, "free_workers", lambda: workers)
     Slow.seen = []
     x = np.random.default_rng(4).standard_normal((2, 3))
     result = adapter.check(Slow, {"x": x}, wrt=["x", "params"], check="full", mode=mode)
@@ -58,20 +58,28 @@ def report(monkeypatch, workers, mode="eval"):
 
 
 def test_two_calls_at_once_give_the_same_report_bytes(small_chunks):
-    alone, threads_alone, _ = report(small_chunks, 1)
-    both, threads_both, counts = report(small_chunks, 2)
+    alone, names_alone, _ = report(small_chunks, 1)
+    both, names_both, counts = report(small_chunks, 2)
     assert both == alone
-    assert len(threads_both) > len(threads_alone) == 1  # the calls did run from other threads
+    assert len(names_both) > len(names_alone) == 1  # the calls did run from other threads
     assert counts == {1}  # every call on one intra-op thread, however many ran at once
     assert torch.get_num_threads() == 2  # and torch's own count put back
 
 
 def test_train_mode_stays_one_call_at_a_time(small_chunks):
-    _, threads, _ = report(small_chunks, 2, mode="train")
-    assert threads == {threading.current_thread().name}
+    _, names, _ = report(small_chunks, 2, mode="train")
+    assert names == {threading.current_thread().name}
 
 
 def test_a_count_set_by_the_caller_holds_in_every_thread(small_chunks):
     torch.set_num_threads(3)
-    _, threads, counts = report(small_chunks, 2)
-    assert len(threads) > 1 and counts == {3}
+    _, names, counts = report(small_chunks, 2)
+    assert len(names) > 1 and counts == {3}
+
+
+def test_a_capped_process_stays_one_call_at_a_time(small_chunks):
+    small_chunks.setattr(threads, "WORKERS", 1)  # threads.cap_process(1): a -j worker
+    Slow.seen = []
+    x = np.random.default_rng(4).standard_normal((2, 3))
+    assert adapter.check(Slow, {"x": x}, wrt=["x", "params"], check="full").passed
+    assert {name for name, _ in Slow.seen} == {threading.current_thread().name}

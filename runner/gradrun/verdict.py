@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import engine, judge, measure, numeric, screen
+from . import engine, judge, measure, numeric, screen, threads
 from .columns import Columns, shared_strings
 from .model import Settings
 from .point_columns import element_columns, errors, projection_columns  # noqa: F401 (errors: re-exported)
@@ -96,7 +96,8 @@ class _Columns:
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
         if graph.batched:  # one call per chunk: as many rows as memory allows
             self.chunk = max(self.chunk, engine.batch_rows(self.x.size))
-        self.calls = WORKERS if graph.batched and graph.concurrent else 1  # a chunk's calls, at once
+        # a chunk's calls at once, from threads: wall time only, so only on cores the load leaves free
+        self.calls = threads.free_workers() if graph.batched and graph.concurrent else 1
 
 
     def run(self, fn, idx):
