@@ -16,6 +16,8 @@ compared with single calls at its first and last rows; where vmap fails or
 disagrees, every perturbation is one call, and the experiment's notes say so.
 Code that writes into its inputs in place writes into the working batch:
 torch's version counter shows it, and the batch is rebuilt for the next call.
+Two calls may run at once, from two threads (``numeric.stacking``): each
+takes a working set of its own (and ``TorchCode.borrowed`` a module copy).
 """
 
 from __future__ import annotations
