@@ -17,8 +17,8 @@
 
    gradrun as a user runs it: each of its calls into torch on one intra-op
    thread (torch_threads.py), two chunks' calls at once from two threads
-   (numeric.stacking) when the load average leaves a core free
-   (``threads.free_workers``); then forced to two calls at once, and to one. gradcheck with torch's default thread count and with one thread.
+   (numeric.stacking, up to ``threads.WORKERS``: the cores); then one call
+   at a time. gradcheck with torch's default thread count and with one thread.
    Wall time and the process's CPU time of each; the issue's ratio is wall
    time, each tool at its best setting, on the same machine.
 
@@ -30,7 +30,6 @@ Run: .venv/bin/python benchmarks/bench_torch.py   (about 4 minutes; needs torch)
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 import warnings
@@ -203,21 +202,16 @@ def timing(module, shape):
         return adapter.check(module, {"x": x}, wrt=["params"], check="full")
 
     ours()  # warm-up: torch's first vmap and jvp
-    times, free = {}, threads.free_workers
-    load = os.getloadavg()[0]
-    times[f"gradrun as run ({free()} call(s) at once, load {load:.1f})"], result = timed(ours)
-    reports = {}
-    for calls in (threads.cores(), 1):
-        threads.free_workers = lambda calls=calls: calls
-        times[f"gradrun, {calls} call{'s' * (calls > 1)} at once"], alone = timed(ours)
-        reports[calls] = alone.dataframe().to_csv(index=False)
-    threads.free_workers = free
-    same = len({result.dataframe().to_csv(index=False), *reports.values()}) == 1
+    times, workers = {}, threads.WORKERS
+    times[f"gradrun, {workers} calls at once"], result = timed(ours)
+    threads.WORKERS = 1
+    times["gradrun, one call at a time"], alone = timed(ours)
+    same = result.dataframe().to_csv(index=False) == alone.dataframe().to_csv(index=False)
     code = fn.forward.__self__
     tensors = [torch.tensor(x)] + [torch.tensor(v).requires_grad_() for v in fn.defaults.values()]
-    for threads in (DEFAULT_THREADS, 1):
-        torch.set_num_threads(threads)
-        times[f"gradcheck, {threads} intra-op thread{'s' * (threads > 1)}"], passed = timed(
+    for count in (DEFAULT_THREADS, 1):
+        torch.set_num_threads(count)
+        times[f"gradcheck, {count} intra-op thread{'s' * (count > 1)}"], passed = timed(
             lambda: torch.autograd.gradcheck(lambda *xs: code.apply(list(xs)), tuple(tensors)))
     torch.set_num_threads(DEFAULT_THREADS)
     print(f"\nfull check of d loss / d parameters, {module.__name__} with {n} parameters, x of shape {x.shape}, float64")
@@ -232,10 +226,9 @@ def timing(module, shape):
           f"{100 * best['gradrun'][1] / best['gradcheck'][1]:.1f} % "
           f"(CPU time of those runs: {100 * best['gradrun'][0] / best['gradcheck'][0]:.1f} %)")
     spent, rows, calls = {}, {}, {}
-    threads.free_workers = lambda: 1  # passes timed by process CPU, one call at a time
-    with by_pass(spent, rows, calls):
+    with by_pass(spent, rows, calls):  # passes timed by process CPU, one call at a time
         total, _ = timed(ours)
-    threads.free_workers = free
+    threads.WORKERS = workers
     print(f"gradrun by pass (an instrumented run, one call at a time: {total[0]:.2f} s CPU):")
     for label in list(dict.fromkeys(p[2] for p in PASSES)) + ["other"]:
         cpu = spent.get(label, 0.0) if label != "other" else total[0] - sum(spent.values())

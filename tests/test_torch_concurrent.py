@@ -1,5 +1,5 @@
 """Chunks of perturbations of torch code evaluated two calls at a time, from two threads
-(numeric.stacking's ``calls``, as many as ``threads.free_workers()``; the torch adapter's
+(numeric.stacking's ``calls``, as many as ``threads.WORKERS``; the torch adapter's
 ``concurrent``): the calls are the same as one at a time, so the report is the same
 bytes; train mode (one generator, re-seeded every call) stays one call at a time."""
 
@@ -49,7 +49,7 @@ def small_chunks(monkeypatch):
 
 
 def report(monkeypatch, workers, mode="eval"):
-    monkeypatch.setattr(threads, "free_workers", lambda: workers)
+    monkeypatch.setattr(threads, "WORKERS", workers)
     Slow.seen = []
     x = np.random.default_rng(4).standard_normal((2, 3))
     result = adapter.check(Slow, {"x": x}, wrt=["x", "params"], check="full", mode=mode)

@@ -96,8 +96,8 @@ class _Columns:
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
         if graph.batched:  # one call per chunk: as many rows as memory allows
             self.chunk = max(self.chunk, engine.batch_rows(self.x.size))
-        # a chunk's calls at once, from threads: wall time only, so only on cores the load leaves free
-        self.calls = threads.free_workers() if graph.batched and graph.concurrent else 1
+        # a chunk's calls at once, from threads, up to the process's cap (one in a -j worker)
+        self.calls = threads.WORKERS if graph.batched and graph.concurrent else 1
 
 
     def run(self, fn, idx):
