@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
-from . import csvrows, runner, shards, window
+from . import csvrows, pieces, piecework, runner, shards, window
 from .columns import Columns
 from .model import ExperimentResult, SpecError
 
@@ -66,6 +66,8 @@ class Task:
     schemas: dict = field(default_factory=dict)  # spec position -> the report's expected Arrow schema; none: no CSV
     split: bool = False  # send large experiments back as a Split instead of checking them
     split_cost: int = SPLIT_COST  # from what cost (``large``) an experiment is sent back
+    piece_min: int = pieces.PIECE_MIN  # elements from which a black box's check is measured in pieces
+    piece_size: int = pieces.PIECE  # elements of a piece (the main process's ``pieces.plan()``)
 
     def splitting_all(self) -> "Task":
         """This task, sending back every experiment of several points: to find where a worker dies."""
@@ -121,6 +123,11 @@ def large(exp, cost: int = SPLIT_COST) -> bool:
 
 def work(spec, unit: Unit, task: Task) -> Outcome:
     """Do one unit, in this process: resolve (a ``window.Parsed`` spec), check, format CSV rows."""
+    with pieces.planned(task.piece_min, task.piece_size):
+        return _work(spec, unit, task)
+
+
+def _work(spec, unit: Unit, task: Task) -> Outcome:
     if isinstance(spec, window.Parsed):
         experiments, issues = window.resolve(spec, unit.experiments, **dict(task.load_options))
         if issues or not unit.check:
@@ -132,11 +139,14 @@ def work(spec, unit: Unit, task: Task) -> Outcome:
         if unit.stop is None and task.split and large(exp, task.split_cost):
             results.append(Split(len(exp.points)))
             continue
+        if unit.stop is None and task.split and piecework.wanted(exp, task.overrides, task.piece_min):
+            results.append(piecework.Apart(piecework.wanted(exp, task.overrides, task.piece_min)))
+            continue
         part = exp if unit.stop is None else replace(exp, points=exp.points[unit.start:unit.stop])
         results.append(runner.run_experiment(part, task.overrides))
     schema = task.schemas.get(unit.spec)
     if schema is not None:  # the chunk's rows formatted together, each result given its own
-        checked = [r for r in results if not isinstance(r, Split)]
+        checked = [r for r in results if not isinstance(r, (Split, piecework.Apart))]
         for result, rows in zip(checked, csvrows.formatted(checked, schema)):
             result.csv = rows
     return Outcome(results, [exp.settings for exp in experiments], [])
@@ -256,7 +266,9 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
     workers = jobs if scheduler is None else _cluster_workers(scheduler)
     schemas = {n: expected_schema(spec, positions) for n, spec, positions in chosen} \
         if report_format == "csv" else {}
-    task = Task(dict(overrides or {}), tuple(sorted(load_options.items())), schemas, split=workers > 1)
+    now = pieces.plan()
+    task = Task(dict(overrides or {}), tuple(sorted(load_options.items())), schemas, split=workers > 1,
+                piece_min=now.min_size, piece_size=now.size)
     specs = {n: spec for n, spec, _ in chosen}
     execute = _executor(specs, jobs, scheduler, task)
     count = _Counter(progress)
@@ -270,6 +282,13 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
         if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
             raise SpecError(_every_issue(specs, outcome.issues, load_options))
         sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
+    apart = sorted((n, k) for (n, k), got in parts.items() if isinstance(got, piecework.Apart))
+    count.total += len(apart)
+    for n, k in apart:  # one large check at a time, here; its element pieces in the workers
+        with _piece_mapper(specs, jobs, scheduler, task, n, k) as mapper:
+            parts[(n, k)] = piecework.run_apart(specs[n], k, task.overrides, task.load_options, mapper,
+                                                task.schemas.get(n))
+        count(Unit(n, (k,), (specs[n].experiments[k].name,)))
     for n, spec, positions in chosen:
         yield n, [_joined(spec, n, k, parts, sliced) for k in positions]
 
@@ -292,6 +311,18 @@ def _executor(specs, jobs: int, scheduler, task):
 
         return lambda units: localpool.execute(specs, units, task, jobs)
     return lambda units: ((u, work(specs[u.spec], u, task)) for u in units)
+
+
+def _piece_mapper(specs, jobs: int, scheduler, task, n: int, k: int):
+    """A context giving the mapper of experiment k's element pieces (``pieces.Plan.mapper``): on the
+    cluster, or in worker processes; this process's threads capped as a worker's are meanwhile."""
+    if scheduler is not None:
+        from . import dask_cluster
+
+        return dask_cluster.piece_mapper(scheduler, specs, task, n, k)
+    from . import localpool
+
+    return localpool.piece_mapper(specs, task, jobs, n, k)
 
 
 class _Counter:

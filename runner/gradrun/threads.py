@@ -82,3 +82,20 @@ def cap_process(threads: int) -> None:
     control = _blas()
     if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
         control[0](threads)  # a user's own OPENBLAS_NUM_THREADS stands
+
+
+@contextlib.contextmanager
+def capped(threads: int):
+    """``cap_process(threads)`` inside, this process's BLAS and chunk threads as they were after:
+    where the main process measures what workers measure too (``gradrun.piecework``)."""
+    from . import verdict
+
+    control = _blas()
+    before = (verdict.WORKERS, None if control is None else int(control[1]()))
+    cap_process(threads)
+    try:
+        yield
+    finally:
+        verdict.WORKERS = before[0]
+        if before[1] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
+            control[0](before[1])
