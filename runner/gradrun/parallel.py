@@ -139,8 +139,9 @@ def _work(spec, unit: Unit, task: Task) -> Outcome:
         if unit.stop is None and task.split and large(exp, task.split_cost):
             results.append(Split(len(exp.points)))
             continue
-        if unit.stop is None and task.split and piecework.wanted(exp, task.overrides, task.piece_min):
-            results.append(piecework.Apart(piecework.wanted(exp, task.overrides, task.piece_min)))
+        elements = piecework.wanted(exp, task.overrides, task.piece_min) if unit.stop is None and task.split else 0
+        if elements:
+            results.append(piecework.Apart(elements))
             continue
         part = exp if unit.stop is None else replace(exp, points=exp.points[unit.start:unit.stop])
         results.append(runner.run_experiment(part, task.overrides))

@@ -68,11 +68,19 @@ def resolved(spec, k: int, load_options):
 
 
 def run_apart(spec, k: int, overrides, load_options, mapper, schema=None):
-    """Check experiment ``k`` of ``spec`` here, its pieces measured by ``mapper(where, phase, calls)``;
-    with ``schema``, its CSV rows formatted as a worker formats them."""
+    """Check experiment ``k`` of ``spec`` here, its pieces measured by ``mapper(where, phase, calls)``
+    (``measure``'s pairs, in order); with ``schema``, its CSV rows formatted as a worker formats them."""
     exp = resolved(spec, k, load_options)
-    with pieces.planned(mapper=mapper):
+    said: list = []  # what the experiment's functions said in the workers (a framework's fallback, say)
+
+    def measured(where, phase, calls):
+        found = mapper(where, phase, calls)
+        said.extend(note for _, notes in found for note in notes if note not in said)
+        return [value for value, _ in found]
+
+    with pieces.planned(mapper=measured):
         result = runner.run_experiment(exp, overrides)
+    result.notes += [note for note in said if note not in result.notes]
     if schema is not None:
         [result.csv] = csvrows.formatted([result], schema)
     return result
@@ -84,17 +92,20 @@ def jobs(k: int, where, phase, calls) -> list:
     return [Job(k, point, name, phase, tuple(arguments), elements) for arguments, elements in calls]
 
 
-_COLUMNS: dict = {}  # in a worker: the input last measured, (spec, experiment, point, input) -> verdict._Columns
+_MEASURING: dict = {}  # in a worker: the input last measured, (spec, experiment, point, input) -> (exp, _Columns)
 
 
-def measure(spec, job: Job, overrides, load_options):
+def measure(spec, job: Job, overrides, load_options) -> tuple:
     """Runs in a worker: the numeric side of the job's input at its point (kept for the next
-    piece of the same input), then the job's phase on its elements."""
+    piece of the same input), then the job's phase on its elements. Returns what the phase
+    found and what the experiment's functions have said (``runner.function_notes``)."""
     key = (getattr(spec, "path", id(spec)), job.experiment, job.point, job.input, tuple(sorted(overrides.items())))
-    if key not in _COLUMNS:
-        _COLUMNS.clear()
+    if key not in _MEASURING:
+        _MEASURING.clear()
         exp = resolved(spec, job.experiment, load_options)
         point = next(p for p in exp.points if p.index == job.point)
         settings = exp.settings_at(point).updated(**{k: v for k, v in overrides.items() if v is not None})
-        _COLUMNS[key] = verdict.numeric_side(runner.graph_of(exp), point.inputs, exp.wrt, settings.dtype, job.input)
-    return pieces.measure(_COLUMNS[key], job.phase, job.arguments, job.elements)
+        cols = verdict.numeric_side(runner.graph_of(exp), point.inputs, exp.wrt, settings.dtype, job.input)
+        _MEASURING[key] = exp, cols
+    exp, cols = _MEASURING[key]
+    return pieces.measure(cols, job.phase, job.arguments, job.elements), runner.function_notes(exp)
