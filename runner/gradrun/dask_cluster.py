@@ -113,23 +113,29 @@ def execute(address: str, specs: dict, units, task):
 
 
 @contextlib.contextmanager
-def piece_mapper(address: str, specs: dict, task, n: int, k: int):
-    """The mapper of experiment k of spec n's element pieces (``pieces.Plan.mapper``): a task
-    per piece on the cluster; this process's threads capped to one, as the workers' are."""
-    source = source_of(specs[n].path)
+def piece_mappers(address: str, specs: dict, task):
+    """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
+    (``pieces.Plan.mapper``), a task per piece on the cluster; this process's threads
+    capped to one meanwhile, as the workers' are."""
+    sources: dict = {}
     with _client(address) as client, threads.capped(1):
-        def mapper(where, phase, calls):
-            futures = [client.submit(remote_piece, source, job, task, pure=False,
-                                     key=f"gradrun-piece-{job.input}-{os.urandom(6).hex()}")
-                       for job in piecework.jobs(k, where, phase, calls)]
-            try:
-                return [future.result() for future in futures]
-            except Exception as error:
-                if type(error).__name__ == "KilledWorker":
-                    raise piecework.WorkerDied("its Dask worker died while checking it") from None
-                raise
+        def mapper_for(n: int, k: int):
+            def mapper(where, phase, calls):
+                if n not in sources:
+                    sources[n] = source_of(specs[n].path)
+                futures = [client.submit(remote_piece, sources[n], job, task, pure=False,
+                                         key=f"gradrun-piece-{job.input}-{os.urandom(6).hex()}")
+                           for job in piecework.jobs(k, where, phase, calls)]
+                try:
+                    return [future.result() for future in futures]
+                except Exception as error:
+                    if type(error).__name__ == "KilledWorker":
+                        raise piecework.WorkerDied("its Dask worker died while checking it") from None
+                    raise
 
-        yield mapper
+            return mapper
+
+        yield mapper_for
 
 
 _DIED = object()  # the unit's worker died under it

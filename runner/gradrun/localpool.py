@@ -81,23 +81,34 @@ def execute(specs: dict, units, task, jobs: int):
 
 
 @contextlib.contextmanager
-def piece_mapper(specs: dict, task, jobs: int, n: int, k: int):
-    """The mapper of experiment k of spec n's element pieces (``pieces.Plan.mapper``): ``jobs``
-    worker processes, started as ``execute`` starts them; this process's threads capped as theirs."""
+def piece_mappers(specs: dict, task, jobs: int):
+    """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
+    (``pieces.Plan.mapper``), in ``jobs`` worker processes started as ``execute`` starts
+    them (a pool that broke is replaced); this process's threads capped as theirs meanwhile."""
     per_worker = max(1, threads.cores() // jobs)
-    source = _source(specs[n])
+    sources = {n: _source(spec) for n, spec in specs.items()}
     _LOADED.update({_source(spec): spec for spec in specs.values()})
-    try:
-        with threads.env_caps(per_worker), threads.capped(per_worker), _pool(jobs, per_worker) as pool:
-            def mapper(where, phase, calls):
-                futures = [pool.submit(_piece, source, job, task) for job in piecework.jobs(k, where, phase, calls)]
-                try:
-                    return [future.result() for future in futures]
-                except BrokenProcessPool:
-                    raise piecework.WorkerDied(DIED) from None
+    pools: list = []
 
-            yield mapper
+    def mapper_for(n: int, k: int):
+        def mapper(where, phase, calls):
+            if not pools:
+                pools.append(_pool(jobs, per_worker))
+            futures = [pools[0].submit(_piece, sources[n], job, task) for job in piecework.jobs(k, where, phase, calls)]
+            try:
+                return [future.result() for future in futures]
+            except BrokenProcessPool:
+                pools.pop().shutdown()
+                raise piecework.WorkerDied(DIED) from None
+
+        return mapper
+
+    try:
+        with threads.env_caps(per_worker), threads.capped(per_worker):
+            yield mapper_for
     finally:
+        for pool in pools:
+            pool.shutdown()
         _LOADED.clear()
 
 

@@ -35,7 +35,8 @@ from . import csvrows, pieces, piecework, runner, shards, window
 from .columns import Columns
 from .model import ExperimentResult, SpecError
 
-UNITS_PER_WORKER = 8  # chunks of small experiments per worker: even load, few round trips
+UNITS_PER_WORKER = 16  # at most this many chunks per worker: the smallest is a 16 * workers-th of the whole
+GUIDED = 2  # a chunk takes a GUIDED * workers-th of the experiments left (guided self-scheduling)
 SLICES_PER_WORKER = 2  # slices of a large experiment's points per worker
 SPLIT_COST = 4096  # points x input elements from which an experiment with several points is sliced
 
@@ -91,22 +92,29 @@ class Outcome(NamedTuple):
 
 def chunks(chosen, workers: int) -> list:
     """The first round's units: ``chosen`` is ``[(spec position, spec, [experiment positions])]``;
-    consecutive experiments go together, about ``UNITS_PER_WORKER`` chunks per worker.
+    consecutive experiments go together, in chunks that shrink as the run goes on (guided
+    self-scheduling): each takes a ``GUIDED * workers``-th of what is left, at least a
+    ``UNITS_PER_WORKER * workers``-th of the whole. Large chunks first cost few round trips;
+    small ones last keep every worker busy until the end.
 
     The experiments of a spec the workers resolve (``window.Parsed``) that
     are not chosen get units too, which only resolve them: a serial run
     validates every experiment of a file, chosen or not.
     """
     total = sum(len(positions) for _, _, positions in chosen)
-    size = max(1, math.ceil(total / (UNITS_PER_WORKER * workers)))
-    units = []
+    smallest = max(1, math.ceil(total / (UNITS_PER_WORKER * workers)))
+    left, units = total, []
     for spec_no, spec, positions in chosen:
         left_out = [k for k in range(len(spec.experiments)) if k not in set(positions)] \
             if isinstance(spec, window.Parsed) else []
         for some, check in ((positions, True), (left_out, False)):
-            for at in range(0, len(some), size):
+            at = 0
+            while at < len(some):
+                size = max(smallest, math.ceil(left / (GUIDED * workers))) if check else smallest
                 mine = tuple(some[at:at + size])
                 units.append(Unit(spec_no, mine, tuple(spec.experiments[k].name for k in mine), check=check))
+                at += len(mine)
+                left -= len(mine) if check else 0
     return units
 
 
@@ -285,11 +293,12 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
         sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
     apart = sorted((n, k) for (n, k), got in parts.items() if isinstance(got, piecework.Apart))
     count.total += len(apart)
-    for n, k in apart:  # one large check at a time, here; its element pieces in the workers
-        with _piece_mapper(specs, jobs, scheduler, task, n, k) as mapper:
-            parts[(n, k)] = piecework.run_apart(specs[n], k, task.overrides, task.load_options, mapper,
-                                                task.schemas.get(n))
-        count(Unit(n, (k,), (specs[n].experiments[k].name,)))
+    if apart:
+        with _piece_mappers(specs, jobs, scheduler, task) as mapper_for:
+            for n, k in apart:  # one large check at a time, here; its element pieces in the workers
+                parts[(n, k)] = piecework.run_apart(specs[n], k, task.overrides, task.load_options,
+                                                    mapper_for(n, k), task.schemas.get(n))
+                count(Unit(n, (k,), (specs[n].experiments[k].name,)))
     for n, spec, positions in chosen:
         yield n, [_joined(spec, n, k, parts, sliced) for k in positions]
 
@@ -314,16 +323,16 @@ def _executor(specs, jobs: int, scheduler, task):
     return lambda units: ((u, work(specs[u.spec], u, task)) for u in units)
 
 
-def _piece_mapper(specs, jobs: int, scheduler, task, n: int, k: int):
-    """A context giving the mapper of experiment k's element pieces (``pieces.Plan.mapper``): on the
-    cluster, or in worker processes; this process's threads capped as a worker's are meanwhile."""
+def _piece_mappers(specs, jobs: int, scheduler, task):
+    """A context giving ``mapper_for(n, k)``, the mapper of an experiment's element pieces
+    (``pieces.Plan.mapper``): on the cluster, or in worker processes."""
     if scheduler is not None:
         from . import dask_cluster
 
-        return dask_cluster.piece_mapper(scheduler, specs, task, n, k)
+        return dask_cluster.piece_mappers(scheduler, specs, task)
     from . import localpool
 
-    return localpool.piece_mapper(specs, task, jobs, n, k)
+    return localpool.piece_mappers(specs, task, jobs)
 
 
 class _Counter:
