@@ -19,6 +19,11 @@ bytes) in point order. Reports are therefore the same bytes as a serial
 run's; where a result's CSV rows were formatted under other columns than the
 report turns out to have, the writer formats them again (``report.csv_chunks``).
 
+One large full check of a black box (one point) is split by its elements
+instead: the worker sends it back (``piecework.Apart``), and the main
+process checks it, handing each measuring phase's element pieces to the
+workers (``gradrun.piecework``, ``gradrun.pieces``).
+
 Workers never receive function objects: a local worker is forked with the
 parsed (or loaded) specs, or loads them itself where forking is unsafe
 (``gradrun.localpool``); a Dask worker receives the spec's text and the
