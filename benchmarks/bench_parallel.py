@@ -23,7 +23,8 @@ even where the environment sets PYTHONDONTWRITEBYTECODE: compiling gradrun's mod
 every start-up (about 0.17 s of CPU) would add to every mode alike.
 
 On a shared machine wall times move with the load, so the CPU time of the serial and
-`-j 2` runs is printed too: the main process's and its workers' (getrusage), and what
+`-j 2` runs is printed too (medians of REPEATS alternating runs): the main process's and
+its workers' (getrusage), and what
 they give on two otherwise idle cores, where the main process's own work (start-up,
 parsing, writing) adds to half the workers' work: serial CPU / (main + workers / 2).
 Then the serial run's CPU time by phase, measured in a fresh process, with the CSV
@@ -237,13 +238,15 @@ def main() -> None:
                   f"{median['serial'] / median['j2']:>12.2f}x {median['serial'] / median['dask']:>12.2f}x {same:>10}")
     finally:
         cluster.close()
-    print(f"\nCPU seconds (one run each): {'spec':<10} {'serial':>7} {'-j 2 main':>10} {'-j 2 workers':>13} "
-          f"{'idle 2-core bound':>18}")
+    print(f"\nCPU seconds (median of {REPEATS} alternating runs): {'spec':<10} {'serial':>7} {'-j 2 main':>10} "
+          f"{'-j 2 workers':>13} {'idle 2-core bound':>18}")
     for label, spec in specs.items():
-        serial, _ = cpu(spec, folder / "cpu-serial")
-        main_cpu, workers = cpu(spec, folder / "cpu-j2", "-j", "2")
+        runs = [(cpu(spec, folder / "cpu-serial")[0], cpu(spec, folder / "cpu-j2", "-j", "2")) for _ in range(REPEATS)]
+        serial = statistics.median(s for s, _ in runs)
+        main_cpu = statistics.median(j[0] for _, j in runs)
+        workers = statistics.median(j[1] for _, j in runs)
         bound = serial / (main_cpu + workers / 2)
-        print(f"{'':<28}{label:<10} {serial:>6.2f}s {main_cpu:>9.2f}s {workers:>12.2f}s {bound:>17.2f}x")
+        print(f"{'':<45}{label:<10} {serial:>6.2f}s {main_cpu:>9.2f}s {workers:>12.2f}s {bound:>17.2f}x")
     for label, spec in specs.items():
         print(f"{label}, serial CPU by phase: {phases(spec)}")
     print(f"load average after: {os.getloadavg()[0]:.2f} (wall time of the command: median (range) of {REPEATS} "
