@@ -154,3 +154,32 @@ def test_a_worker_that_dies_measuring_a_piece_makes_its_experiment_an_error(box,
         [(_, got)] = list(parallel.run([(0, spec, [0, 2])], jobs=2))
     assert ran == [0] and got[0].error == "WorkerDied: its worker process died while checking it"
     assert got[1].passed
+
+
+def test_a_batched_black_box_is_split_from_BATCHED_times_the_size_in_whole_batches():
+    from gradrun.model import Experiment, Point, Settings
+    from gradrun.tree import Call, PythonFunction, Var
+
+    def f(x):
+        return np.tanh(x) * np.sin(3 * x)
+
+    def vjp(g, x):
+        return (g * ((1 - np.tanh(x) ** 2) * np.sin(3 * x) + 3 * np.tanh(x) * np.cos(3 * x)),)
+
+    x = np.random.default_rng(5).normal(size=2048)
+
+    def experiment(batched):
+        fn = PythonFunction("f", ("x",), f, vjp, None, False, "", f if batched else None)
+        return Experiment("e", Call("f", (Var("x"),)), {"f": fn}, [Point(0, {"x": x})], ["x"],
+                          Settings(reduce="sum"))
+
+    min_size = 2048 // pieces.BATCHED
+    assert pieces.due(runner.graph_of(experiment(False)), min_size, min_size)
+    assert not pieces.due(runner.graph_of(experiment(True)), 2047, min_size)
+    exp = experiment(True)
+    with pieces.planned(min_size=10**9):
+        whole = report.csv_text([runner.run_experiment(exp)])
+    with pieces.planned(min_size=min_size, size=8):
+        cols = pieces.measurer(_columns(exp), np.arange(2048), (0, "x"))
+        assert isinstance(cols, pieces.Pieces) and cols.size % cols.cols.chunk == 0 and cols.size < 2048
+        assert report.csv_text([runner.run_experiment(exp)]) == whole

@@ -27,6 +27,10 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 PIECE_MIN = 1024  # elements of one input from which a black box's check is measured in pieces
+# times more for a black box that evaluates a batch per call (torch's or JAX's vmap, ``forward_batch``):
+# its 2N calls are a few dozen batched ones, which a worker process (spawned, importing the
+# framework: seconds) pays for only when they are very many
+BATCHED = 32
 PIECE = 256  # elements of a piece (a batched black box's: rounded up to whole chunks of its calls)
 
 # phase (a method of ``verdict._Columns``, called as ``method(*arguments, idx=elements)``) ->
@@ -76,8 +80,9 @@ def planned(min_size: int | None = None, size: int | None = None, mapper=None):
 def due(graph, elements: int, min_size: int | None = None) -> bool:
     """Whether a check of ``elements`` elements of one input of ``graph`` is measured in pieces:
     a black box's (whose 2N calls dominate; gradrun's own graphs are sparse and threaded) of at
-    least ``min_size`` elements."""
-    return not graph.transparent and elements >= (plan().min_size if min_size is None else min_size)
+    least ``min_size`` elements (``BATCHED`` times as many where it evaluates a batch per call)."""
+    least = (plan().min_size if min_size is None else min_size) * (BATCHED if graph.batched else 1)
+    return not graph.transparent and elements >= least
 
 
 def measurer(cols, idx, where):
