@@ -9,12 +9,14 @@ L = sum(sigmoid(X @ W)), every element of dL/dX and dL/dW checked (check: full).
   write      report.write_csv / write_parquet alone, in this process (best of a few): wall and CPU
 
 On a shared machine the wall clock grows with the load (printed at start and end); CPU
-time is the steadier figure, and the ratios below are of CPU times.
+time is the steadier figure, and the ratios below are of CPU times. This process sets up
+malloc as the gradrun command does (``gradrun.memory``), so that the parts timed here run
+as they do inside the command.
   torch      torch.autograd.gradcheck(fast_mode=False) on the same loss, float64, one intra-op
              thread (if installed)
 
-At 15k elements the spec holds ten copies of the experiment, so that the process time per
-experiment leaves most of the interpreter's start-up aside, and a process of one copy is
+At 15k elements the spec holds ten copies of the experiment (each with its own seeds), so
+that the process time per experiment leaves most of the interpreter's start-up aside, and a process of one copy is
 timed too: the difference over nine is what each further experiment costs, start-up left
 out entirely; at 120k it holds one.
 ``--big`` adds the 1.2M-element check (X 1000x1000, W 1000x200): about a minute. Then the
@@ -46,10 +48,13 @@ def spec_text(n, k, m, copies) -> str:
     expr: "sum(sigmoid(X @ W))"
     check: full
     inputs:
-      X: {{shape: [{n}, {k}], init: normal, seed: 1}}
-      W: {{shape: [{k}, {m}], init: normal, seed: 2}}
+      X: {{shape: [{n}, {k}], init: normal, seed: {x}}}
+      W: {{shape: [{k}, {m}], init: normal, seed: {w}}}
 """
-    return "version: 1\nexperiments:\n" + "".join(experiment.format(i=i, n=n, k=k, m=m) for i in range(copies))
+    # each copy draws its own inputs: copies of one experiment would repeat every value, which
+    # the CSV writer's formatting of each distinct value once would turn into a false saving
+    return "version: 1\nexperiments:\n" + "".join(experiment.format(i=i, n=n, k=k, m=m, x=1 + 2 * i, w=2 + 2 * i)
+                                                   for i in range(copies))
 
 
 def best(fn, most=3):
@@ -190,8 +195,12 @@ def screen_breakdown(folder: Path) -> None:
 
 
 def main() -> None:
+    from gradrun import memory
+
     sizes = dict(SIZES) | (BIG if "--big" in sys.argv else {})
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    kept = memory.keep_freed_memory()  # the in-process timings under the gradrun command's own malloc settings
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; freed memory kept for "
+          f"reuse as the gradrun command keeps it (gradrun.memory): {kept}")
     with tempfile.TemporaryDirectory(prefix="gradrun-bench-") as tmp:
         for label, shape in sizes.items():
             measure(label, shape, Path(tmp))

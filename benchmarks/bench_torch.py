@@ -35,7 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from gradrun import engine, verdict  # noqa: E402
+from gradrun import engine, measure, verdict  # noqa: E402
 from gradrun.frameworks import torch as adapter  # noqa: E402
 from gradrun.frameworks import torch_batch, torch_jacobian  # noqa: E402
 from mutations_torch import all_cases  # noqa: E402
@@ -138,15 +138,17 @@ def large():
 PASSES = [
     (verdict._Columns, "derivative", "first pass: central differences at the auto step"),
     (verdict._Columns, "noise", "round-off noise of f (suspects only)"),
-    (verdict._Columns, "at", "re-measurement: witness and Richardson levels"),
+    (measure, "witness", "re-measurement: the witness"),
+    (measure._Finest, "level", "re-measurement: Richardson levels"),  # shrinking steps
+    (verdict._Columns, "at", "re-measurement: Richardson levels"),  # growing steps
     (verdict._Columns, "one_sided", "kink evidence"),
     (engine, "forward_columns", "forward-mode columns (cross-check)"),
 ]
 
 
 @contextlib.contextmanager
-def by_pass(spent: dict, rows: dict):
-    """Time every pass of PASSES and count the rows each evaluates, for the duration."""
+def by_pass(spent: dict, rows: dict, calls: dict):
+    """Time every pass of PASSES and count the rows each evaluates, and in how many calls, for the duration."""
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in PASSES]
     counters = [(torch_batch.BatchedForward, "moved", lambda a: len(next(iter(a[1].values()))[0])),
                 (torch_batch.BatchedForward, "__call__", lambda a: len(a[0])),
@@ -170,6 +172,7 @@ def by_pass(spent: dict, rows: dict):
         def run(self, *args):
             label = current[-1] if current else "other"
             rows[label] = rows.get(label, 0) + size(args)
+            calls[label] = calls.get(label, 0) + 1
             return fn(self, *args)
         return run
 
@@ -200,13 +203,13 @@ def timing(module, shape):
     print(f"{'gradcheck':10s} {theirs[0]:8.2f} {theirs[1]:8.2f}  passed={passed}  (calls the module {2 * n} times)")
     print(f"gradrun / gradcheck: {100 * ours[0] / theirs[0]:.1f} % of its CPU time, "
           f"{100 * ours[1] / theirs[1]:.1f} % of its wall time")
-    spent, rows = {}, {}
-    with by_pass(spent, rows):
+    spent, rows, calls = {}, {}, {}
+    with by_pass(spent, rows, calls):
         total, _ = timed(lambda: adapter.check(module, {"x": x}, wrt=["params"], check="full"))
     print(f"gradrun by pass (a third, instrumented run: {total[0]:.2f} s CPU):")
-    for label in [p[2] for p in PASSES] + ["other"]:
-        cpu = spent.get(label, total[0] - sum(spent.values())) if label != "other" else total[0] - sum(spent.values())
-        print(f"  {label:52s} {cpu:6.2f} s CPU  {rows.get(label, 0):7d} rows")
+    for label in list(dict.fromkeys(p[2] for p in PASSES)) + ["other"]:
+        cpu = spent.get(label, 0.0) if label != "other" else total[0] - sum(spent.values())
+        print(f"  {label:52s} {cpu:6.2f} s CPU  {rows.get(label, 0):7d} rows  {calls.get(label, 0):5d} calls")
 
 
 def timed(fn):

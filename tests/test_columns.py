@@ -81,6 +81,19 @@ def test_text_columns_read_back_as_written(values):
     assert arrowcols.text_column(column).to_pylist() == [None if v is None else text(v) for v in values]
 
 
+def test_distinct_values_of_one_shared_object_and_of_many():
+    from gradrun.columns import constant, distinct, one_object
+
+    shared = constant("pass", 1000)
+    assert one_object(shared) and distinct(shared) == ["pass"]
+    assert distinct(shared[::3]) == ["pass"]  # strided: copied, then seen as one object too
+    alike = np.array(["".join(["pa", "ss"]) for _ in range(1000)], dtype=object)  # equal, not one object
+    assert not one_object(alike) and distinct(alike) == ["pass"]
+    mixed = shared.copy()
+    mixed[-1] = "fail"
+    assert not one_object(mixed) and sorted(distinct(mixed)) == ["fail", "pass"]
+
+
 def test_among_matches_isin_with_and_without_known_labels():
     from gradrun.columns import Columns, among
 
@@ -153,6 +166,31 @@ def test_large_reports_stream_in_pieces_with_the_same_bytes(tmp_path, monkeypatc
     assert len(chunks) > 100 and b"".join(chunks).decode() == whole
 
 
+def test_threads_and_distinct_values_change_no_byte(monkeypatch):
+    """Row slices formatted on threads side by side, and float columns of few distinct values
+    formatted once per bit pattern (-0.0 apart from 0.0, runs of one value), give the bytes
+    Python's own formatting of every row gives."""
+    from gradrun import layout, threads
+
+    monkeypatch.setattr(csvformat, "SPLIT_ROWS", 400)
+    monkeypatch.setattr(csvformat, "DISTINCT_SAMPLE", 128)
+    monkeypatch.setattr(threads, "free_workers", lambda: 3)
+    rng = np.random.default_rng(7)
+    edges = special_floats()[-24 - 2000:-2000]  # zeros of both signs, nan, inf, the notation bounds
+    few = edges[rng.integers(0, len(edges), 3000)]
+    runs = np.repeat(special_floats()[:300], 10)  # an element's value, once per output
+    rows = [row("e", 0, "X", i, f"X[{i},0]", 0, a, b, -a, abs(b), 0.5, status="pass", tolerance=1e-7,
+                method='say "x", then' if i % 7 == 0 else "central", step=c)
+            for i, (a, b, c) in enumerate(zip(few.tolist(), runs.tolist(), rng.standard_normal(3000).tolist()))]
+    result = ExperimentResult.from_rows("e", rows)
+    assert csvformat.few_distinct(few.view(np.int64)) and csvformat.few_distinct(runs.view(np.int64))
+    assert not csvformat.few_distinct(rng.standard_normal(3000).view(np.int64))
+    names = layout.schema([result]).names
+    expected = csvformat.header(names).decode() + "".join(
+        ",".join(csvformat._cell(r[n]) for n in names) + "\n" for r in layout.report_rows(result))
+    assert report.csv_text([result]) == expected
+
+
 def test_projections_are_a_table_of_their_own():
     result = run(ROOT / "experiments" / "screen.yaml")[0]
     assert len(result.projections) and "index" not in result.projections
@@ -192,3 +230,35 @@ def test_a_run_writing_csv_imports_no_pandas_jsonschema_or_pyarrow_compute(tmp_p
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "chain.csv").exists()
+
+
+def test_the_writer_starts_threads_only_where_a_core_is_free(monkeypatch):
+    import os
+
+    from gradrun import threads
+
+    monkeypatch.setattr(threads, "WORKERS", 2)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.9, 0.9, 0.9))
+    assert threads.free_workers() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.7, 0.9, 0.9))
+    assert threads.free_workers() == 1
+    monkeypatch.setattr(threads, "WORKERS", 1)  # a -j worker's cap
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads.free_workers() == 1
+
+
+def test_element_names_reused_only_for_the_same_elements():
+    """Pieces of one input and shape name the same elements again (sweeps): the names built
+    for one are reused for the next only when its indices are the same."""
+    from gradrun import layout
+
+    def names(index, shape=(3, 4)):
+        columns = layout.Columns({"input": np.full(len(index), "X", dtype=object), "index": np.asarray(index)})
+        return layout._arrow_elements(columns, False, {"X": shape}).to_pylist()
+
+    expected = [f"X[{i // 4},{i % 4}]" for i in range(12)]
+    assert names(range(12)) == expected and names(range(12)) == expected
+    assert names([11, 0, 5]) == ["X[2,3]", "X[0,0]", "X[1,1]"]
+    assert names(range(6)) == expected[:6]
+    assert names(range(12), shape=(2, 6)) == [f"X[{i // 6},{i % 6}]" for i in range(12)]

@@ -69,9 +69,12 @@ def test_a_scalar_outputs_sign_directions_take_one_reverse_pass(monkeypatch):
 
 @pytest.mark.parametrize("size", [1, 2, 7, 90_001])
 @pytest.mark.parametrize("seed", [0, 1, [5, 2]])
-def test_directions_are_the_sign_vectors_rng_choice_draws(size, seed):
-    """The seeded directions (and the generator's state after them) are rng.choice's, as before."""
+@pytest.mark.parametrize("drawn", [0, 1, 2])
+def test_directions_are_the_sign_vectors_rng_choice_draws(size, seed, drawn):
+    """The seeded directions (and the generator's state after them) are rng.choice's, as before,
+    also after an odd number of draws has left half of the generator's last output pending."""
     ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    assert ours.integers(0, 2, drawn).tolist() == theirs.integers(0, 2, drawn).tolist()
     got = screen.directions(size, ours)
     np.testing.assert_array_equal(got, theirs.choice([-1.0, 1.0], size=(screen.SCREEN_DIRECTIONS, size)))
     assert ours.random() == theirs.random()
@@ -102,3 +105,29 @@ def test_the_floor_computed_in_place_is_its_formula_bit_for_bit(seed):
     size = np.maximum(judge.output_magnitude(graph, vals).sum() + np.abs(g * x[None, :]), eps)
     expected = numeric.ROUNDOFF_FLOOR * eps * np.sqrt(((size * v / np.maximum(1.0, np.abs(x))) ** 2).sum(axis=1))
     assert screen.floor(graph, vals, "X", v, g, eps).tobytes() == expected.tobytes()
+
+
+def test_inputs_screened_at_one_point_measure_each_slope_once():
+    """A complex step's slopes (Im f(a + ih) / h of each op) depend on the point alone: the
+    second input reuses the first's, and its directional differences are the same bits."""
+
+    class Counted(dict):
+        sets = 0
+
+        def __setitem__(self, key, value):
+            Counted.sets += 1
+            super().__setitem__(key, value)
+
+    graph = graph_of("sum(sigmoid(X @ W))")
+    vals = engine.evaluate(graph, point())
+    u = screen.directions(1, np.random.default_rng(0))
+    eps = np.finfo(float).eps
+    slopes = Counted()
+    for name in ("X", "W"):
+        v = screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1))
+        alone = screen.directional(graph, vals, name, "complex", v, u, eps)
+        shared = screen.directional(graph, vals, name, "complex", v, u, eps, slopes)
+        for a, b in zip(alone, shared):
+            np.testing.assert_array_equal(a, b)
+    assert Counted.sets == 1  # sigmoid's, measured for X, reused for W
+

@@ -103,3 +103,18 @@ def test_jvp_basis_gives_the_jacobian_columns_torch_computes():
         np.testing.assert_allclose(rows.reshape(len(at), -1), columns[:, at].T, rtol=1e-12, atol=1e-15)
     dense = np.eye(9)[[3, 6]].reshape(2, 3, 3)
     np.testing.assert_array_equal(fn.jvp_basis((1,), np.array([3, 6]), *args), fn.jvp_batch([None, dense, None], *args))
+
+
+def test_forward_mode_columns_before_any_forward_call_still_use_vmap():
+    """A module's float64 twin is built outside vmap (inside it torch forbids .data writes),
+    so JVPs asked for before any forward call are still one vmapped call, not one each."""
+    rng = np.random.default_rng(5)
+    fn = adapter.function("d", torch_code.DropBlock, init={"n": 3})
+    args = [rng.normal(size=(2, 3)), *fn.defaults.values()]
+    code = fn.forward.__self__
+    rows = fn.jvp_basis((1,), np.array([0, 5, 7]), *args)  # the first call into the code
+    assert code.jacobian.vmappable
+    jacobian = torch.func.jacfwd(lambda w: code.apply([torch.tensor(args[0]), w, torch.tensor(args[2])]))(
+        torch.tensor(args[1]))
+    np.testing.assert_allclose(rows.reshape(3, -1), jacobian.reshape(6, 9).numpy()[:, [0, 5, 7]].T,
+                               rtol=1e-12, atol=1e-15)

@@ -1,7 +1,7 @@
 """The few Arrow compute functions the report writers call, by name.
 
 ``import pyarrow.compute`` builds a Python wrapper for each of Arrow's ~300
-compute functions, about 50 ms of every run; the writers need ten of them.
+compute functions, about 50 ms of every run; the writers need a dozen.
 Each is called here through ``pyarrow._compute.call_function``, the call
 those wrappers make. (``Array.cast``, ``.take`` and ``.filter`` import
 ``pyarrow.compute`` themselves, so they are not used on the hot path.)
@@ -40,6 +40,11 @@ def take(values, indices):
 
 def replace_with_mask(values, mask, replacements):
     return _call("replace_with_mask", [values, mask, replacements])
+
+
+def dictionary_encode(values):
+    """The distinct values (``.dictionary``, in order of first appearance) and each row's code (``.indices``)."""
+    return _call("dictionary_encode", [values])
 
 
 def if_else(condition, yes, no):

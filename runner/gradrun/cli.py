@@ -344,4 +344,7 @@ def plot_command(report_csv, out, quiet):
 
 def main(argv=None):
     """The console entry point of ``gradrun`` and ``python -m gradrun``."""
+    from . import memory
+
+    memory.keep_freed_memory()  # this process is the command's own: numpy's temporaries reuse freed memory
     cli.main(args=argv, prog_name="gradrun")

@@ -12,6 +12,7 @@ shape), so that nothing stores them twice.
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
@@ -84,12 +85,26 @@ def distinct(values) -> list | None:
     """The distinct values of an object column (None if some value cannot be hashed).
 
     A set of the column's items costs a fraction of one elementwise comparison
-    of an object array, and most text columns hold one or a few shared strings.
+    of an object array, and most text columns hold one or a few shared strings;
+    a column that holds one shared object (``constant``'s) is told apart first,
+    from its pointers.
     """
+    values = np.asarray(values, dtype=object).ravel()
+    if one_object(values):
+        return [values[0]]
     try:
-        return list(set(np.asarray(values, dtype=object).ravel().tolist()))
+        return list(set(values.tolist()))
     except TypeError:
         return None
+
+
+def one_object(values: np.ndarray) -> bool:
+    """Whether every item of a 1-D object array is the same object: its pointers compared in
+    numpy, no Python call per item (the array is read in place, and alive while it is read)."""
+    if values.ndim != 1 or len(values) < 2 or not values.flags.c_contiguous:
+        return False
+    pointers = np.ctypeslib.as_array((ctypes.c_size_t * len(values)).from_address(values.ctypes.data))
+    return bool((pointers == pointers[0]).all())
 
 
 def among(values, wanted, labels=None) -> np.ndarray:

@@ -23,19 +23,33 @@ from 1e16          1e+16                 1e+16                   Arrow's
 Zeros are whole numbers too (Arrow writes 0 and -0); nan and inf are alike.
 The missing bytes (``.0``, the ``0`` of ``e-07``) are inserted in one numpy
 pass over the text; only the two bands written by ``repr`` cost a Python call each.
+
+The cast is most of the writer's time (about 100 ns a float), so a float
+column of few distinct values (``abs_error``, whose differences are a few
+multiples of an ulp; ``step``; an element's ``value`` repeated for each of its
+outputs) is formatted once per distinct bit pattern and gathered; and a large
+batch is cut into row slices formatted on threads side by side where a core is free (Arrow's
+kernels and numpy's loops release the GIL). A row's text depends on the row
+alone, so neither changes a byte.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 
-from . import arrowcols
+from . import arrowcols, threads
 from . import arrowcompute as compute
 from .columns import text
 
+SPLIT_ROWS = 16_384  # rows from which a batch is cut into row slices, one per thread
+DISTINCT_SAMPLE = 1024  # rows sampled to guess whether a float column has few distinct values
+
 _SPECIAL = np.zeros(256, dtype=bool)  # by byte: a field holding one of these is quoted
 _SPECIAL[[ord(c) for c in ',"\n\r']] = True
+_QUOTE_BYTE = ord('"')
 # string scalars built once from buffers (a Python str given to Arrow would import pandas)
 _EMPTY, _COMMA, _NEWLINE, _QUOTE, _TRUE, _FALSE = (
     arrowcols.scalar(s) for s in ("", ",", "\n", '"', "True", "False"))
@@ -66,6 +80,34 @@ def float_strings(values) -> pa.Array:
     return out
 
 
+def few_distinct(bits: np.ndarray) -> bool:
+    """Whether a column (its floats' bit patterns) likely holds at most half as many distinct
+    values as rows: from the repeats among a seeded sample of rows (rows alike in a run,
+    an element's outputs, are not missed the way a strided sample would miss them).
+    Only a guess: it decides how a column is formatted, never what is written."""
+    n = len(bits)
+    if n < 4 * DISTINCT_SAMPLE:
+        return False
+    rows = np.unique(np.random.default_rng(n).integers(0, n, DISTINCT_SAMPLE))
+    repeats = len(rows) - len(np.unique(bits[rows]))
+    # a pair of sampled rows is alike with probability about 1/distinct: count those pairs
+    return repeats >= len(rows) * (len(rows) - 1) / n
+
+
+def _float_field(column: pa.Array) -> pa.Array:
+    """A float column's fields: formatted once per distinct bit pattern where few are distinct
+    (bits, not values: -0.0 is not 0.0), else each row."""
+    if column.null_count:
+        return float_strings(column)
+    bits = np.frombuffer(column.buffers()[1], np.int64, count=len(column), offset=8 * column.offset)
+    if not few_distinct(bits):
+        return float_strings(column)
+    coded = compute.dictionary_encode(arrowcols.ints(bits))
+    labels = np.frombuffer(coded.dictionary.buffers()[1], np.float64, count=len(coded.dictionary),
+                           offset=8 * coded.dictionary.offset)
+    return compute.take(float_strings(labels), coded.indices)
+
+
 def _inserted(strings: pa.Array, inserts) -> pa.Array:
     """``strings`` (no nulls) with bytes inserted: ``inserts`` lists (rows, how many bytes
     before each row's end, the bytes). One pass over the text, in numpy."""
@@ -89,33 +131,35 @@ def _inserted(strings: pa.Array, inserts) -> pa.Array:
     return compute.cast(array, pa.string()) if large else array
 
 
-def _needs_quotes(column: pa.Array) -> np.ndarray:
-    """Which strings hold a comma, a quote or a line break: a byte scan of the column's data."""
+def _needs_quotes(column: pa.Array) -> tuple:
+    """Which strings hold a comma, a quote or a line break, and whether any holds a quote:
+    a byte scan of the column's data."""
     n = len(column)
     _, offsets, data = column.buffers()
     needs = np.zeros(n, dtype=bool)
     if data is None or not n:
-        return needs
+        return needs, False
     width = np.int64 if pa.types.is_large_string(column.type) else np.int32
     bounds = np.frombuffer(offsets, width, count=n + 1, offset=column.offset * np.dtype(width).itemsize)
     raw = np.frombuffer(data, np.uint8)[bounds[0]:bounds[-1]]
-    hits = np.flatnonzero(_SPECIAL[raw]) + bounds[0]
-    needs[np.searchsorted(bounds[1:], hits, side="right")] = True
-    return needs
+    hits = np.flatnonzero(_SPECIAL[raw])
+    needs[np.searchsorted(bounds[1:], hits + bounds[0], side="right")] = True
+    return needs, bool(len(hits)) and bool((raw[hits] == _QUOTE_BYTE).any())
 
 
 def _field(column: pa.Array) -> pa.Array:
     """One column's CSV fields as strings (null for an empty field)."""
     t = column.type
     if pa.types.is_floating(t):
-        return float_strings(column)
+        return _float_field(column)
     if pa.types.is_boolean(t):
         return compute.if_else(column, _TRUE, _FALSE)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        quoted = _needs_quotes(column)
+        quoted, quotes = _needs_quotes(column)
         if not quoted.any():
             return column
-        escaped = compute.join(_QUOTE, compute.replace_substring(column, '"', '""'), _QUOTE, separator=_EMPTY)
+        doubled = compute.replace_substring(column, '"', '""') if quotes else column  # X[0,1] holds none
+        escaped = compute.join(_QUOTE, doubled, _QUOTE, separator=_EMPTY)
         return escaped if quoted.all() else compute.if_else(arrowcols.bools(quoted), escaped, column)
     return compute.cast(column, pa.string())
 
@@ -168,7 +212,22 @@ def _line_parts(fields: list) -> list:
 
 def batch_bytes(batch: pa.RecordBatch) -> bytes:
     """The CSV lines of one record batch, each ending in a newline."""
-    return bytes(batch_buffer(batch))
+    return b"".join(batch_buffers(batch))
+
+
+def batch_buffers(batch: pa.RecordBatch) -> list:
+    """The CSV lines of one record batch as pieces in row order (bytes or Arrow buffers).
+
+    A batch of ``SPLIT_ROWS`` rows or more is cut into row slices, one per thread
+    (``threads.free_workers``), formatted side by side: wall clock, not CPU time, is saved.
+    """
+    n = batch.num_rows
+    slices = min(threads.free_workers(), n // SPLIT_ROWS)
+    if slices < 2:
+        return [batch_buffer(batch)]
+    bounds = np.linspace(0, n, slices + 1).astype(np.int64).tolist()
+    with ThreadPoolExecutor(slices) as pool:
+        return list(pool.map(batch_buffer, [batch.slice(a, b - a) for a, b in zip(bounds, bounds[1:])]))
 
 
 def batch_buffer(batch: pa.RecordBatch):

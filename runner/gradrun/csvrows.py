@@ -57,9 +57,4 @@ def formatted(results, schema) -> list:
 
 def joined(results, schema) -> bytes:
     """The CSV rows of all ``results`` under the report columns ``schema``, formatted in one Arrow batch."""
-    import pyarrow as pa
-
-    batches = list(layout.report_batches(results, schema_=schema))
-    if not batches:
-        return b""
-    return _bytes(pa.Table.from_batches(batches, schema=schema).combine_chunks().to_batches())
+    return _bytes(layout.combined(results, schema))

@@ -17,6 +17,10 @@ import numpy as np
 from .columns import DERIVED, KIND, NAMES, PROJECTION_ROW, Columns, constant, filler, passing, sweep_names
 
 CHUNK = 1 << 16  # rows per piece a writer formats at once
+# The element names last built for each (input, shape), with their indices: the points of a
+# sweep and experiments of one shape name the same elements again (a third of building a batch).
+_NAMES: dict = {}
+MOST_NAMED = 8
 
 
 def _segments(result):
@@ -166,10 +170,18 @@ def _arrow_elements(piece: Columns, projection: bool, shapes: dict):
     shape = tuple(shapes.get(name, ()))
     if not shape:
         return text_column(constant(name, len(piece)))
-    coords = [compute.cast(ints(c), pa.string()) for c in np.unravel_index(piece["index"], shape)]
+    index = piece["index"]
+    known = _NAMES.get((name, shape))
+    if known is not None and np.array_equal(known[0], index):  # the same elements again
+        return known[1]
+    coords = [compute.cast(ints(c), pa.string()) for c in np.unravel_index(index, shape)]
     comma = scalar(",")
     parts = [x for c in coords for x in (c, comma)][:-1]
-    return compute.join(scalar(name + "["), *parts, scalar("]"), separator=scalar(""))
+    names = compute.join(scalar(name + "["), *parts, scalar("]"), separator=scalar(""))
+    if len(_NAMES) >= MOST_NAMED:
+        _NAMES.clear()
+    _NAMES[(name, shape)] = (np.array(index), names)
+    return names
 
 
 def _arrow_column(values: np.ndarray, type_):
@@ -202,6 +214,15 @@ def report_batches(results, chunk: int | None = None, schema_=None):
                 else:
                     arrays.append(_arrow_column(piece[f.name], f.type))
             yield pa.RecordBatch.from_arrays(arrays, schema=schema_)
+
+
+def combined(results, schema_):
+    """The report of ``results`` as record batches of one chunk each (``report_batches``'
+    pieces joined): one batch for many small results."""
+    import pyarrow as pa
+
+    batches = list(report_batches(results, schema_=schema_))
+    return pa.Table.from_batches(batches, schema=schema_).combine_chunks().to_batches() if batches else []
 
 
 def report_table(results):

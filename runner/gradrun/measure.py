@@ -55,6 +55,7 @@ def best(cols, idx, base, noise, target, witness):
     unc = np.full((m, n), np.inf)
     step = np.full((m, n), np.nan)
     noisy = np.zeros(n, dtype=bool)  # the auto step's measurement was ruled by round-off
+    finest = _Finest(n, m)
     for direction, levels in enumerate(LEVELS):
         active = np.ones(n, dtype=bool) if direction == 0 else noisy & ~_good(unc, target)
         worse = np.zeros(n, dtype=int)
@@ -63,7 +64,11 @@ def best(cols, idx, base, noise, target, witness):
             rows = np.flatnonzero(active)
             if not len(rows):
                 break
-            v, est, _, used = cols.at("richardson", base[rows] * 4.0 ** -level, idx[rows])
+            h = base[rows] * 4.0 ** -level
+            if direction == 0:  # each level a quarter of the last: its coarsest points are known
+                v, est, _, used = finest.level(cols, h, idx, rows, known=level > 0)
+            else:
+                v, est, _, used = cols.at("richardson", h, idx[rows])
             v, est, rnd = v.T, est.T, noise(used, rows)
             raw = uncertainty(est, rnd)
             agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + raw)  # NaN (no witness) agrees
@@ -89,6 +94,24 @@ def best(cols, idx, base, noise, target, witness):
             active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
     finest = np.nanmin(np.where(np.isfinite(step), step, np.inf), axis=0, initial=np.inf)
     return value, np.where(np.isfinite(unc), unc, np.nan), np.where(np.isfinite(finest), finest, base)
+
+
+class _Finest:
+    """Each element's finest central difference of its last Richardson level (value, kink)."""
+
+    def __init__(self, n, m):
+        self.value, self.kink = np.full((n, m), np.nan), np.zeros(n, dtype=bool)
+
+    def level(self, cols, h, idx, rows, known):
+        """One Richardson level at base steps h of the elements ``rows``, the last level's
+        finest differences reused (``known``, when it was a base 4h); keeps this one's."""
+        first = (self.value[rows], self.kink[rows]) if known else None
+
+        def fn(delta, _, at):
+            return numeric.richardson_chain(delta, h[at], None if first is None else (first[0][at], first[1][at]))
+
+        v, est, kink, used, self.value[rows], self.kink[rows] = cols.run(fn, idx[rows])
+        return v, est, kink, used
 
 
 def _finer(last, rows, v, u, raw, used) -> tuple:
@@ -189,9 +212,12 @@ def witness(cols, idx, magnitude, eps):
     (how far it moves at twice and half the step, and round-off, four times over): what a
     Richardson level must agree with."""
     h = cols.auto_steps("central", idx)
-    value = cols.at("central", h, idx)[0].T
-    coarse = cols.at("central", 2 * h, idx)[0].T
-    fine = cols.at("central", h / 2, idx)[0].T  # steps 2h and h apart can alias alike (sin at 1e6, h = 6)
+    central = numeric.STENCILS["central"]
+
+    def three(delta, rows, at):  # steps 2h and h apart can alias alike (sin at 1e6, h = 6): h/2 too
+        return tuple(d for d, _ in numeric.stencils(delta, [(central, s * h[at]) for s in (1.0, 2.0, 0.5)]))
+
+    value, coarse, fine = (d.T for d in cols.run(three, idx))
     moved = np.fmax(np.abs(coarse - value), np.abs(fine - value))
     slack = 4 * (moved / 3 + numeric.roundoff("central", eps, magnitude, h / 2))
     # a witness that cannot vouch for its own sign (a step across a pole of an

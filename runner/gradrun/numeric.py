@@ -4,7 +4,11 @@ Everything here works on a *delta function*: ``delta(offsets)`` returns how
 the output moves when the elements being differentiated move by
 ``offsets`` (one per element, real or imaginary), as a (B, M) array. The
 engine provides one that touches only what each perturbation reaches; a
-black-box function provides one by calling the function.
+black-box function provides one by calling the function. A delta function
+may also take a stack of offsets, (K, n): K offsets of every element, in
+one evaluation (``stacking``); every pass here asks for all the offsets it
+needs at once (``evaluate``), since a batched black box pays a fixed cost per
+call (torch's vmap: about a millisecond) on top of a cost per row.
 """
 
 from __future__ import annotations
@@ -85,15 +89,56 @@ def steps(method: str, x, step, eps: float, floor: float = 1.0) -> np.ndarray:
     return factor * eps**exponent * np.maximum(floor, x)
 
 
+def stacking(evaluate_rows, rows, limit: int):
+    """The delta function of the elements ``rows``, from ``evaluate_rows(rows, offsets)``
+    -> ((B, M) deltas, (B,) kinks): it takes (n,) offsets, or a (K, n) stack of them,
+    evaluated together, at most ``limit`` rows a call."""
+    def delta(offsets):
+        offsets = np.asarray(offsets)
+        if offsets.ndim == 1:
+            return evaluate_rows(rows, offsets)
+        k, n = offsets.shape
+        if not offsets.size:  # nothing to move: an empty evaluation gives the output's size
+            d, kink = evaluate_rows(rows[:0], offsets.reshape(-1))
+            return d.reshape((k, n) + d.shape[1:]), kink.reshape(k, n)
+        where, flat, step = np.tile(rows, k), offsets.reshape(-1), max(1, int(limit))
+        parts = [evaluate_rows(where[s:s + step], flat[s:s + step]) for s in range(0, len(flat), step)]
+        d = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        kink = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        return d.reshape((k, n) + d.shape[1:]), np.asarray(kink).reshape(k, n)
+
+    delta.stacks = True
+    return delta
+
+
+def evaluate(delta, offsets):
+    """``delta`` at K offsets of every element, offsets (K, n): ((K, n, M) deltas, (K, n)
+    kinks); in one evaluation where the delta function takes a stack (``stacking``), else K."""
+    if getattr(delta, "stacks", False):
+        return delta(np.asarray(offsets))
+    outs = [delta(o) for o in offsets]
+    return [d for d, _ in outs], [k for _, k in outs]
+
+
+def stencils(delta, pairs) -> list:
+    """Several stencils at their steps, ``[(stencil, h)]``, in one evaluation: for each,
+    sum(w * delta(s * h)) / h and whether any of its evaluations met a kink."""
+    d, k = evaluate(delta, [s * h for stencil, h in pairs for s in stencil.offsets])
+    out, at = [], 0
+    for stencil, h in pairs:
+        total = 0.0
+        kink = np.zeros(len(h), dtype=bool)
+        for w in stencil.weights:
+            total = total + w * d[at]
+            kink |= k[at]
+            at += 1
+        out.append((total / h[:, None], kink))
+    return out
+
+
 def stencil_derivative(delta, stencil: Stencil, h):
     """sum(w * delta(s * h)) / h, and whether any evaluation met a kink."""
-    total = 0.0
-    kink = np.zeros(len(h), dtype=bool)
-    for s, w in zip(stencil.offsets, stencil.weights):
-        d, k = delta(s * h)
-        total = total + w * d
-        kink |= k
-    return total / h[:, None], kink
+    return stencils(delta, [(stencil, h)])[0]
 
 
 def derivative(delta, method: str, h):
@@ -108,10 +153,10 @@ def derivative(delta, method: str, h):
         d, kink = delta(1j * h)
         return np.imag(d) / h[:, None], np.zeros(d.shape), kink, h
     if method == "richardson":
-        best, best_est, kink = _richardson(delta, h)
+        tries, _ = _richardson(delta, [h / 4**k for k in range(RICHARDSON_TRIES)])
+        best, best_est, kink = tries[0]
         chosen = np.broadcast_to(h[:, None], best.shape).copy()
-        for k in range(1, RICHARDSON_TRIES):
-            value, est, more = _richardson(delta, h / 4**k)
+        for k, (value, est, more) in enumerate(tries[1:], start=1):
             better = est < best_est
             best, best_est = np.where(better, value, best), np.where(better, est, best_est)
             chosen = np.where(better, (h / 4**k)[:, None], chosen)
@@ -123,23 +168,41 @@ def derivative(delta, method: str, h):
 
 def richardson_level(delta, h):
     """One Richardson level at base steps h: ``(value, error_estimate, kink, finest step)``."""
-    value, est, kink = _richardson(delta, h)
+    (value, est, kink), = _richardson(delta, [h])[0]
     return value, est, kink, h / 4
 
 
-def _richardson(delta, h):
-    """Central differences at h, h/2, h/4 extrapolated twice (error O(h**6)), and an estimate."""
+def richardson_chain(delta, h, first=None):
+    """``richardson_level``'s four, then its finest central difference as value (n, M) and
+    kink (n,): the coarsest of the level at base h/4, which takes it as ``first`` (value,
+    kink) instead of evaluating those points again."""
+    ((value, est, kink),), (finest, finest_kink) = _richardson(delta, [h], first)
+    return value, est, kink, h / 4, finest, finest_kink
+
+
+def _richardson(delta, bases, first=None) -> tuple:
+    """At each base step h of ``bases``, central differences at h, h/2, h/4 extrapolated
+    twice (error O(h**6)), and an estimate: ([(value, estimate, kink)], the finest central
+    difference), in one evaluation. A base a quarter of the one before shares its
+    coarsest differences with that one's finest, which are not evaluated twice; ``first``
+    is the first base's coarsest, when already known."""
     central = STENCILS["central"]
+    steps = [h * f for h in bases for f in (1.0, 0.5, 0.25)]
+    shared = [i % 3 == 0 and ((i and np.array_equal(s, steps[i - 1])) or (not i and first is not None))
+              for i, s in enumerate(steps)]
+    fresh = iter(stencils(delta, [(central, s) for s, known in zip(steps, shared) if not known]))
     levels = []
-    kink = np.zeros(len(h), dtype=bool)
-    for f in (1.0, 0.5, 0.25):
-        d, k = stencil_derivative(delta, central, h * f)
-        levels.append(d)
-        kink |= k
-    r1 = (4 * levels[1] - levels[0]) / 3
-    r2 = (4 * levels[2] - levels[1]) / 3
-    best = (16 * r2 - r1) / 15
-    return best, np.abs(best - r2) + np.abs(best - r1), kink  # both lower levels' distance: conservative
+    for i, known in enumerate(shared):
+        levels.append((levels[-1] if i else first) if known else next(fresh))
+    out = []
+    for at in range(0, len(levels), 3):
+        (d0, k0), (d1, k1), (d2, k2) = levels[at:at + 3]
+        r1 = (4 * d1 - d0) / 3
+        r2 = (4 * d2 - d1) / 3
+        best = (16 * r2 - r1) / 15
+        # both lower levels' distance: conservative
+        out.append((best, np.abs(best - r2) + np.abs(best - r1), k0 | k1 | k2))
+    return out, levels[-1]
 
 
 def truncation_estimate(delta, method: str, h, value):
@@ -165,8 +228,16 @@ NOISE_AGREE = 4.0
 
 def noise(delta, h):
     """The round-off noise of f along each element, (n, M): the size of the numbers an
-    opaque computation cancels (1 + erf(-6), a solve's residual) that its result does not show."""
-    estimates = np.array([_noise_at(delta, h, spacing) for spacing in NOISE_SPACINGS])  # (S, n, M)
+    opaque computation cancels (1 + erf(-6), a solve's residual) that its result does not show.
+    A spacing's points in one evaluation (no more of them held at once than one spacing's:
+    a wide output's deltas are large), f at the element itself once for all."""
+    centre, estimates = None, []
+    for spacing in NOISE_SPACINGS:
+        start = 1 if centre is not None else 0
+        d, _ = evaluate(delta, [np.full(len(h), k * spacing) * h for k in range(start, NOISE_POINTS)])
+        centre = d[0] if centre is None else centre
+        estimates.append(_noise_at(np.stack([centre] + list(d[1 - start:]))))
+    estimates = np.array(estimates)  # (S, n, M)
     # an estimate another spacing confirms, the largest such; else the smallest that counts
     found = np.full(estimates.shape[1:], np.nan)
     for i, e in enumerate(estimates):
@@ -177,9 +248,9 @@ def noise(delta, h):
     return np.where(np.isfinite(found), found, 0.0)
 
 
-def _noise_at(delta, h, spacing):
-    """ECnoise at one spacing: (n, M), NaN where it does not count."""
-    values = np.stack([delta(np.full(len(h), k * spacing) * h)[0] for k in range(NOISE_POINTS)])
+def _noise_at(values):
+    """ECnoise at one spacing from f's deltas at its NOISE_POINTS points, (NOISE_POINTS, n, M):
+    (n, M), NaN where it does not count."""
     sigma = np.array([np.sqrt(math.factorial(k) ** 2 / math.factorial(2 * k) * np.mean(np.diff(values, n=k, axis=0) ** 2, axis=0))
                       for k in NOISE_ORDERS])
     low, high = sigma.min(axis=0), sigma.max(axis=0)
@@ -192,8 +263,7 @@ def _noise_at(delta, h, spacing):
 
 def one_sided(delta, h):
     """The backward and forward differences, for showing both sides of a kink."""
-    minus, _ = stencil_derivative(delta, STENCILS["backward"], h)
-    plus, _ = stencil_derivative(delta, STENCILS["forward"], h)
+    (minus, _), (plus, _) = stencils(delta, [(STENCILS["backward"], h), (STENCILS["forward"], h)])
     return minus, plus
 
 

@@ -247,7 +247,9 @@ def _elementwise_dense(prim, node, i, args, ds, lifted, out, batch, motion):
             kink = kink_rows(prim, _pad(np.broadcast_to(args[k], ds[k].shape), nd), news[k], padded[k] != 0)
     if prim.branch is not None:
         kink |= branch_rows(prim, node.kwargs, args, moved() if news is None else news, batch, motion)
-    return Dense(np.broadcast_to(delta, (batch,) + out.shape).copy()), kink
+    full = (batch,) + out.shape
+    fresh = np.shape(delta) == full and delta.flags.owndata and all(delta is not d for d in ds)
+    return Dense(delta if fresh else np.broadcast_to(delta, full).copy()), kink  # a copy only of a broadcast or a view
 
 
 def _rows(fn, prim, settings, args, batch):
@@ -279,13 +281,14 @@ def perturb(graph: Graph, vals: list, name: str, index, delta, cache=None):
     return _propagate(graph, vals, name, start, len(index), motion)
 
 
-def perturb_along(graph: Graph, vals: list, name: str, directions, imaginary=False):
+def perturb_along(graph: Graph, vals: list, name: str, directions, imaginary=False, cache=None):
     """Move the whole input ``name`` by ``directions[b]`` (shape (B, *input shape)); as ``perturb``.
 
     ``imaginary=True`` takes real directions as the imaginary parts of a complex
-    step's (the complex array they would make is never built)."""
+    step's (the complex array they would make is never built). ``cache``: as
+    ``perturb``'s, and valid across inputs (a slope depends on the values alone)."""
     directions = np.asarray(directions)
-    motion = Motion(imaginary or np.iscomplexobj(directions))
+    motion = Motion(imaginary or np.iscomplexobj(directions), {} if cache is None else cache)
     start = Dense(np.imag(directions) if np.iscomplexobj(directions) else directions)
     return _propagate(graph, vals, name, start, len(directions), motion)
 

@@ -16,6 +16,9 @@ whole as text.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from . import layout
 from .atomic import _atomic, _umask, atomic_write  # noqa: F401 (re-exported)
 from .ci_reports import github_annotations, junit_xml, write_junit  # noqa: F401 (re-exported)
@@ -48,13 +51,24 @@ def _csv_buffers(results):
     """``csv_chunks`` as bytes-like pieces (Arrow buffers: no copy on the way to a file).
 
     A result whose rows were already formatted where it was checked, under the
-    same columns (``gradrun.csvrows``), is not formatted again.
+    same columns (``gradrun.csvrows``), is not formatted again. The rest is
+    formatted a batch at a time on a thread of its own (Arrow's kernels release
+    the GIL) while this one builds the next batch and the caller writes the last.
     """
-    from . import csvformat, csvrows
+    from . import csvformat
 
     schema = layout.schema(results)
-    key = csvrows.schema_key(schema)
     yield csvformat.header(schema.names)
+    yield from _in_order(_csv_work(results, schema))
+
+
+def _csv_work(results, schema):
+    """The CSV's rows in order: pieces already formatted (a list), or a function that formats
+    a batch built here (small results are built into one batch: a batch's fixed cost is
+    most of formatting a small experiment)."""
+    from . import csvrows
+
+    key = csvrows.schema_key(schema)
     group, pending = [], 0  # small results waiting to be formatted together, and their rows
     for result in results:
         rows = csvrows.reusable(result, key)
@@ -63,16 +77,45 @@ def _csv_buffers(results):
             pending += result.rows
             if pending < layout.CHUNK:
                 continue
-        if group:  # a batch's fixed cost is most of formatting a small experiment: one batch for the group
-            yield csvrows.joined(group, schema)
+        if group:
+            yield _formatting(layout.combined(group, schema))
             group, pending = [], 0
         if rows is not None:
-            yield rows
+            yield [rows]
         elif result.rows >= layout.CHUNK:
             for batch in layout.report_batches([result], schema_=schema):
-                yield csvformat.batch_buffer(batch)
+                yield _formatting([batch])
     if group:
-        yield csvrows.joined(group, schema)
+        yield _formatting(layout.combined(group, schema))
+
+
+def _formatting(batches):
+    from . import csvformat
+
+    return lambda: [piece for batch in batches for piece in csvformat.batch_buffers(batch)]
+
+
+def _in_order(work, ahead: int = 2):
+    """The pieces of ``work`` (lists of pieces, or functions that return them) in order, the
+    functions run on a thread, up to ``ahead`` of them before the caller takes their pieces."""
+    from . import threads
+
+    if threads.free_workers() < 2:
+        for w in work:
+            yield from (w() if callable(w) else w)
+        return
+    with ThreadPoolExecutor(1) as formatter:
+        waiting: deque = deque()
+        for w in work:
+            waiting.append(formatter.submit(w) if callable(w) else w)
+            if len(waiting) > ahead:
+                yield from _pieces(waiting.popleft())
+        while waiting:
+            yield from _pieces(waiting.popleft())
+
+
+def _pieces(work) -> list:
+    return work.result() if isinstance(work, Future) else work
 
 
 def csv_text(results) -> str:

@@ -103,7 +103,9 @@ def vjp_rows(graph: Graph, vals: list, cotangents) -> dict:
     result = {}
     for name in graph.inputs:
         done = np.stack([np.ravel(p[name]) for p in passes])
-        result[name] = done[which] * np.array(flip, dtype=done.dtype)[:, None]  # -1 * x is -x, exactly
+        rows = done[which]
+        rows *= np.array(flip, dtype=done.dtype)[:, None]  # -1 * x is -x, exactly
+        result[name] = rows
     return result
 
 

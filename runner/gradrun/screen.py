@@ -19,6 +19,7 @@ then checked in full (its whole Jacobian column), as a full check would.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ from . import engine, judge, numeric
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
-SIGNS = np.array([-1.0, 1.0])
+ONE_BITS = np.float64(1.0).view(np.uint64)
 
 
 @dataclass
@@ -53,14 +54,15 @@ class Screen:
         return float(np.max(self.tolerance))
 
 
-def directional(graph, vals, name, method, v, u, eps):
+def directional(graph, vals, name, method, v, u, eps, slopes=None):
     """u . J v by differences along each row of v: (value, error estimate, step, kink).
 
     The step is taken along the unit vector v / |v|, scaled like one
     element's step, and the result scaled back by |v|: a step of h in every
     element at once would see the curvature of all of them together. The
     estimate is the method's own (or step doubling's) plus the round-off of
-    the differences.
+    the differences. ``slopes``, a dict kept across the inputs of one point, lets a
+    complex step measure each op's slopes once (``Motion``), not once per input.
     """
     x = vals[graph.inputs[name]]
     scale = float(np.sqrt(np.mean(x * x))) if x.size else 1.0
@@ -73,7 +75,7 @@ def directional(graph, vals, name, method, v, u, eps):
     def delta(offsets):
         imaginary = np.iscomplexobj(offsets) and not np.real(offsets).any()  # a complex step: move by Im only
         along = (np.imag(offsets) if imaginary else offsets).reshape((-1,) + (1,) * x.ndim) * unit
-        d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary)
+        d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary, slopes)
         moved[:] = np.maximum(moved, np.einsum("bm,bm->b", np.abs(np.real(d)), np.abs(u)))
         return np.einsum("bm,bm->b", d, u)[:, None], kink
 
@@ -93,7 +95,8 @@ def floor(graph, vals, name, v, g, eps):
     x = vals[graph.inputs[name]].ravel()
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
     # (in place, each step as size = max(|f| + |g x|, eps), then (size * v / max(1, |x|))**2)
-    share = np.abs(g * x[None, :])
+    share = np.multiply(g, x[None, :])
+    np.abs(share, out=share)
     share += judge.output_magnitude(graph, vals).sum()
     np.maximum(share, eps, out=share)
     share *= v
@@ -102,15 +105,40 @@ def floor(graph, vals, name, v, g, eps):
     return numeric.ROUNDOFF_FLOOR * eps * np.sqrt(share.sum(axis=1))
 
 
+def terms(g, v):
+    """The sum of |g v| over each row: the size of the terms u . J v adds up (one array made, not two)."""
+    product = np.multiply(g, v)
+    return np.abs(product, out=product).sum(axis=1)
+
+
 def disagree(ana, num, tol):
     """Which projections disagree; an infinite or undefined one always does."""
     return ~(np.abs(ana - num) <= tol) | ~np.isfinite(tol) | ~np.isfinite(ana) | ~np.isfinite(num)
 
 
 def directions(size, rng) -> np.ndarray:
-    """SCREEN_DIRECTIONS seeded random sign vectors of ``size`` entries."""
-    # rng.choice([-1.0, 1.0], size=...) draws these same integers, then gathers them slowly
-    return np.take(SIGNS, rng.integers(0, 2, size=(SCREEN_DIRECTIONS, size)))
+    """SCREEN_DIRECTIONS seeded random sign vectors of ``size`` entries: those
+    ``rng.choice([-1.0, 1.0], size=...)`` draws, and the generator left as it leaves it.
+
+    ``rng.integers(0, 2)`` keeps the top bit of each 32-bit draw (Lemire's method,
+    which rejects nothing for two values), and PCG64 hands out its 64-bit outputs
+    as 32-bit draws low half first: so the signs are read straight from the raw
+    outputs, then written as the bits of +-1.0, in a few passes over bytes.
+    """
+    count = SCREEN_DIRECTIONS * size
+    generator = rng.bit_generator
+    state = generator.state if isinstance(generator, np.random.PCG64) else {}
+    if count % 2 or state.get("has_uint32", 1) or sys.byteorder != "little":  # a half-used output pending
+        draws = rng.integers(0, 2 ** 32, size=count, dtype=np.uint32)
+    else:
+        draws = generator.random_raw(count // 2).view(np.uint32)
+    signs = np.empty((SCREEN_DIRECTIONS, size))  # owns its memory: numpy is slower on views of other dtypes
+    bits = signs.view(np.uint64).reshape(-1)
+    np.right_shift(draws, 31, out=bits, casting="unsafe")  # 1 where the sign is +
+    bits ^= 1
+    bits <<= 63  # the sign bit of -1.0
+    bits |= ONE_BITS
+    return signs
 
 
 def cotangents(graph, vals, u) -> dict:
@@ -119,20 +147,21 @@ def cotangents(graph, vals, u) -> dict:
 
 
 def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g32=None,
-                 conditioning=None):
+                 conditioning=None, slopes=None):
     """Compare u . J v along the directions u (over the output, with g = J^T u given,
-    and J^T u of the float32 code in g32) and fresh sign directions v over one input."""
+    and J^T u of the float32 code in g32) and fresh sign directions v over one input.
+    ``slopes``: see ``directional``."""
     v = directions(vals[graph.inputs[name]].size, rng)
-    num, est, h, kink = directional(graph, vals, name, method, v, u, eps)
+    num, est, h, kink = directional(graph, vals, name, method, v, u, eps, slopes)
     least = floor(graph, vals, name, v, g, eps)
     ana64 = np.einsum("kn,kn->k", g, v)
-    tol = numeric.tolerance(np.abs(g * v).sum(axis=1), num, est, primary, settings) + least
+    tol = numeric.tolerance(terms(g, v), num, est, primary, settings) + least
     bad = disagree(ana64, num, tol)
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
         least32 = floor(graph, vals, name, v, g32, numeric.EPS[settings.dtype])  # float32 code's own round-off
-        tol = numeric.tolerance(np.abs(g32 * v).sum(axis=1), num, est, settings.dtype, settings) + least32
+        tol = numeric.tolerance(terms(g32, v), num, est, settings.dtype, settings) + least32
         tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
         bad |= disagree(ana, num, tol)
     if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
@@ -180,7 +209,7 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
                                         np.repeat(u, len(masked), 0), eps)
         ana = masked @ g
         least = floor(graph, vals, name, masked, np.broadcast_to(g, masked.shape), eps)
-        tol = numeric.tolerance(np.abs(masked * g).sum(axis=1), num, est, primary, settings) + least
+        tol = numeric.tolerance(terms(masked, g), num, est, primary, settings) + least
         return disagree(ana, num, tol) | kink
 
     return group_test(v, disagrees)

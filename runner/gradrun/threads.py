@@ -31,6 +31,9 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
+WORKERS = cores()  # threads gradrun's own pools may use (the CSV writer's); ``cap_process`` lowers it
+
+
 @contextlib.contextmanager
 def env_caps(threads: int):
     """Cap the thread pools of processes started inside: BLAS, OpenMP and XLA each to ``threads``.
@@ -68,6 +71,19 @@ def _blas():
     return None
 
 
+def free_workers() -> int:
+    """Threads worth starting now for work that only saves wall-clock time (the CSV writer's):
+    ``WORKERS``, or 1 when the load average says the other cores are busy (threads then
+    wait for a core and cost time; measured in benchmarks/README.md)."""
+    if WORKERS < 2:
+        return 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return WORKERS
+    return WORKERS if load < cores() - 0.5 else 1
+
+
 def blas_threads():
     """The thread count of this process's BLAS, or None where it cannot be told."""
     control = _blas()
@@ -78,7 +94,8 @@ def cap_process(threads: int) -> None:
     """Cap this process's running pools: its BLAS (where it says how) and gradrun's chunk threads."""
     from . import verdict
 
-    verdict.WORKERS = threads
+    global WORKERS
+    verdict.WORKERS = WORKERS = threads
     control = _blas()
     if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
         control[0](threads)  # a user's own OPENBLAS_NUM_THREADS stands
@@ -88,14 +105,15 @@ def cap_process(threads: int) -> None:
 def capped(threads: int):
     """``cap_process(threads)`` inside, this process's BLAS and chunk threads as they were after:
     where the main process measures what workers measure too (``gradrun.piecework``)."""
+    global WORKERS
     from . import verdict
 
     control = _blas()
-    before = (verdict.WORKERS, None if control is None else int(control[1]()))
+    before = (verdict.WORKERS, WORKERS, None if control is None else int(control[1]()))
     cap_process(threads)
     try:
         yield
     finally:
-        verdict.WORKERS = before[0]
-        if before[1] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
-            control[0](before[1])
+        verdict.WORKERS, WORKERS = before[0], before[1]
+        if before[2] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
+            control[0](before[2])

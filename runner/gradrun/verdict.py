@@ -108,9 +108,11 @@ class _Columns:
         def one(at):
             rows = idx[at]
 
-            def delta(offsets):
-                d, k, _ = engine.perturb(self.graph, self.vals, self.name, rows, offsets, self.cache)
+            def moved(where, offsets):
+                d, k, _ = engine.perturb(self.graph, self.vals, self.name, where, offsets, self.cache)
                 return d, k
+
+            delta = numeric.stacking(moved, rows, self.chunk)  # several offsets a call, chunk rows at most
 
             with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
                 return fn(delta, rows, at)
@@ -361,6 +363,7 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         u = screen.directions(vals[graph.output].size, rng)
         g = screen.cotangents(graph, vals, u)
         g32 = None if vals32 is None else screen.cotangents(graph, vals32, u)
+        slopes: dict = {}  # a complex step's slopes, measured once for every input's directions
     reverse: dict = {}
     reverse32: dict = {}
     elements, projections, blocks, shapes = [], [], [], {}
@@ -373,7 +376,8 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             method, _ = resolve_method(settings.method, graph)
             screened = screen.screen_input(graph, vals, name, settings, eps,
                                            method if method != "central" else "richardson", rng, primary,
-                                           u, g[name], None if g32 is None else g32[name], conditioning)
+                                           u, g[name], None if g32 is None else g32[name], conditioning,
+                                           slopes)
             found = projection_columns(screened, experiment, point, name, settings, coords or {})
             projections.append(found)
             if not screened.bad.any():

@@ -107,6 +107,8 @@ class ForwardJacobian:
     def _vmapped_tensors(self, tangents: dict, arrays) -> np.ndarray:
         """One vmap of torch.func.jvp over batched tangents (argument position -> (B, *shape))."""
         primals = tuple(self.code.tensors(arrays))
+        if self.code.module is not None and primals:  # the twin built outside vmap, which forbids it
+            self.code.twin(primals[0].dtype)
         moving = list(tangents)
         f = self._function(primals)
 
