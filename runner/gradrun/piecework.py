@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import csvrows, pieces, runner, verdict, window
+from . import csvrows, pieces, runner, threads, verdict, window
 
 
 class Apart(NamedTuple):
@@ -99,6 +99,11 @@ def measure(spec, job: Job, overrides, load_options) -> tuple:
     """Runs in a worker: the numeric side of the job's input at its point (kept for the next
     piece of the same input), then the job's phase on its elements. Returns what the phase
     found and what the experiment's functions have said (``runner.function_notes``)."""
+    with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
+        return _measure(spec, job, overrides, load_options)
+
+
+def _measure(spec, job: Job, overrides, load_options) -> tuple:
     key = (getattr(spec, "path", id(spec)), job.experiment, job.point, job.input, tuple(sorted(overrides.items())))
     if key not in _MEASURING:
         _MEASURING.clear()

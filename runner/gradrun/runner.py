@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import engine, hessian, selection
+from . import engine, hessian, selection, threads
 from .verdict import check_point
 from .layout import report_column, report_rows
 from .model import Experiment, ExperimentResult, Spec, one_line
@@ -40,10 +40,10 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             check_mode = settings.check
             at = f"point {point.index}, " if len(exp.points) > 1 else ""
             checker = hessian.check_point if settings.order == 2 else check_point
-            checked.append(checker(
-                graph, point.inputs, exp.wrt, settings, experiment=exp.name, point=point.index,
-                coords=point.coords,
-                tick=None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")))
+            told = None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")
+            with threads.one_blas_thread():  # the same bits wherever it runs
+                checked.append(checker(graph, point.inputs, exp.wrt, settings, experiment=exp.name,
+                                       point=point.index, coords=point.coords, tick=told))
     except KeyboardInterrupt:
         raise  # Ctrl-C stops the run
     except BaseException as exc:  # one broken experiment (user code's sys.exit too) must not stop the others

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -53,6 +54,7 @@ def env_caps(threads: int):
             os.environ.pop(name, None)
 
 
+@functools.lru_cache(maxsize=1)
 def _blas():
     """(setter, getter) of the BLAS loaded in this process, or None where it cannot be told."""
     try:
@@ -117,3 +119,28 @@ def capped(threads: int):
         verdict.WORKERS, WORKERS = before[0], before[1]
         if before[2] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
             control[0](before[2])
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Run the body with this process's BLAS on one thread, its count put back afterwards.
+
+    A product's sums are split among BLAS's threads, so their order, and the last
+    bits of what a check measures, depend on how many there are: a report would
+    differ between a serial run (all cores), ``-j`` workers (capped) and machines.
+    Every check runs on one, wherever it runs; a user's own ``OPENBLAS_NUM_THREADS``
+    stands. (gradrun's products are small: one thread is also the faster on a busy
+    machine, benchmarks/README.md.)
+    """
+    control = _blas()
+    if control is None or "OPENBLAS_NUM_THREADS" in os.environ:
+        yield
+        return
+    before = int(control[1]())
+    if before != 1:
+        control[0](1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            control[0](before)
