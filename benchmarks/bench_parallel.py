@@ -10,14 +10,21 @@ Three generated specs:
   40 loopy    40 experiments checking a layer written as Python loops (a 1-D
               convolution of x 128 with k 7, then sum(tanh)), slow to call: checking
               dominates; 5,400 report rows
+  one large   one full check of that layer with x of 1024 elements: a single point of
+              a black box, measured in element pieces (gradrun.pieces: 4 pieces of 256
+              elements of x) by the workers of -j and Dask; 1,031 report rows
 
 Each mode runs the `gradrun` command as a subprocess (start-up, spec loading, checks,
-reports), best of REPEATS runs; the Dask cluster (distributed.LocalCluster, 2 worker
+reports), REPEATS rounds in which the modes alternate (median and range); the Dask cluster (distributed.LocalCluster, 2 worker
 processes of 1 thread) is started once beforehand and its start-up is printed apart.
-Every mode's CSV is compared with the serial one's bytes.
+Every mode's CSV is compared with the serial one's bytes. Python's bytecode is cached
+(under PYTHONPYCACHEPREFIX, a folder of the benchmark's own), as for an installed package,
+even where the environment sets PYTHONDONTWRITEBYTECODE: compiling gradrun's modules on
+every start-up (about 0.17 s of CPU) would add to every mode alike.
 
 On a shared machine wall times move with the load, so the CPU time of the serial and
-`-j 2` runs is printed too: the main process's and its workers' (getrusage), and what
+`-j 2` runs is printed too (medians of REPEATS alternating runs): the main process's and
+its workers' (getrusage), and what
 they give on two otherwise idle cores, where the main process's own work (start-up,
 parsing, writing) adds to half the workers' work: serial CPU / (main + workers / 2).
 Then the serial run's CPU time by phase, measured in a fresh process, with the CSV
@@ -31,13 +38,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPEATS = 2
+REPEATS = 3  # rounds of alternating runs of every mode
 LAYERS = Path(__file__).parents[1] / "experiments" / "layers.py"
 
 
@@ -108,6 +116,20 @@ def loopy_spec() -> str:
     return "\n".join(lines) + "\n"
 
 
+def large_spec() -> str:
+    return """version: 1
+functions:
+  conv_loss: {python: "loopy:conv_loss", vjp: "loopy:conv_loss_vjp"}
+experiments:
+  - name: loopy-large
+    function: conv_loss
+    check: full
+    inputs:
+      x: {shape: [1024], init: normal, seed: 7}
+      k: {shape: [7], init: normal, scale: 0.3, seed: 107}
+"""
+
+
 def phases(spec: Path) -> str:
     """CPU seconds of a serial run's phases, in a fresh process."""
     code = f"""
@@ -151,32 +173,48 @@ def cpu(spec: Path, out: Path, *options) -> tuple:
 
 
 def _env() -> dict:
+    """The command's environment: this checkout's gradrun; bytecode cached (in a folder of the benchmark's own,
+    as an installed package has it), even where PYTHONDONTWRITEBYTECODE is set, so that no run compiles gradrun."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1] / "runner"),
-                                                                      os.environ.get("PYTHONPATH")]))}
+                                                                      os.environ.get("PYTHONPATH")])),
+           "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "gradrun-bench-pycache")}
     env.pop("DASK_SCHEDULER_ADDRESS", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
-def gradrun(spec: Path, out: Path, *options) -> float:
-    """Best wall time of the command over REPEATS runs."""
-    env = _env()
-    times = []
+def wall(spec: Path, out: Path, *options) -> float:
+    """Wall time of one run of the command."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "gradrun", str(spec), "--out", str(out), "-q", *options],
+                          capture_output=True, text=True, env=_env())
+    if done.returncode != 0:
+        raise SystemExit(f"gradrun {' '.join(options)} failed:\n{done.stdout}{done.stderr}")
+    return time.perf_counter() - start
+
+
+def alternated(modes: dict, spec: Path, folder: Path) -> dict:
+    """mode -> its wall times over REPEATS rounds, each round running every mode once, in turn
+    (so that a change of load strikes every mode alike)."""
+    times: dict = {mode: [] for mode in modes}
     for _ in range(REPEATS):
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "gradrun", str(spec), "--out", str(out), "-q", *options],
-                              capture_output=True, text=True, env=env)
-        times.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise SystemExit(f"gradrun {' '.join(options)} failed:\n{done.stdout}{done.stderr}")
-    return min(times)
+        for mode, options in modes.items():
+            times[mode].append(wall(spec, folder / f"out-{mode}-{spec.stem}", *options))
+    return times
+
+
+def spread(times) -> str:
+    return f"{statistics.median(times):.2f} ({min(times):.2f}-{max(times):.2f})"
 
 
 def main() -> None:
     from distributed import LocalCluster
 
     folder = Path(tempfile.mkdtemp(prefix="gradrun-bench-parallel-"))
-    specs = {"200 small": folder / "small.yaml", "one sweep": folder / "sweep.yaml", "40 loopy": folder / "loopy.yaml"}
+    specs = {"200 small": folder / "small.yaml", "one sweep": folder / "sweep.yaml", "40 loopy": folder / "loopy.yaml",
+             "one large": folder / "large.yaml"}
     specs["40 loopy"].write_text(loopy_spec())
+    specs["one large"].write_text(large_spec())
     (folder / "loopy.py").write_text(LOOPY)
     specs["200 small"].write_text(small_spec())
     shutil.copy(LAYERS, folder / "layers.py")
@@ -186,30 +224,33 @@ def main() -> None:
     started = time.perf_counter() - start
     print(f"cores: {len(os.sched_getaffinity(0))}; load average before: {os.getloadavg()[0]:.2f}; "
           f"Dask LocalCluster (2 workers x 1 thread) started in {started:.1f} s (not counted below)")
-    print(f"{'spec':<10} {'serial':>8} {'-j 2':>8} {'dask 2':>8} {'-j 2 speedup':>13} {'dask speedup':>13} "
-          f"{'same bytes':>10}")
+    print(f"{'spec':<10} {'serial s':>17} {'-j 2 s':>17} {'dask 2 s':>17} {'-j 2 speedup':>13} "
+          f"{'dask speedup':>13} {'same bytes':>10}")
     try:
         for label, spec in specs.items():
-            outs = {mode: folder / f"out-{mode}-{spec.stem}" for mode in ("serial", "j2", "dask")}
-            serial = gradrun(spec, outs["serial"])
-            jobs = gradrun(spec, outs["j2"], "-j", "2")
-            dask = gradrun(spec, outs["dask"], "--scheduler", cluster.scheduler_address)
-            csv = [(outs[m] / f"{spec.stem}.csv").read_bytes() for m in outs]
+            wall(spec, folder / "warm")  # bytecode cached, the page cache warm
+            modes = {"serial": (), "j2": ("-j", "2"), "dask": ("--scheduler", cluster.scheduler_address)}
+            times = alternated(modes, spec, folder)
+            csv = [(folder / f"out-{m}-{spec.stem}" / f"{spec.stem}.csv").read_bytes() for m in modes]
             same = "yes" if csv[0] == csv[1] == csv[2] else "NO"
-            print(f"{label:<10} {serial:>7.2f}s {jobs:>7.2f}s {dask:>7.2f}s {serial / jobs:>12.2f}x "
-                  f"{serial / dask:>12.2f}x {same:>10}")
+            median = {m: statistics.median(t) for m, t in times.items()}
+            print(f"{label:<10} {spread(times['serial']):>17} {spread(times['j2']):>17} {spread(times['dask']):>17} "
+                  f"{median['serial'] / median['j2']:>12.2f}x {median['serial'] / median['dask']:>12.2f}x {same:>10}")
     finally:
         cluster.close()
-    print(f"\nCPU seconds (one run each): {'spec':<10} {'serial':>7} {'-j 2 main':>10} {'-j 2 workers':>13} "
-          f"{'idle 2-core bound':>18}")
+    print(f"\nCPU seconds (median of {REPEATS} alternating runs): {'spec':<10} {'serial':>7} {'-j 2 main':>10} "
+          f"{'-j 2 workers':>13} {'idle 2-core bound':>18}")
     for label, spec in specs.items():
-        serial, _ = cpu(spec, folder / "cpu-serial")
-        main_cpu, workers = cpu(spec, folder / "cpu-j2", "-j", "2")
+        runs = [(cpu(spec, folder / "cpu-serial")[0], cpu(spec, folder / "cpu-j2", "-j", "2")) for _ in range(REPEATS)]
+        serial = statistics.median(s for s, _ in runs)
+        main_cpu = statistics.median(j[0] for _, j in runs)
+        workers = statistics.median(j[1] for _, j in runs)
         bound = serial / (main_cpu + workers / 2)
-        print(f"{'':<28}{label:<10} {serial:>6.2f}s {main_cpu:>9.2f}s {workers:>12.2f}s {bound:>17.2f}x")
+        print(f"{'':<45}{label:<10} {serial:>6.2f}s {main_cpu:>9.2f}s {workers:>12.2f}s {bound:>17.2f}x")
     for label, spec in specs.items():
         print(f"{label}, serial CPU by phase: {phases(spec)}")
-    print(f"load average after: {os.getloadavg()[0]:.2f} (best of {REPEATS} runs each; wall time of the command)")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (wall time of the command: median (range) of {REPEATS} "
+          "alternating runs; speedups of the medians)")
 
 
 if __name__ == "__main__":

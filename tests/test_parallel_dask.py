@@ -139,3 +139,24 @@ def test_a_spec_runs_from_its_source_without_its_folder(tmp_path):
     assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]
     assert all(r.error is None and r.records for r in got)
     assert [r.csv for r in got] == [r.csv for r in expected]  # CSV rows formatted on the worker
+
+
+def test_dask_measures_the_pieces_of_a_large_check_and_writes_the_bytes_of_the_whole(cluster, tmp_path):
+    """The workers (in folders of their own) get the lowered thresholds with their task."""
+    from test_pieces import SMALL, box_spec
+
+    from gradrun import pieces, piecework, report, runner
+
+    folder = tmp_path / "box"
+    spec = spec_module.load_spec(box_spec(folder))
+    with pieces.planned(min_size=10**9):
+        whole = report.csv_text(runner.run_spec(spec))
+    ran = []
+    original = piecework.run_apart
+    with pieces.planned(**SMALL):
+        piecework.run_apart = lambda spec, k, *a: ran.append(k) or original(spec, k, *a)
+        try:
+            [(_, got)] = list(parallel.run([(0, spec, [0, 1, 2])], scheduler=cluster))
+        finally:
+            piecework.run_apart = original
+    assert ran == [0, 1] and report.csv_text(got) == whole

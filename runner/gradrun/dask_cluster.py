@@ -11,6 +11,7 @@ raises) comes back as an ERROR of its experiment, not as a lost run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import parallel, threads
+from . import parallel, piecework, threads
 
 # Folders whose modules are installed packages, not the user's code: they are not shipped.
 INSTALLED = ("site-packages", "dist-packages", ".venv")
@@ -111,6 +112,32 @@ def execute(address: str, specs: dict, units, task):
             yield unit, parallel.rescue(unit, alone, task, "its Dask worker died while checking it")
 
 
+@contextlib.contextmanager
+def piece_mappers(address: str, specs: dict, task):
+    """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
+    (``pieces.Plan.mapper``), a task per piece on the cluster; this process's threads
+    capped to one meanwhile, as the workers' are."""
+    sources: dict = {}
+    with _client(address) as client, threads.capped(1):
+        def mapper_for(n: int, k: int):
+            def mapper(where, phase, calls):
+                if n not in sources:
+                    sources[n] = source_of(specs[n].path)
+                futures = [client.submit(remote_piece, sources[n], job, task, pure=False,
+                                         key=f"gradrun-piece-{job.input}-{os.urandom(6).hex()}")
+                           for job in piecework.jobs(k, where, phase, calls)]
+                try:
+                    return [future.result() for future in futures]
+                except Exception as error:
+                    if type(error).__name__ == "KilledWorker":
+                        raise piecework.WorkerDied("its Dask worker died while checking it") from None
+                    raise
+
+            return mapper
+
+        yield mapper_for
+
+
 _DIED = object()  # the unit's worker died under it
 
 
@@ -131,13 +158,22 @@ _LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
 
 def remote_unit(source: SpecSource, unit, task):
     """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit."""
+    return parallel.work(_loaded(source, task), unit, task)
+
+
+def remote_piece(source: SpecSource, job, task):
+    """Runs on a Dask worker: the spec from its source, then a piece of a large check (``piecework.Job``)."""
+    return piecework.measure(_loaded(source, task), job, task.overrides, task.load_options)
+
+
+def _loaded(source: SpecSource, task):
     key = (source.digest, task.load_options)
     if key not in _LOADED:
         from . import spec as spec_module
 
         threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
         _LOADED[key] = spec_module.load_spec(materialize(source), **dict(task.load_options))
-    return parallel.work(_LOADED[key], unit, task)
+    return _LOADED[key]
 
 
 def materialize(source: SpecSource) -> Path:

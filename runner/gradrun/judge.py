@@ -122,7 +122,7 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
         h = cols.auto_steps("central", idx[suspects])
         finest = h * 0.5 ** measure.KINK_HALVINGS
         floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
-        evident, m, p, slack = measure.kink_evidence(cols, idx[suspects], h, floor)
+        evident, m, p, slack = cols.kink_evidence(h, floor, idx[suspects])  # measure.kink_evidence
         minus[:, suspects], plus[:, suspects] = m, p
         lo = np.fmin(m, p) - tol[:, suspects] - slack
         hi = np.fmax(m, p) + tol[:, suspects] + slack

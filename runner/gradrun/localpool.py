@@ -14,12 +14,13 @@ taking all of them.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from . import parallel, threads, window
+from . import parallel, piecework, threads, window
 
 IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
 DIED = "its worker process died while checking it"
@@ -37,6 +38,15 @@ def _source(spec) -> tuple:
 
 def _unit(source: tuple, unit, task):
     """Runs in a worker: the spec (from the fork, or read once), then the unit."""
+    return parallel.work(_spec(source, task), unit, task)
+
+
+def _piece(source: tuple, job, task):
+    """Runs in a worker: the spec (from the fork, or read once), then a piece of a large check."""
+    return piecework.measure(_spec(source, task), job, task.overrides, task.load_options)
+
+
+def _spec(source: tuple, task):
     if source not in _LOADED:
         path, parsed = source
         options = dict(task.load_options)
@@ -46,7 +56,7 @@ def _unit(source: tuple, unit, task):
             from . import spec as spec_module
 
             _LOADED[source] = spec_module.load_spec(path, **options)
-    return parallel.work(_LOADED[source], unit, task)
+    return _LOADED[source]
 
 
 def execute(specs: dict, units, task, jobs: int):
@@ -67,6 +77,38 @@ def execute(specs: dict, units, task, jobs: int):
             for unit in suspects:
                 yield unit, parallel.rescue(unit, lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
     finally:
+        _LOADED.clear()
+
+
+@contextlib.contextmanager
+def piece_mappers(specs: dict, task, jobs: int):
+    """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
+    (``pieces.Plan.mapper``), in ``jobs`` worker processes started as ``execute`` starts
+    them (a pool that broke is replaced); this process's threads capped as theirs meanwhile."""
+    per_worker = max(1, threads.cores() // jobs)
+    sources = {n: _source(spec) for n, spec in specs.items()}
+    _LOADED.update({_source(spec): spec for spec in specs.values()})
+    pools: list = []
+
+    def mapper_for(n: int, k: int):
+        def mapper(where, phase, calls):
+            if not pools:
+                pools.append(_pool(jobs, per_worker))
+            futures = [pools[0].submit(_piece, sources[n], job, task) for job in piecework.jobs(k, where, phase, calls)]
+            try:
+                return [future.result() for future in futures]
+            except BrokenProcessPool:
+                pools.pop().shutdown()
+                raise piecework.WorkerDied(DIED) from None
+
+        return mapper
+
+    try:
+        with threads.env_caps(per_worker), threads.capped(per_worker):
+            yield mapper_for
+    finally:
+        for pool in pools:
+            pool.shutdown()
         _LOADED.clear()
 
 

@@ -183,15 +183,11 @@ def nondeterministic(graph, vals, again) -> list:
 
 def remeasure(cols, idx, e, eps, which, limit):
     """Measure the elements ``which`` of ``e`` (a ``judge.Element``) again, as well as
-    gradrun can (``best``), aiming below ``limit`` (M, n)."""
+    gradrun can (``cols.remeasured``: ``remeasured``, perhaps over pieces of the elements
+    in worker processes), aiming below ``limit`` (M, n)."""
     if not len(which):
         return
-
-    def noise(h, rows):
-        return numeric.roundoff("richardson", eps, e.magnitude[:, which[rows]], h)
-
-    value, unc, step = best(cols, idx[which], e.richardson[which], noise, limit[:, which],
-                            witness(cols, idx[which], e.magnitude[:, which], eps))
+    value, unc, step = cols.remeasured(e.richardson[which], e.magnitude[:, which], limit[:, which], idx[which])
     found = np.isfinite(value).all(axis=0)
     take = which[found]
     # an entry no converging sequence of levels measured is not measured precisely at all:
@@ -199,6 +195,16 @@ def remeasure(cols, idx, e, eps, which, limit):
     e.measured[:, which] = np.where(np.isnan(value), np.inf, e.measured[:, which])
     e.num[:, take], e.measured[:, take] = value[:, found], unc[:, found]
     e.methods[take], e.steps[take] = "richardson", step[found]
+
+
+def remeasured(cols, base, magnitude, limit, idx, eps):
+    """``best`` for the elements ``idx``, with their auto Richardson steps ``base`` (n,),
+    magnitudes and aims (M, n): what ``remeasure`` measures, element by element, so that
+    it can be measured over pieces of the elements (``gradrun.pieces``)."""
+    def noise(h, rows):
+        return numeric.roundoff("richardson", eps, magnitude[:, rows], h)
+
+    return best(cols, idx, base, noise, limit, witness(cols, idx, magnitude, eps))
 
 
 def witness(cols, idx, magnitude, eps):

@@ -19,6 +19,11 @@ bytes) in point order. Reports are therefore the same bytes as a serial
 run's; where a result's CSV rows were formatted under other columns than the
 report turns out to have, the writer formats them again (``report.csv_chunks``).
 
+One large full check of a black box (one point) is split by its elements
+instead: the worker sends it back (``piecework.Apart``), and the main
+process checks it, handing each measuring phase's element pieces to the
+workers (``gradrun.piecework``, ``gradrun.pieces``).
+
 Workers never receive function objects: a local worker is forked with the
 parsed (or loaded) specs, or loads them itself where forking is unsafe
 (``gradrun.localpool``); a Dask worker receives the spec's text and the
@@ -31,11 +36,12 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
-from . import csvrows, runner, shards, window
+from . import csvrows, pieces, piecework, runner, shards, window
 from .columns import Columns
 from .model import ExperimentResult, SpecError
 
-UNITS_PER_WORKER = 8  # chunks of small experiments per worker: even load, few round trips
+UNITS_PER_WORKER = 16  # at most this many chunks per worker: the smallest is a 16 * workers-th of the whole
+GUIDED = 2  # a chunk takes a GUIDED * workers-th of the experiments left (guided self-scheduling)
 SLICES_PER_WORKER = 2  # slices of a large experiment's points per worker
 SPLIT_COST = 4096  # points x input elements from which an experiment with several points is sliced
 
@@ -66,6 +72,8 @@ class Task:
     schemas: dict = field(default_factory=dict)  # spec position -> the report's expected Arrow schema; none: no CSV
     split: bool = False  # send large experiments back as a Split instead of checking them
     split_cost: int = SPLIT_COST  # from what cost (``large``) an experiment is sent back
+    piece_min: int = pieces.PIECE_MIN  # elements from which a black box's check is measured in pieces
+    piece_size: int = pieces.PIECE  # elements of a piece (the main process's ``pieces.plan()``)
 
     def splitting_all(self) -> "Task":
         """This task, sending back every experiment of several points: to find where a worker dies."""
@@ -89,22 +97,29 @@ class Outcome(NamedTuple):
 
 def chunks(chosen, workers: int) -> list:
     """The first round's units: ``chosen`` is ``[(spec position, spec, [experiment positions])]``;
-    consecutive experiments go together, about ``UNITS_PER_WORKER`` chunks per worker.
+    consecutive experiments go together, in chunks that shrink as the run goes on (guided
+    self-scheduling): each takes a ``GUIDED * workers``-th of what is left, at least a
+    ``UNITS_PER_WORKER * workers``-th of the whole. Large chunks first cost few round trips;
+    small ones last keep every worker busy until the end.
 
     The experiments of a spec the workers resolve (``window.Parsed``) that
     are not chosen get units too, which only resolve them: a serial run
     validates every experiment of a file, chosen or not.
     """
     total = sum(len(positions) for _, _, positions in chosen)
-    size = max(1, math.ceil(total / (UNITS_PER_WORKER * workers)))
-    units = []
+    smallest = max(1, math.ceil(total / (UNITS_PER_WORKER * workers)))
+    left, units = total, []
     for spec_no, spec, positions in chosen:
         left_out = [k for k in range(len(spec.experiments)) if k not in set(positions)] \
             if isinstance(spec, window.Parsed) else []
         for some, check in ((positions, True), (left_out, False)):
-            for at in range(0, len(some), size):
+            at = 0
+            while at < len(some):
+                size = max(smallest, math.ceil(left / (GUIDED * workers))) if check else smallest
                 mine = tuple(some[at:at + size])
                 units.append(Unit(spec_no, mine, tuple(spec.experiments[k].name for k in mine), check=check))
+                at += len(mine)
+                left -= len(mine) if check else 0
     return units
 
 
@@ -121,6 +136,11 @@ def large(exp, cost: int = SPLIT_COST) -> bool:
 
 def work(spec, unit: Unit, task: Task) -> Outcome:
     """Do one unit, in this process: resolve (a ``window.Parsed`` spec), check, format CSV rows."""
+    with pieces.planned(task.piece_min, task.piece_size):
+        return _work(spec, unit, task)
+
+
+def _work(spec, unit: Unit, task: Task) -> Outcome:
     if isinstance(spec, window.Parsed):
         experiments, issues = window.resolve(spec, unit.experiments, **dict(task.load_options))
         if issues or not unit.check:
@@ -132,11 +152,15 @@ def work(spec, unit: Unit, task: Task) -> Outcome:
         if unit.stop is None and task.split and large(exp, task.split_cost):
             results.append(Split(len(exp.points)))
             continue
+        elements = piecework.wanted(exp, task.overrides, task.piece_min) if unit.stop is None and task.split else 0
+        if elements:
+            results.append(piecework.Apart(elements))
+            continue
         part = exp if unit.stop is None else replace(exp, points=exp.points[unit.start:unit.stop])
         results.append(runner.run_experiment(part, task.overrides))
     schema = task.schemas.get(unit.spec)
     if schema is not None:  # the chunk's rows formatted together, each result given its own
-        checked = [r for r in results if not isinstance(r, Split)]
+        checked = [r for r in results if not isinstance(r, (Split, piecework.Apart))]
         for result, rows in zip(checked, csvrows.formatted(checked, schema)):
             result.csv = rows
     return Outcome(results, [exp.settings for exp in experiments], [])
@@ -256,7 +280,9 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
     workers = jobs if scheduler is None else _cluster_workers(scheduler)
     schemas = {n: expected_schema(spec, positions) for n, spec, positions in chosen} \
         if report_format == "csv" else {}
-    task = Task(dict(overrides or {}), tuple(sorted(load_options.items())), schemas, split=workers > 1)
+    now = pieces.plan()
+    task = Task(dict(overrides or {}), tuple(sorted(load_options.items())), schemas, split=workers > 1,
+                piece_min=now.min_size, piece_size=now.size)
     specs = {n: spec for n, spec, _ in chosen}
     execute = _executor(specs, jobs, scheduler, task)
     count = _Counter(progress)
@@ -270,6 +296,14 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
         if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
             raise SpecError(_every_issue(specs, outcome.issues, load_options))
         sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
+    apart = sorted((n, k) for (n, k), got in parts.items() if isinstance(got, piecework.Apart))
+    count.total += len(apart)
+    if apart:
+        with _piece_mappers(specs, jobs, scheduler, task) as mapper_for:
+            for n, k in apart:  # one large check at a time, here; its element pieces in the workers
+                parts[(n, k)] = piecework.run_apart(specs[n], k, task.overrides, task.load_options,
+                                                    mapper_for(n, k), task.schemas.get(n))
+                count(Unit(n, (k,), (specs[n].experiments[k].name,)))
     for n, spec, positions in chosen:
         yield n, [_joined(spec, n, k, parts, sliced) for k in positions]
 
@@ -292,6 +326,18 @@ def _executor(specs, jobs: int, scheduler, task):
 
         return lambda units: localpool.execute(specs, units, task, jobs)
     return lambda units: ((u, work(specs[u.spec], u, task)) for u in units)
+
+
+def _piece_mappers(specs, jobs: int, scheduler, task):
+    """A context giving ``mapper_for(n, k)``, the mapper of an experiment's element pieces
+    (``pieces.Plan.mapper``): on the cluster, or in worker processes."""
+    if scheduler is not None:
+        from . import dask_cluster
+
+        return dask_cluster.piece_mappers(scheduler, specs, task)
+    from . import localpool
+
+    return localpool.piece_mappers(specs, task, jobs)
 
 
 class _Counter:

@@ -104,6 +104,24 @@ def cap_process(threads: int) -> None:
 
 
 @contextlib.contextmanager
+def capped(threads: int):
+    """``cap_process(threads)`` inside, this process's BLAS and chunk threads as they were after:
+    where the main process measures what workers measure too (``gradrun.piecework``)."""
+    global WORKERS
+    from . import verdict
+
+    control = _blas()
+    before = (verdict.WORKERS, WORKERS, None if control is None else int(control[1]()))
+    cap_process(threads)
+    try:
+        yield
+    finally:
+        verdict.WORKERS, WORKERS = before[0], before[1]
+        if before[2] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
+            control[0](before[2])
+
+
+@contextlib.contextmanager
 def one_blas_thread():
     """Run the body with this process's BLAS on one thread, its count put back afterwards.
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import engine, judge, measure, numeric, screen, threads
+from . import engine, judge, measure, numeric, pieces, screen, threads
 from .columns import Columns, shared_strings
 from .model import Settings
 from .point_columns import element_columns, errors, projection_columns  # noqa: F401 (errors: re-exported)
@@ -168,9 +168,17 @@ class _Columns:
         h = self.auto_steps("central", idx)
         return self.run(lambda delta, rows, at: (numeric.noise(delta, h[at]),), idx)[0]
 
+    def remeasured(self, base, magnitude, limit, idx):
+        """The best measurement of the elements ``idx``: ``measure.remeasured``."""
+        return measure.remeasured(self, base, magnitude, limit, idx, self.eps)
+
+    def kink_evidence(self, h, floor, idx):
+        """Which elements ``idx`` sit on a kink: ``measure.kink_evidence``."""
+        return measure.kink_evidence(self, idx, h, floor)
+
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
-                primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None):
+                primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None, point=0):
     """Numeric beside analytic for elements of one input, as an ``InputCheck``.
 
     ``columns`` lists the flat element indices to check (all by default);
@@ -181,11 +189,15 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     user's JVP), held to the same tolerance against reverse mode.
     ``conditioning`` (M,) widens the float32 tolerance by how much worse than
     its own round-off the float32 code computes each output (see ``check_point``).
-    The rules are docs/pass-rule.md's: measure, confirm, classify.
+    The rules are docs/pass-rule.md's: measure, confirm, classify. Where
+    ``pieces.due``, what is measured element by element is measured in pieces
+    of the elements (in worker processes, under ``-j`` or Dask: ``point`` and
+    ``name`` tell them where), the rest here, on the pieces joined.
     """
     method, _ = resolve_method(settings.method, graph)
     cols = _Columns(graph, vals, name, eps, tick)
     idx = np.arange(cols.x.size) if columns is None else np.asarray(columns, dtype=np.int64)
+    cols = pieces.measurer(cols, idx, (point, name))
     e, kink, shown = _measure(cols, idx, method, analytic, settings, eps)
 
     def rule():
@@ -285,6 +297,14 @@ def analytic_columns(graph, vals, name, columns, reverse: dict) -> np.ndarray:
     return engine.forward_columns(graph, vals, name, columns)
 
 
+def numeric_side(graph, inputs: dict, wrt, dtype: str, name: str) -> _Columns:
+    """The numeric side of input ``name`` at a point, evaluated as ``check_point`` evaluates it:
+    what a worker measures element pieces of a check on (``gradrun.piecework``)."""
+    with np.errstate(all="ignore"):
+        values = _evaluated(graph, inputs, wrt, dtype)
+        return _Columns(graph, values.vals, name, values.eps)
+
+
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
                 point: int = 0, coords=None, tick=None) -> PointCheck:
     """The Jacobian of the graph's output at one point, checked as ``settings.check`` says, as columns.
@@ -373,7 +393,8 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         ana = analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)
         fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
-        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning)
+        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning,
+                          point)
         elements.append(element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
         blocks.append((len(found), len(elements[-1])))
         if mode == "screen" and not np.isin(res.status, ("fail", "nan")).any():

@@ -1,0 +1,116 @@
+"""One large full check measured in element pieces across worker processes (``-j``, Dask).
+
+A worker that meets an experiment of one point whose check ``wanted`` says
+is large (a black box, an input of at least ``pieces.PIECE_MIN`` elements)
+sends it back unchecked (``Apart``). The main process then checks it itself
+(``run_apart``): the analytic side once, the judge on whole Jacobian rows,
+and every measuring phase mapped over the input's element pieces by a
+``mapper`` that sends each piece to a worker (``gradrun.localpool``,
+``gradrun.dask_cluster``). There a ``Job`` names the experiment, the point
+and the input: the worker resolves the experiment from its own copy of the
+spec, evaluates the point and measures the piece (``measure``). A serial
+run measures the same pieces one after another (``gradrun.pieces``), so the
+report is the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import csvrows, pieces, runner, threads, verdict, window
+
+
+class Apart(NamedTuple):
+    """A large full check a worker sent back unchecked, to be measured in element pieces."""
+
+    elements: int  # of its largest input
+
+
+class Job(NamedTuple):
+    """A piece of a phase, as a worker receives it: experiment ``experiment`` of the spec, at
+    point ``point``, input ``input``; ``phase`` called with ``arguments`` on ``elements``."""
+
+    experiment: int  # position in its spec
+    point: int
+    input: str
+    phase: str
+    arguments: tuple
+    elements: np.ndarray
+
+
+class WorkerDied(RuntimeError):
+    """A worker process died measuring a piece: the experiment's ERROR."""
+
+
+def wanted(exp, overrides, min_size: int) -> int:
+    """The elements of the largest input of ``exp`` when its check is measured in pieces across
+    workers (one point, first order, a black box: ``pieces.due``), else 0."""
+    if len(exp.points) != 1:
+        return 0  # several points are sliced by points instead (``parallel.large``)
+    point = exp.points[0]
+    settings = exp.settings_at(point).updated(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    if settings.order != 1:
+        return 0
+    largest = max((int(np.size(point.inputs.get(name, 0))) for name in exp.wrt), default=0)
+    return largest if pieces.due(runner.graph_of(exp), largest, min_size) else 0
+
+
+def resolved(spec, k: int, load_options):
+    """Experiment ``k`` of a loaded ``Spec``, or resolved from a ``window.Parsed``."""
+    if not isinstance(spec, window.Parsed):
+        return spec.experiments[k]
+    experiments, issues = window.resolve(spec, [k], **dict(load_options))
+    if issues:  # pragma: no cover - a worker resolved it before it was sent back
+        raise RuntimeError(f"{spec.path}: experiment {k} no longer resolves: {issues[0]}")
+    return experiments[0]
+
+
+def run_apart(spec, k: int, overrides, load_options, mapper, schema=None):
+    """Check experiment ``k`` of ``spec`` here, its pieces measured by ``mapper(where, phase, calls)``
+    (``measure``'s pairs, in order); with ``schema``, its CSV rows formatted as a worker formats them."""
+    exp = resolved(spec, k, load_options)
+    said: list = []  # what the experiment's functions said in the workers (a framework's fallback, say)
+
+    def measured(where, phase, calls):
+        found = mapper(where, phase, calls)
+        said.extend(note for _, notes in found for note in notes if note not in said)
+        return [value for value, _ in found]
+
+    with pieces.planned(mapper=measured):
+        result = runner.run_experiment(exp, overrides)
+    result.notes += [note for note in said if note not in result.notes]
+    if schema is not None:
+        [result.csv] = csvrows.formatted([result], schema)
+    return result
+
+
+def jobs(k: int, where, phase, calls) -> list:
+    """The ``Job`` of every call of a phase (``pieces.Plan.mapper``'s calls)."""
+    point, name = where
+    return [Job(k, point, name, phase, tuple(arguments), elements) for arguments, elements in calls]
+
+
+_MEASURING: dict = {}  # in a worker: the input last measured, (spec, experiment, point, input) -> (exp, _Columns)
+
+
+def measure(spec, job: Job, overrides, load_options) -> tuple:
+    """Runs in a worker: the numeric side of the job's input at its point (kept for the next
+    piece of the same input), then the job's phase on its elements. Returns what the phase
+    found and what the experiment's functions have said (``runner.function_notes``)."""
+    with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
+        return _measure(spec, job, overrides, load_options)
+
+
+def _measure(spec, job: Job, overrides, load_options) -> tuple:
+    key = (getattr(spec, "path", id(spec)), job.experiment, job.point, job.input, tuple(sorted(overrides.items())))
+    if key not in _MEASURING:
+        _MEASURING.clear()
+        exp = resolved(spec, job.experiment, load_options)
+        point = next(p for p in exp.points if p.index == job.point)
+        settings = exp.settings_at(point).updated(**{k: v for k, v in overrides.items() if v is not None})
+        cols = verdict.numeric_side(runner.graph_of(exp), point.inputs, exp.wrt, settings.dtype, job.input)
+        _MEASURING[key] = exp, cols
+    exp, cols = _MEASURING[key]
+    return pieces.measure(cols, job.phase, job.arguments, job.elements), runner.function_notes(exp)
