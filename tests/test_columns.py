@@ -262,3 +262,28 @@ def test_element_names_reused_only_for_the_same_elements():
     assert names([11, 0, 5]) == ["X[2,3]", "X[0,0]", "X[1,1]"]
     assert names(range(6)) == expected[:6]
     assert names(range(12), shape=(2, 6)) == [f"X[{i // 6},{i % 6}]" for i in range(12)]
+
+
+def test_small_results_joined_as_columns_are_the_pieces_joined():
+    """layout.combined joins the pieces' numpy columns (and one-text-a-piece columns as codes)
+    before making Arrow arrays: the values must be those of each piece's batch, joined. The
+    results mix experiments with and without sweep columns, screens (projections), an error
+    without rows, a hand-made result with its own element names and per-row texts, and a
+    sweep column some results lack (a fallback to joining arrays)."""
+    import pyarrow as pa
+
+    from gradrun import layout
+
+    results = [r for stem in ("chain", "screen", "step-study", "methods")
+               for r in run(ROOT / "experiments" / f"{stem}.yaml")]
+    results.append(ExperimentResult.from_checks("broken", [], seconds=0.0, error="ValueError: no"))
+    results.append(hand_made())
+    schema = layout.schema(results)
+    joined = pa.Table.from_batches(layout.combined(results, schema), schema=schema)
+    pieces = pa.Table.from_batches(list(layout.report_batches(results, schema_=schema)), schema=schema)
+    assert joined.num_rows == pieces.num_rows > 0
+    for name in schema.names:  # NaN equal to NaN (Arrow's equals says not)
+        same = [a == b or a != a and b != b for a, b in zip(joined[name].to_pylist(), pieces[name].to_pylist())]
+        assert all(same), name
+    assert csvformat.batch_bytes(joined.to_batches()[0]) == b"".join(
+        csvformat.batch_bytes(b) for b in pieces.to_batches())
