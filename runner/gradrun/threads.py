@@ -32,7 +32,7 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-WORKERS = cores()  # threads gradrun's own pools may use (the CSV writer's); ``cap_process`` lowers it
+WORKERS = cores()  # threads gradrun's own pools may use (a check's chunks, the CSV writer's); ``cap_process`` lowers it
 
 
 @contextlib.contextmanager
@@ -94,10 +94,8 @@ def blas_threads():
 
 def cap_process(threads: int) -> None:
     """Cap this process's running pools: its BLAS (where it says how) and gradrun's chunk threads."""
-    from . import verdict
-
     global WORKERS
-    verdict.WORKERS = WORKERS = threads
+    WORKERS = threads
     control = _blas()
     if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
         control[0](threads)  # a user's own OPENBLAS_NUM_THREADS stands
@@ -108,17 +106,15 @@ def capped(threads: int):
     """``cap_process(threads)`` inside, this process's BLAS and chunk threads as they were after:
     where the main process measures what workers measure too (``gradrun.piecework``)."""
     global WORKERS
-    from . import verdict
-
     control = _blas()
-    before = (verdict.WORKERS, WORKERS, None if control is None else int(control[1]()))
+    before = (WORKERS, None if control is None else int(control[1]()))
     cap_process(threads)
     try:
         yield
     finally:
-        verdict.WORKERS, WORKERS = before[0], before[1]
-        if before[2] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
-            control[0](before[2])
+        WORKERS = before[0]
+        if before[1] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
+            control[0](before[1])
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ float64 sensitivity) and the float32 analytic within the float32 tolerance
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -33,8 +32,6 @@ from .point_columns import element_columns, errors, projection_columns  # noqa: 
 
 ROUNDOFF_FLOOR = numeric.ROUNDOFF_FLOOR
 tolerance = numeric.tolerance
-
-WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -128,8 +125,8 @@ class _Columns:
                 if self.tick is not None:
                     self.tick(self.name, min(at.stop, len(idx)), len(idx))
 
-        if len(chunks) > 1 and self.graph.transparent and WORKERS > 1:
-            with ThreadPoolExecutor(WORKERS) as pool:
+        if len(chunks) > 1 and self.graph.transparent and threads.WORKERS > 1:
+            with ThreadPoolExecutor(threads.WORKERS) as pool:
                 collect(pool.map(one, chunks))
         else:
             collect(map(one, chunks))
