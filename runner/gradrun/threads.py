@@ -124,12 +124,13 @@ def one_blas_thread():
     A product's sums are split among BLAS's threads, so their order, and the last
     bits of what a check measures, depend on how many there are: a report would
     differ between a serial run (all cores), ``-j`` workers (capped) and machines.
-    Every check runs on one, wherever it runs; a user's own ``OPENBLAS_NUM_THREADS``
-    stands. (gradrun's products are small: one thread is also the faster on a busy
+    Every check runs on one, wherever it runs, whatever ``OPENBLAS_NUM_THREADS``
+    says: ``-j``'s workers start with it set to their share of the cores.
+    (gradrun's products are small: one thread is also the faster on a busy
     machine, benchmarks/README.md.)
     """
     control = _blas()
-    if control is None or "OPENBLAS_NUM_THREADS" in os.environ:
+    if control is None:
         yield
         return
     before = int(control[1]())
