@@ -70,8 +70,12 @@ class Experiment:
     # from it, and the runner walks it; None for an experiment made by hand, built when it runs
     graph: Any = field(default=None, repr=False, compare=False)
 
-    def settings_at(self, point: Point) -> Settings:
-        return point.settings or self.settings
+    def settings_at(self, point: Point, overrides: dict | None = None) -> Settings:
+        """The settings a point is checked with: its own or the experiment's, then the
+        command line's ``overrides`` (those not None)."""
+        settings = point.settings or self.settings
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        return settings.updated(**given) if given else settings
 
 
 @dataclass

@@ -50,7 +50,7 @@ def wanted(exp, overrides, min_size: int) -> int:
     if len(exp.points) != 1:
         return 0  # several points are sliced by points instead (``parallel.large``)
     point = exp.points[0]
-    settings = exp.settings_at(point).updated(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = exp.settings_at(point, overrides)
     if settings.order != 1:
         return 0
     largest = max((int(np.size(point.inputs.get(name, 0))) for name in exp.wrt), default=0)
@@ -109,7 +109,7 @@ def _measure(spec, job: Job, overrides, load_options) -> tuple:
         _MEASURING.clear()
         exp = resolved(spec, job.experiment, load_options)
         point = next(p for p in exp.points if p.index == job.point)
-        settings = exp.settings_at(point).updated(**{k: v for k, v in overrides.items() if v is not None})
+        settings = exp.settings_at(point, overrides)
         cols = verdict.numeric_side(runner.graph_of(exp), point.inputs, exp.wrt, settings.dtype, job.input)
         _MEASURING[key] = exp, cols
     exp, cols = _MEASURING[key]

@@ -28,7 +28,6 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
 
     ``tick(text)``, when given, hears how far a long check has got.
     """
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     start = time.perf_counter()
     checked: list = []
     error = None
@@ -36,7 +35,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     try:
         graph = graph_of(exp)
         for point in exp.points:
-            settings = exp.settings_at(point).updated(**overrides)
+            settings = exp.settings_at(point, overrides)
             check_mode = settings.check
             at = f"point {point.index}, " if len(exp.points) > 1 else ""
             checker = hessian.check_point if settings.order == 2 else check_point
