@@ -88,17 +88,20 @@ class Graph:
         """True when every op is gradrun's own, so perturbations can be tracked sparsely."""
         return not any(n.fn for n in self.nodes)
 
+    def _every_box(self, can) -> bool:
+        """True when the graph has black boxes and ``can(fn)`` holds for every one."""
+        boxes = [n.fn for n in self.nodes if n.fn]
+        return bool(boxes) and all(can(fn) for fn in boxes)
+
     @property
     def batched(self) -> bool:
         """True when every black box evaluates a chunk of perturbations per call."""
-        boxes = [n.fn for n in self.nodes if n.fn]
-        return bool(boxes) and all(fn.forward_batch is not None for fn in boxes)
+        return self._every_box(lambda fn: fn.forward_batch is not None)
 
     @property
     def concurrent(self) -> bool:
         """True when every black box may be called from two threads at once."""
-        boxes = [n.fn for n in self.nodes if n.fn]
-        return bool(boxes) and all(fn.concurrent for fn in boxes)
+        return self._every_box(lambda fn: fn.concurrent)
 
     @property
     def has_jvp(self) -> bool:
