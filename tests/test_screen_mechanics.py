@@ -131,3 +131,45 @@ def test_inputs_screened_at_one_point_measure_each_slope_once():
             np.testing.assert_array_equal(a, b)
     assert Counted.sets == 1  # sigmoid's, measured for X, reused for W
 
+
+
+@pytest.mark.parametrize("text", ["sum(sigmoid(X @ W))", "sigmoid(X @ W)", "softmax(X @ W)"])
+def test_sign_directions_floor_and_terms_by_pass_are_the_general_ones_bit_for_bit(text):
+    """For sign directions a screen computes its floor and terms from |J^T u| alone, once per
+    reverse pass (a scalar output's four rows share one): the bits of the general formulas."""
+    graph = graph_of(text)
+    vals = engine.evaluate(graph, point(2))
+    u = screen.directions(vals[graph.output].size, np.random.default_rng(4))
+    u = np.concatenate([u, -u[:1]])  # a negated row shares a pass whatever the output's size
+    which, _ = reverse.shared_passes(graph, u)
+    assert len(set(which)) < len(u)
+    g = screen.cotangents(graph, vals, u)["X"]
+    v = screen.directions(g.shape[1], np.random.default_rng(5))
+    v = np.concatenate([v, v[:1]])
+    eps = np.finfo(float).eps
+    floors = screen.by_pass(lambda rows: screen.floor(graph, vals, "X", None, rows, eps), g, which)
+    assert floors.tobytes() == screen.floor(graph, vals, "X", v, g, eps).tobytes()
+    sums = screen.by_pass(lambda rows: screen.terms(rows, None), g, which)
+    assert sums.tobytes() == np.abs(g * v).sum(axis=1).tobytes()
+
+
+@pytest.mark.parametrize("method", ["complex", "central", "richardson"])
+def test_directional_steps_along_v_over_its_norm_bit_for_bit(method, monkeypatch):
+    """Each step moves the input by offset * (v / |v|), v of signs and zeros (a localizing
+    part of one): exactly those numbers, however they are computed."""
+    from gradrun import numeric
+
+    graph = graph_of("sum(sigmoid(X @ W))")
+    vals = engine.evaluate(graph, point(3))
+    v = screen.directions(35, np.random.default_rng(6))
+    v[1, ::3] = 0.0
+    offsets, moves = [], []
+    moving, differencing = engine.perturb_along, numeric.derivative
+    monkeypatch.setattr(engine, "perturb_along", lambda g, vs, n, along, *a: moves.append(along) or moving(g, vs, n, along, *a))
+    monkeypatch.setattr(numeric, "derivative", lambda delta, *a: differencing(
+        lambda o: offsets.append(np.imag(o) if np.iscomplexobj(o) else o) or delta(o), *a))
+    screen.directional(graph, vals, "X", method, v, np.ones((4, 1)), np.finfo(float).eps)
+    unit = v / np.sqrt(np.einsum("bn,bn->b", v, v))[:, None]
+    assert len(moves) == len(offsets) > 0
+    for along, offset in zip(moves, offsets):
+        assert along.reshape(4, -1).tobytes() == (offset[:, None] * unit).tobytes()

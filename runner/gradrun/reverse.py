@@ -87,8 +87,25 @@ def vjp_rows(graph: Graph, vals: list, cotangents) -> dict:
     user's VJP is not assumed linear: there every row gets its own pass.
     """
     out_shape = vals[graph.output].shape
-    passes, ran = [], {}  # the VJPs run; a row's bytes in canonical sign -> (its pass, the sign it ran with)
-    which, flip = [], []
+    which, flip = shared_passes(graph, cotangents)
+    rows_of = np.asarray(cotangents)
+    passes = [vjp(graph, vals, rows_of[which.index(p)].reshape(out_shape)) for p in range(len(set(which)))]
+    result = {}
+    for name in graph.inputs:
+        flat = [np.ravel(p[name]) for p in passes]
+        rows = np.empty((len(which), vals[graph.inputs[name]].size), np.result_type(*flat) if flat else float)
+        for row, p, sign in zip(rows, which, flip):
+            np.multiply(flat[p], sign, out=row)  # -1 * x is -x, exactly; one pass a row
+        result[name] = rows
+    return result
+
+
+def shared_passes(graph: Graph, cotangents) -> tuple:
+    """Which reverse pass each row of ``cotangents`` takes, and the sign it is taken with:
+    ``(which, flip)``, pass p run on the first row with ``which == p``. On a transparent
+    graph a row that is another's negation (or repeat) shares its pass (see ``vjp_rows``),
+    so rows of one pass have the same |J^T u|; elsewhere every row has a pass of its own."""
+    ran, which, flip = {}, [], []  # a row's bytes in canonical sign -> (its pass, the sign it ran with)
     for b, row in enumerate(np.asarray(cotangents)):
         sign, key = 1.0, b
         if graph.transparent:
@@ -96,17 +113,10 @@ def vjp_rows(graph: Graph, vals: list, cotangents) -> dict:
             sign = -1.0 if len(nonzero) and row[nonzero[0]] < 0 else 1.0
             key = (sign * row).tobytes()
         if key not in ran:
-            ran[key] = len(passes), sign
-            passes.append(vjp(graph, vals, row.reshape(out_shape)))
+            ran[key] = len(ran), sign
         which.append(ran[key][0])
         flip.append(1.0 if sign == ran[key][1] else -1.0)
-    result = {}
-    for name in graph.inputs:
-        done = np.stack([np.ravel(p[name]) for p in passes])
-        rows = done[which]
-        rows *= np.array(flip, dtype=done.dtype)[:, None]  # -1 * x is -x, exactly
-        result[name] = rows
-    return result
+    return which, flip
 
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import engine, judge, numeric
+from . import engine, judge, numeric, reverse
 
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
@@ -63,18 +63,22 @@ def directional(graph, vals, name, method, v, u, eps, slopes=None):
     estimate is the method's own (or step doubling's) plus the round-off of
     the differences. ``slopes``, a dict kept across the inputs of one point, lets a
     complex step measure each op's slopes once (``Motion``), not once per input.
+    v's entries are signs or zeros (a screen's directions, or parts of them).
     """
     x = vals[graph.inputs[name]]
     scale = float(np.sqrt(np.mean(x * x))) if x.size else 1.0
     h = numeric.steps(method, np.array([scale]), "auto", eps)[0]
-    norms = np.maximum(np.sqrt(np.einsum("bn,bn->b", v, v)), np.finfo(float).tiny)
-    unit = (v / norms[:, None]).reshape((len(v),) + x.shape)
+    # |v|**2 counts v's signs (exactly: a sum of ones is exact), and offset * (v / |v|) is
+    # v * (offset / |v|) bit for bit (v is +-1 or 0): one pass over v per step, not three
+    norms = np.maximum(np.sqrt(np.count_nonzero(v, axis=1).astype(float)), np.finfo(float).tiny)
+    signs = v.reshape((len(v),) + x.shape)
 
     moved = np.zeros(len(v))  # how far the outputs moved, before u's signs could cancel them
 
     def delta(offsets):
         imaginary = np.iscomplexobj(offsets) and not np.real(offsets).any()  # a complex step: move by Im only
-        along = (np.imag(offsets) if imaginary else offsets).reshape((-1,) + (1,) * x.ndim) * unit
+        each = (np.imag(offsets) if imaginary else offsets) * (1.0 / norms)
+        along = each.reshape((-1,) + (1,) * x.ndim) * signs
         d, kink, _ = engine.perturb_along(graph, vals, name, along, imaginary, slopes)
         moved[:] = np.maximum(moved, np.einsum("bm,bm->b", np.abs(np.real(d)), np.abs(u)))
         return np.einsum("bm,bm->b", d, u)[:, None], kink
@@ -91,7 +95,8 @@ def directional(graph, vals, name, method, v, u, eps, slopes=None):
 def floor(graph, vals, name, v, g, eps):
     """The round-off floor of each u . J v, from the elements' floors (see verdict) over v:
     each element's own scale, the outputs' |f| (and what is computed on the way) plus
-    |(J^T u)[j] x[j]|, what x[j] itself contributes; never the largest input anywhere."""
+    |(J^T u)[j] x[j]|, what x[j] itself contributes; never the largest input anywhere.
+    ``v=None`` stands for sign directions, whose squares are all one."""
     x = vals[graph.inputs[name]].ravel()
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
     # (in place, each step as size = max(|f| + |g x|, eps), then (size * v / max(1, |x|))**2)
@@ -99,16 +104,25 @@ def floor(graph, vals, name, v, g, eps):
     np.abs(share, out=share)
     share += judge.output_magnitude(graph, vals).sum()
     np.maximum(share, eps, out=share)
-    share *= v
+    if v is not None:
+        share *= v
     share /= np.maximum(1.0, np.abs(x))
     share *= share
     return numeric.ROUNDOFF_FLOOR * eps * np.sqrt(share.sum(axis=1))
 
 
 def terms(g, v):
-    """The sum of |g v| over each row: the size of the terms u . J v adds up (one array made, not two)."""
-    product = np.multiply(g, v)
+    """The sum of |g v| over each row: the size of the terms u . J v adds up (one array made,
+    not two); ``v=None`` for sign directions, where |g v| is |g|."""
+    product = np.abs(g) if v is None else np.multiply(g, v)
     return np.abs(product, out=product).sum(axis=1)
+
+
+def by_pass(fn, g, which):
+    """``fn`` of g's rows, called once for the rows of one reverse pass (``reverse.shared_passes``):
+    their |J^T u| is the same, and so is what sign directions make of it (a floor, the terms)."""
+    firsts = [which.index(p) for p in range(len(set(which)))]
+    return fn(g[firsts])[which]
 
 
 def disagree(ana, num, tol):
@@ -153,15 +167,18 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
     ``slopes``: see ``directional``."""
     v = directions(vals[graph.inputs[name]].size, rng)
     num, est, h, kink = directional(graph, vals, name, method, v, u, eps, slopes)
-    least = floor(graph, vals, name, v, g, eps)
+    which, _ = reverse.shared_passes(graph, u)
+    least = by_pass(lambda rows: floor(graph, vals, name, None, rows, eps), g, which)
     ana64 = np.einsum("kn,kn->k", g, v)
-    tol = numeric.tolerance(terms(g, v), num, est, primary, settings) + least
+    tol = numeric.tolerance(by_pass(lambda rows: terms(rows, None), g, which), num, est, primary, settings) + least
     bad = disagree(ana64, num, tol)
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
-        least32 = floor(graph, vals, name, v, g32, numeric.EPS[settings.dtype])  # float32 code's own round-off
-        tol = numeric.tolerance(terms(g32, v), num, est, settings.dtype, settings) + least32
+        eps32 = numeric.EPS[settings.dtype]  # float32 code's own round-off
+        least32 = by_pass(lambda rows: floor(graph, vals, name, None, rows, eps32), g32, which)
+        tol = numeric.tolerance(by_pass(lambda rows: terms(rows, None), g32, which), num, est,
+                                settings.dtype, settings) + least32
         tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
         bad |= disagree(ana, num, tol)
     if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
