@@ -68,9 +68,9 @@ def directional(graph, vals, name, method, v, u, eps, slopes=None):
     x = vals[graph.inputs[name]]
     scale = float(np.sqrt(np.mean(x * x))) if x.size else 1.0
     h = numeric.steps(method, np.array([scale]), "auto", eps)[0]
-    # |v|**2 counts v's signs (exactly: a sum of ones is exact), and offset * (v / |v|) is
-    # v * (offset / |v|) bit for bit (v is +-1 or 0): one pass over v per step, not three
-    norms = np.maximum(np.sqrt(np.count_nonzero(v, axis=1).astype(float)), np.finfo(float).tiny)
+    # |v|**2 counts v's signs (exactly, in any order: a sum of ones), and offset * (v / |v|)
+    # is v * (offset / |v|) bit for bit (v is +-1 or 0): one pass over v per step, not three
+    norms = np.maximum(np.sqrt(np.array([row @ row for row in v], dtype=float)), np.finfo(float).tiny)
     signs = v.reshape((len(v),) + x.shape)
 
     moved = np.zeros(len(v))  # how far the outputs moved, before u's signs could cancel them
