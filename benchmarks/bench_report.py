@@ -170,7 +170,7 @@ def added_experiment(folder: Path, shape, copies: int, fmt: str, seconds: float,
 
 def screen_breakdown(folder: Path) -> None:
     """Where a screen's time goes at 120k elements: its forward pass, its VJPs, its directional differences."""
-    from gradrun import engine, screen, verdict
+    from gradrun import engine, screen, threads, verdict
     from gradrun.model import Settings
 
     path = folder / "screen.yaml"
@@ -188,10 +188,14 @@ def screen_breakdown(folder: Path) -> None:
         v = screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1))
         parts[f"directional differences along {name}"] = (
             lambda name=name, v=v: screen.directional(graph, vals, name, "complex", v, u, eps))
-    print(f"\nscreen at 120k elements, each part timed on its own (least of 10 runs; wall / CPU):")
-    for what, fn in parts.items():
-        wall, cpu = timed(fn, most=10)
-        print(f"  {what:44s} {wall * 1e3:7.1f} ms / {cpu * 1e3:6.1f} ms")
+    parts["sign directions drawn (X and W)"] = lambda: [screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1))
+                                                      for name in exp.wrt]
+    print(f"\nscreen at 120k elements, each part timed on its own (least of 10 runs; wall / CPU), on one BLAS thread"
+          f" as the gradrun command checks (threads.one_blas_thread):")
+    with threads.one_blas_thread():
+        for what, fn in parts.items():
+            wall, cpu = timed(fn, most=10)
+            print(f"  {what:44s} {wall * 1e3:7.1f} ms / {cpu * 1e3:6.1f} ms")
 
 
 def main() -> None:
