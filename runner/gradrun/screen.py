@@ -114,7 +114,9 @@ def floor(graph, vals, name, v, g, eps):
 def terms(g, v):
     """The sum of |g v| over each row: the size of the terms u . J v adds up (one array made,
     not two); ``v=None`` for sign directions, where |g v| is |g|."""
-    product = np.abs(g) if v is None else np.multiply(g, v)
+    if v is None:
+        return np.abs(g).sum(axis=1)
+    product = np.multiply(g, v)
     return np.abs(product, out=product).sum(axis=1)
 
 
