@@ -162,7 +162,8 @@ STARTED = []  # the threads a worker runs at its first call of f
 
 
 def f(x):
-    if not STARTED and multiprocessing.parent_process() is not None and os.path.isdir("/proc/self/task"):
+    local = "FORKED_BY_J" in os.environ and multiprocessing.parent_process() is not None  # -j's worker
+    if not STARTED and local and os.path.isdir("/proc/self/task"):
         STARTED.append(len(os.listdir("/proc/self/task")))  # Linux: forked, not spawned
         assert STARTED == [1], f"a worker starts with {STARTED[0]} threads: BLAS started its pool in it"
         assert gc.get_freeze_count() > 0, "forked with its parent's objects out of the collector's reach"
@@ -206,6 +207,7 @@ def killer_spec(folder: Path) -> Path:
 def test_a_dying_worker_turns_its_unit_into_an_error_and_workers_cap_threads(tmp_path):
     env = {name: None for name in threads.THREAD_VARIABLES}  # the caps are gradrun's, not inherited
     env["WANT_THREADS"] = str(max(1, threads.cores() // 2))
+    env["FORKED_BY_J"] = "1"  # the probe of the threads a forked worker starts with
     done = gradrun(killer_spec(tmp_path / "spec"), "--out", tmp_path / "out", "-j", "2", "--format", "json", env=env)
     assert done.returncode == 1, done.stderr
     by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
