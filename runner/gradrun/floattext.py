@@ -21,10 +21,10 @@ uint64 words per element (digits from a table of 4-digit groups, then shifts
 and masks for the sign, the leading zeros, the point and the exponent) and
 compacted into an Arrow string array.
 
-About 200 ns a float here (``benchmarks/bench_floattext.py``): twice Arrow's own
-cast to text, which finds the same digits but writes some bands in other
-notations, and five times ``repr`` called per float. ``csvformat`` uses it where
-it writes many floats in those bands.
+About 200 ns a float here (``benchmarks/bench_floattext.py``): twice the time of
+Arrow's own cast to text (which finds the same digits but writes some bands in
+other notations), a fifth of the time of a Python ``repr`` call a float.
+``csvformat`` uses it for many floats in those bands.
 
 ``tests/test_floattext.py`` compares every byte with ``repr`` (powers, their
 neighbours, subnormals, band edges, random bit patterns);
@@ -54,20 +54,25 @@ def _floor_log2_pow10(k):
 def _powers_of_ten() -> np.ndarray:
     """g for 10**k, k in [KMIN, KMAX]: floor(10**k * 2**-r) + 1 in [2**127, 2**128),
     as four 32-bit limbs, most significant first (shape (4, KMAX - KMIN + 1))."""
-    limbs = np.zeros((4, KMAX - KMIN + 1), dtype=U64)  # rows contiguous: one take each
-    for i, k in enumerate(range(KMIN, KMAX + 1)):
+    gs = []
+    for k in range(KMIN, KMAX + 1):
         r = _floor_log2_pow10(k) - 127
         g = (10 ** k >> r if r >= 0 else 10 ** k << -r) if k >= 0 else (1 << -r) // 10 ** -k
-        g += 1
-        assert 1 << 127 <= g < 1 << 128
-        limbs[:, i] = [(g >> shift) & 0xFFFFFFFF for shift in (96, 64, 32, 0)]
-    return limbs
+        gs.append(g + 1)
+    assert all(1 << 127 <= g < 1 << 128 for g in gs)
+    # rows contiguous: one take each
+    return np.array([[(g >> shift) & 0xFFFFFFFF for g in gs] for shift in (96, 64, 32, 0)], dtype=U64)
+
+
+def _four_digits() -> np.ndarray:
+    """The four ASCII digits of 0..9999 as one little-endian word (first digit in the low byte)."""
+    i = np.arange(10_000, dtype=U64)
+    return sum((i // U64(10 ** (3 - j)) % U64(10) + U64(48)) << U64(8 * j) for j in range(4))
 
 
 G = _powers_of_ten()
 POW10 = np.array([10 ** i for i in range(18)], dtype=U64)
-# the four ASCII digits of 0..9999 as one little-endian word (first digit in the low byte)
-FOUR_DIGITS = np.array([int.from_bytes(b"%04d" % i, "little") for i in range(10_000)], dtype=U64)
+FOUR_DIGITS = _four_digits()
 # the low j bytes of a word, j = 0..8
 KEEP = np.array([(1 << (8 * j)) - 1 for j in range(9)], dtype=U64)
 SPECIAL = {"nan": b"nan", "inf": b"inf", "-inf": b"-inf", "0.0": b"0.0", "-0.0": b"-0.0"}
@@ -181,11 +186,11 @@ def _digit_words(digits: np.ndarray, n: np.ndarray) -> list:
     rest = d17 - first * POW10[16]
     high = rest // POW10[8]
     low = rest - high * POW10[8]
-    s32, s8, s56 = U64(32), U64(8), U64(56)
+    s8, s56 = U64(8), U64(56)
     words = []
     for group in (high, low):
         top4 = group // U64(10_000)
-        words.append(FOUR_DIGITS[top4] | (FOUR_DIGITS[group - top4 * U64(10_000)] << s32))
+        words.append(FOUR_DIGITS[top4] | (FOUR_DIGITS[group - top4 * U64(10_000)] << S32))
     w1, w2 = words
     return [(first + U64(48)) | (w1 << s8), (w1 >> s56) | (w2 << s8), (w2 >> s56) | (ZEROS << s8)]
 
