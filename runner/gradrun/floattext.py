@@ -289,8 +289,10 @@ def strings(values: np.ndarray) -> pa.Array:
     The texts stay where they were built, 24 bytes apart: a string-view array points at
     each (its length, and its bytes inline up to 12 or else their offset), and Arrow's
     cast to a string array compacts them, in half the time of numpy's boolean indexing."""
+    n = len(values)
+    if n * WIDTH >= 2 ** 31:  # a view's offset is an int32 (a report is written 65 536 rows at a time)
+        raise ValueError(f"floattext.strings writes at most {(2 ** 31 - 1) // WIDTH} floats at once, not {n}")
     words, length = text_words(values)
-    n = len(length)
     view = np.empty((n, 2), dtype=U64)
     view[:, 0] = length.astype(U64) | ((words[:, 0] & KEEP.take(np.minimum(length, 4))) << S32)
     inline = ((words[:, 0] >> S32) | (words[:, 1] << S32)) & KEEP.take(np.clip(length - 4, 0, 8))
