@@ -36,8 +36,9 @@ def _from(graph: Graph, vals: list, seeds: dict):
     tan: list = [None] * len(graph.nodes)
     for i, t in seeds.items():
         tan[i] = np.asarray(t, dtype=vals[i].dtype).reshape(vals[i].shape)
+    first = min(seeds, default=len(graph.nodes))
     with np.errstate(all="ignore"):
-        for i, node in enumerate(graph.nodes[min(seeds):], start=min(seeds)):
+        for i, node in enumerate(graph.nodes[first:], start=first):
             if not node.args or i in seeds or all(tan[a] is None for a in node.args):
                 continue
             args = [vals[a] for a in node.args]
