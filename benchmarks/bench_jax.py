@@ -12,6 +12,8 @@ of a full check of a 15k-element function beside 2N separate calls.
    gradrun with one call per perturbation, and 2N separate calls of the function alone
    (jitted, and eager; eager timed over 1 500 elements and scaled, marked ~), the
    central differences any full check must make. Wall and CPU seconds (all threads).
+3. A full check of both inputs of sum(tanh(X @ W)), X 64x256, W 256x64 (32 768
+   elements): gradrun with vmap batches, beside 2N separate jitted calls for X alone.
 
 Run: .venv/bin/python benchmarks/bench_jax.py [--quick]   (--quick: part 1 only)
 """
@@ -140,7 +142,39 @@ def large():
               f"({first[1] / times[label][1]:.2f} of the CPU time) of: {label}")
 
 
+def loss_of_two(x, w):
+    return jnp.sum(jnp.tanh(x @ w))
+
+
+def two_inputs(shape=(64, 256, 64)):
+    """A full check of both inputs of sum(tanh(X @ W)): a chunk moves one input while the other,
+    the same in every row, goes into the vmapped call once (``frameworks.jax._axes``)."""
+    n, k, m = shape
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(n, k)), rng.normal(size=(k, m)) * 0.05
+    fn = adapter.function(loss_of_two, "loss")
+    print(f"\nsum(tanh(X @ W)), X {n}x{k}, W {k}x{m}: {x.size + w.size} elements, check: full")
+    wall, cpu, result = timed(lambda: gradrun.check("loss(x, w)", {"x": x, "w": w}, functions={"loss": fn},
+                                                    check="full"))
+    print(f"  {'gradrun, vmap batches':44} {wall:8.2f} {cpu:8.2f}  {'pass' if result.passed else 'FAIL'}, "
+          f"{len(result.records)} elements")
+    jitted = jax.jit(loss_of_two)
+
+    def separate():
+        with adapter.x64():
+            jw = jnp.asarray(w)
+            jitted(jnp.asarray(x), jw)
+            for j in range(x.size):
+                for s in (1e-6, -1e-6):
+                    moved = x.copy()
+                    moved[np.unravel_index(j, x.shape)] += s
+                    np.asarray(jitted(jnp.asarray(moved), jw))
+    wall2, cpu2, _ = timed(separate)
+    print(f"  {'2N separate jitted calls (X only)':44} {wall2:8.2f} {cpu2:8.2f}")
+
+
 if __name__ == "__main__":
     suite()
     if "--quick" not in sys.argv:
         large()
+        two_inputs()

@@ -27,6 +27,9 @@ On a shared machine wall times move with the load, so the CPU time of the serial
 its workers' (getrusage), and what
 they give on two otherwise idle cores, where the main process's own work (start-up,
 parsing, writing) adds to half the workers' work: serial CPU / (main + workers / 2).
+The Amdahl bound is the most `-j 2` could give if its workers spent no more than the
+serial run spends on what they do: serial CPU / (main + (serial CPU - main) / 2); the
+main process's work is the part no number of workers shortens.
 Then the serial run's CPU time by phase, measured in a fresh process, with the CSV
 formatted also as `-j`'s workers format it (all rows of a chunk in one Arrow batch):
 that part of `-j`'s gain is batching a serial writer could have too.
@@ -239,14 +242,16 @@ def main() -> None:
     finally:
         cluster.close()
     print(f"\nCPU seconds (median of {REPEATS} alternating runs): {'spec':<10} {'serial':>7} {'-j 2 main':>10} "
-          f"{'-j 2 workers':>13} {'idle 2-core bound':>18}")
+          f"{'-j 2 workers':>13} {'idle 2-core bound':>18} {'Amdahl bound':>13}")
     for label, spec in specs.items():
         runs = [(cpu(spec, folder / "cpu-serial")[0], cpu(spec, folder / "cpu-j2", "-j", "2")) for _ in range(REPEATS)]
         serial = statistics.median(s for s, _ in runs)
         main_cpu = statistics.median(j[0] for _, j in runs)
         workers = statistics.median(j[1] for _, j in runs)
         bound = serial / (main_cpu + workers / 2)
-        print(f"{'':<45}{label:<10} {serial:>6.2f}s {main_cpu:>9.2f}s {workers:>12.2f}s {bound:>17.2f}x")
+        amdahl = serial / (main_cpu + max(0.0, serial - main_cpu) / 2)  # workers wasting nothing
+        print(f"{'':<45}{label:<10} {serial:>6.2f}s {main_cpu:>9.2f}s {workers:>12.2f}s {bound:>17.2f}x "
+              f"{amdahl:>12.2f}x")
     for label, spec in specs.items():
         print(f"{label}, serial CPU by phase: {phases(spec)}")
     print(f"load average after: {os.getloadavg()[0]:.2f} (wall time of the command: median (range) of {REPEATS} "

@@ -13,7 +13,10 @@
 
 2. A full check (every element, check: full) of the gradient of an MLP loss
    with respect to all of its ~15k parameters: gradrun's time beside
-   gradcheck's on the same function, float64, and the ratio.
+   gradcheck's on the same function, float64, and the ratio. Then a floor no
+   black-box check can go under: torch alone evaluating the module at the 2N
+   points of central differences, in vmapped calls, the perturbed parameters
+   stacked beforehand and left out of the time (``evaluations_floor``).
 
    gradrun as a user runs it: each of its calls into torch on one intra-op
    thread (torch_threads.py), two chunks' calls at once from two threads
@@ -225,6 +228,10 @@ def timing(module, shape):
     print(f"the issue's ratio, wall time, each tool at its best setting: "
           f"{100 * best['gradrun'][1] / best['gradcheck'][1]:.1f} % "
           f"(CPU time of those runs: {100 * best['gradrun'][0] / best['gradcheck'][0]:.1f} %)")
+    floor = evaluations_floor(module, x)
+    print(f"floor: torch alone evaluating the module at the {2 * n} points of central differences, vmapped "
+          f"{FLOOR_ROWS} to a call, the perturbed parameters stacked beforehand (not timed): {floor:.2f} s CPU = "
+          f"{100 * floor / best['gradcheck'][1]:.1f} % of gradcheck's best wall time")
     spent, rows, calls = {}, {}, {}
     with by_pass(spent, rows, calls):  # passes timed by process CPU, one call at a time
         total, _ = timed(ours)
@@ -233,6 +240,39 @@ def timing(module, shape):
     for label in list(dict.fromkeys(p[2] for p in PASSES)) + ["other"]:
         cpu = spent.get(label, 0.0) if label != "other" else total[0] - sum(spent.values())
         print(f"  {label:52s} {cpu:6.2f} s CPU  {rows.get(label, 0):7d} rows  {calls.get(label, 0):5d} calls")
+
+
+FLOOR_ROWS = 370  # perturbed points per vmapped call: what gradrun's first pass of the MLP makes (28482 in 77)
+
+
+def evaluations_floor(module, x) -> float:
+    """CPU seconds torch spends evaluating ``module`` (float64, one intra-op thread) at every point
+    a black-box central difference of d loss / d parameters needs: 2 per parameter, each with
+    one element moved, in vmapped calls of FLOOR_ROWS points over ``functional_call``. Only the
+    calls are timed: each point is a whole copy of its perturbed parameter, read by the module."""
+    from torch.func import functional_call, vmap
+
+    torch.manual_seed(0)
+    m = module().double()
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    inputs = torch.tensor(x)
+    spent, before = 0.0, torch.get_num_threads()
+    torch.set_num_threads(1)
+    for name, p in params.items():
+        def f(w, name=name):
+            return functional_call(m, {**params, name: w}, (inputs,))
+
+        flat = torch.arange(p.numel()).repeat_interleave(2)  # each element moved down, then up
+        signs = torch.tensor([-1e-6, 1e-6], dtype=torch.float64).repeat(p.numel())
+        for lo in range(0, len(flat), FLOOR_ROWS):
+            at, by = flat[lo:lo + FLOOR_ROWS], signs[lo:lo + FLOOR_ROWS]
+            stack = p.expand(len(at), *p.shape).clone()
+            stack.view(len(at), -1)[torch.arange(len(at)), at] += by
+            start = time.process_time()
+            vmap(f)(stack)
+            spent += time.process_time() - start
+    torch.set_num_threads(before)
+    return spent
 
 
 def timed(fn):

@@ -101,6 +101,30 @@ def test_forward_batch_equals_one_call_per_row(point):
     np.testing.assert_allclose(rows, [fn.forward(r, w) for r in xs], rtol=1e-14)
 
 
+def branchy_matmul(x, w):  # untraceable, of two inputs
+    return jnp.tanh(x @ w) if w.sum() > 0 else -jnp.tanh(x @ w)
+
+
+@pytest.mark.parametrize("f", [tanh_matmul, branchy_matmul])
+def test_an_input_the_same_in_every_row_goes_in_once(point, f):
+    """gradrun passes the inputs a chunk does not move as stride-0 views: they are vmapped
+    unbatched (in_axes None), not copied into every row and multiplied as a batch of copies."""
+    x, w = point
+    fn = adapter.function(f, "f")
+    calls = fn.forward.__self__
+    xs = x + np.random.default_rng(1).normal(size=(5,) + x.shape)
+    rows = fn.forward_batch(xs, np.broadcast_to(w, (5,) + w.shape))
+    np.testing.assert_allclose(rows, [fn.forward(r, w) for r in xs], rtol=1e-14)
+    assert calls.traceable == (f is tanh_matmul)
+    assert ("forward_batch", (0, None)) in calls.jitted or not calls.traceable
+    same = fn.forward_batch(np.broadcast_to(x, (3,) + x.shape), np.broadcast_to(w, (3,) + w.shape))
+    np.testing.assert_allclose(same, [fn.forward(x, w)] * 3, rtol=1e-14)
+    tangents = np.eye(x.size)[[0, 4, 7]].reshape((3,) + x.shape)
+    columns = fn.jvp_batch((tangents, None), x, w)
+    np.testing.assert_allclose(columns, [fn.jvp((t, np.zeros_like(w)), x, w) for t in tangents], rtol=1e-14)
+    assert ("jvp_batch", (0, None)) in calls.jitted or not calls.traceable
+
+
 @pytest.mark.parametrize("name", ["x", "w"])
 def test_forward_columns_by_batched_jvp_equal_one_jvp_per_column(point, name):
     x, w = point

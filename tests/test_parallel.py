@@ -7,6 +7,7 @@ count); the other example specs are also compared with a plain serial run.
 """
 
 import functools
+import gc
 import json
 import os
 import subprocess
@@ -155,9 +156,17 @@ def test_an_explicit_jobs_outranks_the_scheduler_in_the_environment(tmp_path):
 
 
 KILLER = """
-import multiprocessing, os
+import gc, multiprocessing, os
+
+STARTED = []  # the threads a worker runs at its first call of f
+
 
 def f(x):
+    local = "FORKED_BY_J" in os.environ and multiprocessing.parent_process() is not None  # -j's worker
+    if not STARTED and local and os.path.isdir("/proc/self/task"):
+        STARTED.append(len(os.listdir("/proc/self/task")))  # Linux: forked, not spawned
+        assert STARTED == [1], f"a worker starts with {STARTED[0]} threads: BLAS started its pool in it"
+        assert gc.get_freeze_count() > 0, "forked with its parent's objects out of the collector's reach"
     if x > 2.5 and multiprocessing.parent_process() is not None:  # only ever in a worker
         os._exit(3)
     return x * x
@@ -198,6 +207,7 @@ def killer_spec(folder: Path) -> Path:
 def test_a_dying_worker_turns_its_unit_into_an_error_and_workers_cap_threads(tmp_path):
     env = {name: None for name in threads.THREAD_VARIABLES}  # the caps are gradrun's, not inherited
     env["WANT_THREADS"] = str(max(1, threads.cores() // 2))
+    env["FORKED_BY_J"] = "1"  # the probe of the threads a forked worker starts with
     done = gradrun(killer_spec(tmp_path / "spec"), "--out", tmp_path / "out", "-j", "2", "--format", "json", env=env)
     assert done.returncode == 1, done.stderr
     by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
@@ -319,6 +329,12 @@ def test_thread_caps_are_set_for_workers_and_put_back(monkeypatch):
     with threads.env_caps(1):
         assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "7"
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "7"
+
+
+def test_the_collector_is_given_back_every_object_after_a_run_with_workers():
+    spec = spec_module.load_spec(ROOT / "experiments" / "chain.yaml")
+    list(parallel.run([(0, spec, [0, 1])], jobs=2))
+    assert gc.get_freeze_count() == 0
 
 
 def test_progress_counts_finished_units_across_workers():

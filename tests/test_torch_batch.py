@@ -118,3 +118,30 @@ def test_forward_mode_columns_before_any_forward_call_still_use_vmap():
         torch.tensor(args[1]))
     np.testing.assert_allclose(rows.reshape(3, -1), jacobian.reshape(6, 9).numpy()[:, [0, 5, 7]].T,
                                rtol=1e-12, atol=1e-15)
+
+
+class _Scaled(torch.nn.Module):
+    """tanh(x @ W) with a parameter W: second order needs JVPs of it at one point, many times."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(4, 3))
+
+    def forward(self, x):
+        return torch.tanh(x @ self.weight)
+
+
+def test_second_order_makes_the_forward_jacobian_once_and_of_the_input_it_moves(monkeypatch):
+    """order: 2 asks a JVP per Hessian column at the real parts of its dual numbers, new
+    arrays of the same values each time: the forward-mode Jacobian is made once per point,
+    of x alone (the parameters' tangents are zero), not once per column of every input."""
+    from gradrun.frameworks import torch_jacobian
+
+    made = []
+    columns = torch_jacobian.ForwardJacobian._columns
+    monkeypatch.setattr(torch_jacobian.ForwardJacobian, "_columns",
+                        lambda self, primals, k: made.append(k) or columns(self, primals, k))
+    x = np.random.default_rng(4).normal(size=(5, 4))
+    result = adapter.check(_Scaled, {"x": x}, order=2, reduce="sum")
+    assert result.error is None and result.passed, result.notes
+    assert made == [0], made  # input 0 is x; the module's weight never moves

@@ -27,13 +27,19 @@ def _primitive_jvp(node, ans, args, ts):
 
 def jvp(graph: Graph, vals: list, tangents: dict):
     """Forward mode: the output's tangent, given a tangent for some inputs."""
+    return _from(graph, vals, {graph.inputs[name]: t for name, t in tangents.items()})
+
+
+def _from(graph: Graph, vals: list, seeds: dict):
+    """The output's tangent, given the tangents of some nodes (``seeds``: node -> tangent):
+    the nodes after the first of them are walked forwards."""
     tan: list = [None] * len(graph.nodes)
-    for name, t in tangents.items():
-        i = graph.inputs[name]
+    for i, t in seeds.items():
         tan[i] = np.asarray(t, dtype=vals[i].dtype).reshape(vals[i].shape)
+    first = min(seeds, default=len(graph.nodes))
     with np.errstate(all="ignore"):
-        for i, node in enumerate(graph.nodes):
-            if not node.args or all(tan[a] is None for a in node.args):
+        for i, node in enumerate(graph.nodes[first:], start=first):
+            if not node.args or i in seeds or all(tan[a] is None for a in node.args):
                 continue
             args = [vals[a] for a in node.args]
             ts = [tan[a] for a in node.args]
@@ -60,12 +66,24 @@ def jacobian_forward(graph: Graph, vals: list, wrt) -> dict:
 
 
 def forward_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray:
-    """Jacobian columns of one input by forward mode, one JVP per column: (M, len(columns))."""
+    """Jacobian columns of one input by forward mode, one JVP per column: (M, len(columns)).
+
+    Where the input goes into a black box that batches JVPs and into nothing else (a torch
+    or JAX function, alone or under gradrun's own operations: ``reduce: sum``, an ``expr:``
+    around it), the box's columns come a chunk of tangents per call, and only the cheap
+    rest of the graph is walked once per column.
+    """
     out = vals[graph.output]
     x = vals[graph.inputs[name]]
-    box = graph.nodes[graph.output]
-    if box.fn is not None and box.fn.jvp_batch is not None and not any(graph.nodes[a].args for a in box.args):
-        return _batched_columns(graph, vals, name, columns)
+    box = _sole_box(graph, name)
+    if box is not None:
+        inner = _batched_columns(graph, vals, name, columns, box)
+        if box == graph.output:
+            return inner
+        cols = np.zeros((out.size, inner.shape[1]), dtype=out.dtype)
+        for p in range(inner.shape[1]):
+            cols[:, p] = _from(graph, vals, {box: inner[:, p].reshape(vals[box].shape)}).ravel()
+        return cols
     cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
     for p, j in enumerate(columns):
         t = np.zeros(x.size, dtype=x.dtype)
@@ -74,11 +92,24 @@ def forward_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray:
     return cols
 
 
-def _batched_columns(graph: Graph, vals: list, name: str, columns) -> np.ndarray:
+def _sole_box(graph: Graph, name: str):
+    """The node of the black box that alone takes input ``name``, applied to inputs only and
+    batching JVPs; None where there is none."""
+    i = graph.inputs[name]
+    takers = [k for k, node in enumerate(graph.nodes) if i in node.args]
+    if len(takers) != 1:
+        return None
+    box = graph.nodes[takers[0]]
+    if box.fn is None or box.fn.jvp_batch is None or any(graph.nodes[a].args for a in box.args):
+        return None
+    return takers[0]
+
+
+def _batched_columns(graph: Graph, vals: list, name: str, columns, at_box: int) -> np.ndarray:
     """Forward columns of a black box applied to the inputs themselves, a chunk of
     one-hot tangents per ``jvp_batch`` call (as ``forward_batch`` takes perturbations)."""
-    box, i = graph.nodes[graph.output], graph.inputs[name]
-    x, out = vals[i], vals[graph.output]
+    box, i = graph.nodes[at_box], graph.inputs[name]
+    x, out = vals[i], vals[at_box]
     args = [vals[a] for a in box.args]
     columns = np.asarray(columns, dtype=np.int64)
     cols = np.zeros((out.size, len(columns)), dtype=out.dtype)

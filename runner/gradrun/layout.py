@@ -43,23 +43,31 @@ def pieces(result, sweep=None, chunk: int | None = None):
     piece, its input's ``shape`` is ``result.shapes[input]``.
     """
     sweep = sweep_names([result.elements, result.projections]) if sweep is None else sweep
+    for table, lo, hi, projection in _spans(result, chunk):
+        yield _piece(table.take(slice(lo, hi)), projection, sweep), projection
+
+
+def _spans(result, chunk: int | None = None):
+    """(table, start, stop, is_projection) of each piece ``pieces`` makes, in report order."""
     chunk = chunk or CHUNK
     for table, start, stop, projection in _segments(result):
-        wanted = [n for n in NAMES if n not in DERIVED or n in table] + list(sweep)
         for lo in range(start, stop, chunk):
-            part = table.take(slice(lo, min(lo + chunk, stop)))
-            n = len(part)
-            data = {}
-            for name in wanted:
-                if name in part:
-                    data[name] = part[name]
-                elif projection and name in PROJECTION_ROW:
-                    data[name] = constant(PROJECTION_ROW[name], n)
-                else:
-                    data[name] = filler(name, n)
-            if projection:
-                data["direction"] = part["direction"]
-            yield Columns(data), projection
+            yield table, lo, min(lo + chunk, stop), projection
+
+
+def _piece(part: Columns, projection: bool, sweep) -> Columns:
+    n = len(part)
+    data = {}
+    for name in [c for c in NAMES if c not in DERIVED or c in part] + list(sweep):
+        if name in part:
+            data[name] = part[name]
+        elif projection and name in PROJECTION_ROW:
+            data[name] = constant(PROJECTION_ROW[name], n)
+        else:
+            data[name] = filler(name, n)
+    if projection:
+        data["direction"] = part["direction"]
+    return Columns(data)
 
 
 def element_name(name: str, shape: tuple, index: int) -> str:
@@ -83,25 +91,21 @@ def _element_strings(piece: Columns, projection: bool, shapes: dict) -> list:
 
 def report_rows(result, positions=None) -> list:
     """The report's rows as dicts in column order (only those at ``positions``, report order)."""
-    asked = None if positions is None else np.asarray(positions, dtype=np.int64)
-    wanted = None if asked is None else np.sort(asked)
+    if positions is None:
+        return [row for piece, projection in pieces(result)
+                for row in _with_derived(piece, projection, result.shapes).rows()]
+    asked = np.asarray(positions, dtype=np.int64)
+    wanted = np.sort(asked)
+    sweep = sweep_names([result.elements, result.projections])
     out = []
     offset = 0
-    for piece, projection in pieces(result):
-        n = len(piece)
-        if wanted is not None:
-            mine = wanted[(wanted >= offset) & (wanted < offset + n)] - offset
-            offset += n
-            if not len(mine):
-                continue
-            piece = _with_derived(piece.take(mine), projection, result.shapes)
-        else:
-            piece = _with_derived(piece, projection, result.shapes)
-        out += piece.rows()
-    if wanted is not None:  # in the order asked
-        at = {p: i for i, p in enumerate(wanted.tolist())}
-        out = [out[at[p]] for p in asked.tolist()]
-    return out
+    for table, lo, hi, projection in _spans(result):  # only the pieces that hold a wanted row are built
+        mine = wanted[(wanted >= offset) & (wanted < offset + hi - lo)] - offset + lo
+        offset += hi - lo
+        if len(mine):
+            out += _with_derived(_piece(table.take(mine), projection, sweep), projection, result.shapes).rows()
+    at = {p: i for i, p in enumerate(wanted.tolist())}
+    return [out[at[p]] for p in asked.tolist()]  # in the order asked
 
 
 def _with_derived(piece: Columns, projection: bool, shapes: dict) -> Columns:

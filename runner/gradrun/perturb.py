@@ -35,10 +35,13 @@ WORKING_MEMORY_CAP = 32 * 2**20  # bytes
 
 # Chunks for a black box that evaluates a chunk per call (``forward_batch``, torch's
 # or JAX's vmap): such a call has a fixed cost of its own, milliseconds, so a chunk
-# is as large as the working memory allows for the one input it moves (the others
-# are passed once), not cache-sized; at most BATCH_ROWS rows, which bounds what
-# the framework's own intermediates take (benchmarks/bench_torch.py).
-BATCH_CAP = WORKING_MEMORY_CAP // 8  # elements of the moved input, over all rows of a chunk
+# is large, not cache-sized, for the one input it moves (the others are passed
+# once); at most BATCH_ROWS rows, which bounds what the framework's own
+# intermediates take (benchmarks/bench_torch.py). Half the working memory: a
+# chunk of 32 MiB is at glibc's largest mmap threshold, so it and the framework's
+# arrays of its size were mapped fresh and faulted in on every call (a JAX full
+# check of 32k elements spent 24 s of its 29 in the kernel; at 16 MiB, 0.8 s of 11).
+BATCH_CAP = WORKING_MEMORY_CAP // 16  # elements of the moved input (float64), over all rows of a chunk
 BATCH_ROWS = 1024
 
 

@@ -97,8 +97,9 @@ def cap_process(threads: int) -> None:
     global WORKERS
     WORKERS = threads
     control = _blas()
-    if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
-        control[0](threads)  # a user's own OPENBLAS_NUM_THREADS stands
+    if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads) \
+            and int(control[1]()) != threads:  # a user's own OPENBLAS_NUM_THREADS stands
+        control[0](threads)  # (in a forked worker, OpenBLAS starts its pool again on this call: only when it must)
 
 
 @contextlib.contextmanager

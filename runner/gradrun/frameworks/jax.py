@@ -127,28 +127,56 @@ class _Calls:
         def hvp(g, ts, *xs):  # forward over reverse: the VJP's derivative along the tangents
             return jax.jvp(lambda *p: vjp(g, *p), xs, ts)[1]
 
-        self.eager = {"forward": fn, "vjp": vjp, "jvp": jvp, "hvp": hvp,
-                      "forward_batch": lambda *xs: jnp.stack([fn(*row) for row in zip(*xs)]),
-                      "jvp_batch": lambda ts, *xs: jnp.stack([jvp(t, *xs) for t in zip(*ts)])}
-        self.jitted = {"forward": jax.jit(fn), "vjp": jax.jit(vjp), "jvp": jax.jit(jvp), "hvp": jax.jit(hvp),
-                       "forward_batch": jax.jit(jax.vmap(fn)),
-                       "jvp_batch": jax.jit(jax.vmap(jvp, in_axes=(0,) + (None,) * nargs))}
+        self.fn, self.jvp_fn, self.nargs = fn, jvp, nargs
+        self.eager = {"forward": fn, "vjp": vjp, "jvp": jvp, "hvp": hvp}
+        self.jitted = {"forward": jax.jit(fn), "vjp": jax.jit(vjp), "jvp": jax.jit(jvp), "hvp": jax.jit(hvp)}
 
     def __call__(self, what, *args):
         with x64():  # numpy arrays become jax arrays inside: outside, float64 would be cut to float32
             args = jax.tree_util.tree_map(jnp.asarray, args)
             if self.traceable:
                 try:
-                    return self.jitted[what](*args)
+                    return self._jitted(what)(*args)
                 except UNTRACEABLE:
                     self.traceable = False
-            return self.eager[what](*args)
+            return self._eager(what)(*args)
+
+    def _jitted(self, what):
+        """The jitted call; a batched one (``(kind, axes)``) vmapped over the axes given, made once."""
+        if what not in self.jitted:
+            kind, axes = what
+            if kind == "forward_batch":
+                self.jitted[what] = jax.jit(jax.vmap(self.fn, in_axes=axes))
+            else:
+                self.jitted[what] = jax.jit(jax.vmap(self.jvp_fn, in_axes=(axes,) + (None,) * self.nargs))
+        return self.jitted[what]
+
+    def _eager(self, what):
+        """The call made row by row, for code JAX cannot trace."""
+        if what in self.eager:
+            return self.eager[what]
+        kind, axes = what
+        if kind == "forward_batch":
+            def rows(*xs):
+                batch = next(len(x) for x, a in zip(xs, axes) if a == 0)
+                return jnp.stack([self.fn(*(x if a is None else x[b] for x, a in zip(xs, axes)))
+                                  for b in range(batch)])
+        else:
+            def rows(ts, *xs):
+                batch = next(len(t) for t, a in zip(ts, axes) if a == 0)
+                return jnp.stack([self.jvp_fn(tuple(t if a is None else t[b] for t, a in zip(ts, axes)), *xs)
+                                  for b in range(batch)])
+        return rows
 
     def forward(self, *xs):
         return np.asarray(self("forward", *xs))
 
     def forward_batch(self, *xs):
-        return np.asarray(self("forward_batch", *xs))
+        """The rows of a chunk; an argument the same in every row (a stride-0 view, as gradrun
+        passes the inputs a chunk does not move) goes in once, unbatched, instead of being
+        copied into every row and multiplied as a batch of copies."""
+        axes = _axes(xs)
+        return np.asarray(self(("forward_batch", axes), *(x if a == 0 else x[0] for x, a in zip(xs, axes))))
 
     def vjp(self, g, *xs):
         g = np.asarray(g, dtype=np.result_type(*xs))
@@ -162,9 +190,12 @@ class _Calls:
         return self._forward_mode("jvp", tangents, xs)
 
     def jvp_batch(self, tangents, *xs):
-        rows = next(len(t) for t in tangents if t is not None)  # None: an input that does not move
-        full = [np.zeros((rows,) + np.shape(x), np.result_type(x)) if t is None else t for t, x in zip(tangents, xs)]
-        return self._forward_mode("jvp_batch", full, xs)
+        """JVPs along a chunk of tangents; an input's tangent that is None (the input does not
+        move) or the same in every row goes in once, unbatched."""
+        given = [np.zeros(np.shape(x), np.result_type(x)) if t is None else t for t, x in zip(tangents, xs)]
+        axes = tuple(None if t is None else a for t, a in zip(tangents, _axes(given)))
+        full = [g if a == 0 or t is None else g[0] for g, t, a in zip(given, tangents, axes)]
+        return self._forward_mode(("jvp_batch", axes), full, xs)
 
     def _forward_mode(self, what, tangents, xs):
         try:
@@ -174,6 +205,13 @@ class _Calls:
                 raise
             raise TypeError(f"JAX cannot take the JVP of '{self.name}': it calls a custom_vjp function "
                             "gradrun did not see; make the function itself a jax.custom_vjp") from None
+
+
+def _axes(stacked) -> tuple:
+    """vmap's in_axes of a chunk's arguments: None for one that is the same in every row (a stride-0
+    view along its first axis), 0 for the others; 0 for the first when every one is the same."""
+    axes = tuple(None if np.ndim(a) and np.asarray(a).strides[:1] == (0,) else 0 for a in stacked)
+    return axes if 0 in axes else (0,) + axes[1:]
 
 
 def function(fn, name: str, source: str = "") -> PythonFunction:

@@ -5,10 +5,12 @@ input element, each along a one-hot tangent, at the same primal point. When
 the code is the whole graph the engine asks for a chunk of them at once
 (``batch``: one ``vmap`` of ``jvp`` over the chunk's tangents; ``basis``: the
 same, told only which element each row's one-hot tangent moves). Otherwise it
-asks one at a time (``apply``): the first JVP at a point then computes the
-whole forward-mode Jacobian by ``vmap`` of ``jvp`` over basis tangents (what
-``torch.func.jacfwd`` does), in chunks, and every JVP at that point is that
-Jacobian times its tangent. Where vmap cannot run the code, or the Jacobian
+asks one at a time (``apply``): the first JVP at a point that moves an input
+then computes that input's forward-mode Jacobian by ``vmap`` of ``jvp`` over
+basis tangents (what ``torch.func.jacfwd`` does), in chunks, and every JVP at
+that point is those Jacobians times its tangents. A point is the same point in
+other arrays of the same values (second order asks at the real parts of its
+dual numbers, new arrays every time). Where vmap cannot run the code, or the Jacobian
 would be too large, every JVP is one ``torch.func.jvp`` call; where the code
 has no forward mode at all, JVPs come from reverse mode and a note says the
 two were not cross-checked.
@@ -30,7 +32,8 @@ class ForwardJacobian:
     def __init__(self, code):
         self.code = code
         self.primals = None  # the arrays of the kept point (held, so their ids stay theirs)
-        self.columns = None  # input position -> (M, size) forward-mode Jacobian
+        self.copies = None  # and their values then: the same point in other arrays is the same point
+        self.columns = None  # input position -> (M, size) forward-mode Jacobian, made when first asked
         self.batched = True
         self.vmappable = True  # for batch(): False once vmap of jvp has failed
         self.onehot = None  # basis(): the working batch of one-hot tangents
@@ -46,8 +49,11 @@ class ForwardJacobian:
             t = np.asarray(t).ravel()
             if not t.any():
                 continue
+            block = self._block(k)
+            if block is None:  # vmap cannot run the code: one call each from now on
+                return self._one(tangents, arrays)
             hit = np.flatnonzero(t)
-            column = self.columns[k][:, hit[0]] * t[hit[0]] if len(hit) == 1 else self.columns[k] @ t
+            column = block[:, hit[0]] * t[hit[0]] if len(hit) == 1 else block @ t
             out = column if out is None else out + column
         return (np.zeros(self.shape, dtype=self.dtype) if out is None else out).reshape(self.shape)
 
@@ -122,25 +128,38 @@ class ForwardJacobian:
         return vmap(along, randomness="same")(*batched).detach().cpu().numpy()
 
     def _kept(self, arrays) -> bool:
+        """Whether ``arrays`` are the kept point: the same arrays, or arrays of the same values
+        (second order asks at the real parts of its dual numbers, new arrays every time)."""
         return self.primals is not None and len(arrays) == len(self.primals) and all(
-            a is b for a, b in zip(arrays, self.primals))
+            a is b or (np.asarray(a).dtype == c.dtype and np.array_equal(a, c))
+            for a, b, c in zip(arrays, self.primals, self.copies))
 
     def _keep(self, arrays):
-        """Compute and keep the forward-mode Jacobian at ``arrays`` (or decide to go call by call)."""
+        """Keep the point ``arrays`` (or decide to go call by call); its forward-mode Jacobian
+        is made an input at a time, for the inputs a tangent moves (``_block``)."""
         primals = self.code.tensors(arrays)
         with torch.no_grad():
             out = self.code.apply(primals)
         if out.numel() * sum(int(p.numel()) for p in primals) > MAX_ENTRIES:
             self.batched = False
             return
-        try:
-            columns = [self._columns(primals, k) for k in range(len(primals))]
-        except Exception as e:
-            columns = self._without_vmap(arrays, primals, e)
-            if columns is None:
-                return
-        self.primals, self.shape, self.columns = tuple(arrays), tuple(out.shape), columns
+        self.primals, self.tensors, self.shape, self.columns = tuple(arrays), primals, tuple(out.shape), {}
+        self.copies = tuple(np.array(a) for a in arrays)
         self.dtype = _numpy_dtype(out)
+
+    def _block(self, k):
+        """The kept point's forward-mode Jacobian of input k, (M, size); None where vmap
+        cannot run the code and JVPs go one call each."""
+        if k not in self.columns:
+            try:
+                self.columns[k] = self._columns(self.tensors, k)
+            except Exception as e:
+                columns = self._without_vmap(self.primals, self.tensors, e)
+                if columns is None:
+                    self.primals = None
+                    return None
+                self.columns = dict(enumerate(columns))
+        return self.columns[k]
 
     def _without_vmap(self, arrays, primals, error):
         """vmap failed: one torch.func.jvp per call if forward AD works at all, else reverse mode (noted)."""
