@@ -188,8 +188,8 @@ def screen_breakdown(folder: Path) -> None:
         v = screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1))
         parts[f"directional differences along {name}"] = (
             lambda name=name, v=v: screen.directional(graph, vals, name, "complex", v, u, eps))
-    parts["sign directions drawn (X and W)"] = lambda: [screen.directions(vals[graph.inputs[name]].size, np.random.default_rng(1))
-                                                      for name in exp.wrt]
+    sizes = [vals[graph.inputs[name]].size for name in exp.wrt]
+    parts["sign directions drawn (X and W)"] = lambda: [screen.directions(n, np.random.default_rng(1)) for n in sizes]
     print(f"\nscreen at 120k elements, each part timed on its own (least of 10 runs; wall / CPU), on one BLAS thread"
           f" as the gradrun command checks (threads.one_blas_thread):")
     with threads.one_blas_thread():

@@ -165,7 +165,8 @@ def test_directional_steps_along_v_over_its_norm_bit_for_bit(method, monkeypatch
     v[1, ::3] = 0.0
     offsets, moves = [], []
     moving, differencing = engine.perturb_along, numeric.derivative
-    monkeypatch.setattr(engine, "perturb_along", lambda g, vs, n, along, *a: moves.append(along) or moving(g, vs, n, along, *a))
+    monkeypatch.setattr(engine, "perturb_along",
+                        lambda g, vs, n, along, *a: moves.append(along) or moving(g, vs, n, along, *a))
     monkeypatch.setattr(numeric, "derivative", lambda delta, *a: differencing(
         lambda o: offsets.append(np.imag(o) if np.iscomplexobj(o) else o) or delta(o), *a))
     screen.directional(graph, vals, "X", method, v, np.ones((4, 1)), np.finfo(float).eps)

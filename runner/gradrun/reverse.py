@@ -95,7 +95,7 @@ def vjp_rows(graph: Graph, vals: list, cotangents) -> dict:
         flat = [np.ravel(p[name]) for p in passes]
         rows = np.empty((len(which), vals[graph.inputs[name]].size), np.result_type(*flat) if flat else float)
         for row, p, sign in zip(rows, which, flip):
-            np.multiply(flat[p], sign, out=row)  # -1 * x is -x, exactly; one pass a row
+            np.multiply(flat[p], np.array(sign, dtype=rows.dtype), out=row)  # -1 * x is -x, exactly; one pass a row
         result[name] = rows
     return result
 
