@@ -66,19 +66,13 @@ def execute(specs: dict, units, task, jobs: int):
 
     for name in WARM:
         importlib.import_module(name)
-    sources = {n: _source(spec) for n, spec in specs.items()}
-    per_worker = max(1, threads.cores() // jobs)
     queue, suspects = deque(units), []
-    _LOADED.update({_source(spec): spec for spec in specs.values()})  # a forked worker starts with them
-    try:
-        with threads.env_caps(per_worker), threads.capped(per_worker), _frozen():
-            while queue:
-                with _pool(jobs, per_worker) as pool:
-                    suspects += yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * jobs)
-            for unit in suspects:
-                yield unit, parallel.rescue(unit, lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
-    finally:
-        _LOADED.clear()
+    with _forking(specs, jobs) as (sources, per_worker):
+        while queue:
+            with _pool(jobs, per_worker) as pool:
+                suspects += yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * jobs)
+        for unit in suspects:
+            yield unit, parallel.rescue(unit, lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
 
 
 @contextlib.contextmanager
@@ -86,30 +80,41 @@ def piece_mappers(specs: dict, task, jobs: int):
     """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
     (``pieces.Plan.mapper``), in ``jobs`` worker processes started as ``execute`` starts
     them (a pool that broke is replaced); this process's threads capped as theirs meanwhile."""
-    per_worker = max(1, threads.cores() // jobs)
-    sources = {n: _source(spec) for n, spec in specs.items()}
-    _LOADED.update({_source(spec): spec for spec in specs.values()})
     pools: list = []
+    with _forking(specs, jobs) as (sources, per_worker):
+        def mapper_for(n: int, k: int):
+            def mapper(where, phase, calls):
+                if not pools:
+                    pools.append(_pool(jobs, per_worker))
+                futures = [pools[0].submit(_piece, sources[n], job, task)
+                           for job in piecework.jobs(k, where, phase, calls)]
+                try:
+                    return [future.result() for future in futures]
+                except BrokenProcessPool:
+                    pools.pop().shutdown()
+                    raise piecework.WorkerDied(DIED) from None
 
-    def mapper_for(n: int, k: int):
-        def mapper(where, phase, calls):
-            if not pools:
-                pools.append(_pool(jobs, per_worker))
-            futures = [pools[0].submit(_piece, sources[n], job, task) for job in piecework.jobs(k, where, phase, calls)]
-            try:
-                return [future.result() for future in futures]
-            except BrokenProcessPool:
-                pools.pop().shutdown()
-                raise piecework.WorkerDied(DIED) from None
+            return mapper
 
-        return mapper
+        try:
+            yield mapper_for
+        finally:
+            for pool in pools:
+                pool.shutdown()
 
+
+@contextlib.contextmanager
+def _forking(specs: dict, jobs: int):
+    """What ``jobs`` workers forked from this process need while they run: the specs where
+    they find them (``_LOADED``), the thread caps of their share of the cores (this process
+    held to them too: BLAS's count is inherited) and this process's objects frozen.
+    Yields (each spec's source, threads per worker)."""
+    per_worker = max(1, threads.cores() // jobs)
+    _LOADED.update({_source(spec): spec for spec in specs.values()})  # a forked worker starts with them
     try:
         with threads.env_caps(per_worker), threads.capped(per_worker), _frozen():
-            yield mapper_for
+            yield {n: _source(spec) for n, spec in specs.items()}, per_worker
     finally:
-        for pool in pools:
-            pool.shutdown()
         _LOADED.clear()
 
 

@@ -97,9 +97,13 @@ def cap_process(threads: int) -> None:
     global WORKERS
     WORKERS = threads
     control = _blas()
-    if control is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads) \
-            and int(control[1]()) != threads:  # a user's own OPENBLAS_NUM_THREADS stands
+    if control is not None and not _users_own(threads) and int(control[1]()) != threads:
         control[0](threads)  # (in a forked worker, OpenBLAS starts its pool again on this call: only when it must)
+
+
+def _users_own(threads: int) -> bool:
+    """Whether the user's own OPENBLAS_NUM_THREADS says otherwise than ``threads``: it stands."""
+    return os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) != str(threads)
 
 
 @contextlib.contextmanager
@@ -114,7 +118,7 @@ def capped(threads: int):
         yield
     finally:
         WORKERS = before[0]
-        if before[1] is not None and os.environ.get("OPENBLAS_NUM_THREADS", str(threads)) == str(threads):
+        if before[1] is not None and not _users_own(threads):
             control[0](before[1])
 
 
