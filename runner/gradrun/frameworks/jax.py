@@ -157,16 +157,8 @@ class _Calls:
             return self.eager[what]
         kind, axes = what
         if kind == "forward_batch":
-            def rows(*xs):
-                batch = next(len(x) for x, a in zip(xs, axes) if a == 0)
-                return jnp.stack([self.fn(*(x if a is None else x[b] for x, a in zip(xs, axes)))
-                                  for b in range(batch)])
-        else:
-            def rows(ts, *xs):
-                batch = next(len(t) for t, a in zip(ts, axes) if a == 0)
-                return jnp.stack([self.jvp_fn(tuple(t if a is None else t[b] for t, a in zip(ts, axes)), *xs)
-                                  for b in range(batch)])
-        return rows
+            return lambda *xs: _row_by_row(self.fn, axes, xs)
+        return lambda ts, *xs: _row_by_row(lambda *t: self.jvp_fn(t, *xs), axes, ts)
 
     def forward(self, *xs):
         return np.asarray(self("forward", *xs))
@@ -175,8 +167,8 @@ class _Calls:
         """The rows of a chunk; an argument the same in every row (a stride-0 view, as gradrun
         passes the inputs a chunk does not move) goes in once, unbatched, instead of being
         copied into every row and multiplied as a batch of copies."""
-        axes = _axes(xs)
-        return np.asarray(self(("forward_batch", axes), *(x if a == 0 else x[0] for x, a in zip(xs, axes))))
+        axes, args = _unbatched(xs)
+        return np.asarray(self(("forward_batch", axes), *args))
 
     def vjp(self, g, *xs):
         g = np.asarray(g, dtype=np.result_type(*xs))
@@ -192,9 +184,9 @@ class _Calls:
     def jvp_batch(self, tangents, *xs):
         """JVPs along a chunk of tangents; an input's tangent that is None (the input does not
         move) or the same in every row goes in once, unbatched."""
-        given = [np.zeros(np.shape(x), np.result_type(x)) if t is None else t for t, x in zip(tangents, xs)]
-        axes = tuple(None if t is None else a for t, a in zip(tangents, _axes(given)))
-        full = [g if a == 0 or t is None else g[0] for g, t, a in zip(given, tangents, axes)]
+        rows = next(len(t) for t in tangents if t is not None)
+        axes, full = _unbatched([np.broadcast_to(np.zeros(np.shape(x), np.result_type(x)), (rows,) + np.shape(x))
+                                 if t is None else t for t, x in zip(tangents, xs)])
         return self._forward_mode(("jvp_batch", axes), full, xs)
 
     def _forward_mode(self, what, tangents, xs):
@@ -207,11 +199,20 @@ class _Calls:
                             "gradrun did not see; make the function itself a jax.custom_vjp") from None
 
 
-def _axes(stacked) -> tuple:
-    """vmap's in_axes of a chunk's arguments: None for one that is the same in every row (a stride-0
-    view along its first axis), 0 for the others; 0 for the first when every one is the same."""
+def _unbatched(stacked) -> tuple:
+    """vmap's in_axes of a chunk's arguments and the arguments to pass: one that is the same in
+    every row (a stride-0 view along its first axis) once, axis None; the others whole, axis 0
+    (the first too when every one is the same)."""
     axes = tuple(None if np.ndim(a) and np.asarray(a).strides[:1] == (0,) else 0 for a in stacked)
-    return axes if 0 in axes else (0,) + axes[1:]
+    axes = axes if 0 in axes else (0,) + axes[1:]
+    return axes, [a if axis == 0 else a[0] for a, axis in zip(stacked, axes)]
+
+
+def _row_by_row(f, axes, batched):
+    """``f`` of one row at a time of the arguments ``batched`` (those of axis None the same in
+    every row), stacked: what vmap gives, for code JAX cannot trace."""
+    rows = next(len(a) for a, axis in zip(batched, axes) if axis == 0)
+    return jnp.stack([f(*(a if axis is None else a[b] for a, axis in zip(batched, axes))) for b in range(rows)])
 
 
 def function(fn, name: str, source: str = "") -> PythonFunction:
