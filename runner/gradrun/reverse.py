@@ -89,7 +89,7 @@ def vjp_rows(graph: Graph, vals: list, cotangents) -> dict:
     out_shape = vals[graph.output].shape
     which, flip = shared_passes(graph, cotangents)
     rows_of = np.asarray(cotangents)
-    passes = [vjp(graph, vals, rows_of[which.index(p)].reshape(out_shape)) for p in range(len(set(which)))]
+    passes = [vjp(graph, vals, rows_of[b].reshape(out_shape)) for b in firsts(which)]
     result = {}
     for name in graph.inputs:
         flat = [np.ravel(p[name]) for p in passes]
@@ -117,6 +117,11 @@ def shared_passes(graph: Graph, cotangents) -> tuple:
         which.append(ran[key][0])
         flip.append(1.0 if sign == ran[key][1] else -1.0)
     return which, flip
+
+
+def firsts(which) -> list:
+    """The row each pass of ``shared_passes`` runs on: the first that takes it, pass by pass."""
+    return [which.index(p) for p in range(len(set(which)))]
 
 
 

@@ -123,8 +123,7 @@ def terms(g, v):
 def by_pass(fn, g, which):
     """``fn`` of g's rows, called once for the rows of one reverse pass (``reverse.shared_passes``):
     their |J^T u| is the same, and so is what sign directions make of it (a floor, the terms)."""
-    firsts = [which.index(p) for p in range(len(set(which)))]
-    return fn(g[firsts])[which]
+    return fn(g[reverse.firsts(which)])[which]
 
 
 def disagree(ana, num, tol):
@@ -170,17 +169,19 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
     v = directions(vals[graph.inputs[name]].size, rng)
     num, est, h, kink = directional(graph, vals, name, method, v, u, eps, slopes)
     which, _ = reverse.shared_passes(graph, u)
-    least = by_pass(lambda rows: floor(graph, vals, name, None, rows, eps), g, which)
+
+    def held_to(rows_g, round_off, dtype):  # the tolerance of u . J v for J^T u of code computing in dtype
+        least = by_pass(lambda rows: floor(graph, vals, name, None, rows, round_off), rows_g, which)
+        return numeric.tolerance(by_pass(lambda rows: terms(rows, None), rows_g, which), num, est, dtype,
+                                 settings) + least
+
     ana64 = np.einsum("kn,kn->k", g, v)
-    tol = numeric.tolerance(by_pass(lambda rows: terms(rows, None), g, which), num, est, primary, settings) + least
+    tol = held_to(g, eps, primary)
     bad = disagree(ana64, num, tol)
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
-        eps32 = numeric.EPS[settings.dtype]  # float32 code's own round-off
-        least32 = by_pass(lambda rows: floor(graph, vals, name, None, rows, eps32), g32, which)
-        tol = numeric.tolerance(by_pass(lambda rows: terms(rows, None), g32, which), num, est,
-                                settings.dtype, settings) + least32
+        tol = held_to(g32, numeric.EPS[settings.dtype], settings.dtype)  # float32 code's own round-off
         tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
         bad |= disagree(ana, num, tol)
     if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
