@@ -69,7 +69,7 @@ def test_code_that_writes_into_its_input_cannot_spoil_later_rows():
         moved = {0: _some_moves(x, 4, rng)}
         rows = fn.forward_moved([x], moved)
         np.testing.assert_allclose(rows, np.sin(np.stack([p[0] for p in _moved_points([x], moved)])))
-        assert all(0 not in working for working in batches.spare)  # the scrubbed batch was dropped, not reused
+        assert all(0 not in working for working in batches.working.free)  # the scrubbed batch was dropped, not reused
     np.testing.assert_array_equal(x, kept)
 
 

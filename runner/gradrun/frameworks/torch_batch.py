@@ -22,13 +22,11 @@ takes a working set of its own (and ``TorchCode.borrowed`` a module copy).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 from torch.func import vmap
 
-from .torch_code import TORCH_DTYPES, eps_of, gap, numpy_of, scale_of
+from .torch_code import TORCH_DTYPES, Spares, eps_of, gap, numpy_of, scale_of
 
 # how far one vmapped row may sit from the same point evaluated alone, in eps of the output's scale
 VMAP_AGREEMENT = 64
@@ -40,10 +38,9 @@ class BatchedForward:
     def __init__(self, code):
         self.code = code
         self.batched = None  # None: vmap not tried yet; then True or False
-        # working sets no call is using, each argument position -> (primal array, its working
-        # batch): one per call running at once (calls from two threads each write their rows)
-        self.spare: list = []
-        self.lock = threading.Lock()
+        # working sets, each argument position -> (primal array, its working batch): one per
+        # call running at once (calls from two threads each write their rows)
+        self.working = Spares(dict)
 
     def __call__(self, *stacked) -> np.ndarray:
         """``forward_batch``: every argument with a leading batch axis, (B, *output shape) out."""
@@ -53,13 +50,8 @@ class BatchedForward:
     def moved(self, args, moved) -> np.ndarray:
         """``forward_moved``: row b is ``args`` with, for every ``k: (idx, values)`` of
         ``moved``, argument k's flat positions ``idx[b]`` set to ``values[b]``."""
-        with self.lock:
-            working = self.spare.pop() if self.spare else {}
-        try:
+        with self.working.lent() as working:
             return self._moved(working, args, moved)
-        finally:
-            with self.lock:
-                self.spare.append(working)
 
     def _moved(self, working, args, moved) -> np.ndarray:
         batch = len(next(iter(moved.values()))[0])

@@ -98,6 +98,27 @@ def _build_module(obj, init: dict, seed: int):
                                         f"its constructor takes: {accepted}", key="init") from None
 
 
+class Spares:
+    """Things of which each call running at once needs its own (a module copy, a working
+    batch: calls from two threads write into them): one lent to each call, a new one
+    made (``make()``) when none is spare, and kept for the next call after."""
+
+    def __init__(self, make, first=()):
+        self.make, self.free, self.lock = make, list(first), threading.Lock()
+
+    @contextlib.contextmanager
+    def lent(self):
+        with self.lock:
+            item = self.free.pop() if self.free else None
+        if item is None:
+            item = self.make()
+        try:
+            yield item
+        finally:
+            with self.lock:
+                self.free.append(item)
+
+
 class TorchCode:
     """One ``torch:`` declaration, callable on numpy arrays in their own dtype."""
 
@@ -114,7 +135,7 @@ class TorchCode:
         self.buffers = tuple(n for n, _ in self.module.named_buffers()) if self.module is not None else ()
         self.tied = self.module is not None and _ties_tensors(self.module)
         self.copies: dict = {}  # torch dtype -> (module copy, its buffers)
-        self.spare: dict = {}  # torch dtype -> copies of that copy no call is using
+        self.spare: dict = {}  # torch dtype -> the copies of that copy calls borrow (Spares)
         self.lock = threading.Lock()
         self.notes: list = []
         self.jacobian = torch_jacobian.ForwardJacobian(self)
@@ -151,15 +172,9 @@ class TorchCode:
         (from two threads) need two copies, each made as the twin is."""
         twin, _ = self.twin(dtype)
         with self.lock:
-            spare = self.spare.setdefault(dtype, [twin])
-            module = spare.pop() if spare else None
-        if module is None:
-            module = self._copy(dtype)
-        try:
+            spares = self.spare.setdefault(dtype, Spares(lambda: self._copy(dtype), [twin]))
+        with spares.lent() as module:
             yield module
-        finally:
-            with self.lock:
-                spare.append(module)
 
     def rng(self):
         """Train mode: every call draws from the same seed (dropout repeats its mask)."""
