@@ -21,8 +21,15 @@ def params():
         for variant, vjp, should_pass in case.variants():
             for dtype in DTYPES:
                 key = (case.name, variant, dtype)
-                out.append(pytest.param(case, vjp, should_pass, dtype, id="-".join(key)))
+                expect = should_pass or dtype not in getattr(vjp, "only_in", DTYPES)  # a float32-only bug
+                out.append(pytest.param(case, vjp, expect, dtype, id="-".join(key), marks=xfails(case, variant)))
     return out
+
+
+def xfails(case, variant):
+    """A known miss, marked where it is declared (``Case.known_misses``: variant -> why)."""
+    why = getattr(case, "known_misses", {}).get(variant)
+    return [pytest.mark.xfail(reason=why, strict=True)] if why else []
 
 
 @pytest.mark.parametrize("case, vjp, should_pass, dtype", params())

@@ -20,8 +20,20 @@ CASES = all_cases()
 DTYPES = ("float64", "float32")
 
 
+def expected(case, variant, should_pass, dtype):
+    """Whether the variant should pass in ``dtype``: a float32-only bug's rule says ``only_in``."""
+    return should_pass or dtype not in getattr(dict(case.bugs).get(variant), "only_in", DTYPES)
+
+
+def xfails(case, variant):
+    """A known miss, marked where it is declared (``Case.known_misses``: variant -> why)."""
+    why = case.known_misses.get(variant)
+    return [pytest.mark.xfail(reason=why, strict=True)] if why else []
+
+
 def params():
-    return [pytest.param(case, variant, code, should_pass, dtype, id=f"{case.name}-{variant}-{dtype}")
+    return [pytest.param(case, variant, code, expected(case, variant, should_pass, dtype), dtype,
+                         id=f"{case.name}-{variant}-{dtype}", marks=xfails(case, variant))
             for case in CASES for variant, code, should_pass in case.variants() for dtype in DTYPES]
 
 

@@ -76,10 +76,12 @@ class Element:
     measured: np.ndarray  # (M, n) the uncertainty of a re-measured entry, round-off included (NaN: none)
 
 
-def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning):
+def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning, spread32=0.0):
     """(bad, vague, tol, aim, uncertainty): which entries disagree beyond their tolerance,
     which measurements are too uncertain to decide, the tolerance, what a measurement aims
-    to resolve (below the round-off of f, where it can) and the numeric side's uncertainty."""
+    to resolve (below the round-off of f, where it can) and the numeric side's uncertainty.
+    ``spread32`` (M, n) is how far float32 round-off of the inputs moves the gradient
+    (``gradrun.sensitivity``): no float32 code is closer, so the float32 tolerance includes it."""
     scale = row_scale(e.num, ana) if analytic32 is None else row_scale(e.num, ana, analytic32)
     noise = np.zeros(e.num.shape)
     for m in set(e.methods):
@@ -102,7 +104,7 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
         bad |= ~(np.abs(forward - ana) <= tol)
     if analytic32 is not None:
         widen = 1.0 if conditioning is None else conditioning[:, None]
-        tol = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + 2 * unc
+        tol = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + 2 * unc + spread32
         bad |= ~(np.abs(analytic32 - e.num) <= tol)
     exact = (e.num == 0) & (ana == 0)  # the perturbation never reached this output: nothing to resolve
     return bad, ~(unc <= limit) & ~exact, tol, aim, unc

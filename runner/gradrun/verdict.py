@@ -27,6 +27,7 @@ import numpy as np
 from . import engine, judge, measure, numeric, pieces, screen, threads
 from .columns import Columns, shared_strings
 from .model import Settings
+from .sensitivity import Sensitivity
 from .point_columns import element_columns, errors, projection_columns  # noqa: F401 (errors: re-exported)
 
 
@@ -175,7 +176,8 @@ class _Columns:
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
-                primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None, point=0):
+                primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None, point=0,
+                spread32=0.0):
     """Numeric beside analytic for elements of one input, as an ``InputCheck``.
 
     ``columns`` lists the flat element indices to check (all by default);
@@ -185,7 +187,9 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     ``forward``, when given, holds the same columns by forward mode (the
     user's JVP), held to the same tolerance against reverse mode.
     ``conditioning`` (M,) widens the float32 tolerance by how much worse than
-    its own round-off the float32 code computes each output (see ``check_point``).
+    its own round-off the float32 code computes each output (see ``check_point``);
+    ``spread32`` (M, len(columns)) adds how far float32 round-off of the inputs moves
+    the gradient (``gradrun.sensitivity``).
     The rules are docs/pass-rule.md's: measure, confirm, classify. Where
     ``pieces.due``, what is measured element by element is measured in pieces
     of the elements (in worker processes, under ``-j`` or Dask: ``point`` and
@@ -198,7 +202,7 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     e, kink, shown = _measure(cols, idx, method, analytic, settings, eps)
 
     def rule():
-        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning)
+        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning, spread32)
 
     judged = _confirm(cols, idx, e, rule, eps, settings.dtype)
     seen = analytic if analytic32 is None else analytic32
@@ -325,9 +329,14 @@ class _Values(NamedTuple):
     conditioning: object  # (M,) how much worse than its round-off float32 code computes f, or None
 
 
+def _rounded(inputs: dict, dtype: str) -> dict:
+    """The point as the checked dtype holds it, in float64."""
+    return {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
+
+
 def _evaluated(graph, inputs, wrt, dtype) -> _Values:
     """Evaluate the graph at the point rounded to ``dtype``, refusing a point nothing can be measured at."""
-    rounded = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]).astype(np.float64) for k, v in inputs.items()}
+    rounded = _rounded(inputs, dtype)
     vals = engine.evaluate(graph, rounded, np.float64)
     _refuse_unmeasurable(graph, vals, rounded, wrt)
     eps = numeric.EPS["float64" if vals[graph.output].dtype == np.float64 else "float32"]
@@ -358,6 +367,8 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     mode = _mode(graph, vals, wrt, settings)
     cross = graph.has_vjp and graph.has_jvp and not graph.transparent  # the user gave both: compare them
     rng = np.random.default_rng([settings.seed, point])
+    spread = None if vals32 is None else Sensitivity(graph, _rounded(inputs, settings.dtype), wrt, settings.dtype,
+                                                     [settings.seed, point], analytic_columns)
     if mode == "screen":  # one VJP per direction serves every input
         u = screen.directions(vals[graph.output].size, rng)
         g = screen.cotangents(graph, vals, u)
@@ -390,8 +401,9 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         ana = analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)
         fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
+        spread32 = spread.widening(name, idx, ana) if ana32 is not None and spread.needed(ana, ana32, settings) else 0.0
         res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning,
-                          point)
+                          point, spread32)
         elements.append(element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
         blocks.append((len(found), len(elements[-1])))
         if mode == "screen" and not np.isin(res.status, ("fail", "nan")).any():
