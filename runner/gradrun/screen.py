@@ -97,7 +97,7 @@ def floor(graph, vals, name, v, g, eps, outputs=np.sum):
     each element's own scale, the outputs' |f| (and what is computed on the way) plus
     |(J^T u)[j] x[j]|, what x[j] itself contributes; never the largest input anywhere.
     ``v=None`` stands for sign directions, whose squares are all one. ``outputs`` adds
-    the outputs' |f| up: linearly, or in quadrature for float32 code's independent round-off."""
+    the outputs' |f| up (see ``quadrature`` for float32 code's, which counts none)."""
     x = vals[graph.inputs[name]].ravel()
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
     # (in place, each step as size = max(|f| + |g x|, eps), then (size * v / max(1, |x|))**2)
@@ -121,13 +121,16 @@ def terms(g, v):
     return np.abs(product, out=product).sum(axis=1)
 
 
-def quadrature(g, axis=-1):
-    """sqrt of the sum of g² (over each row): what independent errors of each term, the
-    round-off of float32 code, add up to along random signs. The float32 tolerance of a
-    projection is relative to it, not to the sum of |g| and of |f| (the float64 one's): over
-    2000 elements and 500 outputs those sums are 45 and 22 times larger, and float16
-    arithmetic inside a float32 backward (1e-3 off) would pass."""
-    return np.sqrt(np.sum(np.square(g), axis=axis))
+def quadrature(g):
+    """sqrt of the sum of g² over each row: what independent errors of each term, the
+    round-off of float32 code's J^T u, add up to along random signs v. A float32 analytic's
+    projection is held to it, not to the sum of |g| plus every output's |f| for every
+    element (the float64 side's floor, which is the numeric side's round-off): over 2000
+    elements that sum is 45 times larger, and the |f| of 32 outputs of 50 each, counted for
+    elements that move one of them, 20 times the projection, so float16 arithmetic inside a
+    float32 backward (1e-3 off) passed. What float32 code computes worse than its round-off
+    widens it by the measured ``conditioning`` instead."""
+    return np.sqrt(np.einsum("kn,kn->k", g, g))
 
 
 def by_pass(fn, g, which):
@@ -180,10 +183,11 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
     num, est, h, kink = directional(graph, vals, name, method, v, u, eps, slopes)
     which, _ = reverse.shared_passes(graph, u)
 
-    def held_to(rows_g, round_off, dtype, adds=np.sum):
-        # the tolerance of u . J v for J^T u of code computing in dtype, its terms added up by ``adds``
-        least = by_pass(lambda rows: floor(graph, vals, name, None, rows, round_off, adds), rows_g, which)
-        size = by_pass(lambda rows: terms(rows, None) if adds is np.sum else quadrature(rows), rows_g, which)
+    def held_to(rows_g, round_off, dtype, single=False):
+        # the tolerance of u . J v for J^T u of code computing in dtype (float32 code: ``single``)
+        outputs = (lambda f: 0.0) if single else np.sum
+        least = by_pass(lambda rows: floor(graph, vals, name, None, rows, round_off, outputs), rows_g, which)
+        size = by_pass(lambda rows: quadrature(rows) if single else terms(rows, None), rows_g, which)
         return numeric.tolerance(size, num, est, dtype, settings) + least
 
     ana64 = np.einsum("kn,kn->k", g, v)
@@ -192,7 +196,7 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
     ana = ana64
     if g32 is not None:
         ana = np.einsum("kn,kn->k", g32, v)
-        tol = held_to(g32, numeric.EPS[settings.dtype], settings.dtype, quadrature)  # float32 code's own round-off
+        tol = held_to(g32, numeric.EPS[settings.dtype], settings.dtype, single=True)  # float32 code's own round-off
         tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
         bad |= disagree(ana, num, tol)
     if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
