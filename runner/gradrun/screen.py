@@ -175,10 +175,11 @@ def cotangents(graph, vals, u) -> dict:
 
 
 def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g32=None,
-                 conditioning=None, slopes=None):
+                 conditioning=None, slopes=None, spread=None):
     """Compare u . J v along the directions u (over the output, with g = J^T u given,
     and J^T u of the float32 code in g32) and fresh sign directions v over one input.
-    ``slopes``: see ``directional``."""
+    ``slopes``: see ``directional``. ``spread`` (a ``sensitivity.Sensitivity``) widens a
+    float32 projection that disagrees by how far float32 round-off of the inputs moves it."""
     v = directions(vals[graph.inputs[name]].size, rng)
     num, est, h, kink = directional(graph, vals, name, method, v, u, eps, slopes)
     which, _ = reverse.shared_passes(graph, u)
@@ -198,6 +199,8 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
         ana = np.einsum("kn,kn->k", g32, v)
         tol = held_to(g32, numeric.EPS[settings.dtype], settings.dtype, single=True)  # float32 code's own round-off
         tol = tol * (1.0 if conditioning is None else float(np.max(conditioning, initial=1.0)))
+        if spread is not None and disagree(ana, num, tol).any():
+            tol = tol + spread.projection_widening(name, u, g, v)
         bad |= disagree(ana, num, tol)
     if not np.all(np.isfinite(vals[graph.output])):  # f itself is undefined somewhere: look closer
         bad[:] = True

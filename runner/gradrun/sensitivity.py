@@ -9,9 +9,10 @@ change, however faithful its formula, while its float64 twin is checked at
 float64 precision. So the float32 tolerance includes ``WIDEN`` times that
 change, measured: the float64 analytic gradient at ``DRAWS`` points moved by
 eps32·|x[k]| with seeded random signs in every differentiated input, beside
-the one at the point (docs/pass-rule.md). It is measured only where the
-float32 gradient strays from the float64 one by more than half the float32
-claim: elsewhere it could decide nothing.
+the one at the point (docs/pass-rule.md); for a screen, of its projections. It
+is measured only where the float32 gradient strays from the float64 one by
+more than half the float32 claim (a projection: beyond it): elsewhere it
+could decide nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import numeric
 from .graph import evaluate
+from .reverse import vjp_rows
 
 DRAWS = 2  # random-sign perturbations; the largest change counts
 WIDEN = 4.0  # the change at one rounding unit, times this: a few operations' round-off
@@ -49,6 +51,17 @@ class Sensitivity:
             moved = self.analytic_columns(self.graph, vals, name, idx, cache).astype(np.float64)
             step = np.abs(moved - ana)
             change = np.maximum(change, np.where(np.isfinite(step), step, 0.0))
+        return WIDEN * change
+
+    def projection_widening(self, name: str, u, g, v) -> np.ndarray:
+        """(K,): ``WIDEN`` times the largest change of a screen's u . J v, J^T u = ``g`` by
+        the float64 code at the point, at the moved points (one VJP per direction and point)."""
+        change = np.zeros(len(v))
+        for vals, cache in self._points():
+            if "screen" not in cache:
+                cache["screen"] = vjp_rows(self.graph, vals, u)
+            moved = np.einsum("kn,kn->k", np.asarray(cache["screen"][name], dtype=np.float64) - g, v)
+            change = np.maximum(change, np.where(np.isfinite(moved), np.abs(moved), 0.0))
         return WIDEN * change
 
     def _points(self) -> list:

@@ -387,7 +387,7 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             screened = screen.screen_input(graph, vals, name, settings, eps,
                                            method if method != "central" else "richardson", rng, primary,
                                            u, g[name], None if g32 is None else g32[name], conditioning,
-                                           slopes)
+                                           slopes, spread)
             found = projection_columns(screened, experiment, point, name, settings, coords or {})
             projections.append(found)
             if not screened.bad.any():

@@ -198,6 +198,33 @@ class LSTMCell(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c2) + c2
 
 
+# ------------------------------------------------------------------ GRU cell as an autograd.Function
+
+
+def gru_cell(x, h, wx, wh):
+    H = h.shape[-1]
+    ax, ah = x @ wx, h @ wh
+    z = torch.sigmoid(ax[:, :H] + ah[:, :H])
+    r = torch.sigmoid(ax[:, H:2 * H] + ah[:, H:2 * H])
+    n = torch.tanh(ax[:, 2 * H:] + r * ah[:, 2 * H:])
+    return (1 - z) * n + z * h
+
+
+def gru_rule(g, x, h, wx, wh, hidden_path=True, z_from_n=False):
+    H = h.shape[-1]
+    ax, ah = x @ wx, h @ wh
+    z = torch.sigmoid(ax[:, :H] + ah[:, :H])
+    r = torch.sigmoid(ax[:, H:2 * H] + ah[:, H:2 * H])
+    n = torch.tanh(ax[:, 2 * H:] + r * ah[:, 2 * H:])
+    gz = g * ((n - h) if z_from_n else (h - n))  # the sign of the update gate's derivative
+    gan = g * (1 - z) * (1 - n * n)
+    gaz, gar = gz * z * (1 - z), gan * ah[:, 2 * H:] * r * (1 - r)
+    gax = torch.cat([gaz, gar, gan], -1)
+    gah = torch.cat([gaz, gar, gan * r], -1)
+    gh = gah @ wh.T + (g * z if hidden_path else 0)  # the direct path h -> z * h
+    return gax @ wx.T, gh, x.T @ gax, h.T @ gah
+
+
 # ------------------------------------------------------------------ softmax over dim 0, logsumexp near 1000
 
 
@@ -419,6 +446,12 @@ CASES = [
     Case("fresh-lstm-autograd", lambda rule: LSTMCell, None,
          {"x": normal(2, 3), "h": normal(2, 2), "c": normal(2, 2)},
          wrt=("x", "h", "c", "params"), init={"n_in": 3, "n_hidden": 2}),
+    Case("fresh-gru-cell", fn("GRUCellFn", gru_cell), gru_rule,
+         {"x": normal(2, 3), "h": normal(2, 2), "wx": normal(3, 6, scale=0.7), "wh": normal(2, 6, scale=0.7)}, [
+             ("direct-hidden-path-dropped", lambda *a: gru_rule(*a, hidden_path=False)),
+             ("update-gate-sign", lambda *a: gru_rule(*a, z_from_n=True)),
+             ("wh-grad-off-1e-7", off(3, -1e-7)(gru_rule)),
+         ]),
     Case("fresh-softmax-dim0", fn("Softmax0Fn", softmax0), softmax0_rule, {"x": normal(3, 4)}, [
         ("reduced-over-dim-1", lambda g, x: softmax0_rule(g, x, dim=1)),
     ]),
