@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from . import __version__, baseline, cli_parallel, report, runfiles
-from .model import CHECKS, DTYPES, METHODS, SpecError
+from .model import CHECKS, DTYPES, METHODS, SpecError, one_line
 from .progress import Bar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -52,7 +52,7 @@ class GradrunGroup(click.Group):
             click.echo("\ninterrupted: the spec file under way has no new report", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except baseline.BaselineError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {one_line(error)}", err=True)
             ctx.exit(EXIT_USAGE)
         except SpecError as error:
             for issue in error.issues:
@@ -247,20 +247,21 @@ def _library_errors():
         yield
     except runfiles.UsageProblem as problem:
         if problem.option:
-            raise click.BadParameter(str(problem), param_hint=problem.option) from None
-        raise click.UsageError(str(problem)) from None
+            raise click.BadParameter(one_line(problem), param_hint=problem.option) from None
+        raise click.UsageError(one_line(problem)) from None
     except runfiles.CannotRun as error:
-        raise RunFailed(str(error)) from None
+        raise RunFailed(one_line(error)) from None
 
 
 def _tell(written) -> None:
     """A line on stderr for each file the run wrote."""
+    path = one_line(written.path)  # a spec's file name may hold a line break or ESC
     if written.kind == "report":
-        click.echo(f"wrote {written.path} ({_plural(written.count, 'row')})", err=True)
+        click.echo(f"wrote {path} ({_plural(written.count, 'row')})", err=True)
     elif written.kind == "baseline":
-        click.echo(f"wrote baseline {written.path}", err=True)
+        click.echo(f"wrote baseline {path}", err=True)
     elif written.kind == "pictures":
-        click.echo(f"wrote {_plural(written.count, 'picture')} into {written.path}", err=True)
+        click.echo(f"wrote {_plural(written.count, 'picture')} into {path}", err=True)
 
 
 def command_line() -> list:
@@ -288,7 +289,7 @@ def validate(specs, no_code, allow_modules):
     if issues:
         raise SpecError(issues)
     for path, _ in checked:
-        click.echo(f"{path}: ok")
+        click.echo(f"{one_line(path)}: ok")
 
 
 @cli.command()
@@ -339,7 +340,7 @@ def plot_command(report_csv, out, quiet):
         written = runfiles.draw_pictures(report_csv, out)
     if not quiet:
         for path in written:
-            click.echo(str(path))
+            click.echo(one_line(path))
 
 
 def main(argv=None):

@@ -162,7 +162,7 @@ class Checker(Declarations):
                 self.add(path + (form,), str(e))
             return None
         except GraphError as e:
-            self.add(path + (form,), str(e))
+            self.add(path + (form,), str(e), e.hint)
             return None
         except _Problem as p:
             self.add(path + (form,), p.message, p.hint,
