@@ -178,3 +178,52 @@ def test_one_line_escapes_what_a_terminal_or_a_ci_runner_would_obey():
 def test_a_long_value_is_not_echoed_whole():
     issue = Issue("s.yaml", 3, 11, "experiments[0].name", f"'{'a' * 100_000}' is too long", "b" * 5_000)
     assert len(str(issue)) < 1_200 and "(100014 characters)" in str(issue)
+
+
+# --- what a run writes: never a file it reads, never one file twice, whole or not at all ----------
+
+
+OK_SPEC = """\
+    version: 1
+    experiments:
+      - {name: sq, function: square, inputs: {x: 2.0}}
+    """
+
+
+@pytest.mark.parametrize("spec_name, options, fragment", [
+    ("spec.csv", ["--out", "."], "would overwrite the spec file"),
+    ("ok.yaml", ["--out", "out", "--junit", "out/ok.csv"], "are the same file"),
+    ("ok.yaml", ["--out", "out", "--baseline", "out/ok.run.json", "--update-baseline"], "are the same file"),
+    ("ok.yaml", ["--out", "out", "--report-format", "parquet", "--junit", "ok.yaml"], "would overwrite the spec file"),
+])
+def test_a_run_never_writes_over_a_file_it_reads_or_one_file_twice(project, spec_name, options, fragment):
+    path = write(project, spec_name, OK_SPEC)
+    before = path.read_text()
+    ran = invoke(path, *options)
+    assert ran.exit_code == 2 and fragment in ran.output and "Traceback" not in ran.output
+    assert path.read_text() == before and not (project / "out").exists()
+
+
+def test_a_report_that_cannot_be_written_stops_the_run_before_it_runs(project):
+    path = write(project, "ok.yaml", OK_SPEC)
+    (project / "blocker").write_text("a file where a folder is wanted")
+    ran = invoke(path, "--out", project / "out", "--junit", project / "blocker" / "j.xml")
+    assert ran.exit_code == 2 and "cannot write" in ran.output and "j.xml" in ran.output
+    assert not (project / "out" / "ok.csv").exists()  # before: the reports were written, then the JUnit file failed
+
+
+def test_a_full_disk_leaves_the_report_and_its_run_record_as_they_were(project, monkeypatch):
+    from gradrun import report
+
+    path = write(project, "ok.yaml", OK_SPEC)
+    assert invoke(path, "--out", project / "out").exit_code == 0
+    old = {p.name: p.read_bytes() for p in (project / "out").iterdir()}
+    path.write_text(OK_SPEC.replace("2.0", "3.0"))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_run_record", full_disk)  # the report is written whole, then this fails
+    ran = invoke(path, "--out", project / "out")
+    assert ran.exit_code == 2 and "No space left on device" in ran.output
+    assert {p.name: p.read_bytes() for p in (project / "out").iterdir()} == old

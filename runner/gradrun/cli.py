@@ -208,6 +208,7 @@ def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, 
         overrides={k: v for k, v in settings.items() if k in OVERRIDES and v is not None},
         drift_factor=drift_factor, plot=plot, device=device, policy=policy, jobs=jobs,
         scheduler=cli_parallel.scheduler_for(ctx, jobs, scheduler), shard=shard, merge=tuple(merge), command=tuple(command_line()),
+        junit=junit,
         progress=Bar if sys.stderr.isatty() and not quiet else None, on_written=None if quiet else _tell)
     with contextlib.redirect_stdout(sys.stderr), _library_errors():
         outcome = runfiles.run_files(specs, options)
