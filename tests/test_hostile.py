@@ -227,3 +227,16 @@ def test_a_full_disk_leaves_the_report_and_its_run_record_as_they_were(project, 
     ran = invoke(path, "--out", project / "out")
     assert ran.exit_code == 2 and "No space left on device" in ran.output
     assert {p.name: p.read_bytes() for p in (project / "out").iterdir()} == old
+
+
+@pytest.mark.parametrize("module, name", [
+    ("gradrun.localpool", "ProcessPoolExecutor"),  # imported there, not gradrun's own
+    ("gradrun.model", "ExperimentResult.__class__"),  # an attribute walk to type
+])
+def test_a_shard_file_cannot_build_classes_gradrun_merely_imports(tmp_path, module, name):
+    from gradrun import shards
+
+    forged = tmp_path / "x.shard-1-of-1.pickle"
+    forged.write_bytes(b"\x80\x04c" + f"{module}\n{name}\n".encode() + b")R.")  # GLOBAL, (), REDUCE
+    with pytest.raises(shards.ShardError, match="may not hold"):
+        shards.read(forged)
