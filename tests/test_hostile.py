@@ -240,3 +240,28 @@ def test_a_shard_file_cannot_build_classes_gradrun_merely_imports(tmp_path, modu
     forged.write_bytes(b"\x80\x04c" + f"{module}\n{name}\n".encode() + b")R.")  # GLOBAL, (), REDUCE
     with pytest.raises(shards.ShardError, match="may not hold"):
         shards.read(forged)
+
+
+def test_output_written_to_file_descriptor_1_by_user_code_goes_to_stderr(project):
+    import subprocess
+    import sys
+
+    write(project, "loud.py", """\
+        import os
+        def f(x):
+            os.write(1, b"::error::written to fd 1\\n")
+            return 2 * x
+        def f_vjp(g, x):
+            return 2 * g
+        """)
+    path = write(project, "loud.yaml", """\
+        version: 1
+        functions: {f: {python: "loud:f", vjp: "loud:f_vjp"}}
+        experiments:
+          - {name: e, function: f, inputs: {x: 1.0}}
+        """)
+    ran = subprocess.run([sys.executable, "-m", "gradrun", str(path), "--out", "out", "--format", "json"],
+                         capture_output=True, text=True, env={**ENV, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["passed"] is True  # stdout is the summary alone
+    assert "::error::written to fd 1" in ran.stderr

@@ -118,6 +118,26 @@ def _policy(no_code, allow_modules):
         raise click.BadParameter(str(error), param_hint="--allow-module") from None
 
 
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """While specs load and run, what anything prints goes to stderr: Python's ``print`` and, at the
+    level of file descriptors, C code, subprocesses and worker processes writing to fd 1. So stdout
+    holds only gradrun's summary, and no line there comes from a spec's code (a "::" command)."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no fd 1 or 2 to speak of (an embedding host): Python's own redirect only
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def wants_color(stream=None, environ=None) -> bool:
     """Colour only on a terminal and only without NO_COLOR (https://no-color.org)."""
     stream = sys.stdout if stream is None else stream
@@ -210,7 +230,7 @@ def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, 
         scheduler=cli_parallel.scheduler_for(ctx, jobs, scheduler), shard=shard, merge=tuple(merge), command=tuple(command_line()),
         junit=junit,
         progress=Bar if sys.stderr.isatty() and not quiet else None, on_written=None if quiet else _tell)
-    with contextlib.redirect_stdout(sys.stderr), _library_errors():
+    with stdout_to_stderr(), _library_errors():
         outcome = runfiles.run_files(specs, options)
     if outcome.issues:
         raise SpecError(outcome.issues)
@@ -284,7 +304,7 @@ def validate(specs, no_code, allow_modules):
     from . import spec as spec_module
 
     policy = _policy(no_code, allow_modules)
-    with contextlib.redirect_stdout(sys.stderr):
+    with stdout_to_stderr():
         checked, issues = runfiles.each_spec(list(dict.fromkeys(specs)),
                                              lambda path: spec_module.validate(path, policy))
     if issues:
