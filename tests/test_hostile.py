@@ -265,3 +265,14 @@ def test_output_written_to_file_descriptor_1_by_user_code_goes_to_stderr(project
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["passed"] is True  # stdout is the summary alone
     assert "::error::written to fd 1" in ran.stderr
+
+
+@pytest.mark.parametrize("expr, inputs, where", [
+    ("sum(x)", "{x: {shape: [0], init: normal}}", "experiments[0].inputs.x"),
+    ("X[:, 0:0]", "{X: {shape: [2, 2], init: normal}}", "experiments[0]"),
+])
+def test_an_empty_jacobian_is_a_spec_error_not_a_crash_at_run_time(project, expr, inputs, where):
+    path = write(project, "empty.yaml", f"version: 1\nexperiments:\n  - {{name: e, expr: \"{expr}\", inputs: {inputs}}}\n")
+    issues = spec.validate(path)
+    assert [i.path for i in issues] == [where] and "has nothing to check" in issues[0].message
+    assert invoke(path, "--out", project / "out").exit_code == 2
