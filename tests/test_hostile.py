@@ -276,3 +276,18 @@ def test_an_empty_jacobian_is_a_spec_error_not_a_crash_at_run_time(project, expr
     issues = spec.validate(path)
     assert [i.path for i in issues] == [where] and "has nothing to check" in issues[0].message
     assert invoke(path, "--out", project / "out").exit_code == 2
+
+
+def test_plot_of_a_report_from_elsewhere_keeps_names_to_its_folder_and_one_line(project):
+    pytest.importorskip("matplotlib")
+    import pandas as pd
+
+    path = write(project, "ok.yaml", OK_SPEC)
+    assert invoke(path, "--out", project / "out").exit_code == 0
+    report = pd.read_csv(project / "out" / "ok.csv")
+    report["experiment"] = "../" * 3 + "a" * 5000 + "\x1b[31m"
+    report.to_csv(project / "hostile.csv", index=False)
+    ran = invoke("plot", project / "hostile.csv", "--out", project / "plots")
+    assert ran.exit_code == 0, ran.output  # before: "File name too long", exit 2
+    written = list((project / "plots").iterdir())
+    assert len(written) == 1 and len(written[0].name) < 120 and "\x1b" not in ran.output
