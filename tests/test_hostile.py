@@ -291,3 +291,11 @@ def test_plot_of_a_report_from_elsewhere_keeps_names_to_its_folder_and_one_line(
     assert ran.exit_code == 0, ran.output  # before: "File name too long", exit 2
     written = list((project / "plots").iterdir())
     assert len(written) == 1 and len(written[0].name) < 120 and "\x1b" not in ran.output
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b"])
+def test_a_character_yaml_refuses_is_placed_at_its_line_and_column(project, char):
+    path = write(project, "ctl.yaml", f'version: 1\nexperiments:\n  - name: "a{char}b"\n')
+    issues = spec.validate(path)
+    assert [(i.line, i.column) for i in issues] == [(3, 13)]
+    assert f"U+{ord(char):04X} is not allowed" in issues[0].message and issues[0].hint
