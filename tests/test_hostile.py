@@ -212,6 +212,24 @@ def test_a_report_that_cannot_be_written_stops_the_run_before_it_runs(project):
     assert not (project / "out" / "ok.csv").exists()  # before: the reports were written, then the JUnit file failed
 
 
+def test_a_folder_in_the_way_of_a_run_record_stops_the_run_before_the_report_is_replaced(project):
+    path = write(project, "ok.yaml", OK_SPEC)
+    (project / "out" / "ok.run.json").mkdir(parents=True)
+    ran = invoke(path, "--out", project / "out")
+    assert ran.exit_code == 2 and "a folder of that name is in the way" in ran.output
+    assert not (project / "out" / "ok.csv").exists()
+
+
+def test_a_merge_key_gets_a_hint_of_its_own(project):
+    path = write(project, "merge.yaml", """\
+        version: 1
+        experiments:
+          - {<<: {function: square}, name: m, inputs: {x: 1.0}}
+        """)
+    issues = spec.validate(path)
+    assert [i.path for i in issues] == ["experiments[0].<<"] and "merge keys are not supported" in issues[0].hint
+
+
 def test_a_full_disk_leaves_the_report_and_its_run_record_as_they_were(project, monkeypatch):
     from gradrun import report
 

@@ -15,6 +15,7 @@ from .model import METHODS
 SCHEMA_NAME = "experiment.schema.json"
 IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"  # the schema's pattern of function, input and sweep names
 IDENTIFIER_HINT = "use letters, digits and _, not starting with a digit"
+MERGE_KEY_HINT = "YAML merge keys are not supported; write the keys out, or put shared settings under defaults:"
 
 
 def schema_path() -> Path:
@@ -130,7 +131,7 @@ def _schema_error_issues(doc, error) -> list:
     if v == "additionalProperties":
         allowed = list(schema.get("properties", {}))
         extra = [k for k in value if k not in allowed]
-        return [doc.issue(path + (k,), f"unknown key '{k}'",
+        return [doc.issue(path + (k,), f"unknown key '{k}'", MERGE_KEY_HINT if k == "<<" else
                           exprs.did_you_mean(k, allowed) or f"allowed keys: {', '.join(allowed)}", key=True)
                 for k in extra]
     if v == "required":

@@ -61,6 +61,8 @@ def check(planned: list, reads: list) -> None:
         if where in written:
             raise Clash(f"{what} and {written[where]} are the same file {path}; "
                         f"choose another {option or 'path'}", option)
+        if where.is_dir() and not where.is_symlink():
+            raise Unwritable(f"cannot write {path}: a folder of that name is in the way")
         written[where] = what
     firsts = {}
     for _, path, _ in planned:
