@@ -317,3 +317,10 @@ def test_a_character_yaml_refuses_is_placed_at_its_line_and_column(project, char
     issues = spec.validate(path)
     assert [(i.line, i.column) for i in issues] == [(3, 13)]
     assert f"U+{ord(char):04X} is not allowed" in issues[0].message and issues[0].hint
+
+
+def test_a_spec_file_name_that_is_not_utf8_runs_and_writes_junit(project):
+    path = write(project, os.fsdecode(b"b\xffad.yaml"), OK_SPEC)  # a byte Linux allows in a name
+    ran = invoke(path, "--out", project / "out", "--junit", project / "out" / "j.xml")
+    assert ran.exit_code == 0, ran.output  # before: UnicodeEncodeError writing the JUnit file
+    ET.parse(project / "out" / "j.xml")
