@@ -324,3 +324,15 @@ def test_a_spec_file_name_that_is_not_utf8_runs_and_writes_junit(project):
     ran = invoke(path, "--out", project / "out", "--junit", project / "out" / "j.xml")
     assert ran.exit_code == 0, ran.output  # before: UnicodeEncodeError writing the JUnit file
     ET.parse(project / "out" / "j.xml")
+
+
+@pytest.mark.parametrize("installed", ["lib/python3/site-packages/pkg", "usr/lib/python3/dist-packages/pkg"])
+def test_the_project_inside_an_installed_package_trusts_none_of_it(tmp_path, monkeypatch, installed):
+    from gradrun import usercode
+
+    package = tmp_path / installed
+    package.mkdir(parents=True)
+    (package / "hub.py").write_text("def load(x):\n    return x\n")
+    monkeypatch.chdir(package)  # gradrun run from inside the package, the spec beside its modules
+    with pytest.raises(usercode.Refused):
+        usercode.resolve("hub:load", package)

@@ -48,6 +48,7 @@ import numpy as np
 MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # used with fullmatch: no "\n" after
 ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INSTALLED_PARTS = frozenset({".venv", "venv", "site-packages", "dist-packages", "__pypackages__"})
+INSTALLED_ANYWHERE = frozenset({"site-packages", "dist-packages"})  # above the project too: no project is in one
 MAX_UNWRAP = 16  # __wrapped__ links followed to find where a callable is defined
 
 
@@ -113,8 +114,8 @@ def is_trusted_file(path, roots) -> bool:
     if not holding or not real.is_file():
         return False
     root = min(holding, key=lambda r: len(r.parts))  # the outermost: a spec inside .venv/ is no way in
-    if INSTALLED_PARTS.intersection(real.relative_to(root).parts):
-        return False
+    if INSTALLED_PARTS.intersection(real.relative_to(root).parts) or INSTALLED_ANYWHERE.intersection(real.parts):
+        return False  # a spec, or the current directory, inside an installed package makes it no one's own
     # A Python prefix that holds the whole project (/usr for /usr/src/project) says nothing.
     return not any(_within(real, p) and not (_within(root, p) and root != p) for p in _installed_roots())
 
