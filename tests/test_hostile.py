@@ -336,3 +336,17 @@ def test_the_project_inside_an_installed_package_trusts_none_of_it(tmp_path, mon
     monkeypatch.chdir(package)  # gradrun run from inside the package, the spec beside its modules
     with pytest.raises(usercode.Refused):
         usercode.resolve("hub:load", package)
+
+
+def test_safe_is_another_spelling_of_no_code(project):
+    write(project, "layers.py", "def f(x):\n    return x\ndef f_vjp(g, x):\n    return g\n")
+    path = write(project, "code.yaml", """\
+        version: 1
+        functions: {f: {python: "layers:f", vjp: "layers:f_vjp"}}
+        experiments:
+          - {name: e, function: f, inputs: {x: 1.0}}
+        """)
+    for args in (["--safe", path, "--out", project / "out"], ["validate", "--safe", path]):
+        ran = invoke(*args)
+        assert ran.exit_code == 2 and "code.yaml:2:25: functions.f.python" in ran.output and "safe mode" in ran.output
+    assert not (project / "out").exists()

@@ -105,8 +105,9 @@ def code_options(command):
         help="Also let specs name code from this installed or standard module (and its submodules); "
              "repeatable. By default only modules under the spec's folder or the current directory.")(command)
     return click.option(
-        "--no-code", is_flag=True, envvar="GRADRUN_NO_CODE",
-        help="Safe mode for untrusted specs: refuse every python: reference; built-ins and expressions only.")(command)
+        "--no-code", "--safe", "no_code", is_flag=True, envvar="GRADRUN_NO_CODE",
+        help="Safe mode for untrusted specs: refuse every code reference (python:, torch:, jax:); "
+             "built-ins and expressions only. --safe is the same.")(command)
 
 
 def _policy(no_code, allow_modules):

@@ -240,7 +240,7 @@ def resolve(ref: str, spec_dir, policy: Policy = DEFAULT):
     any import: by the name's form, the safe mode and the module's file.
     """
     if not policy.code:
-        raise Refused(f"code reference '{ref}' refused: the safe mode (--no-code) runs no code from specs",
+        raise Refused(f"code reference '{ref}' refused: the safe mode (--no-code, --safe) runs no code from specs",
                       "use built-ins and expressions, or run without --no-code for specs you trust")
     module, sep, attr = str(ref).partition(":")
     if not sep or not MODULE.fullmatch(module) or not ATTRIBUTE.fullmatch(attr):
