@@ -91,10 +91,12 @@ def picture_path(out_dir, experiment, kind) -> Path:
 
 
 def save(fig, canvas_class, path) -> Path:
-    """Draw ``fig`` on the Agg canvas into ``path`` (its folder made as needed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Draw ``fig`` on the Agg canvas into ``path`` (its folder made as needed), whole or not at all."""
+    from .atomic import _atomic
+
     canvas_class(fig)
-    fig.savefig(path, dpi=DPI)
+    with _atomic(path) as f:
+        fig.savefig(f, dpi=DPI, format="png")
     return path
 
 
