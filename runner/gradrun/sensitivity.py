@@ -36,7 +36,7 @@ class Sensitivity:
         self.inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self.seed = seed
         self.analytic_columns = analytic_columns  # (graph, vals, name, idx, cache) -> (M, len(idx))
-        self._moved = None  # [(values, reverse cache)] of each moved point
+        self._moved = None  # [(values, {"columns": reverse Jacobian, "screen": J^T u})] of each moved point
 
     def needed(self, ana, ana32, settings) -> bool:
         """Whether the float32 gradient strays from the float64 one by more than half its claim."""
@@ -48,7 +48,7 @@ class Sensitivity:
         """(M, len(idx)): ``WIDEN`` times the largest change of the analytic columns over the draws."""
         change = np.zeros(ana.shape)
         for vals, cache in self._points():
-            moved = self.analytic_columns(self.graph, vals, name, idx, cache).astype(np.float64)
+            moved = self.analytic_columns(self.graph, vals, name, idx, cache["columns"]).astype(np.float64)
             step = np.abs(moved - ana)
             change = np.maximum(change, np.where(np.isfinite(step), step, 0.0))
         return WIDEN * change
@@ -58,7 +58,7 @@ class Sensitivity:
         the float64 code at the point, at the moved points (one VJP per direction and point)."""
         change = np.zeros(len(v))
         for vals, cache in self._points():
-            if "screen" not in cache:
+            if cache["screen"] is None:
                 cache["screen"] = vjp_rows(self.graph, vals, u)
             moved = np.einsum("kn,kn->k", np.asarray(cache["screen"][name], dtype=np.float64) - g, v)
             change = np.maximum(change, np.where(np.isfinite(moved), np.abs(moved), 0.0))
@@ -74,5 +74,5 @@ class Sensitivity:
                 for name in self.wrt:
                     x = self.inputs[name]
                     moved[name] = x + eps * np.abs(x) * rng.choice((-1.0, 1.0), size=x.shape)
-                self._moved.append((evaluate(self.graph, moved, np.float64), {}))
+                self._moved.append((evaluate(self.graph, moved, np.float64), {"columns": {}, "screen": None}))
         return self._moved
