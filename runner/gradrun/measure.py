@@ -19,6 +19,9 @@ from . import numeric
 # measurement was ruled by round-off (a large constant in f): larger steps
 # first would let a periodic function alias. An element stops as soon as its
 # measurement is precise enough, or once two levels in a row only got worse.
+# An element far below its input's scale (a probability of 1e-16 beside ones of 0.3,
+# whose auto step follows the 0.3) goes as many levels deeper as its step needs to
+# become relative to the element itself (``deepest``): its domain edge is |x| away.
 LEVELS = (range(0, 21), range(-1, -4, -1))
 GOOD_ENOUGH = 0.5  # stop when the measurement's error is below this share of what it must resolve
 
@@ -56,11 +59,16 @@ def best(cols, idx, base, noise, target, witness):
     step = np.full((m, n), np.nan)
     noisy = np.zeros(n, dtype=bool)  # the auto step's measurement was ruled by round-off
     finest = _Finest(n, m)
+    deepest = _deepest(cols, idx)
     for direction, levels in enumerate(LEVELS):
         active = np.ones(n, dtype=bool) if direction == 0 else noisy & ~_good(unc, target)
         worse = np.zeros(n, dtype=int)
         last = (np.full((m, n), np.nan), np.full((m, n), np.inf), np.full((m, n), np.nan))
+        if direction == 0:
+            levels = range(0, max(levels.stop, int(deepest.max(initial=0)) + 1))
         for level in levels:
+            if direction == 0:
+                active &= level <= deepest
             rows = np.flatnonzero(active)
             if not len(rows):
                 break
@@ -94,6 +102,14 @@ def best(cols, idx, base, noise, target, witness):
             active[rows[_good(unc[:, rows], target[:, rows]) | (worse[rows] >= 2)]] = False
     finest = np.nanmin(np.where(np.isfinite(step), step, np.inf), axis=0, initial=np.inf)
     return value, np.where(np.isfinite(unc), unc, np.nan), np.where(np.isfinite(finest), finest, base)
+
+
+def _deepest(cols, idx) -> np.ndarray:
+    """(n,) each element's last shrinking level: LEVELS' 20, plus log4 of how far its auto
+    step's scale (the input's RMS, ``numeric.step_floor``) is above the element itself."""
+    x = np.abs(np.real(np.asarray(cols.x, dtype=np.complex128).ravel()[idx]))
+    below = np.where(x > 0, np.maximum(x, cols.floor) / np.where(x > 0, x, 1.0), 1.0)
+    return LEVELS[0].stop - 1 + np.ceil(np.log(below) / np.log(4.0)).astype(int)
 
 
 class _Finest:

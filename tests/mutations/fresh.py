@@ -442,6 +442,20 @@ def kl_vjp(g, logits):
     return g * (softmax(logits) * p.sum() - p)
 
 
+# KL(p || q) against an input q with entries of 1e-16 and 1e-30 beside ones of 0.3: the
+# auto step follows the 0.3, and the re-measurement must shrink to the tiny entries' own scale
+
+P_KL = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
+
+
+def f_kl_q(q):
+    return np.sum(P_KL * np.log(P_KL / q))
+
+
+def kl_q_vjp(g, q):
+    return -g * P_KL / q
+
+
 # ------------------------------------------------------------------ broadcast batched matmul, einsum
 
 
@@ -632,6 +646,9 @@ CASES = [
          bugs=[("far_negative_sign", lambda g, r: huber_vjp(g, r, far_sign=-1.0))]),
     Case("fresh_kl_tiny_target", f_kl, kl_vjp, {"logits": normal(5)},
          bugs=[("all_off_1e-5", all_off(kl_vjp, 1e-5))]),
+    Case("fresh_kl_tiny_q", f_kl_q, kl_q_vjp, {"q": fixed([0.5, 1e-16, 0.3, 1e-30, 0.2])},
+         bugs=[("entry_3_off_1e-6", entry_off(kl_q_vjp, 1e-6, 0, 3)),
+               ("entry_3_off_1e-3", entry_off(kl_q_vjp, 1e-3, 0, 3))]),
     Case("fresh_bmm_broadcast", f_bmm, bmm_vjp, {"A": normal(2, 1, 3, 2), "B": normal(3, 2, 2)},
          bugs=[("first_batch_only", lambda g, A, B: bmm_vjp(g, A, B, first_batch_only=True)),
                ("mean_over_broadcast", lambda g, A, B: bmm_vjp(g, A, B, keep_b_axis=True))]),

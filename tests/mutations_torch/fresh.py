@@ -366,6 +366,18 @@ def kl_rule(g, logits):
     return g * (torch.softmax(logits, -1) * p.sum() - p),
 
 
+P_Q = [0.35, 0.3, 0.2, 0.15]
+
+
+def kl_q(q):
+    p = torch.tensor(P_Q, dtype=q.dtype)
+    return (p * torch.log(p / q)).sum()
+
+
+def kl_q_rule(g, q):
+    return -g * torch.tensor(P_Q, dtype=q.dtype) / q,
+
+
 # ------------------------------------------------------------------ broadcast batched matmul, einsum
 
 
@@ -488,6 +500,9 @@ CASES = [
          ]),
     Case("fresh-kl-near-zero", fn("KLFn", kl), kl_rule, {"logits": normal(5)}, [
         ("off-1e-6", off(0, 1e-6)(kl_rule)),
+    ]),
+    Case("fresh-kl-tiny-q", fn("KLqFn", kl_q), kl_q_rule, {"q": fixed([0.6, 1e-18, 0.4, 1e-25])}, [
+        ("tiny-entry-off-1e-5", off(0, 1e-5, index=3)(kl_q_rule)),
     ]),
     Case("fresh-bcast-matmul", fn("BcastMMFn", bcast_mm), bcast_mm_rule, {"a": normal(2, 3, 2), "b": normal(2, 4)}, [
         ("broadcast-axis-not-summed", lambda g, a, b: bcast_mm_rule(g, a, b, reduce_b=False)),
