@@ -9,6 +9,7 @@ float32's own rounding moves the gradient by 1e-3) passes it
 sizes in full; ``benchmarks/bench_fresh_corpus.py`` runs the large layers.
 """
 
+import numpy as np
 import pytest
 
 import gradrun
@@ -46,3 +47,23 @@ def test_torch_float32_screen(case, code, should_pass):
     result = adapter.check(code, case.point(), wrt=case.wrt, init=case.init, mode=case.mode, dtype="float32",
                            check="screen", name=case.name)
     assert_verdict(result, should_pass, "backward")
+
+
+def test_torch_batch_norm_in_train_mode_passes_a_float32_screen():
+    """Torch's own BatchNorm in train mode: the bias before it has a true gradient of 0 and a
+    float32 one of round-off, which the float32 floor's |f| covers (docs/pass-rule.md, Screens)."""
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.bn, self.l2 = nn.Linear(32, 64), nn.BatchNorm1d(64), nn.Linear(64, 16)
+
+        def forward(self, x):
+            return self.l2(torch.relu(self.bn(self.l1(x))))
+
+    torch.set_num_threads(1)
+    x = np.random.default_rng(0).standard_normal((48, 32))
+    result = adapter.check(Net, {"x": x}, wrt=("x", "params"), mode="train", dtype="float32", check="screen",
+                           name="bn-train")
+    assert_verdict(result, True, "backward")

@@ -97,7 +97,7 @@ def floor(graph, vals, name, v, g, eps, outputs=np.sum):
     each element's own scale, the outputs' |f| (and what is computed on the way) plus
     |(J^T u)[j] x[j]|, what x[j] itself contributes; never the largest input anywhere.
     ``v=None`` stands for sign directions, whose squares are all one. ``outputs`` adds
-    the outputs' |f| up (see ``quadrature`` for float32 code's, which counts none)."""
+    the outputs' |f| up: linearly, or in quadrature for float32 code (see ``quadrature``)."""
     x = vals[graph.inputs[name]].ravel()
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
     # (in place, each step as size = max(|f| + |g x|, eps), then (size * v / max(1, |x|))**2)
@@ -124,12 +124,13 @@ def terms(g, v):
 def quadrature(g):
     """sqrt of the sum of g² over each row: what independent errors of each term, the
     round-off of float32 code's J^T u, add up to along random signs v. A float32 analytic's
-    projection is held to it, not to the sum of |g| plus every output's |f| for every
-    element (the float64 side's floor, which is the numeric side's round-off): over 2000
-    elements that sum is 45 times larger, and the |f| of 32 outputs of 50 each, counted for
-    elements that move one of them, 20 times the projection, so float16 arithmetic inside a
-    float32 backward (1e-3 off) passed. What float32 code computes worse than its round-off
-    widens it by the measured ``conditioning`` instead."""
+    projection is held to it, and its floor adds the outputs' |f| in quadrature too, not
+    linearly (the float64 side's, which is the numeric side's round-off): over 2000
+    elements and 512 outputs those sums were 45 and 22 times larger, and float16 arithmetic
+    inside a float32 backward (1e-3 off) passed. The |f| stays: where J^T u is itself round-off
+    (a bias before batch norm in train mode, whose true gradient is 0) it is the scale of
+    what cancelled. What float32 code computes worse than its round-off widens it by the
+    measured ``conditioning``."""
     return np.sqrt(np.einsum("kn,kn->k", g, g))
 
 
@@ -186,7 +187,7 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
 
     def held_to(rows_g, round_off, dtype, single=False):
         # the tolerance of u . J v for J^T u of code computing in dtype (float32 code: ``single``)
-        outputs = (lambda f: 0.0) if single else np.sum
+        outputs = (lambda f: np.sqrt(np.sum(f * f))) if single else np.sum  # see ``quadrature``
         least = by_pass(lambda rows: floor(graph, vals, name, None, rows, round_off, outputs), rows_g, which)
         size = by_pass(lambda rows: quadrature(rows) if single else terms(rows, None), rows_g, which)
         return numeric.tolerance(size, num, est, dtype, settings) + least
