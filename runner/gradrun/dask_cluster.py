@@ -12,24 +12,24 @@ raises) comes back as an ERROR of its experiment, not as a lost run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import parallel, piecework, threads
+from . import __version__, parallel, piecework, threads, usercode, workerloss
 
-# Folders whose modules are installed packages, not the user's code: they are not shipped.
-INSTALLED = ("site-packages", "dist-packages", ".venv")
 MAX_SHIPPED_BYTES = 16 * 2**20
-CONNECT_TIMEOUT = "5s"  # to reach the scheduler; a wrong address fails fast
+CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fast
+WORKERS_TIMEOUT = 30  # seconds to wait for a first worker at a scheduler that has none
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
 
 
 class ClusterError(Exception):
-    """No dask installed, no scheduler at the address, or a spec folder too large to ship."""
+    """No dask installed, no scheduler at the address (or it died), or a spec folder too large to ship."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class SpecSource:
     text: bytes
     files: tuple  # ((relative path, bytes), ...), sorted
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         h = hashlib.sha256(self.name.encode() + b"\0" + self.text)
         for rel, data in self.files:
@@ -49,108 +49,194 @@ class SpecSource:
 
 
 def source_of(spec_path) -> SpecSource:
-    """The spec file and the user modules this process loaded from its folder."""
+    """The spec file and the user modules this process loaded from its folder (``usercode.own_files``)."""
     path = Path(spec_path).resolve()
-    folder, own = path.parent, Path(__file__).resolve().parent
-    files = {}
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if not file or not file.endswith(".py"):
-            continue
-        file = Path(file).resolve()
-        if file.is_relative_to(folder) and not file.is_relative_to(own) \
-                and not any(part in INSTALLED for part in file.relative_to(folder).parts):
-            files[file.relative_to(folder).as_posix()] = file.read_bytes()
+    folder, files = path.parent, {}
+    for file in usercode.own_files(folder):
+        rel = file.relative_to(folder)
+        if not usercode.INSTALLED_PARTS.intersection(rel.parts):  # a .venv inside the spec's folder
+            files[rel.as_posix()] = file.read_bytes()
     if sum(map(len, files.values())) > MAX_SHIPPED_BYTES:
         raise ClusterError(f"the modules of {spec_path} exceed {MAX_SHIPPED_BYTES} bytes; "
                            "install them on the workers instead")
     return SpecSource(path.name, path.read_bytes(), tuple(sorted(files.items())))
 
 
-def _client(address: str):
+def checked_address(address: str) -> str:
+    """``address`` when it reads as a scheduler's address (``tcp://host:port``), else ``ClusterError``."""
+    scheme, sep, rest = address.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if sep and scheme == "inproc":
+        raise ClusterError(f"{address!r} is a Dask address inside another process; give the scheduler's "
+                           "network address, e.g. tcp://10.0.0.5:8786")
+    if not (sep and scheme in SCHEMES and host and colon and port.isdigit() and 0 < int(port) < 65536):
+        raise ClusterError(f"{address!r} is not a Dask scheduler's address; give --scheduler (or "
+                           "DASK_SCHEDULER_ADDRESS) as tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786 (as `dask scheduler` prints it)")
+    return address
+
+
+@contextlib.contextmanager
+def connected(address: str, specs: dict):
+    """The cluster at ``address`` for one run, through one client, closed however the run ends."""
+    checked_address(address)
     try:
         from distributed import Client
     except ImportError:
         raise ClusterError("--scheduler needs Dask: pip install 'gradrun[dask]'") from None
-    try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError) as error:
-        raise ClusterError(f"no Dask scheduler answers at {address}: {error}") from None
+    if address.startswith(("tls://", "wss://")) and _tls_unset():
+        raise ClusterError(f"{address} needs TLS, and Dask's configuration gives this process no certificate; "
+                           "set distributed.comm.tls.client (dask config or DASK_DISTRIBUTED__COMM__TLS__...)")
+    with _quiet():
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(f"no Dask scheduler answers at {address}: {error}") from None
+        except Exception as error:  # TLS without its configuration, say
+            raise ClusterError(f"cannot connect to the Dask scheduler at {address}: "
+                               f"{type(error).__name__}: {error}") from None
+        try:
+            yield Cluster(address, client, specs)
+        finally:
+            client.close(timeout=CONNECT_TIMEOUT)
 
 
-def worker_count(address: str) -> int:
-    """How many worker threads the cluster offers now (at least 1)."""
-    with _client(address) as client:
-        return max(1, sum(client.nthreads().values()))
+def _tls_unset() -> bool:
+    from distributed import Security
 
-
-def execute(address: str, specs: dict, units, task):
-    """``(unit, outcome)`` for every unit, as the cluster finishes them (``parallel.work`` on a worker).
-
-    ``specs`` are loaded specs (``Spec``), by position. A worker that dies
-    takes every unit queued on it down with it; those units are run again
-    alone (``parallel.rescue``), so only what kills its worker again becomes
-    an ERROR.
-    """
-    sources = {n: source_of(spec.path) for n, spec in specs.items()}
-    with _client(address) as client:
-        def submit(unit, task):
-            return client.submit(remote_unit, sources[unit.spec], unit, task, pure=False,
-                                 key=f"gradrun-{unit.name}-{unit.start}-{os.urandom(6).hex()}")
-
-        def alone(unit, task):
-            [(_, outcome)] = list(_finished(client, {submit(unit, task): unit}))
-            return None if outcome is _DIED else outcome
-
-        suspects = []
-        for unit, outcome in _finished(client, {submit(u, task): u for u in units}):
-            if outcome is _DIED:
-                suspects.append(unit)
-            else:
-                yield unit, outcome
-        for unit in suspects:
-            yield unit, parallel.rescue(unit, alone, task, "its Dask worker died while checking it")
+    return Security().get_connection_args("client")["ssl_context"] is None
 
 
 @contextlib.contextmanager
-def piece_mappers(address: str, specs: dict, task):
-    """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
-    (``pieces.Plan.mapper``), a task per piece on the cluster; this process's threads
-    capped to one meanwhile, as the workers' are."""
-    sources: dict = {}
-    with _client(address) as client, threads.capped(1):
+def _quiet():
+    """Dask's own log lines kept off the user's terminal: gradrun says what went wrong itself."""
+    import logging
+
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class Cluster:
+    """A run's units and pieces on a Dask cluster, through one client; each spec's source built once."""
+
+    def __init__(self, address: str, client, specs: dict):
+        self.address, self.client, self.specs = address, client, specs
+        self._sources: dict = {}
+        self.lost = None  # the ClusterError of a scheduler that went away
+
+    @functools.cached_property
+    def count(self) -> int:
+        """How many worker threads the cluster offers now (waiting a while for a first one)."""
+        try:
+            self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        except TimeoutError:
+            raise ClusterError(f"the Dask scheduler at {self.address} has no workers "
+                               f"(none joined within {WORKERS_TIMEOUT} s); start some with "
+                               f"`dask worker {self.address}`") from None
+        except Exception as error:
+            raise self._lost(error) from None
+        self._same_software()
+        return max(1, sum(self.client.nthreads().values()))
+
+    def _same_software(self) -> None:
+        """``ClusterError`` unless every worker runs this process's gradrun and numpy (``software``):
+        other versions would check, but not write the serial run's bytes, or fail in unpickling."""
+        try:
+            theirs = self.client.run(software)
+        except Exception as error:  # a worker without gradrun cannot even load the function
+            raise ClusterError(f"the Dask workers at {self.address} cannot run gradrun "
+                               f"({type(error).__name__}: {error}); install gradrun[dask] on every worker") from None
+        mine = software()
+        for worker, found in sorted(theirs.items()):
+            if found != mine:
+                raise ClusterError(f"Dask worker {worker} runs {_described(found)}, this process "
+                                   f"{_described(mine)}; install the same on every worker")
+
+    def source(self, n: int) -> SpecSource:
+        if n not in self._sources:
+            self._sources[n] = source_of(self.specs[n].path)
+        return self._sources[n]
+
+    def execute(self, units, task):
+        """``(unit, outcome)`` for every unit, as the cluster finishes them (``parallel.work`` on a worker).
+
+        A worker that dies takes every unit queued on it down with it; those
+        units are run again alone (``workerloss.rescued``), so only what kills
+        its worker again becomes an ERROR.
+        """
+        def alone(unit, task):
+            return workerloss.alone(unit, self._submit(remote_unit, unit.spec, unit, task).result, self._died)
+
+        futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
+        yield from workerloss.rescued(self._finished(futures), alone, task, DIED)
+
+    @contextlib.contextmanager
+    def piece_mappers(self, task):
+        """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
+        (``pieces.Plan.mapper``), a task per piece on the cluster; this process's threads
+        capped to one meanwhile, as the workers' are."""
         def mapper_for(n: int, k: int):
             def mapper(where, phase, calls):
-                if n not in sources:
-                    sources[n] = source_of(specs[n].path)
-                futures = [client.submit(remote_piece, sources[n], job, task, pure=False,
-                                         key=f"gradrun-piece-{job.input}-{os.urandom(6).hex()}")
-                           for job in piecework.jobs(k, where, phase, calls)]
-                try:
-                    return [future.result() for future in futures]
-                except Exception as error:
-                    if type(error).__name__ == "KilledWorker":
-                        raise piecework.WorkerDied("its Dask worker died while checking it") from None
-                    raise
+                futures = [self._submit(remote_piece, n, job, task) for job in piecework.jobs(k, where, phase, calls)]
+                return workerloss.gathered(futures, self._died, DIED)
 
             return mapper
 
-        yield mapper_for
+        with threads.capped(1):
+            yield mapper_for
+        if self.lost is not None:  # a piece's check became an ERROR of the lost connection: no report
+            raise self.lost
 
-
-_DIED = object()  # the unit's worker died under it
-
-
-def _finished(client, futures):
-    from distributed import as_completed
-
-    for future in as_completed(futures, loop=client.loop):
-        unit = futures[future]
+    def _submit(self, function, n: int, what, task):
         try:
-            yield unit, future.result()
-        except Exception as error:  # KilledWorker when its worker died; whatever the task raised
-            yield unit, _DIED if type(error).__name__ == "KilledWorker" else parallel.failed(
-                unit, f"{type(error).__name__}: {error}")
+            return self.client.submit(function, self.source(n), what, task, pure=False,
+                                      key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}")
+        except Exception as error:  # the client closed: the scheduler went away
+            raise self._lost(error) from None
+
+    def _finished(self, futures):
+        from distributed import as_completed
+
+        for future in as_completed(futures, loop=self.client.loop):
+            unit = futures[future]
+            yield unit, workerloss.settled(unit, future.result, self._died)
+
+    def _died(self, error) -> bool:
+        """Whether a task's error says its worker died (``KilledWorker``); ``ClusterError`` when
+        the scheduler itself went away: no report can be complete then."""
+        if self.client.status not in ("running", "connecting") or type(error).__name__ == "FutureCancelledError" \
+                and "connection" in str(error):
+            raise self._lost(error) from None
+        return type(error).__name__ == "KilledWorker"
+
+    def _lost(self, error) -> ClusterError:
+        self.lost = self.lost or ClusterError(f"the Dask scheduler at {self.address} stopped answering mid-run "
+                                              f"({type(error).__name__}: {error}); no report was written")
+        return self.lost
+
+
+DIED = "its Dask worker died while checking it"
+
+
+@functools.lru_cache(maxsize=1)
+def software() -> tuple:
+    """(gradrun's version, a digest of its source files, numpy's version) of this process."""
+    import numpy
+
+    own = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for file in sorted(own.rglob("*.py")):
+        h.update(file.relative_to(own).as_posix().encode() + b"\0" + file.read_bytes())
+    return __version__, h.hexdigest()[:12], numpy.__version__
+
+
+def _described(found: tuple) -> str:
+    version, digest, numpy_version = found
+    return f"gradrun {version} (source {digest}) with numpy {numpy_version}"
 
 
 _LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec

@@ -189,6 +189,16 @@ def _folder_imports(folder: Path):
         sys.modules.update(hidden)
 
 
+def own_files(folder) -> list:
+    """The files of the user's modules this process has loaded from under ``folder``: the modules
+    specs named and the helpers those imported (what a worker without the folder needs)."""
+    folder = Path(folder).resolve()
+    modules = [m for name, m in list(sys.modules.items()) if name.startswith("_gradrun_user_")]
+    modules += [m for loaded in _LOADED.values() for m in loaded.values()]
+    files = {Path(f).resolve() for f in (getattr(m, "__file__", None) for m in modules) if f and f.endswith(".py")}
+    return sorted(f for f in files if _within(f, folder))
+
+
 def _load_file(module: str, path: Path, root: Path):
     """The module at ``path`` under a name unique to its file, loaded once per process."""
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
@@ -325,5 +335,5 @@ def policy_from(no_code: bool = False, allow_modules=()) -> Policy:
     return Policy(code=not no_code, allowed=allowed)
 
 
-__all__ = ["guarded", "Policy", "DEFAULT", "NO_CODE", "Refused", "resolve", "policy_from", "trusted_roots",
+__all__ = ["own_files", "guarded", "Policy", "DEFAULT", "NO_CODE", "Refused", "resolve", "policy_from", "trusted_roots",
            "is_trusted_file", "defined_in"]
