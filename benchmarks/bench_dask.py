@@ -10,7 +10,10 @@ checks in well under a second, so what the Dask mode adds over the serial one is
 the per-run cost of using a cluster: connecting, shipping the spec, round trips.
 The CSV of every run is compared with the serial one's bytes.
 
-Run: PYTHONPATH=runner .venv/bin/python benchmarks/bench_dask.py [--runs N] [--spec PATH]
+`--runner DIR` runs another checkout's gradrun (its runner/ folder), in the command and on the
+workers: to compare a change with the code before it under the same load.
+
+Run: PYTHONPATH=runner .venv/bin/python benchmarks/bench_dask.py [--runs N] [--spec PATH] [--runner DIR]
 """
 
 from __future__ import annotations
@@ -35,11 +38,19 @@ ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
+RUNNER = ROOT / "runner"  # the gradrun the command and the workers run (--runner)
+
+
+def env() -> dict:
+    """The command's environment (bench_parallel's: bytecode cached), with RUNNER's gradrun."""
+    return {**_env(), "PYTHONPATH": str(RUNNER)}
+
+
 def start_cluster(folder: Path) -> tuple:
     """(scheduler address, the cluster's processes): a scheduler and two workers, each in its own folder."""
-    env = {**_env(), "PYTHONPATH": str(ROOT / "runner")}
+    env_ = env()
     log = (folder / "cluster.log").open("w")
-    start = lambda *args, cwd: subprocess.Popen([str(BIN / "dask"), *args], cwd=cwd, env=env, stdout=log,  # noqa: E731
+    start = lambda *args, cwd: subprocess.Popen([str(BIN / "dask"), *args], cwd=cwd, env=env_, stdout=log,  # noqa: E731
                                                 stderr=subprocess.STDOUT, start_new_session=True)
     file = folder / "scheduler.json"
     processes = [start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -80,7 +91,7 @@ def one_run(spec: Path, out: Path, options, processes) -> tuple:
     before, cluster_before = resource.getrusage(resource.RUSAGE_CHILDREN), cluster_cpu(processes)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "gradrun", str(spec), "--out", str(out), "-q", *options],
-                          capture_output=True, text=True, env=_env())
+                          capture_output=True, text=True, env=env())
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"gradrun {' '.join(options)} failed:\n{done.stdout}{done.stderr}")
@@ -90,13 +101,17 @@ def one_run(spec: Path, out: Path, options, processes) -> tuple:
 
 
 def main() -> None:
+    global RUNNER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--spec", type=Path, default=ROOT / "experiments" / "chain.yaml")
+    parser.add_argument("--runner", type=Path, default=RUNNER, help="the runner/ folder of the gradrun to run")
     args = parser.parse_args()
+    RUNNER = args.runner.resolve()
     folder = Path(tempfile.mkdtemp(prefix="gradrun-bench-dask-"))
     started = time.perf_counter()
     address, processes = start_cluster(folder)
+    print(f"gradrun from {RUNNER}")
     print(f"cores: {len(os.sched_getaffinity(0))}; load average before: {os.getloadavg()[0]:.2f}; "
           f"dask scheduler + 2 workers (1 thread each) started in {time.perf_counter() - started:.1f} s")
     modes = {"serial": (), "dask": ("--scheduler", address)}

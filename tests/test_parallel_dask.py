@@ -76,6 +76,7 @@ TRAVELLING = {
 functions:
   f: {python: "usesib:f", vjp: "usesib:f_vjp"}
   g: {python: "pkg.ops:g", vjp: "pkg.ops:g_vjp"}
+  h: {python: "projlib:h", vjp: "projlib:h_vjp"}
 experiments:
   - name: sibling
     function: f
@@ -83,6 +84,9 @@ experiments:
   - name: package
     function: g
     inputs: {x: [1.0, 2.0, -0.5]}
+  - name: project
+    function: h
+    inputs: {x: 0.25}
 """,
     "usesib.py": "from helper import SCALE\n\ndef f(x):\n    return SCALE * x ** 3\n\n"
                  "def f_vjp(g, x):\n    return 3 * SCALE * g * x ** 2\n",
@@ -92,6 +96,8 @@ experiments:
                   "def g_vjp(gr, x):\n    return gr * np.cos(x) * SHIFT\n",
     "pkg/inner.py": "SHIFT = -2.5\n",
 }
+PROJECT = {"projlib.py": "import math\n\ndef h(x):\n    return math.exp(x)\n\ndef h_vjp(g, x):\n"
+                         "    return g * math.exp(x)\n"}  # in the project (the working directory), not beside the spec
 
 
 def write_files(folder: Path, files: dict) -> None:
@@ -226,13 +232,14 @@ def test_a_wrong_scheduler_address_is_a_usage_error_naming_it(how, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_user_modules_travel_with_the_spec_siblings_and_packages_too(cluster, tmp_path):
-    """Workers run elsewhere with gradrun alone on their path; the run itself starts from another folder."""
+def test_the_user_modules_travel_with_the_spec_siblings_packages_and_the_projects_too(cluster, tmp_path):
+    """Workers run elsewhere with gradrun alone on their path; the run starts from the project's folder,
+    which holds a module the spec names, beside neither the spec nor the workers."""
     write_files(tmp_path / "specs", TRAVELLING)
-    (tmp_path / "elsewhere").mkdir()
+    write_files(tmp_path / "project", PROJECT)
     spec = tmp_path / "specs" / "travel.yaml"
-    serial = gradrun(spec, "--out", tmp_path / "serial", cwd=tmp_path / "elsewhere")
-    done = gradrun(spec, "--out", tmp_path / "dask", "--scheduler", cluster, cwd=tmp_path / "elsewhere")
+    serial = gradrun(spec, "--out", tmp_path / "serial", cwd=tmp_path / "project")
+    done = gradrun(spec, "--out", tmp_path / "dask", "--scheduler", cluster, cwd=tmp_path / "project")
     assert serial.returncode == done.returncode == 0, done.stdout + done.stderr
     assert_same_reports(tmp_path / "serial", tmp_path / "dask", ["travel"])
 

@@ -2,11 +2,13 @@
 
 Workers need not share the spec's folder. Each unit carries a ``SpecSource``:
 the spec file's text and the text of every user module loaded from the
-spec's folder (the modules it names, and the siblings they import). A worker
-writes them into a private folder, in the same layout, and loads the spec
-from there, so every function is imported from source on the worker; no
-function object is ever pickled. A unit whose worker dies (or whose task
-raises) comes back as an ERROR of its experiment, not as a lost run.
+spec's folder (the modules it names, and the siblings they import), and from
+the project's outside it. A worker writes them into a private folder, in the
+same layout, and loads the spec from there, so every function is imported
+from source on the worker; no function object is ever pickled. A run talks
+to the cluster through one client (``connected``); a unit whose worker dies
+runs again alone (``gradrun.workerloss``), and a scheduler that goes away
+ends the run (``ClusterError``) before any report is written.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__, parallel, piecework, threads, usercode, workerloss
@@ -39,27 +41,38 @@ class SpecSource:
     name: str  # the spec file's name
     text: bytes
     files: tuple  # ((relative path, bytes), ...), sorted
+    project: tuple = ()  # the same of the project's modules (working directory) outside the spec's folder
 
     @functools.cached_property
     def digest(self) -> str:
         h = hashlib.sha256(self.name.encode() + b"\0" + self.text)
-        for rel, data in self.files:
-            h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+        for where, files in (("spec", self.files), ("project", self.project)):
+            for rel, data in files:
+                h.update(f"{where}/{rel}".encode() + b"\0" + hashlib.sha256(data).digest())
         return h.hexdigest()[:20]
 
 
 def source_of(spec_path) -> SpecSource:
-    """The spec file and the user modules this process loaded from its folder (``usercode.own_files``)."""
+    """The spec file and the user modules this process loaded (``usercode.own_files``) from its
+    folder, and from the project's (the working directory) outside it."""
     path = Path(spec_path).resolve()
-    folder, files = path.parent, {}
-    for file in usercode.own_files(folder):
-        rel = file.relative_to(folder)
-        if not usercode.INSTALLED_PARTS.intersection(rel.parts):  # a .venv inside the spec's folder
-            files[rel.as_posix()] = file.read_bytes()
-    if sum(map(len, files.values())) > MAX_SHIPPED_BYTES:
+    folder, project = path.parent, Path.cwd().resolve()
+    files = _files(folder, lambda file: True)
+    outside = _files(project, lambda file: not file.is_relative_to(folder))
+    if sum(len(data) for _, data in files + outside) > MAX_SHIPPED_BYTES:
         raise ClusterError(f"the modules of {spec_path} exceed {MAX_SHIPPED_BYTES} bytes; "
                            "install them on the workers instead")
-    return SpecSource(path.name, path.read_bytes(), tuple(sorted(files.items())))
+    return SpecSource(path.name, path.read_bytes(), files, outside)
+
+
+def _files(folder: Path, wanted) -> tuple:
+    """((path relative to ``folder``, bytes), ...) of the user's modules loaded from under it."""
+    found = {}
+    for file in usercode.own_files(folder):
+        rel = file.relative_to(folder)
+        if wanted(file) and not usercode.INSTALLED_PARTS.intersection(rel.parts):  # a .venv inside it
+            found[rel.as_posix()] = file.read_bytes()
+    return tuple(sorted(found.items()))
 
 
 def checked_address(address: str) -> str:
@@ -258,22 +271,30 @@ def _loaded(source: SpecSource, task):
         from . import spec as spec_module
 
         threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
-        _LOADED[key] = spec_module.load_spec(materialize(source), **dict(task.load_options))
+        spec_path = materialize(source)
+        options = dict(task.load_options)
+        if source.project:  # the project's modules resolve from its copy, not the worker's directory
+            project = str(spec_path.parent.parent / "project")
+            options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
+        _LOADED[key] = spec_module.load_spec(spec_path, **options)
     return _LOADED[key]
 
 
 def materialize(source: SpecSource) -> Path:
-    """Write the spec and its modules into a folder of their own; returns the spec file's path there."""
+    """Write the spec and its modules into a folder of their own (``spec/``, and ``project/`` for
+    the project's modules); returns the spec file's path there."""
     folder = Path(tempfile.gettempdir()) / f"gradrun-spec-{source.digest}"
-    spec_path = folder / source.name
+    spec_path = folder / "spec" / source.name
     if spec_path.is_file():
         return spec_path
     staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
-    for rel, data in source.files:
-        target = staging / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    (staging / source.name).write_bytes(source.text)
+    for where, files in (("spec", source.files), ("project", source.project)):
+        for rel, data in files:
+            target = staging / where / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    (staging / "spec").mkdir(exist_ok=True)
+    (staging / "spec" / source.name).write_bytes(source.text)
     try:
         staging.rename(folder)  # whole or not at all; another task may have won the race
     except OSError:

@@ -62,6 +62,7 @@ class Policy:
 
     code: bool = True
     allowed: tuple = ()
+    project: str | None = None  # the project's folder; None: the working directory (a Dask worker's is another)
 
     def allows(self, module: str) -> bool:
         return any(module == name or module.startswith(name + ".") for name in self.allowed)
@@ -93,10 +94,11 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def trusted_roots(spec_dir) -> list:
-    """The folders whose files are the user's own code: the spec's folder, then the project."""
+def trusted_roots(spec_dir, project=None) -> list:
+    """The folders whose files are the user's own code: the spec's folder, then the project
+    (``project``, by default the working directory)."""
     roots = []
-    for folder in (Path(spec_dir), Path.cwd()):
+    for folder in (Path(spec_dir), Path(project) if project else Path.cwd()):
         folder = folder.resolve()
         if folder not in roots:
             roots.append(folder)
@@ -256,7 +258,7 @@ def resolve(ref: str, spec_dir, policy: Policy = DEFAULT):
         raise Refused(f"'{ref}' is not a code reference", "write module:callable, e.g. layers:dense")
     if attr.startswith("__"):
         raise Refused(f"'{attr}' is a special name, not a callable of the user's code")
-    roots = trusted_roots(spec_dir)
+    roots = trusted_roots(spec_dir, policy.project)
     try:
         mod, own = _import(module, policy, roots)
     except Refused:
