@@ -161,8 +161,9 @@ def running_cluster(folder: Path, workers: int = 2, env=None):
                                      "--no-dashboard", "--local-directory", str(workdir)], workdir, env, log))
         from distributed import Client
 
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
+        if workers:
+            with Client(address, timeout="30s") as client:
+                client.wait_for_workers(workers, timeout=60)
         yield address, processes
     finally:
         for process in reversed(processes):
@@ -328,3 +329,41 @@ def test_dask_measures_the_pieces_of_a_large_check_and_writes_the_bytes_of_the_w
         finally:
             piecework.run_apart = original
     assert ran == [0, 1] and report.csv_text(got) == whole
+
+
+def test_a_scheduler_without_workers_is_an_error_after_a_while(tmp_path, monkeypatch):
+    monkeypatch.setattr(dask_cluster, "WORKERS_TIMEOUT", 0.5)
+    with running_cluster(tmp_path, workers=0) as (address, _):
+        with pytest.raises(dask_cluster.ClusterError, match="has no workers") as raised:
+            with dask_cluster.connected(address, {}) as cluster:
+                cluster.count
+    assert address in str(raised.value) and f"dask worker {address}" in str(raised.value)
+
+
+class _Workers:
+    """A client whose workers report ``found`` from ``dask_cluster.software``."""
+
+    def __init__(self, found):
+        self.found = found
+
+    def run(self, function):
+        assert function is dask_cluster.software
+        return {"tcp://10.0.0.7:40231": function(), "tcp://10.0.0.8:40231": self.found}
+
+    def wait_for_workers(self, n, timeout):
+        pass
+
+    def nthreads(self):
+        return {"tcp://10.0.0.7:40231": 1, "tcp://10.0.0.8:40231": 1}
+
+
+def test_workers_with_another_gradrun_or_numpy_are_named_before_anything_runs():
+    version, digest, numpy_version = dask_cluster.software()
+    assert digest == dask_cluster.software.__wrapped__()[1]  # the source's digest, not a constant
+    for found in [(version, "0" * 12, numpy_version), (version, digest, "1.26.4")]:
+        cluster = dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(found), {})
+        with pytest.raises(dask_cluster.ClusterError, match="install the same on every worker") as raised:
+            cluster.count
+        assert "tcp://10.0.0.8:40231" in str(raised.value) and "tcp://10.0.0.7" not in str(raised.value)
+        assert found[1] in str(raised.value) and found[2] in str(raised.value)
+    assert dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(dask_cluster.software()), {}).count == 2

@@ -121,16 +121,20 @@ def _tls_unset() -> bool:
 
 @contextlib.contextmanager
 def _quiet():
-    """Dask's own log lines kept off the user's terminal: gradrun says what went wrong itself."""
+    """Dask's own log lines kept off the user's terminal: gradrun says what went wrong itself.
+    Each of Dask's loggers has a level of its own (``distributed.client``'s says ERROR)."""
     import logging
 
-    logger = logging.getLogger("distributed")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    names = ["distributed", *(n for n in list(logging.root.manager.loggerDict) if n.startswith("distributed."))]
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class Cluster:
