@@ -16,7 +16,8 @@
    gradcheck's on the same function, float64, and the ratio. Then a floor no
    black-box check can go under: torch alone evaluating the module at the 2N
    points of central differences, in vmapped calls, the perturbed parameters
-   stacked beforehand and left out of the time (``evaluations_floor``).
+   stacked beforehand and left out of the time (``evaluations_floor``), on
+   one thread and on two side by side (a module copy each).
 
    gradrun as a user runs it: each of its calls into torch on one intra-op
    thread (torch_threads.py), two chunks' calls at once from two threads
@@ -33,14 +34,18 @@ Run: .venv/bin/python benchmarks/bench_torch.py   (about 4 minutes; needs torch)
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -228,10 +233,13 @@ def timing(module, shape):
     print(f"the issue's ratio, wall time, each tool at its best setting: "
           f"{100 * best['gradrun'][1] / best['gradcheck'][1]:.1f} % "
           f"(CPU time of those runs: {100 * best['gradrun'][0] / best['gradcheck'][0]:.1f} %)")
-    floor = evaluations_floor(module, x)
-    print(f"floor: torch alone evaluating the module at the {2 * n} points of central differences, vmapped "
-          f"{FLOOR_ROWS} to a call, the perturbed parameters stacked beforehand (not timed): {floor:.2f} s CPU = "
-          f"{100 * floor / best['gradcheck'][1]:.1f} % of gradcheck's best wall time")
+    gradcheck = best["gradcheck"][1]
+    for workers in (1, threads.WORKERS):
+        cpu, wall = evaluations_floor(module, x, workers)
+        print(f"floor: torch alone evaluating the module at the {2 * n} points of central differences, vmapped "
+              f"{FLOOR_ROWS} to a call, {workers} call{'s' * (workers > 1)} at once, the perturbed parameters "
+              f"stacked beforehand (not timed): {cpu:.2f} s CPU, {wall:.2f} s wall = "
+              f"{100 * wall / gradcheck:.1f} % of gradcheck's best wall time")
     spent, rows, calls = {}, {}, {}
     with by_pass(spent, rows, calls):  # passes timed by process CPU, one call at a time
         total, _ = timed(ours)
@@ -245,34 +253,52 @@ def timing(module, shape):
 FLOOR_ROWS = 370  # perturbed points per vmapped call: what gradrun's first pass of the MLP makes (28482 in 77)
 
 
-def evaluations_floor(module, x) -> float:
-    """CPU seconds torch spends evaluating ``module`` (float64, one intra-op thread) at every point
-    a black-box central difference of d loss / d parameters needs: 2 per parameter, each with
-    one element moved, in vmapped calls of FLOOR_ROWS points over ``functional_call``. Only the
-    calls are timed: each point is a whole copy of its perturbed parameter, read by the module."""
-    from torch.func import functional_call, vmap
-
+def _floor_chunks(module, x):
+    """The module (float64), its parameters, and every chunk of perturbed points a full check of
+    d loss / d parameters evaluates: (parameter name, stacked perturbed parameters), built
+    beforehand, two per parameter element (central differences)."""
     torch.manual_seed(0)
     m = module().double()
     params = {k: v.detach() for k, v in m.named_parameters()}
-    inputs = torch.tensor(x)
-    spent, before = 0.0, torch.get_num_threads()
-    torch.set_num_threads(1)
+    chunks = []
     for name, p in params.items():
-        def f(w, name=name):
-            return functional_call(m, {**params, name: w}, (inputs,))
-
         flat = torch.arange(p.numel()).repeat_interleave(2)  # each element moved down, then up
         signs = torch.tensor([-1e-6, 1e-6], dtype=torch.float64).repeat(p.numel())
         for lo in range(0, len(flat), FLOOR_ROWS):
             at, by = flat[lo:lo + FLOOR_ROWS], signs[lo:lo + FLOOR_ROWS]
             stack = p.expand(len(at), *p.shape).clone()
             stack.view(len(at), -1)[torch.arange(len(at)), at] += by
-            start = time.process_time()
-            vmap(f)(stack)
-            spent += time.process_time() - start
-    torch.set_num_threads(before)
-    return spent
+            chunks.append((name, stack))
+    return m, params, torch.tensor(x), chunks
+
+
+def evaluations_floor(module, x, workers: int = 1) -> tuple:
+    """(CPU, wall) seconds torch spends evaluating ``module`` (float64, one intra-op thread per
+    call) at every point a black-box central difference of d loss / d parameters needs: 2 per
+    parameter, each with one element moved, in vmapped calls of FLOOR_ROWS points over
+    ``functional_call``, on ``workers`` threads side by side. Only the calls are timed; each
+    point is a whole copy of its perturbed parameter, read by the module."""
+    m, params, inputs, chunks = _floor_chunks(module, x)
+    mine = threading.local()  # functional_call swaps a module's tensors in place: a copy per thread
+
+    def f(name, w):
+        if not hasattr(mine, "module"):
+            mine.module = copy.deepcopy(m)
+        return functional_call(mine.module, {**params, name: w}, (inputs,), tie_weights=False)
+
+    def call(chunk):
+        name, stack = chunk
+        return vmap(lambda w: f(name, w))(stack)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            cpu, wall = time.process_time(), time.perf_counter()
+            list(pool.map(call, chunks))
+            return time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        torch.set_num_threads(before)
 
 
 def timed(fn):

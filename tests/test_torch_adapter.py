@@ -111,9 +111,26 @@ def test_float32_arrays_run_float32_code():
 
 
 def test_vmap_failure_falls_back_to_one_call_each_and_says_so():
-    result = adapter.check(torch_code.OldStyleCube, {"x": np.array([0.5, -1.5, 2.0])})
+    result = adapter.check(torch_code.OldStyleListCube, {"x": np.array([0.5, -1.5, 2.0])})
     assert result.passed
     assert any("vmap failed" in n and "one call each" in n for n in result.notes)
+
+
+def test_an_old_style_function_is_evaluated_in_batches_through_its_own_forward():
+    # .apply of a Function without setup_context refuses torch.func.vmap; its forward,
+    # called with a stand-in ctx, is plain tensor code and gives the same values
+    x = np.linspace(-2.0, 2.0, 300)
+    torch_code.OldStyleCube.calls.clear()
+    result = adapter.check(torch_code.OldStyleCube, {"x": x}, check="full")
+    assert result.passed and not result.notes
+    batched = [shape for shape, applied in torch_code.OldStyleCube.calls if not applied]
+    assert batched and set(batched) == {x.shape}  # under vmap, a row's shape
+    # a few vmapped calls for the numeric side's 600 perturbations and more, not one each
+    # (the analytic side is a VJP through .apply per output row: 300 of them)
+    assert len(batched) < 20
+    np.testing.assert_allclose([r.analytic for r in result.records if r.index == r.output], 3 * x ** 2)
+    wrong = adapter.check(torch_code.OldStyleCubeWrong, {"x": x}, check="full")
+    assert [(r.index, r.output) for r in wrong.records if r.status == "fail"] == [(0, 0)]
 
 
 def test_forward_mode_is_cross_checked_against_reverse_mode():

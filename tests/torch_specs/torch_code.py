@@ -33,17 +33,47 @@ class Normed(nn.Module):
 
 
 class OldStyleCube(torch.autograd.Function):
-    """ctx in forward, no setup_context: torch.func.vmap cannot run it."""
+    """ctx in forward, no setup_context: torch.func.vmap cannot run it through .apply."""
+
+    calls = []  # (x's shape, whether called through .apply) at each forward call
 
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
+        OldStyleCube.calls.append((tuple(x.shape), isinstance(ctx, torch.autograd.function.FunctionCtx)))
+        if ctx.needs_input_grad[0]:  # what a forward may read of ctx, and save to it
+            ctx.save_for_backward(x)
+        ctx.scale = 3.0
         return x ** 3
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return 3 * x * x * g
+
+
+class OldStyleListCube(torch.autograd.Function):
+    """A forward through Python floats: neither vmap nor anything batched can run it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tensor([v ** 3 for v in x.tolist()], dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x * x * g
+
+
+class OldStyleCubeWrong(OldStyleCube):
+    """OldStyleCube with a backward off by 1 % at its first element."""
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        grad = 3 * x * x * g
+        grad[0] *= 1.01
+        return grad
 
 
 def _cube_jvp(wrong):

@@ -106,8 +106,8 @@ class BatchedForward:
             tensors = tensors + [b.expand(batch, *b.shape).clone() for b in kept]
             dims = dims + [0] * len(kept)
 
-        def one(*row):
-            return code.apply(list(row[:n]), list(row[n:]) if code.module is not None else None)
+        def one(*row):  # the values alone: a Function's own forward (see TorchCode.apply)
+            return code.apply(list(row[:n]), list(row[n:]) if code.module is not None else None, forward_only=True)
 
         with torch.no_grad():
             return numpy_of(vmap(one, in_dims=tuple(dims), randomness="same")(*tensors))

@@ -66,6 +66,37 @@ def _autograd_function(obj) -> bool:
     return isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
 
 
+class _ForwardOnly:
+    """The ``ctx`` of an old-style Function's ``forward`` called for its values alone: what it
+    saves or marks for its backward is dropped, and no input needs a gradient."""
+
+    def __init__(self, inputs: int):
+        self.needs_input_grad = (False,) * inputs
+        self.saved_tensors = ()
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+    def save_for_forward(self, *tensors):
+        pass
+
+    def mark_dirty(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+    def set_materialize_grads(self, value):
+        pass
+
+
+def _forward_of(function, tensors):
+    """A Function's ``forward`` on ``tensors``, for its values (``TorchCode.apply``)."""
+    if function.setup_context is not torch.autograd.Function.setup_context:
+        return function.forward(*tensors)  # new style: the forward takes no ctx
+    return function.forward(_ForwardOnly(len(tensors)), *tensors)
+
+
 def _input_names(obj, module) -> tuple:
     """The forward's input names: a Function's without ctx, a module's without self."""
     if module is not None:
@@ -185,11 +216,16 @@ class TorchCode:
         torch.manual_seed(self.seed)
         return stack
 
-    def apply(self, tensors, buffers=None):
+    def apply(self, tensors, buffers=None, forward_only=False):
         """The code on tensors (the forward's inputs, then the parameters); one tensor out.
 
         ``buffers``, when given, are the module's buffers for this call (fresh
         ones otherwise), so whatever the call writes into them is discarded.
+        ``forward_only``: the values alone are wanted (no autograd, as under
+        ``torch.func.vmap`` for the numeric side), so an ``autograd.Function``'s
+        own ``forward`` is called, not ``.apply``: functorch transforms refuse a
+        Function without ``setup_context`` and a vmap rule, which most
+        hand-written ones are, though their forward is plain tensor code.
         """
         n = len(self.inputs)
         with self.rng():
@@ -201,6 +237,8 @@ class TorchCode:
                 with self.borrowed(dtype) as module:
                     # untying is per call and costly; only a module that shares a tensor needs it
                     out = functional_call(module, state, tuple(tensors[:n]), tie_weights=self.tied)
+            elif _autograd_function(self.obj) and forward_only:
+                out = _forward_of(self.obj, tensors)
             elif _autograd_function(self.obj):
                 out = self.obj.apply(*tensors)
             else:
