@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -304,7 +305,14 @@ def test_a_spec_runs_from_its_source_without_its_folder(tmp_path):
     unit = parallel.Unit(0, (0, 2), (spec.experiments[0].name, spec.experiments[2].name))
     expected = parallel.work(spec, unit, task).results
     shutil.rmtree(folder)
-    got = dask_cluster.remote_unit(source, unit, task).results
+    stale = Path(tempfile.gettempdir()) / f"gradrun-{dask_cluster.LAYOUT}-{source.digest}"
+    shutil.rmtree(stale, ignore_errors=True)
+    (stale / "other").mkdir(parents=True)  # a folder of that name from something else: not used, not fatal
+    try:
+        got = dask_cluster.remote_unit(source, unit, task).results
+    finally:
+        for made in [stale, *stale.parent.glob(f"{stale.name}.*")]:
+            shutil.rmtree(made, ignore_errors=True)
     assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]
     assert all(r.error is None and r.records for r in got)
     assert [r.csv for r in got] == [r.csv for r in expected]  # CSV rows formatted on the worker

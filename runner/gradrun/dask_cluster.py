@@ -25,6 +25,7 @@ from pathlib import Path
 from . import __version__, parallel, piecework, threads, usercode, workerloss
 
 MAX_SHIPPED_BYTES = 16 * 2**20
+LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
 CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fast
 WORKERS_TIMEOUT = 30  # seconds to wait for a first worker at a scheduler that has none
 SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
@@ -287,7 +288,7 @@ def _loaded(source: SpecSource, task):
 def materialize(source: SpecSource) -> Path:
     """Write the spec and its modules into a folder of their own (``spec/``, and ``project/`` for
     the project's modules); returns the spec file's path there."""
-    folder = Path(tempfile.gettempdir()) / f"gradrun-spec-{source.digest}"
+    folder = Path(tempfile.gettempdir()) / f"gradrun-{LAYOUT}-{source.digest}"
     spec_path = folder / "spec" / source.name
     if spec_path.is_file():
         return spec_path
@@ -302,7 +303,7 @@ def materialize(source: SpecSource) -> Path:
     try:
         staging.rename(folder)  # whole or not at all; another task may have won the race
     except OSError:
+        if not spec_path.is_file():  # a folder of that name that is not one of ours: keep our own
+            return staging / "spec" / source.name
         shutil.rmtree(staging, ignore_errors=True)
-        if not spec_path.is_file():
-            raise
     return spec_path
