@@ -7,7 +7,10 @@ serial `gradrun experiments/chain.yaml` as often, alternating. Printed per mode:
 wall time, the gradrun process's own CPU (getrusage of the child), and the CPU the
 scheduler and workers spent meanwhile (psutil over their process trees). chain.yaml
 checks in well under a second, so what the Dask mode adds over the serial one is
-the per-run cost of using a cluster: connecting, shipping the spec, round trips.
+the per-run cost of using a cluster: importing Dask, connecting, shipping the spec,
+round trips. Then `parallel.run` alone, in one process that has imported Dask and
+loaded the spec, 2 x RUNS times: the cost of the run on the cluster without start-up,
+in CPU time, which a loaded machine distorts less than wall time.
 The CSV of every run is compared with the serial one's bytes.
 
 `--runner DIR` runs another checkout's gradrun (its runner/ folder), in the command and on the
@@ -100,6 +103,31 @@ def one_run(spec: Path, out: Path, options, processes) -> tuple:
     return wall, own, cluster_cpu(processes) - cluster_before
 
 
+PHASE = """
+import statistics, sys, time
+import distributed  # imported once, outside the times
+from gradrun import parallel, spec as spec_module
+spec = spec_module.load_spec(sys.argv[1])
+chosen = [(0, spec, list(range(len(spec.experiments))))]
+times = []
+for _ in range(int(sys.argv[3])):
+    cpu, wall = time.process_time(), time.perf_counter()
+    list(parallel.run(chosen, scheduler=sys.argv[2]))
+    times.append((time.process_time() - cpu, time.perf_counter() - wall))
+print(*(statistics.median(t) for t in zip(*times)))
+"""
+
+
+def phase(spec: Path, address: str, runs: int) -> tuple:
+    """(CPU s, wall s), medians over ``runs``, of ``parallel.run`` on the cluster in one warm process:
+    what a run costs beyond start-up and writing (connecting, shipping, round trips, closing)."""
+    done = subprocess.run([sys.executable, "-c", PHASE, str(spec), address, str(runs)], capture_output=True,
+                          text=True, env=env())
+    if done.returncode != 0:
+        raise SystemExit(f"the in-process run failed:\n{done.stderr}")
+    return tuple(float(v) for v in done.stdout.split())
+
+
 def main() -> None:
     global RUNNER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -122,6 +150,7 @@ def main() -> None:
         for _ in range(args.runs):
             for mode, options in modes.items():
                 figures[mode].append(one_run(args.spec, folder / f"out-{mode}", options, processes))
+        inside = phase(args.spec, address, 2 * args.runs)
     finally:
         for process in reversed(processes):
             os.killpg(process.pid, signal.SIGTERM)
@@ -136,6 +165,8 @@ def main() -> None:
             cells.append(f"{statistics.median(column):.2f} ({min(column):.2f}-{max(column):.2f})")
         print(f"{mode:<8} {cells[0]:>18} {cells[1]:>18} {cells[2]:>18}")
     extra = [statistics.median(d) - statistics.median(s) for d, s in zip(zip(*figures["dask"]), zip(*figures["serial"]))]
+    print(f"parallel.run on the cluster in a warm process (median of {2 * args.runs}): CPU {inside[0] * 1e3:.0f} ms, "
+          f"wall {inside[1] * 1e3:.0f} ms")
     print(f"dask minus serial (medians): wall {extra[0]:+.2f} s, gradrun CPU {extra[1]:+.2f} s; same bytes: "
           f"{'yes' if same else 'NO'}; load average after: {os.getloadavg()[0]:.2f}")
 
