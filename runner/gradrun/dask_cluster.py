@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from . import __version__, parallel, piecework, threads, usercode, workerloss
 MAX_SHIPPED_BYTES = 16 * 2**20
 LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
 CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fast
-WORKERS_TIMEOUT = 30  # seconds to wait for a first worker at a scheduler that has none
+WORKERS_TIMEOUT = 30  # seconds to wait for a worker at a scheduler that has none (at the start, or mid-run)
+POLL = 2  # seconds between looks at the cluster while its tasks run
 SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
 
 
@@ -187,10 +189,12 @@ class Cluster:
         its worker again becomes an ERROR.
         """
         def alone(unit, task):
-            return workerloss.alone(unit, self._submit(remote_unit, unit.spec, unit, task).result, self._died)
+            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)])
+            return workerloss.alone(unit, future.result, self._died)
 
         futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
-        yield from workerloss.rescued(self._finished(futures), alone, task, DIED)
+        finished = ((futures[f], workerloss.settled(futures[f], f.result, self._died)) for f in self._done(futures))
+        yield from workerloss.rescued(finished, alone, task, DIED)
 
     @contextlib.contextmanager
     def piece_mappers(self, task):
@@ -200,6 +204,7 @@ class Cluster:
         def mapper_for(n: int, k: int):
             def mapper(where, phase, calls):
                 futures = [self._submit(remote_piece, n, job, task) for job in piecework.jobs(k, where, phase, calls)]
+                list(self._done(futures))
                 return workerloss.gathered(futures, self._died, DIED)
 
             return mapper
@@ -216,12 +221,36 @@ class Cluster:
         except Exception as error:  # the client closed: the scheduler went away
             raise self._lost(error) from None
 
-    def _finished(self, futures):
-        from distributed import as_completed
+    def _done(self, futures):
+        """``futures`` as they finish; ``ClusterError`` when the cluster has had no worker for
+        ``WORKERS_TIMEOUT`` seconds meanwhile (Dask would wait for one for ever) or the scheduler went away."""
+        from distributed import wait
 
-        for future in as_completed(futures, loop=self.client.loop):
-            unit = futures[future]
-            yield unit, workerloss.settled(unit, future.result, self._died)
+        pending, unserved = set(futures), None
+        while pending:
+            try:
+                with self.client.as_current():  # the client wait() uses: this run's, not a default one
+                    done, pending = wait(pending, timeout=POLL, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = ()
+            except Exception as error:  # futures cancelled: the client lost its scheduler
+                raise self._lost(error) from None
+            yield from done
+            if not done:
+                unserved = self._unserved(unserved)
+
+    def _unserved(self, since):
+        """Since when the cluster has had no worker (None: it has some); ``ClusterError`` past the timeout."""
+        try:
+            if self.client.nthreads():
+                return None
+        except Exception as error:
+            raise self._lost(error) from None
+        now = time.monotonic()
+        if since is not None and now - since > WORKERS_TIMEOUT:
+            raise ClusterError(f"the Dask cluster at {self.address} lost all its workers mid-run and none "
+                               f"joined within {WORKERS_TIMEOUT} s; no report was written")
+        return now if since is None else since
 
     def _died(self, error) -> bool:
         """Whether a task's error says its worker died (``KilledWorker``); ``ClusterError`` when
