@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import queue
 import shutil
 import tempfile
 import time
@@ -224,20 +225,18 @@ class Cluster:
     def _done(self, futures):
         """``futures`` as they finish; ``ClusterError`` when the cluster has had no worker for
         ``WORKERS_TIMEOUT`` seconds meanwhile (Dask would wait for one for ever) or the scheduler went away."""
-        from distributed import wait
-
-        pending, unserved = set(futures), None
-        while pending:
+        finished: queue.Queue = queue.Queue()
+        for future in futures:
+            future.add_done_callback(finished.put)  # cancelled ones too: a lost scheduler cancels them all
+        left, unserved = len(futures), None
+        while left:
             try:
-                with self.client.as_current():  # the client wait() uses: this run's, not a default one
-                    done, pending = wait(pending, timeout=POLL, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                done = ()
-            except Exception as error:  # futures cancelled: the client lost its scheduler
-                raise self._lost(error) from None
-            yield from done
-            if not done:
+                future = finished.get(timeout=POLL)
+            except queue.Empty:
                 unserved = self._unserved(unserved)
+                continue
+            left, unserved = left - 1, None
+            yield future
 
     def _unserved(self, since):
         """Since when the cluster has had no worker (None: it has some); ``ClusterError`` past the timeout."""
