@@ -164,7 +164,8 @@ def main() -> None:
         for column in zip(*runs):
             cells.append(f"{statistics.median(column):.2f} ({min(column):.2f}-{max(column):.2f})")
         print(f"{mode:<8} {cells[0]:>18} {cells[1]:>18} {cells[2]:>18}")
-    extra = [statistics.median(d) - statistics.median(s) for d, s in zip(zip(*figures["dask"]), zip(*figures["serial"]))]
+    extra = [statistics.median(d) - statistics.median(s)
+             for d, s in zip(zip(*figures["dask"]), zip(*figures["serial"]))]
     print(f"parallel.run on the cluster in a warm process (median of {2 * args.runs}): CPU {inside[0] * 1e3:.0f} ms, "
           f"wall {inside[1] * 1e3:.0f} ms")
     print(f"dask minus serial (medians): wall {extra[0]:+.2f} s, gradrun CPU {extra[1]:+.2f} s; same bytes: "

@@ -88,7 +88,8 @@ def checked_address(address: str) -> str:
                            "network address, e.g. tcp://10.0.0.5:8786")
     if not (sep and scheme in SCHEMES and host and colon and port.isdigit() and 0 < int(port) < 65536):
         raise ClusterError(f"{address!r} is not a Dask scheduler's address; give --scheduler (or "
-                           "DASK_SCHEDULER_ADDRESS) as tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786 (as `dask scheduler` prints it)")
+                           "DASK_SCHEDULER_ADDRESS) as tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786 "
+                           "(as `dask scheduler` prints it)")
     return address
 
 
@@ -108,7 +109,7 @@ def connected(address: str, specs: dict):
             client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as error:
             raise ClusterError(f"no Dask scheduler answers at {address}: {error}") from None
-        except Exception as error:  # TLS without its configuration, say
+        except Exception as error:  # whatever else Dask makes of an address it cannot use
             raise ClusterError(f"cannot connect to the Dask scheduler at {address}: "
                                f"{type(error).__name__}: {error}") from None
         try:
