@@ -40,7 +40,7 @@ from .columns import PASSING
 from .drift import KINDS, Drift, describe, for_experiment, regressed, severity  # noqa: F401 (re-exported)
 from .drift import sci as _e
 from .layout import report_rows
-from .model import ExperimentResult, Row
+from .model import ExperimentResult, Row, one_line
 
 FORMAT = 1  # the "gradrun_baseline" number in every baseline file
 SUFFIX = ".baseline.json"
@@ -152,8 +152,14 @@ def _wrong_type(value, types) -> bool:
 
 
 def _shape_problem(experiments: dict) -> str:
-    """Where a baseline's data is not what gradrun writes: ``experiments.NAME.KEY`` and why; '' when fine."""
+    """Where a baseline's data is not what gradrun writes: ``experiments.NAME.KEY`` and why; '' when fine.
+
+    Names and elements are shown on the console and in CI logs: a control character (a line
+    break starting a "::" workflow command, ESC) is refused here, as the schema refuses it in a spec.
+    """
     for name, exp in experiments.items():
+        if not name.isprintable():
+            return f"the experiment name '{one_line(name)}' holds control characters"
         if not isinstance(exp, dict):
             return f"experiments.{name} is not a mapping"
         for key, types in EXPERIMENT_KEYS.items():
@@ -169,6 +175,8 @@ def _shape_problem(experiments: dict) -> str:
                     return f"experiments.{name}.elements[{i}] has no '{key}'"
                 if _wrong_type(row[key], types):
                     return f"experiments.{name}.elements[{i}].{key} has the wrong type ({type(row[key]).__name__})"
+                if isinstance(row[key], str) and not row[key].isprintable():
+                    return f"experiments.{name}.elements[{i}].{key} holds control characters"
     return ""
 
 
@@ -273,7 +281,7 @@ def drift_table(drifts, baselines: dict, factor: float = DRIFT_FACTOR, fraction:
         experiments = len({d.experiment for d in mine})
         verdict = (f"{len(mine)} drift{'s' if len(mine) != 1 else ''} in {experiments} "
                    f"experiment{'s' if experiments != 1 else ''}") if mine else "no drift"
-        lines.append(f"baseline {path}: {verdict}")
+        lines.append(f"baseline {one_line(path)}: {verdict}")
     if drifts:
         shown = sorted(drifts, key=severity)[:rows]
         table = [("kind", "experiment", "element", "point", "output", "before", "after", "tolerance", "growth")]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from . import drift
 from .atomic import atomic_write
-from .model import ExperimentResult
+from .model import ExperimentResult, one_line
 from .readings import WORST_SHOWN, _group_by_file, _plural, _shape, describe, entry_lines, stats, worst_entries
 
 
@@ -80,8 +81,24 @@ def junit_xml(results, drifts=None) -> str:
         _count(suite, group, drifts)
         counted += group
     _count(root, counted, drifts)
+    _xml_safe(root)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# What XML 1.0 cannot hold at all, escaped or not (NUL, ESC, lone surrogates, U+FFFE): ElementTree
+# writes it as it is, and a CI server then rejects the whole file.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(root: ET.Element) -> None:
+    """Every text and attribute of the tree with characters XML cannot hold shown escaped (``\\x1b``)."""
+    def safe(text):
+        return _NOT_XML.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 256 else f"\\u{ord(m[0]):04x}", text)
+
+    for node in root.iter():
+        node.text = None if node.text is None else safe(node.text)
+        node.attrib.update({k: safe(v) for k, v in node.attrib.items()})
 
 
 def _count(node: ET.Element, results, drifts=()) -> None:
@@ -101,8 +118,9 @@ def write_junit(path, results, drifts=None) -> None:
 
 
 def _escape(text: str, prop: bool = False) -> str:
-    """GitHub's workflow-command escaping: %, CR and LF always; ':' and ',' in properties."""
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """GitHub's workflow-command escaping: %, CR and LF always; ':' and ',' in properties; any other
+    control character (ESC, which GitHub's log shows as colour) as ``one_line`` shows it."""
+    text = one_line(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
     return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from . import __version__, baseline, cli_parallel, report, runfiles
-from .model import CHECKS, DTYPES, METHODS, SpecError
+from .model import CHECKS, DTYPES, METHODS, SpecError, one_line
 from .progress import Bar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -52,7 +52,7 @@ class GradrunGroup(click.Group):
             click.echo("\ninterrupted: the spec file under way has no new report", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except baseline.BaselineError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {one_line(error)}", err=True)
             ctx.exit(EXIT_USAGE)
         except SpecError as error:
             for issue in error.issues:
@@ -105,8 +105,9 @@ def code_options(command):
         help="Also let specs name code from this installed or standard module (and its submodules); "
              "repeatable. By default only modules under the spec's folder or the current directory.")(command)
     return click.option(
-        "--no-code", is_flag=True, envvar="GRADRUN_NO_CODE",
-        help="Safe mode for untrusted specs: refuse every python: reference; built-ins and expressions only.")(command)
+        "--no-code", "--safe", "no_code", is_flag=True, envvar="GRADRUN_NO_CODE",
+        help="Safe mode for untrusted specs: refuse every code reference (python:, torch:, jax:); "
+             "built-ins and expressions only. --safe is the same.")(command)
 
 
 def _policy(no_code, allow_modules):
@@ -116,6 +117,26 @@ def _policy(no_code, allow_modules):
         return usercode.policy_from(no_code, allow_modules)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--allow-module") from None
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """While specs load and run, what anything prints goes to stderr: Python's ``print`` and, at the
+    level of file descriptors, C code, subprocesses and worker processes writing to fd 1. So stdout
+    holds only gradrun's summary, and no line there comes from a spec's code (a "::" command)."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no fd 1 or 2 to speak of (an embedding host): Python's own redirect only
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def wants_color(stream=None, environ=None) -> bool:
@@ -208,8 +229,9 @@ def run(ctx, specs, out, only, fmt, junit, quiet, verbose, plot, baseline_path, 
         overrides={k: v for k, v in settings.items() if k in OVERRIDES and v is not None},
         drift_factor=drift_factor, plot=plot, device=device, policy=policy, jobs=jobs,
         scheduler=cli_parallel.scheduler_for(ctx, jobs, scheduler), shard=shard, merge=tuple(merge), command=tuple(command_line()),
+        junit=junit,
         progress=Bar if sys.stderr.isatty() and not quiet else None, on_written=None if quiet else _tell)
-    with contextlib.redirect_stdout(sys.stderr), _library_errors():
+    with stdout_to_stderr(), _library_errors():
         outcome = runfiles.run_files(specs, options)
     if outcome.issues:
         raise SpecError(outcome.issues)
@@ -247,20 +269,21 @@ def _library_errors():
         yield
     except runfiles.UsageProblem as problem:
         if problem.option:
-            raise click.BadParameter(str(problem), param_hint=problem.option) from None
-        raise click.UsageError(str(problem)) from None
+            raise click.BadParameter(one_line(problem), param_hint=problem.option) from None
+        raise click.UsageError(one_line(problem)) from None
     except runfiles.CannotRun as error:
-        raise RunFailed(str(error)) from None
+        raise RunFailed(one_line(error)) from None
 
 
 def _tell(written) -> None:
     """A line on stderr for each file the run wrote."""
+    path = one_line(written.path)  # a spec's file name may hold a line break or ESC
     if written.kind == "report":
-        click.echo(f"wrote {written.path} ({_plural(written.count, 'row')})", err=True)
+        click.echo(f"wrote {path} ({_plural(written.count, 'row')})", err=True)
     elif written.kind == "baseline":
-        click.echo(f"wrote baseline {written.path}", err=True)
+        click.echo(f"wrote baseline {path}", err=True)
     elif written.kind == "pictures":
-        click.echo(f"wrote {_plural(written.count, 'picture')} into {written.path}", err=True)
+        click.echo(f"wrote {_plural(written.count, 'picture')} into {path}", err=True)
 
 
 def command_line() -> list:
@@ -282,13 +305,13 @@ def validate(specs, no_code, allow_modules):
     from . import spec as spec_module
 
     policy = _policy(no_code, allow_modules)
-    with contextlib.redirect_stdout(sys.stderr):
+    with stdout_to_stderr():
         checked, issues = runfiles.each_spec(list(dict.fromkeys(specs)),
                                              lambda path: spec_module.validate(path, policy))
     if issues:
         raise SpecError(issues)
     for path, _ in checked:
-        click.echo(f"{path}: ok")
+        click.echo(f"{one_line(path)}: ok")
 
 
 @cli.command()
@@ -339,7 +362,7 @@ def plot_command(report_csv, out, quiet):
         written = runfiles.draw_pictures(report_csv, out)
     if not quiet:
         for path in written:
-            click.echo(str(path))
+            click.echo(one_line(path))
 
 
 def main(argv=None):

@@ -42,8 +42,23 @@ def _same(a, b) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _pattern(text: str):
-    return re.compile(text)
+def pattern(text: str):
+    """A schema's ``pattern`` compiled with its JSON Schema (ECMA 262) meaning, where ``$`` ends the
+    text: Python's ``$`` also matches before a final line break, which would let ``"name\\n"`` through."""
+    out, escaped, in_class = [], False, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+    return re.compile("".join(out))
 
 
 def _type(schema, v, root) -> bool:
@@ -91,7 +106,7 @@ def _string(schema, v, root) -> bool:
         return True
     if not schema.get("minLength", 0) <= len(v) <= schema.get("maxLength", len(v)):
         return False
-    return "pattern" not in schema or _pattern(schema["pattern"]).search(v) is not None
+    return "pattern" not in schema or pattern(schema["pattern"]).search(v) is not None
 
 
 def _bounds(schema, v, root) -> bool:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import primitives, tree, usercode
+from .limits import MAX_FUNCTIONS
 from .tree import ExprFunction, PythonFunction
 
 _Problem = usercode.Refused  # a code reference the policy or the import refused
@@ -16,6 +17,11 @@ class Declarations:
     """Reads ``functions:`` into ``self.functions`` and ``self.arity``; a mixin of the resolver's checker."""
 
     def declare_functions(self, declared: dict):
+        if len(declared) > MAX_FUNCTIONS:
+            self.add(("functions",), f"{len(declared)} declared functions, more than {MAX_FUNCTIONS}",
+                     "split the file", key=True)
+            self.unusable.update(declared)
+            return
         bodies = {}
         for name, decl in declared.items():
             path = ("functions", name)
@@ -131,27 +137,38 @@ class Declarations:
     def check_recursion(self):
         graph = {n: [c for c in tree.calls(f.body) if c in self.functions]
                  for n, f in self.functions.items() if isinstance(f, ExprFunction)}
-
-        def cycle_from(start):
-            stack = [(start, [start])]
-            seen = set()
-            while stack:
-                node, trail = stack.pop()
-                for nxt in graph.get(node, ()):
-                    if nxt == start:
-                        return trail + [start]
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        stack.append((nxt, trail + [nxt]))
-            return None
-
         for name in list(graph):
-            trail = cycle_from(name)
+            trail = _cycle_through(graph, name)
             if trail:
-                how = "itself" if len(trail) == 2 else "itself through " + " -> ".join(trail)
+                shown = trail if len(trail) <= 8 else trail[:4] + [f"({len(trail) - 6} more)"] + trail[-2:]
+                how = "itself" if len(trail) == 2 else "itself through " + " -> ".join(shown)
                 self.add(("functions", name), f"function '{name}' calls {how}",
                          "recursion cannot be expanded into a graph", key=True)
                 del self.functions[name]
                 self.unusable.add(name)
 
     # -- experiments
+
+
+def _cycle_through(graph: dict, start: str):
+    """The shortest call path from ``start`` back to itself (``[start, ..., start]``), or None.
+
+    A breadth-first search keeping one parent per function: linear in the calls,
+    so a file of many chained declarations costs no more than reading it.
+    """
+    parent = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for callee in graph.get(node, ()):
+                if callee == start:
+                    trail = [node]
+                    while trail[-1] != start:
+                        trail.append(parent[trail[-1]])
+                    return trail[::-1] + [start]
+                if callee not in parent:
+                    parent[callee] = node
+                    following.append(callee)
+        frontier = following
+    return None

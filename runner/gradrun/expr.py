@@ -123,7 +123,8 @@ class _Parser:
         except OverflowError:
             number = math.inf
         if not math.isfinite(number):
-            return self.fail(node, f"number too large: {ast.get_source_segment(self.text, node)}")
+            return self.fail(node, f"number too large: {ast.get_source_segment(self.text, node)}",
+                             "numbers in a spec must fit a float64 (about 1.8e308)")
         return Const(number)
 
     def name(self, node):

@@ -20,13 +20,20 @@ from typing import Optional
 import numpy as np
 
 from . import primitives
+from .limits import MAX_INLINED
 from .tree import Call, Const, ExprFunction, PythonFunction, Var
 
 MAX_DEPTH = 200  # functions nested deeper than this are taken for a function calling itself
+INLINE_HINT = ("declare fewer layers of functions calling each other twice or more, "
+               "or move the repeated part into python: code")
 
 
 class GraphError(ValueError):
-    """An expression that cannot be built or evaluated as a graph."""
+    """An expression that cannot be built or evaluated as a graph; ``hint`` says what to do, if known."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
 
 
 class UnknownFunction(GraphError):
@@ -134,6 +141,8 @@ class _Builder:
         self.functions = functions
         self.nodes: list = []
         self.memo: dict = {}
+        self.inlined: dict = {}  # (declared name, argument nodes) -> its output node: each call expanded once
+        self.steps = 0  # tree nodes walked: an expression that doubles at each level stops at MAX_INLINED
         self.reached: dict = {}  # declared name -> function, in the order first called
         self.inputs = {name: self.add(("input", name), Node(name=name)) for name in inputs}
 
@@ -145,7 +154,13 @@ class _Builder:
 
     def walk(self, e, env: dict, depth: int, own: bool) -> int:
         if depth > MAX_DEPTH:
-            raise GraphError(f"functions nest more than {MAX_DEPTH} deep (does a function call itself?)")
+            raise GraphError(f"functions nest more than {MAX_DEPTH} deep (does a function call itself?)",
+                             "declared functions may call each other, never themselves, at most "
+                             f"{MAX_DEPTH} levels deep")
+        self.steps += 1
+        if self.steps > MAX_INLINED:
+            raise GraphError(f"with its declared functions inlined, the expression has more than "
+                             f"{MAX_INLINED} operations", INLINE_HINT)
         if isinstance(e, Var):
             if e.name in env:
                 return env[e.name]
@@ -164,7 +179,9 @@ class _Builder:
             self.reached.setdefault(e.fn, fn)
         if isinstance(fn, ExprFunction):
             _arity(fn.name, len(fn.params), args)
-            return self.walk(fn.body, dict(zip(fn.params, args)), depth + 1, False)
+            if (fn.name, args) not in self.inlined:
+                self.inlined[(fn.name, args)] = self.walk(fn.body, dict(zip(fn.params, args)), depth + 1, False)
+            return self.inlined[(fn.name, args)]
         if isinstance(fn, PythonFunction):
             _arity(fn.name, fn.nargs, args)
             return self.add(("python", fn.name, args), Node(args=args, name=fn.name, fn=fn, source=e, own=own))

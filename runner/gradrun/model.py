@@ -214,19 +214,31 @@ class Issue:
     hint: str = ""
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}:{self.column}: {self.path or '<document>'}: {self.message}"
-        return one_line(f"{text} ({self.hint})" if self.hint else text)
+        text = f"{self.file}:{self.line}:{self.column}: {self.path or '<document>'}: {clipped(self.message)}"
+        return one_line(f"{text} ({clipped(self.hint)})" if self.hint else text)
 
 
-# Control characters shown escaped, so that text from a spec or from user code is one line in a
-# log, and a CI runner cannot read a line of it as a command (GitHub's "::error::", "::add-mask::").
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f",
-                                                  0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+# Characters shown escaped, so that text from a spec, a file name, a baseline or user code is one
+# line in a log, and neither a CI runner (GitHub's "::error::", "::add-mask::") nor a terminal (ESC,
+# 8-bit CSI) reads it as a command: C0 and C1 controls, line and paragraph separators, the bidi
+# overrides that reorder what is shown, and lone surrogates (which no UTF-8 stream can carry).
+_CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(0x7f, 0xa0))}
+            | {10: "\\n", 13: "\\r", 9: "\\t"}
+            | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202a, 0x202f), *range(0x2066, 0x206a),
+                                          *range(0xd800, 0xe000))})
 
 
 def one_line(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``)."""
+    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``, ``\\u202e``)."""
     return str(text).translate(_CONTROL)
+
+
+MAX_SHOWN = 500  # characters of one message or hint: a long value from a spec is not echoed whole
+
+
+def clipped(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text``, or its first ``limit`` characters and how many there were."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class SpecError(Exception):

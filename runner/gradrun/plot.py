@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .model import one_line
 from .plot_common import (INSTALL_HINT, STATUS_COLOURS, PlotUnavailable, element_shape,  # noqa: F401
                           require_matplotlib, sweep_names, swept_input)
 from .plot_curve import plot_curve
@@ -51,6 +52,8 @@ def read_report(path):
     if missing:
         raise NotAReport(f"{path} is not a gradrun report: no column {', '.join(missing)}")
     df["status"] = df["status"].fillna("nan").astype(object)
+    # A report may come from anywhere: its names reach titles, file names and warnings on stderr.
+    df["experiment"] = df["experiment"].astype(str).map(one_line)
     return df
 
 

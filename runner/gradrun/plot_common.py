@@ -81,17 +81,22 @@ def element_shape(rows):
 # --- drawing ---------------------------------------------------------------------
 
 
+MAX_NAME = 100  # characters of an experiment's name in a picture's file name (a spec allows no more)
+
+
 def picture_path(out_dir, experiment, kind) -> Path:
     """``<out_dir>/<experiment>-<kind>.png``, the experiment's name made safe for a file name."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(experiment)).strip("_") or "experiment"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(experiment)).strip("_")[:MAX_NAME] or "experiment"
     return Path(out_dir) / f"{safe}-{kind}.png"
 
 
 def save(fig, canvas_class, path) -> Path:
-    """Draw ``fig`` on the Agg canvas into ``path`` (its folder made as needed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Draw ``fig`` on the Agg canvas into ``path`` (its folder made as needed), whole or not at all."""
+    from .atomic import _atomic
+
     canvas_class(fig)
-    fig.savefig(path, dpi=DPI)
+    with _atomic(path) as f:
+        fig.savefig(f, dpi=DPI, format="png")
     return path
 
 

@@ -162,7 +162,7 @@ class Checker(Declarations):
                 self.add(path + (form,), str(e))
             return None
         except GraphError as e:
-            self.add(path + (form,), str(e))
+            self.add(path + (form,), str(e), e.hint)
             return None
         except _Problem as p:
             self.add(path + (form,), p.message, p.hint,
@@ -352,6 +352,12 @@ class Checker(Declarations):
             return False
         sizes = {n: math.prod(graph.shapes[graph.inputs[n]]) for n in wrt}
         per_output = math.prod(graph.output_shape)
+        empty = [n for n, size in sizes.items() if size == 0]
+        if empty or per_output == 0:
+            what = f"input '{empty[0]}' has no elements" if empty else "the output has no elements"
+            self.add(path + (("inputs", empty[0]) if empty and empty[0] in data.get("inputs", {}) else ()),
+                     f"{what}: an empty Jacobian has nothing to check", "give it a size, or leave it out of wrt")
+            return False
         entries = sum(sizes.values()) * per_output
         rows = len(points) * (entries if full_check(settings.check, entries, graph) else len(wrt) * screen_rows())
         if settings.order == 2:

@@ -76,6 +76,7 @@ class RunOptions:
     shard: Optional[tuple] = None  # (I, N): the I-th of N slices
     merge: tuple = ()  # folders of shard files: run nothing, report the whole run
     command: Optional[tuple] = None
+    junit: str | Path | None = None  # the JUnit file the caller writes after (write_junit): checked before
     progress: Optional[Callable] = None
     on_written: Optional[Callable] = None
 
@@ -141,6 +142,7 @@ def run_files(paths, options: RunOptions | None = None) -> Outcome:
         return Outcome(issues=issues)
     _check_selection(loaded, o.only)
     stored = _baselines(o, loaded)
+    _check_targets(o, loaded, stored)
     outcome = Outcome(compared=o.baseline is not None and not o.update_baseline)
     try:
         for path, spec, results, ran in cli_parallel.outcomes(loaded, dict(o.overrides), o.only, o.progress, where,
@@ -168,17 +170,46 @@ def _finish(o: RunOptions, outcome: Outcome, path, spec, results, ran, stored) -
 
 
 def _write_reports(o: RunOptions, outcome: Outcome, path, spec, results) -> None:
+    from .atomic import together
+
     out, stem = Path(o.out), Path(path).stem
     target = out / f"{stem}.{o.report_format}"
-    _writing(report.write_report, target, results, o.report_format)
     record = out / f"{stem}.run.json"
-    _writing(report.write_run_record, record, spec, results, command=o.command, overrides=dict(o.overrides),
-             only=o.only)
+    with together():  # the report and its run record: both new, or (a full disk) both as they were
+        _writing(report.write_report, target, results, o.report_format)
+        _writing(report.write_run_record, record, spec, results, command=o.command, overrides=dict(o.overrides),
+                 only=o.only)
     _tell(o, outcome, Written("report", target, sum(r.rows for r in results)))
     _tell(o, outcome, Written("run record", record))
     if o.plot:
         folder = target.with_name(f"{target.stem}-plots")
         _tell(o, outcome, Written("pictures", folder, len(draw_pictures(target, folder))))
+
+
+def _check_targets(o: RunOptions, loaded, stored: dict) -> None:
+    """Every file the run will write differs from the others and from every file it reads, and
+    its folder can be written (``gradrun.targets``); else ``UsageProblem``, before anything runs."""
+    from . import shards, targets
+
+    out, planned = Path(o.out), []
+    for path, _ in loaded:
+        stem = Path(path).stem
+        planned += [("the report", out / f"{stem}.{o.report_format}", "--out"),
+                    ("the run record", out / f"{stem}.run.json", "--out")]
+        if o.shard:
+            planned.append(("the shard file", out / shards.file_name(path, *o.shard), "--out"))
+        if o.update_baseline and path in stored:
+            planned.append(("the baseline", stored[path][0], "--baseline"))
+    if o.junit:
+        planned.append(("the JUnit file", Path(o.junit), "--junit"))
+    reads = [(f"the spec file {path}", path) for path, _ in loaded]
+    reads += [(f"the baseline {file}", file) for file, data in stored.values() if data is not None]
+    try:
+        targets.check(planned, reads)
+    except targets.Clash as clash:
+        raise UsageProblem(str(clash), clash.option) from None
+    except targets.Unwritable as error:
+        raise CannotRun(str(error)) from None
 
 
 def _tell(o: RunOptions, outcome: Outcome, written: Written) -> None:

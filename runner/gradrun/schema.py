@@ -8,11 +8,14 @@ from pathlib import Path
 
 from . import expr as exprs
 from . import yamlload
-from .conforms import conforms
+from .conforms import conforms, pattern
 from .inputs import SEQUENCES
 from .model import METHODS
 
 SCHEMA_NAME = "experiment.schema.json"
+IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"  # the schema's pattern of function, input and sweep names
+IDENTIFIER_HINT = "use letters, digits and _, not starting with a digit"
+MERGE_KEY_HINT = "YAML merge keys are not supported; write the keys out, or put shared settings under defaults:"
 
 
 def schema_path() -> Path:
@@ -43,9 +46,7 @@ def schema_issues(doc: yamlload.Document):
     """(issues, broken): the schema's complaints, and the top two levels of every path they touch."""
     if conforms(doc.data, _schema()):  # the usual case, without jsonschema's import
         return [], set()
-    import jsonschema
-
-    validator = jsonschema.Draft7Validator(_schema())
+    validator = _validator()(_schema())
     issues, broken = [], set()
     for error in validator.iter_errors(doc.data):
         issues.extend(_schema_error_issues(doc, error))
@@ -58,6 +59,20 @@ def schema_issues(doc: yamlload.Document):
         else:
             broken.add(path[:2])
     return issues, broken
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    """Draft-07 as jsonschema checks it, but ``pattern`` with the schema's own meaning of ``$``
+    (``gradrun.conforms.pattern``), so a value with a trailing line break is refused here too."""
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
+
+    def pattern_rule(validator, text, instance, schema):
+        if validator.is_type(instance, "string") and not pattern(text).search(instance):
+            yield ValidationError(f"{instance!r} does not match {text!r}")
+
+    return jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": pattern_rule})
 
 
 def _kind(value) -> str:
@@ -116,7 +131,7 @@ def _schema_error_issues(doc, error) -> list:
     if v == "additionalProperties":
         allowed = list(schema.get("properties", {}))
         extra = [k for k in value if k not in allowed]
-        return [doc.issue(path + (k,), f"unknown key '{k}'",
+        return [doc.issue(path + (k,), f"unknown key '{k}'", MERGE_KEY_HINT if k == "<<" else
                           exprs.did_you_mean(k, allowed) or f"allowed keys: {', '.join(allowed)}", key=True)
                 for k in extra]
     if v == "required":
@@ -134,10 +149,12 @@ def _schema_error_issues(doc, error) -> list:
         hint = "quote nothing that should be a number" if isinstance(value, str) and wanted == "number" else ""
         return [doc.issue(path, f"expected {wanted}, got {_kind(value)} {value!r}"[:200], hint)]
     if v == "pattern":
-        return [doc.issue(path, f"{value!r} is not a valid name here", schema.get("description", f"pattern {error.validator_value}"))]
+        hint = schema.get("description") or (IDENTIFIER_HINT if error.validator_value == IDENTIFIER
+                                             else f"pattern {error.validator_value}")
+        return [doc.issue(path, f"{value!r} is not a valid name here", hint)]
     if v == "propertyNames":
         bad = error.instance if isinstance(error.instance, str) else ""
-        return [doc.issue(path, f"'{bad}' is not a valid name", "use letters, digits and _, not starting with a digit")]
+        return [doc.issue(path, f"'{bad}' is not a valid name", IDENTIFIER_HINT)]
     if v in ("minItems", "maxItems"):
         n = error.validator_value
         hint = schema.get("description", "")

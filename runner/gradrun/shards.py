@@ -78,9 +78,11 @@ class _ResultsUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.NUMPY or (module.startswith("numpy.dtypes") and name.endswith("DType")):
             return super().find_class(module, name)
-        if module.startswith("gradrun.") and name[:1].isupper():
+        if module.startswith("gradrun.") and name[:1].isupper() and name.isidentifier():
             found = super().find_class(module, name)
-            if isinstance(found, type) and not issubclass(found, BaseException):
+            # A class gradrun defines there: not one a module imported (ProcessPoolExecutor, Path),
+            # nor one reached by walking attributes ("Record.__class__" is type).
+            if isinstance(found, type) and found.__module__ == module and not issubclass(found, BaseException):
                 return found
         raise pickle.UnpicklingError(f"a shard file may not hold {module}.{name}")
 

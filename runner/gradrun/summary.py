@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from . import drift, layout
-from .model import ExperimentResult, Row
+from .model import ExperimentResult, Row, one_line
 from .readings import (WORST_SHOWN, verdict, _err, _group_by_file, _jsonable, _plural, _shape, describe, entry_lines,
                        stats, worst_entries)
 
@@ -26,7 +26,7 @@ def _paint(text: str, key: str, color: bool) -> str:
 def experiment_block(result: ExperimentResult, verbosity: int = 0, color: bool = False) -> list:
     """The summary lines of one experiment; a failure lists its worst entries."""
     s = stats(result)
-    head = f"{_paint(s['verdict'].ljust(5), s['verdict'], color)} {result.name}"
+    head = f"{_paint(s['verdict'].ljust(5), s['verdict'], color)} {one_line(result.name)}"
     if result.error is not None:
         return [head, f"      error: {result.error}"]
     parts = [_plural(s["projections"], "projection")] if s["projections"] else []
@@ -88,7 +88,7 @@ def summary_table(results, verbosity: int = 0, color: bool = False) -> str:
         if not shown:
             continue
         if file:
-            lines.append(file)
+            lines.append(one_line(file))  # a file name may hold a line break or ESC
         for result in shown:
             lines += ["  " + line for line in experiment_block(result, verbosity, color)]
     lines.append(totals_line(results))

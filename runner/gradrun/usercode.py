@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # used with fullmatch: no "\n" after
+ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INSTALLED_PARTS = frozenset({".venv", "venv", "site-packages", "dist-packages", "__pypackages__"})
+INSTALLED_ANYWHERE = frozenset({"site-packages", "dist-packages"})  # above the project too: no project is in one
 MAX_UNWRAP = 16  # __wrapped__ links followed to find where a callable is defined
 
 
@@ -115,8 +116,8 @@ def is_trusted_file(path, roots) -> bool:
     if not holding or not real.is_file():
         return False
     root = min(holding, key=lambda r: len(r.parts))  # the outermost: a spec inside .venv/ is no way in
-    if INSTALLED_PARTS.intersection(real.relative_to(root).parts):
-        return False
+    if INSTALLED_PARTS.intersection(real.relative_to(root).parts) or INSTALLED_ANYWHERE.intersection(real.parts):
+        return False  # a spec, or the current directory, inside an installed package makes it no one's own
     # A Python prefix that holds the whole project (/usr for /usr/src/project) says nothing.
     return not any(_within(real, p) and not (_within(root, p) and root != p) for p in _installed_roots())
 
@@ -251,10 +252,10 @@ def resolve(ref: str, spec_dir, policy: Policy = DEFAULT):
     any import: by the name's form, the safe mode and the module's file.
     """
     if not policy.code:
-        raise Refused(f"code reference '{ref}' refused: the safe mode (--no-code) runs no code from specs",
+        raise Refused(f"code reference '{ref}' refused: the safe mode (--no-code, --safe) runs no code from specs",
                       "use built-ins and expressions, or run without --no-code for specs you trust")
     module, sep, attr = str(ref).partition(":")
-    if not sep or not MODULE.match(module) or not ATTRIBUTE.match(attr):
+    if not sep or not MODULE.fullmatch(module) or not ATTRIBUTE.fullmatch(attr):
         raise Refused(f"'{ref}' is not a code reference", "write module:callable, e.g. layers:dense")
     if attr.startswith("__"):
         raise Refused(f"'{attr}' is a special name, not a callable of the user's code")
@@ -331,7 +332,7 @@ def guarded(fn, source: str):
 def policy_from(no_code: bool = False, allow_modules=()) -> Policy:
     """A Policy from the user's options; names are checked to be module names."""
     allowed = tuple(dict.fromkeys(m.strip() for m in allow_modules if m and m.strip()))
-    bad = [m for m in allowed if not MODULE.match(m)]
+    bad = [m for m in allowed if not MODULE.fullmatch(m)]
     if bad:
         raise ValueError(f"'{bad[0]}' is not a module name")
     return Policy(code=not no_code, allowed=allowed)

@@ -30,7 +30,7 @@ import yaml
 from yaml.composer import Composer
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from yaml.parser import Parser
-from yaml.reader import Reader
+from yaml.reader import Reader, ReaderError
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
@@ -319,6 +319,11 @@ def load(text: str, file: str = "<string>") -> Document:
             context += f" (from line {e.context_mark.line + 1})"
         message = ": ".join(p for p in (context, e.problem) if p)
         raise SpecError([Issue(file, line, column, "", f"YAML syntax error: {message}")]) from None
+    except ReaderError as e:  # a character YAML does not allow: say where it is
+        at = min(e.position, len(text))
+        line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        raise SpecError([Issue(file, line, column, "", f"character U+{e.character:04X} is not allowed in YAML",
+                               "remove it, or write it as an escape in a double-quoted string")]) from None
     except yaml.YAMLError as e:
         raise SpecError([Issue(file, 1, 1, "", f"YAML error: {e}")]) from None
     except RecursionError:
