@@ -7,12 +7,15 @@ thread, so the reference is the serial run with one BLAS thread
 (see test_parallel.py).
 """
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +32,90 @@ from gradrun import dask_cluster, parallel, spec as spec_module  # noqa: E402
 
 BIN = Path(sys.executable).parent
 __all__ = ["serial"]  # the serial-run fixture, shared with test_parallel.py
+
+
+SLOW_MARKER = "GRADRUN_TEST_SLOW_MARKER"  # a file: the first call of slow:f that finds it unset writes its pid
+SLOW = f"""
+import os, time
+
+
+def f(x):
+    marker = os.environ.get({SLOW_MARKER!r})  # set on the test's workers only
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return x * x
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        time.sleep(120)  # until the test kills this worker, or its scheduler
+    return x * x
+
+
+def f_vjp(g, x):
+    return 2 * g * x
+"""
+
+SLOW_SPEC = """version: 1
+functions:
+  f: {python: "slow:f", vjp: "slow:f_vjp"}
+experiments:
+  - name: before
+    function: square
+    inputs: {x: 2.0}
+  - name: slow
+    function: f
+    sweep: {x: [1.0, 2.0, 3.0]}
+  - name: after
+    expr: "sigmoid(x * y)"
+    inputs: {x: 0.5, y: -1.5}
+"""
+
+# A spec whose python: modules import a sibling module of the spec's folder, and a package's module
+# that imports another of its package: none of them is on a worker's path.
+TRAVELLING = {
+    "travel.yaml": """version: 1
+functions:
+  f: {python: "usesib:f", vjp: "usesib:f_vjp"}
+  g: {python: "pkg.ops:g", vjp: "pkg.ops:g_vjp"}
+  h: {python: "projlib:h", vjp: "projlib:h_vjp"}
+experiments:
+  - name: sibling
+    function: f
+    sweep: {x: [0.5, 1.5]}
+  - name: package
+    function: g
+    inputs: {x: [1.0, 2.0, -0.5]}
+  - name: project
+    function: h
+    inputs: {x: 0.25}
+""",
+    "usesib.py": "from helper import SCALE\n\ndef f(x):\n    return SCALE * x ** 3\n\n"
+                 "def f_vjp(g, x):\n    return 3 * SCALE * g * x ** 2\n",
+    "helper.py": "SCALE = 1.75\n",
+    "pkg/__init__.py": "",
+    "pkg/ops.py": "import numpy as np\nfrom pkg.inner import SHIFT\n\ndef g(x):\n    return np.sin(x) * SHIFT\n\n"
+                  "def g_vjp(gr, x):\n    return gr * np.cos(x) * SHIFT\n",
+    "pkg/inner.py": "SHIFT = -2.5\n",
+}
+PROJECT = {"projlib.py": "import math\n\ndef h(x):\n    return math.exp(x)\n\ndef h_vjp(g, x):\n"
+                         "    return g * math.exp(x)\n"}  # in the project (the working directory), not beside the spec
+
+
+def write_files(folder: Path, files: dict) -> None:
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+
+
+def _wait_for_pid(marker: Path, deadline: float) -> int:
+    while True:
+        try:
+            return int(marker.read_text())
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _start(args, cwd, env, log):
@@ -57,13 +144,11 @@ def _address(file, deadline) -> str:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """``dask scheduler`` and two ``dask worker``s on free ports; yields the scheduler's address."""
-    folder = tmp_path_factory.mktemp("cluster")
-    env = {**os.environ, "PYTHONPATH": str(SUBJECT),
-           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",  # a worker that dies fails its task at once
-           "WANT_THREADS": "1"}  # what the killer spec's probe expects of a worker
+@contextlib.contextmanager
+def running_cluster(folder: Path, workers: int = 2, env=None):
+    """``dask scheduler`` and ``workers`` ``dask worker``s on free ports, each worker in a folder of its
+    own (not the specs'), PYTHONPATH only gradrun's; yields (address, [scheduler, worker...] processes)."""
+    env = {**os.environ, "PYTHONPATH": str(SUBJECT), **(env or {})}
     env.pop("DASK_SCHEDULER_ADDRESS", None)
     file = folder / "scheduler.json"
     log = (folder / "cluster.log").open("w")
@@ -71,20 +156,40 @@ def cluster(tmp_path_factory):
                          "--scheduler-file", str(file)], folder, env, log)]
     try:
         address = _address(file, deadline=time.monotonic() + 30)
-        for i in range(2):
+        for i in range(workers):
             workdir = folder / f"worker{i}"  # not the specs' folder: workers get specs as text
             workdir.mkdir()
             processes.append(_start(["worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                                      "--no-dashboard", "--local-directory", str(workdir)], workdir, env, log))
         from distributed import Client
 
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address
+        if workers:
+            with Client(address, timeout="30s") as client:
+                client.wait_for_workers(workers, timeout=60)
+        yield address, processes
     finally:
         for process in reversed(processes):
             _stop(process)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A scheduler and two workers for the module's tests; yields the scheduler's address."""
+    folder = tmp_path_factory.mktemp("cluster")
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",  # a worker that dies fails its task at once
+           "WANT_THREADS": "1",  # what the killer spec's probe expects of a worker
+           SLOW_MARKER: str(folder / "slow.pid")}  # where the slow spec's first call on a worker says its pid
+    with running_cluster(folder, env=env) as (address, _):
+        _MARKERS[address] = env[SLOW_MARKER]
+        yield address
+
+
+_MARKERS: dict = {}  # scheduler address -> the slow spec's marker file on its workers
+
+
+def _marker(address: str) -> str:
+    return _MARKERS[address]
 
 
 def test_dask_writes_the_serial_bytes(cluster, serial, tmp_path):
@@ -117,9 +222,75 @@ def test_a_dying_dask_worker_turns_its_unit_into_an_error(cluster, tmp_path):
     assert by_name["checks-worker-threads"]["error"] is None
 
 
-def test_no_scheduler_is_a_usage_error(tmp_path):
-    done = gradrun(ROOT / "experiments" / "chain.yaml", "--out", tmp_path, "--scheduler", "tcp://127.0.0.1:9")
-    assert done.returncode == 2 and "no Dask scheduler answers" in done.stderr and "Traceback" not in done.stderr
+@pytest.mark.parametrize("how", [["--scheduler", "tcp://127.0.0.1:1"], ["--scheduler", "tcp://127.0.0.1:99999"],
+                                 {"DASK_SCHEDULER_ADDRESS": "garbage"}, {"DASK_SCHEDULER_ADDRESS": "inproc://x"}])
+def test_a_wrong_scheduler_address_is_a_usage_error_naming_it(how, tmp_path):
+    address = how[1] if isinstance(how, list) else how["DASK_SCHEDULER_ADDRESS"]
+    start = time.monotonic()
+    done = gradrun(ROOT / "experiments" / "chain.yaml", "--out", tmp_path / "out",
+                   *(how if isinstance(how, list) else ()), env=how if isinstance(how, dict) else None)
+    assert done.returncode == 2, done.stderr
+    assert address in done.stderr and "Traceback" not in done.stderr and "Exception" not in done.stderr
+    assert time.monotonic() - start < 20  # within the connect timeout (5 s), not Dask's own retries
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_user_modules_travel_with_the_spec_siblings_packages_and_the_projects_too(cluster, tmp_path):
+    """Workers run elsewhere with gradrun alone on their path; the run starts from the project's folder,
+    which holds a module the spec names, beside neither the spec nor the workers."""
+    write_files(tmp_path / "specs", TRAVELLING)
+    write_files(tmp_path / "project", PROJECT)
+    spec = tmp_path / "specs" / "travel.yaml"
+    serial = gradrun(spec, "--out", tmp_path / "serial", cwd=tmp_path / "project")
+    done = gradrun(spec, "--out", tmp_path / "dask", "--scheduler", cluster, cwd=tmp_path / "project")
+    assert serial.returncode == done.returncode == 0, done.stdout + done.stderr
+    assert_same_reports(tmp_path / "serial", tmp_path / "dask", ["travel"])
+
+
+def test_a_worker_killed_mid_run_has_its_unit_run_again_and_the_report_is_whole(cluster, tmp_path):
+    """The worker that checks the slow experiment is killed from outside (SIGKILL, as the OOM killer
+    does) while it runs: its unit runs again alone, and the report is a serial run's bytes."""
+    write_files(tmp_path / "spec", {"slow.yaml": SLOW_SPEC, "slow.py": SLOW})
+    spec = tmp_path / "spec" / "slow.yaml"
+    marker = Path(_marker(cluster))
+    marker.unlink(missing_ok=True)
+    run = subprocess.Popen([sys.executable, "-m", "gradrun", str(spec), "--out", str(tmp_path / "dask"),
+                            "--scheduler", cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(SUBJECT)})
+    try:
+        os.kill(_wait_for_pid(marker, time.monotonic() + 60), signal.SIGKILL)
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    serial = gradrun(spec, "--out", tmp_path / "serial")
+    assert run.returncode == serial.returncode == 0, out + err
+    assert_same_reports(tmp_path / "serial", tmp_path / "dask", ["slow"])
+
+
+def test_the_scheduler_dying_mid_run_is_an_error_and_leaves_the_last_report(tmp_path):
+    """The scheduler is killed while a worker checks: exit 2 naming it, no report, the earlier one intact."""
+    write_files(tmp_path / "spec", {"slow.yaml": SLOW_SPEC, "slow.py": SLOW})
+    (tmp_path / "cluster").mkdir()
+    marker = tmp_path / "cluster" / "slow.pid"
+    with running_cluster(tmp_path / "cluster", workers=1, env={SLOW_MARKER: str(marker)}) as (address, processes):
+        out = tmp_path / "out"
+        done = gradrun(tmp_path / "spec" / "slow.yaml", "--out", out)  # the last good report: a serial run
+        assert done.returncode == 0, done.stderr
+        earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+        run = subprocess.Popen([sys.executable, "-m", "gradrun", str(tmp_path / "spec" / "slow.yaml"), "--out",
+                                str(out), "--scheduler", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(SUBJECT)})
+        try:
+            _wait_for_pid(marker, time.monotonic() + 60)
+            os.killpg(processes[0].pid, signal.SIGKILL)
+            start = time.monotonic()
+            _, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+    assert run.returncode == 2, err
+    assert time.monotonic() - start < 30
+    assert address in err and "stopped answering" in err and "Traceback" not in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
 
 
 def test_a_spec_runs_from_its_source_without_its_folder(tmp_path):
@@ -135,7 +306,14 @@ def test_a_spec_runs_from_its_source_without_its_folder(tmp_path):
     unit = parallel.Unit(0, (0, 2), (spec.experiments[0].name, spec.experiments[2].name))
     expected = parallel.work(spec, unit, task).results
     shutil.rmtree(folder)
-    got = dask_cluster.remote_unit(source, unit, task).results
+    stale = Path(tempfile.gettempdir()) / f"gradrun-{dask_cluster.LAYOUT}-{source.digest}"
+    shutil.rmtree(stale, ignore_errors=True)
+    (stale / "other").mkdir(parents=True)  # a folder of that name from something else: not used, not fatal
+    try:
+        got = dask_cluster.remote_unit(source, unit, task).results
+    finally:
+        for made in [stale, *stale.parent.glob(f"{stale.name}.*")]:
+            shutil.rmtree(made, ignore_errors=True)
     assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]
     assert all(r.error is None and r.records for r in got)
     assert [r.csv for r in got] == [r.csv for r in expected]  # CSV rows formatted on the worker
@@ -160,3 +338,57 @@ def test_dask_measures_the_pieces_of_a_large_check_and_writes_the_bytes_of_the_w
         finally:
             piecework.run_apart = original
     assert ran == [0, 1] and report.csv_text(got) == whole
+
+
+def test_a_cluster_that_loses_every_worker_or_has_none_is_an_error_after_a_while(tmp_path, monkeypatch):
+    """Dask keeps tasks for a worker that may join later, for ever; gradrun waits WORKERS_TIMEOUT."""
+    monkeypatch.setattr(dask_cluster, "WORKERS_TIMEOUT", 1)
+    monkeypatch.setattr(dask_cluster, "POLL", 0.2)
+    write_files(tmp_path / "spec", {"slow.yaml": SLOW_SPEC, "slow.py": SLOW})
+    spec = spec_module.load_spec(tmp_path / "spec" / "slow.yaml")
+    (tmp_path / "cluster").mkdir()
+    marker = tmp_path / "cluster" / "slow.pid"
+    with running_cluster(tmp_path / "cluster", workers=1, env={SLOW_MARKER: str(marker)}) as (address, processes):
+        def kill_the_worker():  # its nanny too: nothing restarts it
+            _wait_for_pid(marker, time.monotonic() + 60)
+            os.killpg(processes[1].pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_the_worker)
+        killer.start()
+        with pytest.raises(dask_cluster.ClusterError, match="lost all its workers mid-run") as raised:
+            list(parallel.run([(0, spec, [0, 1, 2])], scheduler=address))
+        killer.join()
+        assert address in str(raised.value)
+        with pytest.raises(dask_cluster.ClusterError, match="has no workers") as raised:
+            with dask_cluster.connected(address, {}) as cluster:
+                cluster.count
+        assert f"dask worker {address}" in str(raised.value)
+
+
+class _Workers:
+    """A client whose workers report ``found`` from ``dask_cluster.software``."""
+
+    def __init__(self, found):
+        self.found = found
+
+    def run(self, function):
+        assert function is dask_cluster.software
+        return {"tcp://10.0.0.7:40231": function(), "tcp://10.0.0.8:40231": self.found}
+
+    def wait_for_workers(self, n, timeout):
+        pass
+
+    def nthreads(self):
+        return {"tcp://10.0.0.7:40231": 1, "tcp://10.0.0.8:40231": 1}
+
+
+def test_workers_with_another_gradrun_or_numpy_are_named_before_anything_runs():
+    version, digest, numpy_version = dask_cluster.software()
+    assert digest == dask_cluster.software.__wrapped__()[1]  # the source's digest, not a constant
+    for found in [(version, "0" * 12, numpy_version), (version, digest, "1.26.4")]:
+        cluster = dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(found), {})
+        with pytest.raises(dask_cluster.ClusterError, match="install the same on every worker") as raised:
+            cluster.count
+        assert "tcp://10.0.0.8:40231" in str(raised.value) and "tcp://10.0.0.7" not in str(raised.value)
+        assert found[1] in str(raised.value) and found[2] in str(raised.value)
+    assert dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(dask_cluster.software()), {}).count == 2

@@ -2,34 +2,40 @@
 
 Workers need not share the spec's folder. Each unit carries a ``SpecSource``:
 the spec file's text and the text of every user module loaded from the
-spec's folder (the modules it names, and the siblings they import). A worker
-writes them into a private folder, in the same layout, and loads the spec
-from there, so every function is imported from source on the worker; no
-function object is ever pickled. A unit whose worker dies (or whose task
-raises) comes back as an ERROR of its experiment, not as a lost run.
+spec's folder (the modules it names, and the siblings they import), and from
+the project's outside it. A worker writes them into a private folder, in the
+same layout, and loads the spec from there, so every function is imported
+from source on the worker; no function object is ever pickled. A run talks
+to the cluster through one client (``connected``); a unit whose worker dies
+runs again alone (``gradrun.workerloss``), and a scheduler that goes away
+ends the run (``ClusterError``) before any report is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
+import queue
 import shutil
-import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import parallel, piecework, threads
+from . import __version__, parallel, piecework, threads, usercode, workerloss
 
-# Folders whose modules are installed packages, not the user's code: they are not shipped.
-INSTALLED = ("site-packages", "dist-packages", ".venv")
 MAX_SHIPPED_BYTES = 16 * 2**20
-CONNECT_TIMEOUT = "5s"  # to reach the scheduler; a wrong address fails fast
+LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
+CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fast
+WORKERS_TIMEOUT = 30  # seconds to wait for a worker at a scheduler that has none (at the start, or mid-run)
+POLL = 2  # seconds between looks at the cluster while its tasks run
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
 
 
 class ClusterError(Exception):
-    """No dask installed, no scheduler at the address, or a spec folder too large to ship."""
+    """No dask installed, no scheduler at the address (or it died), or a spec folder too large to ship."""
 
 
 @dataclass(frozen=True)
@@ -39,118 +45,245 @@ class SpecSource:
     name: str  # the spec file's name
     text: bytes
     files: tuple  # ((relative path, bytes), ...), sorted
+    project: tuple = ()  # the same of the project's modules (working directory) outside the spec's folder
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         h = hashlib.sha256(self.name.encode() + b"\0" + self.text)
-        for rel, data in self.files:
-            h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+        for where, files in (("spec", self.files), ("project", self.project)):
+            for rel, data in files:
+                h.update(f"{where}/{rel}".encode() + b"\0" + hashlib.sha256(data).digest())
         return h.hexdigest()[:20]
 
 
 def source_of(spec_path) -> SpecSource:
-    """The spec file and the user modules this process loaded from its folder."""
+    """The spec file and the user modules this process loaded (``usercode.own_files``) from its
+    folder, and from the project's (the working directory) outside it."""
     path = Path(spec_path).resolve()
-    folder, own = path.parent, Path(__file__).resolve().parent
-    files = {}
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if not file or not file.endswith(".py"):
-            continue
-        file = Path(file).resolve()
-        if file.is_relative_to(folder) and not file.is_relative_to(own) \
-                and not any(part in INSTALLED for part in file.relative_to(folder).parts):
-            files[file.relative_to(folder).as_posix()] = file.read_bytes()
-    if sum(map(len, files.values())) > MAX_SHIPPED_BYTES:
+    folder, project = path.parent, Path.cwd().resolve()
+    files = _files(folder, lambda file: True)
+    outside = _files(project, lambda file: not file.is_relative_to(folder))
+    if sum(len(data) for _, data in files + outside) > MAX_SHIPPED_BYTES:
         raise ClusterError(f"the modules of {spec_path} exceed {MAX_SHIPPED_BYTES} bytes; "
                            "install them on the workers instead")
-    return SpecSource(path.name, path.read_bytes(), tuple(sorted(files.items())))
+    return SpecSource(path.name, path.read_bytes(), files, outside)
 
 
-def _client(address: str):
+def _files(folder: Path, wanted) -> tuple:
+    """((path relative to ``folder``, bytes), ...) of the user's modules loaded from under it."""
+    found = {}
+    for file in usercode.own_files(folder):
+        rel = file.relative_to(folder)
+        if wanted(file) and not usercode.INSTALLED_PARTS.intersection(rel.parts):  # a .venv inside it
+            found[rel.as_posix()] = file.read_bytes()
+    return tuple(sorted(found.items()))
+
+
+def checked_address(address: str) -> str:
+    """``address`` when it reads as a scheduler's address (``tcp://host:port``), else ``ClusterError``."""
+    scheme, sep, rest = address.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if sep and scheme == "inproc":
+        raise ClusterError(f"{address!r} is a Dask address inside another process; give the scheduler's "
+                           "network address, e.g. tcp://10.0.0.5:8786")
+    if not (sep and scheme in SCHEMES and host and colon and port.isdigit() and 0 < int(port) < 65536):
+        raise ClusterError(f"{address!r} is not a Dask scheduler's address; give --scheduler (or "
+                           "DASK_SCHEDULER_ADDRESS) as tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786 "
+                           "(as `dask scheduler` prints it)")
+    return address
+
+
+@contextlib.contextmanager
+def connected(address: str, specs: dict):
+    """The cluster at ``address`` for one run, through one client, closed however the run ends."""
+    checked_address(address)
     try:
         from distributed import Client
     except ImportError:
         raise ClusterError("--scheduler needs Dask: pip install 'gradrun[dask]'") from None
-    try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError) as error:
-        raise ClusterError(f"no Dask scheduler answers at {address}: {error}") from None
+    if address.startswith(("tls://", "wss://")) and _tls_unset():
+        raise ClusterError(f"{address} needs TLS, and Dask's configuration gives this process no certificate; "
+                           "set distributed.comm.tls.client (dask config or DASK_DISTRIBUTED__COMM__TLS__...)")
+    with _quiet():
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(f"no Dask scheduler answers at {address}: {error}") from None
+        except Exception as error:  # whatever else Dask makes of an address it cannot use
+            raise ClusterError(f"cannot connect to the Dask scheduler at {address}: "
+                               f"{type(error).__name__}: {error}") from None
+        try:
+            yield Cluster(address, client, specs)
+        finally:
+            client.close(timeout=CONNECT_TIMEOUT)
 
 
-def worker_count(address: str) -> int:
-    """How many worker threads the cluster offers now (at least 1)."""
-    with _client(address) as client:
-        return max(1, sum(client.nthreads().values()))
+def _tls_unset() -> bool:
+    from distributed import Security
 
-
-def execute(address: str, specs: dict, units, task):
-    """``(unit, outcome)`` for every unit, as the cluster finishes them (``parallel.work`` on a worker).
-
-    ``specs`` are loaded specs (``Spec``), by position. A worker that dies
-    takes every unit queued on it down with it; those units are run again
-    alone (``parallel.rescue``), so only what kills its worker again becomes
-    an ERROR.
-    """
-    sources = {n: source_of(spec.path) for n, spec in specs.items()}
-    with _client(address) as client:
-        def submit(unit, task):
-            return client.submit(remote_unit, sources[unit.spec], unit, task, pure=False,
-                                 key=f"gradrun-{unit.name}-{unit.start}-{os.urandom(6).hex()}")
-
-        def alone(unit, task):
-            [(_, outcome)] = list(_finished(client, {submit(unit, task): unit}))
-            return None if outcome is _DIED else outcome
-
-        suspects = []
-        for unit, outcome in _finished(client, {submit(u, task): u for u in units}):
-            if outcome is _DIED:
-                suspects.append(unit)
-            else:
-                yield unit, outcome
-        for unit in suspects:
-            yield unit, parallel.rescue(unit, alone, task, "its Dask worker died while checking it")
+    return Security().get_connection_args("client")["ssl_context"] is None
 
 
 @contextlib.contextmanager
-def piece_mappers(address: str, specs: dict, task):
-    """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
-    (``pieces.Plan.mapper``), a task per piece on the cluster; this process's threads
-    capped to one meanwhile, as the workers' are."""
-    sources: dict = {}
-    with _client(address) as client, threads.capped(1):
+def _quiet():
+    """Dask's own log lines kept off the user's terminal: gradrun says what went wrong itself.
+    Each of Dask's loggers has a level of its own (``distributed.client``'s says ERROR)."""
+    import logging
+
+    names = ["distributed", *(n for n in list(logging.root.manager.loggerDict) if n.startswith("distributed."))]
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+class Cluster:
+    """A run's units and pieces on a Dask cluster, through one client; each spec's source built once."""
+
+    def __init__(self, address: str, client, specs: dict):
+        self.address, self.client, self.specs = address, client, specs
+        self._sources: dict = {}
+        self.lost = None  # the ClusterError of a scheduler that went away
+
+    @functools.cached_property
+    def count(self) -> int:
+        """How many worker threads the cluster offers now (waiting a while for a first one)."""
+        try:
+            self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        except TimeoutError:
+            raise ClusterError(f"the Dask scheduler at {self.address} has no workers "
+                               f"(none joined within {WORKERS_TIMEOUT} s); start some with "
+                               f"`dask worker {self.address}`") from None
+        except Exception as error:
+            raise self._lost(error) from None
+        self._same_software()
+        return max(1, sum(self.client.nthreads().values()))
+
+    def _same_software(self) -> None:
+        """``ClusterError`` unless every worker runs this process's gradrun and numpy (``software``):
+        other versions would check, but not write the serial run's bytes, or fail in unpickling."""
+        try:
+            theirs = self.client.run(software)
+        except Exception as error:  # a worker without gradrun cannot even load the function
+            raise ClusterError(f"the Dask workers at {self.address} cannot run gradrun "
+                               f"({type(error).__name__}: {error}); install gradrun[dask] on every worker") from None
+        mine = software()
+        for worker, found in sorted(theirs.items()):
+            if found != mine:
+                raise ClusterError(f"Dask worker {worker} runs {_described(found)}, this process "
+                                   f"{_described(mine)}; install the same on every worker")
+
+    def source(self, n: int) -> SpecSource:
+        if n not in self._sources:
+            self._sources[n] = source_of(self.specs[n].path)
+        return self._sources[n]
+
+    def execute(self, units, task):
+        """``(unit, outcome)`` for every unit, as the cluster finishes them (``parallel.work`` on a worker).
+
+        A worker that dies takes every unit queued on it down with it; those
+        units are run again alone (``workerloss.rescued``), so only what kills
+        its worker again becomes an ERROR.
+        """
+        def alone(unit, task):
+            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)])
+            return workerloss.alone(unit, future.result, self._died)
+
+        futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
+        finished = ((futures[f], workerloss.settled(futures[f], f.result, self._died)) for f in self._done(futures))
+        yield from workerloss.rescued(finished, alone, task, DIED)
+
+    @contextlib.contextmanager
+    def piece_mappers(self, task):
+        """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
+        (``pieces.Plan.mapper``), a task per piece on the cluster; this process's threads
+        capped to one meanwhile, as the workers' are."""
         def mapper_for(n: int, k: int):
             def mapper(where, phase, calls):
-                if n not in sources:
-                    sources[n] = source_of(specs[n].path)
-                futures = [client.submit(remote_piece, sources[n], job, task, pure=False,
-                                         key=f"gradrun-piece-{job.input}-{os.urandom(6).hex()}")
-                           for job in piecework.jobs(k, where, phase, calls)]
-                try:
-                    return [future.result() for future in futures]
-                except Exception as error:
-                    if type(error).__name__ == "KilledWorker":
-                        raise piecework.WorkerDied("its Dask worker died while checking it") from None
-                    raise
+                futures = [self._submit(remote_piece, n, job, task) for job in piecework.jobs(k, where, phase, calls)]
+                list(self._done(futures))
+                return workerloss.gathered(futures, self._died, DIED)
 
             return mapper
 
-        yield mapper_for
+        with threads.capped(1):
+            yield mapper_for
+        if self.lost is not None:  # a piece's check became an ERROR of the lost connection: no report
+            raise self.lost
 
-
-_DIED = object()  # the unit's worker died under it
-
-
-def _finished(client, futures):
-    from distributed import as_completed
-
-    for future in as_completed(futures, loop=client.loop):
-        unit = futures[future]
+    def _submit(self, function, n: int, what, task):
         try:
-            yield unit, future.result()
-        except Exception as error:  # KilledWorker when its worker died; whatever the task raised
-            yield unit, _DIED if type(error).__name__ == "KilledWorker" else parallel.failed(
-                unit, f"{type(error).__name__}: {error}")
+            return self.client.submit(function, self.source(n), what, task, pure=False,
+                                      key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}")
+        except Exception as error:  # the client closed: the scheduler went away
+            raise self._lost(error) from None
+
+    def _done(self, futures):
+        """``futures`` as they finish; ``ClusterError`` when the cluster has had no worker for
+        ``WORKERS_TIMEOUT`` seconds meanwhile (Dask would wait for one for ever) or the scheduler went away."""
+        finished: queue.Queue = queue.Queue()
+        for future in futures:
+            future.add_done_callback(finished.put)  # cancelled ones too: a lost scheduler cancels them all
+        left, unserved = len(futures), None
+        while left:
+            try:
+                future = finished.get(timeout=POLL)
+            except queue.Empty:
+                unserved = self._unserved(unserved)
+                continue
+            left, unserved = left - 1, None
+            yield future
+
+    def _unserved(self, since):
+        """Since when the cluster has had no worker (None: it has some); ``ClusterError`` past the timeout."""
+        try:
+            if self.client.nthreads():
+                return None
+        except Exception as error:
+            raise self._lost(error) from None
+        now = time.monotonic()
+        if since is not None and now - since > WORKERS_TIMEOUT:
+            raise ClusterError(f"the Dask cluster at {self.address} lost all its workers mid-run and none "
+                               f"joined within {WORKERS_TIMEOUT} s; no report was written")
+        return now if since is None else since
+
+    def _died(self, error) -> bool:
+        """Whether a task's error says its worker died (``KilledWorker``); ``ClusterError`` when
+        the scheduler itself went away: no report can be complete then."""
+        if self.client.status not in ("running", "connecting") or type(error).__name__ == "FutureCancelledError" \
+                and "connection" in str(error):
+            raise self._lost(error) from None
+        return type(error).__name__ == "KilledWorker"
+
+    def _lost(self, error) -> ClusterError:
+        self.lost = self.lost or ClusterError(f"the Dask scheduler at {self.address} stopped answering mid-run "
+                                              f"({type(error).__name__}: {error}); no report was written")
+        return self.lost
+
+
+DIED = "its Dask worker died while checking it"
+
+
+@functools.lru_cache(maxsize=1)
+def software() -> tuple:
+    """(gradrun's version, a digest of its source files, numpy's version) of this process."""
+    import numpy
+
+    own = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for file in sorted(own.rglob("*.py")):
+        h.update(file.relative_to(own).as_posix().encode() + b"\0" + file.read_bytes())
+    return __version__, h.hexdigest()[:12], numpy.__version__
+
+
+def _described(found: tuple) -> str:
+    version, digest, numpy_version = found
+    return f"gradrun {version} (source {digest}) with numpy {numpy_version}"
 
 
 _LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
@@ -172,26 +305,34 @@ def _loaded(source: SpecSource, task):
         from . import spec as spec_module
 
         threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
-        _LOADED[key] = spec_module.load_spec(materialize(source), **dict(task.load_options))
+        spec_path = materialize(source)
+        options = dict(task.load_options)
+        if source.project:  # the project's modules resolve from its copy, not the worker's directory
+            project = str(spec_path.parent.parent / "project")
+            options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
+        _LOADED[key] = spec_module.load_spec(spec_path, **options)
     return _LOADED[key]
 
 
 def materialize(source: SpecSource) -> Path:
-    """Write the spec and its modules into a folder of their own; returns the spec file's path there."""
-    folder = Path(tempfile.gettempdir()) / f"gradrun-spec-{source.digest}"
-    spec_path = folder / source.name
+    """Write the spec and its modules into a folder of their own (``spec/``, and ``project/`` for
+    the project's modules); returns the spec file's path there."""
+    folder = Path(tempfile.gettempdir()) / f"gradrun-{LAYOUT}-{source.digest}"
+    spec_path = folder / "spec" / source.name
     if spec_path.is_file():
         return spec_path
     staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
-    for rel, data in source.files:
-        target = staging / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    (staging / source.name).write_bytes(source.text)
+    for where, files in (("spec", source.files), ("project", source.project)):
+        for rel, data in files:
+            target = staging / where / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    (staging / "spec").mkdir(exist_ok=True)
+    (staging / "spec" / source.name).write_bytes(source.text)
     try:
         staging.rename(folder)  # whole or not at all; another task may have won the race
     except OSError:
+        if not spec_path.is_file():  # a folder of that name that is not one of ours: keep our own
+            return staging / "spec" / source.name
         shutil.rmtree(staging, ignore_errors=True)
-        if not spec_path.is_file():
-            raise
     return spec_path

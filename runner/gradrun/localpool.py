@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from . import parallel, piecework, threads, window
+from . import parallel, piecework, threads, window, workerloss
 
 IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
 DIED = "its worker process died while checking it"
@@ -60,19 +60,33 @@ def _spec(source: tuple, task):
     return _LOADED[source]
 
 
+class Workers:
+    """``jobs`` worker processes on this machine: where ``parallel.run`` runs a run's units."""
+
+    def __init__(self, specs: dict, jobs: int):
+        self.specs, self.count = specs, jobs
+
+    def execute(self, units, task):
+        return execute(self.specs, units, task, self.count)
+
+    def piece_mappers(self, task):
+        return piece_mappers(self.specs, task, self.count)
+
+
 def execute(specs: dict, units, task, jobs: int):
     """``(unit, outcome)`` as workers finish them; a worker that dies costs only what it was doing."""
     import importlib
 
     for name in WARM:
         importlib.import_module(name)
-    queue, suspects = deque(units), []
+    queue = deque(units)
     with _forking(specs, jobs) as (sources, per_worker):
-        while queue:
-            with _pool(jobs, per_worker) as pool:
-                suspects += yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * jobs)
-        for unit in suspects:
-            yield unit, parallel.rescue(unit, lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
+        def finished():
+            while queue:
+                with _pool(jobs, per_worker) as pool:
+                    yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * jobs)
+
+        yield from workerloss.rescued(finished(), lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
 
 
 @contextlib.contextmanager
@@ -89,10 +103,10 @@ def piece_mappers(specs: dict, task, jobs: int):
                 futures = [pools[0].submit(_piece, sources[n], job, task)
                            for job in piecework.jobs(k, where, phase, calls)]
                 try:
-                    return [future.result() for future in futures]
-                except BrokenProcessPool:
+                    return workerloss.gathered(futures, _broken, DIED)
+                except piecework.WorkerDied:
                     pools.pop().shutdown()
-                    raise piecework.WorkerDied(DIED) from None
+                    raise
 
             return mapper
 
@@ -130,16 +144,15 @@ def _frozen():
         gc.unfreeze()
 
 
+def _broken(error) -> bool:
+    """Whether a task's error says its worker process died (the pool broke)."""
+    return isinstance(error, BrokenProcessPool)
+
+
 def _alone(unit, sources, task, per_worker):
     """The unit's outcome in a fresh worker process of its own, or None when that process died."""
     with _pool(1, per_worker) as pool:
-        future = pool.submit(_unit, sources[unit.spec], unit, task)
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            return None
-        except Exception as error:  # the spec could not be loaded there, or a result not sent back
-            return parallel.failed(unit, f"{type(error).__name__}: {error}")
+        return workerloss.alone(unit, pool.submit(_unit, sources[unit.spec], unit, task).result, _broken)
 
 
 def _pool(jobs: int, per_worker: int):
@@ -152,7 +165,8 @@ def _pool(jobs: int, per_worker: int):
 
 
 def _drain(pool, queue, sources, task, ahead: int):
-    """Feed ``queue`` to ``pool`` keeping ``ahead`` units in flight; returns the units a broken pool lost."""
+    """Feed ``queue`` to ``pool`` keeping ``ahead`` units in flight, yielding ``(unit, outcome)``;
+    once the pool broke, the units in flight come back ``DIED`` and the rest wait for a new pool."""
     running: dict = {}
     while queue or running:
         while queue and len(running) < ahead:
@@ -161,11 +175,8 @@ def _drain(pool, queue, sources, task, ahead: int):
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             unit = running.pop(future)
-            try:
-                outcome = future.result()
-            except BrokenProcessPool:
-                return [unit, *running.values()]
-            except Exception as error:  # the spec could not be loaded there, or a result not sent back
-                outcome = parallel.failed(unit, f"{type(error).__name__}: {error}")
+            outcome = workerloss.settled(unit, future.result, _broken)
+            if outcome is workerloss.DIED:  # a broken pool fails every task it holds
+                yield from ((u, workerloss.DIED) for u in [unit, *running.values()])
+                return
             yield unit, outcome
-    return []

@@ -32,6 +32,7 @@ user's modules (``gradrun.dask_cluster``). Results travel back pickled.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
@@ -277,67 +278,71 @@ def run(chosen, overrides=None, jobs: int = 1, scheduler: str | None = None, pro
     keywords (``device``, ``policy``) for workers that load or resolve a spec.
     """
     load_options = dict(load_options or {})
-    workers = jobs if scheduler is None else _cluster_workers(scheduler)
+    specs = {n: spec for n, spec, _ in chosen}
     schemas = {n: expected_schema(spec, positions) for n, spec, positions in chosen} \
         if report_format == "csv" else {}
-    now = pieces.plan()
-    task = Task(dict(overrides or {}), tuple(sorted(load_options.items())), schemas, split=workers > 1,
-                piece_min=now.min_size, piece_size=now.size)
-    specs = {n: spec for n, spec, _ in chosen}
-    execute = _executor(specs, jobs, scheduler, task)
-    count = _Counter(progress)
-    parts = _first_round(execute, chunks(chosen, workers), specs, task, count)
-    sliced: dict = {}
-    more = [u for (n, k), got in parts.items() if isinstance(got, Split)
-            for u in slices(n, k, specs[n].experiments[k].name, got.points, workers)]
-    count.total += len(more)
-    for unit, outcome in execute(more):
-        count(unit)
-        if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
-            raise SpecError(_every_issue(specs, outcome.issues, load_options))
-        sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
-    apart = sorted((n, k) for (n, k), got in parts.items() if isinstance(got, piecework.Apart))
-    count.total += len(apart)
-    if apart:
-        with _piece_mappers(specs, jobs, scheduler, task) as mapper_for:
-            for n, k in apart:  # one large check at a time, here; its element pieces in the workers
-                parts[(n, k)] = piecework.run_apart(specs[n], k, task.overrides, task.load_options,
-                                                    mapper_for(n, k), task.schemas.get(n))
-                count(Unit(n, (k,), (specs[n].experiments[k].name,)))
+    with _workers(specs, jobs, scheduler) as workers:
+        now = pieces.plan()
+        task = Task(dict(overrides or {}), tuple(sorted(load_options.items())), schemas, split=workers.count > 1,
+                    piece_min=now.min_size, piece_size=now.size)
+        parts, sliced = _checked(chosen, specs, workers, task, progress)
     for n, spec, positions in chosen:
         yield n, [_joined(spec, n, k, parts, sliced) for k in positions]
 
 
-def _cluster_workers(scheduler: str) -> int:
-    from . import dask_cluster
+def _checked(chosen, specs, workers, task, progress) -> tuple:
+    """(parts, sliced): each experiment's result, Split or result of its element pieces, and the
+    slices of the Split ones by their first point; ``workers`` run the units (``_workers``)."""
+    count = _Counter(progress)
+    parts = _first_round(workers.execute, chunks(chosen, workers.count), specs, task, count)
+    sliced: dict = {}
+    more = [u for (n, k), got in parts.items() if isinstance(got, Split)
+            for u in slices(n, k, specs[n].experiments[k].name, got.points, workers.count)]
+    count.total += len(more)
+    for unit, outcome in workers.execute(more, task):
+        count(unit)
+        if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
+            raise SpecError(_every_issue(specs, outcome.issues, dict(task.load_options)))
+        sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
+    apart = sorted((n, k) for (n, k), got in parts.items() if isinstance(got, piecework.Apart))
+    count.total += len(apart)
+    if apart:
+        with workers.piece_mappers(task) as mapper_for:
+            for n, k in apart:  # one large check at a time, here; its element pieces in the workers
+                parts[(n, k)] = piecework.run_apart(specs[n], k, task.overrides, task.load_options,
+                                                    mapper_for(n, k), task.schemas.get(n))
+                count(Unit(n, (k,), (specs[n].experiments[k].name,)))
+    return parts, sliced
 
-    return dask_cluster.worker_count(scheduler)
 
-
-def _executor(specs, jobs: int, scheduler, task):
-    """A function from units to ``(unit, outcome)`` as they finish: on the cluster, in worker
-    processes, or in this process."""
+@contextlib.contextmanager
+def _workers(specs, jobs: int, scheduler):
+    """Where the units run, for the run's length: the cluster at ``scheduler`` (one client), ``jobs``
+    worker processes, or this process. Each has ``count`` (workers), ``execute(units, task)`` giving
+    ``(unit, outcome)`` as they finish, and ``piece_mappers(task)`` (``pieces.Plan.mapper``s)."""
     if scheduler is not None:
         from . import dask_cluster
 
-        return lambda units: dask_cluster.execute(scheduler, specs, units, task)
-    if jobs > 1:
+        with dask_cluster.connected(scheduler, specs) as cluster:
+            yield cluster
+    elif jobs > 1:
         from . import localpool
 
-        return lambda units: localpool.execute(specs, units, task, jobs)
-    return lambda units: ((u, work(specs[u.spec], u, task)) for u in units)
+        yield localpool.Workers(specs, jobs)
+    else:
+        yield _Here(specs)
 
 
-def _piece_mappers(specs, jobs: int, scheduler, task):
-    """A context giving ``mapper_for(n, k)``, the mapper of an experiment's element pieces
-    (``pieces.Plan.mapper``): on the cluster, or in worker processes."""
-    if scheduler is not None:
-        from . import dask_cluster
+class _Here:
+    """This process, one unit after another (one job: nothing is sent back, no pieces)."""
 
-        return dask_cluster.piece_mappers(scheduler, specs, task)
-    from . import localpool
+    count = 1
 
-    return localpool.piece_mappers(specs, task, jobs)
+    def __init__(self, specs):
+        self.specs = specs
+
+    def execute(self, units, task):
+        return ((u, work(self.specs[u.spec], u, task)) for u in units)
 
 
 class _Counter:
@@ -356,7 +361,7 @@ def _first_round(execute, units, specs, task, count) -> dict:
     """(spec, experiment) -> its result or Split; the issues of any spec stop the run (``SpecError``)."""
     parts, issues = {}, []
     count.total = len(units)
-    finished = execute(units)
+    finished = execute(units, task)
     for unit, outcome in finished:
         count(unit)
         if outcome.issues:

@@ -63,6 +63,7 @@ class Policy:
 
     code: bool = True
     allowed: tuple = ()
+    project: str | None = None  # the project's folder; None: the working directory (a Dask worker's is another)
 
     def allows(self, module: str) -> bool:
         return any(module == name or module.startswith(name + ".") for name in self.allowed)
@@ -94,10 +95,11 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def trusted_roots(spec_dir) -> list:
-    """The folders whose files are the user's own code: the spec's folder, then the project."""
+def trusted_roots(spec_dir, project=None) -> list:
+    """The folders whose files are the user's own code: the spec's folder, then the project
+    (``project``, by default the working directory)."""
     roots = []
-    for folder in (Path(spec_dir), Path.cwd()):
+    for folder in (Path(spec_dir), Path(project) if project else Path.cwd()):
         folder = folder.resolve()
         if folder not in roots:
             roots.append(folder)
@@ -190,6 +192,16 @@ def _folder_imports(folder: Path):
         sys.modules.update(hidden)
 
 
+def own_files(folder) -> list:
+    """The files of the user's modules this process has loaded from under ``folder``: the modules
+    specs named and the helpers those imported (what a worker without the folder needs)."""
+    folder = Path(folder).resolve()
+    modules = [m for name, m in list(sys.modules.items()) if name.startswith("_gradrun_user_")]
+    modules += [m for loaded in _LOADED.values() for m in loaded.values()]
+    files = {Path(f).resolve() for f in (getattr(m, "__file__", None) for m in modules) if f and f.endswith(".py")}
+    return sorted(f for f in files if _within(f, folder))
+
+
 def _load_file(module: str, path: Path, root: Path):
     """The module at ``path`` under a name unique to its file, loaded once per process."""
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
@@ -247,7 +259,7 @@ def resolve(ref: str, spec_dir, policy: Policy = DEFAULT):
         raise Refused(f"'{ref}' is not a code reference", "write module:callable, e.g. layers:dense")
     if attr.startswith("__"):
         raise Refused(f"'{attr}' is a special name, not a callable of the user's code")
-    roots = trusted_roots(spec_dir)
+    roots = trusted_roots(spec_dir, policy.project)
     try:
         mod, own = _import(module, policy, roots)
     except Refused:
@@ -326,5 +338,5 @@ def policy_from(no_code: bool = False, allow_modules=()) -> Policy:
     return Policy(code=not no_code, allowed=allowed)
 
 
-__all__ = ["guarded", "Policy", "DEFAULT", "NO_CODE", "Refused", "resolve", "policy_from", "trusted_roots",
+__all__ = ["own_files", "guarded", "Policy", "DEFAULT", "NO_CODE", "Refused", "resolve", "policy_from", "trusted_roots",
            "is_trusted_file", "defined_in"]
