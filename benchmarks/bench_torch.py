@@ -234,10 +234,10 @@ def timing(module, shape):
           f"{100 * best['gradrun'][1] / best['gradcheck'][1]:.1f} % "
           f"(CPU time of those runs: {100 * best['gradrun'][0] / best['gradcheck'][0]:.1f} %)")
     gradcheck = best["gradcheck"][1]
-    for workers in (1, threads.WORKERS):
-        cpu, wall = evaluations_floor(module, x, workers)
+    for side in (1, workers):  # calls side by side: one, and gradrun's own (the cores)
+        cpu, wall = evaluations_floor(module, x, side)
         print(f"floor: torch alone evaluating the module at the {2 * n} points of central differences, vmapped "
-              f"{FLOOR_ROWS} to a call, {workers} call{'s' * (workers > 1)} at once, the perturbed parameters "
+              f"{FLOOR_ROWS} to a call, {side} call{'s' * (side > 1)} at once, the perturbed parameters "
               f"stacked beforehand (not timed): {cpu:.2f} s CPU, {wall:.2f} s wall = "
               f"{100 * wall / gradcheck:.1f} % of gradcheck's best wall time")
     spent, rows, calls = {}, {}, {}
