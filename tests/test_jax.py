@@ -158,6 +158,34 @@ def test_untraceable_function_is_called_eagerly():
     np.testing.assert_allclose(fn.vjp(np.ones(3), x)[0], 2 * x)
 
 
+def test_code_called_eagerly_gets_arrays_of_its_own():
+    """What untraceable code is given never shares memory with gradrun's working arrays, which
+    gradrun writes into between calls (``jax.device_put`` alone aliases a numpy array of 1000
+    floats), and it is given jax arrays."""
+    xs = [np.ones(n) for n in range(1000, 1064)]  # device_put aliases those its alignment allows
+    with adapter.x64():  # as gradrun calls it: float64 stays float64
+        given = adapter._owned(tuple(xs))
+    for x in xs:
+        x[0] = -5.0
+    assert all(float(g[0]) == 1.0 and isinstance(g, jax.Array) for g in given)
+    fn = adapter.function(branchy, "f")
+    assert fn.forward(np.array([0.5, -0.2])).shape == (2,)  # branchy is called eagerly, on such arrays
+
+
+def test_arguments_go_in_without_compiling_a_conversion_per_shape(caplog):
+    """jnp.asarray of a numpy array compiles jit(stage) for every new shape and dtype (28 of
+    the 66 compilations of experiments/jax-rules.yaml); gradrun's calls compile the function alone."""
+    fn = adapter.function(tanh_matmul, "tanh_matmul")
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level("WARNING", logger="jax"):
+            fn.forward(np.ones((3, 7)), np.ones((7, 2)))
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling")]
+    assert compiled and all("tanh_matmul" in m for m in compiled), compiled
+
+
 def test_spec_runs_jax_functions_with_notes():
     spec = specs.load_spec(ROOT / "experiments" / "jax-rules.yaml")
     results = run_spec(spec)

@@ -132,14 +132,13 @@ class _Calls:
         self.jitted = {"forward": jax.jit(fn), "vjp": jax.jit(vjp), "jvp": jax.jit(jvp), "hvp": jax.jit(hvp)}
 
     def __call__(self, what, *args):
-        with x64():  # numpy arrays become jax arrays inside: outside, float64 would be cut to float32
-            args = jax.tree_util.tree_map(jnp.asarray, args)
+        with x64():  # float64 stays float64 (outside it, JAX would cut it to float32)
             if self.traceable:
-                try:
+                try:  # numpy arrays go in as they are: jit copies them in, compiling nothing more
                     return self._jitted(what)(*args)
                 except UNTRACEABLE:
                     self.traceable = False
-            return self._eager(what)(*args)
+            return self._eager(what)(*_owned(args))
 
     def _jitted(self, what):
         """The jitted call; a batched one (``(kind, axes)``) vmapped over the axes given, made once."""
@@ -197,6 +196,13 @@ class _Calls:
                 raise
             raise TypeError(f"JAX cannot take the JVP of '{self.name}': it calls a custom_vjp function "
                             "gradrun did not see; make the function itself a jax.custom_vjp") from None
+
+
+def _owned(args):
+    """The arguments as jax arrays, each on a copy of its own: code called eagerly gets arrays,
+    and none shares memory with gradrun's working arrays (``device_put`` alone may alias a
+    numpy array; ``jnp.asarray`` compiles a ``jit(stage)`` per shape and dtype)."""
+    return jax.tree_util.tree_map(lambda a: jax.device_put(np.array(a)), args)
 
 
 def _unbatched(stacked) -> tuple:
