@@ -19,7 +19,7 @@ from .declare import Declarations
 from .graph import GraphError, UnknownFunction, build
 from .graphcheck import full_check, screen_rows, shaped
 from .inputs import SEQUENCES, Inputs, finite, sequence
-from .limits import MAX_EXPERIMENTS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS
+from .limits import MAX_EXPERIMENTS, MAX_FILE_INPUT_ELEMENTS, MAX_FILE_REPORT_ROWS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS
 from .model import METHODS, Experiment, Point, Settings
 from .schema import schema_issues
 from .tree import Call, PythonFunction, Var
@@ -63,6 +63,8 @@ class Checker(Declarations):
         self.arity = {n: primitives.get(n).nargs for n in primitives.names()}  # None: any
         # Declared functions already reported as broken: using them is no second error.
         self.unusable: set = set()
+        self.file_rows = 0  # report rows of the experiments resolved so far
+        self.file_elements = 0  # elements of every input generated so far: the file's are held together
 
     def ok(self, *path) -> bool:
         """False where the schema found an error: that part's shape is unknown, so it is not checked further."""
@@ -135,7 +137,7 @@ class Checker(Declarations):
         wrt = self.wrt_names(path, data, given, supplied, integers, differentiable)
         fixed = self.fixed_inputs(path, inputs, given, supplied, settings)
         axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings)
-        if len(self.issues) > before or expr is None or axes is None:
+        if len(self.issues) > before or expr is None or axes is None or fixed is None:
             return None
         points = self.points(axes, fixed, settings, swept_settings)
         graph = self.graph(path, data, expr, settings, points[0], integers)
@@ -192,15 +194,24 @@ class Checker(Declarations):
                          exprs.did_you_mean(name, given) or f"inputs: {', '.join(given)}")
         return wrt
 
-    def fixed_inputs(self, path, inputs, given, supplied, settings) -> dict:
-        """name -> value of every input not swept, generated in the order written."""
+    def fixed_inputs(self, path, inputs, given, supplied, settings):
+        """name -> value of every input not swept, generated in the order written; None once the
+        file's inputs come to more than ``MAX_FILE_INPUT_ELEMENTS`` (said once, where they do)."""
         fixed = {}
         generator = Inputs(self.doc, settings, self.issues)
         for position, name in enumerate(given):
             if name in inputs:
+                if self.file_elements > MAX_FILE_INPUT_ELEMENTS:
+                    return None
                 value = generator.value(path + ("inputs", name), inputs[name], position)
                 if value is not None:
                     fixed[name] = value
+                    self.file_elements += np.size(value)
+                    if self.file_elements > MAX_FILE_INPUT_ELEMENTS:
+                        self.add(path + ("inputs", name),
+                                 f"the inputs of this file come to more than {MAX_FILE_INPUT_ELEMENTS} elements here",
+                                 "split the file, or use smaller inputs")
+                        return None
             elif name in supplied:
                 fixed[name] = supplied[name]
         return fixed
@@ -368,6 +379,12 @@ class Checker(Declarations):
         if rows > MAX_REPORT_ROWS:
             self.add(path, f"the report would have {rows} rows, more than {MAX_REPORT_ROWS}",
                      "use reduce: sum, fewer wrt inputs, smaller inputs or a coarser sweep")
+            return False
+        self.file_rows += rows  # a run holds a file's results until its report is written whole
+        if self.file_rows > MAX_FILE_REPORT_ROWS:
+            if self.file_rows - rows <= MAX_FILE_REPORT_ROWS:  # said once, at the experiment that passes the limit
+                self.add(path, f"the file's report would have more than {MAX_FILE_REPORT_ROWS} rows from here on",
+                         "split the file, or use reduce: sum, fewer wrt inputs or coarser sweeps")
             return False
         return True
 

@@ -301,6 +301,10 @@ def each_spec(paths, load) -> tuple:
         except SpecError as error:
             issues += error.issues
             continue
+        except MemoryError:  # the machine's limit, not a mistake in the file nor a bug: say so plainly
+            issues.append(Issue(path, 1, 1, "", "not enough memory to load the file",
+                                "use smaller inputs, or split the file"))
+            continue
         except Exception as error:
             issues.append(Issue(path, 0, 0, "", f"could not load: {type(error).__name__}: {error}",
                                 "this is a gradrun bug; please report it"))

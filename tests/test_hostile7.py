@@ -1,0 +1,121 @@
+"""Hostile inputs found in round 7 (docs/security.md): each test fails on the code before its fix.
+
+The attacker controls a spec file only. Sizes that each stay within their own
+limit must not add up to unbounded memory or time, and whatever is refused is
+an error at its place (exit 2), never a traceback or a "gradrun bug".
+"""
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradrun import cli, spec
+from gradrun.limits import (MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_FILE_INPUT_ELEMENTS,
+                            MAX_FILE_REPORT_ROWS)
+
+ENV = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "PYTEST_ADDOPTS")}
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.cli, [str(a) for a in args], prog_name="gradrun", env=ENV)
+
+
+def write(folder: Path, text: str, name="s.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def only_issue(path):
+    issues = spec.validate(path)
+    assert len(issues) == 1, [str(i) for i in issues]
+    return issues[0]
+
+
+# --- sizes that add up ---------------------------------------------------------------------------
+
+
+def test_many_large_intermediate_values_stop_before_they_are_computed(project):
+    """48 elementwise functions of a 10-million-element broadcast: each value within its limit,
+    together 3.8 GB; refused at the call that passes the evaluation's limit."""
+    functions = ["sin", "cos", "exp", "tanh", "sigmoid", "softplus", "abs", "square"]
+    terms = " + ".join(f"{f}(b(x) * {k}.5)" for k in range(6) for f in functions)
+    path = write(project, f"""\
+        version: 1
+        functions:
+          b: "broadcast_to(reshape(x, (1, 1000)), (10000, 1000))"
+        experiments:
+          - name: e
+            expr: "sum({terms})"
+            inputs: {{x: {{shape: [1000]}}}}
+        """)
+    issue = only_issue(path)
+    assert f"more than {MAX_EVALUATION_ELEMENTS} elements" in issue.message and issue.line == 6 and issue.column > 11
+    assert "split the experiment" in issue.hint
+
+
+@pytest.mark.parametrize("joined", ["stack", "concatenate"])
+def test_a_join_of_many_large_inputs_is_sized_before_it_is_built(project, joined):
+    """400 copies of a million elements: refused from the shapes, without allocating 3.2 GB."""
+    copies = ", ".join(["X"] * 400)
+    path = write(project, f"""\
+        version: 1
+        experiments:
+          - {{name: e, expr: "sum({joined}([{copies}], axis=0))", inputs: {{X: {{shape: [1000000], init: zeros}}}}}}
+        """)
+    issue = only_issue(path)
+    assert "more than" in issue.message and "elements" in issue.message
+
+
+def test_matrix_products_are_bounded_in_work(project):
+    """(3000, 3000) @ (3000, 3000): every value within its limits, 2.7e10 multiply-adds."""
+    path = write(project, """\
+        version: 1
+        experiments:
+          - name: e
+            expr: "sum(broadcast_to(a, (3000, 3000)) @ broadcast_to(b, (3000, 3000)))"
+            inputs: {a: {shape: [3000], init: zeros}, b: {shape: [3000], init: zeros}}
+        """)
+    assert f"{MAX_EVALUATION_WORK:.0e} multiply-adds" in only_issue(path).message
+
+
+def test_the_inputs_of_a_whole_file_are_bounded(project):
+    """A thousand experiments of a million elements each: 8 GB, each input within its limit."""
+    rows = "".join(f"  - {{name: e{i}, expr: 'sum(X)', inputs: {{X: {{shape: [1000000], init: zeros}}}}}}\n"
+                   for i in range(1000))
+    path = write(project, "version: 1\nexperiments:\n" + rows)
+    issue = only_issue(path)
+    assert f"more than {MAX_FILE_INPUT_ELEMENTS} elements" in issue.message
+    assert issue.path.endswith("inputs.X") and issue.line == 3 + MAX_FILE_INPUT_ELEMENTS // 1_000_000
+
+
+def test_the_report_rows_of_a_whole_file_are_bounded(project):
+    rows = "".join(f"  - {{name: e{i}, expr: 'sum(X) * y', check: full, wrt: [X], "
+                   f"inputs: {{X: {{shape: [1000], init: zeros}}}}, sweep: {{y: {{linspace: [0, 1, 2000]}}}}}}\n"
+                   for i in range(6))
+    path = write(project, "version: 1\nexperiments:\n" + rows)
+    issue = only_issue(path)
+    assert f"more than {MAX_FILE_REPORT_ROWS} rows" in issue.message and issue.path == "experiments[5]"
+
+
+def test_running_out_of_memory_while_loading_is_not_called_a_bug(project, monkeypatch):
+    path = write(project, "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.63 MiB")
+
+    monkeypatch.setattr(spec, "load_spec", no_memory)
+    result = invoke("validate", path)
+    assert result.exit_code == 2 and "not enough memory" in result.output and "bug" not in result.output
+    assert ":1:1:" in result.output
