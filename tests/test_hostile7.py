@@ -119,3 +119,35 @@ def test_running_out_of_memory_while_loading_is_not_called_a_bug(project, monkey
     result = invoke("validate", path)
     assert result.exit_code == 2 and "not enough memory" in result.output and "bug" not in result.output
     assert ":1:1:" in result.output
+
+
+# --- text that reads as something else -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("expr, char", [
+    ("\U0001d465 * 2", "\U0001d465"),  # mathematical italic x: Python's parser reads it as x
+    ("\uff53\uff49\uff4e(x)", "\uff53"),  # full-width sin: Python's parser reads it as sin
+    ("x\u200b + 1", "\u200b"),  # zero-width space
+    ("x + \u00e9", "\u00e9"),
+])
+def test_an_expression_is_ascii(project, expr, char):
+    path = write(project, f'version: 1\nexperiments:\n  - {{name: e, expr: "{expr}", inputs: {{x: 2.0}}}}\n')
+    issue = only_issue(path)
+    assert f"U+{ord(char):04X}" in issue.message and "not allowed in an expression" in issue.message
+    assert issue.column == 22 + expr.index(char)
+
+
+def test_every_invisible_format_character_is_shown_escaped():
+    import unicodedata
+
+    from gradrun.model import one_line
+
+    kept = [hex(c) for c in range(0x110000)
+            if unicodedata.category(chr(c)) in ("Cc", "Cf", "Cs", "Zl", "Zp") and one_line(chr(c)) == chr(c)]
+    assert kept == []
+
+
+def test_a_byte_order_mark_inside_a_key_is_visible_in_the_message(project):
+    path = write(project, "version: 1\n\ufeffexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
+    result = invoke("validate", path)
+    assert result.exit_code == 2 and "'\\ufeffexperiments'" in result.output and "\ufeff" not in result.output
