@@ -151,3 +151,30 @@ def test_a_byte_order_mark_inside_a_key_is_visible_in_the_message(project):
     path = write(project, "version: 1\n\ufeffexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
     result = invoke("validate", path)
     assert result.exit_code == 2 and "'\\ufeffexperiments'" in result.output and "\ufeff" not in result.output
+
+
+# --- one file written twice ----------------------------------------------------------------------
+
+
+def test_experiments_whose_names_meet_after_sanitizing_or_ignoring_case_get_pictures_of_their_own(project):
+    pytest.importorskip("matplotlib")
+    path = write(project, """\
+        version: 1
+        experiments:
+          - {name: a+b, function: square, inputs: {x: 1.0}}
+          - {name: a_b, function: square, inputs: {x: 2.0}}
+          - {name: A_B, function: square, inputs: {x: 3.0}}
+        """)
+    assert invoke(path, "--out", project / "out").exit_code == 0
+    ran = invoke("plot", project / "out" / "s.csv", "--out", project / "plots")
+    assert ran.exit_code == 0, ran.output
+    names = sorted(p.name.casefold() for p in (project / "plots").iterdir())
+    assert len(names) == len(set(names)) == 3, names
+
+
+def test_two_specs_whose_names_differ_only_in_case_would_write_one_report(project):
+    for name in ("run.yaml", "RUN.yaml"):
+        write(project, "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n", name)
+    result = invoke(project / "run.yaml", project / "RUN.yaml", "--out", project / "out")
+    assert result.exit_code == 2 and "would both write run.csv" in result.output
+    assert not (project / "out").exists()
