@@ -178,3 +178,19 @@ def test_two_specs_whose_names_differ_only_in_case_would_write_one_report(projec
     result = invoke(project / "run.yaml", project / "RUN.yaml", "--out", project / "out")
     assert result.exit_code == 2 and "would both write run.csv" in result.output
     assert not (project / "out").exists()
+
+
+def test_python_dash_m_does_not_import_a_checkouts_library_names(project):
+    """``python -m gradrun`` puts the current directory first on sys.path: yaml.py or json.py there
+    would run under --no-code, in place of the library gradrun imports after starting."""
+    import subprocess
+    import sys
+
+    for name in ("yaml", "json", "click", "jsonschema"):
+        (project / f"{name}.py").write_text("import sys\nsys.stderr.write('PWNED\\n')\n")
+    path = write(project, "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
+    runner = str(Path(__file__).resolve().parents[1] / "runner")
+    env = {**ENV, "PYTHONPATH": runner}
+    ran = subprocess.run([sys.executable, "-m", "gradrun", "--no-code", str(path), "--out", str(project / "out")],
+                         cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and "PWNED" not in ran.stdout + ran.stderr, ran.stderr
