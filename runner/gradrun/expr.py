@@ -309,8 +309,8 @@ def parse(text: str, functions: Optional[Mapping[str, int]] = None,
                                  "split it into declared functions")])
     foreign = [Problem(k, f"character {ch!r} (U+{ord(ch):04X}) is not allowed in an expression",
                        "names, numbers and operators are ASCII: letters, digits, _ and + - * / @ ( ) [ ] , : < > = .")
-               for k, ch in enumerate(text) if ord(ch) > 0x7e]
-    if foreign:  # Python would read the look-alike '𝑥' (mathematical x) as x: none is a name here
+               for k, ch in enumerate(text) if not (" " <= ch <= "~" or ch in "\t\n\r")]
+    if foreign:  # Python reads a look-alike (U+1D465, mathematical x) as x, a form feed as a space
         raise ExprError(foreign[:1])
     flat = text.replace("\r", " ").replace("\n", " ")  # folded YAML scalars span lines
     shift = len(flat) - len(flat.lstrip())  # Python rejects leading indentation
