@@ -69,9 +69,20 @@ class _Budget:
     work = 0
 
 
+class _Where:
+    """``in <the call>``, rendered only when a message needs it: rendering every node's subtree
+    as it is evaluated would cost time quadratic in the size of a large expression."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __str__(self) -> str:
+        return f"in {tree.render(self.source)}"
+
+
 def _value(node, args, budget=None):
     """A node's value on its arguments, after its shape rules and ``budget`` allow it."""
-    where = f"in {tree.render(node.source)}"
+    where = _Where(node.source)
     if node.fn is not None:
         try:
             return np.asarray(node.fn.forward(*args))

@@ -129,7 +129,8 @@ class Checker(Declarations):
         given += [n for n in supplied if n not in given]
         expr = self.build_expr(path, data, inputs, given)
         integers = [n for n in written if isinstance(inputs.get(n), dict) and "integer" in inputs[n]]
-        differentiable = [n for n in written if n not in integers]
+        labels = set(integers)
+        differentiable = [n for n in written if n not in labels]
         if expr is not None and not given:
             self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
         elif expr is not None and not differentiable and "wrt" not in data:
@@ -185,11 +186,12 @@ class Checker(Declarations):
         """The inputs differentiated: wrt as written (params meaning a torch module's), or every float input."""
         wrt = [w for n in data.get("wrt", differentiable)
                for w in (list(supplied) if n == "params" and supplied and n not in given else [n])]
+        integers, given_set = set(integers), set(given)  # a file may list thousands of names
         for k, name in enumerate(wrt):
             if name in integers:
                 self.add(path + ("wrt", k), f"'{name}' is an integer input, which is never differentiated",
                          "remove it from wrt; integer inputs (labels, indices) are passed to the function as they are")
-            elif name not in given:
+            elif name not in given_set:
                 self.add(path + ("wrt", k), f"wrt names '{name}', which is not an input",
                          exprs.did_you_mean(name, given) or f"inputs: {', '.join(given)}")
         return wrt
@@ -248,13 +250,15 @@ class Checker(Declarations):
             params = self.params_of(name)
             built = Call(name, tuple(Var(p) for p in params))
         what = "the chain (its input is x)" if form == "chain" else f"'{data.get('function')}' (parameters: {', '.join(params)})"
+        given_set = set(given)  # a declared function may have thousands of parameters
         for p in params:
-            if p not in given:
+            if p not in given_set:
                 self.add(path, f"input '{p}' of {what} is not given", "add it under inputs or sweep")
         self.unused(path, inputs, given, params, what)
         return built
 
     def unused(self, path, inputs, given, used, what):
+        used = set(used)
         for name in given:
             if name not in used:
                 where = path + ("inputs" if name in inputs else "sweep", name)
