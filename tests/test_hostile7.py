@@ -230,3 +230,11 @@ def test_checking_shapes_does_not_render_every_subexpression(project, monkeypatc
     path = write(project, f"version: 1\nfunctions:\n  g: '{terms}'\n  h: '{calls}'\nexperiments:\n"
                           "  - {name: e, function: h, inputs: {x: 1.0}}\n")
     assert spec.validate(path) == [] and len(rendered) < 10
+
+
+@pytest.mark.parametrize("inputs", ["{X: {shape: [3], seed: 2.0}}", "{X: {shape: [3], init: randn, seed: 2.0}}"])
+def test_a_seed_written_as_a_float_is_a_spec_error_as_in_settings(project, inputs):
+    """JSON Schema's integer admits 2.0; numpy's generators do not: this was a 'gradrun bug'."""
+    path = write(project, f"version: 1\nexperiments:\n  - {{name: e, expr: 'sum(X)', inputs: {inputs}}}\n")
+    issue = only_issue(path)
+    assert "seed must be an integer" in issue.message and issue.line == 3

@@ -90,7 +90,8 @@ class Checker(Declarations):
         if "reduce" in data:
             values["reduce"] = data["reduce"]
         for key, message in values_rules.setting_problems(values):
-            self.add(path + (key,), message, "a finite number is needed here")
+            self.add(path + (key,), message, "a whole number, written without a decimal point" if key == "seed"
+                     else "a finite number is needed here")
             del values[key]
         for k in ("rtol", "atol", "step"):
             if values_rules.is_number(values.get(k)):
