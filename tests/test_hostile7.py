@@ -100,6 +100,16 @@ def test_the_inputs_of_a_whole_file_are_bounded(project):
     assert issue.path.endswith("inputs.X") and issue.line == 3 + MAX_FILE_INPUT_ELEMENTS // 1_000_000
 
 
+def test_the_inputs_of_a_whole_file_are_bounded_under_j_too(project):
+    """-j's workers resolve their own experiments: the main process tells the file's size from the document."""
+    rows = "".join(f"  - {{name: e{i}, expr: 'sum(X)', inputs: {{X: {{shape: [1000, 1000], init: zeros}}}}}}\n"
+                   for i in range(25))
+    path = write(project, "version: 1\nexperiments:\n" + rows)
+    result = invoke(path, "-j", "2", "--out", project / "out")
+    assert result.exit_code == 2 and f"more than {MAX_FILE_INPUT_ELEMENTS} elements" in result.output
+    assert not (project / "out" / "s.csv").exists()
+
+
 def test_the_report_rows_of_a_whole_file_are_bounded(project):
     rows = "".join(f"  - {{name: e{i}, expr: 'sum(X) * y', check: full, wrt: [X], "
                    f"inputs: {{X: {{shape: [1000], init: zeros}}}}, sweep: {{y: {{linspace: [0, 1, 2000]}}}}}}\n"
