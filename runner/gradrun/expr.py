@@ -307,6 +307,11 @@ def parse(text: str, functions: Optional[Mapping[str, int]] = None,
     if len(text) > MAX_EXPR_LENGTH:
         raise ExprError([Problem(0, f"expression longer than {MAX_EXPR_LENGTH} characters",
                                  "split it into declared functions")])
+    foreign = [Problem(k, f"character {ch!r} (U+{ord(ch):04X}) is not allowed in an expression",
+                       "names, numbers and operators are ASCII: letters, digits, _ and + - * / @ ( ) [ ] , : < > = .")
+               for k, ch in enumerate(text) if not (" " <= ch <= "~" or ch in "\t\n\r")]
+    if foreign:  # Python reads a look-alike (U+1D465, mathematical x) as x, a form feed as a space
+        raise ExprError(foreign[:1])
     flat = text.replace("\r", " ").replace("\n", " ")  # folded YAML scalars span lines
     shift = len(flat) - len(flat.lstrip())  # Python rejects leading indentation
     try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import primitives, tree, usercode
 from .graph import Graph, build
-from .limits import MAX_INTERMEDIATE_ELEMENTS
+from .limits import MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_INTERMEDIATE_ELEMENTS
 
 _Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
 
@@ -35,15 +35,22 @@ def shaped(graph: Graph, values: dict) -> Graph:
     is never called on invented inputs (a solve would reject an all-zero
     matrix) and a label out of one_hot's range is caught. A problem in the
     experiment's own expression carries the column of the call it is in.
+
+    An evaluation holds every node's value at once (the reverse pass reads
+    them), so the sum of their sizes is bounded (``MAX_EVALUATION_ELEMENTS``),
+    as are the multiply-adds of its matrix products (``MAX_EVALUATION_WORK``):
+    a short expression of many large values must not take unbounded memory or time.
     """
     vals: list = [None] * len(graph.nodes)
+    budget = _Budget()
     for i, node in enumerate(graph.nodes):
         if node.value is not None:
             vals[i] = np.asarray(node.value, dtype=np.float64)
         elif node.is_input:
             vals[i] = np.asarray(values[node.name], dtype=np.float64)
         else:
-            vals[i] = _value(node, [vals[a] for a in node.args])
+            vals[i] = _value(node, [vals[a] for a in node.args], budget)
+        budget.held += vals[i].size
     return replace(graph, shapes=[v.shape for v in vals], dtypes=[v.dtype for v in vals])
 
 
@@ -55,9 +62,27 @@ def infer_shape(expr, shapes: dict, functions: dict, values: dict | None = None)
     return shaped(build(expr, functions, list(shapes)), env).output_shape
 
 
-def _value(node, args):
-    """A node's value on its arguments, after its shape rules pass."""
-    where = f"in {tree.render(node.source)}"
+class _Budget:
+    """What one evaluation has used so far: elements held, multiply-adds done."""
+
+    held = 0
+    work = 0
+
+
+class _Where:
+    """``in <the call>``, rendered only when a message needs it: rendering every node's subtree
+    as it is evaluated would cost time quadratic in the size of a large expression."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __str__(self) -> str:
+        return f"in {tree.render(self.source)}"
+
+
+def _value(node, args, budget=None):
+    """A node's value on its arguments, after its shape rules and ``budget`` allow it."""
+    where = _Where(node.source)
     if node.fn is not None:
         try:
             return np.asarray(node.fn.forward(*args))
@@ -66,10 +91,10 @@ def _value(node, args):
         except BaseException as err:
             raise _Problem(f"{where}: {node.fn.source} on shapes {_shape_text(a.shape for a in args)} "
                            f"raised {type(err).__name__}: {err}") from None
-    return _primitive_value(node, args, where, node.source.column if node.own else None)
+    return _primitive_value(node, args, where, node.source.column if node.own else None, budget or _Budget())
 
 
-def _primitive_value(node, args, where, column):
+def _primitive_value(node, args, where, column, budget):
     prim = primitives.get(node.op)
     shapes = [a.shape for a in args]
     try:
@@ -87,11 +112,28 @@ def _primitive_value(node, args, where, column):
     if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
         raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements",
                        column=column)
+    _spend(budget, prim, shapes, out, where, column)
     with np.errstate(all="ignore"):
         try:
             return np.asarray(prim.forward(*args, **node.kwargs))
         except Exception as err:
             raise _Problem(f"{where}: {node.op} of shapes {_shape_text(shapes)} fails: {err}", column=column) from None
+
+
+def _spend(budget, prim, shapes, out, where, column):
+    """Count a node's result and, for a matrix product, its multiply-adds; ``_Problem`` past a limit."""
+    if budget.held + math.prod(out) > MAX_EVALUATION_ELEMENTS:
+        raise _Problem(f"{where}: the values of one evaluation come to more than {MAX_EVALUATION_ELEMENTS} "
+                       f"elements here (an evaluation holds every intermediate value at once)",
+                       "use fewer or smaller large intermediate values (smaller inputs, broadcast_to and "
+                       "stack of fewer copies), or split the experiment", column)
+    if prim.kind == "product":  # matmul: every output element is a dot product over the inner axis
+        inner = shapes[0][-1] if shapes[0] else 1
+        budget.work += math.prod(out) * inner
+        if budget.work > MAX_EVALUATION_WORK:
+            raise _Problem(f"{where}: the matrix products of one evaluation come to more than "
+                           f"{MAX_EVALUATION_WORK:.0e} multiply-adds", "use smaller matrices, or split the experiment",
+                           column)
 
 
 def screen_rows() -> int:

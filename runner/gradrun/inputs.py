@@ -108,6 +108,8 @@ class Inputs:
                     if k not in ("shape", "init") and k not in INIT_KEYS[init]]
         problems += [f"{k} must be a finite number, got {spec[k]!r}" for k in ("loc", "scale", "low", "high", "start", "step")
                      if k in spec and values_rules.finite_problem(abs(spec[k]), k) is not None]
+        if "seed" in spec and values_rules.RULES["seed"](spec["seed"], "seed"):  # the schema allows 2.0 for 2
+            problems.append(values_rules.RULES["seed"](spec["seed"], "seed"))
         if any(d > MAX_INPUT_ELEMENTS for d in shape):
             problems.append(f"shape {list(shape)} has an extent above {MAX_INPUT_ELEMENTS}")
         if len(shape) > MAX_DIMENSIONS:

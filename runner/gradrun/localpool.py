@@ -80,11 +80,13 @@ def execute(specs: dict, units, task, jobs: int):
     for name in WARM:
         importlib.import_module(name)
     queue = deque(units)
+    # A forked pool starts all its workers at once: -j 100000 would fork 100000 for a few units.
+    workers = max(1, min(jobs, len(queue)))
     with _forking(specs, jobs) as (sources, per_worker):
         def finished():
             while queue:
-                with _pool(jobs, per_worker) as pool:
-                    yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * jobs)
+                with _pool(workers, per_worker) as pool:
+                    yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * workers)
 
         yield from workerloss.rescued(finished(), lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
 

@@ -220,12 +220,18 @@ class Issue:
 
 # Characters shown escaped, so that text from a spec, a file name, a baseline or user code is one
 # line in a log, and neither a CI runner (GitHub's "::error::", "::add-mask::") nor a terminal (ESC,
-# 8-bit CSI) reads it as a command: C0 and C1 controls, line and paragraph separators, the bidi
-# overrides that reorder what is shown, and lone surrogates (which no UTF-8 stream can carry).
+# 8-bit CSI) reads it as a command: C0 and C1 controls, line and paragraph separators, lone
+# surrogates (which no UTF-8 stream can carry), and every format character (Unicode's Cf: the bidi
+# overrides and marks that reorder what is shown, zero-width spaces and joiners, a byte order mark,
+# soft hyphens, tag characters), which are invisible, so that 'x\u200b' is not shown as 'x'.
+_FORMAT = ((0xad, 0xad), (0x600, 0x605), (0x61c, 0x61c), (0x6dd, 0x6dd), (0x70f, 0x70f), (0x890, 0x891),
+           (0x8e2, 0x8e2), (0x180e, 0x180e), (0x200b, 0x200f), (0x202a, 0x202e), (0x2060, 0x2064),
+           (0x2066, 0x206f), (0xfeff, 0xfeff), (0xfff9, 0xfffb), (0x110bd, 0x110bd), (0x110cd, 0x110cd),
+           (0x13430, 0x1343f), (0x1bca0, 0x1bca3), (0x1d173, 0x1d17a), (0xe0001, 0xe0001), (0xe0020, 0xe007f))
 _CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(0x7f, 0xa0))}
             | {10: "\\n", 13: "\\r", 9: "\\t"}
-            | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202a, 0x202f), *range(0x2066, 0x206a),
-                                          *range(0xd800, 0xe000))})
+            | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0xd800, 0xe000))}
+            | {c: (f"\\u{c:04x}" if c <= 0xffff else f"\\U{c:08x}") for a, b in _FORMAT for c in range(a, b + 1)})
 
 
 def one_line(text: str) -> str:

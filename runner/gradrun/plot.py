@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .model import one_line
-from .plot_common import (INSTALL_HINT, STATUS_COLOURS, PlotUnavailable, element_shape,  # noqa: F401
+from .plot_common import (INSTALL_HINT, STATUS_COLOURS, PlotUnavailable, element_shape, picture_names,  # noqa: F401
                           require_matplotlib, sweep_names, swept_input)
 from .plot_curve import plot_curve
 from .plot_errors import plot_errors
@@ -61,8 +61,10 @@ def plot_report(df, out_dir) -> list:
     """Every picture of a report: each experiment's error map, plus its curve or step study when it has one."""
     require_matplotlib()
     written = []
+    names = picture_names(df["experiment"].unique())
     for name, rows in df.groupby("experiment", sort=False):
         rows = rows.reset_index(drop=True)
+        rows.attrs["picture"] = names[name]
         if swept_input(rows):
             second = "order" in rows and (rows["order"] == 2).all()
             written += (plot_second_order_curve if second else plot_curve)(rows, out_dir)

@@ -84,10 +84,30 @@ def element_shape(rows):
 MAX_NAME = 100  # characters of an experiment's name in a picture's file name (a spec allows no more)
 
 
-def picture_path(out_dir, experiment, kind) -> Path:
-    """``<out_dir>/<experiment>-<kind>.png``, the experiment's name made safe for a file name."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(experiment)).strip("_")[:MAX_NAME] or "experiment"
-    return Path(out_dir) / f"{safe}-{kind}.png"
+def _safe_name(experiment) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(experiment)).strip("_")[:MAX_NAME] or "experiment"
+
+
+def picture_names(experiments) -> dict:
+    """experiment -> the name of its pictures: its name made safe for a file name, and made unique
+    among ``experiments`` ignoring case, so that ``a+b`` and ``a_b``, or ``A`` and ``a`` on a file
+    system that ignores case, do not draw into one file (the later one gets ``-2``, ``-3``, ...)."""
+    names, taken = {}, set()
+    for experiment in experiments:
+        base = name = _safe_name(experiment)
+        copy = 1
+        while name.casefold() in taken:
+            copy += 1
+            name = f"{base}-{copy}"
+        taken.add(name.casefold())
+        names[experiment] = name
+    return names
+
+
+def picture_path(out_dir, rows, kind) -> Path:
+    """``<out_dir>/<experiment>-<kind>.png`` of an experiment's ``rows``: the name ``picture_names``
+    gave it (``rows.attrs["picture"]``), or its name made safe for a file name."""
+    return Path(out_dir) / f"{_safe_name(rows.attrs.get('picture') or rows['experiment'].iloc[0])}-{kind}.png"
 
 
 def save(fig, canvas_class, path) -> Path:

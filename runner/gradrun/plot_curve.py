@@ -39,7 +39,7 @@ def plot_curve(rows, out_dir) -> list:
     bottom.set_ylabel("derivative")
     bottom.axhline(0, color="0.85", lw=0.8, zorder=0)
     bottom.legend(loc="best", fontsize="small")
-    return [save(fig, Canvas, picture_path(out_dir, experiment, "curve"))]
+    return [save(fig, Canvas, picture_path(out_dir, rows, "curve"))]
 
 
 def _broken_at_kinks(group, x_column, column):

@@ -38,7 +38,7 @@ def plot_errors(rows, out_dir) -> list:
         _error_strip(axes[-1], on_strip)
     verdict = _verdict_text(rows)
     fig.suptitle(f"{experiment}: |analytic \u2212 numeric| per element ({verdict})")
-    return [save(fig, Canvas, picture_path(out_dir, experiment, "error"))]
+    return [save(fig, Canvas, picture_path(out_dir, rows, "error"))]
 
 
 def _verdict_text(rows) -> str:

@@ -33,4 +33,4 @@ def plot_second_order_curve(rows, out_dir) -> list:
             ax.axvline(x, color=STATUS_COLOURS["kink"], ls=":", lw=1.2)
     panels[2].legend(loc="best", fontsize="small")
     panels[2].set_xlabel(name)
-    return [save(fig, Canvas, picture_path(out_dir, experiment, "curve"))]
+    return [save(fig, Canvas, picture_path(out_dir, rows, "curve"))]

@@ -59,7 +59,7 @@ def plot_step_study(rows, out_dir) -> list:
     ax.set_title(f"{experiment}: error against step{where}")
     ax.legend(loc="lower left", fontsize="small")
     ax.grid(True, which="major", color="0.92")
-    return [save(fig, Canvas, picture_path(out_dir, experiment, "step"))]
+    return [save(fig, Canvas, picture_path(out_dir, rows, "step"))]
 
 
 def _auto_steps(method, rows) -> list:

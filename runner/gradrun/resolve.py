@@ -19,7 +19,7 @@ from .declare import Declarations
 from .graph import GraphError, UnknownFunction, build
 from .graphcheck import full_check, screen_rows, shaped
 from .inputs import SEQUENCES, Inputs, finite, sequence
-from .limits import MAX_EXPERIMENTS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS
+from .limits import MAX_EXPERIMENTS, MAX_FILE_INPUT_ELEMENTS, MAX_FILE_REPORT_ROWS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS
 from .model import METHODS, Experiment, Point, Settings
 from .schema import schema_issues
 from .tree import Call, PythonFunction, Var
@@ -63,6 +63,8 @@ class Checker(Declarations):
         self.arity = {n: primitives.get(n).nargs for n in primitives.names()}  # None: any
         # Declared functions already reported as broken: using them is no second error.
         self.unusable: set = set()
+        self.file_rows = 0  # report rows of the experiments resolved so far
+        self.file_elements = 0  # elements of every input generated so far: the file's are held together
 
     def ok(self, *path) -> bool:
         """False where the schema found an error: that part's shape is unknown, so it is not checked further."""
@@ -88,7 +90,8 @@ class Checker(Declarations):
         if "reduce" in data:
             values["reduce"] = data["reduce"]
         for key, message in values_rules.setting_problems(values):
-            self.add(path + (key,), message, "a finite number is needed here")
+            self.add(path + (key,), message, "a whole number, written without a decimal point" if key == "seed"
+                     else "a finite number is needed here")
             del values[key]
         for k in ("rtol", "atol", "step"):
             if values_rules.is_number(values.get(k)):
@@ -127,7 +130,8 @@ class Checker(Declarations):
         given += [n for n in supplied if n not in given]
         expr = self.build_expr(path, data, inputs, given)
         integers = [n for n in written if isinstance(inputs.get(n), dict) and "integer" in inputs[n]]
-        differentiable = [n for n in written if n not in integers]
+        labels = set(integers)
+        differentiable = [n for n in written if n not in labels]
         if expr is not None and not given:
             self.add(path, "has no inputs, so nothing to differentiate", "add inputs or sweep")
         elif expr is not None and not differentiable and "wrt" not in data:
@@ -135,7 +139,7 @@ class Checker(Declarations):
         wrt = self.wrt_names(path, data, given, supplied, integers, differentiable)
         fixed = self.fixed_inputs(path, inputs, given, supplied, settings)
         axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings)
-        if len(self.issues) > before or expr is None or axes is None:
+        if len(self.issues) > before or expr is None or axes is None or fixed is None:
             return None
         points = self.points(axes, fixed, settings, swept_settings)
         graph = self.graph(path, data, expr, settings, points[0], integers)
@@ -183,24 +187,34 @@ class Checker(Declarations):
         """The inputs differentiated: wrt as written (params meaning a torch module's), or every float input."""
         wrt = [w for n in data.get("wrt", differentiable)
                for w in (list(supplied) if n == "params" and supplied and n not in given else [n])]
+        integers, given_set = set(integers), set(given)  # a file may list thousands of names
         for k, name in enumerate(wrt):
             if name in integers:
                 self.add(path + ("wrt", k), f"'{name}' is an integer input, which is never differentiated",
                          "remove it from wrt; integer inputs (labels, indices) are passed to the function as they are")
-            elif name not in given:
+            elif name not in given_set:
                 self.add(path + ("wrt", k), f"wrt names '{name}', which is not an input",
                          exprs.did_you_mean(name, given) or f"inputs: {', '.join(given)}")
         return wrt
 
-    def fixed_inputs(self, path, inputs, given, supplied, settings) -> dict:
-        """name -> value of every input not swept, generated in the order written."""
+    def fixed_inputs(self, path, inputs, given, supplied, settings):
+        """name -> value of every input not swept, generated in the order written; None once the
+        file's inputs come to more than ``MAX_FILE_INPUT_ELEMENTS`` (said once, where they do)."""
         fixed = {}
         generator = Inputs(self.doc, settings, self.issues)
         for position, name in enumerate(given):
             if name in inputs:
+                if self.file_elements > MAX_FILE_INPUT_ELEMENTS:
+                    return None
                 value = generator.value(path + ("inputs", name), inputs[name], position)
                 if value is not None:
                     fixed[name] = value
+                    self.file_elements += np.size(value)
+                    if self.file_elements > MAX_FILE_INPUT_ELEMENTS:
+                        self.add(path + ("inputs", name),
+                                 f"the inputs of this file come to more than {MAX_FILE_INPUT_ELEMENTS} elements here",
+                                 "split the file, or use smaller inputs")
+                        return None
             elif name in supplied:
                 fixed[name] = supplied[name]
         return fixed
@@ -237,13 +251,15 @@ class Checker(Declarations):
             params = self.params_of(name)
             built = Call(name, tuple(Var(p) for p in params))
         what = "the chain (its input is x)" if form == "chain" else f"'{data.get('function')}' (parameters: {', '.join(params)})"
+        given_set = set(given)  # a declared function may have thousands of parameters
         for p in params:
-            if p not in given:
+            if p not in given_set:
                 self.add(path, f"input '{p}' of {what} is not given", "add it under inputs or sweep")
         self.unused(path, inputs, given, params, what)
         return built
 
     def unused(self, path, inputs, given, used, what):
+        used = set(used)
         for name in given:
             if name not in used:
                 where = path + ("inputs" if name in inputs else "sweep", name)
@@ -368,6 +384,12 @@ class Checker(Declarations):
         if rows > MAX_REPORT_ROWS:
             self.add(path, f"the report would have {rows} rows, more than {MAX_REPORT_ROWS}",
                      "use reduce: sum, fewer wrt inputs, smaller inputs or a coarser sweep")
+            return False
+        self.file_rows += rows  # a run holds a file's results until its report is written whole
+        if self.file_rows > MAX_FILE_REPORT_ROWS:
+            if self.file_rows - rows <= MAX_FILE_REPORT_ROWS:  # said once, at the experiment that passes the limit
+                self.add(path, f"the file's report would have more than {MAX_FILE_REPORT_ROWS} rows from here on",
+                         "split the file, or use reduce: sum, fewer wrt inputs or coarser sweeps")
             return False
         return True
 

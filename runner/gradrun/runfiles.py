@@ -17,6 +17,7 @@ cluster or shard files that cannot be used) or ``baseline.BaselineError``.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -279,11 +280,11 @@ def load_specs(paths, policy: usercode.Policy = usercode.DEFAULT, device: str | 
 
     unique = list(dict.fromkeys(str(p) for p in paths))
     stems: dict = {}
-    for path in unique:
-        stems.setdefault(Path(path).stem, []).append(path)
-    for stem, same in stems.items():
+    for path in unique:  # one report on a file system that ignores case or normalizes Unicode (macOS, Windows)
+        stems.setdefault(unicodedata.normalize("NFC", Path(path).stem).casefold(), []).append(path)
+    for same in stems.values():
         if len(same) > 1:
-            raise UsageProblem(f"{' and '.join(same)} would both write {stem}.csv; run them separately")
+            raise UsageProblem(f"{' and '.join(same)} would both write {Path(same[0]).stem}.csv; run them separately")
     load = window.parse if parse_only else spec_module.load_spec
     return each_spec(unique, lambda path: load(path, device=device, policy=policy))
 
@@ -300,6 +301,10 @@ def each_spec(paths, load) -> tuple:
             value = load(path)
         except SpecError as error:
             issues += error.issues
+            continue
+        except MemoryError:  # the machine's limit, not a mistake in the file nor a bug: say so plainly
+            issues.append(Issue(path, 1, 1, "", "not enough memory to load the file",
+                                "use smaller inputs, or split the file"))
             continue
         except Exception as error:
             issues.append(Issue(path, 0, 0, "", f"could not load: {type(error).__name__}: {error}",

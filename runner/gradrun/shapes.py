@@ -101,6 +101,12 @@ def _check_joined(shapes, axis=0, stacked=False):
         if not same:
             how = "the same shape" if stacked else f"the same shape except along axis {axis}"
             raise ValueError(f"argument {k} has shape {s} but argument 0 has {first}; they need {how}")
+    # The joined shape, so that its size is checked before the arrays are joined.
+    if stacked:
+        at = axis % (len(first) + 1)
+        return first[:at] + (len(shapes),) + first[at:]
+    at = axis % len(first)
+    return first[:at] + (sum(tuple(s)[at] for s in shapes),) + first[at + 1:]
 
 
 def _concat_slot(k, xs, axis):

@@ -9,8 +9,8 @@ file. Resolving an experiment never depends on the others (each draws its
 inputs from its own seed), so a window's experiments are the ones
 ``spec.load_spec`` makes of the whole file.
 
-What only the whole list can tell (too many experiments, a name used twice)
-``parse`` checks. A file that is not a plain list of named experiments, or
+What only the whole list can tell (too many experiments, a name used twice,
+inputs past the per-file limit) ``parse`` checks. A file that is not a plain list of named experiments, or
 that has such a problem, is loaded whole in the main process instead, as a
 serial run loads it, so that its issues read exactly as they always do.
 """
@@ -18,11 +18,13 @@ serial run loads it, so that its issues read exactly as they always do.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import spec as spec_module
 from . import usercode, yamlload
+from .limits import MAX_FILE_INPUT_ELEMENTS
 from .model import Settings
 from .resolve import listing_issues
 
@@ -76,6 +78,36 @@ def _plain(data) -> bool:
         isinstance(item, dict) and isinstance(item.get("name"), str) for item in items)
 
 
+def _declared_elements(value) -> int:
+    """About how many elements an input value as written generates (0 for what is not a value);
+    cheap, from the document alone, so that -j's main process can tell a file past the per-file limit."""
+    if isinstance(value, list):
+        return sum(_declared_elements(v) for v in value) if value else 0
+    if isinstance(value, dict):
+        if isinstance(value.get("shape"), list):
+            dims = [d for d in value["shape"] if isinstance(d, (int, float)) and not isinstance(d, bool)]
+            return math.prod(max(int(d), 0) for d in dims) if len(dims) == len(value["shape"]) else 0
+        for kind in ("linspace", "logspace"):
+            if isinstance(value.get(kind), list) and len(value[kind]) == 3 and isinstance(value[kind][2], int):
+                return max(value[kind][2], 0)
+        if "integer" in value:
+            return _declared_elements(value["integer"])
+        return 1 if "range" in value else 0  # a range's length is bounded by the sweep and input limits
+    return 1 if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _heavy(data) -> bool:
+    """Whether the inputs written in a plain file come to more than the per-file limit, which only
+    the whole file can tell: such a file is loaded whole, so the limit is reported as without -j."""
+    total = 0
+    for item in data["experiments"]:
+        inputs = item.get("inputs")
+        total += sum(_declared_elements(v) for v in inputs.values()) if isinstance(inputs, dict) else 0
+        if total > MAX_FILE_INPUT_ELEMENTS:
+            return True
+    return False
+
+
 def parse(path, device: str | None = None, policy: usercode.Policy = usercode.DEFAULT):
     """A ``Parsed`` spec; or, for a file that is not plain, the ``Spec`` ``load_spec`` makes of it.
 
@@ -84,7 +116,7 @@ def parse(path, device: str | None = None, policy: usercode.Policy = usercode.DE
     path = Path(path)
     text, raw = spec_module._read(path)
     doc = yamlload.load(text, str(path))
-    if not _plain(doc.data) or listing_issues(doc, doc.data["experiments"]):
+    if not _plain(doc.data) or listing_issues(doc, doc.data["experiments"]) or _heavy(doc.data):
         return spec_module.spec_of(path, doc, raw, device, policy)
     outlines = [Outline(item["name"], str(path), doc.where(("experiments", k))[0])
                 for k, item in enumerate(doc.data["experiments"])]
