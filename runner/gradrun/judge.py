@@ -15,6 +15,8 @@ import numpy as np
 from . import measure, numeric
 
 ROUNDOFF_FLOOR = numeric.ROUNDOFF_FLOOR
+TINY = float(np.finfo(np.float64).tiny)
+_TINY = {numeric.EPS["float64"]: TINY, numeric.EPS["float32"]: float(np.finfo(np.float32).tiny)}
 tolerance = numeric.tolerance
 
 
@@ -47,10 +49,14 @@ def output_magnitude(graph, vals):
 
 
 def set_floors(e, x, eps, eps_dtype):
-    """The round-off floors from ``e.magnitude``: ROUNDOFF_FLOOR * eps * F / max(1, |x|)."""
-    per_input = np.maximum(e.magnitude, eps) / np.maximum(1.0, np.abs(x))
-    e.floor = ROUNDOFF_FLOOR * eps * per_input
-    e.floor32 = ROUNDOFF_FLOOR * eps_dtype * per_input
+    """The round-off floors from ``e.magnitude``: ROUNDOFF_FLOOR * eps * F / max(1, |x|).
+    F is in f's units, so its least value is the dtype's smallest normal (below it a
+    value has fewer digits), never eps: a floor of 256 eps² passed a VJP twice too large
+    wherever f's values were below 1e-20."""
+    def per_input(e_):
+        return np.maximum(e.magnitude, _TINY.get(e_, TINY)) / np.maximum(1.0, np.abs(x))
+    e.floor = ROUNDOFF_FLOOR * eps * per_input(eps)
+    e.floor32 = ROUNDOFF_FLOOR * eps_dtype * per_input(eps_dtype)
 
 
 def add_noise(e, which, sigma, x, eps, eps_dtype):

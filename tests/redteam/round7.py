@@ -1,0 +1,131 @@
+"""Red-team round 7: functions and backward passes written to fool the verdict.
+
+Each case is a forward, a VJP (or JVP), a point and what gradrun must say:
+``pass`` (correct code: pass or kink), ``fail`` (a bug: some entry fails),
+``not-pass`` (no finite difference decides it: unresolved or nan is honest,
+a pass is not) or ``error`` (the code breaks the contract, a CheckError or
+GraphError naming it). Run by ``tests/test_redteam7.py`` in float64 and float32.
+
+The attacks: values far below 1 (1e-35, 1e-300, subnormals) whose gradients the
+round-off floor used to swallow whole; values near 1e150; a VJP or forward that
+writes to the arrays it is handed (moving the point every later difference is
+taken at); a VJP that scales its cotangent in place (correct, and must stay so);
+a VJP or JVP whose real answer carries an imaginary part (a cast dropped it);
+jumps, a quantised staircase, a NaN in one entry, an inf output beside a bug.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    forward: Callable
+    vjp: Optional[Callable]
+    point: dict
+    expect: str  # pass | fail | not-pass | error
+    jvp: Optional[Callable] = None
+    dtypes: tuple = ("float64", "float32")
+    settings: dict = field(default_factory=dict)
+
+
+X = np.array([0.3, 1.1, -0.7])
+
+
+def _scaled(s, bug=1.0):
+    def fwd(x):
+        return s * np.sin(x)
+
+    def vjp(g, x):
+        return bug * s * g * np.cos(x)
+    return fwd, vjp
+
+
+def _small(name, s, dtypes):
+    out = []
+    for tag, bug, expect in (("", 1.0, "pass"), ("@twice", 2.0, "fail"), ("@1e-5", 1 + 1e-5, "fail")):
+        fwd, vjp = _scaled(s, bug)
+        out.append(Case(name + tag, fwd, vjp, {"x": X}, expect, dtypes=dtypes))
+    return out
+
+
+def _writes_input_vjp(g, x):  # wrong slope 1 everywhere, and x set to where 1 is right for sin
+    x[...] = 0.0
+    return g * 1.0
+
+
+def _relu_in_place(x):  # the right function of x, computed by clipping x itself
+    x[x < 0] = 0
+    return x * x
+
+
+def _scales_cotangent(g, x):  # correct: g is its own to scale
+    g *= np.cos(x)
+    return g
+
+
+def _scales_tangent(t, x):  # correct: the tangent is its own to scale
+    (tx,) = t
+    tx *= np.cos(x)
+    return tx
+
+
+def _writes_primal_jvp(t, x):
+    (tx,) = t
+    x[...] = 0.0
+    return tx * 1.0
+
+
+def _jump(x):
+    return x + (x > 0)
+
+
+def _staircase(x):
+    return np.round(x * 1e5) / 1e5
+
+
+def _nan_entry(g, x):
+    d = g * np.cos(x)
+    d[1] = np.nan
+    return d
+
+
+def _inf_beside(x):
+    return np.array([1 / x[0], x[1] ** 2])
+
+
+def _inf_beside_bug(g, x):
+    return np.array([-g[0] / x[0] ** 2, 2 * x[1] * g[1] * (1 + 1e-4)])
+
+
+CASES = (
+    _small("tiny-1e-35", 1e-35, ("float64", "float32"))
+    + _small("tiny-1e-300", 1e-300, ("float64",))
+    + [
+        Case("subnormal-linear", lambda x: 3.0 * x, lambda g, x: 3.0 * g, {"x": np.array([3e-310, 5e-311])},
+             "pass"),
+        Case("subnormal-linear@1e-6", lambda x: 3.0 * x, lambda g, x: 3.0 * (1 + 1e-6) * g,
+             {"x": np.array([3e-310, 5e-311])}, "fail"),
+        Case("huge-square", lambda x: x * x, lambda g, x: 2 * x * g, {"x": np.array([1e150, -3e149])}, "pass",
+             dtypes=("float64",)),
+        Case("huge-square@1e-5", lambda x: x * x, lambda g, x: 2 * x * g * (1 + 1e-5),
+             {"x": np.array([1e150, -3e149])}, "fail", dtypes=("float64",)),
+        Case("vjp-writes-its-input", np.sin, _writes_input_vjp, {"x": np.array([0.7, 1.3])}, "error"),
+        Case("forward-writes-its-input", _relu_in_place, lambda g, x: 2 * np.maximum(x, 0) * g,
+             {"x": np.array([-0.5, 0.7])}, "error"),
+        Case("vjp-scales-its-cotangent", np.sin, _scales_cotangent, {"x": X}, "pass"),
+        Case("jvp-scales-its-tangent", np.sin, None, {"x": X}, "pass", jvp=_scales_tangent),
+        Case("jvp-writes-its-input", np.sin, None, {"x": np.array([0.7, 1.3])}, "error", jvp=_writes_primal_jvp),
+        Case("vjp-complex-cotangent", np.sin, lambda g, x: g * np.cos(x) + 0.5j, {"x": X}, "error"),
+        Case("jvp-complex-tangent", np.sin, None, {"x": X}, "error", jvp=lambda t, x: t[0] * np.cos(x) + 0.5j),
+        Case("jump@slope-1", _jump, lambda g, x: g * 1.0, {"x": np.array([0.0])}, "not-pass"),
+        Case("jump@slope-0", _jump, lambda g, x: g * 0.0, {"x": np.array([0.0])}, "not-pass"),
+        Case("staircase@straight-through", _staircase, lambda g, x: g * 1.0, {"x": np.array([0.3, 0.71])}, "fail"),
+        Case("staircase", _staircase, lambda g, x: g * 0.0, {"x": np.array([0.3, 0.71])}, "pass"),
+        Case("nan-in-one-entry", np.sin, _nan_entry, {"x": X}, "not-pass"),
+        Case("inf-output-beside-a-bug", _inf_beside, _inf_beside_bug, {"x": np.array([0.0, 0.5])}, "fail"),
+    ]
+)
