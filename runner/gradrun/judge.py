@@ -80,6 +80,8 @@ class Element:
     floor32: np.ndarray  # that of float32 code
     richardson: np.ndarray  # (n,) each element's auto Richardson base step
     measured: np.ndarray  # (M, n) the uncertainty of a re-measured entry, round-off included (NaN: none)
+    claim: np.ndarray | None = None  # (M, n) the primary tolerance without the uncertainty (``judge`` sets it)
+    claim32: np.ndarray | None = None  # that of the float32 analytic (None: no float32 side)
 
 
 def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning, spread32=0.0):
@@ -105,18 +107,20 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
     aim = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor)  # what re-measuring aims at
     limit = aim + reach
     tol = claim + 2 * unc
+    e.claim, e.claim32 = claim, None
     bad = ~(np.abs(ana - e.num) <= tol)
     if forward is not None:
         bad |= ~(np.abs(forward - ana) <= tol)
     if analytic32 is not None:
         widen = 1.0 if conditioning is None else conditioning[:, None]
-        tol = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + 2 * unc + spread32
+        e.claim32 = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + spread32
+        tol = e.claim32 + 2 * unc
         bad |= ~(np.abs(analytic32 - e.num) <= tol)
     exact = (e.num == 0) & (ana == 0)  # the perturbation never reached this output: nothing to resolve
     return bad, ~(unc <= limit) & ~exact, tol, aim, unc
 
 
-def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps):
+def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps, unc=None):
     """Each entry's status, and the one-sided differences where a kink was looked for.
 
     A kink only with evidence (``measure.kink_evidence``) and the analytic value
@@ -129,9 +133,15 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     if len(suspects):
         h = cols.auto_steps("central", idx[suspects])
         finest = h * 0.5 ** measure.KINK_HALVINGS
+        # the sides' round-off from f's values alone: the measured noise of f along an element
+        # whose step crosses a kink is the kink's (ECnoise reads it as noise), and would stop
+        # the search for where it is before the step is below its distance
+        plain = element_magnitude(graph, vals, e.num[:, suspects], ana[:, suspects], cols.x[idx[suspects]])
+        unit = 2 * numeric.roundoff("forward", eps, plain, np.ones(len(suspects)))
         floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
-        evident, m, p, slack = cols.kink_evidence(h, floor, idx[suspects])  # measure.kink_evidence
+        evident, m, p, slack, near, off = cols.kink_evidence(h, floor, unit, idx[suspects])  # measure.kink_evidence
         minus[:, suspects], plus[:, suspects] = m, p
+        _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc)
         lo = np.fmin(m, p) - tol[:, suspects] - slack
         hi = np.fmax(m, p) + tol[:, suspects] + slack
         inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
@@ -141,6 +151,32 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
     decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))
     return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
+
+
+def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None):
+    """Decide the entries whose kink was near x, not at it (``measure.kink_evidence``), on
+    the one-sided differences at the step below the kink's distance: ``near`` off by
+    ``off``, where they are more precise than the verdict's measurement or disagree with
+    it beyond both uncertainties: a measurement across the kink (Richardson's, 0.5 for
+    relu at 1e-9) is not the derivative there, and its error estimate did not say so.
+    Changes ``e``'s numeric side, ``bad``, ``vague`` and ``tol`` in place."""
+    at = ~np.isnan(near)
+    if unc is not None:
+        was, u = e.num[:, suspects], np.broadcast_to(unc, e.num.shape)[:, suspects]
+        at &= (off < u) | ~(np.abs(near - was) <= off + u)
+    if not at.any():
+        return
+    cols_ = np.broadcast_to(suspects[None, :], near.shape)[at]
+    rows = np.broadcast_to(np.arange(near.shape[0])[:, None], near.shape)[at]
+    e.num[rows, cols_] = near[at]
+    e.measured[rows, cols_] = off[at]
+    claim = np.broadcast_to(e.claim, e.num.shape)[rows, cols_]
+    claim32 = claim if e.claim32 is None else np.broadcast_to(e.claim32, e.num.shape)[rows, cols_]
+    wrong = ~(np.abs(ana[rows, cols_] - near[at]) <= claim + off[at])
+    wrong |= ~(np.abs(seen[rows, cols_] - near[at]) <= claim32 + off[at])
+    bad[rows, cols_] = wrong
+    vague[rows, cols_] = ~wrong & ~(off[at] <= claim)
+    tol[rows, cols_] = claim32 + off[at]
 
 
 def below_resolution(e: Element, analytics, graph, vals, steps, eps):

@@ -170,9 +170,9 @@ class _Columns:
         """The best measurement of the elements ``idx``: ``measure.remeasured``."""
         return measure.remeasured(self, base, magnitude, limit, idx, self.eps)
 
-    def kink_evidence(self, h, floor, idx):
+    def kink_evidence(self, h, floor, unit, idx):
         """Which elements ``idx`` sit on a kink: ``measure.kink_evidence``."""
-        return measure.kink_evidence(self, idx, h, floor)
+        return measure.kink_evidence(self, idx, h, floor, unit)
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
@@ -260,7 +260,7 @@ def _classify(cols, idx, e, analytic, seen, kink, judged, eps) -> tuple:
     the one-sided differences, and why an unresolved entry is one."""
     bad, vague, tol, aim, unc = judged
     status, minus, plus = judge.classify(cols, idx, e, cols.graph, cols.vals, analytic, seen, kink, bad, vague,
-                                         tol, eps)
+                                         tol, eps, unc)
     frozen = np.zeros(status.shape, dtype=bool)
     if (status == "fail").any():  # only a failure can turn out to be below resolution
         tried = np.fmax(e.steps, cols.auto_steps("central", idx))

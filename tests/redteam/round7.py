@@ -7,7 +7,9 @@ a pass is not) or ``error`` (the code breaks the contract, a CheckError or
 GraphError naming it). Run by ``tests/test_redteam7.py`` in float64 and float32.
 
 The attacks: values far below 1 (1e-35, 1e-300, subnormals) whose gradients the
-round-off floor used to swallow whole; values near 1e150; a VJP or forward that
+round-off floor used to swallow whole; values near 1e150; relu and abs a step's
+width from their kink (1e-9 beside inputs of 0.5) with a backward that zeroes
+|x| < 1e-6, which passed as a kink; a VJP or forward that
 writes to the arrays it is handed (moving the point every later difference is
 taken at); a VJP that scales its cotangent in place (correct, and must stay so);
 a VJP or JVP whose real answer carries an imaginary part (a cast dropped it);
@@ -79,6 +81,22 @@ def _writes_primal_jvp(t, x):
     return tx * 1.0
 
 
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def _relu_vjp(g, x):
+    return g * (x > 0)
+
+
+def _relu_vjp_threshold(g, x):
+    return g * (x > 1e-6)
+
+
+def _abs_vjp_threshold(g, x):
+    return g * np.sign(x) * (np.abs(x) > 1e-6)
+
+
 def _jump(x):
     return x + (x > 0)
 
@@ -121,6 +139,15 @@ CASES = (
         Case("jvp-writes-its-input", np.sin, None, {"x": np.array([0.7, 1.3])}, "error", jvp=_writes_primal_jvp),
         Case("vjp-complex-cotangent", np.sin, lambda g, x: g * np.cos(x) + 0.5j, {"x": X}, "error"),
         Case("jvp-complex-tangent", np.sin, None, {"x": X}, "error", jvp=lambda t, x: t[0] * np.cos(x) + 0.5j),
+        # a kink a step's width from x, not at it: relu and abs are differentiable at 1e-9
+        # beside inputs of 0.5 (step 2e-6), and a backward that zeroes |x| < 1e-6 is wrong
+        *[Case(f"relu-near-kink-{x0:g}{tag}", _relu, vjp, {"x": np.array([x0, 0.5, -0.3])}, expect)
+          for x0 in (1e-9, -1e-9, 1e-7, 3e-7, 1e-12)
+          for tag, vjp, expect in (("", _relu_vjp, "pass"), ("@threshold", _relu_vjp_threshold,
+                                                             "pass" if x0 < 0 else "fail"))],
+        *[Case(f"abs-near-kink-{x0:g}@threshold", np.abs, _abs_vjp_threshold, {"x": np.array([x0, 0.5, -0.3])},
+               "fail") for x0 in (1e-9, -1e-9, 3e-7)],
+        Case("relu-at-its-kink", _relu, _relu_vjp, {"x": np.array([0.0, 0.5, -0.3])}, "pass"),
         Case("jump@slope-1", _jump, lambda g, x: g * 1.0, {"x": np.array([0.0])}, "not-pass"),
         Case("jump@slope-0", _jump, lambda g, x: g * 0.0, {"x": np.array([0.0])}, "not-pass"),
         Case("staircase@straight-through", _staircase, lambda g, x: g * 1.0, {"x": np.array([0.3, 0.71])}, "fail"),
