@@ -19,7 +19,7 @@ def test_verdict(case, dtype):
                              jvp=case.jvp, dtype=dtype, name=case.name, **case.settings)
 
     if case.expect == "error":
-        with pytest.raises(ValueError, match="writes to its input arrays in place|complex"):
+        with pytest.raises(ValueError, match="writes to its input arrays in place|complex|not deterministic"):
             run()
         return
     result = run()
@@ -29,6 +29,8 @@ def test_verdict(case, dtype):
         assert result.passed, f"correct code failed: {describe(result)}"
     elif case.expect == "fail":
         assert "fail" in statuses, f"bug not flagged: {statuses} {describe(result)}"
+    elif case.expect == "no-fail":
+        assert "fail" not in statuses and statuses <= {"pass", "kink", "unresolved"}, describe(result)
     else:
         assert not result.passed, f"undecidable entry passed: {describe(result)}"
 

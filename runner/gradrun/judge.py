@@ -120,16 +120,24 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
     return bad, ~(unc <= limit) & ~exact, tol, aim, unc
 
 
-def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps, unc=None):
+def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps, unc=None, aim=None):
     """Each entry's status, and the one-sided differences where a kink was looked for.
 
     A kink only with evidence (``measure.kink_evidence``) and the analytic value
     between the sides; an entry neither passed nor failed beyond doubt is unresolved.
+    An entry that passed only on the round-off of the finer step a re-measurement took
+    (``unc`` above ``aim``, the step below the auto one) is a suspect too: a step that fine was needed where a kink
+    lies a hair from x (sum(relu(x)) at x = 1e-9), and its uncertainty can be the size
+    of the derivative.
     """
     minus = np.full(e.num.shape, np.nan)
     plus = np.full(e.num.shape, np.nan)
     at_kink = np.zeros(e.num.shape, dtype=bool)
-    suspects = np.flatnonzero(kink | (bad | vague).any(axis=0))
+    loose = np.zeros(e.num.shape, dtype=bool)
+    if unc is not None and aim is not None:  # resolved only by the round-off of a finer step than auto
+        finer = (e.methods == "richardson") & (e.steps < e.richardson / 4)
+        loose = ~(unc <= aim) & finer[None, :]
+    suspects = np.flatnonzero(kink | (bad | vague | loose).any(axis=0))
     if len(suspects):
         h = cols.auto_steps("central", idx[suspects])
         finest = h * 0.5 ** measure.KINK_HALVINGS
@@ -141,7 +149,7 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
         floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
         evident, m, p, slack, near, off = cols.kink_evidence(h, floor, unit, idx[suspects])  # measure.kink_evidence
         minus[:, suspects], plus[:, suspects] = m, p
-        _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc)
+        _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc, aim)
         lo = np.fmin(m, p) - tol[:, suspects] - slack
         hi = np.fmax(m, p) + tol[:, suspects] + slack
         inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
@@ -153,13 +161,14 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
 
 
-def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None):
+def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None, aim=None):
     """Decide the entries whose kink was near x, not at it (``measure.kink_evidence``), on
     the one-sided differences at the step below the kink's distance: ``near`` off by
     ``off``, where they are more precise than the verdict's measurement or disagree with
     it beyond both uncertainties: a measurement across the kink (Richardson's, 0.5 for
     relu at 1e-9) is not the derivative there, and its error estimate did not say so.
-    Changes ``e``'s numeric side, ``bad``, ``vague`` and ``tol`` in place."""
+    Changes ``e``'s numeric side, ``bad``, ``vague``, ``tol`` (and the ``unc`` and ``aim``
+    an unresolved entry's reason quotes) in place."""
     at = ~np.isnan(near)
     if unc is not None:
         was, u = e.num[:, suspects], np.broadcast_to(unc, e.num.shape)[:, suspects]
@@ -177,6 +186,9 @@ def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None):
     bad[rows, cols_] = wrong
     vague[rows, cols_] = ~wrong & ~(off[at] <= claim)
     tol[rows, cols_] = claim32 + off[at]
+    for array, values in ((unc, off[at]), (aim, claim)):
+        if isinstance(array, np.ndarray) and array.shape == e.num.shape and array.flags.writeable:
+            array[rows, cols_] = values
 
 
 def below_resolution(e: Element, analytics, graph, vals, steps, eps):

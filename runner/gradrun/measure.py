@@ -213,11 +213,13 @@ def _dissolves(cols, idx, h, gap, evidence, unit):
     and f is differentiable at x. The mean of the two sides is its derivative once two
     levels in a row have vanished and agree within the finer one's spread (the sides'
     difference plus twice their round-off: a step just above the kink's distance has a
-    small gap too, and a value off by it), off by twice that spread. NaN where the gap
+    small gap too, and a value off by it), off by twice their difference and round-off;
+    the level with the least bound is kept, going down while the spread still halves. NaN where the gap
     stayed, or a side was not finite."""
     value = np.full(gap.shape, np.nan)
     off = np.full(gap.shape, np.nan)
     prev = np.full(gap.shape, np.nan)
+    was = np.full(gap.shape, np.inf)  # the last level's spread
     open_ = evidence.copy()
     step = np.array(h, dtype=float, copy=True)
     # x + step rounds to a multiple of x's own unit: a step must stay far above it
@@ -238,10 +240,17 @@ def _dissolves(cols, idx, h, gap, evidence, unit):
         mean = (m + p) / 2
         vanished = open_[rows] & (spread < 0.5 * gap[rows])
         settled = vanished & (np.abs(mean - prev[rows]) <= spread)
-        value[rows] = np.where(settled, mean, value[rows])
-        off[rows] = np.where(settled, 2 * spread, off[rows])
+        # the mean is a central difference: its error at the finer of two levels a factor 4
+        # apart is below their difference (a 16th of it where truncation rules), plus round-off
+        bound = 2 * (np.abs(mean - prev[rows]) + 2 * noise[rows])
+        better = settled & ~(off[rows] <= bound)
+        value[rows] = np.where(better, mean, value[rows])
+        off[rows] = np.where(better, bound, off[rows])
+        # a smooth function's sides close in by 4 a level: go on while they do (sharp
+        # softplus 1e-8 from its bend), stop where round-off holds them apart
+        open_[rows] &= ~(settled & ~(spread < 0.5 * was[rows]))
+        was[rows] = np.where(vanished, spread, np.inf)
         prev[rows] = np.where(vanished, mean, np.nan)
-        open_[rows] &= ~settled
     return value, off
 
 

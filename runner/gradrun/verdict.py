@@ -260,7 +260,7 @@ def _classify(cols, idx, e, analytic, seen, kink, judged, eps) -> tuple:
     the one-sided differences, and why an unresolved entry is one."""
     bad, vague, tol, aim, unc = judged
     status, minus, plus = judge.classify(cols, idx, e, cols.graph, cols.vals, analytic, seen, kink, bad, vague,
-                                         tol, eps, unc)
+                                         tol, eps, unc, aim)
     frozen = np.zeros(status.shape, dtype=bool)
     if (status == "fail").any():  # only a failure can turn out to be below resolution
         tried = np.fmax(e.steps, cols.auto_steps("central", idx))

@@ -3,7 +3,8 @@
 Each case is a forward, a VJP (or JVP), a point and what gradrun must say:
 ``pass`` (correct code: pass or kink), ``fail`` (a bug: some entry fails),
 ``not-pass`` (no finite difference decides it: unresolved or nan is honest,
-a pass is not) or ``error`` (the code breaks the contract, a CheckError or
+a pass is not), ``no-fail`` (correct, and undecidable at the precision the
+check claims: pass or unresolved, never fail) or ``error`` (the code breaks the contract, a CheckError or
 GraphError naming it). Run by ``tests/test_redteam7.py`` in float64 and float32.
 
 The attacks: values far below 1 (1e-35, 1e-300, subnormals) whose gradients the
@@ -13,6 +14,7 @@ width from their kink (1e-9 beside inputs of 0.5) with a backward that zeroes
 writes to the arrays it is handed (moving the point every later difference is
 taken at); a VJP that scales its cotangent in place (correct, and must stay so);
 a VJP or JVP whose real answer carries an imaginary part (a cast dropped it);
+state that changes f only after the first calls;
 jumps, a quantised staircase, a NaN in one entry, an inf output beside a bug.
 """
 
@@ -28,7 +30,7 @@ class Case:
     forward: Callable
     vjp: Optional[Callable]
     point: dict
-    expect: str  # pass | fail | not-pass | error
+    expect: str  # pass | fail | not-pass | no-fail | error
     jvp: Optional[Callable] = None
     dtypes: tuple = ("float64", "float32")
     settings: dict = field(default_factory=dict)
@@ -97,6 +99,45 @@ def _abs_vjp_threshold(g, x):
     return g * np.sign(x) * (np.abs(x) > 1e-6)
 
 
+def _leaky(x):
+    return np.where(x > 0, x, 0.01 * x)
+
+
+def _leaky_vjp(g, x):
+    return g * np.where(x > 0, 1.0, 0.01)
+
+
+def _leaky_vjp_threshold(g, x):
+    return g * np.where(x > 1e-6, 1.0, 0.01)
+
+
+def _sharp_softplus(x):
+    return np.logaddexp(0, 1e7 * x) / 1e7
+
+
+def _sharp_softplus_vjp(g, x):
+    return g / (1 + np.exp(-1e7 * x))
+
+
+def _sum_relu(x):
+    return np.sum(np.maximum(x, 0))
+
+
+_NEAR = np.array([1e-9, 0.5, -0.3, 1e-10, -2e-9, 0.7])
+
+
+class _Counter:
+    """sin, plus 1e-7 on every other call after the fourth: state the two calls at the
+    start of a check cannot see, and noise that hid a VJP 1e-5 off."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return np.sin(x) + 1e-7 * (self.calls > 4 and self.calls % 2)
+
+
 def _jump(x):
     return x + (x > 0)
 
@@ -148,6 +189,17 @@ CASES = (
         *[Case(f"abs-near-kink-{x0:g}@threshold", np.abs, _abs_vjp_threshold, {"x": np.array([x0, 0.5, -0.3])},
                "fail") for x0 in (1e-9, -1e-9, 3e-7)],
         Case("relu-at-its-kink", _relu, _relu_vjp, {"x": np.array([0.0, 0.5, -0.3])}, "pass"),
+        Case("leaky-near-kink@threshold", _leaky, _leaky_vjp_threshold, {"x": np.array([1e-9, 0.5, -0.3, 2.0])},
+             "fail"),
+        Case("leaky-near-kink", _leaky, _leaky_vjp, {"x": np.array([1e-9, 0.5, -0.3, 2.0])}, "pass"),
+        # a bend 1e-7 wide, 1e-8 from x: smooth, and Richardson across it read 0.5 for 0.525
+        Case("sharp-softplus", _sharp_softplus, _sharp_softplus_vjp, {"x": np.array([1e-8, 0.5, -0.3])}, "pass"),
+        Case("sharp-softplus@relu-slope", _sharp_softplus, _relu_vjp, {"x": np.array([1e-8, 0.5, -0.3])}, "fail"),
+        # one output summing relu of entries 1e-10 to 2e-9 from the kink: a re-measurement at
+        # a step of 2e-15 passed a zeroed slope with a tolerance of 2 on its own round-off;
+        # the correct slope is unresolved where the step it needs (1e-11) leaves f's round-off 1e-5
+        Case("sum-relu-near-kink@threshold", _sum_relu, _relu_vjp_threshold, {"x": _NEAR}, "fail"),
+        Case("sum-relu-near-kink", _sum_relu, _relu_vjp, {"x": _NEAR}, "no-fail"),
         Case("jump@slope-1", _jump, lambda g, x: g * 1.0, {"x": np.array([0.0])}, "not-pass"),
         Case("jump@slope-0", _jump, lambda g, x: g * 0.0, {"x": np.array([0.0])}, "not-pass"),
         Case("staircase@straight-through", _staircase, lambda g, x: g * 1.0, {"x": np.array([0.3, 0.71])}, "fail"),
