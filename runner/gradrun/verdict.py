@@ -413,7 +413,23 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             status = found["status"].copy()
             status[np.isin(status, ("fail", "nan"))] = "kink" if (res.status == "kink").any() else "pass"
             found["status"] = shared_strings(status)
+    _refuse_drift(graph, vals, _rounded(inputs, settings.dtype))
     return PointCheck(Columns.concat(elements), Columns.concat(projections), blocks, shapes)
+
+
+def _refuse_drift(graph, vals, inputs):
+    """Raise CheckError where user code, called twice more after every perturbation, no
+    longer gives the values it gave before them: state kept across calls (a counter, a
+    cache) that the two calls at the start could not see moved what the differences
+    measured (an offset of 1e-7 on every other call after the fourth passed a VJP 1e-5 off)."""
+    if graph.transparent:
+        return
+    for _ in range(2):
+        changed = measure.nondeterministic(graph, vals, engine.evaluate(graph, inputs, np.float64))
+        if changed:
+            raise CheckError(f"{changed[0]} is not deterministic: after the check's calls it returned other "
+                             "values for the same arguments than before them (state kept across calls: a "
+                             "counter, a cache, a running statistic); pass the state as an input")
 
 
 def _refuse_unmeasurable(graph, vals, inputs, wrt):

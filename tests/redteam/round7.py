@@ -200,6 +200,7 @@ CASES = (
         # the correct slope is unresolved where the step it needs (1e-11) leaves f's round-off 1e-5
         Case("sum-relu-near-kink@threshold", _sum_relu, _relu_vjp_threshold, {"x": _NEAR}, "fail"),
         Case("sum-relu-near-kink", _sum_relu, _relu_vjp, {"x": _NEAR}, "no-fail"),
+        Case("counter-after-four-calls", _Counter(), lambda g, x: (1 + 1e-5) * g * np.cos(x), {"x": X}, "error"),
         Case("jump@slope-1", _jump, lambda g, x: g * 1.0, {"x": np.array([0.0])}, "not-pass"),
         Case("jump@slope-0", _jump, lambda g, x: g * 0.0, {"x": np.array([0.0])}, "not-pass"),
         Case("staircase@straight-through", _staircase, lambda g, x: g * 1.0, {"x": np.array([0.3, 0.71])}, "fail"),
