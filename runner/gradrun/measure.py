@@ -254,6 +254,41 @@ def _dissolves(cols, idx, h, gap, evidence, unit):
     return value, off
 
 
+STAIRCASE_LEVELS = 8  # a flat entry is looked at with steps up to 4**8 times the largest tried
+STAIRCASE_AGREE = 0.25  # the slope there must agree with the analytic within this share, beyond its sides' gap
+
+
+def staircase(cols, idx, failed, num, analytics, tried):
+    """(M, n): the step at which an entry that failed with a numeric derivative of exactly 0
+    sees f move, where its slope there agrees with every analytic value; 0 elsewhere.
+
+    f did not change at any step tried: a function computed in float32 and returned as
+    float64 (a sum of 300 float32 values moves in steps of 1e-5) is flat on that scale,
+    and its true slope shows only above it. Where a larger step moves f on both sides, by
+    slopes within STAIRCASE_AGREE of each other, and their mean agrees with the analytic
+    value within their gap plus that share, the entry is not measurable at the precision
+    claimed: unresolved. A slope a constant does not have (0.5 where f never moves) and a
+    slope the coarse difference contradicts still fail."""
+    found = np.zeros(num.shape)
+    todo = failed & (num == 0)
+    for k in range(1, STAIRCASE_LEVELS + 1):
+        cols_ = np.flatnonzero(todo.any(axis=0))
+        if not len(cols_):
+            break
+        step = tried[cols_] * 4.0 ** k
+        m, p = (a.T for a in cols.one_sided(step, idx[cols_]))
+        moved = todo[:, cols_] & (m != 0) & (p != 0) & np.isfinite(m) & np.isfinite(p)
+        gap = np.abs(p - m)
+        slope = (m + p) / 2
+        settled = moved & (gap <= STAIRCASE_AGREE * np.fmax(np.abs(m), np.abs(p)))  # a few steps of f's own
+        agree = settled.copy()
+        for ana in analytics:
+            agree &= np.abs(ana[:, cols_] - slope) <= gap + STAIRCASE_AGREE * np.abs(ana[:, cols_])
+        found[:, cols_] = np.where(agree, step[None, :], found[:, cols_])
+        todo[:, cols_] &= ~settled  # decided here, one way or the other
+    return found
+
+
 def nondeterministic(graph, vals, again) -> list:
     """The user functions that returned different values for the same arguments.
 
