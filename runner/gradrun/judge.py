@@ -154,7 +154,8 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
         hi = np.fmax(m, p) + tol[:, suspects] + slack
         inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
             ana[:, suspects] <= hi)
-        at_kink[:, suspects] = evident[None, :] & inside
+        # an output whose own gap vanished closer in has no kink at x, whatever the others show
+        at_kink[:, suspects] = evident[None, :] & inside & np.isnan(near)
     # where f itself is undefined (log of a negative number, say) no derivative is checked
     finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
     decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))

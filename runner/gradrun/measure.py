@@ -35,7 +35,7 @@ KINK_SETTLED = 4.0  # the gap must be this many times larger than how far either
 # once the step is below d. Past the halvings the step keeps shrinking by KINK_DEEPER, at
 # most KINK_DEEPEST times, while the sides' round-off stays below a KINK_ROUNDOFF share of the gap.
 KINK_DEEPER = 4.0
-KINK_DEEPEST = 30
+KINK_DEEPEST = 12
 KINK_ROUNDOFF = 1 / 8
 KINK_STEP_UNITS = 64  # nor below this many of x's rounding units
 

@@ -146,6 +146,14 @@ _POINT300 = np.random.default_rng(3).normal(size=300)
 _POINT300[17] = 0.0
 
 
+def _here_and_near(x):
+    return np.array([np.maximum(x[0], 0) + x[1], 3 * np.maximum(x[0] - 1e-9, 0) + x[1] ** 2])
+
+
+def _here_and_near_bug(g, x):
+    return np.array([g[0] * (x[0] > 0) + 3 * g[1], g[0] + 2 * x[1] * g[1]])
+
+
 def _jump(x):
     return x + (x > 0)
 
@@ -209,6 +217,8 @@ CASES = (
         Case("sum-relu-near-kink@threshold", _sum_relu, _relu_vjp_threshold, {"x": _NEAR}, "fail"),
         Case("sum-relu-near-kink", _sum_relu, _relu_vjp, {"x": _NEAR}, "no-fail"),
         Case("counter-after-four-calls", _Counter(), lambda g, x: (1 + 1e-5) * g * np.cos(x), {"x": X}, "error"),
+        # x[0] = 0: output 0 has its kink at x, output 1 one 1e-9 away, where its slope is 0, not 3
+        Case("kink-here-and-near@3", _here_and_near, _here_and_near_bug, {"x": np.array([0.0, 0.5])}, "fail"),
         Case("jump@slope-1", _jump, lambda g, x: g * 1.0, {"x": np.array([0.0])}, "not-pass"),
         Case("jump@slope-0", _jump, lambda g, x: g * 0.0, {"x": np.array([0.0])}, "not-pass"),
         # f is flat below 1e-5 and its slope 1 above it: no difference measures the derivative
