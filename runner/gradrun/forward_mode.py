@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import primitives
-from .graph import Graph, GraphError
+from .graph import Graph, GraphError, call_user, fresh, readonly
 from .perturb import batch_rows
 
 
@@ -45,7 +45,10 @@ def _from(graph: Graph, vals: list, seeds: dict):
             ts = [tan[a] for a in node.args]
             if node.fn is not None:
                 full = [t if t is not None else np.zeros_like(v) for t, v in zip(ts, args)]
-                tan[i] = np.asarray(node.fn.jvp(tuple(full), *args))
+                tan[i] = np.asarray(call_user(f"the JVP of {node.name}", node.fn.jvp, tuple(fresh(t) for t in full),
+                                              *readonly(args)))
+                if np.iscomplexobj(tan[i]) and not np.iscomplexobj(vals[i]) and np.any(np.imag(tan[i]) != 0):
+                    raise GraphError(f"the JVP of {node.name} gave a complex tangent for its real output")
             else:
                 tan[i] = _primitive_jvp(node, vals[i], args, ts)
                 if tan[i] is None:  # no moving argument is differentiated: the output holds still

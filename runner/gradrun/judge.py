@@ -15,6 +15,8 @@ import numpy as np
 from . import measure, numeric
 
 ROUNDOFF_FLOOR = numeric.ROUNDOFF_FLOOR
+TINY = float(np.finfo(np.float64).tiny)
+_TINY = {numeric.EPS["float64"]: TINY, numeric.EPS["float32"]: float(np.finfo(np.float32).tiny)}
 tolerance = numeric.tolerance
 
 
@@ -47,10 +49,14 @@ def output_magnitude(graph, vals):
 
 
 def set_floors(e, x, eps, eps_dtype):
-    """The round-off floors from ``e.magnitude``: ROUNDOFF_FLOOR * eps * F / max(1, |x|)."""
-    per_input = np.maximum(e.magnitude, eps) / np.maximum(1.0, np.abs(x))
-    e.floor = ROUNDOFF_FLOOR * eps * per_input
-    e.floor32 = ROUNDOFF_FLOOR * eps_dtype * per_input
+    """The round-off floors from ``e.magnitude``: ROUNDOFF_FLOOR * eps * F / max(1, |x|).
+    F is in f's units, so its least value is the dtype's smallest normal (below it a
+    value has fewer digits), never eps: a floor of 256 eps² passed a VJP twice too large
+    wherever f's values were below 1e-20."""
+    def per_input(e_):
+        return np.maximum(e.magnitude, _TINY.get(e_, TINY)) / np.maximum(1.0, np.abs(x))
+    e.floor = ROUNDOFF_FLOOR * eps * per_input(eps)
+    e.floor32 = ROUNDOFF_FLOOR * eps_dtype * per_input(eps_dtype)
 
 
 def add_noise(e, which, sigma, x, eps, eps_dtype):
@@ -74,6 +80,8 @@ class Element:
     floor32: np.ndarray  # that of float32 code
     richardson: np.ndarray  # (n,) each element's auto Richardson base step
     measured: np.ndarray  # (M, n) the uncertainty of a re-measured entry, round-off included (NaN: none)
+    claim: np.ndarray | None = None  # (M, n) the primary tolerance without the uncertainty (``judge`` sets it)
+    claim32: np.ndarray | None = None  # that of the float32 analytic (None: no float32 side)
 
 
 def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning, spread32=0.0):
@@ -99,42 +107,89 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
     aim = np.maximum(claim, numeric.RESOLVE[primary] * np.abs(e.num) + e.floor)  # what re-measuring aims at
     limit = aim + reach
     tol = claim + 2 * unc
+    e.claim, e.claim32 = claim, None
     bad = ~(np.abs(ana - e.num) <= tol)
     if forward is not None:
         bad |= ~(np.abs(forward - ana) <= tol)
     if analytic32 is not None:
         widen = 1.0 if conditioning is None else conditioning[:, None]
-        tol = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + 2 * unc + spread32
+        e.claim32 = (tolerance(scale, e.num, 0.0, settings.dtype, settings) + e.floor32) * widen + spread32
+        tol = e.claim32 + 2 * unc
         bad |= ~(np.abs(analytic32 - e.num) <= tol)
     exact = (e.num == 0) & (ana == 0)  # the perturbation never reached this output: nothing to resolve
     return bad, ~(unc <= limit) & ~exact, tol, aim, unc
 
 
-def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps):
+def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps, unc=None, aim=None):
     """Each entry's status, and the one-sided differences where a kink was looked for.
 
     A kink only with evidence (``measure.kink_evidence``) and the analytic value
     between the sides; an entry neither passed nor failed beyond doubt is unresolved.
+    An entry that passed only on the round-off of the finer step a re-measurement took
+    (``unc`` above ``aim``, the step below the auto one) is a suspect too: a step that fine was needed where a kink
+    lies a hair from x (sum(relu(x)) at x = 1e-9), and its uncertainty can be the size
+    of the derivative.
     """
     minus = np.full(e.num.shape, np.nan)
     plus = np.full(e.num.shape, np.nan)
     at_kink = np.zeros(e.num.shape, dtype=bool)
-    suspects = np.flatnonzero(kink | (bad | vague).any(axis=0))
+    loose = np.zeros(e.num.shape, dtype=bool)
+    if unc is not None and aim is not None:  # resolved only by the round-off of a finer step than auto
+        finer = (e.methods == "richardson") & (e.steps < e.richardson / 4)
+        loose = ~(unc <= aim) & finer[None, :]
+    suspects = np.flatnonzero(kink | (bad | vague | loose).any(axis=0))
     if len(suspects):
         h = cols.auto_steps("central", idx[suspects])
         finest = h * 0.5 ** measure.KINK_HALVINGS
+        # the sides' round-off from f's values alone: the measured noise of f along an element
+        # whose step crosses a kink is the kink's (ECnoise reads it as noise), and would stop
+        # the search for where it is before the step is below its distance
+        plain = element_magnitude(graph, vals, e.num[:, suspects], ana[:, suspects], cols.x[idx[suspects]])
+        unit = 2 * numeric.roundoff("forward", eps, plain, np.ones(len(suspects)))
         floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
-        evident, m, p, slack = cols.kink_evidence(h, floor, idx[suspects])  # measure.kink_evidence
+        evident, m, p, slack, near, off = cols.kink_evidence(h, floor, unit, idx[suspects])  # measure.kink_evidence
         minus[:, suspects], plus[:, suspects] = m, p
+        _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc, aim)
         lo = np.fmin(m, p) - tol[:, suspects] - slack
         hi = np.fmax(m, p) + tol[:, suspects] + slack
         inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
             ana[:, suspects] <= hi)
-        at_kink[:, suspects] = evident[None, :] & inside
+        # an output whose own gap vanished closer in has no kink at x, whatever the others show
+        at_kink[:, suspects] = evident[None, :] & inside & np.isnan(near)
     # where f itself is undefined (log of a negative number, say) no derivative is checked
     finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
     decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))
     return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
+
+
+def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None, aim=None):
+    """Decide the entries whose kink was near x, not at it (``measure.kink_evidence``), on
+    the one-sided differences at the step below the kink's distance: ``near`` off by
+    ``off``, where they are more precise than the verdict's measurement or disagree with
+    it beyond both uncertainties: a measurement across the kink (Richardson's, 0.5 for
+    relu at 1e-9) is not the derivative there, and its error estimate did not say so.
+    Changes ``e``'s numeric side, ``bad``, ``vague``, ``tol`` (and the ``unc`` and ``aim``
+    an unresolved entry's reason quotes) in place."""
+    at = ~np.isnan(near)
+    if unc is not None:
+        was, u = e.num[:, suspects], np.broadcast_to(unc, e.num.shape)[:, suspects]
+        at &= (off < u) | ~(np.abs(near - was) <= off + u)
+    if not at.any():
+        return
+    cols_ = np.broadcast_to(suspects[None, :], near.shape)[at]
+    rows = np.broadcast_to(np.arange(near.shape[0])[:, None], near.shape)[at]
+    e.num[rows, cols_] = near[at]
+    e.measured[rows, cols_] = off[at]
+    claim = np.broadcast_to(e.claim, e.num.shape)[rows, cols_]
+    claim32 = claim if e.claim32 is None else np.broadcast_to(e.claim32, e.num.shape)[rows, cols_]
+    wrong = ~(np.abs(ana[rows, cols_] - near[at]) <= claim + off[at])
+    wrong |= ~(np.abs(seen[rows, cols_] - near[at]) <= claim32 + off[at])
+    bad[rows, cols_] = wrong
+    vague[rows, cols_] = ~wrong & ~(off[at] <= claim)
+    tol[rows, cols_] = claim32 + off[at]
+    for array, values in ((unc, off[at]), (aim, claim)):
+        if isinstance(array, np.ndarray) and array.shape == e.num.shape and array.flags.writeable:
+            array[rows, cols_] = values
 
 
 def below_resolution(e: Element, analytics, graph, vals, steps, eps):

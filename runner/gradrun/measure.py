@@ -30,6 +30,14 @@ GOOD_ENOUGH = 0.5  # stop when the measurement's error is below this share of wh
 KINK_HALVINGS = 4
 KINK_KEEP = 0.7
 KINK_SETTLED = 4.0  # the gap must be this many times larger than how far either side still moves
+# A kink is *at* x only if its gap stays at every step down to round-off: one a distance d
+# away (relu at x = 1e-9 beside inputs of 0.5, whose step is 2e-6) has a gap that vanishes
+# once the step is below d. Past the halvings the step keeps shrinking by KINK_DEEPER, at
+# most KINK_DEEPEST times, while the sides' round-off stays below a KINK_ROUNDOFF share of the gap.
+KINK_DEEPER = 4.0
+KINK_DEEPEST = 12
+KINK_ROUNDOFF = 1 / 8
+KINK_STEP_UNITS = 64  # nor below this many of x's rounding units
 
 
 def uncertainty(est, method_noise):
@@ -149,7 +157,7 @@ def _good(unc, target):
     return (unc <= GOOD_ENOUGH * np.where(np.isfinite(target), target, 0.0)).all(axis=0)
 
 
-def kink_evidence(cols, idx, h, floor):
+def kink_evidence(cols, idx, h, floor, unit=None):
     """Which elements sit on a kink, with their one-sided differences.
 
     A kink needs a gap between the backward and forward differences that
@@ -158,7 +166,12 @@ def kink_evidence(cols, idx, h, floor):
     how far either side still moves. Returns ``(kink (n,), minus, plus,
     slack)``, the last three (M, n): the one-sided differences at the
     finest step and how far each may still be off. An element is dropped
-    as soon as its gap shrinks, so smooth ones cost two halvings.
+    as soon as its gap shrinks, so smooth ones cost two halvings. ``unit``
+    (M, n), the one-sided differences' round-off at a step of 1, lets the
+    gap be followed further down (``_dissolves``): a gap that vanishes there
+    is a kink near x, not at it, and no evidence; then two more (M, n) arrays
+    give the derivative the sides agree on there and how far it may be off
+    (NaN elsewhere).
     """
     n = len(idx)
     alive = np.ones(n, dtype=bool)
@@ -166,7 +179,9 @@ def kink_evidence(cols, idx, h, floor):
     last = [np.array(a, copy=True) for a in first]  # (n, M) each: the finest minus and plus
     before = [np.array(a, copy=True) for a in first]
     gap = np.abs(first[1] - first[0])
+    gap0 = gap.copy()
     kept = np.ones(gap.shape, dtype=bool)
+    held = kept  # the gaps that held through the first halving: a smooth function's halves
     for k in range(1, KINK_HALVINGS + 1):
         rows = np.flatnonzero(alive)
         if not len(rows):
@@ -178,9 +193,100 @@ def kink_evidence(cols, idx, h, floor):
         before[0][rows], before[1][rows] = last[0][rows], last[1][rows]
         last[0][rows], last[1][rows] = m, p
         alive[rows] = kept[rows].any(axis=1)
+        if k == 1:
+            held = kept.copy()
     drift = np.abs(last[0] - before[0]) + np.abs(last[1] - before[1])
     evidence = kept & (gap > KINK_SETTLED * drift) & (gap > floor.T) & alive[:, None]
-    return evidence.any(axis=1), last[0].T, last[1].T, 2 * drift.T
+    if unit is None:
+        return evidence.any(axis=1), last[0].T, last[1].T, 2 * drift.T
+    # every gap that held through the first halving, above the floor or not, shrinking later
+    # or not: a kink 3e-7 away shows at the first steps, is gone at the last, and a Richardson
+    # measurement across it (0.5 for relu) decided the entry; a float32 tolerance can exceed a gap
+    value, off = _dissolves(cols, idx, h * 0.5 ** KINK_HALVINGS, gap0, held, unit.T)
+    evidence &= np.isnan(value)
+    return evidence.any(axis=1), last[0].T, last[1].T, 2 * drift.T, value.T, off.T
+
+
+def _dissolves(cols, idx, h, gap, evidence, unit):
+    """(value, off), (n, M) each: where a kink's gap vanishes at a finer step, above the
+    sides' round-off (``unit / step``), the kink is that step's distance from x or more
+    and f is differentiable at x. The mean of the two sides is its derivative once two
+    levels in a row have vanished and agree within the finer one's spread (the sides'
+    difference plus twice their round-off: a step just above the kink's distance has a
+    small gap too, and a value off by it), off by twice their difference and round-off;
+    the level with the least bound is kept, going down while the spread still halves. NaN where the gap
+    stayed, or a side was not finite."""
+    value = np.full(gap.shape, np.nan)
+    off = np.full(gap.shape, np.nan)
+    prev = np.full(gap.shape, np.nan)
+    was = np.full(gap.shape, np.inf)  # the last level's spread
+    open_ = evidence.copy()
+    step = np.array(h, dtype=float, copy=True)
+    # x + step rounds to a multiple of x's own unit: a step must stay far above it
+    # (at x = 1e-3 a step of 1e-20 moves nothing, and both sides read 0)
+    moves = KINK_STEP_UNITS * cols.eps * np.abs(np.real(cols.x[idx]))
+    for _ in range(KINK_DEEPEST):
+        step /= KINK_DEEPER
+        noise = unit / step[:, None]
+        open_ &= (noise < KINK_ROUNDOFF * gap) & (step > moves)[:, None]
+        rows = np.flatnonzero(open_.any(axis=1))
+        if not len(rows):
+            break
+        m, p = cols.one_sided(step[rows], idx[rows])
+        open_[rows] &= np.isfinite(m) & np.isfinite(p)
+        # and the sides are off by their slope times x's rounding over the step
+        noise[rows] += (np.abs(m) + np.abs(p)) * (cols.eps * np.abs(np.real(cols.x[idx[rows]])) / step[rows])[:, None]
+        spread = np.abs(p - m) + 2 * noise[rows]
+        mean = (m + p) / 2
+        vanished = open_[rows] & (spread < 0.5 * gap[rows])
+        settled = vanished & (np.abs(mean - prev[rows]) <= spread)
+        # the mean is a central difference: its error at the finer of two levels a factor 4
+        # apart is below their difference (a 16th of it where truncation rules), plus round-off
+        bound = 2 * (np.abs(mean - prev[rows]) + 2 * noise[rows])
+        better = settled & ~(off[rows] <= bound)
+        value[rows] = np.where(better, mean, value[rows])
+        off[rows] = np.where(better, bound, off[rows])
+        # a smooth function's sides close in by 4 a level: go on while they do (sharp
+        # softplus 1e-8 from its bend), stop where round-off holds them apart
+        open_[rows] &= ~(settled & ~(spread < 0.5 * was[rows]))
+        was[rows] = np.where(vanished, spread, np.inf)
+        prev[rows] = np.where(vanished, mean, np.nan)
+    return value, off
+
+
+STAIRCASE_LEVELS = 8  # a flat entry is looked at with steps up to 4**8 times the largest tried
+STAIRCASE_AGREE = 0.25  # the slope there must agree with the analytic within this share, beyond its sides' gap
+
+
+def staircase(cols, idx, failed, num, analytics, tried):
+    """(M, n): the step at which an entry that failed with a numeric derivative of exactly 0
+    sees f move, where its slope there agrees with every analytic value; 0 elsewhere.
+
+    f did not change at any step tried: a function computed in float32 and returned as
+    float64 (a sum of 300 float32 values moves in steps of 1e-5) is flat on that scale,
+    and its true slope shows only above it. Where a larger step moves f on both sides, by
+    slopes within STAIRCASE_AGREE of each other, and their mean agrees with the analytic
+    value within their gap plus that share, the entry is not measurable at the precision
+    claimed: unresolved. A slope a constant does not have (0.5 where f never moves) and a
+    slope the coarse difference contradicts still fail."""
+    found = np.zeros(num.shape)
+    todo = failed & (num == 0)
+    for k in range(1, STAIRCASE_LEVELS + 1):
+        cols_ = np.flatnonzero(todo.any(axis=0))
+        if not len(cols_):
+            break
+        step = tried[cols_] * 4.0 ** k
+        m, p = (a.T for a in cols.one_sided(step, idx[cols_]))
+        moved = todo[:, cols_] & (m != 0) & (p != 0) & np.isfinite(m) & np.isfinite(p)
+        gap = np.abs(p - m)
+        slope = (m + p) / 2
+        settled = moved & (gap <= STAIRCASE_AGREE * np.fmax(np.abs(m), np.abs(p)))  # a few steps of f's own
+        agree = settled.copy()
+        for ana in analytics:
+            agree &= np.abs(ana[:, cols_] - slope) <= gap + STAIRCASE_AGREE * np.abs(ana[:, cols_])
+        found[:, cols_] = np.where(agree, step[None, :], found[:, cols_])
+        todo[:, cols_] &= ~settled  # decided here, one way or the other
+    return found
 
 
 def nondeterministic(graph, vals, again) -> list:

@@ -301,7 +301,7 @@ TOLERANCES = {
 RESOLVE = {"float64": 1e-6, "float32": 1e-3}
 
 # However exact the gradient, nothing finer than round-off in the output can be
-# compared: every element is allowed ROUNDOFF_FLOOR * eps * max(|f(x)|, eps) / max(1, |x_j|).
+# compared: every element is allowed ROUNDOFF_FLOOR * eps * max(|f(x)|, tiny) / max(1, |x_j|).
 ROUNDOFF_FLOOR = 256
 
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import primitives
-from .graph import Graph
+from .graph import Graph, call_user, readonly
 from .motion import (Dense, Motion, Sparse, branch_rows, broadcast_reach, coalesce, densify, kink_rows,
                      moved_positions, probes)
 
@@ -166,12 +166,12 @@ def _python_sparse(node, i, vals, ps, batch, motion):
     else:
         work = [np.array(x, dtype=dtype or x.dtype) for x in args]
         flat = {k: work[k].reshape(-1) for k in moved}
-        called = [work[k] if k in flat else x for k, x in enumerate(args)]
+        called = readonly([work[k] if k in flat else x for k, x in enumerate(args)])
         rows = np.empty((batch, vals[i].size), dtype=dtype or vals[i].dtype)
         for b in range(batch):
             for k in moved:
                 flat[k][ps[k].idx[b]] = new[k][b]
-            rows[b] = np.asarray(node.fn.forward(*called)).ravel()
+            rows[b] = np.asarray(call_user(node.fn.name, node.fn.forward, *called)).ravel()
             for k in moved:
                 flat[k][ps[k].idx[b]] = old[k][b]
     return Dense(motion.change(rows, vals[i].ravel()).reshape((batch,) + vals[i].shape)), np.zeros(batch, bool)
@@ -190,8 +190,8 @@ def _dense_step(node, i, vals, ps, batch, motion):
     if node.fn is not None:
         rows = []
         for b in range(batch):
-            moved = [x if d is None else motion.lift(x, d[b]) for x, d in zip(args, ds)]
-            rows.append(motion.change(np.asarray(node.fn.forward(*moved)), out))
+            moved = readonly([x if d is None else motion.lift(x, d[b]) for x, d in zip(args, ds)])
+            rows.append(motion.change(np.asarray(call_user(node.fn.name, node.fn.forward, *moved)), out))
         return Dense(np.stack(rows)), kink
     prim = primitives.get(node.op)
     kind = prim.kind_for(node.kwargs)

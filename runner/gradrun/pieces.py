@@ -40,7 +40,8 @@ PHASES = {
     "truncation": ((None, 0, 0), 0),  # (method, step (n,), value (n, M)) -> estimate (n, M)
     "noise": ((), 0),  # () -> f's round-off noise (n, M)
     "remeasured": ((-1, -1, -1), (-1, -1, -1)),  # (base (n,), magnitude, aim (M, n)) -> value, uncertainty, step
-    "kink_evidence": ((-1, -1), (0, -1, -1, -1)),  # (step (n,), floor (M, n)) -> kink (n,), minus, plus, slack
+    # (step (n,), floor, unit (M, n)) -> kink (n,), minus, plus, slack, value, off (M, n)
+    "kink_evidence": ((-1, -1, -1), (0, -1, -1, -1, -1, -1)),
 }
 
 
@@ -119,8 +120,8 @@ class Pieces:
     def remeasured(self, base, magnitude, limit, idx):
         return self._map("remeasured", idx, base, magnitude, limit)
 
-    def kink_evidence(self, h, floor, idx):
-        return self._map("kink_evidence", idx, h, floor)
+    def kink_evidence(self, h, floor, unit, idx):
+        return self._map("kink_evidence", idx, h, floor, unit)
 
     def _map(self, phase, idx, *arguments):
         idx = np.asarray(idx, dtype=np.int64)

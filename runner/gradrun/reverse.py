@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import primitives
-from .graph import Graph, GraphError, Node
+from .graph import Graph, GraphError, Node, call_user, fresh, readonly
 
 
 def unbroadcast(g, shape):
@@ -34,10 +34,16 @@ def _node_vjp(node: Node, g, ans, args, needed) -> tuple:
         rules = primitives.get(node.op).vjp_rules(len(args))
         return tuple(rule(g, ans, *args, **kwargs) if need and rule is not None else None
                      for rule, need in zip(rules, needed))
-    out = node.fn.vjp(g, *args)
+    out = call_user(f"the VJP of {node.name}", node.fn.vjp, fresh(g), *readonly(args))
     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(out) != len(args):
         raise GraphError(f"the VJP of {node.name} gave {len(out)} cotangents for {len(args)} inputs")
+    for k, (c, a) in enumerate(zip(out, args)):
+        # a real input's cotangent is real: an imaginary part is an error of the rule, which
+        # a cast to float would drop silently (g cos(x) + 0.5j passed as cos)
+        if c is not None and np.iscomplexobj(c) and not np.iscomplexobj(a) and np.any(np.imag(c) != 0):
+            raise GraphError(f"the VJP of {node.name} gave a complex cotangent for its real input "
+                             f"{node.fn.params[k] if k < len(node.fn.params) else k}")
     return out
 
 

@@ -100,11 +100,11 @@ def floor(graph, vals, name, v, g, eps, outputs=np.sum):
     the outputs' |f| up: linearly, or in quadrature for float32 code (see ``quadrature``)."""
     x = vals[graph.inputs[name]].ravel()
     # the elements' round-off is independent, and v's signs random: it adds up in quadrature
-    # (in place, each step as size = max(|f| + |g x|, eps), then (size * v / max(1, |x|))**2)
+    # (in place, each step as size = max(|f| + |g x|, tiny), then (size * v / max(1, |x|))**2)
     share = np.multiply(g, x[None, :])
     np.abs(share, out=share)
     share += outputs(judge.output_magnitude(graph, vals))
-    np.maximum(share, eps, out=share)
+    np.maximum(share, judge.TINY, out=share)
     if v is not None:
         share *= v
     share /= np.maximum(1.0, np.abs(x))

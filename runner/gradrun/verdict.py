@@ -170,9 +170,9 @@ class _Columns:
         """The best measurement of the elements ``idx``: ``measure.remeasured``."""
         return measure.remeasured(self, base, magnitude, limit, idx, self.eps)
 
-    def kink_evidence(self, h, floor, idx):
+    def kink_evidence(self, h, floor, unit, idx):
         """Which elements ``idx`` sit on a kink: ``measure.kink_evidence``."""
-        return measure.kink_evidence(self, idx, h, floor)
+        return measure.kink_evidence(self, idx, h, floor, unit)
 
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
@@ -255,23 +255,35 @@ BELOW_RESOLUTION = ("f did not change at any step: the analytic slope times the 
                     "rounding unit of the values f is given and returns, so no difference can see it")
 
 
+STAIRCASE = ("f did not change at any step tried, but does at a step of %.2g, where its slope agrees with the "
+             "analytic one: f is constant on a finer scale (computed in lower precision, or quantised), and no "
+             "difference measures its derivative at the precision claimed")
+
+
 def _classify(cols, idx, e, analytic, seen, kink, judged, eps) -> tuple:
     """Each entry's status (``judge.classify``; a failure below resolution is unresolved),
     the one-sided differences, and why an unresolved entry is one."""
     bad, vague, tol, aim, unc = judged
     status, minus, plus = judge.classify(cols, idx, e, cols.graph, cols.vals, analytic, seen, kink, bad, vague,
-                                         tol, eps)
+                                         tol, eps, unc, aim)
     frozen = np.zeros(status.shape, dtype=bool)
     if (status == "fail").any():  # only a failure can turn out to be below resolution
         tried = np.fmax(e.steps, cols.auto_steps("central", idx))
         frozen = (status == "fail") & judge.below_resolution(e, (analytic, seen), cols.graph, cols.vals, tried,
                                                              eps)
         status = np.where(frozen, "unresolved", status)
-    unresolved = (status == "unresolved") & ~frozen  # a reason is formatted for these alone
+    steps = np.zeros(status.shape)
+    if ((status == "fail") & (e.num == 0)).any():
+        steps = measure.staircase(cols, idx, status == "fail", e.num, (analytic, seen),
+                                  np.fmax(e.steps, cols.auto_steps("central", idx)))
+        status = np.where(steps > 0, "unresolved", status)
+    unresolved = (status == "unresolved") & ~frozen & ~(steps > 0)  # a reason is formatted for these alone
     reason = np.full(status.shape, "", dtype=object)
     reason[unresolved] = judge.unresolved_reason(np.broadcast_to(unc, status.shape)[unresolved],
                                                  np.broadcast_to(aim, status.shape)[unresolved])
     reason[frozen] = BELOW_RESOLUTION
+    for o, j in zip(*np.nonzero(steps > 0)):
+        reason[o, j] = STAIRCASE % steps[o, j]
     return status, minus, plus, reason
 
 
@@ -345,6 +357,10 @@ def _evaluated(graph, inputs, wrt, dtype) -> _Values:
         vals32 = engine.evaluate(graph, rounded, NUMPY_DTYPES[dtype])
         if vals[graph.output].dtype != np.float64:  # the user's code ignores float64
             vals, vals32, primary = vals32, None, dtype
+    if primary == "float64" and _float32_valued(graph, vals, rounded):
+        eps, primary = numeric.EPS["float32"], "float32"
+        if vals32 is not None and dtype == "float32":  # no float64 code beside it to hold to float64 rules
+            vals32 = None
     conditioning = None
     if vals32 is not None:
         # a float32 gradient can be no closer than its function: where float32 code computes
@@ -353,6 +369,23 @@ def _evaluated(graph, inputs, wrt, dtype) -> _Values:
         unit = numeric.EPS[dtype] * engine.output_scale(graph, vals)
         conditioning = np.maximum(1.0, np.nan_to_num(miss / np.maximum(unit, np.finfo(float).tiny), nan=1.0))
     return _Values(vals, vals32, primary, eps, conditioning)
+
+
+def _float32_valued(graph, vals, inputs) -> bool:
+    """Whether user code that returns float64 computes in float32 (or coarser): every
+    output it gives, at the point and at a point moved by an odd fraction of each input,
+    is a float32 number. Its differences move in float32's steps (a sum of 300 float32
+    values, 1e-5), and float64's rules failed it; float64 code gives a float32 number
+    by chance one time in 2**29, an exact small value (x**2 at 0.5) not at both points."""
+    if graph.transparent or vals[graph.output].dtype != np.float64:
+        return False
+    out = vals[graph.output]
+    moved = {k: v * (1 + np.pi * 1e-7) + np.pi * 1e-9 for k, v in inputs.items()}
+    again = engine.evaluate(graph, moved, np.float64)[graph.output]
+    both = np.concatenate([np.ravel(out), np.ravel(again)])
+    both = both[np.isfinite(both) & (both != 0)]
+    return bool(len(both)) and bool(np.all(both.astype(np.float32).astype(np.float64) == both)) and \
+        not np.array_equal(np.ravel(out), np.ravel(again))
 
 
 def _mode(graph, vals, wrt, settings) -> str:
@@ -413,7 +446,23 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             status = found["status"].copy()
             status[np.isin(status, ("fail", "nan"))] = "kink" if (res.status == "kink").any() else "pass"
             found["status"] = shared_strings(status)
+    _refuse_drift(graph, vals, _rounded(inputs, settings.dtype))
     return PointCheck(Columns.concat(elements), Columns.concat(projections), blocks, shapes)
+
+
+def _refuse_drift(graph, vals, inputs):
+    """Raise CheckError where user code, called twice more after every perturbation, no
+    longer gives the values it gave before them: state kept across calls (a counter, a
+    cache) that the two calls at the start could not see moved what the differences
+    measured (an offset of 1e-7 on every other call after the fourth passed a VJP 1e-5 off)."""
+    if graph.transparent:
+        return
+    for _ in range(2):
+        changed = measure.nondeterministic(graph, vals, engine.evaluate(graph, inputs, np.float64))
+        if changed:
+            raise CheckError(f"{changed[0]} is not deterministic: after the check's calls it returned other "
+                             "values for the same arguments than before them (state kept across calls: a "
+                             "counter, a cache, a running statistic); pass the state as an input")
 
 
 def _refuse_unmeasurable(graph, vals, inputs, wrt):
