@@ -55,6 +55,10 @@ class Problem:
         self.x = np.concatenate([np.ravel(self.values[n]) for n in self.wrt])
         self.owner = np.concatenate([np.full(np.size(self.values[n]), k) for k, n in enumerate(self.wrt)])
         self.local = np.concatenate([np.arange(np.size(self.values[n])) for n in self.wrt])
+        # each input's own scale, as at first order: a step of 6e-6 measures another function
+        # at an input of 1e-5 (the norm of a tiny vector), however flat it looks there
+        self.floor = np.concatenate([np.full(np.size(self.values[n]), numeric.step_floor(self.values[n]))
+                                     for n in self.wrt])
         self.g0 = second_order.gradient(graph, self.values, self.wrt)
         self.eps = numeric.EPS["float64"]
         self.magnitude = max(float(np.max(np.abs(self.g0), initial=0.0)), self.eps)
@@ -107,7 +111,7 @@ class Problem:
 
     def numeric_columns(self, method, step, columns):
         """Hessian columns by differences of the gradient: (value (N, C), estimate, kink (C,), step (C,))."""
-        h = numeric.steps(method, self.x[columns], step, self.eps)
+        h = numeric.steps(method, self.x[columns], step, self.eps, self.floor[columns])
         parts = [numeric.derivative(self.delta_along(self.unit(j)), method, h[c:c + 1])
                  for c, j in enumerate(columns)]
         value = np.concatenate([p[0] for p in parts]).T
