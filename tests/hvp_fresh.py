@@ -153,6 +153,19 @@ def gauss_nll_hvp(g, t, mu, logvar, mixed_sign=1.0, half=0.5):
     return g * (e * tm + mixed_sign * r * e * tl), g * (mixed_sign * r * e * tm + half * r * r * e * tl)
 
 
+# 8. two inputs whose gradients differ by 1e6: a penalty weighted 1e6 beside a quartic
+def weighted_sum(x, y):
+    return 1e6 * np.sum(np.sin(x)) + np.sum(y ** 4) / 4
+
+
+def weighted_sum_vjp(g, x, y):
+    return g * 1e6 * np.cos(x), g * y ** 3
+
+
+def weighted_sum_hvp(g, t, x, y, three=3.0):
+    return -g * 1e6 * np.sin(x) * t[0], g * three * y ** 2 * t[1]
+
+
 S_MINUS_S2 = ("known miss: s - s*s for the curvature of a saturated sigmoid (z = 22) is off by 1e-3 relative, "
               "2e-13 absolute, below the round-off of differencing a gradient entry of size 1 at the auto "
               "step (eps/h = 2e-12); order 2 has no upward step search, nor an unresolved status, to see below it")
@@ -180,6 +193,10 @@ NUMPY_CASES = [
             {"mu": normal(5, scale=2.0), "logvar": fixed([-9.0, -2.0, 0.5, 3.0, 6.0])},
             [("mixed_sign", lambda g, t, m, lv: gauss_nll_hvp(g, t, m, lv, mixed_sign=-1.0)),
              ("logvar_curvature_doubled", lambda g, t, m, lv: gauss_nll_hvp(g, t, m, lv, half=1.0))]),
+    FreshHvpCase("mixed-input-scales", weighted_sum, weighted_sum_vjp, weighted_sum_hvp,
+                 {"x": normal(3), "y": normal(3)},
+                 [("y_curvature_constant_to_5_digits",
+                   lambda g, t, x, y: weighted_sum_hvp(g, t, x, y, three=3.00003))]),
 ]
 
 
