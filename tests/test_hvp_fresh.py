@@ -8,7 +8,7 @@ one Hessian entry itself (not only a projection).
 import pytest
 
 import gradrun
-from hvp_fresh import JAX_CASES, NUMPY_CASES
+from hvp_fresh import EXPR_CASES, EXPR_KNOWN, JAX_CASES, NUMPY_CASES
 from rows import describe
 from test_second_order_mutations import run
 
@@ -56,3 +56,15 @@ def test_corpus_size():
     correct = len(NUMPY_CASES) + len(JAX_CASES)
     bugs = sum(len(c.bugs) for c in NUMPY_CASES + JAX_CASES)
     assert correct >= 8 and bugs >= 10
+
+
+@pytest.mark.parametrize("name, dtype, check", [
+    pytest.param(name, dtype, check, id=f"{name}-{dtype}-{check}",
+                 marks=[pytest.mark.xfail(reason=EXPR_KNOWN[name, dtype], strict=True)] if (name, dtype) in EXPR_KNOWN
+                 else [])
+    for name in EXPR_CASES for dtype in DTYPES for check in CHECKS])
+def test_builtin_expression_hessian(name, dtype, check):
+    """Correct built-in expressions at hard points: every Hessian entry and projection passes."""
+    expr, inputs = EXPR_CASES[name]
+    result = gradrun.check(expr, inputs, order=2, dtype=dtype, check=check, name=name)
+    assert_second_order_verdict(result, True, check)

@@ -36,8 +36,7 @@ class HessianScreen:
 
 def along(prob, v):
     """H v by differences along each row of v (K, N): (value (K, N), error bound (K, N), step)."""
-    scale = float(np.sqrt(np.mean(prob.x * prob.x))) if prob.size else 1.0
-    h = numeric.steps("richardson", np.array([scale]), "auto", prob.eps, numeric.step_floor(prob.x))[0]
+    h = numeric.steps("richardson", np.array([prob.smallest_scale]), "auto", prob.eps, 0.0)[0]
     norms = np.maximum(np.linalg.norm(v, axis=1), np.finfo(float).tiny)
     value, est, kink, used = numeric.derivative(prob.delta_along(v / norms[:, None]), "richardson", np.full(len(v), h))
     mags = np.maximum(prob.input_magnitude, prob.eps)[None, :]  # component i: its input's gradient scale
