@@ -150,7 +150,7 @@ def jax_corpus():
 
 def hvp_corpus():
     from gradrun.frameworks import jax as adapter
-    from hvp_fresh import JAX_CASES, NUMPY_CASES
+    from hvp_fresh import EXPR_CASES, JAX_CASES, NUMPY_CASES
     from test_second_order_mutations import run
 
     counts, wrong = {}, []
@@ -162,6 +162,11 @@ def hvp_corpus():
                     got = result.passed if want else not any(
                         r.status == "fail" for r in result.records if r.check == check and r.index != -1)
                     record(counts, wrong, f"hvp {case.name}/{variant}", ("hvp", dtype, check), want, result, got)
+    for name, (expr, inputs) in EXPR_CASES.items():  # built-ins, all correct
+        for dtype in DTYPES:
+            for check in ("full", "screen"):
+                result = gradrun.check(expr, inputs, order=2, dtype=dtype, check=check, name=name)
+                record(counts, wrong, f"hvp-expr {name}", ("hvp-expr", dtype, check), True, result)
     for case in JAX_CASES:
         for variant, bug, want in case.variants():
             fn = adapter.function(case.build(bug), "f")
