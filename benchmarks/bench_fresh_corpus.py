@@ -4,11 +4,15 @@ Runs every variant of tests/mutations/fresh.py (numpy, python: code with a VJP) 
 tests/mutations_torch/fresh.py (torch) with default settings, as `check: auto` (full
 at these sizes) and `check: screen`, in float64 and float32, then the layers too large
 for a full check, where `auto` screens: a conv2d and a GELU layer whose float32
-backward computes in float16, and torch's layer norm of inputs near 1e4. Prints the
-counts and every wrong verdict. To compare with another gradrun, put its runner
-first on PYTHONPATH (the corpus is read from this checkout's tests/).
+backward computes in float16, and torch's layer norm of inputs near 1e4. Round 7
+added ``jax`` (tests/jax_fresh.py: custom_vjp, custom_jvp and plain JAX, every variant
+in both dtypes, auto and screen), ``hvp`` (tests/hvp_fresh.py: order 2, hand-written
+HVPs and JAX double backward) and ``specs`` (tests/specs/fresh7: YAML layers and
+python: VJPs named in a spec). Prints the counts and every wrong verdict (a declared
+known miss included). To compare with another gradrun, put its runner first on
+PYTHONPATH (the corpus is read from this checkout's tests/).
 
-    PYTHONPATH=runner python benchmarks/bench_fresh_corpus.py [numpy|torch|large ...]
+    PYTHONPATH=runner python benchmarks/bench_fresh_corpus.py [numpy|torch|large|jax|hvp|specs ...]
 """
 
 import sys
@@ -37,15 +41,20 @@ def tally(cases, run, label):
             for dtype in DTYPES:
                 for check in CHECKS:
                     want = expect(case, variant, should, dtype)
-                    result = run(case, code, dtype, check)
-                    got = result.passed if result.error is None else False
-                    key = (label, dtype, check, "correct passed" if want else "buggy flagged")
-                    c = counts.setdefault(key, [0, 0])
-                    c[1] += 1
-                    c[0] += got == want
-                    if got != want:
-                        wrong.append(f"{label} {case.name}/{variant} {dtype} {check}: {describe(result, 1)[:200]}")
+                    record(counts, wrong, f"{label} {case.name}/{variant}", (label, dtype, check), want,
+                           run(case, code, dtype, check))
     return counts, wrong
+
+
+def record(counts, wrong, what, key, want, result, got=None):
+    """Count one verdict under ``key`` + its kind; a wrong one is listed with its worst row."""
+    if got is None:
+        got = result.passed if result.error is None else False
+    c = counts.setdefault(key + ("correct passed" if want else "buggy flagged",), [0, 0])
+    c[1] += 1
+    c[0] += got == want
+    if got != want:
+        wrong.append(f"{what} {' '.join(key[1:])}: {describe(result, 1)[:200]}")
 
 
 def numpy_corpus():
@@ -119,8 +128,73 @@ def large():
     return counts, wrong
 
 
+def jax_corpus():
+    from gradrun.frameworks import jax as adapter
+    from jax_fresh import CASES
+
+    counts, wrong = {}, []
+    for case in CASES:
+        for variant, fn, pass64, pass32 in case.variants():
+            wrapped = adapter.function(fn, "f")
+            for dtype, want in (("float64", pass64), ("float32", pass32)):
+                for check in CHECKS:
+                    result = gradrun.check(f"f({', '.join(wrapped.params)})", case.point(), functions={"f": wrapped},
+                                           dtype=dtype, check=check, name=case.name)
+                    got = None
+                    if want and case.unmeasurable and result.error is None:  # unresolved there is right
+                        got = all(r.status == "pass" or (r.element in case.unmeasurable and r.status == "unresolved")
+                                  for r in result.records)
+                    record(counts, wrong, f"jax {case.name}/{variant}", ("jax", dtype, check), want, result, got)
+    return counts, wrong
+
+
+def hvp_corpus():
+    from gradrun.frameworks import jax as adapter
+    from hvp_fresh import EXPR_CASES, JAX_CASES, NUMPY_CASES
+    from test_second_order_mutations import run
+
+    counts, wrong = {}, []
+    for case in NUMPY_CASES:
+        for variant, hvp, want in case.variants():
+            for dtype in DTYPES:
+                for check in ("full", "screen"):
+                    result = run(case, hvp, dtype, check)
+                    got = result.passed if want else not any(
+                        r.status == "fail" for r in result.records if r.check == check and r.index != -1)
+                    record(counts, wrong, f"hvp {case.name}/{variant}", ("hvp", dtype, check), want, result, got)
+    for name, (expr, inputs) in EXPR_CASES.items():  # built-ins, all correct
+        for dtype in DTYPES:
+            for check in ("full", "screen"):
+                result = gradrun.check(expr, inputs, order=2, dtype=dtype, check=check, name=name)
+                record(counts, wrong, f"hvp-expr {name}", ("hvp-expr", dtype, check), True, result)
+    for case in JAX_CASES:
+        for variant, bug, want in case.variants():
+            fn = adapter.function(case.build(bug), "f")
+            for dtype in DTYPES:
+                result = gradrun.check(f"f({', '.join(fn.params)})", case.point(), functions={"f": fn}, order=2,
+                                       dtype=dtype, name=case.name)
+                record(counts, wrong, f"hvp-jax {case.name}/{variant}", ("hvp-jax", dtype, "full"), want, result)
+    return counts, wrong
+
+
+def specs():
+    from gradrun import runner, spec
+    from test_fresh7_specs import FLOAT64_ONLY, FRESH, expected
+
+    counts, wrong = {}, []
+    for path in sorted(FRESH.glob("*.yaml")):
+        for exp in spec.load_spec(str(path)).experiments:
+            for dtype in DTYPES:
+                if dtype == "float32" and exp.name in FLOAT64_ONLY:
+                    continue
+                result = runner.run_experiment(exp, {"dtype": dtype})
+                record(counts, wrong, f"specs {exp.name}", ("specs", dtype, "auto"), expected(exp.name, dtype), result)
+    return counts, wrong
+
+
 def main(which):
-    parts = {"numpy": numpy_corpus, "torch": torch_corpus, "large": large}
+    parts = {"numpy": numpy_corpus, "torch": torch_corpus, "large": large, "jax": jax_corpus, "hvp": hvp_corpus,
+             "specs": specs}
     counts, wrong = {}, []
     for name in which or list(parts):
         start = time.perf_counter()

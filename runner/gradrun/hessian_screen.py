@@ -36,11 +36,11 @@ class HessianScreen:
 
 def along(prob, v):
     """H v by differences along each row of v (K, N): (value (K, N), error bound (K, N), step)."""
-    scale = float(np.sqrt(np.mean(prob.x * prob.x))) if prob.size else 1.0
-    h = numeric.steps("richardson", np.array([scale]), "auto", prob.eps)[0]
+    h = numeric.steps("richardson", np.array([prob.smallest_scale]), "auto", prob.eps, 0.0)[0]
     norms = np.maximum(np.linalg.norm(v, axis=1), np.finfo(float).tiny)
     value, est, kink, used = numeric.derivative(prob.delta_along(v / norms[:, None]), "richardson", np.full(len(v), h))
-    noise = numeric.ROUNDOFF_GAIN["richardson"] * prob.eps * prob.magnitude / np.asarray(used).reshape(-1, 1)
+    mags = np.maximum(prob.input_magnitude, prob.eps)[None, :]  # component i: its input's gradient scale
+    noise = numeric.ROUNDOFF_GAIN["richardson"] * prob.eps * mags / np.asarray(used).reshape(-1, 1)
     return value * norms[:, None], (np.nan_to_num(est, nan=0.0) + noise) * norms[:, None], h, kink
 
 
@@ -54,8 +54,12 @@ def compare(prob, v, rows=None):
         ana = np.stack([second_order.hvp(prob.graph, prob.values, prob.wrt, vk, dtype) for vk in v])
         name = "float64" if dtype == np.float64 else "float32"
         spread = np.sqrt(((v / np.maximum(1.0, np.abs(prob.x))) ** 2).sum(axis=1, keepdims=True))
-        floor = numeric.ROUNDOFF_FLOOR * numeric.EPS[name] * prob.magnitude * spread
-        scale = np.max(np.abs(np.where(np.isfinite(num), num, 0)), axis=1, keepdims=True)
+        # float64: each component's own input's gradient scale (``Problem.input_magnitude``);
+        # float32 code's round-off follows the largest gradient entry anywhere
+        mags = np.maximum(prob.input_magnitude, prob.eps)[None, :] if name == "float64" else prob.magnitude
+        floor = numeric.ROUNDOFF_FLOOR * numeric.EPS[name] * mags * spread
+        # atol per input, as full's per Hessian row: a block of 1e6 sets no other block's
+        scale = prob.per_input_max(np.abs(np.where(np.isfinite(num), num, 0)))
         tol = numeric.tolerance(scale, num, est, name, prob.settings) + floor
         bad |= ~(np.abs(ana - num) <= tol)
         tol_shown, ana_shown = tol, ana
