@@ -19,7 +19,7 @@ def test_verdict(case, dtype):
                              jvp=case.jvp, dtype=dtype, name=case.name, **case.settings)
 
     if case.expect == "error":
-        with pytest.raises(ValueError, match="writes to its input arrays in place|complex|not deterministic"):
+        with pytest.raises(ValueError, match="complex|not deterministic"):
             run()
         return
     result = run()

@@ -45,7 +45,7 @@ def _from(graph: Graph, vals: list, seeds: dict):
             ts = [tan[a] for a in node.args]
             if node.fn is not None:
                 full = [t if t is not None else np.zeros_like(v) for t, v in zip(ts, args)]
-                tan[i] = np.asarray(call_user(f"the JVP of {node.name}", node.fn.jvp, tuple(fresh(t) for t in full),
+                tan[i] = np.asarray(call_user(node.fn.jvp, tuple(fresh(t) for t in full),
                                               *readonly(args)))
                 if np.iscomplexobj(tan[i]) and not np.iscomplexobj(vals[i]) and np.any(np.imag(tan[i]) != 0):
                     raise GraphError(f"the JVP of {node.name} gave a complex tangent for its real output")

@@ -219,9 +219,9 @@ def readonly(args) -> list:
     """Read-only views of the arrays gradrun hands a user's function: the values it
     measures at and its working copies. A function that writes to its arguments moves
     the point every later call and difference is taken at (a VJP that set x to 0 made a
-    wrong slope of 1 pass for sin at 0.7); it now raises where it writes, and the check
-    is an error naming it. Cotangents and tangents, a VJP's or JVP's own to scale, are
-    handed over as copies (``fresh``)."""
+    wrong slope of 1 pass for sin at 0.7); now its write fails and ``call_user`` calls it
+    again on copies. Cotangents and tangents, a VJP's or JVP's own to scale, are handed
+    over as copies (``fresh``)."""
     out = []
     for a in args:
         if isinstance(a, np.ndarray) and a.flags.writeable:
@@ -231,17 +231,18 @@ def readonly(args) -> list:
     return out
 
 
-def call_user(what: str, fn, *args):
-    """``fn(*args)``, a user's function or rule given ``readonly`` arguments: a write to
-    one is a GraphError naming ``what``, not numpy's bare read-only message."""
+def call_user(fn, *args):
+    """``fn(*args)``, a user's function or rule given ``readonly`` arguments. Code that
+    writes into its arguments (``x[x < 0] = 0``, ``x -= x.max()``) is called again on
+    copies of its own: numpy refuses the write before anything is written, and the copies
+    keep it off the point every later call is measured at (a VJP that set x to 0 made a
+    wrong slope pass), as torch code gets fresh tensors."""
     try:
         return fn(*args)
     except ValueError as err:
         if "read-only" not in str(err):
             raise
-        raise GraphError(f"{what} writes to its input arrays in place ({err}): that moves the point "
-                         f"every later call is measured at; compute into a new array (x = x * 2, "
-                         f"not x *= 2)") from None
+    return fn(*[np.array(a) if isinstance(a, np.ndarray) else a for a in args])
 
 
 def fresh(a):
@@ -251,7 +252,7 @@ def fresh(a):
 
 def _apply(node: Node, args):
     if node.fn is not None:
-        return np.asarray(call_user(node.fn.name, node.fn.forward, *readonly(args)))
+        return np.asarray(call_user(node.fn.forward, *readonly(args)))
     return np.asarray(node.forward()(*args))
 
 

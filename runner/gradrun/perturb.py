@@ -171,7 +171,7 @@ def _python_sparse(node, i, vals, ps, batch, motion):
         for b in range(batch):
             for k in moved:
                 flat[k][ps[k].idx[b]] = new[k][b]
-            rows[b] = np.asarray(call_user(node.fn.name, node.fn.forward, *called)).ravel()
+            rows[b] = np.asarray(call_user(node.fn.forward, *called)).ravel()
             for k in moved:
                 flat[k][ps[k].idx[b]] = old[k][b]
     return Dense(motion.change(rows, vals[i].ravel()).reshape((batch,) + vals[i].shape)), np.zeros(batch, bool)
@@ -191,7 +191,7 @@ def _dense_step(node, i, vals, ps, batch, motion):
         rows = []
         for b in range(batch):
             moved = readonly([x if d is None else motion.lift(x, d[b]) for x, d in zip(args, ds)])
-            rows.append(motion.change(np.asarray(call_user(node.fn.name, node.fn.forward, *moved)), out))
+            rows.append(motion.change(np.asarray(call_user(node.fn.forward, *moved)), out))
         return Dense(np.stack(rows)), kink
     prim = primitives.get(node.op)
     kind = prim.kind_for(node.kwargs)

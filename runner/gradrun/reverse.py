@@ -34,7 +34,7 @@ def _node_vjp(node: Node, g, ans, args, needed) -> tuple:
         rules = primitives.get(node.op).vjp_rules(len(args))
         return tuple(rule(g, ans, *args, **kwargs) if need and rule is not None else None
                      for rule, need in zip(rules, needed))
-    out = call_user(f"the VJP of {node.name}", node.fn.vjp, fresh(g), *readonly(args))
+    out = call_user(node.fn.vjp, fresh(g), *readonly(args))
     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(out) != len(args):
         raise GraphError(f"the VJP of {node.name} gave {len(out)} cotangents for {len(args)} inputs")
