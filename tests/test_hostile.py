@@ -7,29 +7,16 @@ and nothing gradrun prints lets such text start a line of its own.
 
 import json
 import os
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gradrun import baseline, ci_reports, cli, spec
+from gradrun import baseline, ci_reports, spec
 from gradrun.graph import MAX_DEPTH
 from gradrun.limits import MAX_FUNCTIONS, MAX_INLINED
 from gradrun.model import ExperimentResult, Issue, one_line
-
-ENV = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "PYTEST_ADDOPTS")}
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(cli.cli, [str(a) for a in args], prog_name="gradrun", env=env)
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(text))
-    return path
+from cli_helpers import ENV, invoke, write
 
 
 def functions_spec(folder: Path, bodies: list, function: str, name="bomb.yaml") -> Path:
@@ -37,14 +24,6 @@ def functions_spec(folder: Path, bodies: list, function: str, name="bomb.yaml") 
     declared = "\n".join(f'  {n}: "{body}"' for n, body in bodies)
     return write(folder, name, f"version: 1\nfunctions:\n{declared}\nexperiments:\n"
                                f"  - {{name: e, function: {function}, inputs: {{x: 0.5}}}}\n")
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
 
 
 # --- expression bombs: declared functions that multiply when inlined ----------------------------

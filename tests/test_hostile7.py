@@ -5,36 +5,19 @@ limit must not add up to unbounded memory or time, and whatever is refused is
 an error at its place (exit 2), never a traceback or a "gradrun bug".
 """
 
-import os
-import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gradrun import cli, spec
+from gradrun import spec
 from gradrun.limits import (MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_FILE_INPUT_ELEMENTS,
                             MAX_FILE_REPORT_ROWS)
-
-ENV = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "PYTEST_ADDOPTS")}
+from cli_helpers import ENV, write
+from cli_helpers import invoke as run_command
 
 
 def invoke(*args):
-    return CliRunner().invoke(cli.cli, [str(a) for a in args], prog_name="gradrun", env=ENV)
-
-
-def write(folder: Path, text: str, name="s.yaml") -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
+    return run_command(*args, env=ENV)
 
 
 def only_issue(path):
@@ -51,7 +34,7 @@ def test_many_large_intermediate_values_stop_before_they_are_computed(project):
     together 3.8 GB; refused at the call that passes the evaluation's limit."""
     functions = ["sin", "cos", "exp", "tanh", "sigmoid", "softplus", "abs", "square"]
     terms = " + ".join(f"{f}(b(x) * {k}.5)" for k in range(6) for f in functions)
-    path = write(project, f"""\
+    path = write(project, "s.yaml", f"""\
         version: 1
         functions:
           b: "broadcast_to(reshape(x, (1, 1000)), (10000, 1000))"
@@ -69,7 +52,7 @@ def test_many_large_intermediate_values_stop_before_they_are_computed(project):
 def test_a_join_of_many_large_inputs_is_sized_before_it_is_built(project, joined):
     """400 copies of a million elements: refused from the shapes, without allocating 3.2 GB."""
     copies = ", ".join(["X"] * 400)
-    path = write(project, f"""\
+    path = write(project, "s.yaml", f"""\
         version: 1
         experiments:
           - {{name: e, expr: "sum({joined}([{copies}], axis=0))", inputs: {{X: {{shape: [1000000], init: zeros}}}}}}
@@ -80,7 +63,7 @@ def test_a_join_of_many_large_inputs_is_sized_before_it_is_built(project, joined
 
 def test_matrix_products_are_bounded_in_work(project):
     """(3000, 3000) @ (3000, 3000): every value within its limits, 2.7e10 multiply-adds."""
-    path = write(project, """\
+    path = write(project, "s.yaml", """\
         version: 1
         experiments:
           - name: e
@@ -94,7 +77,7 @@ def test_the_inputs_of_a_whole_file_are_bounded(project):
     """A thousand experiments of a million elements each: 8 GB, each input within its limit."""
     rows = "".join(f"  - {{name: e{i}, expr: 'sum(X)', inputs: {{X: {{shape: [1000000], init: zeros}}}}}}\n"
                    for i in range(1000))
-    path = write(project, "version: 1\nexperiments:\n" + rows)
+    path = write(project, "s.yaml", "version: 1\nexperiments:\n" + rows)
     issue = only_issue(path)
     assert f"more than {MAX_FILE_INPUT_ELEMENTS} elements" in issue.message
     assert issue.path.endswith("inputs.X") and issue.line == 3 + MAX_FILE_INPUT_ELEMENTS // 1_000_000
@@ -104,7 +87,7 @@ def test_the_inputs_of_a_whole_file_are_bounded_under_j_too(project):
     """-j's workers resolve their own experiments: the main process tells the file's size from the document."""
     rows = "".join(f"  - {{name: e{i}, expr: 'sum(X)', inputs: {{X: {{shape: [1000, 1000], init: zeros}}}}}}\n"
                    for i in range(25))
-    path = write(project, "version: 1\nexperiments:\n" + rows)
+    path = write(project, "s.yaml", "version: 1\nexperiments:\n" + rows)
     result = invoke(path, "-j", "2", "--out", project / "out")
     assert result.exit_code == 2 and f"more than {MAX_FILE_INPUT_ELEMENTS} elements" in result.output
     assert not (project / "out" / "s.csv").exists()
@@ -114,13 +97,13 @@ def test_the_report_rows_of_a_whole_file_are_bounded(project):
     rows = "".join(f"  - {{name: e{i}, expr: 'sum(X) * y', check: full, wrt: [X], "
                    f"inputs: {{X: {{shape: [1000], init: zeros}}}}, sweep: {{y: {{linspace: [0, 1, 2000]}}}}}}\n"
                    for i in range(6))
-    path = write(project, "version: 1\nexperiments:\n" + rows)
+    path = write(project, "s.yaml", "version: 1\nexperiments:\n" + rows)
     issue = only_issue(path)
     assert f"more than {MAX_FILE_REPORT_ROWS} rows" in issue.message and issue.path == "experiments[5]"
 
 
 def test_running_out_of_memory_while_loading_is_not_called_a_bug(project, monkeypatch):
-    path = write(project, "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
+    path = write(project, "s.yaml", "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
 
     def no_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 7.63 MiB")
@@ -141,7 +124,7 @@ def test_running_out_of_memory_while_loading_is_not_called_a_bug(project, monkey
     ("x + \u00e9", "\u00e9"),
 ])
 def test_an_expression_is_ascii(project, expr, char):
-    path = write(project, f'version: 1\nexperiments:\n  - {{name: e, expr: "{expr}", inputs: {{x: 2.0}}}}\n')
+    path = write(project, "s.yaml", f'version: 1\nexperiments:\n  - {{name: e, expr: "{expr}", inputs: {{x: 2.0}}}}\n')
     issue = only_issue(path)
     assert f"U+{ord(char):04X}" in issue.message and "not allowed in an expression" in issue.message
     assert issue.column == 22 + expr.index(char)
@@ -158,7 +141,7 @@ def test_every_invisible_format_character_is_shown_escaped():
 
 
 def test_a_byte_order_mark_inside_a_key_is_visible_in_the_message(project):
-    path = write(project, "version: 1\n\ufeffexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
+    path = write(project, "s.yaml", "version: 1\n\ufeffexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
     result = invoke("validate", path)
     assert result.exit_code == 2 and "'\\ufeffexperiments'" in result.output and "\ufeff" not in result.output
 
@@ -168,7 +151,7 @@ def test_a_byte_order_mark_inside_a_key_is_visible_in_the_message(project):
 
 def test_experiments_whose_names_meet_after_sanitizing_or_ignoring_case_get_pictures_of_their_own(project):
     pytest.importorskip("matplotlib")
-    path = write(project, """\
+    path = write(project, "s.yaml", """\
         version: 1
         experiments:
           - {name: a+b, function: square, inputs: {x: 1.0}}
@@ -184,7 +167,7 @@ def test_experiments_whose_names_meet_after_sanitizing_or_ignoring_case_get_pict
 
 def test_two_specs_whose_names_differ_only_in_case_would_write_one_report(project):
     for name in ("run.yaml", "RUN.yaml"):
-        write(project, "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n", name)
+        write(project, name, "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
     result = invoke(project / "run.yaml", project / "RUN.yaml", "--out", project / "out")
     assert result.exit_code == 2 and "would both write run.csv" in result.output
     assert not (project / "out").exists()
@@ -198,7 +181,7 @@ def test_python_dash_m_does_not_import_a_checkouts_library_names(project):
 
     for name in ("yaml", "json", "click", "jsonschema"):
         (project / f"{name}.py").write_text("import sys\nsys.stderr.write('PWNED\\n')\n")
-    path = write(project, "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
+    path = write(project, "s.yaml", "version: 1\nexperiments:\n  - {name: e, function: square, inputs: {x: 2.0}}\n")
     runner = str(Path(__file__).resolve().parents[1] / "runner")
     env = {**ENV, "PYTHONPATH": runner}
     ran = subprocess.run([sys.executable, "-m", "gradrun", "--no-code", str(path), "--out", str(project / "out")],
@@ -221,7 +204,7 @@ def test_thousands_of_input_names_are_checked_in_linear_time(project):
     """wrt, parameters and inputs were compared list against list: 20 000 names took minutes."""
     names = [f"w{i}" for i in range(20000)]
     listed = ", ".join(names)
-    path = write(project, f"version: 1\nfunctions:\n  f: {{params: [{listed}], expr: 'w0'}}\nexperiments:\n"
+    path = write(project, "s.yaml", f"version: 1\nfunctions:\n  f: {{params: [{listed}], expr: 'w0'}}\nexperiments:\n"
                           f"  - {{name: e, function: f, inputs: {{{', '.join(n + ': 1.0' for n in names)}}}, "
                           f"wrt: [{listed}]}}\n")
     assert _seconds(lambda: spec.validate(path)) < 8
@@ -237,7 +220,7 @@ def test_checking_shapes_does_not_render_every_subexpression(project, monkeypatc
     monkeypatch.setattr(tree, "render", lambda *a, **k: rendered.append(1) or real(*a, **k))
     terms = "+".join(f"sin(x*{j}.5)" for j in range(60))
     calls = "+".join(f"g(x*{j}.5)" for j in range(25))
-    path = write(project, f"version: 1\nfunctions:\n  g: '{terms}'\n  h: '{calls}'\nexperiments:\n"
+    path = write(project, "s.yaml", f"version: 1\nfunctions:\n  g: '{terms}'\n  h: '{calls}'\nexperiments:\n"
                           "  - {name: e, function: h, inputs: {x: 1.0}}\n")
     assert spec.validate(path) == [] and len(rendered) < 10
 
@@ -245,6 +228,6 @@ def test_checking_shapes_does_not_render_every_subexpression(project, monkeypatc
 @pytest.mark.parametrize("inputs", ["{X: {shape: [3], seed: 2.0}}", "{X: {shape: [3], init: randn, seed: 2.0}}"])
 def test_a_seed_written_as_a_float_is_a_spec_error_as_in_settings(project, inputs):
     """JSON Schema's integer admits 2.0; numpy's generators do not: this was a 'gradrun bug'."""
-    path = write(project, f"version: 1\nexperiments:\n  - {{name: e, expr: 'sum(X)', inputs: {inputs}}}\n")
+    path = write(project, "s.yaml", f"version: 1\nexperiments:\n  - {{name: e, expr: 'sum(X)', inputs: {inputs}}}\n")
     issue = only_issue(path)
     assert "seed must be an integer" in issue.message and issue.line == 3

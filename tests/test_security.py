@@ -9,37 +9,14 @@ import os
 import pickle
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import gradrun
 from gradrun import baseline, cli, spec, usercode
-
-ENV = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "PYTEST_ADDOPTS")}
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(cli.cli, [str(a) for a in args], prog_name="gradrun", env=env)
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """An empty project folder, the current directory (the trust rule's second root)."""
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
+from cli_helpers import ENV, invoke, write
 
 
 # --- a deserializer fed bytes spelled by the input floats ----------------------------------
