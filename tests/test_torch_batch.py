@@ -145,3 +145,61 @@ def test_second_order_makes_the_forward_jacobian_once_and_of_the_input_it_moves(
     result = adapter.check(_Scaled, {"x": x}, order=2, reduce="sum")
     assert result.error is None and result.passed, result.notes
     assert made == [0], made  # input 0 is x; the module's weight never moves
+
+
+class _Outer(torch.nn.Module):
+    """A loss whose one op allocates len(x)**2 floats: x times itself, outer."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return (self.scale * x[:, None] * x[None, :]).tanh().sum()
+
+
+class _Wide(torch.nn.Module):
+    """Small activations, a large weight: 100 x 120."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(16, 120), torch.nn.Linear(120, 100)
+
+    def forward(self, x):
+        return torch.tanh(self.second(torch.tanh(self.first(x)))).sum()
+
+
+def _rows_at(module, x):
+    from gradrun.frameworks import torch_batch
+    fn = adapter.function(module.__name__, module)
+    args = [x] + [fn.defaults[p] for p in fn.params[1:]]
+    return {p: fn.chunk_rows(a.size, args) for p, a in zip(fn.params, args)}, torch_batch
+
+
+def test_a_chunk_holds_what_a_call_allocates_under_the_mmap_threshold():
+    n = 600
+    rows, torch_batch = _rows_at(_Outer, np.linspace(-1, 1, n))
+    largest = n * n * 8  # the outer product, float64; tanh of it allocates as much again
+    total = 2 * largest + n * 8  # and scale * x[:, None] its column
+    expected = min(torch_batch.ALLOCATION_BYTES // largest, torch_batch.CALL_BYTES // total)
+    assert expected == 2
+    assert rows["x"] == rows["scale"] == expected  # whichever input moves: the call allocates the same
+
+
+def test_a_large_weight_with_small_activations_gets_a_chunk_of_its_working_batch():
+    rows, torch_batch = _rows_at(_Wide, np.ones((1, 16)))
+    assert rows["second.weight"] == torch_batch.WORKING_BATCH_BYTES // (12000 * 8) == 349
+    assert rows["second.bias"] == rows["x"] == 1024  # perturb.BATCH_ROWS
+    assert rows["first.weight"] == torch_batch.WORKING_BATCH_BYTES // (1920 * 8) or rows["first.weight"] == 1024
+
+
+def test_a_module_called_with_other_tensors_keeps_its_own():
+    from gradrun.frameworks.torch_code import _called_with
+    m = _Wide().double()
+    before = dict(m.named_parameters())
+    zeros = {k: torch.zeros_like(v) for k, v in before.items()}
+    assert float(_called_with(m, zeros, (torch.ones(1, 16, dtype=torch.float64),))) == 0.0
+    assert all(p is before[k] for k, p in m.named_parameters())
+    with pytest.raises(RuntimeError):  # put back when the call raises, too
+        _called_with(m, zeros, (torch.ones(1, 7, dtype=torch.float64),))
+    assert all(p is before[k] for k, p in m.named_parameters())

@@ -116,7 +116,7 @@ def _batched_columns(graph: Graph, vals: list, name: str, columns, at_box: int) 
     args = [vals[a] for a in box.args]
     columns = np.asarray(columns, dtype=np.int64)
     cols = np.zeros((out.size, len(columns)), dtype=out.dtype)
-    chunk = batch_rows(x.size)
+    chunk = box.fn.chunk_rows(x.size, args) if box.fn.chunk_rows else batch_rows(x.size)
     for start in range(0, len(columns), chunk):
         at = columns[start:start + chunk]
         if box.fn.jvp_basis is not None:  # the function builds the one-hot tangents itself

@@ -105,6 +105,13 @@ class Graph:
         """True when every black box evaluates a chunk of perturbations per call."""
         return self._every_box(lambda fn: fn.forward_batch is not None)
 
+    def chunk_rows(self, size: int, vals: list, default) -> int:
+        """Rows of a chunk of perturbations of an input of ``size`` elements at the point
+        ``vals``: the fewest any black box asks for there (``PythonFunction.chunk_rows``),
+        ``default(size)`` for one that does not say."""
+        return min(n.fn.chunk_rows(size, [vals[a] for a in n.args]) if n.fn.chunk_rows else default(size)
+                   for n in self.nodes if n.fn)
+
     @property
     def concurrent(self) -> bool:
         """True when every black box may be called from two threads at once."""

@@ -90,6 +90,10 @@ class PythonFunction:
     wants a reader to know how it was evaluated (vmap fell back, say).
     ``concurrent``: two calls may run at once, from two threads (the torch
     adapter's, outside train mode); chunks of perturbations then use two cores.
+    ``chunk_rows(size, primals)`` (optional): the rows of a chunk of
+    ``forward_batch``, ``forward_moved`` or ``jvp_basis`` at ``primals`` that
+    moves an input of ``size`` elements, for an adapter that knows its costs
+    (the engine's ``batch_rows`` otherwise).
     """
 
     name: str
@@ -107,6 +111,7 @@ class PythonFunction:
     defaults: dict = field(default_factory=dict, compare=False, hash=False)
     notes: list = field(default_factory=list, compare=False, hash=False)
     concurrent: bool = field(default=False, compare=False, hash=False)
+    chunk_rows: Callable | None = field(default=None, compare=False, hash=False)
 
     @property
     def nargs(self) -> int:

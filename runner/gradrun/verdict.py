@@ -93,7 +93,7 @@ class _Columns:
             width = max(v.size for v in vals)
         self.chunk = max(1, engine.MEMORY_CAP // max(width, 1))
         if graph.batched:  # one call per chunk: as many rows as memory allows
-            self.chunk = max(self.chunk, engine.batch_rows(self.x.size))
+            self.chunk = max(self.chunk, graph.chunk_rows(self.x.size, vals, engine.batch_rows))
         # a chunk's calls at once, from threads, up to the process's cap (one in a -j worker)
         self.calls = threads.WORKERS if graph.batched and graph.concurrent else 1
 

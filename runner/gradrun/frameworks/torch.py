@@ -53,7 +53,7 @@ def function(name: str, obj, *, init=None, mode="eval", seed=0, device="cpu",
         bool(complex_safe), source, confined(batch), defaults=code.defaults(), notes=code.notes,
         jvp_batch=confined(code.jvp_batch if forward_mode else None), hvp=confined(code.hvp),
         forward_moved=confined(batch.moved), jvp_basis=confined(code.jvp_basis if forward_mode else None),
-        concurrent=mode != "train")  # train mode re-seeds torch's one generator at every call
+        concurrent=mode != "train", chunk_rows=confined(batch.rows))  # train mode re-seeds torch's one generator at every call
 
 
 def check(code, inputs: dict, *, wrt=None, init=None, mode="eval", device="cpu", complex_safe=False,

@@ -26,10 +26,23 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from .. import perturb
 from .torch_code import TORCH_DTYPES, Spares, eps_of, gap, numpy_of, scale_of
 
 # how far one vmapped row may sit from the same point evaluated alone, in eps of the output's scale
 VMAP_AGREEMENT = 64
+# A chunk's rows (``BatchedForward.rows``). The moved input's working batch is kept between
+# calls, so it may be larger than the engine's chunk (perturb.BATCH_CAP), spreading a call's
+# fixed cost (vmap's and the module's Python, about 0.2 ms) over more rows; what a call
+# allocates is bounded instead, from one call measured at the first point: its largest tensor
+# times the rows stays under glibc's largest mmap threshold (32 MiB), so it comes from the
+# heap, not from pages mapped fresh and faulted in on every call, and all it allocates stays
+# near the cache (on the ~15k-parameter MLP of bench_torch.py, 32 MiB of working batch took
+# 0.33 s of CPU where 16 MiB took 0.40; on the transformer block, 16 MiB of allocations per
+# call 1.30 s, 8 MiB 1.36 s, 4 MiB 1.71 s).
+WORKING_BATCH_BYTES = 32 * 2**20
+ALLOCATION_BYTES = 24 * 2**20
+CALL_BYTES = 16 * 2**20
 
 
 class BatchedForward:
@@ -41,6 +54,17 @@ class BatchedForward:
         # working sets, each argument position -> (primal array, its working batch): one per
         # call running at once (calls from two threads each write their rows)
         self.working = Spares(dict)
+
+    def rows(self, size: int, args) -> int:
+        """Rows of a chunk that moves an input of ``size`` elements at the point ``args``: as
+        many as the working batch (float64), the largest allocation of a call and all a call
+        allocates (measured at ``args``) allow, at most ``perturb.BATCH_ROWS``; the engine's
+        default where the allocations cannot be told."""
+        largest, allocated = self.code.allocations(args)
+        if not largest:
+            return perturb.batch_rows(size)
+        return max(1, min(perturb.BATCH_ROWS, WORKING_BATCH_BYTES // (8 * max(size, 1)),
+                          ALLOCATION_BYTES // largest, CALL_BYTES // allocated))
 
     def __call__(self, *stacked) -> np.ndarray:
         """``forward_batch``: every argument with a leading batch axis, (B, *output shape) out."""
@@ -106,11 +130,18 @@ class BatchedForward:
             tensors = tensors + [b.expand(batch, *b.shape).clone() for b in kept]
             dims = dims + [0] * len(kept)
 
-        def one(*row):  # the values alone: a Function's own forward (see TorchCode.apply)
-            return code.apply(list(row[:n]), list(row[n:]) if code.module is not None else None, forward_only=True)
+        # only the batched tensors go through vmap's argument handling (its fixed cost grows
+        # with the arguments); the others are closed over, which vmap treats as unbatched
+        moving = [k for k, d in enumerate(dims) if d is not None]
+
+        def one(*moved):  # the values alone: a Function's own forward (see TorchCode.apply)
+            row = list(tensors)
+            for k, t in zip(moving, moved):
+                row[k] = t
+            return code.apply(row[:n], row[n:] if code.module is not None else None, forward_only=True)
 
         with torch.no_grad():
-            return numpy_of(vmap(one, in_dims=tuple(dims), randomness="same")(*tensors))
+            return numpy_of(vmap(one, randomness="same")(*[tensors[k] for k in moving]))
 
     def _stacked_tensors(self, stacked) -> tuple:
         """Tensors of a chunk's arguments and their vmap in_dims: an argument that is the

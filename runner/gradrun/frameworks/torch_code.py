@@ -28,6 +28,8 @@ import threading
 import numpy as np
 import torch
 from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from ..tree import python_params
 from . import torch_jacobian
@@ -170,6 +172,8 @@ class TorchCode:
         self.lock = threading.Lock()
         self.notes: list = []
         self.jacobian = torch_jacobian.ForwardJacobian(self)
+        # (shape, dtype) of every argument -> what one call allocates there (``allocations``)
+        self.allocated: dict = {}
 
     # -- calling the code
 
@@ -235,8 +239,10 @@ class TorchCode:
                 state = dict(zip(self.parameters, tensors[n:]))
                 state.update(zip(self.buffers, buffers if buffers is not None else [b.clone() for b in kept]))
                 with self.borrowed(dtype) as module:
-                    # untying is per call and costly; only a module that shares a tensor needs it
-                    out = functional_call(module, state, tuple(tensors[:n]), tie_weights=self.tied)
+                    if self.tied:  # untying is per call and costly; only a module that shares a tensor needs it
+                        out = functional_call(module, state, tuple(tensors[:n]), tie_weights=True)
+                    else:
+                        out = _called_with(module, state, tuple(tensors[:n]))
             elif _autograd_function(self.obj) and forward_only:
                 out = _forward_of(self.obj, tensors)
             elif _autograd_function(self.obj):
@@ -277,6 +283,20 @@ class TorchCode:
             raise NondeterministicError(f"{self.name} is not deterministic: two calls at the same point differ "
                                         f"by {apart:.3g} at output element {where} ({hint})")
         return out
+
+    def allocations(self, arrays) -> tuple:
+        """(the largest tensor one op of a call at ``arrays`` allocates, all they allocate), in
+        bytes, (0, 0) where it cannot be told: what a chunk of perturbations multiplies
+        (``BatchedForward.rows``). Measured once per shape and dtype of the arguments, on a
+        call of its own (the module's copy made before, its tensors not counted)."""
+        key = tuple((np.shape(a), np.asarray(a).dtype.str) for a in arrays)
+        if key not in self.allocated:
+            tensors = self.tensors(arrays)
+            if self.module is not None and tensors:
+                self.twin(tensors[0].dtype)
+            with torch.no_grad():
+                self.allocated[key] = _allocations(lambda: self.apply(tensors))
+        return self.allocated[key]
 
     def note(self, text):
         """Tell the reader of the report how this code was evaluated (once per text)."""
@@ -346,6 +366,64 @@ class TorchCode:
         if _autograd_function(self.obj):
             return self.obj.jvp is not torch.autograd.Function.jvp
         return True
+
+
+def _called_with(module, state: dict, args: tuple):
+    """``module(*args)`` with its parameters and buffers replaced by ``state`` (name ->
+    tensor) for the call, then put back: what ``functional_call`` does for a module
+    that ties no tensors, without its per-call lookups (a third of a small vmapped
+    call's fixed cost). The slots are found once per module copy."""
+    slots = module.__dict__.setdefault("_gradrun_slots", {})
+    saved = []
+    try:
+        for name, tensor in state.items():
+            if name not in slots:
+                owner, _, leaf = name.rpartition(".")
+                sub = module.get_submodule(owner)
+                slots[name] = (sub._parameters if leaf in sub._parameters else sub._buffers, leaf)
+            table, leaf = slots[name]
+            saved.append((table, leaf, table[leaf]))
+            table[leaf] = tensor
+        return module(*args)
+    finally:
+        for table, leaf, old in reversed(saved):
+            table[leaf] = old
+
+
+class _Allocations(TorchDispatchMode):
+    """The largest tensor an op allocates while the mode is on: outputs sharing storage with an
+    input (views, in-place ops) allocate nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        held = {_storage(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and _storage(t) not in held:
+                size = t.numel() * t.element_size()
+                self.largest, self.total = max(self.largest, size), self.total + size
+        return out
+
+
+def _storage(t) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:  # a tensor without storage (sparse, say): never taken for a view
+        return -1
+
+
+def _allocations(call) -> tuple:
+    """(the largest tensor one op of ``call()`` allocates, all they allocate), in bytes;
+    (0, 0) where it cannot be told."""
+    try:
+        with _Allocations() as seen:
+            call()
+        return seen.largest, seen.total
+    except Exception:  # the code's own errors come from the calls that follow
+        return 0, 0
 
 
 def _ties_tensors(module) -> bool:
