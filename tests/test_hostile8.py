@@ -1,0 +1,63 @@
+"""Hostile and mistaken inputs found in round 8 (docs/security.md): each test fails on the code before its fix.
+
+The attacker controls a spec file, and perhaps files beside it (a symlink is a
+file a pull request can add); users make mistakes in options and paths. Either
+way: exit 2 with a plain message, no traceback, nothing written before the
+run is known to be writable, nothing outside the results folder replaced.
+"""
+
+import os
+import stat
+
+import pytest
+
+from gradrun import atomic
+from cli_helpers import ENV, write
+from cli_helpers import invoke as run_command
+
+
+def invoke(*args):
+    return run_command(*args, env=ENV)
+
+
+OK_SPEC = """\
+    version: 1
+    experiments:
+      - {name: sq, function: square, inputs: {x: 2.0}}
+    """
+
+
+def refused(ran, fragment):
+    assert ran.exit_code == 2, ran.output
+    assert fragment in ran.output and "Traceback" not in ran.output and "bug" not in ran.output
+
+
+# --- what a run writes ---------------------------------------------------------------------------
+
+
+def test_a_junit_path_that_is_a_pipe_or_device_is_refused_not_replaced(project):
+    """`--junit /dev/null` replaced the device with a plain file (run as root, as CI containers do)."""
+    path = write(project, "ok.yaml", OK_SPEC)
+    os.mkfifo(project / "pipe.xml")
+    refused(invoke(path, "--out", project / "out", "--junit", project / "pipe.xml"), "it is a named pipe, not a file")
+    assert stat.S_ISFIFO(os.lstat(project / "pipe.xml").st_mode) and not (project / "out").exists()
+    with pytest.raises(OSError, match="named pipe"):
+        atomic.atomic_write(project / "pipe.xml", "x")  # every writer, not only the run's check
+
+
+def test_a_name_too_long_stops_the_run_before_anything_is_written(project):
+    """A 250-character spec name fits its report but not its run record (259 bytes): the report was
+    written, then the run record failed; a JUnit name too long failed after every report."""
+    long_spec = write(project, "b" * 250 + ".yaml", OK_SPEC)
+    refused(invoke(long_spec, "--out", project / "out"), "File name too long")
+    ok = write(project, "ok.yaml", OK_SPEC)
+    refused(invoke(ok, "--out", project / "out", "--junit", project / "new" / ("j" * 260 + ".xml")),
+            "File name too long")
+    refused(invoke(ok, "--out", project / ("o" * 300)), "File name too long")  # was a traceback
+    assert not (project / "out").exists()
+
+
+def test_a_long_name_that_fits_is_written(project):
+    """The temporary file beside a report was named after it, 14 characters longer."""
+    atomic.atomic_write(project / ("r" * 250), "whole")
+    assert (project / ("r" * 250)).read_text() == "whole" and len(os.listdir(project)) == 1
