@@ -61,3 +61,40 @@ def test_a_long_name_that_fits_is_written(project):
     """The temporary file beside a report was named after it, 14 characters longer."""
     atomic.atomic_write(project / ("r" * 250), "whole")
     assert (project / ("r" * 250)).read_text() == "whole" and len(os.listdir(project)) == 1
+
+
+# --- shards: N is a number the user typed, or a shard file says -----------------------------------
+
+
+def test_a_huge_shard_count_costs_what_the_experiments_cost(project):
+    """--shard 1/10**20 was a traceback; 1/10**8 built a list of 10**8 loads and scanned it per experiment."""
+    path = write(project, "ok.yaml", OK_SPEC)
+    ran = invoke(path, "--out", project / "out", "--shard", "1/" + "9" * 20)
+    assert ran.exit_code == 0 and "Traceback" not in ran.output
+    from gradrun import shards, spec
+
+    loaded = spec.load_spec(write(project, "three.yaml", """\
+        version: 1
+        experiments:
+          - {name: a, function: square, inputs: {x: 1.0}}
+          - {name: b, function: square, sweep: {x: [1, 2, 3]}}
+          - {name: c, function: square, inputs: {x: 3.0}}
+        """))
+    chosen = [(0, loaded, [0, 1, 2])]
+    assert [shards.slice_of(chosen, i, 10**8)[0][2] for i in (1, 2, 3, 4, 10**8)] == [[1], [0], [2], [], []]
+    assert [shards.slice_of(chosen, i, 2)[0][2] for i in (1, 2)] == [[1], [0, 2]]  # least loaded first, as before
+
+
+def test_a_shard_file_naming_a_huge_count_is_reported_briefly(project):
+    from gradrun import shards, spec
+
+    path = write(project, "ok.yaml", OK_SPEC)
+    loaded = spec.load_spec(path)
+    (project / "in").mkdir()
+    for name, shard in ((f"ok.shard-1-of-{10**18}.pickle", (1, 10**18)), ("ok.shard-1-of-1.pickle", ("1", 1))):
+        (project / "in" / name).write_bytes(shards.shard_bytes(loaded, [], [], *shard, {}, None))
+    ran = invoke(path, "--out", project / "out", "--merge", project / "in")
+    refused(ran, "not a shard file")  # ("1", 1): a shard number that is not a number
+    (project / "in" / "ok.shard-1-of-1.pickle").unlink()
+    ran = invoke(path, "--out", project / "out", "--merge", project / "in")
+    refused(ran, f"shard 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and {10**18 - 11} more of {10**18} is missing")
