@@ -98,3 +98,63 @@ def test_a_shard_file_naming_a_huge_count_is_reported_briefly(project):
     (project / "in" / "ok.shard-1-of-1.pickle").unlink()
     ran = invoke(path, "--out", project / "out", "--merge", project / "in")
     refused(ran, f"shard 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and {10**18 - 11} more of {10**18} is missing")
+
+
+# --- files a run reads: a symlink or a pipe a pull request adds ----------------------------------
+
+
+SECRET = "machine github.com login bot password hunter2-token\n"
+
+
+def test_a_spec_that_is_a_symlink_out_of_the_project_is_not_read(project, tmp_path):
+    """specs/x.yaml -> ~/.netrc: its first line came back as "unknown key 'machine github.com ...'"."""
+    secret = tmp_path / "home" / ".netrc"
+    secret.parent.mkdir()
+    secret.write_text(SECRET)
+    (project / "specs").mkdir()
+    (project / "specs" / "x.yaml").symlink_to(secret)
+    ran = invoke("validate", "specs/x.yaml")
+    refused(ran, "it is a symlink to")
+    assert "hunter2" not in ran.output and "machine" not in ran.output
+    # a link that stays in the project is followed, as is one beside its target outside it
+    write(project, "common/base.yaml", OK_SPEC)
+    (project / "specs" / "y.yaml").symlink_to(project / "common" / "base.yaml")
+    (tmp_path / "home" / "z.yaml").symlink_to("base.yaml")
+    write(tmp_path / "home", "base.yaml", OK_SPEC)
+    assert invoke("validate", "specs/y.yaml", tmp_path / "home" / "z.yaml").exit_code == 0
+
+
+def test_a_baseline_that_is_a_symlink_out_of_the_project_is_not_read(project, tmp_path):
+    secret = tmp_path / "config.json"
+    secret.write_text('{"auths": {"registry": {"auth": "hunter2"}}}')
+    path = write(project, "ok.yaml", OK_SPEC)
+    (project / "baselines").mkdir()
+    (project / "baselines" / "ok.baseline.json").symlink_to(secret)
+    ran = invoke(path, "--out", project / "out", "--baseline", project / "baselines")
+    refused(ran, "it is a symlink to")
+    assert "hunter2" not in ran.output and not (project / "out").exists()
+
+
+def test_a_spec_or_baseline_that_is_a_pipe_does_not_hold_the_run(project):
+    """open() of a named pipe waits for a writer: the run hung before it began."""
+    os.mkfifo(project / "pipe.yaml")
+    refused(invoke("validate", project / "pipe.yaml"), "it is a named pipe, not a file")
+    path = write(project, "ok.yaml", OK_SPEC)
+    (project / "baselines").mkdir()
+    os.mkfifo(project / "baselines" / "ok.baseline.json")
+    refused(invoke(path, "--out", project / "out", "--baseline", project / "baselines"), "named pipe")
+
+
+def test_a_baseline_is_read_within_a_size_limit(project, monkeypatch):
+    """A baseline was read whole, however large (a symlink to /dev/zero inside the project: forever)."""
+    from gradrun import baseline
+
+    monkeypatch.setattr(baseline, "MAX_BASELINE_BYTES", 1000)
+    path = write(project, "ok.yaml", OK_SPEC)
+    write(project, "b/ok.baseline.json", "[" + " " * 2000 + "]")
+    refused(invoke(path, "--out", project / "out", "--baseline", project / "b"), "larger than 1000 bytes")
+
+
+def test_a_spec_that_is_not_utf8_is_placed_at_its_line_and_column(project):
+    (project / "latin1.yaml").write_bytes(b'version: 1\nexperiments:\n  - name: caf\xe9\n')
+    refused(invoke("validate", project / "latin1.yaml"), "latin1.yaml:3:14: <document>: the file is not UTF-8 text")

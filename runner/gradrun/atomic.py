@@ -34,8 +34,13 @@ def in_the_way(path) -> str | None:
         return error.strerror or str(error)
     if stat.S_ISDIR(mode):
         return "a folder of that name is in the way"
-    kind = next((what for test, what in _NOT_FILES if test(mode)), None)
+    kind = not_a_file(mode)
     return None if kind is None else f"it is {kind}, not a file; give the path of a file to write"
+
+
+def not_a_file(mode: int) -> str | None:
+    """"a character device", "a named pipe", ... for an ``st_mode`` of such a thing; else None."""
+    return next((what for test, what in _NOT_FILES if test(mode)), None)
 
 
 def atomic_write(path, content) -> None:

@@ -4,6 +4,7 @@ Loading checks them (``gradrun.spec``); each refusal says which limit and how to
 """
 
 MAX_FILE_BYTES = 10_000_000  # a spec file
+MAX_BASELINE_BYTES = 1_000_000_000  # a baseline file (about 6 million elements)
 MAX_EXPERIMENTS = 1_000  # per file
 MAX_INPUT_ELEMENTS = 1_000_000  # elements of one input
 MAX_INTERMEDIATE_ELEMENTS = 10_000_000  # elements of any value computed from the inputs
