@@ -158,3 +158,31 @@ def test_a_baseline_is_read_within_a_size_limit(project, monkeypatch):
 def test_a_spec_that_is_not_utf8_is_placed_at_its_line_and_column(project):
     (project / "latin1.yaml").write_bytes(b'version: 1\nexperiments:\n  - name: caf\xe9\n')
     refused(invoke("validate", project / "latin1.yaml"), "latin1.yaml:3:14: <document>: the file is not UTF-8 text")
+
+
+# --- a code reference whose file is there but refused says why -------------------------------------
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda p: (p / "layers.py").mkdir(), "is a folder, not a Python file"),
+    (lambda p: os.mkfifo(p / "layers.py"), "is a named pipe"),
+    (lambda p: (p / "layers.py").symlink_to("/dev/zero"), "leads to /dev/zero, outside the spec's folder and the project"),
+    (lambda p: (p / "layers.py").symlink_to(p / "gone.py"), "is a broken symlink"),
+    (lambda p: (write(p, ".venv/lib/layers.py", "def f(x): return x\n"),
+                (p / "layers.py").symlink_to(p / ".venv/lib/layers.py")), "part of an installed package"),
+])
+def test_a_module_file_that_is_there_but_refused_says_why(project, make, why):
+    """It said "module 'layers' not found ... (did you mean 'layers'?)"."""
+    from gradrun import spec
+
+    make(project)
+    path = write(project, "s.yaml", """\
+        version: 1
+        functions:
+          g: {python: "layers:f", vjp: "layers:f"}
+        experiments:
+          - {name: a, function: g, inputs: {x: 1.0}}
+        """)
+    issues = spec.validate(path)
+    assert issues and all(why in i.message and "not the project's own code" in i.message for i in issues)
+    assert all("did you mean" not in i.hint for i in issues)
