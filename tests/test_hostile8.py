@@ -186,3 +186,43 @@ def test_a_module_file_that_is_there_but_refused_says_why(project, make, why):
     issues = spec.validate(path)
     assert issues and all(why in i.message and "not the project's own code" in i.message for i in issues)
     assert all("did you mean" not in i.hint for i in issues)
+
+
+# --- names Python reserves -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params, body, word", [
+    ("[x, lambda]", "x * lambda", "lambda"),  # a regularization weight: "cannot parse expression: syntax error"
+    ("[x, in]", "x + in", "in"),
+    ("[x, None]", "x + None", "None"),  # "NoneType constants are not allowed"
+])
+def test_a_name_python_reserves_is_called_so(project, params, body, word):
+    from gradrun import spec
+
+    path = write(project, "s.yaml", f"""\
+        version: 1
+        functions:
+          f: {{params: {params}, expr: "{body}"}}
+        experiments:
+          - {{name: a, expr: "f(x, x)", inputs: {{x: 1.0}}}}
+        """)
+    issues = spec.validate(path)
+    line = path.read_text().splitlines()[2]
+    assert [(i.line, i.column) for i in issues] == [(3, line.index(body) + body.index(word) + 1)]
+    assert issues[0].message.endswith(f"'{word}' is a reserved word, not a name") and f"{word}_" in issues[0].hint
+
+
+def test_an_empty_value_is_called_empty(project):
+    """`expr:` with nothing after it was "expected string, got nothing None"."""
+    from gradrun import spec
+
+    path = write(project, "s.yaml", """\
+        version: 1
+        experiments:
+          - name: a
+            expr:
+            inputs: {x}
+        """)
+    messages = sorted(i.message for i in spec.validate(path))
+    assert messages == ["expected string, got nothing (the value is empty)",
+                        "nothing (the value is empty) is not allowed here"]
