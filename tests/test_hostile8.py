@@ -226,3 +226,12 @@ def test_an_empty_value_is_called_empty(project):
     messages = sorted(i.message for i in spec.validate(path))
     assert messages == ["expected string, got nothing (the value is empty)",
                         "nothing (the value is empty) is not allowed here"]
+
+
+def test_a_file_in_the_way_of_the_pictures_stops_the_run_before_it_runs(project):
+    """--plot: the reports were written, then the pictures' folder failed (exit 2 after the run)."""
+    pytest.importorskip("matplotlib")
+    path = write(project, "ok.yaml", OK_SPEC)
+    write(project, "out/ok-plots", "a file where the pictures' folder goes")
+    refused(invoke(path, "--out", project / "out", "--plot"), "cannot write the pictures into")
+    assert sorted(os.listdir(project / "out")) == ["ok-plots"]

@@ -192,7 +192,7 @@ def _check_targets(o: RunOptions, loaded, stored: dict) -> None:
     its folder can be written (``gradrun.targets``); else ``UsageProblem``, before anything runs."""
     from . import shards, targets
 
-    out, planned = Path(o.out), []
+    out, planned, folders = Path(o.out), [], []
     for path, _ in loaded:
         stem = Path(path).stem
         planned += [("the report", out / f"{stem}.{o.report_format}", "--out"),
@@ -201,12 +201,14 @@ def _check_targets(o: RunOptions, loaded, stored: dict) -> None:
             planned.append(("the shard file", out / shards.file_name(path, *o.shard), "--out"))
         if o.update_baseline and path in stored:
             planned.append(("the baseline", stored[path][0], "--baseline"))
+        if o.plot:
+            folders.append(("the pictures", out / f"{stem}-plots"))
     if o.junit:
         planned.append(("the JUnit file", Path(o.junit), "--junit"))
     reads = [(f"the spec file {path}", path) for path, _ in loaded]
     reads += [(f"the baseline {file}", file) for file, data in stored.values() if data is not None]
     try:
-        targets.check(planned, reads)
+        targets.check(planned, reads, folders)
     except targets.Clash as clash:
         raise UsageProblem(str(clash), clash.option) from None
     except targets.Unwritable as error:

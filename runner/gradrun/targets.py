@@ -49,10 +49,14 @@ def place(path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def check(planned: list, reads: list) -> None:
+def check(planned: list, reads: list, folders: list = ()) -> None:
     """``planned``: (what, path, option) per file the run writes; ``reads``: (what, path) per file it
-    reads. Raise ``Clash`` for a written file that is read or written twice, ``Unwritable`` for a
-    folder that cannot be written."""
+    reads; ``folders``: (what, path) per folder it writes files into (pictures). Raise ``Clash`` for
+    a written file that is read or written twice, ``Unwritable`` for a folder that cannot be written
+    or a file in the way of one."""
+    for what, folder in folders:
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            raise Unwritable(f"cannot write {what} into {folder}: a file of that name is in the way")
     read = {}
     for what, path in reads:
         read.setdefault(place(path), what)
