@@ -235,3 +235,23 @@ def test_a_file_in_the_way_of_the_pictures_stops_the_run_before_it_runs(project)
     write(project, "out/ok-plots", "a file where the pictures' folder goes")
     refused(invoke(path, "--out", project / "out", "--plot"), "cannot write the pictures into")
     assert sorted(os.listdir(project / "out")) == ["ok-plots"]
+
+
+# --- sizes that add up across files ----------------------------------------------------------------
+
+
+def test_the_inputs_of_all_the_spec_files_of_a_run_are_bounded(project, monkeypatch):
+    """A serial run loads every file before running any and holds them all: a folder of files, each
+    within MAX_FILE_INPUT_ELEMENTS, took memory without bound (80 MB more per file of 10 million)."""
+    from gradrun import runfiles
+
+    monkeypatch.setattr(runfiles, "MAX_RUN_INPUT_ELEMENTS", 2500)
+    files = [write(project, f"s{k}.yaml", """\
+        version: 1
+        experiments:
+          - {name: a, expr: "sum(x)", inputs: {x: {shape: [1000], init: normal}}}
+        """) for k in range(4)]
+    ran = invoke(*files, "--out", project / "out")
+    refused(ran, "more than 2500 input elements together at")
+    assert "s2.yaml" in ran.output and not (project / "out").exists()
+    assert invoke(*files[:2], "--out", project / "out").exit_code == 0

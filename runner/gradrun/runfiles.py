@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
+import numpy as np
+
 from . import baseline, cli_parallel, report, selection, usercode
 from .baseline import DRIFT_FACTOR
 from .drift import Drift
+from .limits import MAX_RUN_INPUT_ELEMENTS
 from .model import ExperimentResult, Issue, Spec, SpecError, one_line
 
 
@@ -287,8 +290,28 @@ def load_specs(paths, policy: usercode.Policy = usercode.DEFAULT, device: str | 
     for same in stems.values():
         if len(same) > 1:
             raise UsageProblem(f"{' and '.join(same)} would both write {Path(same[0]).stem}.csv; run them separately")
-    load = window.parse if parse_only else spec_module.load_spec
-    return each_spec(unique, lambda path: load(path, device=device, policy=policy))
+    if parse_only:
+        return each_spec(unique, lambda path: window.parse(path, device=device, policy=policy))
+    held = _Held()
+    return each_spec(unique, lambda path: held.add(path, spec_module.load_spec(path, device=device, policy=policy)))
+
+
+class _Held:
+    """The input elements of the specs loaded so far: a serial run holds every file's inputs until it
+    ends, so files each within ``MAX_FILE_INPUT_ELEMENTS`` (a folder of them) are bounded together."""
+
+    def __init__(self):
+        self.elements = 0
+
+    def add(self, path, spec: Spec) -> Spec:
+        points = (p for e in getattr(spec, "experiments", ()) for p in getattr(e, "points", ()))
+        arrays = {id(v): v for p in points for v in p.inputs.values()}
+        self.elements += sum(int(np.size(v)) for v in arrays.values())
+        if self.elements > MAX_RUN_INPUT_ELEMENTS:
+            raise UsageProblem(f"the spec files come to more than {MAX_RUN_INPUT_ELEMENTS} input elements together "
+                               f"at {path}; run them in several commands, or with -j 2 (its workers generate "
+                               "each file's inputs themselves)")
+        return spec
 
 
 def each_spec(paths, load) -> tuple:
@@ -304,6 +327,8 @@ def each_spec(paths, load) -> tuple:
         except SpecError as error:
             issues += error.issues
             continue
+        except UsageProblem:
+            raise
         except MemoryError:  # the machine's limit, not a mistake in the file nor a bug: say so plainly
             issues.append(Issue(path, 1, 1, "", "not enough memory to load the file",
                                 "use smaller inputs, or split the file"))
