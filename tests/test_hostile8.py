@@ -256,18 +256,3 @@ def test_the_inputs_of_all_the_spec_files_of_a_run_are_bounded(project, monkeypa
     assert "s2.yaml" in ran.output and not (project / "out").exists()
     assert invoke(*files[:2], "--out", project / "out").exit_code == 0
 
-
-@pytest.mark.parametrize("call, fragment", [
-    ("concatenate([x, x], axis=7)", "axis 7 is out of range for an argument of shape (1, 2): it has 2 axes"),
-    ("stack([x, x], axis=5)", "axis 5 is out of range for stacking arrays of shape (1, 2): the result has 3 axes"),
-])
-def test_an_axis_out_of_range_of_a_join_names_the_real_shape(project, call, fragment):
-    """Both said "an argument of shape (0, 0)": the shape made up to count the axes."""
-    from gradrun import spec
-
-    path = write(project, "s.yaml", f"""\
-        version: 1
-        experiments:
-          - {{name: a, expr: "sum({call})", inputs: {{x: [[1.0, 2.0]]}}}}
-        """)
-    assert [fragment in i.message for i in spec.validate(path)] == [True]
