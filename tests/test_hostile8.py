@@ -143,6 +143,9 @@ def test_a_spec_or_baseline_that_is_a_pipe_does_not_hold_the_run(project):
     (project / "baselines").mkdir()
     os.mkfifo(project / "baselines" / "ok.baseline.json")
     refused(invoke(path, "--out", project / "out", "--baseline", project / "baselines"), "named pipe")
+    (project / "baselines" / "ok.baseline.json").unlink()
+    (project / "baselines" / "ok.baseline.json").mkdir()  # was "[Errno 21] Is a directory: 4"
+    refused(invoke(path, "--out", project / "out", "--baseline", project / "baselines"), "it is a folder, not a file")
 
 
 def test_a_baseline_is_read_within_a_size_limit(project, monkeypatch):

@@ -41,6 +41,15 @@ def leads_outside(path) -> Path | None:
     return None
 
 
+def _check_regular(fd: int, limit: int) -> None:
+    """Close ``fd`` and raise ``Unreadable`` unless it is a regular file of at most ``limit`` bytes."""
+    mode = os.fstat(fd)
+    kind = "a folder" if stat.S_ISDIR(mode.st_mode) else not_a_file(mode.st_mode)
+    if kind or mode.st_size > limit:
+        os.close(fd)
+        raise Unreadable(f"it is {kind}, not a file") if kind else TooLarge(f"the file is larger than {limit} bytes")
+
+
 def read_bounded(path, limit: int) -> bytes:
     """The bytes of the regular file at ``path``, if it has at most ``limit`` of them and no symlink
     leads it astray (``leads_outside``); else ``Unreadable``. ``OSError`` as ``open`` raises it."""
@@ -49,13 +58,8 @@ def read_bounded(path, limit: int) -> bytes:
         raise Unreadable(f"it is a symlink to {outside}, outside the project and the folder it is in; "
                          "name that file itself if you mean to read it")
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a pipe must not block the open
+    _check_regular(fd, limit)
     with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd)
-        kind = "a folder" if stat.S_ISDIR(mode.st_mode) else not_a_file(mode.st_mode)
-        if kind:
-            raise Unreadable(f"it is {kind}, not a file")
-        if mode.st_size > limit:
-            raise TooLarge(f"the file is larger than {limit} bytes")
         raw = f.read(limit + 1)  # a file that grows meanwhile costs no more
     if len(raw) > limit:
         raise TooLarge(f"the file is larger than {limit} bytes")
