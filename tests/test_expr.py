@@ -101,7 +101,7 @@ BAD = [
     ("x % 2", 0, "operator not allowed"),
     ("~x", 0, "only unary"),
     ("1j * x", 0, "complex constants"),
-    ("True * x", 0, "bool constants"),
+    ("True * x", 0, "'True' is a reserved word"),
     ("1e999 * x", 0, "number too large"),
     ("x ** 65", 5, "exponent 65 is too large"),
     ("x ** -1e9", 5, "too large"),

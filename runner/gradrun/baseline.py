@@ -35,11 +35,12 @@ import json
 import math
 from pathlib import Path
 
-from . import __version__, selection
+from . import __version__, reading, selection
 from .columns import PASSING
 from .drift import KINDS, Drift, describe, for_experiment, regressed, severity  # noqa: F401 (re-exported)
 from .drift import sci as _e
 from .layout import report_rows
+from .limits import MAX_BASELINE_BYTES
 from .model import ExperimentResult, Row, one_line
 
 FORMAT = 1  # the "gradrun_baseline" number in every baseline file
@@ -124,7 +125,9 @@ def load_baseline(path, spec_path="SPEC") -> dict:
     """Read a baseline file; ``BaselineError`` when it is missing or not a baseline."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(reading.read_bounded(path, MAX_BASELINE_BYTES).decode("utf-8"))
+    except reading.Unreadable as error:
+        raise BaselineError(f"cannot read the baseline {path}: {error}") from None
     except FileNotFoundError:
         raise BaselineError(f"no baseline for {spec_path} at {path}; "
                             "run the same command with --update-baseline to write it") from None

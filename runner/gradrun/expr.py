@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import ast
 import difflib
+import keyword
 import math
+import re
 from dataclasses import dataclass
 from typing import Collection, Mapping, Optional
 
@@ -115,7 +117,11 @@ class _Parser:
 
     def constant(self, node):
         value = node.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if value is None or isinstance(value, bool):  # True, False, None: reserved words, not names
+            return self.fail(node, f"'{value}' is a reserved word, not a name",
+                             f"an expression holds numbers, names and calls; rename an input or function "
+                             f"called {value}, e.g. {value}_")
+        if not isinstance(value, (int, float)):
             kind = "strings" if isinstance(value, str) else f"{type(value).__name__} constants"
             return self.fail(node, f"{kind} are not allowed", "an expression holds numbers, names and calls")
         try:
@@ -293,6 +299,11 @@ def _size_problems(tree) -> list:
     return problems
 
 
+def _reserved_word(text: str):
+    """The first word of ``text`` that Python reserves (``lambda``, ``in``), as a match; or None."""
+    return next((m for m in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", text) if keyword.iskeyword(m[0])), None)
+
+
 def parse(text: str, functions: Optional[Mapping[str, int]] = None,
           names: Optional[Collection[str]] = None) -> Expr:
     """Parse ``text`` into a tree; raise ``ExprError`` with every problem found.
@@ -317,6 +328,12 @@ def parse(text: str, functions: Optional[Mapping[str, int]] = None,
     try:
         tree = ast.parse(flat[shift:], mode="eval")
     except SyntaxError as e:
+        reserved = _reserved_word(flat)
+        if reserved:  # an input or parameter named lambda (a regularization weight), if, in...
+            word = reserved[0]
+            raise ExprError([Problem(reserved.start(), f"cannot parse expression: '{word}' is a reserved word, not a name",
+                                     f"expressions are read as Python's are: rename the input or function, "
+                                     f"e.g. {word}_")]) from None
         column = (e.offset - 1 if e.offset else len(flat) - shift) + shift  # no offset: at the end
         message = (e.msg or "syntax error").replace("invalid syntax", "syntax error")
         raise ExprError([Problem(column, f"cannot parse expression: {message}")]) from None

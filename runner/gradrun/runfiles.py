@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
+import numpy as np
+
 from . import baseline, cli_parallel, report, selection, usercode
 from .baseline import DRIFT_FACTOR
 from .drift import Drift
+from .limits import MAX_RUN_INPUT_ELEMENTS
 from .model import ExperimentResult, Issue, Spec, SpecError, one_line
 
 
@@ -192,7 +195,7 @@ def _check_targets(o: RunOptions, loaded, stored: dict) -> None:
     its folder can be written (``gradrun.targets``); else ``UsageProblem``, before anything runs."""
     from . import shards, targets
 
-    out, planned = Path(o.out), []
+    out, planned, folders = Path(o.out), [], []
     for path, _ in loaded:
         stem = Path(path).stem
         planned += [("the report", out / f"{stem}.{o.report_format}", "--out"),
@@ -201,12 +204,14 @@ def _check_targets(o: RunOptions, loaded, stored: dict) -> None:
             planned.append(("the shard file", out / shards.file_name(path, *o.shard), "--out"))
         if o.update_baseline and path in stored:
             planned.append(("the baseline", stored[path][0], "--baseline"))
+        if o.plot:
+            folders.append(("the pictures", out / f"{stem}-plots"))
     if o.junit:
         planned.append(("the JUnit file", Path(o.junit), "--junit"))
     reads = [(f"the spec file {path}", path) for path, _ in loaded]
     reads += [(f"the baseline {file}", file) for file, data in stored.values() if data is not None]
     try:
-        targets.check(planned, reads)
+        targets.check(planned, reads, folders)
     except targets.Clash as clash:
         raise UsageProblem(str(clash), clash.option) from None
     except targets.Unwritable as error:
@@ -285,8 +290,28 @@ def load_specs(paths, policy: usercode.Policy = usercode.DEFAULT, device: str | 
     for same in stems.values():
         if len(same) > 1:
             raise UsageProblem(f"{' and '.join(same)} would both write {Path(same[0]).stem}.csv; run them separately")
-    load = window.parse if parse_only else spec_module.load_spec
-    return each_spec(unique, lambda path: load(path, device=device, policy=policy))
+    if parse_only:
+        return each_spec(unique, lambda path: window.parse(path, device=device, policy=policy))
+    held = _Held()
+    return each_spec(unique, lambda path: held.add(path, spec_module.load_spec(path, device=device, policy=policy)))
+
+
+class _Held:
+    """The input elements of the specs loaded so far: a serial run holds every file's inputs until it
+    ends, so files each within ``MAX_FILE_INPUT_ELEMENTS`` (a folder of them) are bounded together."""
+
+    def __init__(self):
+        self.elements = 0
+
+    def add(self, path, spec: Spec) -> Spec:
+        points = (p for e in getattr(spec, "experiments", ()) for p in getattr(e, "points", ()))
+        arrays = {id(v): v for p in points for v in p.inputs.values()}
+        self.elements += sum(int(np.size(v)) for v in arrays.values())
+        if self.elements > MAX_RUN_INPUT_ELEMENTS:
+            raise UsageProblem(f"the spec files come to more than {MAX_RUN_INPUT_ELEMENTS} input elements together "
+                               f"at {path}; run them in several commands, or with -j 2 (its workers generate "
+                               "each file's inputs themselves)")
+        return spec
 
 
 def each_spec(paths, load) -> tuple:
@@ -302,6 +327,8 @@ def each_spec(paths, load) -> tuple:
         except SpecError as error:
             issues += error.issues
             continue
+        except UsageProblem:
+            raise
         except MemoryError:  # the machine's limit, not a mistake in the file nor a bug: say so plainly
             issues.append(Issue(path, 1, 1, "", "not enough memory to load the file",
                                 "use smaller inputs, or split the file"))

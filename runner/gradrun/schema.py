@@ -81,6 +81,11 @@ def _kind(value) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _shown(value) -> str:
+    """A value in a message: its kind and repr; an empty one (``expr:`` with nothing after it) said so."""
+    return "nothing (the value is empty)" if value is None else f"{_kind(value)} {value!r}"
+
+
 def _branch(error, index) -> dict:
     """The index-th alternative of an anyOf/oneOf error's schema, a top-level $ref followed."""
     branch = error.schema[error.validator][index]
@@ -118,7 +123,7 @@ def _alternatives_issues(doc, error, path) -> list:
         deepest = best_match(error.context)
         if deepest is not None and len(tuple(deepest.absolute_path)) > len(path):
             return _schema_error_issues(doc, deepest)
-    return [doc.issue(path, f"{_kind(value)} {value!r} is not allowed here"[:200],
+    return [doc.issue(path, f"{_shown(value)} is not allowed here"[:200],
                       error.schema.get("description", ""))]
 
 
@@ -147,7 +152,7 @@ def _schema_error_issues(doc, error) -> list:
         wanted = schema["type"]
         wanted = wanted if isinstance(wanted, str) else " or ".join(wanted)
         hint = "quote nothing that should be a number" if isinstance(value, str) and wanted == "number" else ""
-        return [doc.issue(path, f"expected {wanted}, got {_kind(value)} {value!r}"[:200], hint)]
+        return [doc.issue(path, f"expected {wanted}, got {_shown(value)}"[:200], hint)]
     if v == "pattern":
         hint = schema.get("description") or (IDENTIFIER_HINT if error.validator_value == IDENTIFIER
                                              else f"pattern {error.validator_value}")

@@ -93,7 +93,12 @@ def _check_joined(shapes, axis=0, stacked=False):
     first = tuple(shapes[0])
     if not stacked and not first:
         raise ValueError("concatenate needs arrays with at least one axis, not scalars")
-    check_axes(axis, (0,) * (len(first) + stacked) if (first or stacked) else (0,))
+    if not stacked:
+        check_axes(axis, first)
+    elif not -len(first) - 1 <= axis <= len(first):
+        n = len(first) + 1
+        raise ValueError(f"axis {axis} is out of range for stacking arrays of shape {first}: "
+                         f"the result has {n} {'axis' if n == 1 else 'axes'} (-{n}..{n - 1})")
     for k, s in enumerate(shapes[1:], 1):
         s = tuple(s)
         same = s == first if stacked else (len(s) == len(first) and all(

@@ -16,13 +16,18 @@ only gradrun's own result records and numpy arrays, never arbitrary objects.
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import pickle
 import re
 from pathlib import Path
 
+from .model import ExperimentResult
+
 FORMAT = 1
 SUFFIX = ".pickle"
+MISSING_NAMED = 10  # missing shards a message lists
 _NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.pickle$")
 
 
@@ -47,10 +52,16 @@ def cost(exp) -> int:
 def slice_of(chosen, index: int, count: int) -> list:
     """The experiments of shard ``index`` of ``count``, as ``[(spec position, spec, [positions])]``."""
     every = [(spec_no, k, cost(spec.experiments[k])) for spec_no, spec, positions in chosen for k in positions]
-    load, mine = [0] * count, set()
+    # Each experiment, the costliest first, goes to the least loaded shard (the first of equals).
+    # Shards still empty are taken in order before any other (every cost is >= 1): only the loaded
+    # ones are kept, so time and memory follow the experiments, not N (--shard 1/100000000).
+    loaded, unused, mine = [], 0, set()
     for spec_no, k, c in sorted(every, key=lambda item: -item[2]):  # stable: ties keep spec order
-        shard = min(range(count), key=lambda s: (load[s], s))
-        load[shard] += c
+        if unused < count:
+            load, shard, unused = 0, unused, unused + 1
+        else:
+            load, shard = heapq.heappop(loaded)
+        heapq.heappush(loaded, (load + c, shard))
         if shard == index - 1:
             mine.add((spec_no, k))
     return [(spec_no, spec, [k for k in positions if (spec_no, k) in mine]) for spec_no, spec, positions in chosen]
@@ -92,9 +103,18 @@ def read(path) -> dict:
         data = _ResultsUnpickler(io.BytesIO(Path(path).read_bytes())).load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise ShardError(f"{path}: not a gradrun shard file ({error})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not _well_formed(data):
         raise ShardError(f"{path}: not a shard file of this gradrun version")
     return data
+
+
+def _well_formed(data: dict) -> bool:
+    """Shard I of N (1 <= I <= N) holding (experiment position, ExperimentResult) pairs."""
+    shard, results = data.get("shard"), data.get("results")
+    return (isinstance(shard, tuple) and len(shard) == 2 and all(type(n) is int for n in shard)
+            and 1 <= shard[0] <= shard[1] and isinstance(results, list)
+            and all(isinstance(r, tuple) and len(r) == 2 and type(r[0]) is int and isinstance(r[1], ExperimentResult)
+                    for r in results))
 
 
 def gather(spec, positions, folders, overrides, only) -> list:
@@ -114,10 +134,12 @@ def gather(spec, positions, folders, overrides, only) -> list:
         found[index] = (file, dict(data["results"]))
     if len(counts) > 1:
         raise ShardError(f"the shard files of {spec.path} come from runs cut differently: N = {sorted(counts)}")
-    missing = sorted(set(range(1, counts.pop() + 1)) - set(found))
-    if missing:
-        raise ShardError(f"{spec.path}: shard {', '.join(map(str, missing))} of {len(found) + len(missing)} "
-                         "is missing; give every shard's folder with --merge")
+    count = counts.pop()
+    if len(found) < count:  # each index is within 1..count: named the first few missing, not all N
+        missing = list(itertools.islice((i for i in range(1, count + 1) if i not in found), MISSING_NAMED))
+        more = count - len(found) - len(missing)
+        raise ShardError(f"{spec.path}: shard {', '.join(map(str, missing))}{f' and {more} more' if more else ''} "
+                         f"of {count} is missing; give every shard's folder with --merge")
     merged = {k: result for _, results in found.values() for k, result in results.items()}
     lost = [spec.experiments[k].name for k in positions if k not in merged]
     if lost:

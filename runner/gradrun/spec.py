@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from . import primitives, usercode, yamlload  # primitives: still reachable as spec.primitives
+from . import primitives, reading, usercode, yamlload  # primitives: still reachable as spec.primitives
 from .graphcheck import infer_shape
 from .limits import (MAX_DIMENSIONS, MAX_EXPERIMENTS, MAX_FILE_BYTES, MAX_INPUT_ELEMENTS,
                      MAX_INTERMEDIATE_ELEMENTS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS)
@@ -29,27 +29,26 @@ from .schema import load_schema, schema_path
 import_callable = usercode.resolve  # the one resolver of code references (see gradrun.usercode)
 
 def _read(path: Path):
-    """(text, bytes) of the file, or raise SpecError with one Issue.
-
-    The size is checked before reading (stat), and at most the limit is read,
-    so a file that grows meanwhile or lies about its size costs no more.
-    """
+    """(text, bytes) of the file, or raise SpecError with one Issue (``gradrun.reading``: a regular
+    file, at most the size limit of it, not a symlink out of the project)."""
     file = str(path)
-    too_big = SpecError([Issue(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes",
-                               "split it, or generate large inputs with shape and init")])
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise too_big
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = reading.read_bounded(path, MAX_FILE_BYTES)
+    except reading.TooLarge as e:
+        raise SpecError([Issue(file, 1, 1, "", str(e), "split it, or generate large inputs with shape and init")]) \
+            from None
+    except reading.Unreadable as e:
+        raise SpecError([Issue(file, 1, 1, "", f"cannot read the file: {e}")]) from None
     except OSError as e:
         raise SpecError([Issue(file, 1, 1, "", f"cannot read the file: {e.strerror or e}")]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise too_big
     try:
         return raw.decode("utf-8"), raw
-    except UnicodeDecodeError as e:
-        raise SpecError([Issue(file, 1, 1, "", f"the file is not UTF-8 text (byte {e.start})")]) from None
+    except UnicodeDecodeError as e:  # placed as YAML errors are: line, and column in characters
+        start = raw.rfind(b"\n", 0, e.start) + 1
+        line, column = raw.count(b"\n", 0, e.start) + 1, len(raw[start:e.start].decode("utf-8")) + 1
+        raise SpecError([Issue(file, line, column, "", f"the file is not UTF-8 text: byte 0x{raw[e.start]:02X} "
+                               f"(byte {e.start} of the file) is not UTF-8",
+                               "save the file as UTF-8")]) from None
 
 
 def load_spec(path, device: str | None = None, policy: usercode.Policy = usercode.DEFAULT) -> Spec:

@@ -8,6 +8,9 @@ Before any experiment runs, ``check(planned, reads)`` makes sure that
   ``--out`` folder, a ``--junit`` or ``--baseline`` path equal to a report, a
   baseline compared with that a report would replace;
 - no two things the run writes are the same file;
+- nothing but a file (or nothing) is where a file will be: not a folder, and not a
+  device, pipe or socket (``--junit /dev/null`` would put a plain file in its place),
+  and no name is too long for its folder;
 - every folder written into can be written (or the nearest one above it that
   exists, where it is still to be made): a run that cannot write its reports
   stops before it runs, not after replacing some of them.
@@ -24,6 +27,8 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from .atomic import in_the_way
 
 
 class Clash(ValueError):
@@ -44,10 +49,14 @@ def place(path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def check(planned: list, reads: list) -> None:
+def check(planned: list, reads: list, folders: list = ()) -> None:
     """``planned``: (what, path, option) per file the run writes; ``reads``: (what, path) per file it
-    reads. Raise ``Clash`` for a written file that is read or written twice, ``Unwritable`` for a
-    folder that cannot be written."""
+    reads; ``folders``: (what, path) per folder it writes files into (pictures). Raise ``Clash`` for
+    a written file that is read or written twice, ``Unwritable`` for a folder that cannot be written
+    or a file in the way of one."""
+    for what, folder in folders:
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            raise Unwritable(f"cannot write {what} into {folder}: a file of that name is in the way")
     read = {}
     for what, path in reads:
         read.setdefault(place(path), what)
@@ -61,8 +70,9 @@ def check(planned: list, reads: list) -> None:
         if where in written:
             raise Clash(f"{what} and {written[where]} are the same file {path}; "
                         f"choose another {option or 'path'}", option)
-        if where.is_dir() and not where.is_symlink():
-            raise Unwritable(f"cannot write {path}: a folder of that name is in the way")
+        problem = in_the_way(where)
+        if problem:
+            raise Unwritable(f"cannot write {path}: {problem}")
         written[where] = what
     firsts = {}
     for _, path, _ in planned:

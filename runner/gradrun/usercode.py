@@ -122,13 +122,32 @@ def is_trusted_file(path, roots) -> bool:
     return not any(_within(real, p) and not (_within(root, p) and root != p) for p in _installed_roots())
 
 
-def _module_file(module: str, roots) -> Path | None:
-    """The first trusted file that is ``module``: ``a/b.py`` or ``a/b/__init__.py`` under a root."""
+def _candidates(module: str, roots):
+    """The paths that would be ``module``, in order: ``a/b.py`` or ``a/b/__init__.py`` under each root."""
     parts = module.split(".")
     for root in roots:
-        for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
-            if candidate.is_file() and is_trusted_file(candidate, roots):
-                return candidate
+        yield from (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py"))
+
+
+def _module_file(module: str, roots) -> Path | None:
+    """The first trusted file that is ``module``."""
+    return next((c for c in _candidates(module, roots) if c.is_file() and is_trusted_file(c, roots)), None)
+
+
+def _untrusted(module: str, roots) -> str | None:
+    """Why the first path that would be ``module`` but is not trusted is refused; None if there is none."""
+    from .atomic import not_a_file
+
+    for candidate in _candidates(module, roots):
+        if not os.path.lexists(candidate):
+            continue
+        real = Path(os.path.realpath(candidate))
+        if not any(_within(real, r) for r in roots):
+            return f"{candidate} leads to {real}, outside the spec's folder and the project"
+        if real.is_dir():
+            return f"{candidate} is a folder, not a Python file"
+        kind = not_a_file(os.stat(real).st_mode) if real.exists() else "a broken symlink"
+        return f"{candidate} is {kind or 'part of an installed package or of Python itself'}"
     return None
 
 
@@ -228,6 +247,10 @@ def _import(module: str, policy: Policy, roots):
         return _load_file(module, path, root), True
     if policy.allows(module):
         return importlib.import_module(module), False
+    why = _untrusted(module, roots)
+    if why:
+        raise Refused(f"module '{module}' is not the project's own code: {why}",
+                      "a spec may name only .py files under its folder or the project (docs/security.md)")
     names = sorted({p.stem for r in roots[:1] for p in r.glob("*.py")})
     from .expr import did_you_mean
 
