@@ -51,11 +51,12 @@ def best(cols, idx, base, noise, target, witness):
     ``base`` (n,) is each element's auto Richardson step, ``noise(h, rows)``
     the round-off of differences at the steps h of the elements ``rows``,
     ``target`` (M, n) the error each entry's measurement aims to get below.
-    ``witness`` is (value, slack), each (M, n): a small-step measurement that
-    a level's value must agree with within its slack plus the level's
-    uncertainty (NaN: no witness), because a large step can alias: a narrow
-    bump stepped over gives zeros at every Richardson point and an estimate
-    of 0. Each Jacobian entry keeps its own best level (one output of an
+    ``witness`` is (value, slack), each (M, n), and its steps (n,): a small-step
+    measurement that a level at larger steps must agree with within its slack
+    plus the level's uncertainty (NaN: no witness), because a large step can
+    alias: a narrow bump stepped over gives zeros at every Richardson point and
+    an estimate of 0. A level within the witness's step sees finer than it and
+    answers to the levels below it alone. Each Jacobian entry keeps its own best level (one output of an
     element may be ruled by round-off, another by truncation). Returns
     ``(value, uncertainty, step)`` as (M, n), (M, n), (n,): the finite
     estimates with the smallest uncertainty seen (NaN where no step gave a
@@ -87,7 +88,10 @@ def best(cols, idx, base, noise, target, witness):
                 v, est, _, used = cols.at("richardson", h, idx[rows])
             v, est, rnd = v.T, est.T, noise(used, rows)
             raw = uncertainty(est, rnd)
-            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + raw)  # NaN (no witness) agrees
+            # NaN (no witness) agrees, and so does a level within the witness's step: its slack is
+            # only an estimate (a layer norm whose spread is 1e-5 at x = 1, stepped by 6e-6, gave
+            # -13990 +- 6300 for -6805, and every finer level that measured -6805 disagreed)
+            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + raw) | (h <= witness[2][rows])
             u = np.where(np.isfinite(v) & agrees, raw, np.inf)
             if level == 0:
                 noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
@@ -331,8 +335,8 @@ def remeasured(cols, base, magnitude, limit, idx, eps):
 
 def witness(cols, idx, magnitude, eps):
     """A central difference at each element's small auto step, and how far off it may be
-    (how far it moves at twice and half the step, and round-off, four times over): what a
-    Richardson level must agree with."""
+    (how far it moves at twice and half the step, and round-off, four times over), and that
+    step (n,): what a Richardson level at larger steps must agree with."""
     h = cols.auto_steps("central", idx)
     central = numeric.STENCILS["central"]
 
@@ -345,4 +349,4 @@ def witness(cols, idx, magnitude, eps):
     # a witness that cannot vouch for its own sign (a step across a pole of an
     # ill-conditioned solve: the difference grows as 1 / h**2) is no witness
     lost = slack > np.abs(value)
-    return np.where(lost, np.nan, value), np.where(lost, np.nan, slack)
+    return np.where(lost, np.nan, value), np.where(lost, np.nan, slack), h
