@@ -1,10 +1,15 @@
 """gradrun against red-team round 8 (tests/fresh8/): correct code passes, buggy code is flagged,
 with default settings, in float64 and float32."""
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 
 import gradrun
 from fresh8.numpy_cases import CASES
+from gradrun import runner, spec
 from rows import describe
 
 
@@ -39,3 +44,49 @@ def test_a_failure_of_forward_against_reverse_mode_says_so_and_ranks_first():
     assert failed[0].reason.startswith("forward mode (JVP) gives 0.4467"), failed[0].reason
     worst = worst_entries(result, 1)
     assert worst[0].element == "x[1]" and "forward mode (JVP)" in entry_lines(result, worst)[0]
+
+
+LABELS = Path(__file__).resolve().parent / "fresh8" / "labels"
+FRAMEWORK = {"numpy": None, "torch": "torch", "jax": "jax"}
+
+
+def label_params():
+    out = []
+    for stem, module in FRAMEWORK.items():
+        if module is not None and importlib.util.find_spec(module) is None:
+            continue
+        for exp in spec.load_spec(str(LABELS / f"{stem}.yaml")).experiments:
+            for dtype in ("float64", "float32"):
+                out.append(pytest.param(exp, dtype, id=f"{stem}-{exp.name}-{dtype}"))
+    return out
+
+
+@pytest.mark.parametrize("exp, dtype", label_params())
+def test_integer_labels_reach_user_code_as_integers(exp, dtype):
+    """{integer: ...} inputs reach python:, torch: and jax: code as int64 (indexing,
+    F.cross_entropy, take_along_axis, nn.Embedding), in first and second order and screens;
+    they came as float64 and every such spec failed to load."""
+    result = runner.run_experiment(exp, {"dtype": dtype})
+    assert result.error is None, result.error
+    if exp.name.startswith("bug-"):
+        assert "fail" in {r.status for r in result.records}, f"bug not flagged: {describe(result)}"
+    else:
+        assert result.passed, f"correct code failed: {describe(result)}"
+
+
+def test_the_python_api_takes_integer_arrays_as_labels():
+    """gradrun.check: a numpy array of integers is a label (int64, not differentiated) when wrt
+    leaves it out, or, without wrt, when other inputs are given; alone it is still an input."""
+    import numpy as np
+
+    sys.path.insert(0, str(LABELS))
+    try:
+        import np_labels
+    finally:
+        sys.path.remove(str(LABELS))
+    z, y = np.random.default_rng(0).normal(size=(4, 5)), np.array([0, 3, 3, 1])
+    result = gradrun.check(np_labels.ce, {"z": z, "y": y}, vjp=np_labels.ce_vjp)
+    assert result.passed and {r.input for r in result.records} == {"z"}, describe(result)
+    assert not gradrun.check(np_labels.ce, {"z": z, "y": y}, vjp=np_labels.bug_ce_vjp, wrt=["z"]).passed
+    alone = gradrun.check("sum(x * x)", {"x": np.arange(3)})
+    assert alone.passed and len(alone.records) == 3, describe(alone)

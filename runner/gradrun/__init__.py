@@ -33,7 +33,8 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     callable with a hand-written ``vjp(cotangent, *inputs)`` (and optionally
     ``jvp(tangents, *inputs)``, and for ``order=2`` ``hvp(cotangent, tangents,
     *inputs)``: see ``gradrun.second_order``); its parameter names are the
-    input names. ``settings`` are the spec's keys: method, step, rtol, atol,
+    input names; a numpy array of integers that ``wrt`` leaves out (labels, a mask)
+    is passed as int64 and never differentiated. ``settings`` are the spec's keys: method, step, rtol, atol,
     dtype, check, seed, reduce, order. Returns an ``ExperimentResult``:
     ``.passed``, its columns (``.elements``, ``.projections``) and
     ``.dataframe()``, one row per checked Jacobian (or Hessian) element.
@@ -48,6 +49,7 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     from .values import checked_settings
 
     settings = checked_settings(settings)
+    integers = _labels(inputs, wrt)
     inputs = _checked_inputs(inputs)
     functions = dict(functions or {})
     if callable(f):
@@ -67,11 +69,12 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
             expr = parse(f, arity, list(inputs))
         except ExprError as error:
             raise ValueError(f"expression {f!r}: {error}") from None
-    wrt = list(inputs if wrt is None else wrt)
+    wrt = [k for k in inputs if k not in integers] if wrt is None else list(wrt)
     unknown = [w for w in wrt if w not in inputs]
     if unknown:
         raise ValueError(f"wrt names '{unknown[0]}', which is not an input; inputs: {', '.join(inputs)}")
-    exp = Experiment(name, expr, functions, [Point(0, inputs)], wrt, Settings().updated(**settings))
+    exp = Experiment(name, expr, functions, [Point(0, inputs)], wrt, Settings().updated(**settings),
+                     integers=integers)
     result = run_experiment(exp)
     if result.error is not None and not result.rows:
         raise ValueError(result.error)
@@ -91,6 +94,20 @@ def __getattr__(name):
 
         return getattr(runfiles, name)
     raise AttributeError(f"module 'gradrun' has no attribute {name!r}")
+
+
+def _labels(inputs, wrt) -> tuple:
+    """The inputs that are labels, as a spec's ``{integer: ...}``: numpy arrays of integers that
+    ``wrt`` leaves out (without ``wrt``, all of them unless every input is one), passed to the
+    code as int64 and never differentiated."""
+    import numpy as np
+
+    if not isinstance(inputs, dict):
+        return ()
+    found = tuple(k for k, v in inputs.items() if isinstance(v, np.ndarray) and v.dtype.kind in "iu")
+    if wrt is None:
+        return found if len(found) < len(inputs) else ()
+    return tuple(k for k in found if k not in wrt)
 
 
 def _checked_inputs(inputs) -> dict:
