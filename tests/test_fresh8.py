@@ -90,3 +90,16 @@ def test_the_python_api_takes_integer_arrays_as_labels():
     assert not gradrun.check(np_labels.ce, {"z": z, "y": y}, vjp=np_labels.bug_ce_vjp, wrt=["z"]).passed
     alone = gradrun.check("sum(x * x)", {"x": np.arange(3)})
     assert alone.passed and len(alone.records) == 3, describe(alone)
+
+
+def test_the_torch_adapter_takes_integer_arrays_as_labels():
+    import numpy as np
+
+    pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from gradrun.frameworks import torch as adapter
+
+    z = np.random.default_rng(0).normal(size=(4, 5))
+    result = adapter.check(lambda z, y: F.cross_entropy(z, y), {"z": z, "y": np.array([0, 3, 3, 1])})
+    assert result.passed and {r.input for r in result.records} == {"z"}, describe(result)

@@ -41,7 +41,7 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     """
     import numpy as np
 
-    from . import primitives
+    from . import labels, primitives
     from .expr import ExprError, parse
     from .model import Experiment, Point
     from .runner import run_experiment
@@ -49,7 +49,7 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     from .values import checked_settings
 
     settings = checked_settings(settings)
-    integers = _labels(inputs, wrt)
+    integers = labels.label_names(inputs, wrt)
     inputs = _checked_inputs(inputs)
     functions = dict(functions or {})
     if callable(f):
@@ -94,20 +94,6 @@ def __getattr__(name):
 
         return getattr(runfiles, name)
     raise AttributeError(f"module 'gradrun' has no attribute {name!r}")
-
-
-def _labels(inputs, wrt) -> tuple:
-    """The inputs that are labels, as a spec's ``{integer: ...}``: numpy arrays of integers that
-    ``wrt`` leaves out (without ``wrt``, all of them unless every input is one), passed to the
-    code as int64 and never differentiated."""
-    import numpy as np
-
-    if not isinstance(inputs, dict):
-        return ()
-    found = tuple(k for k, v in inputs.items() if isinstance(v, np.ndarray) and v.dtype.kind in "iu")
-    if wrt is None:
-        return found if len(found) < len(inputs) else ()
-    return tuple(k for k in found if k not in wrt)
 
 
 def _checked_inputs(inputs) -> dict:

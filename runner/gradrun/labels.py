@@ -22,6 +22,18 @@ from .tree import PythonFunction
 OFFSETS = {"forward": 0, "forward_batch": 0, "vjp": 1, "jvp": 1, "jvp_batch": 1, "hvp": 2, "jvp_basis": 2}
 
 
+def label_names(inputs, wrt) -> tuple:
+    """The inputs given from Python that are labels, as a spec's ``{integer: ...}``: numpy
+    arrays of integers that ``wrt`` leaves out (without ``wrt``, all of them unless every
+    input is one: ``check("sum(x * x)", {"x": np.arange(3)})`` differentiates x)."""
+    if not isinstance(inputs, dict):
+        return ()
+    found = tuple(k for k, v in inputs.items() if isinstance(v, np.ndarray) and v.dtype.kind in "iu")
+    if wrt is None:
+        return found if len(found) < len(inputs) else ()
+    return tuple(k for k in found if k not in wrt)
+
+
 def as_integers(a):
     """An integer input's value as int64 (its float64 copy holds integers exactly)."""
     return np.asarray(a).astype(np.int64)
