@@ -103,3 +103,40 @@ def test_the_torch_adapter_takes_integer_arrays_as_labels():
     z = np.random.default_rng(0).normal(size=(4, 5))
     result = adapter.check(lambda z, y: F.cross_entropy(z, y), {"z": z, "y": np.array([0, 3, 3, 1])})
     assert result.passed and {r.input for r in result.records} == {"z"}, describe(result)
+
+
+def framework_params(module, cases_module):
+    if importlib.util.find_spec(module) is None:
+        return []
+    cases = importlib.import_module(cases_module).CASES
+    return [(case, dtype) for case in cases for dtype in getattr(case, "dtypes", ("float64", "float32"))]
+
+
+def _verdict(result, expect):
+    assert result.error is None, result.error
+    if expect == "pass":
+        assert result.passed, f"correct code failed: {describe(result)}"
+    else:
+        assert "fail" in {r.status for r in result.records}, f"bug not flagged: {describe(result)}"
+
+
+@pytest.mark.parametrize("case, dtype", framework_params("torch", "fresh8.torch_cases"),
+                         ids=lambda p: getattr(p, "name", p))
+def test_torch_verdict(case, dtype):
+    from gradrun.frameworks import torch as adapter
+
+    result = adapter.check(case.code, case.inputs, dtype=dtype, name=case.name, **case.keywords)
+    _verdict(result, case.expect)
+
+
+@pytest.mark.parametrize("case, dtype", [(c, d) for c in (importlib.import_module("fresh8.jax_cases").CASES
+                                                           if importlib.util.find_spec("jax") else [])
+                                          for d in ("float64", "float32")],
+                         ids=lambda p: p[0] if isinstance(p, tuple) else p)
+def test_jax_verdict(case, dtype):
+    from gradrun.frameworks import jax as adapter
+
+    name, code, inputs, expect = case
+    fn = adapter.function(code, "f")
+    result = gradrun.check(f"f({', '.join(fn.params)})", inputs, functions={"f": fn}, dtype=dtype, name=name)
+    _verdict(result, expect)
