@@ -162,6 +162,8 @@ def relu_times_vjp(g, x, y):
 LOGITS = RNG.normal(size=(3, 5)) * 3 + np.array([[1000.0], [-500.0], [0.0]])
 SOFTPLUS_AT = np.array([-40.0, -35, -20, 0, 20, 40])
 NEAR_ONE = 1 + 1e-5 * RNG.normal(size=(2, 6))
+NEAR_ONE_TIGHTER = 1 + 3e-6 * RNG.normal(size=(2, 5))
+NEAR_1000 = 1e3 + 1e-2 * RNG.normal(size=(2, 5))
 RNN_AT = {"x": RNG.normal(size=(4, 3)), "h0": RNG.normal(size=3) * 0.5,
           "W": RNG.normal(size=(3, 3)) * 0.5, "U": RNG.normal(size=(3, 3)) * 0.5}
 TINY = np.array([1e-8, -2e-8, 3e-8])
@@ -185,6 +187,8 @@ CASES = [
     Case("layer-norm-spread-1e-5", layer_norm, layer_norm_vjp, {"x": NEAR_ONE}, "pass"),
     Case("layer-norm-spread-1e-5@no-eps", layer_norm, lambda g, x: layer_norm_vjp(g, x, eps=0.0),
          {"x": NEAR_ONE}, "fail"),
+    Case("layer-norm-spread-3e-6", layer_norm, layer_norm_vjp, {"x": NEAR_ONE_TIGHTER}, "pass"),
+    Case("layer-norm-1e3-spread-1e-2", layer_norm, layer_norm_vjp, {"x": NEAR_1000}, "pass"),
     Case("rnn-4-steps", rnn, rnn_vjp, RNN_AT, "pass"),
     Case("rnn-4-steps@stale", rnn, lambda g, *a: rnn_vjp(g, *a, stale=True), RNN_AT, "fail"),
     Case("cube-1e-8", lambda x: x ** 3, _cube_vjp, {"x": TINY}, "pass"),
