@@ -140,3 +140,22 @@ def test_jax_verdict(case, dtype):
     fn = adapter.function(code, "f")
     result = gradrun.check(f"f({', '.join(fn.params)})", inputs, functions={"f": fn}, dtype=dtype, name=name)
     _verdict(result, expect)
+
+
+def test_a_vjp_that_leaves_a_bias_gradient_per_example_is_an_error():
+    """A hand-written VJP's cotangent has its input's shape: the walker summed a (3, 2) bias
+    gradient (g where g.sum(0) belongs) back to (2,), into the right one, and the bug passed."""
+    import numpy as np
+
+    def affine(x, b):
+        return np.tanh(x + b)
+
+    def per_example(g, x, b):
+        d = g * (1 - np.tanh(x + b) ** 2)
+        return d, d
+
+    point = {"x": np.random.default_rng(0).normal(size=(3, 2)), "b": np.array([0.1, -0.2])}
+    with pytest.raises(ValueError, match=r"cotangent of shape \(3, 2\) for its input b of shape \(2,\)"):
+        gradrun.check(affine, point, vjp=per_example)
+    right = gradrun.check(affine, point, vjp=lambda g, x, b: (per_example(g, x, b)[0], per_example(g, x, b)[1].sum(0)))
+    assert right.passed, describe(right)
