@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from .torch_code import TORCH_DTYPES, Spares, eps_of, gap, numpy_of, scale_of, working_dtype
+from .torch_code import TORCH_DTYPES, Spares, eps_of, gap, numpy_of, scale_of
 
 # how far one vmapped row may sit from the same point evaluated alone, in eps of the output's scale
 VMAP_AGREEMENT = 64
@@ -102,7 +102,7 @@ class BatchedForward:
         code = self.code
         n = len(tensors)
         if code.module is not None:  # buffers batched too, so in-place updates stay per row
-            _, kept = code.twin(working_dtype(tensors))
+            _, kept = code.twin(code.working_dtype(tensors))
             tensors = tensors + [b.expand(batch, *b.shape).clone() for b in kept]
             dims = dims + [0] * len(kept)
 

@@ -231,7 +231,7 @@ class TorchCode:
         n = len(self.inputs)
         with self.rng():
             if self.module is not None:
-                dtype = working_dtype(tensors)
+                dtype = self.working_dtype(tensors)
                 _, kept = self.twin(dtype)
                 state = dict(zip(self.parameters, tensors[n:]))
                 state.update(zip(self.buffers, buffers if buffers is not None else [b.clone() for b in kept]))
@@ -247,6 +247,11 @@ class TorchCode:
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"{self.name} returned {type(out).__name__}, not one tensor (return a single tensor)")
         return out
+
+    @staticmethod
+    def working_dtype(tensors):
+        """The dtype a module's copy runs in: its first real or complex argument's, not a label's."""
+        return next((t.dtype for t in tensors if t.is_floating_point() or t.is_complex()), torch.float64)
 
     def tensors(self, arrays, grad=False) -> list:
         """Fresh tensors (copies) of numpy arrays, on the device, in the arrays' own dtype."""
@@ -391,7 +396,3 @@ def _grad(outputs, leaves, cotangents, create_graph=False) -> tuple:
                  if taking else ())
     return tuple(next(found) if leaf.requires_grad else None for leaf in leaves)
 
-
-def working_dtype(tensors):
-    """The dtype a module's copy runs in: its first real or complex argument's, not a label's."""
-    return next((t.dtype for t in tensors if t.is_floating_point() or t.is_complex()), torch.float64)
