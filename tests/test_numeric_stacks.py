@@ -180,7 +180,7 @@ def test_the_witness_is_one_evaluation():
             return fn(self.delta.delta, idx, slice(None))
 
     cols = Cols()
-    value, slack = measure.witness(cols, np.arange(len(X)), np.ones((2, len(X))), numeric.EPS["float64"])
+    value, slack, _ = measure.witness(cols, np.arange(len(X)), np.ones((2, len(X))), numeric.EPS["float64"])
     assert cols.delta.calls == 1 and cols.delta.sizes == [6 * len(X)]
     h = cols.auto_steps("central", np.arange(len(X)))
     alone = numeric.derivative(Counting(np.arange(len(X))).delta, "central", h)[0].T

@@ -197,7 +197,7 @@ def test_a_vjp_of_the_wrong_shape_is_reported_not_a_traceback():
     def f_vjp(g, x):
         return (np.ones(7),)
 
-    with pytest.raises(ValueError, match=r"cotangent of shape \(7,\) for an input of shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"cotangent of shape \(7,\) for its input x of shape \(2, 3\)"):
         gradrun.check(f, {"x": np.ones((2, 3))}, vjp=f_vjp)
 
 

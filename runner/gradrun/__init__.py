@@ -33,14 +33,15 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     callable with a hand-written ``vjp(cotangent, *inputs)`` (and optionally
     ``jvp(tangents, *inputs)``, and for ``order=2`` ``hvp(cotangent, tangents,
     *inputs)``: see ``gradrun.second_order``); its parameter names are the
-    input names. ``settings`` are the spec's keys: method, step, rtol, atol,
+    input names; a numpy array of integers that ``wrt`` leaves out (labels, a mask)
+    is passed as int64 and never differentiated. ``settings`` are the spec's keys: method, step, rtol, atol,
     dtype, check, seed, reduce, order. Returns an ``ExperimentResult``:
     ``.passed``, its columns (``.elements``, ``.projections``) and
     ``.dataframe()``, one row per checked Jacobian (or Hessian) element.
     """
     import numpy as np
 
-    from . import primitives
+    from . import labels, primitives
     from .expr import ExprError, parse
     from .model import Experiment, Point
     from .runner import run_experiment
@@ -48,6 +49,7 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
     from .values import checked_settings
 
     settings = checked_settings(settings)
+    integers = labels.label_names(inputs, wrt)
     inputs = _checked_inputs(inputs)
     functions = dict(functions or {})
     if callable(f):
@@ -67,11 +69,12 @@ def check(f, inputs: dict, *, wrt=None, vjp=None, jvp=None, hvp=None, complex_sa
             expr = parse(f, arity, list(inputs))
         except ExprError as error:
             raise ValueError(f"expression {f!r}: {error}") from None
-    wrt = list(inputs if wrt is None else wrt)
+    wrt = [k for k in inputs if k not in integers] if wrt is None else list(wrt)
     unknown = [w for w in wrt if w not in inputs]
     if unknown:
         raise ValueError(f"wrt names '{unknown[0]}', which is not an input; inputs: {', '.join(inputs)}")
-    exp = Experiment(name, expr, functions, [Point(0, inputs)], wrt, Settings().updated(**settings))
+    exp = Experiment(name, expr, functions, [Point(0, inputs)], wrt, Settings().updated(**settings),
+                     integers=integers)
     result = run_experiment(exp)
     if result.error is not None and not result.rows:
         raise ValueError(result.error)

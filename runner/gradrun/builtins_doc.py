@@ -82,8 +82,9 @@ def markdown() -> str:
         "## Integer inputs",
         "",
         "Labels and masks are inputs written `{integer: [0, 2, 1]}`: passed to the function as",
-        "they are and never differentiated (`wrt` leaves them out, and naming one there is an",
-        "error). `one_hot(labels, n)` turns class labels into rows of zeros and ones.",
+        "they are (to your own code as int64) and never differentiated (`wrt` leaves them out,",
+        "and naming one there is an error). `one_hot(labels, n)` turns class labels into rows of",
+        "zeros and ones.",
         "",
     ]
     return "\n".join(parts)

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import primitives
+from . import labels, primitives
 from .limits import MAX_INLINED
 from .tree import Call, Const, ExprFunction, PythonFunction, Var
 
@@ -54,6 +54,7 @@ class Node:
     params: tuple = ()  # a primitive's static arguments, (name, value) pairs
     source: Optional[Call] = None  # the call it was built from (the first, where shared), for messages
     own: bool = False  # the call is in the experiment's own expression, not inside a declared function
+    declared: Optional[PythonFunction] = None  # ``fn`` as declared, where ``fn`` takes integer inputs as such
 
     @property
     def kwargs(self) -> dict:
@@ -137,8 +138,19 @@ class Graph:
         instead = {id(f): new[name] for name, f in self.functions.items() if new[name] is not f}
         if not instead:
             return self
-        nodes = [replace(n, fn=instead[id(n.fn)]) if id(n.fn) in instead else n for n in self.nodes]
+        nodes = [_rebound(n, instead) for n in self.nodes]
         return replace(self, nodes=nodes, functions=new)
+
+
+def _rebound(node: Node, instead: dict) -> Node:
+    """``node`` calling ``instead[id(its declared function)]``, integer inputs still as such."""
+    declared = node.declared or node.fn
+    if id(declared) not in instead:
+        return node
+    new = instead[id(declared)]
+    if node.declared is None:
+        return replace(node, fn=new)
+    return replace(node, fn=labels.with_integers(new, node.fn.forward.positions), declared=new)
 
 
 class _Builder:
@@ -216,6 +228,9 @@ def build(expr, functions: dict, inputs, integers=()) -> Graph:
     needs = [False] * len(nodes)
     for i, n in enumerate(nodes):
         needs[i] = (n.is_input and n.name not in integers) or any(needs[a] for a in n.args)
+        labelled = tuple(k for k, a in enumerate(n.args) if nodes[a].is_input and nodes[a].name in integers)
+        if n.fn is not None and labelled:  # a user's code gets its labels as integers
+            nodes[i] = replace(n, fn=labels.with_integers(n.fn, labelled), declared=n.fn)
     return Graph(nodes, builder.inputs, output, needs, builder.reached)
 
 

@@ -51,11 +51,12 @@ def best(cols, idx, base, noise, target, witness):
     ``base`` (n,) is each element's auto Richardson step, ``noise(h, rows)``
     the round-off of differences at the steps h of the elements ``rows``,
     ``target`` (M, n) the error each entry's measurement aims to get below.
-    ``witness`` is (value, slack), each (M, n): a small-step measurement that
-    a level's value must agree with within its slack plus the level's
-    uncertainty (NaN: no witness), because a large step can alias: a narrow
-    bump stepped over gives zeros at every Richardson point and an estimate
-    of 0. Each Jacobian entry keeps its own best level (one output of an
+    ``witness`` is (value, slack, step), each (M, n): a small-step
+    measurement that a level at larger steps must agree with within its slack
+    plus the level's uncertainty (NaN: no witness), because a large step can
+    alias: a narrow bump stepped over gives zeros at every Richardson point and
+    an estimate of 0. A level within the witness's step sees finer than it and
+    answers to the levels below it alone. Each Jacobian entry keeps its own best level (one output of an
     element may be ruled by round-off, another by truncation). Returns
     ``(value, uncertainty, step)`` as (M, n), (M, n), (n,): the finite
     estimates with the smallest uncertainty seen (NaN where no step gave a
@@ -87,7 +88,10 @@ def best(cols, idx, base, noise, target, witness):
                 v, est, _, used = cols.at("richardson", h, idx[rows])
             v, est, rnd = v.T, est.T, noise(used, rows)
             raw = uncertainty(est, rnd)
-            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + raw)  # NaN (no witness) agrees
+            # NaN (no witness) agrees, and so does a level within the witness's step: its slack is
+            # only an estimate (a layer norm whose spread is 1e-5 at x = 1, stepped by 6e-6, gave
+            # -13990 +- 6300 for -6805, and every finer level that measured -6805 disagreed)
+            agrees = ~(np.abs(v - witness[0][:, rows]) > witness[1][:, rows] + raw) | (h <= witness[2][:, rows])
             u = np.where(np.isfinite(v) & agrees, raw, np.inf)
             if level == 0:
                 noisy[rows] = (rnd > np.nan_to_num(est, nan=0.0)).any(axis=0)
@@ -329,20 +333,44 @@ def remeasured(cols, base, magnitude, limit, idx, eps):
     return best(cols, idx, base, noise, limit, witness(cols, idx, magnitude, eps))
 
 
+WITNESS_FINER = 20  # a lost witness is looked for again at steps 4, 16, ... 4**20 times finer (as LEVELS go)
+
+
 def witness(cols, idx, magnitude, eps):
     """A central difference at each element's small auto step, and how far off it may be
-    (how far it moves at twice and half the step, and round-off, four times over): what a
-    Richardson level must agree with."""
+    (how far it moves at twice and half the step, and round-off, four times over), and the
+    step each entry's was found at, all (M, n): what a Richardson level at larger steps must
+    agree with. A witness lost at the auto step is looked for at finer steps: one aliased
+    (sin at x = 1e9, whose auto step of 6e3 sees cos(x)·sin(h)/h) cannot vouch for its sign,
+    and without one the levels at steps of 1e5, agreeing on 8e-7, beat those that measured
+    0.639 and failed a right cos."""
     h = cols.auto_steps("central", idx)
+    value, slack = _witness_at(cols, idx, h, magnitude, eps)
+    lost = slack > np.abs(value)
+    step = np.broadcast_to(h, value.shape).copy()
+    for k in range(1, WITNESS_FINER + 1):
+        again = np.flatnonzero((lost & (value != 0)).any(axis=0))  # an exact 0: the entry is not reached
+        if not len(again):
+            break
+        finer = h[again] * 4.0 ** -k
+        v, sl = _witness_at(cols, idx[again], finer, magnitude[:, again], eps)
+        retry = lost[:, again]
+        value[:, again] = np.where(retry, v, value[:, again])
+        slack[:, again] = np.where(retry, sl, slack[:, again])
+        step[:, again] = np.where(retry, finer[None, :], step[:, again])
+        lost[:, again] = retry & (sl > np.abs(v))
+    return np.where(lost, np.nan, value), np.where(lost, np.nan, slack), step
+
+
+def _witness_at(cols, idx, h, magnitude, eps):
+    """The central differences at h, their slack (M, n), as ``witness`` describes."""
     central = numeric.STENCILS["central"]
 
     def three(delta, rows, at):  # steps 2h and h apart can alias alike (sin at 1e6, h = 6): h/2 too
         return tuple(d for d, _ in numeric.stencils(delta, [(central, s * h[at]) for s in (1.0, 2.0, 0.5)]))
 
-    value, coarse, fine = (d.T for d in cols.run(three, idx))
+    value, coarse, fine = (np.array(d.T, dtype=float) for d in cols.run(three, idx))
     moved = np.fmax(np.abs(coarse - value), np.abs(fine - value))
-    slack = 4 * (moved / 3 + numeric.roundoff("central", eps, magnitude, h / 2))
     # a witness that cannot vouch for its own sign (a step across a pole of an
     # ill-conditioned solve: the difference grows as 1 / h**2) is no witness
-    lost = slack > np.abs(value)
-    return np.where(lost, np.nan, value), np.where(lost, np.nan, slack)
+    return value, 4 * (moved / 3 + numeric.roundoff("central", eps, magnitude, h / 2))

@@ -41,9 +41,14 @@ def _node_vjp(node: Node, g, ans, args, needed) -> tuple:
     for k, (c, a) in enumerate(zip(out, args)):
         # a real input's cotangent is real: an imaginary part is an error of the rule, which
         # a cast to float would drop silently (g cos(x) + 0.5j passed as cos)
+        name = node.fn.params[k] if k < len(node.fn.params) else k
         if c is not None and np.iscomplexobj(c) and not np.iscomplexobj(a) and np.any(np.imag(c) != 0):
-            raise GraphError(f"the VJP of {node.name} gave a complex cotangent for its real input "
-                             f"{node.fn.params[k] if k < len(node.fn.params) else k}")
+            raise GraphError(f"the VJP of {node.name} gave a complex cotangent for its real input {name}")
+        # a user's cotangent has its input's shape: the walker sums a primitive's broadcast
+        # cotangents back, and would sum a bias gradient left per example (g for g.sum(0)) into a right one
+        if c is not None and needed[k] and np.shape(c) != np.shape(a):
+            raise GraphError(f"the VJP of {node.name} gave a cotangent of shape {np.shape(c)} for its input "
+                             f"{name} of shape {np.shape(a)}: a VJP returns one cotangent of each input's shape")
     return out
 
 

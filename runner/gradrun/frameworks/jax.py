@@ -110,6 +110,17 @@ def reverse_only(fn) -> bool:
     return any(isinstance(g, jax.custom_vjp) for f in _callees(fn) for g in wrapped(f))
 
 
+def _cotangents(out) -> tuple:
+    """numpy cotangents, None for an integer input's (JAX's float0: labels take none)."""
+    return tuple(None if np.dtype(c.dtype) == jax.dtypes.float0 else np.asarray(c) for c in out)
+
+
+def _tangents(ts, xs) -> tuple:
+    """The tangents, an integer input's (labels: never moved) as JAX wants it, float0 zeros."""
+    return tuple(np.zeros(np.shape(x), dtype=jax.dtypes.float0) if np.issubdtype(x.dtype, np.integer) else t
+                 for t, x in zip(ts, xs))
+
+
 class _Calls:
     """One jax function's calls, jitted, in x64, falling back to eager where JAX cannot trace."""
 
@@ -122,10 +133,10 @@ class _Calls:
             return pullback(g.astype(out.dtype))  # code that computes in another dtype than given
 
         def jvp(ts, *xs):
-            return jax.jvp(fn, xs, ts)[1]
+            return jax.jvp(fn, xs, _tangents(ts, xs))[1]
 
         def hvp(g, ts, *xs):  # forward over reverse: the VJP's derivative along the tangents
-            return jax.jvp(lambda *p: vjp(g, *p), xs, ts)[1]
+            return jax.jvp(lambda *p: vjp(g, *p), xs, _tangents(ts, xs))[1]
 
         self.fn, self.jvp_fn, self.nargs = fn, jvp, nargs
         self.eager = {"forward": fn, "vjp": vjp, "jvp": jvp, "hvp": hvp}
@@ -171,11 +182,11 @@ class _Calls:
 
     def vjp(self, g, *xs):
         g = np.asarray(g, dtype=np.result_type(*xs))
-        return tuple(np.asarray(c) for c in self("vjp", g, *xs))
+        return _cotangents(self("vjp", g, *xs))
 
     def hvp(self, g, tangents, *xs):
         g = np.asarray(g, dtype=np.result_type(*xs))
-        return tuple(np.asarray(c) for c in self("hvp", g, tuple(tangents), *xs))
+        return _cotangents(self("hvp", g, tuple(tangents), *xs))
 
     def jvp(self, tangents, *xs):
         return self._forward_mode("jvp", tangents, xs)

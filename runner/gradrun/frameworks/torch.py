@@ -65,6 +65,7 @@ def check(code, inputs: dict, *, wrt=None, init=None, mode="eval", device="cpu",
     meaning every parameter (default: the inputs given). ``settings`` are the
     spec's keys (dtype, method, seed, reduce, ...). Returns an ExperimentResult.
     """
+    from ..labels import label_names
     from ..model import Experiment, Point, Settings
     from ..runner import run_experiment
     from ..tree import Call, Var
@@ -76,9 +77,11 @@ def check(code, inputs: dict, *, wrt=None, init=None, mode="eval", device="cpu",
     missing = [p for p in fn.params if p not in values]
     if missing:
         raise ValueError(f"{name} needs inputs {', '.join(missing)}")
-    chosen = [w for n in (wrt or list(inputs)) for w in (list(fn.defaults) if n == "params" else [n])]
+    integers = label_names(inputs, wrt)
+    chosen = [w for n in (wrt or [k for k in inputs if k not in integers])
+              for w in (list(fn.defaults) if n == "params" else [n])]
     exp = Experiment(name, Call(name, tuple(Var(p) for p in fn.params)), {name: fn}, [Point(0, values)],
-                     chosen, Settings().updated(**settings))
+                     chosen, Settings().updated(**settings), integers=integers)
     return run_experiment(exp)
 
 

@@ -126,7 +126,7 @@ class BatchedForward:
         code = self.code
         n = len(tensors)
         if code.module is not None:  # buffers batched too, so in-place updates stay per row
-            _, kept = code.twin(tensors[0].dtype)
+            _, kept = code.twin(code.working_dtype(tensors))
             tensors = tensors + [b.expand(batch, *b.shape).clone() for b in kept]
             dims = dims + [0] * len(kept)
 

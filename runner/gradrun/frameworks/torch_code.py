@@ -42,6 +42,7 @@ TORCH_DTYPES = {
     np.dtype(np.float32): torch.float32,
     np.dtype(np.complex128): torch.complex128,
     np.dtype(np.complex64): torch.complex64,
+    np.dtype(np.int64): torch.int64,  # labels (``gradrun.labels``): passed as they are, never differentiated
 }
 
 # how far two calls at the same point may differ, in eps of the output's scale, before non-determinism
@@ -234,7 +235,7 @@ class TorchCode:
         n = len(self.inputs)
         with self.rng():
             if self.module is not None:
-                dtype = tensors[0].dtype if tensors else torch.float64
+                dtype = self.working_dtype(tensors)
                 _, kept = self.twin(dtype)
                 state = dict(zip(self.parameters, tensors[n:]))
                 state.update(zip(self.buffers, buffers if buffers is not None else [b.clone() for b in kept]))
@@ -253,6 +254,11 @@ class TorchCode:
             raise TypeError(f"{self.name} returned {type(out).__name__}, not one tensor (return a single tensor)")
         return out
 
+    @staticmethod
+    def working_dtype(tensors):
+        """The dtype a module's copy runs in: its first real or complex argument's, not a label's."""
+        return next((t.dtype for t in tensors if t.is_floating_point() or t.is_complex()), torch.float64)
+
     def tensors(self, arrays, grad=False) -> list:
         """Fresh tensors (copies) of numpy arrays, on the device, in the arrays' own dtype."""
         out = []
@@ -262,7 +268,7 @@ class TorchCode:
                 t = torch.from_numpy(np.array(a, order="C")).to(self.device)
             else:
                 t = torch.tensor(a, dtype=torch.float64, device=self.device)
-            out.append(t.requires_grad_() if grad else t)
+            out.append(t.requires_grad_() if grad and (t.is_floating_point() or t.is_complex()) else t)
         return out
 
     def evaluate(self, arrays) -> np.ndarray:
@@ -313,7 +319,7 @@ class TorchCode:
             if not out.requires_grad:  # the output does not depend on the inputs through autograd
                 return tuple(np.zeros_like(np.asarray(a)) for a in arrays)
             try:
-                grads = torch.autograd.grad(out, leaves, ct.reshape(out.shape), allow_unused=True)
+                grads = _grad(out, leaves, ct.reshape(out.shape))
             except Exception as e:
                 raise TorchBackwardError(f"the backward of {self.name} raised {type(e).__name__}: {e}") from None
         result = []
@@ -339,10 +345,10 @@ class TorchCode:
             out = self.apply(leaves)
             ct = torch.tensor(np.asarray(cotangent), dtype=out.dtype, device=self.device).reshape(out.shape)
             try:
-                grads = torch.autograd.grad(out, leaves, ct, create_graph=True, allow_unused=True)
+                grads = _grad(out, leaves, ct, create_graph=True)
                 pairs = [(g, t) for g, t in zip(grads, self.tensors(tangents)) if g is not None and g.requires_grad]
-                second = torch.autograd.grad([g for g, _ in pairs], leaves, [t.to(g.dtype) for g, t in pairs],
-                                             allow_unused=True) if pairs else (None,) * len(leaves)
+                second = _grad([g for g, _ in pairs], leaves, [t.to(g.dtype) for g, t in pairs]) \
+                    if pairs else (None,) * len(leaves)
             except Exception as e:
                 raise TorchBackwardError(f"the double backward of {self.name} raised {type(e).__name__}: {e}") from None
         return tuple(np.zeros(np.shape(a), dtype=np.asarray(a).dtype) if h is None else numpy_of(h)
@@ -458,3 +464,13 @@ def gap(a, b) -> float:
     same_nan = np.isnan(a) & np.isnan(b)
     d = np.where(same_nan, 0.0, np.abs(a - b))
     return float(np.max(np.nan_to_num(d, nan=np.inf), initial=0.0))
+
+
+def _grad(outputs, leaves, cotangents, create_graph=False) -> tuple:
+    """``torch.autograd.grad`` over the leaves that take a gradient, None for the others
+    (integer labels, which cannot require one)."""
+    taking = [leaf for leaf in leaves if leaf.requires_grad]
+    found = iter(torch.autograd.grad(outputs, taking, cotangents, create_graph=create_graph, allow_unused=True)
+                 if taking else ())
+    return tuple(next(found) if leaf.requires_grad else None for leaf in leaves)
+
