@@ -19,8 +19,7 @@ float64 sensitivity) and the float32 analytic within the float32 tolerance
 
 from __future__ import annotations
 
-import contextlib
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -176,22 +175,6 @@ class _Columns:
         return measure.kink_evidence(self, idx, h, floor, unit)
 
 
-@contextlib.contextmanager
-def _forward_beside(graph, vals, name, idx, cross: bool):
-    """The forward-mode columns of ``idx`` (None where not cross-checked): computed here, or,
-    for black boxes that may be called from two threads at once (torch's), on a thread of
-    their own while the numeric side runs (a Future ``check_input`` waits for when it judges),
-    so the two passes share the cores. Left only when that thread is done."""
-    if not cross:
-        yield None
-        return
-    if not (graph.concurrent and threads.WORKERS > 1):
-        yield engine.forward_columns(graph, vals, name, idx).astype(np.float64)
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="gradrun-forward") as pool:
-        yield pool.submit(lambda: engine.forward_columns(graph, vals, name, idx).astype(np.float64))
-
-
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
                 primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None, point=0,
                 spread32=0.0):
@@ -217,8 +200,6 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     idx = np.arange(cols.x.size) if columns is None else np.asarray(columns, dtype=np.int64)
     cols = pieces.measurer(cols, idx, (point, name))
     e, kink, shown = _measure(cols, idx, method, analytic, settings, eps)
-    if isinstance(forward, Future):  # computed beside the numeric side (``_forward_beside``)
-        forward = forward.result()
 
     def rule():
         return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning, spread32)
@@ -467,10 +448,10 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
         ana = analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)
+        fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
         spread32 = spread.widening(name, idx, ana) if ana32 is not None and spread.needed(ana, ana32, settings) else 0.0
-        with _forward_beside(graph, vals, name, idx, cross) as fwd:
-            res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning,
-                              point, spread32)
+        res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning,
+                          point, spread32)
         elements.append(element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
         blocks.append((len(found), len(elements[-1])))
         if mode == "screen" and not np.isin(res.status, ("fail", "nan")).any():
