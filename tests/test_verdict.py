@@ -221,3 +221,19 @@ def test_an_empty_input_is_an_error_not_a_pass():
     """An empty Jacobian checks nothing, and nothing checked must not pass (issue 13)."""
     with pytest.raises(ValueError, match="input 'x' has no elements"):
         gradrun.check("sum(x) + y", {"x": np.zeros((0,)), "y": 1.0})
+
+
+def test_a_jvp_of_the_wrong_shape_is_reported_not_broadcast():
+    """A hand-written JVP's tangent has the output's shape: broadcast, a row-vector tangent of
+    a square output repeats one row, which could hide a wrong value."""
+    def f(x):
+        return np.outer(x, np.ones(3))
+
+    def f_vjp(g, x):
+        return (g.sum(axis=1),)
+
+    def f_jvp(t, x):
+        return (t[0][:, None] * np.ones(3))[:1]  # (1, 3): the first row alone
+
+    with pytest.raises(ValueError, match=r"tangent of shape \(1, 3\) for its output of shape \(3, 3\)"):
+        gradrun.check(f, {"x": np.array([1.0, 1.0, 1.0])}, vjp=f_vjp, jvp=f_jvp)

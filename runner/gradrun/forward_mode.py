@@ -49,6 +49,10 @@ def _from(graph: Graph, vals: list, seeds: dict):
                                               *readonly(args)))
                 if np.iscomplexobj(tan[i]) and not np.iscomplexobj(vals[i]) and np.any(np.imag(tan[i]) != 0):
                     raise GraphError(f"the JVP of {node.name} gave a complex tangent for its real output")
+                if tan[i].shape != vals[i].shape:  # broadcast, a wrong shape could hide a wrong value
+                    raise GraphError(f"the JVP of {node.name} gave a tangent of shape {tan[i].shape} for its "
+                                     f"output of shape {vals[i].shape}: a JVP returns one tangent of the "
+                                     "output's shape")
             else:
                 tan[i] = _primitive_jvp(node, vals[i], args, ts)
                 if tan[i] is None:  # no moving argument is differentiated: the output holds still
