@@ -178,7 +178,8 @@ class _Calls:
         passes the inputs a chunk does not move) goes in once, unbatched, instead of being
         copied into every row and multiplied as a batch of copies."""
         axes, args = _unbatched(xs)
-        return np.asarray(self(("forward_batch", axes), *args))
+        rows, args = _padded(axes, args)
+        return np.asarray(self(("forward_batch", axes), *args))[:rows]
 
     def vjp(self, g, *xs):
         g = np.asarray(g, dtype=np.result_type(*xs))
@@ -197,7 +198,8 @@ class _Calls:
         rows = next(len(t) for t in tangents if t is not None)
         axes, full = _unbatched([np.broadcast_to(np.zeros(np.shape(x), np.result_type(x)), (rows,) + np.shape(x))
                                  if t is None else t for t, x in zip(tangents, xs)])
-        return self._forward_mode(("jvp_batch", axes), full, xs)
+        rows, full = _padded(axes, full)
+        return self._forward_mode(("jvp_batch", axes), full, xs)[:rows]
 
     def _forward_mode(self, what, tangents, xs):
         try:
@@ -223,6 +225,28 @@ def _unbatched(stacked) -> tuple:
     axes = tuple(None if np.ndim(a) and np.asarray(a).strides[:1] == (0,) else 0 for a in stacked)
     axes = axes if 0 in axes else (0,) + axes[1:]
     return axes, [a if axis == 0 else a[0] for a, axis in zip(stacked, axes)]
+
+
+def _bucket(rows: int) -> int:
+    """The batch a chunk of ``rows`` is padded to: the next power of two up to 64, above it the
+    next multiple of a quarter of the power of two below (at most a quarter more rows). XLA
+    compiles a vmapped call once per batch size, about 80 ms each: chunks of 55, 56 and 60
+    rows were three compilations, now one."""
+    if rows <= 64:
+        return 1 << max(rows - 1, 0).bit_length()
+    grain = 1 << (rows.bit_length() - 3)
+    return -(-rows // grain) * grain
+
+
+def _padded(axes, args) -> tuple:
+    """(the chunk's rows, its batched arguments padded to ``_bucket`` rows by repeating the
+    last row: a point already evaluated, so nothing new can overflow or raise)."""
+    rows = next(len(a) for a, axis in zip(args, axes) if axis == 0)
+    extra = _bucket(rows) - rows
+    if not extra or not rows:
+        return rows, args
+    return rows, [a if axis is None else np.concatenate([a, np.repeat(np.asarray(a)[-1:], extra, axis=0)])
+                  for a, axis in zip(args, axes)]
 
 
 def _row_by_row(f, axes, batched):
