@@ -338,3 +338,21 @@ def test_the_command_runs_a_jax_spec_and_records_its_notes(tmp_path):
     assert "checked in reverse mode only" in result.output
     record = json.loads((tmp_path / "jax-rules.run.json").read_text())
     assert any("reverse mode only" in note for e in record["experiments"] for note in e["notes"])
+
+
+def test_a_chunk_is_padded_to_its_bucket_and_cut_back(monkeypatch):
+    """Chunks of 55, 56 and 60 rows run as one batch size (one XLA compilation), and each row
+    is what the function gives at that point alone."""
+    from gradrun.frameworks import jax as jax_adapter
+    assert [jax_adapter._bucket(r) for r in (1, 3, 14, 55, 56, 60, 64, 65, 100, 349, 1024)] == \
+        [1, 4, 16, 64, 64, 64, 64, 80, 112, 384, 1024]
+    fn = jax_adapter.function(lambda x: jnp.tanh(x).sum(axis=-1), "f")
+    sizes = []
+    real = jax_adapter._Calls.__call__
+    monkeypatch.setattr(jax_adapter._Calls, "__call__",
+                        lambda self, what, *args: sizes.append(len(args[0])) or real(self, what, *args))
+    rng = np.random.default_rng(0)
+    for rows in (55, 56, 60):
+        x = rng.normal(size=(rows, 3))
+        np.testing.assert_allclose(fn.forward_batch(x), np.tanh(x).sum(axis=-1), rtol=0, atol=1e-14)  # XLA tanh: last bits
+    assert sizes == [64, 64, 64]

@@ -298,8 +298,8 @@ class TorchCode:
         key = tuple((np.shape(a), np.asarray(a).dtype.str) for a in arrays)
         if key not in self.allocated:
             tensors = self.tensors(arrays)
-            if self.module is not None and tensors:
-                self.twin(tensors[0].dtype)
+            if self.module is not None:  # made here, so its own tensors are not counted
+                self.twin(self.working_dtype(tensors))
             with torch.no_grad():
                 self.allocated[key] = _allocations(lambda: self.apply(tensors))
         return self.allocated[key]
@@ -397,8 +397,8 @@ def _called_with(module, state: dict, args: tuple):
 
 
 class _Allocations(TorchDispatchMode):
-    """The largest tensor an op allocates while the mode is on: outputs sharing storage with an
-    input (views, in-place ops) allocate nothing."""
+    """The largest tensor an op allocates while the mode is on, and all they allocate: outputs
+    sharing storage with an input (views, in-place ops) allocate nothing."""
 
     def __init__(self):
         super().__init__()
