@@ -95,7 +95,12 @@ class Motion:
     cache: dict = field(default_factory=dict)
 
     def infinitesimal(self, d) -> bool:
-        return self.imaginary and float(np.max(np.abs(d), initial=0.0)) <= INFINITESIMAL
+        if not self.imaginary:
+            return False
+        if np.iscomplexobj(d):
+            return float(np.max(np.abs(d), initial=0.0)) <= INFINITESIMAL
+        # the largest magnitude from the two extremes: no array of absolute values (a NaN fails both)
+        return bool(d.max(initial=0.0) <= INFINITESIMAL) and bool(-d.min(initial=0.0) <= INFINITESIMAL)
 
     def slopes(self, i, forward, a):
         """Im f(a + ih) / h for every element of the argument a of node i (cached)."""

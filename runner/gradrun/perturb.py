@@ -68,28 +68,35 @@ def _elementwise_sparse(prim, node, i, vals, ps, batch, motion):
         out_idx = oi
         reps[k] = p.delta if fan == 1 else np.repeat(p.delta, fan, axis=1)
     unique = all(ps[k].unique for k in moved)
-    base = [vals[a].ravel()[out_idx if vals[a].shape == out_shape else spread[k][0][out_idx]]
-            for k, a in enumerate(node.args)]
+    nargs = len(node.args)
+
+    def base(k):  # argument k's primal values at the moved positions, gathered only where an op needs them
+        a = node.args[k]
+        return vals[a].ravel()[out_idx if vals[a].shape == out_shape else spread[k][0][out_idx]]
+
     kink = np.zeros(batch, dtype=bool)
     forward = node.forward()
     if prim.additive:
-        delta = forward(*[reps.get(k, 0) for k in range(len(node.args))])
+        delta = forward(*[reps.get(k, 0) for k in range(nargs)])
     elif len(moved) == 1 and moved[0] in prim.linear_in:
-        delta = forward(*[reps[k] if k in reps else base[k] for k in range(len(base))])
-    elif len(base) == 1 and motion.infinitesimal(reps[0]):
+        delta = forward(*[reps[k] if k in reps else base(k) for k in range(nargs)])
+    elif nargs == 1 and motion.infinitesimal(reps[0]):
         delta = motion.slopes(i, forward, vals[node.args[0]])[out_idx] * reps[0]
         if prim.kinks:
-            kink = kink_rows(prim, base[0], base[0], reps[0] != 0)
+            x = base(0)
+            kink = kink_rows(prim, x, x, reps[0] != 0)
     else:
         if not unique:
             return None
-        new = [motion.lift(base[k], reps[k]) if k in reps else base[k] for k in range(len(base))]
+        old = [base(k) for k in range(nargs)]
+        new = [motion.lift(old[k], reps[k]) if k in reps else old[k] for k in range(nargs)]
         delta = motion.change(forward(*new), vals[i].ravel()[out_idx])
         if prim.kinks:
-            kink = kink_rows(prim, base[moved[0]], new[moved[0]], reps[moved[0]] != 0)
+            kink = kink_rows(prim, old[moved[0]], new[moved[0]], reps[moved[0]] != 0)
     if prim.branch is not None:
-        new = [motion.lift(base[k], reps[k]) if k in reps else base[k] for k in range(len(base))]
-        kink |= branch_rows(prim, node.kwargs, base, new, batch, motion)
+        old = [base(k) for k in range(nargs)]
+        new = [motion.lift(old[k], reps[k]) if k in reps else old[k] for k in range(nargs)]
+        kink |= branch_rows(prim, node.kwargs, old, new, batch, motion)
     return Sparse(out_idx, np.broadcast_to(delta, out_idx.shape), unique), kink
 
 

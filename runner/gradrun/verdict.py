@@ -246,16 +246,22 @@ def _confirm(cols, idx, e, rule, eps, dtype) -> tuple:
     """Judge, and measure again as well as gradrun can where the verdict fails or is too
     uncertain (``measure.remeasure``): ``rule()``'s (bad, vague, tol, aim, uncertainty)."""
     x = cols.x[idx]
-    bad, vague, tol, aim, _ = rule()
+    judged = rule()
+    bad, vague = judged[:2]
     suspects = np.flatnonzero((bad | vague).any(axis=0))
-    if len(suspects):  # what f's own round-off hides, measured where it matters
-        judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[dtype])
-        bad, vague, tol, aim, _ = rule()
+    if not len(suspects):  # every entry decided by the first measurement: nothing to measure again
+        return judged
+    # what f's own round-off hides, measured where it matters
+    judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[dtype])
+    bad, vague, tol, aim, _ = rule()
     measure.remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
-    bad, vague, tol, aim, unc = rule()
+    judged = rule()
     # the aim follows the derivative's size, which the first rough measurement may have
     # missed by orders (a step across the pole of an ill-conditioned solve): aim again
-    measure.remeasure(cols, idx, e, eps, np.flatnonzero(vague.any(axis=0)), aim)
+    again = np.flatnonzero(judged[1].any(axis=0))
+    if not len(again):
+        return judged
+    measure.remeasure(cols, idx, e, eps, again, judged[3])
     return rule()
 
 
