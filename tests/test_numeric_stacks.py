@@ -187,3 +187,42 @@ def test_the_witness_is_one_evaluation():
     np.testing.assert_array_equal(value, alone)
     np.testing.assert_allclose(value, np.stack([np.cos(X), 3 * X ** 2]), rtol=1e-6, atol=1e-9)
     assert np.isfinite(slack).all() and math.isfinite(float(slack.max()))
+
+
+def test_a_real_step_is_divided_by_the_distance_x_plus_step_rounds_to():
+    """x + h rounds to a multiple of x's rounding unit: at x = 1e9 + 0.3 and h = 1e-3 (about
+    8 400 units) the points sit up to half a unit off, and (f(x + h) - f(x - h)) / 2h of
+    f(x) = x is 1 + 5e-5, not 1. Divided by the distance between the points as they are,
+    every two-point stencil of the identity is exactly 1."""
+    x = np.array([1e9 + 0.3, -7e8 + 0.1, 2.5e6 + 1e-7, 0.75])
+    h = np.array([1e-3, 3e-4, 1e-7, 1e-9])
+
+    def delta(offsets):  # f(x) = x, evaluated the way the engine moves an element: x + offset
+        offsets = np.asarray(offsets)
+        d = (x + offsets) - x
+        return d[..., None], np.zeros(offsets.shape, dtype=bool)
+
+    delta.stacks = True
+    nominal = [v for v, _ in numeric.stencils(delta, [(numeric.STENCILS[m], h) for m in ("central", "forward", "backward")])]
+    assert np.abs(nominal[0][0, 0] - 1.0) > 1e-6  # without the points as they are: off
+    delta.primal = x
+    for method in ("central", "forward", "backward"):
+        value, _ = numeric.stencil_derivative(delta, numeric.STENCILS[method], h)
+        assert np.array_equal(value, np.ones((len(x), 1))), method
+    value, est, _, _ = numeric.derivative(delta, "richardson", h * 1e3)
+    np.testing.assert_allclose(value, 1.0, rtol=0, atol=1e-12)
+
+
+def test_sin_far_from_zero_is_measured_to_its_own_precision():
+    """sin at 1e9 + 0.3 and at 2.5e6: the numeric derivative matches cos(x) to 1e-10 (it was
+    2e-7 off at 1e9, x's rounding over the step read as f's slope), and a VJP 1e-6 off fails."""
+    import gradrun
+
+    x = np.array([1e9 + 0.3, 2.5e6 + 0.2])
+    result = gradrun.check(np.sin, {"x": x}, vjp=lambda g, x: g * np.cos(x))
+    assert result.passed
+    table = result.elements
+    numeric_ = np.asarray(table["numeric"])[np.asarray(table["index"]) == np.asarray(table["output"])]
+    np.testing.assert_allclose(numeric_, np.cos(x), rtol=1e-10)
+    buggy = gradrun.check(np.sin, {"x": x}, vjp=lambda g, x: g * np.cos(x) * (1 + 1e-6))
+    assert not buggy.passed

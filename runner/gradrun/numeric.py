@@ -136,8 +136,17 @@ def evaluate(delta, offsets):
 
 def stencils(delta, pairs) -> list:
     """Several stencils at their steps, ``[(stencil, h)]``, in one evaluation: for each,
-    sum(w * delta(s * h)) / h and whether any of its evaluations met a kink."""
-    d, k = evaluate(delta, [s * h for stencil, h in pairs for s in stencil.offsets])
+    sum(w * delta(s * h)) / h and whether any of its evaluations met a kink.
+
+    Where ``delta.primal`` gives the elements' values (float64), a stencil of one or two
+    points is evaluated at its offsets as x + s * h rounds them (``realized``) and divided
+    by the distance between its points as they are: x's rounding over the step is no error
+    (sin at x = 1e9 + 0.3 and a step of 0.09, 700 000 of x's rounding units, was 2e-6 off)."""
+    x = getattr(delta, "primal", None)
+    offsets = [s * h for stencil, h in pairs for s in stencil.offsets]
+    if x is not None:
+        offsets = _realized_offsets(x, pairs, offsets)
+    d, k = evaluate(delta, offsets)
     out, at = [], 0
     for stencil, h in pairs:
         total = 0.0
@@ -146,8 +155,34 @@ def stencils(delta, pairs) -> list:
             total = total + w * d[at]
             kink |= k[at]
             at += 1
-        out.append((total / h[:, None], kink))
+        out.append((total / _span(stencil, h, offsets[at - len(stencil.offsets):at], x)[:, None], kink))
     return out
+
+
+def realized(x, offset):
+    """The offsets from x that x + offset rounds to (the subtraction is exact: Sterbenz),
+    the offset itself where either is not finite."""
+    moved = (x + offset) - x
+    return np.where(np.isfinite(moved), moved, offset)
+
+
+def _realized_offsets(x, pairs, offsets) -> list:
+    out, at = [], 0
+    for stencil, _ in pairs:
+        for o in offsets[at:at + len(stencil.offsets)]:
+            out.append(realized(x, o) if len(stencil.offsets) <= 2 else o)
+        at += len(stencil.offsets)
+    return out
+
+
+def _span(stencil, h, offsets, x):
+    """What a stencil's weighted sum is divided by: h, or for a realized stencil of one or two
+    points the step its points span, by its nominal offsets' measure (h where x did not move)."""
+    if x is None or len(stencil.offsets) > 2:
+        return h
+    nominal = stencil.offsets[0] - (stencil.offsets[1] if len(offsets) == 2 else 0.0)
+    span = (offsets[0] - (offsets[1] if len(offsets) == 2 else 0.0)) / nominal
+    return np.where(span != 0, span, h)
 
 
 def stencil_derivative(delta, stencil: Stencil, h):

@@ -115,6 +115,8 @@ class _Columns:
                 return d, k
 
             delta = numeric.stacking(moved, rows, self.chunk, 1 if across else self.calls)  # chunk rows a call at most
+            if self.x.dtype == np.float64:  # real steps as x + step rounds them (``numeric.stencils``)
+                delta.primal = self.x[rows]
 
             with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
                 return fn(delta, rows, at)
