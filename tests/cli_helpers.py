@@ -4,6 +4,7 @@ The ``project`` fixture (an empty project folder, the current directory) is in c
 """
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from gradrun import cli
 
 # the environment without what changes the command's output (GitHub annotations) or pytest's
 ENV = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "PYTEST_ADDOPTS")}
+
+# pytest as a process; hypothesis (a dev dependency) registers a plugin that imports it whole (a second)
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
 
 
 def invoke(*args, env=None):

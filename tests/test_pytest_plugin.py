@@ -5,7 +5,6 @@ installed ``pytest11`` entry point is what is tested.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,17 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import ENV, PYTEST
+
 HERE = Path(__file__).parent
 FAILING = HERE / "cli_specs" / "failing.yaml"  # a wrong vjp between two passing experiments
 PASSING = HERE / "cli_specs" / "passing.yaml"  # passes, with a kink
 PLANTED = HERE / "baseline_specs" / "planted.yaml"
 INVALID = HERE / "cli_specs" / "invalid.yaml"
-ENV = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "PYTEST_ADDOPTS")}
 
 
 def pytest_run(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, args)],
-                          cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(PYTEST + [str(a) for a in args], cwd=cwd, env={**ENV, **(env or {})},
+                          capture_output=True, text=True, timeout=60)
 
 
 def collected(*args, cwd):

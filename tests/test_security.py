@@ -16,7 +16,7 @@ import pytest
 
 import gradrun
 from gradrun import baseline, cli, spec, usercode
-from cli_helpers import ENV, invoke, write
+from cli_helpers import ENV, PYTEST, invoke, write
 
 
 # --- a deserializer fed bytes spelled by the input floats ----------------------------------
@@ -74,7 +74,7 @@ def test_a_deserializer_named_by_a_spec_runs_nothing_under_validate_and_run(proj
 def test_a_deserializer_named_by_a_spec_runs_nothing_under_the_pytest_plugin(project):
     marker = project / "marker"
     path = payload_spec(project, marker)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(path)],
+    run = subprocess.run(PYTEST + [str(path)],
                          cwd=project, env=ENV, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "not the project's own code" in run.stdout
     assert not marker.exists()
@@ -199,7 +199,7 @@ def test_the_pytest_plugin_follows_the_ini_policy(project):
 
     def pytest_in(ini):
         (project / "pytest.ini").write_text("[pytest]\n" + ini)
-        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(path)],
+        return subprocess.run(PYTEST + ["-q", str(path)],
                               cwd=project, env=ENV, capture_output=True, text=True, timeout=120)
 
     assert pytest_in("").returncode == 0
