@@ -459,8 +459,9 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
                 continue
             columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
                                       primary)
-            if not columns:  # too many, or cancelling: look at every element, if auto would
-                if not _full_fits(graph, vals, [x.size]):
+            if not columns:  # too many, or cancelling: look at every element, within auto's work
+                work = graphcheck.check_work(True, x.size, vals[graph.output].size, 1, sum(v.size for v in vals))
+                if work > graphcheck.MAX_AUTO_FULL_WORK:
                     # too large to check element by element: the screen's verdict stands (a run of a
                     # million elements whose every half disagrees, f overflowing, must not take days)
                     blocks.append((len(found), 0))
