@@ -16,7 +16,7 @@ import numpy as np
 
 from . import primitives, tree, usercode
 from .graph import Graph, build
-from .limits import MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_INTERMEDIATE_ELEMENTS
+from .limits import MAX_AUTO_FULL_WORK, MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_INTERMEDIATE_ELEMENTS
 
 _Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
 
@@ -143,10 +143,25 @@ def screen_rows() -> int:
     return SCREEN_DIRECTIONS
 
 
-def full_check(check: str, entries: int, graph: Graph) -> bool:
+def check_work(full: bool, inputs: int, outputs: int, wrt: int, elements: int) -> int:
+    """The work of one point's check, in element evaluations: a full check moves each of the
+    ``inputs`` elements of the wrt inputs and pulls back each of the ``outputs`` elements, a
+    screen moves and pulls back its directions; each of those evaluates the graph, whose
+    values hold ``elements`` elements together. Differences of several steps cost a small
+    factor more, the same for every graph."""
+    from .screen import SCREEN_DIRECTIONS
+
+    return (inputs + outputs if full else SCREEN_DIRECTIONS * (wrt + 1)) * max(elements, 1)
+
+
+def full_check(check: str, entries: int, graph: Graph, work: int = 0) -> bool:
     """Whether a point's check is element by element, as the verdict decides it
-    (``verdict.check_point``): full, or auto up to FULL_LIMIT entries, or any user
-    function without a VJP (a screen projects with VJPs)."""
+    (``verdict.check_point``): full, or auto up to FULL_LIMIT entries and
+    ``MAX_AUTO_FULL_WORK`` (``work``: ``check_work`` of a full check), or any user
+    function without a VJP (a screen projects with VJPs). A Jacobian of 10 000 entries
+    whose graph broadcasts each input to a million values would take an hour in full,
+    and seconds screened."""
     from .screen import FULL_LIMIT
 
-    return check == "full" or not graph.has_vjp or (check == "auto" and entries <= FULL_LIMIT)
+    return check == "full" or not graph.has_vjp or (
+        check == "auto" and entries <= FULL_LIMIT and work <= MAX_AUTO_FULL_WORK)

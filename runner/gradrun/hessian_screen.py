@@ -88,5 +88,5 @@ def localize(prob, v, rows):
         bad, _, _, _, _, kink = compare(prob, masked, rows)
         return bad.any(axis=1) | kink
 
-    found = screen.group_test(v, disagrees)
+    found = screen.group_test(v, disagrees, screen.direction_rows(prob.vals))
     return np.array(found, dtype=np.int64) if found else None

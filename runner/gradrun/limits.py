@@ -18,3 +18,8 @@ MAX_FILE_REPORT_ROWS = 10_000_000  # rows of one file's report (a run holds them
 MAX_DIMENSIONS = 32  # of one input: numpy's own limit in 1.x
 MAX_FUNCTIONS = 1_000  # declared functions per file
 MAX_INLINED = 10_000  # operations of one experiment once its declared functions are inlined
+# The work of a check: Jacobian columns moved and rows pulled back, times the elements one
+# evaluation holds (``gradrun.graphcheck.check_work``); 1e9 is about 15 s of full check here.
+MAX_AUTO_FULL_WORK = 1_000_000_000  # check: auto (and a failed screen's fallback) checks every element up to this
+MAX_CHECK_WORK = 20_000_000_000  # one experiment, all its points
+MAX_FILE_CHECK_WORK = 100_000_000_000  # one file's experiments together

@@ -17,9 +17,10 @@ from . import hessian, primitives, tree, usercode, yamlload
 from . import values as values_rules
 from .declare import Declarations
 from .graph import GraphError, UnknownFunction, build
-from .graphcheck import full_check, screen_rows, shaped
+from .graphcheck import check_work, full_check, screen_rows, shaped
 from .inputs import SEQUENCES, Inputs, finite, sequence
-from .limits import MAX_EXPERIMENTS, MAX_FILE_INPUT_ELEMENTS, MAX_FILE_REPORT_ROWS, MAX_REPORT_ROWS, MAX_SWEEP_POINTS
+from .limits import (MAX_CHECK_WORK, MAX_EXPERIMENTS, MAX_FILE_CHECK_WORK, MAX_FILE_INPUT_ELEMENTS, MAX_FILE_REPORT_ROWS,
+                     MAX_REPORT_ROWS, MAX_SWEEP_POINTS)
 from .model import METHODS, Experiment, Point, Settings
 from .schema import schema_issues
 from .tree import Call, PythonFunction, Var
@@ -64,6 +65,7 @@ class Checker(Declarations):
         # Declared functions already reported as broken: using them is no second error.
         self.unusable: set = set()
         self.file_rows = 0  # report rows of the experiments resolved so far
+        self.file_work = 0  # their checks' work (graphcheck.check_work)
         self.file_elements = 0  # elements of every input generated so far: the file's are held together
 
     def ok(self, *path) -> bool:
@@ -375,12 +377,31 @@ class Checker(Declarations):
                      f"{what}: an empty Jacobian has nothing to check", "give it a size, or leave it out of wrt")
             return False
         entries = sum(sizes.values()) * per_output
-        rows = len(points) * (entries if full_check(settings.check, entries, graph) else len(wrt) * screen_rows())
+        elements = sum(math.prod(shape) for shape in graph.shapes)  # what one evaluation holds
+        full = full_check(settings.check, entries, graph, check_work(True, sum(sizes.values()), per_output,
+                                                                     len(wrt), elements))
+        rows = len(points) * (entries if full else len(wrt) * screen_rows())
+        work = len(points) * check_work(full, sum(sizes.values()), per_output, len(wrt), elements)
         if settings.order == 2:
             if not self.second_order_ok(path, data, per_output, methods, graph.functions):
                 return False
             entries = sum(sizes.values()) ** 2
             rows = len(points) * (entries if settings.check == "full" else min(entries, hessian.FULL_LIMIT))
+            # a Hessian column is a gradient's difference: one evaluation and its pullback per column
+            full = settings.check == "full" or (settings.check == "auto" and entries <= hessian.FULL_LIMIT)
+            work = len(points) * check_work(full, sum(sizes.values()), 1, len(wrt), 2 * elements)
+        if work > MAX_CHECK_WORK:
+            self.add(path, f"the check would evaluate about {work:.1e} elements, more than {MAX_CHECK_WORK:.0e} "
+                     f"({len(points)} point(s) of {elements} elements, "
+                     f"{'every Jacobian element moved' if full else 'screened'})",
+                     "use check: auto or screen, smaller inputs or intermediates, or a coarser sweep")
+            return False
+        self.file_work += work  # one file's checks run one after another
+        if self.file_work > MAX_FILE_CHECK_WORK:
+            if self.file_work - work <= MAX_FILE_CHECK_WORK:  # said once, at the experiment that passes the limit
+                self.add(path, f"the file's checks would evaluate more than {MAX_FILE_CHECK_WORK:.0e} elements "
+                         "from here on", "split the file, or use check: auto, smaller inputs or coarser sweeps")
+            return False
         if rows > MAX_REPORT_ROWS:
             self.add(path, f"the report would have {rows} rows, more than {MAX_REPORT_ROWS}",
                      "use reduce: sum, fewer wrt inputs, smaller inputs or a coarser sweep")

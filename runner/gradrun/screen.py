@@ -25,10 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import engine, judge, numeric, reverse
+from .limits import MAX_AUTO_FULL_WORK
 
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
+# Directions moved at once: each holds a copy of every value of the evaluation (complex
+# under a complex step), so a batch of B directions over an evaluation of E elements takes
+# B times an evaluation's memory. Directions go in chunks of at most this many elements
+# over all their rows (64 MiB in float64): a screen of a large graph moves one direction at
+# a time, and localizing its 512 halves does not take 512 evaluations' memory (21 GB for
+# softmax(exp(X)) over a million elements) but one chunk's.
+DIRECTIONS_CAP = 1 << 23
 ONE_BITS = np.float64(1.0).view(np.uint64)
 
 
@@ -54,7 +62,25 @@ class Screen:
         return float(np.max(self.tolerance))
 
 
+def direction_rows(vals) -> int:
+    """Directions moved at once through an evaluation holding ``vals``: ``DIRECTIONS_CAP``
+    elements over all of them, at least one."""
+    return max(1, DIRECTIONS_CAP // max(sum(np.size(a) for a in vals), 1))
+
+
 def directional(graph, vals, name, method, v, u, eps, slopes=None):
+    """u . J v by differences along each row of v, in chunks of ``direction_rows``:
+    (value, error estimate, step, kink)."""
+    rows = direction_rows(vals)
+    if len(v) <= rows:
+        return _directional(graph, vals, name, method, v, u, eps, slopes)
+    parts = [_directional(graph, vals, name, method, v[i:i + rows], u[i:i + rows], eps, slopes)
+             for i in range(0, len(v), rows)]
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), parts[0][2],
+            np.concatenate([p[3] for p in parts]))
+
+
+def _directional(graph, vals, name, method, v, u, eps, slopes=None):
     """u . J v by differences along each row of v: (value, error estimate, step, kink).
 
     The step is taken along the unit vector v / |v|, scaled like one
@@ -209,25 +235,34 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
     return Screen(num, ana, ana64, tol, est, bad, kink, method, h, u, v, g, g32)
 
 
-def group_test(v, disagrees):
+def group_test(v, disagrees, rows=None, most=None):
     """Group testing: the elements whose part of direction ``v`` disagrees, or None if too many.
 
     ``disagrees(masked)`` tells, for each row of ``masked`` (``v`` kept on one set of
-    elements, zero elsewhere), whether that part of the direction disagrees. Disagreeing
-    sets are halved until single elements remain: about 2·log2 N tests for one culprit
-    among N. Returns the culprits sorted, or None past ``MAX_LOCALIZED`` sets.
+    elements, zero elsewhere), whether that part of the direction disagrees; it is asked
+    about at most ``rows`` sets at once (all of a level's by default), so that a level of
+    512 halves of a large input is never one (512, N) array. Disagreeing sets are halved
+    until single elements remain: about 2·log2 N tests for one culprit among N. Returns
+    the culprits sorted, or None past ``MAX_LOCALIZED`` sets or ``most`` tests in all.
     """
     sets = [np.arange(v.size)]
     found = []
+    tested = 0
     while sets:
         halves = [h for s in sets for h in (np.array_split(s, 2) if len(s) > 1 else [s]) if len(h)]
-        if len(halves) > 2 * MAX_LOCALIZED:
+        tested += len(halves)
+        if len(halves) > 2 * MAX_LOCALIZED or (most is not None and tested > most):
             return None
-        masked = np.zeros((len(halves), v.size))
-        for row, part in enumerate(halves):
-            masked[row, part] = v[part]
+        verdicts = []
+        step = rows or len(halves)
+        for start in range(0, len(halves), step):
+            chunk = halves[start:start + step]
+            masked = np.zeros((len(chunk), v.size))
+            for row, part in enumerate(chunk):
+                masked[row, part] = v[part]
+            verdicts.extend(disagrees(masked))
         sets = []
-        for part, is_bad in zip(halves, disagrees(masked)):
+        for part, is_bad in zip(halves, verdicts):
             if not is_bad:
                 continue
             if len(part) == 1:
@@ -251,4 +286,7 @@ def localize(graph, vals, name, screen: Screen, k: int, settings, eps, primary):
         tol = numeric.tolerance(terms(masked, g), num, est, primary, settings) + least
         return disagree(ana, num, tol) | kink
 
-    return group_test(v, disagrees)
+    # each test evaluates the graph along one set: within the work auto allows a full check
+    # (a million elements whose every half disagrees would take 1022 evaluations of them all)
+    most = MAX_AUTO_FULL_WORK // max(sum(np.size(a) for a in vals), 1)
+    return group_test(v, disagrees, direction_rows(vals), most)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import engine, judge, measure, numeric, pieces, screen, threads
+from . import engine, graphcheck, judge, measure, numeric, pieces, screen, threads
 from .columns import Columns, shared_strings
 from .model import Settings
 from .sensitivity import Sensitivity
@@ -418,11 +418,20 @@ def _float32_valued(graph, vals, inputs) -> bool:
         not np.array_equal(np.ravel(out), np.ravel(again))
 
 
+def _full_fits(graph, vals, sizes, check="auto") -> bool:
+    """Whether a check of the wrt inputs of ``sizes`` element by element is what ``check``
+    asks for (``graphcheck.full_check``, as loading counted it)."""
+    outputs = vals[graph.output].size
+    work = graphcheck.check_work(True, sum(sizes), outputs, len(sizes), sum(v.size for v in vals))
+    return graphcheck.full_check(check, outputs * sum(sizes), graph, work)
+
+
 def _mode(graph, vals, wrt, settings) -> str:
-    """``full`` or ``screen``: ``auto`` is full up to ``screen.FULL_LIMIT`` Jacobian entries."""
-    entries = vals[graph.output].size * sum(vals[graph.inputs[name]].size for name in wrt)
-    mode = settings.check if settings.check != "auto" else ("full" if entries <= screen.FULL_LIMIT else "screen")
-    return mode if graph.has_vjp else "full"  # a screen projects with VJPs; forward mode alone is checked in full
+    """``full`` or ``screen``: ``auto`` is full up to ``screen.FULL_LIMIT`` Jacobian entries
+    and ``limits.MAX_AUTO_FULL_WORK``; a screen projects with VJPs, so forward mode alone is
+    checked in full."""
+    full = _full_fits(graph, vals, [vals[graph.inputs[name]].size for name in wrt], settings.check)
+    return "full" if full else "screen"
 
 
 def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
@@ -458,7 +467,13 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
                 continue
             columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
                                       primary)
-            if not columns:  # too many, or cancelling: look at every element
+            if not columns:  # too many, or cancelling: look at every element, within auto's work
+                work = graphcheck.check_work(True, x.size, vals[graph.output].size, 1, sum(v.size for v in vals))
+                if work > graphcheck.MAX_AUTO_FULL_WORK:
+                    # too large to check element by element: the screen's verdict stands (a run of a
+                    # million elements whose every half disagrees, f overflowing, must not take days)
+                    blocks.append((len(found), 0))
+                    continue
                 columns = None
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
         ana = analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
