@@ -125,3 +125,21 @@ def test_a_spec_loads_without_calling_user_code_on_zeros_and_auto_screens_before
     path.write_text(SPEC.replace("name: large-elementwise", "name: large-elementwise\n    check: full"))
     with pytest.raises(gradrun.SpecError, match="more than 2000000"):
         spec.load_spec(path)
+
+
+def test_a_side_on_which_f_never_moves_decides_an_analytic_zero_but_not_a_jump_nor_a_slope():
+    """Where f' is 0 on one side of a kink at x or 1e-9 from it, no Richardson level resolves the
+    zero entry of a zero row (x·relu(x)'s differences are h/2 at every step; sum(relu(x)) at
+    -1e-9 needs steps below 1e-9, whose round-off is 1e-7): they were unresolved. f exactly
+    unmoved on one side at every step decides an analytic 0 (``judge._flat_side``); never a
+    jump there, nor a nonzero analytic slope."""
+    x = np.array([-1e-9, 0.0, 0.5, -0.7])
+    relu_sum = gradrun.check(lambda x: np.maximum(x, 0).sum(), {"x": x}, vjp=lambda g, x: g * (x > 0))
+    assert relu_sum.passed, [(r.element, r.status, r.reason) for r in relu_sum.records]
+    squared = gradrun.check(lambda x: x * np.maximum(x, 0), {"x": x}, vjp=lambda g, x: 2 * g * np.maximum(x, 0))
+    assert squared.passed, [(r.element, r.output, r.status, r.reason) for r in squared.records]
+    unmasked = gradrun.check(lambda x: x * np.maximum(x, 0), {"x": x}, vjp=lambda g, x: 2 * g * x)
+    assert {r.status for r in unmasked.records if r.index == 0 and r.output == 0} == {"fail"}
+    jump = gradrun.check(lambda x: (x > 1e-300) * 1.0 + x * 0.0, {"x": np.array([0.0, 0.5])},
+                         vjp=lambda g, x: g * 0.0)
+    assert [r.status for r in jump.records if r.index == 0 and r.output == 0] == ["unresolved"]

@@ -151,9 +151,10 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
         plain = element_magnitude(graph, vals, e.num[:, suspects], ana[:, suspects], cols.x[idx[suspects]])
         unit = 2 * numeric.roundoff("forward", eps, plain, np.ones(len(suspects)))
         floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
-        evident, m, p, slack, near, off = cols.kink_evidence(h, floor, unit, idx[suspects])  # measure.kink_evidence
+        evident, m, p, slack, near, off, flat = cols.kink_evidence(h, floor, unit, idx[suspects])
         minus[:, suspects], plus[:, suspects] = m, p
         _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc, aim)
+        _flat_side(e, suspects, flat, ana, seen, bad, vague)
         lo = np.fmin(m, p) - tol[:, suspects] - slack
         hi = np.fmax(m, p) + tol[:, suspects] + slack
         inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
@@ -194,6 +195,23 @@ def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None, aim
     for array, values in ((unc, off[at]), (aim, claim)):
         if isinstance(array, np.ndarray) and array.shape == e.num.shape and array.flags.writeable:
             array[rows, cols_] = values
+
+
+def _flat_side(e, suspects, flat, ana, seen, bad, vague):
+    """Pass the entries whose analytic value is exactly 0 (float64 and float32) where f did
+    not move at all on one side, at any step (``measure.kink_evidence``'s ``flat``): as a
+    central difference of exactly 0 beside an analytic 0 is (``judge``'s ``exact``). A
+    Richardson measurement across a kink 1e-9 away, or of x·relu(x) at 0 (whose differences
+    are h/2 at every step), cannot reach the precision a zero entry in a zero row asks for."""
+    zero = flat & (ana[:, suspects] == 0) & (seen[:, suspects] == 0)
+    if not zero.any():
+        return
+    rows, cols_ = np.nonzero(zero)
+    at = suspects[cols_]
+    e.num[rows, at] = 0.0
+    e.measured[rows, at] = 0.0
+    bad[rows, at] = False
+    vague[rows, at] = False
 
 
 def below_resolution(e: Element, analytics, graph, vals, steps, eps):
