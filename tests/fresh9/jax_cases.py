@@ -1,0 +1,71 @@
+"""Red-team round 9 in JAX: custom_vjp and custom_jvp rules and plain JAX code, checked with
+default settings: (name, function, inputs, expect, dtypes). Few and small: XLA compiles each,
+so a bug is checked in one dtype."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+RNG = np.random.default_rng(999)
+
+
+def _custom_vjp(forward, backward):
+    f = jax.custom_vjp(forward)
+    f.defvjp(lambda *xs: (f(*xs), xs), lambda xs, g: backward(g, *xs))
+    return f
+
+
+def _cs(x):
+    T, d = x.shape
+    a = jnp.arange(T)[:, None] * 10000.0 ** (-jnp.arange(0, d, 2) / d)
+    return jnp.cos(a), jnp.sin(a)
+
+
+def rope(x):  # interleaved pairs (x[2i], x[2i+1])
+    c, s = _cs(x)
+    e, o = x[:, 0::2], x[:, 1::2]
+    return jnp.stack([e * c - o * s, e * s + o * c], -1).reshape(x.shape)
+
+
+def _rope_vjp(g, x, transposed=True):
+    c, s = _cs(x)
+    s = s if transposed else -s
+    ge, go = g[:, 0::2], g[:, 1::2]
+    return (jnp.stack([ge * c + go * s, -ge * s + go * c], -1).reshape(x.shape),)
+
+
+def mish_rule(far_factor=True):
+    @jax.custom_jvp
+    def mish(x):
+        return x * jnp.tanh(jax.nn.softplus(x))
+
+    @mish.defjvp
+    def _jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        t = jnp.tanh(jax.nn.softplus(x))
+        d = t + x * (1 - t * t) * jax.nn.sigmoid(x)
+        far = jnp.exp(x) * (1 + x) if far_factor else jnp.exp(x)
+        return mish(x), jnp.where(x < -20, far, d) * dx
+
+    return mish
+
+
+def relu_squared(x):
+    return jnp.maximum(x, 0.0) ** 2
+
+
+ROPE_AT = {"x": RNG.normal(size=(3, 4))}
+MISH_AT = {"x": np.array([-30.0, -22.0, -1.0, 0.0, 1e-9, 3.0])}
+KINK_AT = {"x": np.array([-1e-9, 0.0, 1e-9, 0.5, -0.7])}
+
+BOTH, F64, F32 = ("float64", "float32"), ("float64",), ("float32",)
+
+CASES = [
+    ("rope", _custom_vjp(rope, _rope_vjp), ROPE_AT, "pass", BOTH),
+    ("rope@not-transposed", _custom_vjp(rope, lambda g, x: _rope_vjp(g, x, False)), ROPE_AT, "fail", F64),
+    ("mish-jvp", mish_rule(), MISH_AT, "pass", F32),
+    ("mish-jvp@far-left-no-1-plus-x", mish_rule(False), MISH_AT, "fail", F32),
+    # f' is exactly 0 on one side of a kink at or 1e-9 from x: no Richardson level resolves a
+    # zero entry of a zero row there (x relu(x)'s differences are h/2); the flat side does
+    ("relu-squared-at-0", relu_squared, KINK_AT, "pass", BOTH),
+]
