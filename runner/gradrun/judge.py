@@ -88,18 +88,24 @@ class Element:
     claim32: np.ndarray | None = None  # that of the float32 analytic (None: no float32 side)
 
 
-def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning, spread32=0.0):
+def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning, spread32=0.0,
+          whole_row=None):
     """(bad, vague, tol, aim, uncertainty): which entries disagree beyond their tolerance,
     which measurements are too uncertain to decide, the tolerance, what a measurement aims
     to resolve (below the round-off of f, where it can) and the numeric side's uncertainty.
     ``spread32`` (M, n) is how far float32 round-off of the inputs moves the gradient
-    (``gradrun.sensitivity``): no float32 code is closer, so the float32 tolerance includes it."""
+    (``gradrun.sensitivity``): no float32 code is closer, so the float32 tolerance includes it.
+    ``whole_row`` (M,), the largest float64 analytic entry of each row over every input
+    checked, is the scale of a row whose entries for this input are all 0 as far as f's
+    differences and the analytic side show (``zero_rows``)."""
     scale = row_scale(e.num, ana) if analytic32 is None else row_scale(e.num, ana, analytic32)
     noise = np.zeros(e.num.shape)
     for m in set(e.methods):
         at = e.methods == m
         noise[:, at] = numeric.roundoff(m, eps, e.magnitude[:, at], e.steps[at])
     unc = np.where(np.isnan(e.measured), measure.uncertainty(e.est, noise), e.measured)
+    if whole_row is not None:
+        scale = np.where(zero_rows(e.num, ana, unc), np.maximum(scale, np.asarray(whole_row)[:, None]), scale)
     claim = tolerance(scale, e.num, 0.0, primary, settings) + e.floor
     # what a measurement must resolve: the claim, or the dtype's resolution of the element
     # itself, above the round-off every difference of f has at its auto Richardson step
@@ -122,6 +128,19 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
         bad |= ~(np.abs(analytic32 - e.num) <= tol)
     exact = (e.num == 0) & (ana == 0)  # the perturbation never reached this output: nothing to resolve
     return bad, ~(unc <= limit) & ~exact, tol, aim, unc
+
+
+def zero_rows(num, ana, unc):
+    """(M, 1): the rows in which every entry of one input is 0 within the numeric side's
+    uncertainty, finite, and so is the analytic one. Such an input has no scale of its own
+    in that row: a key bias under a softmax, whose derivative is 0 by invariance, has entries
+    of round-off (1e-54 analytic, 1e-49 numeric, beside entries of 1e-37 for the query's
+    weights), and an atol relative to them asked the measurement to resolve its own noise.
+    The whole row's scale (every input's) is its scale then; a row of small but measured
+    entries (weights of 1e-8 beside inputs of 1e6) keeps its own."""
+    finite = np.isfinite(unc) & np.isfinite(num)
+    zero = finite & (np.abs(num) <= 2 * unc) & (np.abs(ana) <= np.abs(num) + 2 * unc)
+    return zero.all(axis=1, keepdims=True)
 
 
 def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps, unc=None, aim=None):
