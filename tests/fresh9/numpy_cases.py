@@ -344,6 +344,23 @@ def mlp_vjp(g, x, W1, W2, transpose=True):
     return b @ W1.T, x.T @ b, h.T @ a
 
 
+# causal attention scores with a key bias: softmax(q k^T) is unchanged by bk (every score of a
+# row moves by q_i . bk), so its gradient is 0 by invariance; scores of +-100 make rows of 1e-40
+def attn_kb(x, Wq, Wk, bk):
+    q, k = x @ Wq, x @ Wk + bk
+    return _causal_p(q, k)
+
+
+def attn_kb_vjp(g, x, Wq, Wk, bk, uncorrected=False):
+    q, k = x @ Wq, x @ Wk + bk
+    p = _causal_p(q, k)
+    c = 1 / np.sqrt(q.shape[1])
+    ds = p * (g - (g * p).sum(-1, keepdims=True)) * c
+    gq, gk = ds @ k, ds.T @ q
+    gbk = (p * g * c).T @ q if uncorrected else gk  # the softmax's correction term left out for the bias
+    return gq @ Wq.T + gk @ Wk.T, x.T @ gq, x.T @ gk, gbk.sum(0)
+
+
 ROWS = RNG.normal(size=(3, 6))
 RMS_AT = {"x": ROWS, "w": 1 + 0.1 * RNG.normal(size=6)}
 RMS_SMALL = {"x": ROWS * 1e-3, "w": 1 + 0.1 * RNG.normal(size=6)}
@@ -367,6 +384,8 @@ MAX_AT = {"x": np.array([0.3, -1.2, 0.5 + 1e-9, 2.0, 0.8 + 3e-7]), "y": np.array
 BATCH = {"w": RNG.normal(size=3) * 0.5, "X": RNG.normal(size=(10 ** 4, 3))}
 BATCH_OFFSET = {"w": np.array([0.4, 0.3, 0.3]), "X": 1e3 + RNG.normal(size=(10 ** 4, 3))}
 ONLY_W = {"wrt": ["w"]}
+ATTN_KB = {"x": RNG.normal(size=(4, 3)) * 2, "Wq": RNG.normal(size=(3, 2)) * 1.5, "Wk": RNG.normal(size=(3, 2)) * 1.5,
+           "bk": np.array([0.3, -0.2])}
 MLP_AT = {"x": RNG.normal(size=(2, 3)), "W1": RNG.normal(size=(3, 3)) * 0.7, "W2": RNG.normal(size=(3, 3)) * 0.7}
 
 CASES = [
@@ -415,6 +434,8 @@ CASES = [
          BATCH_OFFSET, "pass", dtypes=("float64",), settings=ONLY_W),
     Case("batch-var-1e4-at-1e3@one-pass", batch_var, lambda g, w, X: batch_var_vjp(g, w, X, one_pass=True),
          BATCH_OFFSET, "fail", dtypes=("float32",), settings=ONLY_W),
+    Case("attn-key-bias", attn_kb, attn_kb_vjp, ATTN_KB, "pass"),
+    Case("attn-key-bias@uncorrected", attn_kb, lambda g, *a: attn_kb_vjp(g, *a, uncorrected=True), ATTN_KB, "fail"),
     Case("mlp-square", mlp, mlp_vjp, MLP_AT, "pass"),
     Case("mlp-square@W2-not-transposed", mlp, lambda g, *a: mlp_vjp(g, *a, transpose=False), MLP_AT, "fail"),
 ]

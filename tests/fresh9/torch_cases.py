@@ -8,7 +8,8 @@ gradient drops a tap, a tied embedding module (its gradient through the lookup a
 cell module, SELU, ELU and mish at 0 and 1e-9 (torch's own), a GRU cell whose reset gate's
 gradient is wrong only where the gate is driven negative, focal and label-smoothed losses, a
 triplet margin loss, pairwise distances with a pair 1e-9 apart, a loss averaged over 10^4 examples (divided by N - 1),
-and a weight-norm whose gradient to g is detached from v.
+a safe norm whose backward adds the dtype's eps (a bug float32 alone shows), a weight-norm whose gradient to g is detached from v, and attention whose key bias has a
+gradient of 0 by invariance.
 """
 
 from dataclasses import dataclass, field
@@ -167,6 +168,35 @@ def wn(detached=False):
     return function("WeightNorm", _wn, lambda go, x, g, v: _wn_backward(go, x, g, v, detached))
 
 
+# causal attention probabilities with biased query and key projections (nn.Linear): the key
+# bias moves every score of a row alike, so its gradient is 0 by invariance, and torch's is
+# round-off (1e-54 beside entries of 1e-37 in rows of probabilities near 1e-40)
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        s = self.q(x) @ self.k(x).transpose(-1, -2) * 3.0
+        mask = torch.triu(torch.ones(s.shape[-2:], dtype=torch.bool), 1)
+        return torch.softmax(s.masked_fill(mask, float("-inf")), -1)
+
+
+# a row norm that is safe at 0: sqrt(sum x^2 + 1e-12); the bug's backward divides by the
+# norm plus the dtype's eps, which float64 hides (2e-16) and float32 does not (1e-7 beside 1e-4)
+def _norm(x):
+    return torch.sqrt((x * x).sum(-1) + 1e-12)
+
+
+def _norm_backward(g, x, finfo=False):
+    n = torch.sqrt((x * x).sum(-1, keepdim=True) + (0.0 if finfo else 1e-12))
+    return (g[..., None] * x / (n + torch.finfo(x.dtype).eps if finfo else n),)
+
+
+def norm(finfo=False):
+    return function("SafeNorm", _norm, lambda g, x: _norm_backward(g, x, finfo))
+
+
 XRMS = RNG.normal(size=(3, 6)) * 1e-3
 RMS_AT = {"x": XRMS, "w": 1 + 0.1 * RNG.normal(size=6)}
 ROPE_AT = {"x": RNG.normal(size=(4, 6))}
@@ -184,7 +214,14 @@ CDIST_AT = {"x": NEAR, "y": np.array([NEAR[0] + [1e-9, -2e-9], [0.5, -0.5], NEAR
 WN_AT = {"x": RNG.normal(size=(3, 4)), "g": np.array([1.3]), "v": RNG.normal(size=(4, 2))}
 BATCH_AT = {"w": RNG.normal(size=3) * 0.5, "X": RNG.normal(size=(10 ** 4, 3))}
 
+ATTN_AT = {"x": np.random.default_rng(7).normal(size=62)[42:].reshape(5, 4) * 4}  # scores of +-100
+
+NORM_AT = {"x": RNG.normal(size=(3, 4)) * np.array([[1e-4], [1.0], [3e-5]])}
+
 CASES = [
+    Case("safe-norm-1e-4", norm(), NORM_AT, "pass"),
+    Case("safe-norm-1e-4@finfo-eps", norm(True), NORM_AT, "fail", dtypes=("float32",)),
+    Case("attention-key-bias", Attention, ATTN_AT, "pass", keywords={"wrt": ["x", "params"]}),
     Case("rms-norm-1e-3", rms(), RMS_AT, "pass"),
     Case("rms-norm-1e-3@eps-outside", rms(True), RMS_AT, "fail"),
     Case("rope-halves", rope(), ROPE_AT, "pass"),
