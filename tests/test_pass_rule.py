@@ -143,3 +143,13 @@ def test_a_side_on_which_f_never_moves_decides_an_analytic_zero_but_not_a_jump_n
     jump = gradrun.check(lambda x: (x > 1e-300) * 1.0 + x * 0.0, {"x": np.array([0.0, 0.5])},
                          vjp=lambda g, x: g * 0.0)
     assert [r.status for r in jump.records if r.index == 0 and r.output == 0] == ["unresolved"]
+
+
+@pytest.mark.parametrize("size", [1e-200, 1.0, 1e200])
+def test_the_noise_of_f_is_measured_at_any_size(size):
+    """ECnoise squares differences of f: below 1e-154 they squared to 0 (attention probabilities
+    of 1e-200 read as noiseless, and their round-off failed a right gradient), above 1e154 to inf."""
+    values = np.random.default_rng(0).normal(size=(numeric.NOISE_POINTS, 1, 1)) * 1e-14
+    sigma, unit = numeric._noise_at(size * values)[0, 0], numeric._noise_at(values)[0, 0]
+    assert np.isfinite(unit) and unit > 1e-15
+    assert sigma / size == pytest.approx(unit, rel=1e-12, abs=0)
