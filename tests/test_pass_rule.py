@@ -153,3 +153,18 @@ def test_the_noise_of_f_is_measured_at_any_size(size):
     sigma, unit = numeric._noise_at(size * values)[0, 0], numeric._noise_at(values)[0, 0]
     assert np.isfinite(unit) and unit > 1e-15
     assert sigma / size == pytest.approx(unit, rel=1e-12, abs=0)
+
+
+def test_a_nan_analytic_where_f_is_smooth_and_measured_fails_but_not_at_a_cusp():
+    """A VJP masking by multiplication, (x > 0) * 0.5 / sqrt(x), is NaN where f = sqrt(max(x, 0))
+    is 0 and flat (x = -1): f and its differences are finite there, so the NaN is wrong, a fail
+    (it was "nan", which a reader could take for f's own trouble). At a cusp, sqrt(|x|) at 0,
+    whose one-sided differences diverge, no derivative exists, and a NaN stays "nan"."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        masked = gradrun.check(lambda x: np.sqrt(np.maximum(x, 0)), {"x": np.array([-1.0, 0.25])},
+                               vjp=lambda g, x: g * (x > 0) * 0.5 / np.sqrt(x))
+        cusp = gradrun.check(lambda x: np.abs(x) ** 0.5, {"x": np.array([0.0, 0.25])},
+                             vjp=lambda g, x: g * 0.5 * np.sign(x) / np.abs(x) ** 0.5)
+    status = {(r.index, r.output): r.status for r in masked.records}
+    assert status[(0, 0)] == "fail" and status[(1, 1)] == "pass"
+    assert {r.status for r in cusp.records if r.index == 0 and r.output == 0} == {"nan"}

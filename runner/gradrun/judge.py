@@ -156,6 +156,7 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     minus = np.full(e.num.shape, np.nan)
     plus = np.full(e.num.shape, np.nan)
     at_kink = np.zeros(e.num.shape, dtype=bool)
+    smooth = np.zeros(e.num.shape, dtype=bool)  # the one-sided differences agree: no kink, cusp nor jump
     loose = np.zeros(e.num.shape, dtype=bool)
     if unc is not None and aim is not None:  # resolved only by the round-off of a finer step than auto
         finer = (e.methods == "richardson") & (e.steps < e.richardson / 4)
@@ -172,6 +173,7 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
         floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
         evident, m, p, slack, near, off, flat = cols.kink_evidence(h, floor, unit, idx[suspects])
         minus[:, suspects], plus[:, suspects] = m, p
+        smooth[:, suspects] = np.isfinite(m) & np.isfinite(p) & (np.abs(p - m) <= tol[:, suspects] + slack)
         _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc, aim)
         _flat_side(e, suspects, flat, ana, seen, bad, vague)
         lo = np.fmin(m, p) - tol[:, suspects] - slack
@@ -180,10 +182,15 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
             ana[:, suspects] <= hi)
         # an output whose own gap vanished closer in has no kink at x, whatever the others show
         at_kink[:, suspects] = evident[None, :] & inside & np.isnan(near)
-    # where f itself is undefined (log of a negative number, say) no derivative is checked
-    finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
+    # where f itself is undefined (log of a negative number, say) no derivative is checked; where
+    # f is finite and differentiable (its one-sided differences finite and agreeing) and its
+    # derivative measured precisely, a NaN or infinite float64 analytic value is wrong: a fail
+    # (JAX's jnp.where(x > 0, sqrt(x), 0) gives NaN where f is 0 and flat)
+    defined = np.isfinite(e.num) & np.isfinite(vals[graph.output]).ravel()[:, None]
+    finite = defined & np.isfinite(seen) & np.isfinite(ana)
+    wrong = defined & ~np.isfinite(ana) & ~vague & smooth
     decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))
-    return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
+    return np.where(wrong, "fail", np.where(~finite, "nan", np.where(at_kink, "kink", decided))), minus, plus
 
 
 def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None, aim=None):
@@ -248,7 +255,7 @@ def below_resolution(e: Element, analytics, graph, vals, steps, eps):
     unit = eps * scale
     moved = np.zeros(e.num.shape, dtype=bool)
     for ana in analytics:
-        moved |= ~(np.abs(ana) * steps >= unit)
+        moved |= ~(np.abs(ana) * steps >= unit) & np.isfinite(ana)  # NaN is no slope too small to see
     return (e.num == 0) & moved & (unit > 0)
 
 

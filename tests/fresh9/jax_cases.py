@@ -54,6 +54,10 @@ def relu_squared(x):
     return jnp.maximum(x, 0.0) ** 2
 
 
+def where_sqrt(x):  # the jnp.where trap: the untaken branch's NaN slope times 0 is NaN
+    return jnp.where(x > 0, jnp.sqrt(x), 0.0)
+
+
 ROPE_AT = {"x": RNG.normal(size=(3, 4))}
 MISH_AT = {"x": np.array([-30.0, -22.0, -1.0, 0.0, 1e-9, 3.0])}
 KINK_AT = {"x": np.array([-1e-9, 0.0, 1e-9, 0.5, -0.7])}
@@ -68,4 +72,6 @@ CASES = [
     # f' is exactly 0 on one side of a kink at or 1e-9 from x: no Richardson level resolves a
     # zero entry of a zero row there (x relu(x)'s differences are h/2); the flat side does
     ("relu-squared-at-0", relu_squared, KINK_AT, "pass", BOTH),
+    # f is 0 and flat at x = -1, its derivative measured as exactly 0: a NaN there is a fail, not "nan"
+    ("where-sqrt@nan", where_sqrt, {"x": np.array([-1.0, 0.5, 2.0])}, "fail", F64),
 ]

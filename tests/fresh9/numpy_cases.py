@@ -17,7 +17,7 @@ weight dropped, half of a tied parameter, an inclusive cumsum, one entry 1e-4
 off, a dropped (1 + x) factor, a branch chosen with a tolerance, an eps in a
 unit vector, the anchor's negative term dropped, a detached modulating factor,
 smoothing over K instead of K - 1, derivative coefficients rounded to float32,
-a clipped exponent, a tie tolerance, a mean over N - 1, and a one-pass variance (which
+a clipped exponent, a tie tolerance, a mask multiplied into NaN where f is flat, a mean over N - 1, and a one-pass variance (which
 float64 computes well enough: a bug in float32 alone).
 """
 
@@ -330,6 +330,19 @@ def batch_var_vjp(g, w, X, one_pass=False):
     return g * 2 * (X.T @ c) / len(z), None
 
 
+# sqrt of the positive part: flat (slope 0) below 0; the bug masks by multiplying, and the
+# masked-out branch's 0.5 / sqrt(x) is NaN there, so 0 * NaN is NaN where f is flat
+def sqrt_pos(x):
+    return np.sqrt(np.maximum(x, 0))
+
+
+def sqrt_pos_vjp(g, x, multiply=False):
+    if multiply:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return g * (x > 0) * 0.5 / np.sqrt(x)
+    return g * np.where(x > 0, 0.5 / np.sqrt(np.where(x > 0, x, 1.0)), 0.0)
+
+
 # two square layers: tanh(tanh(x @ W1) @ W2); the bug: W2 not transposed on the way back
 def mlp(x, W1, W2):
     return np.tanh(np.tanh(x @ W1) @ W2)
@@ -437,6 +450,9 @@ CASES = [
          BATCH_OFFSET, "fail", dtypes=("float32",), settings=ONLY_W),
     Case("attn-key-bias", attn_kb, attn_kb_vjp, ATTN_KB, "pass"),
     Case("attn-key-bias@uncorrected", attn_kb, lambda g, *a: attn_kb_vjp(g, *a, uncorrected=True), ATTN_KB, "fail"),
+    Case("sqrt-positive-part", sqrt_pos, sqrt_pos_vjp, {"x": np.array([-1.0, 0.25, 2.0])}, "pass"),
+    Case("sqrt-positive-part@nan-mask", sqrt_pos, lambda g, x: sqrt_pos_vjp(g, x, True), {"x": np.array([-1.0, 0.25, 2.0])},
+         "fail"),
     Case("mlp-square", mlp, mlp_vjp, MLP_AT, "pass"),
     Case("mlp-square@W2-not-transposed", mlp, lambda g, *a: mlp_vjp(g, *a, transpose=False), MLP_AT, "fail"),
 ]
