@@ -1,4 +1,4 @@
-"""Red-team round 9 in JAX: custom_vjp and custom_jvp rules and plain JAX code, checked with
+"""Red-team round 9 in JAX: custom_vjp rules and plain JAX code, checked with
 default settings: (name, function, inputs, expect, dtypes). Few and small: XLA compiles each,
 so a bug is checked in one dtype."""
 
@@ -34,22 +34,6 @@ def _rope_vjp(g, x, transposed=True):
     return (jnp.stack([ge * c + go * s, -ge * s + go * c], -1).reshape(x.shape),)
 
 
-def mish_rule(far_factor=True):
-    @jax.custom_jvp
-    def mish(x):
-        return x * jnp.tanh(jax.nn.softplus(x))
-
-    @mish.defjvp
-    def _jvp(primals, tangents):
-        (x,), (dx,) = primals, tangents
-        t = jnp.tanh(jax.nn.softplus(x))
-        d = t + x * (1 - t * t) * jax.nn.sigmoid(x)
-        far = jnp.exp(x) * (1 + x) if far_factor else jnp.exp(x)
-        return mish(x), jnp.where(x < -20, far, d) * dx
-
-    return mish
-
-
 def relu_squared(x):
     return jnp.maximum(x, 0.0) ** 2
 
@@ -59,19 +43,16 @@ def where_sqrt(x):  # the jnp.where trap: the untaken branch's NaN slope times 0
 
 
 ROPE_AT = {"x": RNG.normal(size=(3, 4))}
-MISH_AT = {"x": np.array([-30.0, -22.0, -1.0, 0.0, 1e-9, 3.0])}
 KINK_AT = {"x": np.array([-1e-9, 0.0, 1e-9, 0.5, -0.7])}
 
-BOTH, F64, F32 = ("float64", "float32"), ("float64",), ("float32",)
+F64, F32 = ("float64",), ("float32",)
 
 CASES = [
     ("rope", _custom_vjp(rope, _rope_vjp), ROPE_AT, "pass", F32),
     ("rope@not-transposed", _custom_vjp(rope, lambda g, x: _rope_vjp(g, x, False)), ROPE_AT, "fail", F64),
-    ("mish-jvp", mish_rule(), MISH_AT, "pass", F32),
-    ("mish-jvp@far-left-no-1-plus-x", mish_rule(False), MISH_AT, "fail", F32),
     # f' is exactly 0 on one side of a kink at or 1e-9 from x: no Richardson level resolves a
     # zero entry of a zero row there (x relu(x)'s differences are h/2); the flat side does
-    ("relu-squared-at-0", relu_squared, KINK_AT, "pass", BOTH),
+    ("relu-squared-at-0", relu_squared, KINK_AT, "pass", F64),
     # f is 0 and flat at x = -1, its derivative measured as exactly 0: a NaN there is a fail, not "nan"
     ("where-sqrt@nan", where_sqrt, {"x": np.array([-1.0, 0.5, 2.0])}, "fail", F64),
 ]
