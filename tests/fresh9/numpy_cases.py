@@ -17,8 +17,9 @@ weight dropped, half of a tied parameter, an inclusive cumsum, one entry 1e-4
 off, a dropped (1 + x) factor, a branch chosen with a tolerance, an eps in a
 unit vector, the anchor's negative term dropped, a detached modulating factor,
 smoothing over K instead of K - 1, derivative coefficients rounded to float32,
-a clipped exponent, a tie tolerance, a mask multiplied into NaN where f is flat, a mean over N - 1, and a one-pass variance (which
-float64 computes well enough: a bug in float32 alone).
+a clipped exponent, a tie tolerance, a mask multiplied into NaN where f is flat,
+a mean over N - 1, a key bias's gradient without the softmax's correction, and a
+one-pass variance (which float64 computes well enough: a bug in float32 alone).
 """
 
 from dataclasses import dataclass, field
@@ -400,6 +401,7 @@ BATCH_OFFSET = {"w": np.array([0.4, 0.3, 0.3]), "X": 1e3 + RNG.normal(size=(10 *
 ONLY_W = {"wrt": ["w"]}
 ATTN_KB = {"x": RNG.normal(size=(4, 3)) * 3, "Wq": RNG.normal(size=(3, 2)) * 2, "Wk": RNG.normal(size=(3, 2)) * 2,
            "bk": np.array([0.3, -0.2])}
+SQRT_AT = {"x": np.array([-1.0, 0.25, 2.0])}
 MLP_AT = {"x": RNG.normal(size=(2, 3)), "W1": RNG.normal(size=(3, 3)) * 0.7, "W2": RNG.normal(size=(3, 3)) * 0.7}
 
 CASES = [
@@ -450,9 +452,8 @@ CASES = [
          BATCH_OFFSET, "fail", dtypes=("float32",), settings=ONLY_W),
     Case("attn-key-bias", attn_kb, attn_kb_vjp, ATTN_KB, "pass"),
     Case("attn-key-bias@uncorrected", attn_kb, lambda g, *a: attn_kb_vjp(g, *a, uncorrected=True), ATTN_KB, "fail"),
-    Case("sqrt-positive-part", sqrt_pos, sqrt_pos_vjp, {"x": np.array([-1.0, 0.25, 2.0])}, "pass"),
-    Case("sqrt-positive-part@nan-mask", sqrt_pos, lambda g, x: sqrt_pos_vjp(g, x, True), {"x": np.array([-1.0, 0.25, 2.0])},
-         "fail"),
+    Case("sqrt-positive-part", sqrt_pos, sqrt_pos_vjp, SQRT_AT, "pass"),
+    Case("sqrt-positive-part@nan-mask", sqrt_pos, lambda g, x: sqrt_pos_vjp(g, x, True), SQRT_AT, "fail"),
     Case("mlp-square", mlp, mlp_vjp, MLP_AT, "pass"),
     Case("mlp-square@W2-not-transposed", mlp, lambda g, *a: mlp_vjp(g, *a, transpose=False), MLP_AT, "fail"),
 ]

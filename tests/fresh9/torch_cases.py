@@ -5,11 +5,12 @@ must say (``pass`` or ``fail``), the dtypes, and adapter keywords (wrt, mode, in
 RMS norm with a gain (eps outside the sqrt), rotary embedding (the rotation not transposed),
 a transposed convolution with groups and dilation (torch's own), a depthwise conv1d whose weight
 gradient drops a tap, a tied embedding module (its gradient through the lookup alone), an LSTM
-cell module, SELU, ELU and mish at 0 and 1e-9 (torch's own), a GRU cell whose reset gate's
-gradient is wrong only where the gate is driven negative, focal and label-smoothed losses, a
-triplet margin loss, pairwise distances with a pair 1e-9 apart, a loss averaged over 10^4 examples (divided by N - 1),
-a safe norm whose backward adds the dtype's eps (a bug float32 alone shows), a weight-norm whose gradient to g is detached from v, and attention whose key bias has a
-gradient of 0 by invariance.
+cell module, SELU, ELU and mish at 0 and 1e-9 (torch's own), a gate whose slope is wrong only
+where it is driven below -5, focal and label-smoothed losses, a triplet margin loss, pairwise
+distances with a pair 1e-9 apart, a loss averaged over 10^4 examples (divided by N - 1), a safe
+norm whose backward adds the dtype's eps (a bug float32 alone shows), a weight norm whose
+gradient to v is detached from the norm, and attention whose key bias has a gradient of 0 by
+invariance.
 """
 
 from dataclasses import dataclass, field
