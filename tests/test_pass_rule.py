@@ -125,3 +125,46 @@ def test_a_spec_loads_without_calling_user_code_on_zeros_and_auto_screens_before
     path.write_text(SPEC.replace("name: large-elementwise", "name: large-elementwise\n    check: full"))
     with pytest.raises(gradrun.SpecError, match="more than 2000000"):
         spec.load_spec(path)
+
+
+def test_a_side_on_which_f_never_moves_decides_an_analytic_zero_but_not_a_jump_nor_a_slope():
+    """Where f' is 0 on one side of a kink at x or 1e-9 from it, no Richardson level resolves the
+    zero entry of a zero row (x·relu(x)'s differences are h/2 at every step; sum(relu(x)) at
+    -1e-9 needs steps below 1e-9, whose round-off is 1e-7): they were unresolved. f exactly
+    unmoved on one side at every step decides an analytic 0 (``judge._flat_side``); never a
+    jump there, nor a nonzero analytic slope."""
+    x = np.array([-1e-9, 0.0, 0.5, -0.7])
+    relu_sum = gradrun.check(lambda x: np.maximum(x, 0).sum(), {"x": x}, vjp=lambda g, x: g * (x > 0))
+    assert relu_sum.passed, [(r.element, r.status, r.reason) for r in relu_sum.records]
+    squared = gradrun.check(lambda x: x * np.maximum(x, 0), {"x": x}, vjp=lambda g, x: 2 * g * np.maximum(x, 0))
+    assert squared.passed, [(r.element, r.output, r.status, r.reason) for r in squared.records]
+    unmasked = gradrun.check(lambda x: x * np.maximum(x, 0), {"x": x}, vjp=lambda g, x: 2 * g * x)
+    assert {r.status for r in unmasked.records if r.index == 0 and r.output == 0} == {"fail"}
+    jump = gradrun.check(lambda x: (x > 1e-300) * 1.0 + x * 0.0, {"x": np.array([0.0, 0.5])},
+                         vjp=lambda g, x: g * 0.0)
+    assert [r.status for r in jump.records if r.index == 0 and r.output == 0] == ["unresolved"]
+
+
+@pytest.mark.parametrize("size", [1e-200, 1.0, 1e200])
+def test_the_noise_of_f_is_measured_at_any_size(size):
+    """ECnoise squares differences of f: below 1e-154 they squared to 0 (attention probabilities
+    of 1e-200 read as noiseless, and their round-off failed a right gradient), above 1e154 to inf."""
+    values = np.random.default_rng(0).normal(size=(numeric.NOISE_POINTS, 1, 1)) * 1e-14
+    sigma, unit = numeric._noise_at(size * values)[0, 0], numeric._noise_at(values)[0, 0]
+    assert np.isfinite(unit) and unit > 1e-15
+    assert sigma / size == pytest.approx(unit, rel=1e-12, abs=0)
+
+
+def test_a_nan_analytic_where_f_is_smooth_and_measured_fails_but_not_at_a_cusp():
+    """A VJP masking by multiplication, (x > 0) * 0.5 / sqrt(x), is NaN where f = sqrt(max(x, 0))
+    is 0 and flat (x = -1): f and its differences are finite there, so the NaN is wrong, a fail
+    (it was "nan", which a reader could take for f's own trouble). At a cusp, sqrt(|x|) at 0,
+    whose one-sided differences diverge, no derivative exists, and a NaN stays "nan"."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        masked = gradrun.check(lambda x: np.sqrt(np.maximum(x, 0)), {"x": np.array([-1.0, 0.25])},
+                               vjp=lambda g, x: g * (x > 0) * 0.5 / np.sqrt(x))
+        cusp = gradrun.check(lambda x: np.abs(x) ** 0.5, {"x": np.array([0.0, 0.25])},
+                             vjp=lambda g, x: g * 0.5 * np.sign(x) / np.abs(x) ** 0.5)
+    status = {(r.index, r.output): r.status for r in masked.records}
+    assert status[(0, 0)] == "fail" and status[(1, 1)] == "pass"
+    assert {r.status for r in cusp.records if r.index == 0 and r.output == 0} == {"nan"}

@@ -88,18 +88,24 @@ class Element:
     claim32: np.ndarray | None = None  # that of the float32 analytic (None: no float32 side)
 
 
-def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning, spread32=0.0):
+def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditioning, spread32=0.0,
+          whole_row=None):
     """(bad, vague, tol, aim, uncertainty): which entries disagree beyond their tolerance,
     which measurements are too uncertain to decide, the tolerance, what a measurement aims
     to resolve (below the round-off of f, where it can) and the numeric side's uncertainty.
     ``spread32`` (M, n) is how far float32 round-off of the inputs moves the gradient
-    (``gradrun.sensitivity``): no float32 code is closer, so the float32 tolerance includes it."""
+    (``gradrun.sensitivity``): no float32 code is closer, so the float32 tolerance includes it.
+    ``whole_row`` (M,), the largest float64 analytic entry of each row over every input
+    checked, is the scale of a row whose entries for this input are all 0 as far as f's
+    differences and the analytic side show (``zero_rows``)."""
     scale = row_scale(e.num, ana) if analytic32 is None else row_scale(e.num, ana, analytic32)
     noise = np.zeros(e.num.shape)
     for m in set(e.methods):
         at = e.methods == m
         noise[:, at] = numeric.roundoff(m, eps, e.magnitude[:, at], e.steps[at])
     unc = np.where(np.isnan(e.measured), measure.uncertainty(e.est, noise), e.measured)
+    if whole_row is not None:
+        scale = np.where(zero_rows(e.num, ana, unc), np.maximum(scale, np.asarray(whole_row)[:, None]), scale)
     claim = tolerance(scale, e.num, 0.0, primary, settings) + e.floor
     # what a measurement must resolve: the claim, or the dtype's resolution of the element
     # itself, above the round-off every difference of f has at its auto Richardson step
@@ -124,6 +130,19 @@ def judge(e: Element, ana, analytic32, forward, settings, eps, primary, conditio
     return bad, ~(unc <= limit) & ~exact, tol, aim, unc
 
 
+def zero_rows(num, ana, unc):
+    """(M, 1): the rows in which every entry of one input is 0 within the numeric side's
+    uncertainty, finite, and so is the analytic one. Such an input has no scale of its own
+    in that row: a key bias under a softmax, whose derivative is 0 by invariance, has entries
+    of round-off (1e-54 analytic, 1e-49 numeric, beside entries of 1e-37 for the query's
+    weights), and an atol relative to them asked the measurement to resolve its own noise.
+    The whole row's scale (every input's) is its scale then; a row of small but measured
+    entries (weights of 1e-8 beside inputs of 1e6) keeps its own."""
+    finite = np.isfinite(unc) & np.isfinite(num)
+    zero = finite & (np.abs(num) <= 2 * unc) & (np.abs(ana) <= np.abs(num) + 2 * unc)
+    return zero.all(axis=1, keepdims=True)
+
+
 def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps, unc=None, aim=None):
     """Each entry's status, and the one-sided differences where a kink was looked for.
 
@@ -137,6 +156,7 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     minus = np.full(e.num.shape, np.nan)
     plus = np.full(e.num.shape, np.nan)
     at_kink = np.zeros(e.num.shape, dtype=bool)
+    smooth = np.zeros(e.num.shape, dtype=bool)  # the one-sided differences agree: no kink, cusp nor jump
     loose = np.zeros(e.num.shape, dtype=bool)
     if unc is not None and aim is not None:  # resolved only by the round-off of a finer step than auto
         finer = (e.methods == "richardson") & (e.steps < e.richardson / 4)
@@ -151,19 +171,26 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
         plain = element_magnitude(graph, vals, e.num[:, suspects], ana[:, suspects], cols.x[idx[suspects]])
         unit = 2 * numeric.roundoff("forward", eps, plain, np.ones(len(suspects)))
         floor = tol[:, suspects] + 2 * numeric.roundoff("forward", eps, e.magnitude[:, suspects], finest)
-        evident, m, p, slack, near, off = cols.kink_evidence(h, floor, unit, idx[suspects])  # measure.kink_evidence
+        evident, m, p, slack, near, off, flat = cols.kink_evidence(h, floor, unit, idx[suspects])
         minus[:, suspects], plus[:, suspects] = m, p
+        smooth[:, suspects] = np.isfinite(m) & np.isfinite(p) & (np.abs(p - m) <= tol[:, suspects] + slack)
         _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc, aim)
+        _flat_side(e, suspects, flat, ana, seen, bad, vague)
         lo = np.fmin(m, p) - tol[:, suspects] - slack
         hi = np.fmax(m, p) + tol[:, suspects] + slack
         inside = (seen[:, suspects] >= lo) & (seen[:, suspects] <= hi) & (ana[:, suspects] >= lo) & (
             ana[:, suspects] <= hi)
         # an output whose own gap vanished closer in has no kink at x, whatever the others show
         at_kink[:, suspects] = evident[None, :] & inside & np.isnan(near)
-    # where f itself is undefined (log of a negative number, say) no derivative is checked
-    finite = np.isfinite(e.num) & np.isfinite(seen) & np.isfinite(vals[graph.output]).ravel()[:, None]
+    # where f itself is undefined (log of a negative number, say) no derivative is checked; where
+    # f is finite and differentiable (its one-sided differences finite and agreeing) and its
+    # derivative measured precisely, a NaN or infinite float64 analytic value is wrong: a fail
+    # (JAX's jnp.where(x > 0, sqrt(x), 0) gives NaN where f is 0 and flat)
+    defined = np.isfinite(e.num) & np.isfinite(vals[graph.output]).ravel()[:, None]
+    finite = defined & np.isfinite(seen) & np.isfinite(ana)
+    wrong = defined & ~np.isfinite(ana) & ~vague & smooth
     decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))
-    return np.where(~finite, "nan", np.where(at_kink, "kink", decided)), minus, plus
+    return np.where(wrong, "fail", np.where(~finite, "nan", np.where(at_kink, "kink", decided))), minus, plus
 
 
 def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None, aim=None):
@@ -196,6 +223,23 @@ def _near_kink(e, suspects, near, off, ana, seen, bad, vague, tol, unc=None, aim
             array[rows, cols_] = values
 
 
+def _flat_side(e, suspects, flat, ana, seen, bad, vague):
+    """Pass the entries whose analytic value is exactly 0 (float64 and float32) where f did
+    not move at all on one side, at any step (``measure.kink_evidence``'s ``flat``): as a
+    central difference of exactly 0 beside an analytic 0 is (``judge``'s ``exact``). A
+    Richardson measurement across a kink 1e-9 away, or of x·relu(x) at 0 (whose differences
+    are h/2 at every step), cannot reach the precision a zero entry in a zero row asks for."""
+    zero = flat & (ana[:, suspects] == 0) & (seen[:, suspects] == 0)
+    if not zero.any():
+        return
+    rows, cols_ = np.nonzero(zero)
+    at = suspects[cols_]
+    e.num[rows, at] = 0.0
+    e.measured[rows, at] = 0.0
+    bad[rows, at] = False
+    vague[rows, at] = False
+
+
 def below_resolution(e: Element, analytics, graph, vals, steps, eps):
     """Entries where f never moved at all and the analytic slope could not have moved it.
 
@@ -211,7 +255,7 @@ def below_resolution(e: Element, analytics, graph, vals, steps, eps):
     unit = eps * scale
     moved = np.zeros(e.num.shape, dtype=bool)
     for ana in analytics:
-        moved |= ~(np.abs(ana) * steps >= unit)
+        moved |= ~(np.abs(ana) * steps >= unit) & np.isfinite(ana)  # NaN is no slope too small to see
     return (e.num == 0) & moved & (unit > 0)
 
 

@@ -173,9 +173,11 @@ def kink_evidence(cols, idx, h, floor, unit=None):
     as soon as its gap shrinks, so smooth ones cost two halvings. ``unit``
     (M, n), the one-sided differences' round-off at a step of 1, lets the
     gap be followed further down (``_dissolves``): a gap that vanishes there
-    is a kink near x, not at it, and no evidence; then two more (M, n) arrays
+    is a kink near x, not at it, and no evidence; then three more (M, n) arrays
     give the derivative the sides agree on there and how far it may be off
-    (NaN elsewhere).
+    (NaN elsewhere), and which entries have a **flat side** (``flat``): one side's
+    difference exactly 0 at every step taken, the other not a jump (its gap to
+    the flat side shrank, or settled, or vanished closer in).
     """
     n = len(idx)
     alive = np.ones(n, dtype=bool)
@@ -186,11 +188,14 @@ def kink_evidence(cols, idx, h, floor, unit=None):
     gap0 = gap.copy()
     kept = np.ones(gap.shape, dtype=bool)
     held = kept  # the gaps that held through the first halving: a smooth function's halves
+    zero = [first[0] == 0, first[1] == 0]  # a side exactly 0 at every step so far
     for k in range(1, KINK_HALVINGS + 1):
         rows = np.flatnonzero(alive)
         if not len(rows):
             break
         m, p = cols.one_sided(h[rows] * 0.5 ** k, idx[rows])
+        zero[0][rows] &= m == 0
+        zero[1][rows] &= p == 0
         fine = np.abs(p - m)
         kept[rows] &= fine >= KINK_KEEP * gap[rows]
         gap[rows] = fine
@@ -207,8 +212,13 @@ def kink_evidence(cols, idx, h, floor, unit=None):
     # or not: a kink 3e-7 away shows at the first steps, is gone at the last, and a Richardson
     # measurement across it (0.5 for relu) decided the entry; a float32 tolerance can exceed a gap
     value, off = _dissolves(cols, idx, h * 0.5 ** KINK_HALVINGS, gap0, held, unit.T)
+    # a side on which f did not move at all, at any step: where f is differentiable (the other
+    # side's gap closed in, or vanished below a kink's distance: sum(relu(x)) at x = -1e-9, max(x, y)
+    # with y 1e-9 below x) its derivative is that side's 0, and where not, 0 is a kink's side; never
+    # where the other side is a jump (its gap neither shrinks nor settles)
+    flat = (zero[0] | zero[1]) & (~kept | evidence | ~np.isnan(value))
     evidence &= np.isnan(value)
-    return evidence.any(axis=1), last[0].T, last[1].T, 2 * drift.T, value.T, off.T
+    return evidence.any(axis=1), last[0].T, last[1].T, 2 * drift.T, value.T, off.T, flat.T
 
 
 def _dissolves(cols, idx, h, gap, evidence, unit):

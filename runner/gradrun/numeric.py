@@ -273,6 +273,7 @@ NOISE_POINTS = 12
 NOISE_SPACINGS = (1e-2, 1e-4, 1e-6)  # times the element's central step
 NOISE_ORDERS = (3, 4, 5, 6)
 NOISE_AGREE = 4.0
+NOISE_SQUARES = (1e-100, 1e100)  # deltas outside these are scaled before they are squared
 
 
 def noise(delta, h):
@@ -299,8 +300,14 @@ def noise(delta, h):
 
 def _noise_at(values):
     """ECnoise at one spacing from f's deltas at its NOISE_POINTS points, (NOISE_POINTS, n, M):
-    (n, M), NaN where it does not count."""
-    sigma = np.array([np.sqrt(math.factorial(k) ** 2 / math.factorial(2 * k) * np.mean(np.diff(values, n=k, axis=0) ** 2, axis=0))
+    (n, M), NaN where it does not count. Values far from 1 are scaled to their largest before
+    they are squared: the noise of outputs below 1e-154 (attention probabilities of 1e-200)
+    squared to 0, and f read as noiseless there (above 1e154, to inf)."""
+    size = np.max(np.abs(np.where(np.isfinite(values), values, 0.0)), axis=0)
+    size = np.where((size > 0) & ((size < NOISE_SQUARES[0]) | (size > NOISE_SQUARES[1])), size, 1.0)
+    scaled = values / size
+    sigma = np.array([size * np.sqrt(math.factorial(k) ** 2 / math.factorial(2 * k)
+                                     * np.mean(np.diff(scaled, n=k, axis=0) ** 2, axis=0))
                       for k in NOISE_ORDERS])
     low, high = sigma.min(axis=0), sigma.max(axis=0)
     moving = np.count_nonzero(np.diff(values, axis=0), axis=0) >= NOISE_POINTS // 2  # not a plateau

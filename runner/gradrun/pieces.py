@@ -40,8 +40,8 @@ PHASES = {
     "truncation": ((None, 0, 0), 0),  # (method, step (n,), value (n, M)) -> estimate (n, M)
     "noise": ((), 0),  # () -> f's round-off noise (n, M)
     "remeasured": ((-1, -1, -1), (-1, -1, -1)),  # (base (n,), magnitude, aim (M, n)) -> value, uncertainty, step
-    # (step (n,), floor, unit (M, n)) -> kink (n,), minus, plus, slack, value, off (M, n)
-    "kink_evidence": ((-1, -1, -1), (0, -1, -1, -1, -1, -1)),
+    # (step (n,), floor, unit (M, n)) -> kink (n,), minus, plus, slack, value, off, flat (M, n)
+    "kink_evidence": ((-1, -1, -1), (0, -1, -1, -1, -1, -1, -1)),
 }
 
 

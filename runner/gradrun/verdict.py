@@ -186,7 +186,7 @@ class _Columns:
 
 def check_input(graph, vals, name, analytic, settings: Settings, eps: float, analytic32=None,
                 primary: str = "float64", columns=None, forward=None, tick=None, conditioning=None, point=0,
-                spread32=0.0):
+                spread32=0.0, whole_row=None):
     """Numeric beside analytic for elements of one input, as an ``InputCheck``.
 
     ``columns`` lists the flat element indices to check (all by default);
@@ -198,7 +198,9 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     ``conditioning`` (M,) widens the float32 tolerance by how much worse than
     its own round-off the float32 code computes each output (see ``check_point``);
     ``spread32`` (M, len(columns)) adds how far float32 round-off of the inputs moves
-    the gradient (``gradrun.sensitivity``).
+    the gradient (``gradrun.sensitivity``). ``whole_row`` (M,), each row's largest analytic
+    entry over every input checked, scales a row this input's entries are all 0 in
+    (``judge.zero_rows``).
     The rules are docs/pass-rule.md's: measure, confirm, classify. Where
     ``pieces.due``, what is measured element by element is measured in pieces
     of the elements (in worker processes, under ``-j`` or Dask: ``point`` and
@@ -211,7 +213,8 @@ def check_input(graph, vals, name, analytic, settings: Settings, eps: float, ana
     e, kink, shown = _measure(cols, idx, method, analytic, settings, eps)
 
     def rule():
-        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning, spread32)
+        return judge.judge(e, analytic, analytic32, forward, settings, eps, primary, conditioning, spread32,
+                           whole_row)
 
     judged = _confirm(cols, idx, e, rule, eps, settings.dtype)
     seen = analytic if analytic32 is None else analytic32
@@ -449,6 +452,12 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     reverse: dict = {}
     reverse32: dict = {}
     elements, projections, blocks, shapes = [], [], [], {}
+    whole_row, full = None, {}
+    if mode == "full" and len(wrt) > 1:  # every input's analytic columns, for each row's scale over all
+        full = {name: analytic_columns(graph, vals, name, np.arange(vals[graph.inputs[name]].size),
+                                       reverse).astype(np.float64) for name in wrt}
+        whole_row = np.max([np.max(np.where(np.isfinite(a), np.abs(a), 0.0), axis=1, initial=0.0)
+                            for a in full.values()], axis=0)
     for name in wrt:
         x = vals[graph.inputs[name]]
         shapes[name] = tuple(np.shape(x))
@@ -476,12 +485,12 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
                     continue
                 columns = None
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
-        ana = analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
+        ana = full[name] if name in full else analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)
         fwd = engine.forward_columns(graph, vals, name, idx).astype(np.float64) if cross else None
         spread32 = spread.widening(name, idx, ana) if ana32 is not None and spread.needed(ana, ana32, settings) else 0.0
         res = check_input(graph, vals, name, ana, settings, eps, ana32, primary, idx, fwd, tick, conditioning,
-                          point, spread32)
+                          point, spread32, whole_row)
         elements.append(element_columns(res, experiment, point, name, x, settings, coords or {}, mode))
         blocks.append((len(found), len(elements[-1])))
         if mode == "screen" and not np.isin(res.status, ("fail", "nan")).any():
