@@ -392,3 +392,63 @@ def test_workers_with_another_gradrun_or_numpy_are_named_before_anything_runs():
         assert "tcp://10.0.0.8:40231" in str(raised.value) and "tcp://10.0.0.7" not in str(raised.value)
         assert found[1] in str(raised.value) and found[2] in str(raised.value)
     assert dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(dask_cluster.software()), {}).count == 2
+
+
+# A module whose import takes a while, and a function that says when two of its calls overlap.
+THREADED = """import threading, time
+time.sleep(0.4)  # a heavy import (torch's): a second task must not find this module half-run
+_inside, _lock = [0, 0], threading.Lock()  # calls inside now, most ever at once
+
+
+def f(x):
+    with _lock:
+        _inside[0] += 1
+        _inside[1] = max(_inside)
+    time.sleep(0.005)
+    with _lock:
+        _inside[0] -= 1
+    if _inside[1] > 1:
+        raise RuntimeError("two calls at once")
+    return x * x
+
+
+def f_vjp(g, x):
+    return 2 * g * x
+"""
+
+
+def _threaded_source(tmp_path):
+    write_files(tmp_path, {"threaded.yaml": "version: 1\nfunctions:\n  f: {python: 'threaded:f', vjp: "
+                           "'threaded:f_vjp'}\nexperiments:\n" + "".join(
+                               f"  - {{name: e{i}, function: f, inputs: {{x: {i + 1}.5}}}}\n" for i in range(2)),
+                           "threaded.py": f"# {tmp_path}\n" + THREADED})  # its own digest: a fresh folder
+    spec = spec_module.load_spec(tmp_path / "threaded.yaml")
+    return spec, dask_cluster.source_of(spec.path)
+
+
+def _side_by_side(source, spec, task):
+    """Both experiments' units as two threads of one Dask worker run them: at once."""
+    outcomes = [None, None]
+
+    def run(k):
+        outcomes[k] = dask_cluster.remote_unit(source, parallel.Unit(0, (k,), (spec.experiments[k].name,)), task)
+
+    workers = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return [r for outcome in outcomes for r in outcome.results]
+
+
+def test_a_worker_of_several_threads_loads_a_spec_once_and_runs_torch_tasks_one_at_a_time(tmp_path, monkeypatch):
+    """`dask worker --nthreads N` runs N tasks in one process: a task must not find the spec's module
+    half-imported by another (its functions missing), and where torch is loaded (whose forward
+    mode, seeded generator and thread count are the process's) the tasks must not overlap."""
+    spec, source = _threaded_source(tmp_path)
+    task = parallel.Task()
+    monkeypatch.setattr(dask_cluster, "THREAD_UNSAFE", ("threading",))  # stands for torch, loaded here
+    got = _side_by_side(source, spec, task)
+    assert [r.error for r in got] == [None, None] and all(len(r.elements) for r in got)
+    expected = parallel.work(spec, parallel.Unit(0, (0, 1), ("e0", "e1")), task).results
+    assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]

@@ -19,7 +19,9 @@ import hashlib
 import os
 import queue
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -287,30 +289,61 @@ def _described(found: tuple) -> str:
 
 
 _LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
+# A worker with several threads runs several tasks at once; loading a spec imports its modules
+# (``usercode`` puts a module in ``sys.modules`` before running it, and swaps a folder's helpers
+# in and out of it), so a task that found a module half-run would see none of its functions.
+# One spec is loaded at a time, once per worker process.
+_LOADING = threading.Lock()
+
+
+# Torch keeps state per process that a check sets and relies on: forward mode's dual level (one at
+# a time), the generator a train-mode module is re-seeded with, the intra-op thread count. Where a
+# worker runs tasks on several threads (``dask worker --nthreads N``), those of a process that has
+# loaded torch run one at a time, or their JVPs and dropout masks would mix.
+THREAD_UNSAFE = ("torch",)
+_EXCLUSIVE = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_at_a_time():
+    """The body alone among this process's gradrun tasks where a framework in it is not thread-safe."""
+    if any(name in sys.modules for name in THREAD_UNSAFE):
+        with _EXCLUSIVE:
+            yield
+    else:
+        yield
 
 
 def remote_unit(source: SpecSource, unit, task):
     """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit."""
-    return parallel.work(_loaded(source, task), unit, task)
+    spec = _loaded(source, task)
+    with _one_at_a_time():
+        return parallel.work(spec, unit, task)
 
 
 def remote_piece(source: SpecSource, job, task):
     """Runs on a Dask worker: the spec from its source, then a piece of a large check (``piecework.Job``)."""
-    return piecework.measure(_loaded(source, task), job, task.overrides, task.load_options)
+    spec = _loaded(source, task)
+    with _one_at_a_time():
+        return piecework.measure(spec, job, task.overrides, task.load_options)
 
 
 def _loaded(source: SpecSource, task):
     key = (source.digest, task.load_options)
-    if key not in _LOADED:
-        from . import spec as spec_module
+    with _LOADING:
+        return _LOADED[key] if key in _LOADED else _load(source, task, key)
 
-        threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
-        spec_path = materialize(source)
-        options = dict(task.load_options)
-        if source.project:  # the project's modules resolve from its copy, not the worker's directory
-            project = str(spec_path.parent.parent / "project")
-            options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
-        _LOADED[key] = spec_module.load_spec(spec_path, **options)
+
+def _load(source: SpecSource, task, key):
+    from . import spec as spec_module
+
+    threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
+    spec_path = materialize(source)
+    options = dict(task.load_options)
+    if source.project:  # the project's modules resolve from its copy, not the worker's directory
+        project = str(spec_path.parent.parent / "project")
+        options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
+    _LOADED[key] = spec_module.load_spec(spec_path, **options)
     return _LOADED[key]
 
 

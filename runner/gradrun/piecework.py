@@ -15,6 +15,7 @@ report is the same bytes.
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -92,7 +93,9 @@ def jobs(k: int, where, phase, calls) -> list:
     return [Job(k, point, name, phase, tuple(arguments), elements) for arguments, elements in calls]
 
 
-_MEASURING: dict = {}  # in a worker: the input last measured, (spec, experiment, point, input) -> (exp, _Columns)
+# In a worker: the input last measured, per thread (a Dask worker may run several pieces at once):
+# ``key`` (spec, experiment, point, input, overrides) and its (experiment, ``verdict._Columns``).
+_MEASURING = threading.local()
 
 
 def measure(spec, job: Job, overrides, load_options) -> tuple:
@@ -105,12 +108,12 @@ def measure(spec, job: Job, overrides, load_options) -> tuple:
 
 def _measure(spec, job: Job, overrides, load_options) -> tuple:
     key = (getattr(spec, "path", id(spec)), job.experiment, job.point, job.input, tuple(sorted(overrides.items())))
-    if key not in _MEASURING:
-        _MEASURING.clear()
+    if getattr(_MEASURING, "key", None) != key:
+        _MEASURING.key = None  # nothing kept while the next is made: a failure leaves no stale input
         exp = resolved(spec, job.experiment, load_options)
         point = next(p for p in exp.points if p.index == job.point)
         settings = exp.settings_at(point, overrides)
         cols = verdict.numeric_side(runner.graph_of(exp), point.inputs, exp.wrt, settings.dtype, job.input)
-        _MEASURING[key] = exp, cols
-    exp, cols = _MEASURING[key]
+        _MEASURING.key, _MEASURING.kept = key, (exp, cols)
+    exp, cols = _MEASURING.kept
     return pieces.measure(cols, job.phase, job.arguments, job.elements), runner.function_notes(exp)
