@@ -9,6 +9,7 @@ thread, so the reference is the serial run with one BLAS thread
 
 import contextlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -452,3 +453,23 @@ def test_a_worker_of_several_threads_loads_a_spec_once_and_runs_torch_tasks_one_
     assert [r.error for r in got] == [None, None] and all(len(r.elements) for r in got)
     expected = parallel.work(spec, parallel.Unit(0, (0, 1), ("e0", "e1")), task).results
     assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]
+
+
+def test_a_worker_without_a_module_the_users_code_imports_is_named_with_what_to_install(cluster, tmp_path):
+    """The main process finds `extra_only_here` (an installed package, say torch) and loads the spec;
+    the workers do not have it: exit 2 before any report, naming the worker, the spec and what to install."""
+    write_files(tmp_path / "spec", {
+        "needs.yaml": "version: 1\nfunctions:\n  f: {python: 'needs:f', vjp: 'needs:f_vjp'}\n"
+                      "experiments:\n  - {name: e, function: f, inputs: {x: 1.5}}\n",
+        "needs.py": "from extra_only_here import twice\n\ndef f(x):\n    return twice(x)\n\n"
+                    "def f_vjp(g, x):\n    return 2 * g\n"})
+    write_files(tmp_path / "site", {"extra_only_here.py": "def twice(x):\n    return 2 * x\n"})
+    out = tmp_path / "out"
+    done = gradrun(tmp_path / "spec" / "needs.yaml", "--out", out, "--scheduler", cluster,
+                   env={"PYTHONPATH": os.pathsep.join([str(SUBJECT), str(tmp_path / "site")])})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+    named = r"Dask worker tcp://127\.0\.0\.1:\d+ cannot load a spec that loads here: \S*needs\.yaml:"
+    assert re.search(named, done.stderr), done.stderr
+    assert "needs.yaml:3:15: functions.f.python" in done.stderr and "install extra_only_here on every worker" \
+        in done.stderr and "/gradrun-spec2-" not in done.stderr, done.stderr

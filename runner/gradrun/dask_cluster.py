@@ -194,10 +194,12 @@ class Cluster:
         """
         def alone(unit, task):
             [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)])
-            return workerloss.alone(unit, future.result, self._died)
+            return workerloss.alone(unit, future.result, functools.partial(self._died, n=unit.spec))
 
         futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
-        finished = ((futures[f], workerloss.settled(futures[f], f.result, self._died)) for f in self._done(futures))
+        finished = ((futures[f], workerloss.settled(futures[f], f.result, functools.partial(self._died,
+                                                                                           n=futures[f].spec)))
+                    for f in self._done(futures))
         yield from workerloss.rescued(finished, alone, task, DIED)
 
     @contextlib.contextmanager
@@ -209,7 +211,7 @@ class Cluster:
             def mapper(where, phase, calls):
                 futures = [self._submit(remote_piece, n, job, task) for job in piecework.jobs(k, where, phase, calls)]
                 list(self._done(futures))
-                return workerloss.gathered(futures, self._died, DIED)
+                return workerloss.gathered(futures, functools.partial(self._died, n=n), DIED)
 
             return mapper
 
@@ -254,9 +256,12 @@ class Cluster:
                                f"joined within {WORKERS_TIMEOUT} s; no report was written")
         return now if since is None else since
 
-    def _died(self, error) -> bool:
+    def _died(self, error, n=None) -> bool:
         """Whether a task's error says its worker died (``KilledWorker``); ``ClusterError`` when
-        the scheduler itself went away: no report can be complete then."""
+        the scheduler itself went away, or a worker cannot load spec ``n`` (a module or an extra
+        it lacks): no report can be complete then."""
+        if isinstance(error, CannotLoad):
+            raise ClusterError(error.explained(self.specs[n].path if n in self.specs else error.spec)) from None
         if self.client.status not in ("running", "connecting") or type(error).__name__ == "FutureCancelledError" \
                 and "connection" in str(error):
             raise self._lost(error) from None
@@ -269,6 +274,46 @@ class Cluster:
 
 
 DIED = "its Dask worker died while checking it"
+
+
+class CannotLoad(Exception):
+    """Raised on a worker: a spec that loaded in the main process does not load there (a module
+    the user's code imports, or an extra, is not installed on it). Said as exit 2 naming the worker."""
+
+    def __init__(self, worker: str, spec: str, issues: tuple):
+        super().__init__(worker, spec, issues)
+        self.worker, self.spec, self.issues = worker, spec, issues  # issues: (line, column, path, message)
+
+    def explained(self, spec_path) -> str:
+        """What went wrong and what to do, placed in the user's spec file (not the worker's copy)."""
+        from .model import Issue
+
+        first = Issue(str(spec_path), *self.issues[0])
+        more = f" (and {len(self.issues) - 1} more problem{'s' * (len(self.issues) > 2)})" \
+            if len(self.issues) > 1 else ""
+        return (f"Dask worker {self.worker} cannot load a spec that loads here: {first}{more}; "
+                f"{_missing_hint(first.message)}; no report was written")
+
+
+def _missing_hint(message: str) -> str:
+    import re
+
+    found = re.search(r"No module named '([^'.]+)", message)
+    if found is None:
+        return "give every worker the environment of this machine (the same packages)"
+    name = found[1]
+    extra = {"torch": " (pip install 'gradrun[torch]')", "jax": " (pip install 'gradrun[jax]')"}.get(name, "")
+    return (f"install {name} on every worker{extra}; only the user's own modules under the spec's folder "
+            "and the project travel with the work")
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except Exception:  # not in a Dask task (a test calls remote_unit itself)
+        return "(this process)"
 
 
 @functools.lru_cache(maxsize=1)
@@ -343,7 +388,11 @@ def _load(source: SpecSource, task, key):
     if source.project:  # the project's modules resolve from its copy, not the worker's directory
         project = str(spec_path.parent.parent / "project")
         options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
-    _LOADED[key] = spec_module.load_spec(spec_path, **options)
+    try:
+        _LOADED[key] = spec_module.load_spec(spec_path, **options)
+    except spec_module.SpecError as error:  # it loaded in the main process: this worker lacks something
+        raise CannotLoad(_worker_address(), source.name, tuple((i.line, i.column, i.path, i.message, i.hint)
+                                                               for i in error.issues)) from None
     return _LOADED[key]
 
 
