@@ -473,3 +473,48 @@ def test_a_worker_without_a_module_the_users_code_imports_is_named_with_what_to_
     assert re.search(named, done.stderr), done.stderr
     assert "needs.yaml:3:15: functions.f.python" in done.stderr and "install extra_only_here on every worker" \
         in done.stderr and "/gradrun-spec2-" not in done.stderr, done.stderr
+
+
+@contextlib.contextmanager
+def _listening(reply: bytes | None):
+    """A TCP server on 127.0.0.1 that accepts connections and says ``reply`` (None: nothing) to each."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                accepted.append(conn)
+                if reply is not None:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_an_address_where_something_else_answers_is_a_usage_error_within_the_timeout(cluster, monkeypatch):
+    """Dask's client waits for ever on a peer that accepts and says nothing (or reads an HTTP reply as
+    a frame of exabytes); the dashboard's port and a worker's address are common mistakes."""
+    monkeypatch.setattr(dask_cluster, "CONNECT_TIMEOUT", 0.5)
+    for reply, said in ((None, "within 1.0 s"), (b"HTTP/1.0 400 Bad Request\r\n\r\n" * 8, "as one")):
+        with _listening(reply) as address:
+            start = time.monotonic()
+            with pytest.raises(dask_cluster.ClusterError, match="does not answer as a Dask scheduler") as raised:
+                dask_cluster.connected(address, {}).__enter__()
+            assert time.monotonic() - start < 5 and address in str(raised.value) and said in str(raised.value)
+    from distributed import Client
+
+    with Client(cluster, timeout="10s") as client:
+        worker = next(iter(client.scheduler_info()["workers"]))
+    with pytest.raises(dask_cluster.ClusterError, match="is a Dask worker's address; give the scheduler's"):
+        dask_cluster.connected(worker, {}).__enter__()
+    dask_cluster._answers(cluster)  # the scheduler itself

@@ -107,6 +107,7 @@ def connected(address: str, specs: dict):
         raise ClusterError(f"{address} needs TLS, and Dask's configuration gives this process no certificate; "
                            "set distributed.comm.tls.client (dask config or DASK_DISTRIBUTED__COMM__TLS__...)")
     with _quiet():
+        _answers(address)
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as error:
@@ -118,6 +119,48 @@ def connected(address: str, specs: dict):
             yield Cluster(address, client, specs)
         finally:
             client.close(timeout=CONNECT_TIMEOUT)
+
+
+def _answers(address: str) -> None:
+    """``ClusterError`` unless a Dask scheduler answers at ``address`` within ``CONNECT_TIMEOUT``.
+
+    Dask's client waits for ever for the first answer of whatever accepts the
+    connection (the dashboard's port, 8787, another service), or reads its
+    bytes as a frame length (an allocation of exabytes): gradrun asks for the
+    peer's identity itself, under a deadline, before a client is made.
+    """
+    import asyncio
+
+    from distributed import Security
+    from distributed.comm import connect
+
+    async def identity():
+        comm = await connect(address, timeout=CONNECT_TIMEOUT, **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        found = asyncio.run(asyncio.wait_for(identity(), 2 * CONNECT_TIMEOUT))
+    except (OSError, TimeoutError, asyncio.TimeoutError) as error:
+        if "Timed out trying to connect" in str(error) or not isinstance(error, TimeoutError):
+            raise ClusterError(f"no Dask scheduler answers at {address}: {error}; start one there "
+                               "(`dask scheduler`) or give its address as it prints it") from None
+        found = error
+    except Exception as error:  # bytes that are no Dask message (MemoryError: a frame length of exabytes)
+        found = error
+    kind = found.get("type") if isinstance(found, dict) else None
+    if kind == "Scheduler":
+        return
+    if kind in ("Worker", "Nanny"):
+        raise ClusterError(f"{address} is a Dask {kind.lower()}'s address; give the scheduler's (the address "
+                           "the worker was started with, `dask worker tcp://HOST:8786`)")
+    said = f"within {2 * CONNECT_TIMEOUT} s" if isinstance(found, TimeoutError) else "as one"
+    raise ClusterError(f"something at {address} accepts connections but does not answer as a Dask scheduler "
+                       f"{said} (the dashboard's port, 8787, or another service?); give the scheduler's "
+                       "address as `dask scheduler` prints it, tcp://HOST:8786 by default")
 
 
 def _tls_unset() -> bool:
