@@ -418,6 +418,13 @@ def f_vjp(g, x):
 """
 
 
+def _forget(sources) -> None:
+    """Remove the folders a worker (here, this process) wrote the sources into."""
+    for source in sources:
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"gradrun-{dask_cluster.LAYOUT}-{source.digest}",
+                      ignore_errors=True)
+
+
 def _threaded_source(tmp_path):
     write_files(tmp_path, {"threaded.yaml": "version: 1\nfunctions:\n  f: {python: 'threaded:f', vjp: "
                            "'threaded:f_vjp'}\nexperiments:\n" + "".join(
@@ -449,7 +456,10 @@ def test_a_worker_of_several_threads_loads_a_spec_once_and_runs_torch_tasks_one_
     spec, source = _threaded_source(tmp_path)
     task = parallel.Task()
     monkeypatch.setattr(dask_cluster, "THREAD_UNSAFE", ("threading",))  # stands for torch, loaded here
-    got = _side_by_side(source, spec, task)
+    try:
+        got = _side_by_side(source, spec, task)
+    finally:
+        _forget([source])
     assert [r.error for r in got] == [None, None] and all(len(r.elements) for r in got)
     expected = parallel.work(spec, parallel.Unit(0, (0, 1), ("e0", "e1")), task).results
     assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]
@@ -518,3 +528,21 @@ def test_an_address_where_something_else_answers_is_a_usage_error_within_the_tim
     with pytest.raises(dask_cluster.ClusterError, match="is a Dask worker's address; give the scheduler's"):
         dask_cluster.connected(worker, {}).__enter__()
     dask_cluster._answers(cluster)  # the scheduler itself
+
+
+def test_a_long_lived_worker_keeps_only_the_specs_it_used_last(tmp_path, monkeypatch):
+    """A worker of a shared cluster sees spec after spec, run after run: it keeps LOADED_KEPT of them."""
+    monkeypatch.setattr(dask_cluster, "_LOADED", {})
+    monkeypatch.setattr(dask_cluster, "LOADED_KEPT", 2)
+    text = (ROOT / "experiments" / "chain.yaml").read_text()
+    sources = []
+    for i in range(3):
+        (tmp_path / f"s{i}.yaml").write_text(f"# {tmp_path} {i}\n{text}")
+        sources.append(dask_cluster.source_of(tmp_path / f"s{i}.yaml"))
+    task = parallel.Task()
+    try:
+        loaded = [dask_cluster._loaded(source, task) for source in (*sources[:2], sources[0], sources[2])]
+    finally:
+        _forget(sources)
+    assert loaded[0] is loaded[2]  # used again: not loaded again
+    assert [digest for digest, _ in dask_cluster._LOADED] == [sources[0].digest, sources[2].digest]

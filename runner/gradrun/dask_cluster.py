@@ -146,8 +146,10 @@ def _answers(address: str) -> None:
         found = asyncio.run(asyncio.wait_for(identity(), 2 * CONNECT_TIMEOUT))
     except (OSError, TimeoutError, asyncio.TimeoutError) as error:
         if "Timed out trying to connect" in str(error) or not isinstance(error, TimeoutError):
+            tls = " (a scheduler started with --protocol tls wants tls://)" \
+                if address.startswith("tcp://") and isinstance(error, OSError) and "reset" in str(error) else ""
             raise ClusterError(f"no Dask scheduler answers at {address}: {error}; start one there "
-                               "(`dask scheduler`) or give its address as it prints it") from None
+                               f"(`dask scheduler`) or give its address as it prints it{tls}") from None
         found = error
     except Exception as error:  # bytes that are no Dask message (MemoryError: a frame length of exabytes)
         found = error
@@ -342,6 +344,9 @@ def _missing_hint(message: str) -> str:
     import re
 
     found = re.search(r"No module named '([^'.]+)", message)
+    if found is None and "No such file or directory" in message:
+        return ("the user's code opens a file that does not travel with the work (only its .py modules do): "
+                "put it where every worker reads it at the same path, or load it from a module")
     if found is None:
         return "give every worker the environment of this machine (the same packages)"
     name = found[1]
@@ -376,7 +381,8 @@ def _described(found: tuple) -> str:
     return f"gradrun {version} (source {digest}) with numpy {numpy_version}"
 
 
-_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
+_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec, the LOADED_KEPT last used
+LOADED_KEPT = 32  # a long-lived worker of a shared cluster sees spec after spec: their inputs are not kept for ever
 # A worker with several threads runs several tasks at once; loading a spec imports its modules
 # (``usercode`` puts a module in ``sys.modules`` before running it, and swaps a folder's helpers
 # in and out of it), so a task that found a module half-run would see none of its functions.
@@ -419,10 +425,14 @@ def remote_piece(source: SpecSource, job, task):
 def _loaded(source: SpecSource, task):
     key = (source.digest, task.load_options)
     with _LOADING:
-        return _LOADED[key] if key in _LOADED else _load(source, task, key)
+        spec = _LOADED.pop(key) if key in _LOADED else _load(source, task)
+        _LOADED[key] = spec  # the most recently used last
+        while len(_LOADED) > LOADED_KEPT:
+            del _LOADED[next(iter(_LOADED))]
+        return spec
 
 
-def _load(source: SpecSource, task, key):
+def _load(source: SpecSource, task):
     from . import spec as spec_module
 
     threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
@@ -432,11 +442,10 @@ def _load(source: SpecSource, task, key):
         project = str(spec_path.parent.parent / "project")
         options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
     try:
-        _LOADED[key] = spec_module.load_spec(spec_path, **options)
+        return spec_module.load_spec(spec_path, **options)
     except spec_module.SpecError as error:  # it loaded in the main process: this worker lacks something
         raise CannotLoad(_worker_address(), source.name, tuple((i.line, i.column, i.path, i.message, i.hint)
                                                                for i in error.issues)) from None
-    return _LOADED[key]
 
 
 def materialize(source: SpecSource) -> Path:
