@@ -19,14 +19,13 @@ import hashlib
 import os
 import queue
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, parallel, piecework, threads, usercode, workerloss
+from . import __version__, parallel, piecework, runner, threads, usercode, workerloss
 
 MAX_SHIPPED_BYTES = 16 * 2**20
 LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
@@ -381,7 +380,7 @@ def _described(found: tuple) -> str:
     return f"gradrun {version} (source {digest}) with numpy {numpy_version}"
 
 
-_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec, the LOADED_KEPT last used
+_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> ``_load``'s, the LOADED_KEPT last used
 LOADED_KEPT = 32  # a long-lived worker of a shared cluster sees spec after spec: their inputs are not kept for ever
 # A worker with several threads runs several tasks at once; loading a spec imports its modules
 # (``usercode`` puts a module in ``sys.modules`` before running it, and swaps a folder's helpers
@@ -390,19 +389,19 @@ LOADED_KEPT = 32  # a long-lived worker of a shared cluster sees spec after spec
 _LOADING = threading.Lock()
 
 
-# Torch keeps state per process that a check sets and relies on: forward mode's dual level (one at
-# a time), the generator a train-mode module is re-seeded with, the intra-op thread count. Where a
-# worker runs tasks on several threads (``dask worker --nthreads N``), those of a process that has
-# loaded torch run one at a time, or their JVPs and dropout masks would mix.
-THREAD_UNSAFE = ("torch",)
-_EXCLUSIVE = threading.Lock()
+# A worker of several threads (``dask worker --nthreads N``) runs N tasks at once in one process. A
+# serial run calls the user's code from one thread, and much of it keeps state per process: torch's
+# forward mode (one dual level at a time), the generator a train-mode module or the user's own code
+# re-seeds, a module's caches. So the tasks of specs that call user code run one at a time in a
+# process; those of gradrun's own graphs (thread-safe: its chunk threads share them) run alongside.
+_USER_CODE = threading.Lock()
 
 
 @contextlib.contextmanager
-def _one_at_a_time():
-    """The body alone among this process's gradrun tasks where a framework in it is not thread-safe."""
-    if any(name in sys.modules for name in THREAD_UNSAFE):
-        with _EXCLUSIVE:
+def _one_at_a_time(calls_user_code: bool):
+    """The body alone among this process's tasks that call user code, where it calls some."""
+    if calls_user_code:
+        with _USER_CODE:
             yield
     else:
         yield
@@ -410,26 +409,27 @@ def _one_at_a_time():
 
 def remote_unit(source: SpecSource, unit, task):
     """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit."""
-    spec = _loaded(source, task)
-    with _one_at_a_time():
+    spec, calls_user_code = _loaded(source, task)
+    with _one_at_a_time(calls_user_code):
         return parallel.work(spec, unit, task)
 
 
 def remote_piece(source: SpecSource, job, task):
     """Runs on a Dask worker: the spec from its source, then a piece of a large check (``piecework.Job``)."""
-    spec = _loaded(source, task)
-    with _one_at_a_time():
+    spec, calls_user_code = _loaded(source, task)
+    with _one_at_a_time(calls_user_code):
         return piecework.measure(spec, job, task.overrides, task.load_options)
 
 
-def _loaded(source: SpecSource, task):
+def _loaded(source: SpecSource, task) -> tuple:
+    """(the spec loaded from its source, whether it calls user code), loaded once per process."""
     key = (source.digest, task.load_options)
     with _LOADING:
-        spec = _LOADED.pop(key) if key in _LOADED else _load(source, task)
-        _LOADED[key] = spec  # the most recently used last
+        loaded = _LOADED.pop(key) if key in _LOADED else _load(source, task)
+        _LOADED[key] = loaded  # the most recently used last
         while len(_LOADED) > LOADED_KEPT:
             del _LOADED[next(iter(_LOADED))]
-        return spec
+        return loaded
 
 
 def _load(source: SpecSource, task):
@@ -442,7 +442,8 @@ def _load(source: SpecSource, task):
         project = str(spec_path.parent.parent / "project")
         options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
     try:
-        return spec_module.load_spec(spec_path, **options)
+        spec = spec_module.load_spec(spec_path, **options)
+        return spec, any(not runner.graph_of(exp).transparent for exp in spec.experiments)
     except spec_module.SpecError as error:  # it loaded in the main process: this worker lacks something
         raise CannotLoad(_worker_address(), source.name, tuple((i.line, i.column, i.path, i.message, i.hint)
                                                                for i in error.issues)) from None
