@@ -546,3 +546,18 @@ def test_a_long_lived_worker_keeps_only_the_specs_it_used_last(tmp_path, monkeyp
         _forget(sources)
     assert loaded[0][0] is loaded[2][0] and not loaded[0][1]  # used again: not loaded again; no user code
     assert [digest for digest, _ in dask_cluster._LOADED] == [sources[0].digest, sources[2].digest]
+
+
+def test_a_worker_that_joins_with_other_software_is_named_when_it_gets_a_task(tmp_path):
+    """The software check runs when the run starts; a worker that joins later (an adaptive cluster),
+    or that its nanny restarted into another environment, says so with its first task."""
+    (tmp_path / "chain.yaml").write_text((ROOT / "experiments" / "chain.yaml").read_text() + f"# {tmp_path}\n")
+    spec = spec_module.load_spec(tmp_path / "chain.yaml")
+    source = dask_cluster.source_of(spec.path)
+    version, digest, numpy_version = dask_cluster.software()
+    with pytest.raises(dask_cluster.OtherSoftware) as raised:
+        dask_cluster.remote_unit(source, parallel.Unit(0, (0,), ("x",)), parallel.Task(), (version, "0" * 12, "1.26.4"))
+    cluster = dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(dask_cluster.software()), {0: spec})
+    with pytest.raises(dask_cluster.ClusterError, match="install the same on every worker") as said:
+        cluster._died(raised.value, n=0)
+    assert digest in str(said.value) and "(this process)" in str(said.value)

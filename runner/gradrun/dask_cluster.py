@@ -221,8 +221,7 @@ class Cluster:
         mine = software()
         for worker, found in sorted(theirs.items()):
             if found != mine:
-                raise ClusterError(f"Dask worker {worker} runs {_described(found)}, this process "
-                                   f"{_described(mine)}; install the same on every worker")
+                raise OtherSoftware(worker, found).explained()
 
     def source(self, n: int) -> SpecSource:
         if n not in self._sources:
@@ -266,7 +265,7 @@ class Cluster:
 
     def _submit(self, function, n: int, what, task):
         try:
-            return self.client.submit(function, self.source(n), what, task, pure=False,
+            return self.client.submit(function, self.source(n), what, task, software(), pure=False,
                                       key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}")
         except Exception as error:  # the client closed: the scheduler went away
             raise self._lost(error) from None
@@ -304,6 +303,8 @@ class Cluster:
         """Whether a task's error says its worker died (``KilledWorker``); ``ClusterError`` when
         the scheduler itself went away, or a worker cannot load spec ``n`` (a module or an extra
         it lacks): no report can be complete then."""
+        if isinstance(error, OtherSoftware):  # a worker that joined after the check above
+            raise error.explained() from None
         if isinstance(error, CannotLoad):
             raise ClusterError(error.explained(self.specs[n].path if n in self.specs else error.spec)) from None
         if self.client.status not in ("running", "connecting") or type(error).__name__ == "FutureCancelledError" \
@@ -318,6 +319,19 @@ class Cluster:
 
 
 DIED = "its Dask worker died while checking it"
+
+
+class OtherSoftware(Exception):
+    """Raised on a worker handed a task by a process that runs other software (``software``): a
+    worker that joined after the run's check, or was restarted into another environment."""
+
+    def __init__(self, worker: str, found: tuple):
+        super().__init__(worker, found)
+        self.worker, self.found = worker, tuple(found)
+
+    def explained(self) -> ClusterError:
+        return ClusterError(f"Dask worker {self.worker} runs {_described(self.found)}, this process "
+                            f"{_described(software())}; install the same on every worker")
 
 
 class CannotLoad(Exception):
@@ -407,22 +421,25 @@ def _one_at_a_time(calls_user_code: bool):
         yield
 
 
-def remote_unit(source: SpecSource, unit, task):
-    """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit."""
-    spec, calls_user_code = _loaded(source, task)
+def remote_unit(source: SpecSource, unit, task, expected: tuple = ()):
+    """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit;
+    ``OtherSoftware`` where this worker's ``software()`` is not the ``expected`` of the main process."""
+    spec, calls_user_code = _loaded(source, task, expected)
     with _one_at_a_time(calls_user_code):
         return parallel.work(spec, unit, task)
 
 
-def remote_piece(source: SpecSource, job, task):
+def remote_piece(source: SpecSource, job, task, expected: tuple = ()):
     """Runs on a Dask worker: the spec from its source, then a piece of a large check (``piecework.Job``)."""
-    spec, calls_user_code = _loaded(source, task)
+    spec, calls_user_code = _loaded(source, task, expected)
     with _one_at_a_time(calls_user_code):
         return piecework.measure(spec, job, task.overrides, task.load_options)
 
 
-def _loaded(source: SpecSource, task) -> tuple:
+def _loaded(source: SpecSource, task, expected: tuple = ()) -> tuple:
     """(the spec loaded from its source, whether it calls user code), loaded once per process."""
+    if expected and software() != tuple(expected):  # checked at the start, but workers come and go
+        raise OtherSoftware(_worker_address(), software())
     key = (source.digest, task.load_options)
     with _LOADING:
         loaded = _LOADED.pop(key) if key in _LOADED else _load(source, task)
