@@ -561,3 +561,37 @@ def test_a_worker_that_joins_with_other_software_is_named_when_it_gets_a_task(tm
     with pytest.raises(dask_cluster.ClusterError, match="install the same on every worker") as said:
         cluster._died(raised.value, n=0)
     assert digest in str(said.value) and "(this process)" in str(said.value)
+
+
+RAISES = """import numpy as np
+
+
+class TooBig(Exception):  # a class of the user's module: on a worker, of the worker's copy of it
+    pass
+
+
+def f(x):
+    if x[30] > 5:
+        raise TooBig(f"x[30] is {x[30]:.3f}")
+    return np.sum(np.sin(x) * x)
+
+
+def f_vjp(g, x):
+    return g * (np.cos(x) * x + np.sin(x))
+"""
+
+
+def test_what_the_users_code_raises_measuring_a_piece_is_its_error_as_in_a_serial_run(cluster, tmp_path):
+    """An exception of a class of the user's module cannot be unpickled where the module has another
+    name (the main process): it came back as a blob of pickled bytes in the report's error."""
+    from gradrun import pieces, runner
+
+    write_files(tmp_path, {"raises.py": RAISES, "raises.yaml": "version: 1\nfunctions:\n  f: {python: 'raises:f', "
+                           "vjp: 'raises:f_vjp'}\nexperiments:\n  - {name: big, function: f, inputs: {x: {shape: "
+                           "[40], init: normal, seed: 3}}, check: full, step: 10.0}\n"})
+    spec = spec_module.load_spec(tmp_path / "raises.yaml")
+    with pieces.planned(min_size=10**9):
+        [whole] = runner.run_spec(spec)
+    with pieces.planned(min_size=8, size=8):
+        [(_, [got])] = list(parallel.run([(0, spec, [0])], scheduler=cluster))
+    assert whole.error.startswith("TooBig: x[30] is ") and got.error == whole.error

@@ -45,6 +45,21 @@ class WorkerDied(RuntimeError):
     """A worker process died measuring a piece: the experiment's ERROR."""
 
 
+class Raised(Exception):
+    """What measuring a piece raised in a worker (the user's code, mostly), as text: its class
+    may exist only there (a user module is loaded under a name of its own in each process),
+    and an exception that cannot be unpickled comes back as a blob of bytes."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(kind, message)
+        self.kind, self.message = kind, message
+
+    def original(self) -> Exception:
+        """An exception of the same name and text, for the main process to raise in its place:
+        the experiment's ERROR then reads as a serial run's."""
+        return type(self.kind, (Exception,), {"__module__": __name__})(self.message)
+
+
 def wanted(exp, overrides, min_size: int) -> int:
     """The elements of the largest input of ``exp`` when its check is measured in pieces across
     workers (one point, first order, a black box: ``pieces.due``), else 0."""
@@ -75,7 +90,10 @@ def run_apart(spec, k: int, overrides, load_options, mapper, schema=None):
     said: list = []  # what the experiment's functions said in the workers (a framework's fallback, say)
 
     def measured(where, phase, calls):
-        found = mapper(where, phase, calls)
+        try:
+            found = mapper(where, phase, calls)
+        except Raised as error:  # the experiment's ERROR, in a serial run's words
+            raise error.original() from None
         said.extend(note for _, notes in found for note in notes if note not in said)
         return [value for value, _ in found]
 
@@ -102,8 +120,14 @@ def measure(spec, job: Job, overrides, load_options) -> tuple:
     """Runs in a worker: the numeric side of the job's input at its point (kept for the next
     piece of the same input), then the job's phase on its elements. Returns what the phase
     found and what the experiment's functions have said (``runner.function_notes``)."""
-    with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
-        return _measure(spec, job, overrides, load_options)
+    try:
+        with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
+            return _measure(spec, job, overrides, load_options)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # sent back as text (``Raised``): it becomes the experiment's ERROR
+        kind, message = type(error).__name__, str(error)
+    raise Raised(kind, message)  # outside the handler: no __context__ holding the user's exception
 
 
 def _measure(spec, job: Job, overrides, load_options) -> tuple:
