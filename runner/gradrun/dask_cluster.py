@@ -13,6 +13,7 @@ ends the run (``ClusterError``) before any report is written.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -141,8 +142,12 @@ def _answers(address: str) -> None:
         finally:
             comm.abort()
 
+    def ask():  # on a thread of its own: the caller may run an event loop already (a notebook)
+        return asyncio.run(asyncio.wait_for(identity(), 2 * CONNECT_TIMEOUT))
+
     try:
-        found = asyncio.run(asyncio.wait_for(identity(), 2 * CONNECT_TIMEOUT))
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            found = thread.submit(ask).result()
     except (OSError, TimeoutError, asyncio.TimeoutError) as error:
         if "Timed out trying to connect" in str(error) or not isinstance(error, TimeoutError):
             tls = " (a scheduler started with --protocol tls wants tls://)" \
