@@ -360,6 +360,7 @@ def test_a_cluster_that_loses_every_worker_or_has_none_is_an_error_after_a_while
             list(parallel.run([(0, spec, [0, 1, 2])], scheduler=address))
         killer.join()
         assert address in str(raised.value)
+        assert re.search(r"Unfinished: [^.]*\bslow\b", str(raised.value)) and "nanny" in str(raised.value)
         with pytest.raises(dask_cluster.ClusterError, match="has no workers") as raised:
             with dask_cluster.connected(address, {}) as cluster:
                 cluster.count

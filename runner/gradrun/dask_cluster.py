@@ -32,6 +32,7 @@ MAX_SHIPPED_BYTES = 16 * 2**20
 LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
 CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fast
 WORKERS_TIMEOUT = 30  # seconds to wait for a worker at a scheduler that has none (at the start, or mid-run)
+UNFINISHED_NAMED = 5  # experiments a lost cluster's message names
 POLL = 2  # seconds between looks at the cluster while its tasks run
 SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
 
@@ -241,13 +242,13 @@ class Cluster:
         its worker again becomes an ERROR.
         """
         def alone(unit, task):
-            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)])
+            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)], lambda f: unit.names)
             return workerloss.alone(unit, future.result, functools.partial(self._died, n=unit.spec))
 
         futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
         finished = ((futures[f], workerloss.settled(futures[f], f.result, functools.partial(self._died,
                                                                                            n=futures[f].spec)))
-                    for f in self._done(futures))
+                    for f in self._done(futures, lambda f: futures[f].names))
         yield from workerloss.rescued(finished, alone, task, DIED)
 
     @contextlib.contextmanager
@@ -258,7 +259,7 @@ class Cluster:
         def mapper_for(n: int, k: int):
             def mapper(where, phase, calls):
                 futures = [self._submit(remote_piece, n, job, task) for job in piecework.jobs(k, where, phase, calls)]
-                list(self._done(futures))
+                list(self._done(futures, lambda f: (self.specs[n].experiments[k].name,)))
                 return workerloss.gathered(futures, functools.partial(self._died, n=n), DIED)
 
             return mapper
@@ -275,24 +276,27 @@ class Cluster:
         except Exception as error:  # the client closed: the scheduler went away
             raise self._lost(error) from None
 
-    def _done(self, futures):
+    def _done(self, futures, names):
         """``futures`` as they finish; ``ClusterError`` when the cluster has had no worker for
-        ``WORKERS_TIMEOUT`` seconds meanwhile (Dask would wait for one for ever) or the scheduler went away."""
+        ``WORKERS_TIMEOUT`` seconds meanwhile (Dask would wait for one for ever) or the scheduler went away.
+        ``names(future)``: the experiments a future checks, for the message."""
         finished: queue.Queue = queue.Queue()
         for future in futures:
             future.add_done_callback(finished.put)  # cancelled ones too: a lost scheduler cancels them all
-        left, unserved = len(futures), None
+        left, unserved = set(futures), None
         while left:
             try:
                 future = finished.get(timeout=POLL)
             except queue.Empty:
-                unserved = self._unserved(unserved)
+                unserved = self._unserved(unserved, lambda: {name for f in left for name in names(f)})
                 continue
-            left, unserved = left - 1, None
+            left.discard(future)
+            unserved = None
             yield future
 
-    def _unserved(self, since):
-        """Since when the cluster has had no worker (None: it has some); ``ClusterError`` past the timeout."""
+    def _unserved(self, since, waiting):
+        """Since when the cluster has had no worker (None: it has some); ``ClusterError`` past the timeout,
+        naming the experiments ``waiting()`` (those whose code may have killed the workers)."""
         try:
             if self.client.nthreads():
                 return None
@@ -300,8 +304,13 @@ class Cluster:
             raise self._lost(error) from None
         now = time.monotonic()
         if since is not None and now - since > WORKERS_TIMEOUT:
+            unfinished = sorted(waiting())
+            named = ", ".join(unfinished[:UNFINISHED_NAMED]) + (" …" if len(unfinished) > UNFINISHED_NAMED else "")
             raise ClusterError(f"the Dask cluster at {self.address} lost all its workers mid-run and none "
-                               f"joined within {WORKERS_TIMEOUT} s; no report was written")
+                               f"joined within {WORKERS_TIMEOUT} s; no report was written. Unfinished: {named}. "
+                               "Where user code crashes its worker (a segfault, os._exit), run the workers "
+                               "under a nanny (`dask worker`'s default, not --no-nanny): they come back, and "
+                               "the experiment that kills them is reported as its ERROR")
         return now if since is None else since
 
     def _died(self, error, n=None) -> bool:
