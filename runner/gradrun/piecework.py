@@ -91,7 +91,10 @@ def run_apart(spec, k: int, overrides, load_options, mapper, schema=None):
 
     def measured(where, phase, calls):
         try:
-            found = mapper(where, phase, calls)
+            try:
+                found = mapper(where, phase, calls)
+            except WorkerDied:  # a worker killed once from outside (the OOM killer, a lost host) costs a
+                found = mapper(where, phase, calls)  # rerun; a piece that kills its worker again is the ERROR
         except Raised as error:  # the experiment's ERROR, in a serial run's words
             raise error.original() from None
         said.extend(note for _, notes in found for note in notes if note not in said)
