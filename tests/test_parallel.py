@@ -6,6 +6,7 @@ thread than on several, so screen.yaml's last digits follow the thread
 count); the other example specs are also compared with a plain serial run.
 """
 
+import contextlib
 import functools
 import gc
 import json
@@ -218,6 +219,72 @@ def test_a_dying_worker_turns_its_unit_into_an_error_and_workers_cap_threads(tmp
     assert [r.split(",")[1] for r in rows[1:] if r.startswith("dies-at-3")] == ["0", "1"]  # the points before
 
 
+HANGS = """import os, time
+
+
+def f(x):
+    if x > 2.5:  # says its pid, then hangs: what a Ctrl-C is meant to stop
+        with open(os.environ["HANG_MARKER"], "a") as marker:
+            marker.write(f"{os.getpid()}\\n")
+        time.sleep(600)
+    return x * x
+
+
+def f_vjp(g, x):
+    return 2 * g * x
+"""
+HANGS_SPEC = """version: 1
+functions:
+  f: {python: "hangs:f", vjp: "hangs:f_vjp"}
+experiments:
+  - {name: fine, function: square, inputs: {x: 2.0}}
+  - {name: hangs, function: f, sweep: {x: [1.0, 2.0, 3.0, 4.0]}}
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie no reaper has collected does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_interrupted_or_killed_run_stops_its_workers_at_once_even_in_a_function_that_hangs(tmp_path):
+    """Ctrl-C (SIGINT to the main process alone, as a CI runner's cancel may send it) ends a -j run
+    promptly with 130 and no worker left; so does the main process's death (SIGKILL) its workers."""
+    import signal
+    import time
+
+    (tmp_path / "hangs.py").write_text(HANGS)
+    (tmp_path / "hangs.yaml").write_text(HANGS_SPEC)
+    for sig, status in ((signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)):
+        marker = tmp_path / f"hung-{sig}"
+        env = {**os.environ, "PYTHONPATH": str(SUBJECT), "HANG_MARKER": str(marker)}
+        run = subprocess.Popen([sys.executable, "-m", "gradrun", str(tmp_path / "hangs.yaml"), "-j", "2", "--out",
+                                str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not marker.exists() and time.monotonic() < deadline and run.poll() is None:
+                time.sleep(0.05)
+            hung = int(marker.read_text().split()[0])
+            os.kill(run.pid, sig)
+            start = time.monotonic()
+            _, err = run.communicate(timeout=30)
+            assert run.returncode == status, err
+            assert time.monotonic() - start < 5 and "Traceback" not in err, err
+            while _alive(hung) and time.monotonic() - start < 5:
+                time.sleep(0.05)
+            assert not _alive(hung)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert not (tmp_path / "out").exists()
+
+
 # --- the pieces, in this process ----------------------------------------------
 
 
@@ -351,13 +418,18 @@ def test_progress_counts_finished_units_across_workers():
 def test_a_check_runs_on_one_blas_thread_whatever_the_thread_variables_say():
     """-j's workers start with OPENBLAS_NUM_THREADS set to their share of the cores (2 each for
     -j 2 on 4 cores): a check in them still runs on one BLAS thread, as a serial run's does,
-    so the report's bits are the same; the pool's own count is put back after."""
+    so the report's bits are the same; the pool's own count is put back after the last check
+    of the process ends (a Dask worker's threads run checks that overlap)."""
     code = ("import numpy\nfrom gradrun import threads\nwith threads.one_blas_thread():\n"
-            "    inside = threads.blas_threads()\nprint(inside, threads.blas_threads())")
+            "    inside = threads.blas_threads()\n"
+            "first, second = threads.one_blas_thread(), threads.one_blas_thread()\n"
+            "first.__enter__(), second.__enter__(), first.__exit__(None, None, None)\n"
+            "overlapping = threads.blas_threads()\nsecond.__exit__(None, None, None)\n"
+            "print(inside, threads.blas_threads(), overlapping)")
     env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_VARIABLES}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**env, "PYTHONPATH": str(SUBJECT), "OPENBLAS_NUM_THREADS": "2"})
-    inside, after = done.stdout.split()
+    inside, after, overlapping = done.stdout.split()
     if after == "None":
         pytest.skip("this numpy's BLAS does not say how many threads it runs")
-    assert (int(inside), int(after)) == (1, 2)
+    assert (int(inside), int(after), int(overlapping)) == (1, 2, 1)

@@ -9,6 +9,7 @@ thread, so the reference is the serial run with one BLAS thread
 
 import contextlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -359,6 +360,7 @@ def test_a_cluster_that_loses_every_worker_or_has_none_is_an_error_after_a_while
             list(parallel.run([(0, spec, [0, 1, 2])], scheduler=address))
         killer.join()
         assert address in str(raised.value)
+        assert re.search(r"Unfinished: [^.]*\bslow\b", str(raised.value)) and "nanny" in str(raised.value)
         with pytest.raises(dask_cluster.ClusterError, match="has no workers") as raised:
             with dask_cluster.connected(address, {}) as cluster:
                 cluster.count
@@ -392,3 +394,205 @@ def test_workers_with_another_gradrun_or_numpy_are_named_before_anything_runs():
         assert "tcp://10.0.0.8:40231" in str(raised.value) and "tcp://10.0.0.7" not in str(raised.value)
         assert found[1] in str(raised.value) and found[2] in str(raised.value)
     assert dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(dask_cluster.software()), {}).count == 2
+
+
+# A module whose import takes a while, and a function that says when two of its calls overlap.
+THREADED = """import threading, time
+time.sleep(0.4)  # a heavy import (torch's): a second task must not find this module half-run
+_inside, _lock = [0, 0], threading.Lock()  # calls inside now, most ever at once
+
+
+def f(x):
+    with _lock:
+        _inside[0] += 1
+        _inside[1] = max(_inside)
+    time.sleep(0.005)
+    with _lock:
+        _inside[0] -= 1
+    if _inside[1] > 1:
+        raise RuntimeError("two calls at once")
+    return x * x
+
+
+def f_vjp(g, x):
+    return 2 * g * x
+"""
+
+
+def _forget(sources) -> None:
+    """Remove the folders a worker (here, this process) wrote the sources into."""
+    for source in sources:
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"gradrun-{dask_cluster.LAYOUT}-{source.digest}",
+                      ignore_errors=True)
+
+
+def _threaded_source(tmp_path):
+    write_files(tmp_path, {"threaded.yaml": "version: 1\nfunctions:\n  f: {python: 'threaded:f', vjp: "
+                           "'threaded:f_vjp'}\nexperiments:\n" + "".join(
+                               f"  - {{name: e{i}, function: f, inputs: {{x: {i + 1}.5}}}}\n" for i in range(2)),
+                           "threaded.py": f"# {tmp_path}\n" + THREADED})  # its own digest: a fresh folder
+    spec = spec_module.load_spec(tmp_path / "threaded.yaml")
+    return spec, dask_cluster.source_of(spec.path)
+
+
+def _side_by_side(source, spec, task):
+    """Both experiments' units as two threads of one Dask worker run them: at once."""
+    outcomes = [None, None]
+
+    def run(k):
+        outcomes[k] = dask_cluster.remote_unit(source, parallel.Unit(0, (k,), (spec.experiments[k].name,)), task)
+
+    workers = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return [r for outcome in outcomes for r in outcome.results]
+
+
+def test_a_worker_of_several_threads_loads_a_spec_once_and_runs_user_code_one_task_at_a_time(tmp_path):
+    """`dask worker --nthreads N` runs N tasks in one process: a task must not find the spec's module
+    half-imported by another (its functions missing), and the user's code, called from one thread
+    in a serial run, must not be called from two at once (torch's forward mode, a seeded generator
+    and a module's caches are the process's)."""
+    spec, source = _threaded_source(tmp_path)
+    task = parallel.Task()
+    try:
+        got = _side_by_side(source, spec, task)
+    finally:
+        _forget([source])
+    assert [r.error for r in got] == [None, None] and all(len(r.elements) for r in got)
+    expected = parallel.work(spec, parallel.Unit(0, (0, 1), ("e0", "e1")), task).results
+    assert [list(map(repr, r.records)) for r in got] == [list(map(repr, r.records)) for r in expected]
+
+
+def test_a_worker_without_a_module_the_users_code_imports_is_named_with_what_to_install(cluster, tmp_path):
+    """The main process finds `extra_only_here` (an installed package, say torch) and loads the spec;
+    the workers do not have it: exit 2 before any report, naming the worker, the spec and what to install."""
+    write_files(tmp_path / "spec", {
+        "needs.yaml": "version: 1\nfunctions:\n  f: {python: 'needs:f', vjp: 'needs:f_vjp'}\n"
+                      "experiments:\n  - {name: e, function: f, inputs: {x: 1.5}}\n",
+        "needs.py": "from extra_only_here import twice\n\ndef f(x):\n    return twice(x)\n\n"
+                    "def f_vjp(g, x):\n    return 2 * g\n"})
+    write_files(tmp_path / "site", {"extra_only_here.py": "def twice(x):\n    return 2 * x\n"})
+    out = tmp_path / "out"
+    done = gradrun(tmp_path / "spec" / "needs.yaml", "--out", out, "--scheduler", cluster,
+                   env={"PYTHONPATH": os.pathsep.join([str(SUBJECT), str(tmp_path / "site")])})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
+    named = r"Dask worker tcp://127\.0\.0\.1:\d+ cannot load a spec that loads here: \S*needs\.yaml:"
+    assert re.search(named, done.stderr), done.stderr
+    assert "needs.yaml:3:15: functions.f.python" in done.stderr and "install extra_only_here on every worker" \
+        in done.stderr and "/gradrun-spec2-" not in done.stderr, done.stderr
+
+
+@contextlib.contextmanager
+def _listening(reply: bytes | None):
+    """A TCP server on 127.0.0.1 that accepts connections and says ``reply`` (None: nothing) to each."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                accepted.append(conn)
+                if reply is not None:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_an_address_where_something_else_answers_is_a_usage_error_within_the_timeout(cluster, monkeypatch):
+    """Dask's client waits for ever on a peer that accepts and says nothing (or reads an HTTP reply as
+    a frame of exabytes); the dashboard's port and a worker's address are common mistakes."""
+    monkeypatch.setattr(dask_cluster, "CONNECT_TIMEOUT", 0.5)
+    for reply, said in ((None, "within 1.0 s"), (b"HTTP/1.0 400 Bad Request\r\n\r\n" * 8, "as one")):
+        with _listening(reply) as address:
+            start = time.monotonic()
+            with pytest.raises(dask_cluster.ClusterError, match="does not answer as a Dask scheduler") as raised:
+                dask_cluster.connected(address, {}).__enter__()
+            assert time.monotonic() - start < 5 and address in str(raised.value) and said in str(raised.value)
+    from distributed import Client
+
+    with Client(cluster, timeout="10s") as client:
+        worker = next(iter(client.scheduler_info()["workers"]))
+    with pytest.raises(dask_cluster.ClusterError, match="is a Dask worker's address; give the scheduler's"):
+        dask_cluster.connected(worker, {}).__enter__()
+    dask_cluster._answers(cluster)  # the scheduler itself
+
+
+def test_a_long_lived_worker_keeps_only_the_specs_it_used_last(tmp_path, monkeypatch):
+    """A worker of a shared cluster sees spec after spec, run after run: it keeps LOADED_KEPT of them."""
+    monkeypatch.setattr(dask_cluster, "_LOADED", {})
+    monkeypatch.setattr(dask_cluster, "LOADED_KEPT", 2)
+    text = (ROOT / "experiments" / "chain.yaml").read_text()
+    sources = []
+    for i in range(3):
+        (tmp_path / f"s{i}.yaml").write_text(f"# {tmp_path} {i}\n{text}")
+        sources.append(dask_cluster.source_of(tmp_path / f"s{i}.yaml"))
+    task = parallel.Task()
+    try:
+        loaded = [dask_cluster._loaded(source, task) for source in (*sources[:2], sources[0], sources[2])]
+    finally:
+        _forget(sources)
+    assert loaded[0][0] is loaded[2][0] and not loaded[0][1]  # used again: not loaded again; no user code
+    assert [digest for digest, _ in dask_cluster._LOADED] == [sources[0].digest, sources[2].digest]
+
+
+def test_a_worker_that_joins_with_other_software_is_named_when_it_gets_a_task(tmp_path):
+    """The software check runs when the run starts; a worker that joins later (an adaptive cluster),
+    or that its nanny restarted into another environment, says so with its first task."""
+    (tmp_path / "chain.yaml").write_text((ROOT / "experiments" / "chain.yaml").read_text() + f"# {tmp_path}\n")
+    spec = spec_module.load_spec(tmp_path / "chain.yaml")
+    source = dask_cluster.source_of(spec.path)
+    version, digest, numpy_version = dask_cluster.software()
+    with pytest.raises(dask_cluster.OtherSoftware) as raised:
+        dask_cluster.remote_unit(source, parallel.Unit(0, (0,), ("x",)), parallel.Task(), (version, "0" * 12, "1.26.4"))
+    cluster = dask_cluster.Cluster("tcp://10.0.0.5:8786", _Workers(dask_cluster.software()), {0: spec})
+    with pytest.raises(dask_cluster.ClusterError, match="install the same on every worker") as said:
+        cluster._died(raised.value, n=0)
+    assert digest in str(said.value) and "(this process)" in str(said.value)
+
+
+RAISES = """import numpy as np
+
+
+class TooBig(Exception):  # a class of the user's module: on a worker, of the worker's copy of it
+    pass
+
+
+def f(x):
+    if x[30] > 5:
+        raise TooBig(f"x[30] is {x[30]:.3f}")
+    return np.sum(np.sin(x) * x)
+
+
+def f_vjp(g, x):
+    return g * (np.cos(x) * x + np.sin(x))
+"""
+
+
+def test_what_the_users_code_raises_measuring_a_piece_is_its_error_as_in_a_serial_run(cluster, tmp_path):
+    """An exception of a class of the user's module cannot be unpickled where the module has another
+    name (the main process): it came back as a blob of pickled bytes in the report's error."""
+    from gradrun import pieces, runner
+
+    write_files(tmp_path, {"raises.py": RAISES, "raises.yaml": "version: 1\nfunctions:\n  f: {python: 'raises:f', "
+                           "vjp: 'raises:f_vjp'}\nexperiments:\n  - {name: big, function: f, inputs: {x: {shape: "
+                           "[40], init: normal, seed: 3}}, check: full, step: 10.0}\n"})
+    spec = spec_module.load_spec(tmp_path / "raises.yaml")
+    with pieces.planned(min_size=10**9):
+        [whole] = runner.run_spec(spec)
+    with pieces.planned(min_size=8, size=8):
+        [(_, [got])] = list(parallel.run([(0, spec, [0])], scheduler=cluster))
+    assert whole.error.startswith("TooBig: x[30] is ") and got.error == whole.error

@@ -156,6 +156,25 @@ def test_a_worker_that_dies_measuring_a_piece_makes_its_experiment_an_error(box,
     assert got[1].passed
 
 
+def test_a_phase_whose_worker_died_once_is_measured_again(box):
+    """As a unit's: a worker killed once from outside (the OOM killer, a lost host) costs a rerun;
+    only a piece that kills its worker again makes its experiment an ERROR (the test above)."""
+    path, results, _ = box
+    spec = spec_module.load_spec(path)
+    phases = []
+
+    def mapper(where, phase, calls):
+        phases.append(phase)
+        if len(phases) == 1:
+            raise piecework.WorkerDied("its worker process died while checking it")
+        return [piecework.measure(spec, job, {}, ()) for job in piecework.jobs(0, where, phase, calls)]
+
+    with pieces.planned(**SMALL):
+        got = piecework.run_apart(spec, 0, {}, (), mapper)
+    assert got.error is None and phases[0] == phases[1]
+    assert [repr(r) for r in got.records] == [repr(r) for r in results[0].records]
+
+
 def test_a_batched_black_box_is_split_from_BATCHED_times_the_size_in_whole_batches():
     from gradrun.model import Experiment, Point, Settings
     from gradrun.tree import Call, PythonFunction, Var

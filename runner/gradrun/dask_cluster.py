@@ -13,6 +13,7 @@ ends the run (``ClusterError``) before any report is written.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -20,16 +21,18 @@ import os
 import queue
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, parallel, piecework, threads, usercode, workerloss
+from . import __version__, parallel, piecework, runner, threads, usercode, workerloss
 
 MAX_SHIPPED_BYTES = 16 * 2**20
 LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
 CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fast
 WORKERS_TIMEOUT = 30  # seconds to wait for a worker at a scheduler that has none (at the start, or mid-run)
+UNFINISHED_NAMED = 5  # experiments a lost cluster's message names
 POLL = 2  # seconds between looks at the cluster while its tasks run
 SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
 
@@ -105,6 +108,7 @@ def connected(address: str, specs: dict):
         raise ClusterError(f"{address} needs TLS, and Dask's configuration gives this process no certificate; "
                            "set distributed.comm.tls.client (dask config or DASK_DISTRIBUTED__COMM__TLS__...)")
     with _quiet():
+        _answers(address)
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as error:
@@ -116,6 +120,54 @@ def connected(address: str, specs: dict):
             yield Cluster(address, client, specs)
         finally:
             client.close(timeout=CONNECT_TIMEOUT)
+
+
+def _answers(address: str) -> None:
+    """``ClusterError`` unless a Dask scheduler answers at ``address`` within ``CONNECT_TIMEOUT``.
+
+    Dask's client waits for ever for the first answer of whatever accepts the
+    connection (the dashboard's port, 8787, another service), or reads its
+    bytes as a frame length (an allocation of exabytes): gradrun asks for the
+    peer's identity itself, under a deadline, before a client is made.
+    """
+    import asyncio
+
+    from distributed import Security
+    from distributed.comm import connect
+
+    async def identity():
+        comm = await connect(address, timeout=CONNECT_TIMEOUT, **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask():  # on a thread of its own: the caller may run an event loop already (a notebook)
+        return asyncio.run(asyncio.wait_for(identity(), 2 * CONNECT_TIMEOUT))
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            found = thread.submit(ask).result()
+    except (OSError, TimeoutError, asyncio.TimeoutError) as error:
+        if "Timed out trying to connect" in str(error) or not isinstance(error, TimeoutError):
+            tls = " (a scheduler started with --protocol tls wants tls://)" \
+                if address.startswith("tcp://") and isinstance(error, OSError) and "reset" in str(error) else ""
+            raise ClusterError(f"no Dask scheduler answers at {address}: {error}; start one there "
+                               f"(`dask scheduler`) or give its address as it prints it{tls}") from None
+        found = error
+    except Exception as error:  # bytes that are no Dask message (MemoryError: a frame length of exabytes)
+        found = error
+    kind = found.get("type") if isinstance(found, dict) else None
+    if kind == "Scheduler":
+        return
+    if kind in ("Worker", "Nanny"):
+        raise ClusterError(f"{address} is a Dask {kind.lower()}'s address; give the scheduler's (the address "
+                           "the worker was started with, `dask worker tcp://HOST:8786`)")
+    said = f"within {2 * CONNECT_TIMEOUT} s" if isinstance(found, TimeoutError) else "as one"
+    raise ClusterError(f"something at {address} accepts connections but does not answer as a Dask scheduler "
+                       f"{said} (the dashboard's port, 8787, or another service?); give the scheduler's "
+                       "address as `dask scheduler` prints it, tcp://HOST:8786 by default")
 
 
 def _tls_unset() -> bool:
@@ -175,8 +227,7 @@ class Cluster:
         mine = software()
         for worker, found in sorted(theirs.items()):
             if found != mine:
-                raise ClusterError(f"Dask worker {worker} runs {_described(found)}, this process "
-                                   f"{_described(mine)}; install the same on every worker")
+                raise OtherSoftware(worker, found).explained()
 
     def source(self, n: int) -> SpecSource:
         if n not in self._sources:
@@ -191,11 +242,13 @@ class Cluster:
         its worker again becomes an ERROR.
         """
         def alone(unit, task):
-            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)])
-            return workerloss.alone(unit, future.result, self._died)
+            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)], lambda f: unit.names)
+            return workerloss.alone(unit, future.result, functools.partial(self._died, n=unit.spec))
 
         futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
-        finished = ((futures[f], workerloss.settled(futures[f], f.result, self._died)) for f in self._done(futures))
+        finished = ((futures[f], workerloss.settled(futures[f], f.result, functools.partial(self._died,
+                                                                                           n=futures[f].spec)))
+                    for f in self._done(futures, lambda f: futures[f].names))
         yield from workerloss.rescued(finished, alone, task, DIED)
 
     @contextlib.contextmanager
@@ -206,8 +259,8 @@ class Cluster:
         def mapper_for(n: int, k: int):
             def mapper(where, phase, calls):
                 futures = [self._submit(remote_piece, n, job, task) for job in piecework.jobs(k, where, phase, calls)]
-                list(self._done(futures))
-                return workerloss.gathered(futures, self._died, DIED)
+                list(self._done(futures, lambda f: (self.specs[n].experiments[k].name,)))
+                return workerloss.gathered(futures, functools.partial(self._died, n=n), DIED)
 
             return mapper
 
@@ -218,29 +271,32 @@ class Cluster:
 
     def _submit(self, function, n: int, what, task):
         try:
-            return self.client.submit(function, self.source(n), what, task, pure=False,
+            return self.client.submit(function, self.source(n), what, task, software(), pure=False,
                                       key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}")
         except Exception as error:  # the client closed: the scheduler went away
             raise self._lost(error) from None
 
-    def _done(self, futures):
+    def _done(self, futures, names):
         """``futures`` as they finish; ``ClusterError`` when the cluster has had no worker for
-        ``WORKERS_TIMEOUT`` seconds meanwhile (Dask would wait for one for ever) or the scheduler went away."""
+        ``WORKERS_TIMEOUT`` seconds meanwhile (Dask would wait for one for ever) or the scheduler went away.
+        ``names(future)``: the experiments a future checks, for the message."""
         finished: queue.Queue = queue.Queue()
         for future in futures:
             future.add_done_callback(finished.put)  # cancelled ones too: a lost scheduler cancels them all
-        left, unserved = len(futures), None
+        left, unserved = set(futures), None
         while left:
             try:
                 future = finished.get(timeout=POLL)
             except queue.Empty:
-                unserved = self._unserved(unserved)
+                unserved = self._unserved(unserved, lambda: {name for f in left for name in names(f)})
                 continue
-            left, unserved = left - 1, None
+            left.discard(future)
+            unserved = None
             yield future
 
-    def _unserved(self, since):
-        """Since when the cluster has had no worker (None: it has some); ``ClusterError`` past the timeout."""
+    def _unserved(self, since, waiting):
+        """Since when the cluster has had no worker (None: it has some); ``ClusterError`` past the timeout,
+        naming the experiments ``waiting()`` (those whose code may have killed the workers)."""
         try:
             if self.client.nthreads():
                 return None
@@ -248,13 +304,23 @@ class Cluster:
             raise self._lost(error) from None
         now = time.monotonic()
         if since is not None and now - since > WORKERS_TIMEOUT:
+            unfinished = sorted(waiting())
+            named = ", ".join(unfinished[:UNFINISHED_NAMED]) + (" …" if len(unfinished) > UNFINISHED_NAMED else "")
             raise ClusterError(f"the Dask cluster at {self.address} lost all its workers mid-run and none "
-                               f"joined within {WORKERS_TIMEOUT} s; no report was written")
+                               f"joined within {WORKERS_TIMEOUT} s; no report was written. Unfinished: {named}. "
+                               "Where user code crashes its worker (a segfault, os._exit), run the workers "
+                               "under a nanny (`dask worker`'s default, not --no-nanny): they come back, and "
+                               "the experiment that kills them is reported as its ERROR")
         return now if since is None else since
 
-    def _died(self, error) -> bool:
+    def _died(self, error, n=None) -> bool:
         """Whether a task's error says its worker died (``KilledWorker``); ``ClusterError`` when
-        the scheduler itself went away: no report can be complete then."""
+        the scheduler itself went away, or a worker cannot load spec ``n`` (a module or an extra
+        it lacks): no report can be complete then."""
+        if isinstance(error, OtherSoftware):  # a worker that joined after the check above
+            raise error.explained() from None
+        if isinstance(error, CannotLoad):
+            raise ClusterError(error.explained(self.specs[n].path if n in self.specs else error.spec)) from None
         if self.client.status not in ("running", "connecting") or type(error).__name__ == "FutureCancelledError" \
                 and "connection" in str(error):
             raise self._lost(error) from None
@@ -267,6 +333,62 @@ class Cluster:
 
 
 DIED = "its Dask worker died while checking it"
+
+
+class OtherSoftware(Exception):
+    """Raised on a worker handed a task by a process that runs other software (``software``): a
+    worker that joined after the run's check, or was restarted into another environment."""
+
+    def __init__(self, worker: str, found: tuple):
+        super().__init__(worker, found)
+        self.worker, self.found = worker, tuple(found)
+
+    def explained(self) -> ClusterError:
+        return ClusterError(f"Dask worker {self.worker} runs {_described(self.found)}, this process "
+                            f"{_described(software())}; install the same on every worker")
+
+
+class CannotLoad(Exception):
+    """Raised on a worker: a spec that loaded in the main process does not load there (a module
+    the user's code imports, or an extra, is not installed on it). Said as exit 2 naming the worker."""
+
+    def __init__(self, worker: str, spec: str, issues: tuple):
+        super().__init__(worker, spec, issues)
+        self.worker, self.spec, self.issues = worker, spec, issues  # issues: (line, column, path, message)
+
+    def explained(self, spec_path) -> str:
+        """What went wrong and what to do, placed in the user's spec file (not the worker's copy)."""
+        from .model import Issue
+
+        first = Issue(str(spec_path), *self.issues[0])
+        more = f" (and {len(self.issues) - 1} more problem{'s' * (len(self.issues) > 2)})" \
+            if len(self.issues) > 1 else ""
+        return (f"Dask worker {self.worker} cannot load a spec that loads here: {first}{more}; "
+                f"{_missing_hint(first.message)}; no report was written")
+
+
+def _missing_hint(message: str) -> str:
+    import re
+
+    found = re.search(r"No module named '([^'.]+)", message)
+    if found is None and "No such file or directory" in message:
+        return ("the user's code opens a file that does not travel with the work (only its .py modules do): "
+                "put it where every worker reads it at the same path, or load it from a module")
+    if found is None:
+        return "give every worker the environment of this machine (the same packages)"
+    name = found[1]
+    extra = {"torch": " (pip install 'gradrun[torch]')", "jax": " (pip install 'gradrun[jax]')"}.get(name, "")
+    return (f"install {name} on every worker{extra}; only the user's own modules under the spec's folder "
+            "and the project travel with the work")
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except Exception:  # not in a Dask task (a test calls remote_unit itself)
+        return "(this process)"
 
 
 @functools.lru_cache(maxsize=1)
@@ -286,32 +408,76 @@ def _described(found: tuple) -> str:
     return f"gradrun {version} (source {digest}) with numpy {numpy_version}"
 
 
-_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> Spec
+_LOADED: dict = {}  # on a worker: (SpecSource digest, load options) -> ``_load``'s, the LOADED_KEPT last used
+LOADED_KEPT = 32  # a long-lived worker of a shared cluster sees spec after spec: their inputs are not kept for ever
+# A worker with several threads runs several tasks at once; loading a spec imports its modules
+# (``usercode`` puts a module in ``sys.modules`` before running it, and swaps a folder's helpers
+# in and out of it), so a task that found a module half-run would see none of its functions.
+# One spec is loaded at a time, once per worker process.
+_LOADING = threading.Lock()
 
 
-def remote_unit(source: SpecSource, unit, task):
-    """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit."""
-    return parallel.work(_loaded(source, task), unit, task)
+# A worker of several threads (``dask worker --nthreads N``) runs N tasks at once in one process. A
+# serial run calls the user's code from one thread, and much of it keeps state per process: torch's
+# forward mode (one dual level at a time), the generator a train-mode module or the user's own code
+# re-seeds, a module's caches. So the tasks of specs that call user code run one at a time in a
+# process; those of gradrun's own graphs (thread-safe: its chunk threads share them) run alongside.
+_USER_CODE = threading.Lock()
 
 
-def remote_piece(source: SpecSource, job, task):
+@contextlib.contextmanager
+def _one_at_a_time(calls_user_code: bool):
+    """The body alone among this process's tasks that call user code, where it calls some."""
+    if calls_user_code:
+        with _USER_CODE:
+            yield
+    else:
+        yield
+
+
+def remote_unit(source: SpecSource, unit, task, expected: tuple = ()):
+    """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit;
+    ``OtherSoftware`` where this worker's ``software()`` is not the ``expected`` of the main process."""
+    spec, calls_user_code = _loaded(source, task, expected)
+    with _one_at_a_time(calls_user_code):
+        return parallel.work(spec, unit, task)
+
+
+def remote_piece(source: SpecSource, job, task, expected: tuple = ()):
     """Runs on a Dask worker: the spec from its source, then a piece of a large check (``piecework.Job``)."""
-    return piecework.measure(_loaded(source, task), job, task.overrides, task.load_options)
+    spec, calls_user_code = _loaded(source, task, expected)
+    with _one_at_a_time(calls_user_code):
+        return piecework.measure(spec, job, task.overrides, task.load_options)
 
 
-def _loaded(source: SpecSource, task):
+def _loaded(source: SpecSource, task, expected: tuple = ()) -> tuple:
+    """(the spec loaded from its source, whether it calls user code), loaded once per process."""
+    if expected and software() != tuple(expected):  # checked at the start, but workers come and go
+        raise OtherSoftware(_worker_address(), software())
     key = (source.digest, task.load_options)
-    if key not in _LOADED:
-        from . import spec as spec_module
+    with _LOADING:
+        loaded = _LOADED.pop(key) if key in _LOADED else _load(source, task)
+        _LOADED[key] = loaded  # the most recently used last
+        while len(_LOADED) > LOADED_KEPT:
+            del _LOADED[next(iter(_LOADED))]
+        return loaded
 
-        threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
-        spec_path = materialize(source)
-        options = dict(task.load_options)
-        if source.project:  # the project's modules resolve from its copy, not the worker's directory
-            project = str(spec_path.parent.parent / "project")
-            options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
-        _LOADED[key] = spec_module.load_spec(spec_path, **options)
-    return _LOADED[key]
+
+def _load(source: SpecSource, task):
+    from . import spec as spec_module
+
+    threads.cap_process(1)  # Dask gives each task a thread, and its nanny gives BLAS one too
+    spec_path = materialize(source)
+    options = dict(task.load_options)
+    if source.project:  # the project's modules resolve from its copy, not the worker's directory
+        project = str(spec_path.parent.parent / "project")
+        options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
+    try:
+        spec = spec_module.load_spec(spec_path, **options)
+        return spec, any(not runner.graph_of(exp).transparent for exp in spec.experiments)
+    except spec_module.SpecError as error:  # it loaded in the main process: this worker lacks something
+        raise CannotLoad(_worker_address(), source.name, tuple((i.line, i.column, i.path, i.message, i.hint)
+                                                               for i in error.issues)) from None
 
 
 def materialize(source: SpecSource) -> Path:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import signal
 import sys
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -23,6 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from . import parallel, piecework, threads, window, workerloss
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+STOP_TIMEOUT = 5  # seconds to wait for a killed worker process to be gone
 IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
 DIED = "its worker process died while checking it"
 # Frameworks that run thread pools of their own: a process that has loaded
@@ -85,7 +89,7 @@ def execute(specs: dict, units, task, jobs: int):
     with _forking(specs, jobs) as (sources, per_worker):
         def finished():
             while queue:
-                with _pool(workers, per_worker) as pool:
+                with _used(_pool(workers, per_worker)) as pool:
                     yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * workers)
 
         yield from workerloss.rescued(finished(), lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
@@ -114,9 +118,12 @@ def piece_mappers(specs: dict, task, jobs: int):
 
         try:
             yield mapper_for
-        finally:
+        except BaseException:
             for pool in pools:
-                pool.shutdown()
+                _stop(pool)
+            raise
+        for pool in pools:
+            pool.shutdown()
 
 
 @contextlib.contextmanager
@@ -153,7 +160,7 @@ def _broken(error) -> bool:
 
 def _alone(unit, sources, task, per_worker):
     """The unit's outcome in a fresh worker process of its own, or None when that process died."""
-    with _pool(1, per_worker) as pool:
+    with _used(_pool(1, per_worker)) as pool:
         return workerloss.alone(unit, pool.submit(_unit, sources[unit.spec], unit, task).result, _broken)
 
 
@@ -163,7 +170,59 @@ def _pool(jobs: int, per_worker: int):
 
     fork = "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in FORK_UNSAFE)
     return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
-                               initializer=threads.cap_process, initargs=(per_worker,))
+                               initializer=_started, initargs=(per_worker, os.getpid()))
+
+
+def _started(per_worker: int, parent: int) -> None:
+    """A worker process's first act: Ctrl-C is the main process's to handle (it stops the workers,
+    ``_stop``; a worker that took it too would print its traceback), the worker dies with the
+    main process however that ends (SIGTERM, SIGKILL: none is left running a user's function
+    that hangs), and its threads are capped to its share of the cores."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+    threads.cap_process(per_worker)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux's PR_SET_PDEATHSIG: SIGKILL this process when the one that started it ends."""
+    if not sys.platform.startswith("linux"):
+        return  # elsewhere a worker outlives a killed main process until its current unit ends
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before the call: nobody is waiting for this worker
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _used(pool):
+    """The pool, shut down when the body is done with it; stopped at once (``_stop``) when the
+    body ends in an exception: Ctrl-C, a spec problem a worker found, a broken main process."""
+    try:
+        yield pool
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool) -> None:
+    """End the pool's worker processes now, and what they are running with them.
+
+    ``shutdown()`` would run every unit handed to the pool to its end first,
+    and a user's function that hangs (the one a Ctrl-C was meant for) for ever;
+    nothing a worker is doing is of use once the run is interrupted.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for process in processes:
+        process.join(STOP_TIMEOUT)
 
 
 def _drain(pool, queue, sources, task, ahead: int):

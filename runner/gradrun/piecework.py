@@ -15,6 +15,7 @@ report is the same bytes.
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +43,21 @@ class Job(NamedTuple):
 
 class WorkerDied(RuntimeError):
     """A worker process died measuring a piece: the experiment's ERROR."""
+
+
+class Raised(Exception):
+    """What measuring a piece raised in a worker (the user's code, mostly), as text: its class
+    may exist only there (a user module is loaded under a name of its own in each process),
+    and an exception that cannot be unpickled comes back as a blob of bytes."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(kind, message)
+        self.kind, self.message = kind, message
+
+    def original(self) -> Exception:
+        """An exception of the same name and text, for the main process to raise in its place:
+        the experiment's ERROR then reads as a serial run's."""
+        return type(self.kind, (Exception,), {"__module__": __name__})(self.message)
 
 
 def wanted(exp, overrides, min_size: int) -> int:
@@ -74,7 +90,13 @@ def run_apart(spec, k: int, overrides, load_options, mapper, schema=None):
     said: list = []  # what the experiment's functions said in the workers (a framework's fallback, say)
 
     def measured(where, phase, calls):
-        found = mapper(where, phase, calls)
+        try:
+            try:
+                found = mapper(where, phase, calls)
+            except WorkerDied:  # a worker killed once from outside (the OOM killer, a lost host) costs a
+                found = mapper(where, phase, calls)  # rerun; a piece that kills its worker again is the ERROR
+        except Raised as error:  # the experiment's ERROR, in a serial run's words
+            raise error.original() from None
         said.extend(note for _, notes in found for note in notes if note not in said)
         return [value for value, _ in found]
 
@@ -92,25 +114,33 @@ def jobs(k: int, where, phase, calls) -> list:
     return [Job(k, point, name, phase, tuple(arguments), elements) for arguments, elements in calls]
 
 
-_MEASURING: dict = {}  # in a worker: the input last measured, (spec, experiment, point, input) -> (exp, _Columns)
+# In a worker: the input last measured, per thread (a Dask worker may run several pieces at once):
+# ``key`` (spec, experiment, point, input, overrides) and its (experiment, ``verdict._Columns``).
+_MEASURING = threading.local()
 
 
 def measure(spec, job: Job, overrides, load_options) -> tuple:
     """Runs in a worker: the numeric side of the job's input at its point (kept for the next
     piece of the same input), then the job's phase on its elements. Returns what the phase
     found and what the experiment's functions have said (``runner.function_notes``)."""
-    with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
-        return _measure(spec, job, overrides, load_options)
+    try:
+        with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
+            return _measure(spec, job, overrides, load_options)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # sent back as text (``Raised``): it becomes the experiment's ERROR
+        kind, message = type(error).__name__, str(error)
+    raise Raised(kind, message)  # outside the handler: no __context__ holding the user's exception
 
 
 def _measure(spec, job: Job, overrides, load_options) -> tuple:
     key = (getattr(spec, "path", id(spec)), job.experiment, job.point, job.input, tuple(sorted(overrides.items())))
-    if key not in _MEASURING:
-        _MEASURING.clear()
+    if getattr(_MEASURING, "key", None) != key:
+        _MEASURING.key = None  # nothing kept while the next is made: a failure leaves no stale input
         exp = resolved(spec, job.experiment, load_options)
         point = next(p for p in exp.points if p.index == job.point)
         settings = exp.settings_at(point, overrides)
         cols = verdict.numeric_side(runner.graph_of(exp), point.inputs, exp.wrt, settings.dtype, job.input)
-        _MEASURING[key] = exp, cols
-    exp, cols = _MEASURING[key]
+        _MEASURING.key, _MEASURING.kept = key, (exp, cols)
+    exp, cols = _MEASURING.kept
     return pieces.measure(cols, job.phase, job.arguments, job.elements), runner.function_notes(exp)

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import threading
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -138,11 +139,20 @@ def one_blas_thread():
     if control is None:
         yield
         return
-    before = int(control[1]())
-    if before != 1:
-        control[0](1)
+    with _ONE_THREAD:  # BLAS's count is the process's: with checks on several threads (a Dask
+        if not _ONE_INSIDE[0]:  # worker's), the first in sets it and the last out puts it back
+            _ONE_INSIDE[1] = int(control[1]())
+            if _ONE_INSIDE[1] != 1:
+                control[0](1)
+        _ONE_INSIDE[0] += 1
     try:
         yield
     finally:
-        if before != 1:
-            control[0](before)
+        with _ONE_THREAD:
+            _ONE_INSIDE[0] -= 1
+            if not _ONE_INSIDE[0] and _ONE_INSIDE[1] != 1:
+                control[0](_ONE_INSIDE[1])
+
+
+_ONE_THREAD = threading.Lock()
+_ONE_INSIDE = [0, 1]  # checks inside ``one_blas_thread`` now, BLAS's count before the first

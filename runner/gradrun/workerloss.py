@@ -3,8 +3,9 @@
 A finished task holds its outcome, or tells that its worker died under it
 (``DIED``), or raised (an ERROR of its unit). Units whose worker died are run
 again alone at the end (``rescued``: ``parallel.rescue``), so only what kills
-its worker again becomes an ERROR; a piece of a large check whose worker died
-makes its experiment an ERROR (``gathered``: ``piecework.WorkerDied``). Each
+its worker again becomes an ERROR; the pieces of a large check whose worker died
+are measured again once, and a second death makes its experiment an ERROR
+(``gathered``: ``piecework.WorkerDied``, ``piecework.run_apart``). Each
 backend says only how a death shows (``died``: an exception test) and how it
 submits.
 """
