@@ -18,7 +18,7 @@ in bounded memory and time. Three got through before this round's fixes:
 import numpy as np
 import pytest
 
-from gradrun import engine, graphcheck, resolve, screen
+from gradrun import engine, graphcheck, resolve, screen, spec
 from cli_helpers import ENV, write
 from cli_helpers import invoke as run_command
 
@@ -237,7 +237,9 @@ def test_auto_screens_a_jacobian_whose_full_check_would_be_too_much_work(project
 
 
 @pytest.mark.parametrize("body", [
-    "expr: sum(X * X)\ncheck: full\ninputs: {X: {shape: [1000000]}}",
+    # every element of X moves every value of the softmax: 1e6 moves of 1e6 values (sum(X * X)
+    # moves three values an element, which gradrun's own engine checks in full in seconds)
+    "expr: sum(softmax(X))\ncheck: full\ninputs: {X: {shape: [1000000]}}",
     "expr: sum(sin(X) * s)\ncheck: screen\ninputs: {X: {shape: [1000000]}}\nsweep: {s: {linspace: [0, 1, 10000]}}",
 ])
 def test_a_check_of_unbounded_work_is_a_spec_error(project, body):
@@ -247,7 +249,7 @@ def test_a_check_of_unbounded_work_is_a_spec_error(project, body):
 
 
 def test_the_work_of_a_files_checks_is_bounded_together(project, monkeypatch):
-    monkeypatch.setattr(resolve, "MAX_FILE_CHECK_WORK", 500)
+    monkeypatch.setattr(resolve, "MAX_FILE_CHECK_WORK", 100)  # each: 20 moves of 2 values, 1 pullback of 21
     path = write(project, "many.yaml", """\
         version: 1
         experiments:
@@ -264,3 +266,24 @@ def test_direction_rows_count_every_value_of_the_evaluation():
     vals = [np.zeros(1000), np.zeros((10, 1000)), np.zeros(())]
     assert screen.direction_rows(vals) == screen.DIRECTIONS_CAP // 11001
     assert screen.direction_rows([np.zeros(screen.DIRECTIONS_CAP * 2)]) == 1
+
+
+def test_a_full_check_of_gradruns_own_graph_counts_what_a_move_reaches(project):
+    """The issue's 1.2M-element full check of sum(sigmoid(X @ W)) runs in under a minute: a move
+    of X[i, j] touches a row of X @ W (200 values), its sigmoid and the sum, not the 1.6M values
+    an evaluation holds. A softmax over everything moves every value: that stays refused."""
+    path = write(project, "big.yaml", """\
+        version: 1
+        experiments:
+          - name: big
+            expr: sum(sigmoid(X @ W))
+            check: full
+            inputs:
+              X: {shape: [1000, 1000], init: normal, seed: 1}
+              W: {shape: [1000, 200], init: normal, seed: 2}
+        """)
+    assert invoke("validate", path).exit_code == 0
+    graph = spec.load_spec(str(path)).experiments[0].graph
+    held = 1000 * 1000 + 1000 * 200 + 2 * 1000 * 200 + 1  # X, W, X @ W, its sigmoid, the sum
+    x_move, w_move = 1 + 200 + 200 + 1, 1 + 1000 + 1000 + 1
+    assert graphcheck.full_work(graph, ["X", "W"], 1) == 1000 * 1000 * x_move + 1000 * 200 * w_move + held

@@ -17,7 +17,7 @@ from . import hessian, primitives, tree, usercode, yamlload
 from . import values as values_rules
 from .declare import Declarations
 from .graph import GraphError, UnknownFunction, build
-from .graphcheck import check_work, full_check, screen_rows, shaped
+from .graphcheck import check_work, full_check, full_work, screen_rows, shaped
 from .inputs import SEQUENCES, Inputs, finite, sequence
 from .limits import (MAX_CHECK_WORK, MAX_EXPERIMENTS, MAX_FILE_CHECK_WORK, MAX_FILE_INPUT_ELEMENTS, MAX_FILE_REPORT_ROWS,
                      MAX_REPORT_ROWS, MAX_SWEEP_POINTS)
@@ -378,10 +378,10 @@ class Checker(Declarations):
             return False
         entries = sum(sizes.values()) * per_output
         elements = sum(math.prod(shape) for shape in graph.shapes)  # what one evaluation holds
-        full = full_check(settings.check, entries, graph, check_work(True, sum(sizes.values()), per_output,
-                                                                     len(wrt), elements))
+        whole = full_work(graph, wrt, per_output)
+        full = full_check(settings.check, entries, graph, whole)
         rows = len(points) * (entries if full else len(wrt) * screen_rows())
-        work = len(points) * check_work(full, sum(sizes.values()), per_output, len(wrt), elements)
+        work = len(points) * (whole if full else check_work(False, sum(sizes.values()), per_output, len(wrt), elements))
         if settings.order == 2:
             if not self.second_order_ok(path, data, per_output, methods, graph.functions):
                 return False

@@ -421,19 +421,19 @@ def _float32_valued(graph, vals, inputs) -> bool:
         not np.array_equal(np.ravel(out), np.ravel(again))
 
 
-def _full_fits(graph, vals, sizes, check="auto") -> bool:
-    """Whether a check of the wrt inputs of ``sizes`` element by element is what ``check``
+def _full_fits(graph, vals, wrt, check="auto") -> bool:
+    """Whether a check of the inputs ``wrt`` element by element is what ``check``
     asks for (``graphcheck.full_check``, as loading counted it)."""
     outputs = vals[graph.output].size
-    work = graphcheck.check_work(True, sum(sizes), outputs, len(sizes), sum(v.size for v in vals))
-    return graphcheck.full_check(check, outputs * sum(sizes), graph, work)
+    work = graphcheck.full_work(graph, wrt, outputs, [np.shape(v) for v in vals])
+    return graphcheck.full_check(check, outputs * sum(vals[graph.inputs[n]].size for n in wrt), graph, work)
 
 
 def _mode(graph, vals, wrt, settings) -> str:
     """``full`` or ``screen``: ``auto`` is full up to ``screen.FULL_LIMIT`` Jacobian entries
     and ``limits.MAX_AUTO_FULL_WORK``; a screen projects with VJPs, so forward mode alone is
     checked in full."""
-    full = _full_fits(graph, vals, [vals[graph.inputs[name]].size for name in wrt], settings.check)
+    full = _full_fits(graph, vals, wrt, settings.check)
     return "full" if full else "screen"
 
 
@@ -477,7 +477,7 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
                                       primary)
             if not columns:  # too many, or cancelling: look at every element, within auto's work
-                work = graphcheck.check_work(True, x.size, vals[graph.output].size, 1, sum(v.size for v in vals))
+                work = graphcheck.full_work(graph, [name], vals[graph.output].size, [np.shape(v) for v in vals])
                 if work > graphcheck.MAX_AUTO_FULL_WORK:
                     # too large to check element by element: the screen's verdict stands (a run of a
                     # million elements whose every half disagrees, f overflowing, must not take days)
