@@ -267,7 +267,9 @@ def test_an_interrupted_or_killed_run_stops_its_workers_at_once_even_in_a_functi
                                text=True, start_new_session=True)
         try:
             deadline = time.monotonic() + 60
-            while not marker.exists() and time.monotonic() < deadline and run.poll() is None:
+            # the marker is created, then written: wait for a whole line
+            while not (marker.exists() and marker.read_text().endswith("\n")) and time.monotonic() < deadline \
+                    and run.poll() is None:
                 time.sleep(0.05)
             hung = int(marker.read_text().split()[0])
             os.kill(run.pid, sig)
@@ -283,6 +285,40 @@ def test_an_interrupted_or_killed_run_stops_its_workers_at_once_even_in_a_functi
                 os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     assert not (tmp_path / "out").exists()
+
+
+INTERRUPTED_IN_PROGRESS = """import sys
+from gradrun import parallel, spec
+
+loaded = spec.load_spec(sys.argv[1])
+
+
+def progress(name, done, total):  # a Ctrl-C while this process tells of a finished unit
+    raise KeyboardInterrupt
+
+
+kept = []  # what a caller may keep (a log record, a report of the error): the traceback and its frames
+try:
+    list(parallel.run([(0, loaded, list(range(len(loaded.experiments))))], jobs=2, progress=progress))
+except KeyboardInterrupt as error:
+    kept.append(error)
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_a_ctrl_c_while_an_outcome_is_handled_stops_the_workers_too(tmp_path):
+    """The interrupt lands outside the workers' iterator (here, in the progress callback): the
+    iterator is closed as the exception passes, its workers stopped, and the process ends. Left
+    to the garbage collector, which an exception kept by the caller holds off, the interpreter's
+    exit waited for the worker in the function that hangs."""
+    (tmp_path / "hangs.py").write_text(HANGS)
+    (tmp_path / "hangs.yaml").write_text(HANGS_SPEC)
+    (tmp_path / "interrupt.py").write_text(INTERRUPTED_IN_PROGRESS)
+    env = {**os.environ, "PYTHONPATH": str(SUBJECT), "HANG_MARKER": str(tmp_path / "hung")}
+    done = subprocess.run([sys.executable, str(tmp_path / "interrupt.py"), str(tmp_path / "hangs.yaml")], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and done.stdout == "interrupted\n", done.stderr
 
 
 # --- the pieces, in this process ----------------------------------------------

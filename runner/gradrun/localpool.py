@@ -217,6 +217,9 @@ def _stop(pool) -> None:
     nothing a worker is doing is of use once the run is interrupted.
     """
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    calls = getattr(pool, "_call_queue", None)
+    if calls is not None:  # its feeder thread may be blocked on the pipe of a worker killed below:
+        calls.cancel_join_thread()  # never joined (CPython 3.12 does so for a broken pool, gh-94777)
     for process in processes:
         if process.is_alive():
             process.kill()

@@ -299,11 +299,12 @@ def _checked(chosen, specs, workers, task, progress) -> tuple:
     more = [u for (n, k), got in parts.items() if isinstance(got, Split)
             for u in slices(n, k, specs[n].experiments[k].name, got.points, workers.count)]
     count.total += len(more)
-    for unit, outcome in workers.execute(more, task):
-        count(unit)
-        if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
-            raise SpecError(_every_issue(specs, outcome.issues, dict(task.load_options)))
-        sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
+    with _closing(workers.execute(more, task)) as finished:
+        for unit, outcome in finished:
+            count(unit)
+            if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
+                raise SpecError(_every_issue(specs, outcome.issues, dict(task.load_options)))
+            sliced.setdefault((unit.spec, unit.experiments[0]), {})[unit.start] = outcome.results[0]
     apart = sorted((n, k) for (n, k), got in parts.items() if isinstance(got, piecework.Apart))
     count.total += len(apart)
     if apart:
@@ -345,6 +346,21 @@ class _Here:
         return ((u, work(self.specs[u.spec], u, task)) for u in units)
 
 
+@contextlib.contextmanager
+def _closing(finished):
+    """The workers' ``(unit, outcome)`` iterator, closed however the loop over it ends: a Ctrl-C
+    or an error while this process handles an outcome (a progress line, a spec's issues) finds
+    the iterator suspended, and only closing it stops the workers (``localpool._used``); left to
+    the garbage collector, which the exception's traceback holds off, the interpreter's exit
+    waited for a worker in a user's function that hangs."""
+    try:
+        yield finished
+    finally:
+        close = getattr(finished, "close", None)
+        if close is not None:
+            close()
+
+
 class _Counter:
     """Finished units, told to ``progress``; the total grows when large experiments are sliced."""
 
@@ -361,19 +377,18 @@ def _first_round(execute, units, specs, task, count) -> dict:
     """(spec, experiment) -> its result or Split; the issues of any spec stop the run (``SpecError``)."""
     parts, issues = {}, []
     count.total = len(units)
-    finished = execute(units, task)
-    for unit, outcome in finished:
-        count(unit)
-        if outcome.issues:
-            issues += outcome.issues
-            finished.close()  # checking stops; only the issues matter now
-            break
-        if not unit.check:
-            continue
-        for k, got, resolved in zip(unit.experiments, outcome.results, outcome.settings):
-            parts[(unit.spec, k)] = got
-            if resolved is not None and isinstance(specs[unit.spec], window.Parsed):
-                specs[unit.spec].experiments[k].settings = resolved  # the run record's seed
+    with _closing(execute(units, task)) as finished:
+        for unit, outcome in finished:
+            count(unit)
+            if outcome.issues:
+                issues += outcome.issues
+                break  # checking stops; only the issues matter now
+            if not unit.check:
+                continue
+            for k, got, resolved in zip(unit.experiments, outcome.results, outcome.settings):
+                parts[(unit.spec, k)] = got
+                if resolved is not None and isinstance(specs[unit.spec], window.Parsed):
+                    specs[unit.spec].experiments[k].settings = resolved  # the run record's seed
     if issues:
         raise SpecError(_every_issue(specs, issues, dict(task.load_options)))
     return parts

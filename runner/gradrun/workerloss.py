@@ -38,11 +38,14 @@ def rescued(finished, run_alone, task, why: str):
     """``(unit, outcome)`` as ``finished`` yields them; those ``DIED`` are run again, each alone
     (``run_alone(unit, task)``, as ``parallel.rescue`` calls it), once the others are done."""
     suspects = []
-    for unit, outcome in finished:
-        if outcome is DIED:
-            suspects.append(unit)
-        else:
-            yield unit, outcome
+    try:
+        for unit, outcome in finished:
+            if outcome is DIED:
+                suspects.append(unit)
+            else:
+                yield unit, outcome
+    finally:  # closed (a Ctrl-C in the caller): ``finished`` stops its workers now, not when collected
+        finished.close()
     for unit in suspects:
         yield unit, parallel.rescue(unit, run_alone, task, why)
 
