@@ -262,9 +262,13 @@ def test_an_interrupted_or_killed_run_stops_its_workers_at_once_even_in_a_functi
     for sig, status in ((signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)):
         marker = tmp_path / f"hung-{sig}"
         env = {**os.environ, "PYTHONPATH": str(SUBJECT), "HANG_MARKER": str(marker)}
+        # Ctrl-C as a terminal delivers it: SIGINT's disposition as a shell gives it, whatever this
+        # process inherited (an ignored SIGINT is inherited through exec, and Python then never
+        # raises KeyboardInterrupt)
         run = subprocess.Popen([sys.executable, "-m", "gradrun", str(tmp_path / "hangs.yaml"), "-j", "2", "--out",
                                 str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 60
             # the marker is created, then written: wait for a whole line
@@ -274,7 +278,11 @@ def test_an_interrupted_or_killed_run_stops_its_workers_at_once_even_in_a_functi
             hung = int(marker.read_text().split()[0])
             os.kill(run.pid, sig)
             start = time.monotonic()
-            _, err = run.communicate(timeout=30)
+            try:
+                _, err = run.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                ignored = [line for line in Path("/proc/self/status").read_text().splitlines() if "Sig" in line]
+                raise AssertionError(f"no exit 30 s after signal {sig}; this process: {ignored}") from None
             assert run.returncode == status, err
             assert time.monotonic() - start < 5 and "Traceback" not in err, err
             while _alive(hung) and time.monotonic() - start < 5:
