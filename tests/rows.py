@@ -30,3 +30,13 @@ def assert_verdict(result, should_pass: bool, what: str) -> None:
         assert result.passed, f"correct {what} failed: {describe(result)}"
     else:
         assert not result.passed, f"buggy {what} passed: {describe(result)}"
+
+
+def assert_flagged(result, expect: str) -> None:
+    """A red-team corpus's claim (tests/fresh8, tests/fresh9): no error, and correct code
+    (``expect`` "pass") passes, buggy code has an entry whose status is fail."""
+    assert result.error is None, result.error
+    if expect == "pass":
+        assert result.passed, f"correct code failed: {describe(result)}"
+    else:
+        assert "fail" in {r.status for r in result.records}, f"bug not flagged: {describe(result)}"

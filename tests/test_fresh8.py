@@ -10,7 +10,7 @@ import pytest
 import gradrun
 from fresh8.numpy_cases import CASES
 from gradrun import runner, spec
-from rows import describe
+from rows import assert_flagged, describe
 
 
 def params():
@@ -21,11 +21,7 @@ def params():
 def test_numpy_verdict(case, dtype):
     result = gradrun.check(case.forward, {k: v.copy() for k, v in case.point.items()}, vjp=case.vjp,
                            dtype=dtype, name=case.name, **case.settings)
-    assert result.error is None, result.error
-    if case.expect == "pass":
-        assert result.passed, f"correct code failed: {describe(result)}"
-    else:
-        assert "fail" in {r.status for r in result.records}, f"bug not flagged: {describe(result)}"
+    assert_flagged(result, case.expect)
 
 
 def test_a_failure_of_forward_against_reverse_mode_says_so_and_ranks_first():
@@ -112,21 +108,13 @@ def framework_params(module, cases_module):
     return [(case, dtype) for case in cases for dtype in getattr(case, "dtypes", ("float64", "float32"))]
 
 
-def _verdict(result, expect):
-    assert result.error is None, result.error
-    if expect == "pass":
-        assert result.passed, f"correct code failed: {describe(result)}"
-    else:
-        assert "fail" in {r.status for r in result.records}, f"bug not flagged: {describe(result)}"
-
-
 @pytest.mark.parametrize("case, dtype", framework_params("torch", "fresh8.torch_cases"),
                          ids=lambda p: getattr(p, "name", p))
 def test_torch_verdict(case, dtype):
     from gradrun.frameworks import torch as adapter
 
     result = adapter.check(case.code, case.inputs, dtype=dtype, name=case.name, **case.keywords)
-    _verdict(result, case.expect)
+    assert_flagged(result, case.expect)
 
 
 @pytest.mark.parametrize("case, dtype", [(c, d) for c in (importlib.import_module("fresh8.jax_cases").CASES
@@ -139,7 +127,7 @@ def test_jax_verdict(case, dtype):
     name, code, inputs, expect = case
     fn = adapter.function(code, "f")
     result = gradrun.check(f"f({', '.join(fn.params)})", inputs, functions={"f": fn}, dtype=dtype, name=name)
-    _verdict(result, expect)
+    assert_flagged(result, expect)
 
 
 def test_a_vjp_that_leaves_a_bias_gradient_per_example_is_an_error():

@@ -143,9 +143,7 @@ def stencils(delta, pairs) -> list:
     by the distance between its points as they are: x's rounding over the step is no error
     (sin at x = 1e9 + 0.3 and a step of 0.09, 700 000 of x's rounding units, was 2e-6 off)."""
     x = getattr(delta, "primal", None)
-    offsets = [s * h for stencil, h in pairs for s in stencil.offsets]
-    if x is not None:
-        offsets = _realized_offsets(x, pairs, offsets)
+    offsets = [realized(x, s * h) if _realizes(stencil, x) else s * h for stencil, h in pairs for s in stencil.offsets]
     d, k = evaluate(delta, offsets)
     out, at = [], 0
     for stencil, h in pairs:
@@ -166,19 +164,15 @@ def realized(x, offset):
     return np.where(np.isfinite(moved), moved, offset)
 
 
-def _realized_offsets(x, pairs, offsets) -> list:
-    out, at = [], 0
-    for stencil, _ in pairs:
-        for o in offsets[at:at + len(stencil.offsets)]:
-            out.append(realized(x, o) if len(stencil.offsets) <= 2 else o)
-        at += len(stencil.offsets)
-    return out
+def _realizes(stencil, x) -> bool:
+    """Whether the stencil's points are taken as x + s * h rounds them: one or two points, x known."""
+    return x is not None and len(stencil.offsets) <= 2
 
 
 def _span(stencil, h, offsets, x):
     """What a stencil's weighted sum is divided by: h, or for a realized stencil of one or two
     points the step its points span, by its nominal offsets' measure (h where x did not move)."""
-    if x is None or len(stencil.offsets) > 2:
+    if not _realizes(stencil, x):
         return h
     nominal = stencil.offsets[0] - (stencil.offsets[1] if len(offsets) == 2 else 0.0)
     span = (offsets[0] - (offsets[1] if len(offsets) == 2 else 0.0)) / nominal

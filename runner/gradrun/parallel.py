@@ -299,7 +299,7 @@ def _checked(chosen, specs, workers, task, progress) -> tuple:
     more = [u for (n, k), got in parts.items() if isinstance(got, Split)
             for u in slices(n, k, specs[n].experiments[k].name, got.points, workers.count)]
     count.total += len(more)
-    with _closing(workers.execute(more, task)) as finished:
+    with contextlib.closing(workers.execute(more, task)) as finished:  # as in ``_first_round``
         for unit, outcome in finished:
             count(unit)
             if outcome.issues:  # pragma: no cover - its experiment resolved in the first round
@@ -346,21 +346,6 @@ class _Here:
         return ((u, work(self.specs[u.spec], u, task)) for u in units)
 
 
-@contextlib.contextmanager
-def _closing(finished):
-    """The workers' ``(unit, outcome)`` iterator, closed however the loop over it ends: a Ctrl-C
-    or an error while this process handles an outcome (a progress line, a spec's issues) finds
-    the iterator suspended, and only closing it stops the workers (``localpool._used``); left to
-    the garbage collector, which the exception's traceback holds off, the interpreter's exit
-    waited for a worker in a user's function that hangs."""
-    try:
-        yield finished
-    finally:
-        close = getattr(finished, "close", None)
-        if close is not None:
-            close()
-
-
 class _Counter:
     """Finished units, told to ``progress``; the total grows when large experiments are sliced."""
 
@@ -377,7 +362,10 @@ def _first_round(execute, units, specs, task, count) -> dict:
     """(spec, experiment) -> its result or Split; the issues of any spec stop the run (``SpecError``)."""
     parts, issues = {}, []
     count.total = len(units)
-    with _closing(execute(units, task)) as finished:
+    # closed however the loop ends: a Ctrl-C or an error while this process handles an outcome finds
+    # the iterator suspended, and only closing it stops the workers (``localpool._used``); left to the
+    # garbage collector, which a kept traceback holds off, the exit waited for a worker that hangs
+    with contextlib.closing(execute(units, task)) as finished:
         for unit, outcome in finished:
             count(unit)
             if outcome.issues:

@@ -70,9 +70,13 @@ def _elementwise_sparse(prim, node, i, vals, ps, batch, motion):
     unique = all(ps[k].unique for k in moved)
     nargs = len(node.args)
 
-    def base(k):  # argument k's primal values at the moved positions, gathered only where an op needs them
-        a = node.args[k]
-        return vals[a].ravel()[out_idx if vals[a].shape == out_shape else spread[k][0][out_idx]]
+    gathered: dict = {}
+
+    def base(k):  # argument k's primal values at the moved positions, gathered once, where an op needs them
+        if k not in gathered:
+            a = node.args[k]
+            gathered[k] = vals[a].ravel()[out_idx if vals[a].shape == out_shape else spread[k][0][out_idx]]
+        return gathered[k]
 
     kink = np.zeros(batch, dtype=bool)
     forward = node.forward()

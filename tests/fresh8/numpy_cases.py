@@ -26,7 +26,8 @@ class Case:
     forward: Callable
     vjp: Callable
     point: dict
-    expect: str  # pass | fail
+    expect: str  # pass | fail, in every dtype of `dtypes`
+    dtypes: tuple = ("float64", "float32")
     settings: dict = field(default_factory=dict)
 
 

@@ -2,17 +2,12 @@
 default settings: (name, function, inputs, expect, dtypes). Few and small: XLA compiles each,
 so a bug is checked in one dtype."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fresh8.jax_cases import _custom_vjp
+
 RNG = np.random.default_rng(999)
-
-
-def _custom_vjp(forward, backward):
-    f = jax.custom_vjp(forward)
-    f.defvjp(lambda *xs: (f(*xs), xs), lambda xs, g: backward(g, *xs))
-    return f
 
 
 def _cs(x):

@@ -22,35 +22,11 @@ a mean over N - 1, a key bias's gradient without the softmax's correction, and a
 one-pass variance (which float64 computes well enough: a bug in float32 alone).
 """
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    forward: Callable
-    vjp: Callable
-    point: dict
-    expect: str  # pass | fail, in every dtype of `dtypes`
-    dtypes: tuple = ("float64", "float32")
-    settings: dict = field(default_factory=dict)
-
+from fresh8.numpy_cases import Case, _scaled_entry, _softmax
 
 RNG = np.random.default_rng(9)
-
-
-def _softmax(x, axis=-1):
-    e = np.exp(x - x.max(axis, keepdims=True))
-    return e / e.sum(axis, keepdims=True)
-
-
-def _scaled_entry(grad, index, rel):
-    out = np.array(grad, copy=True)
-    out[index] *= 1 + rel
-    return out
 
 
 # RMS norm with a gain: y = x / sqrt(mean(x^2) + eps) * w

@@ -13,24 +13,13 @@ gradient to v is detached from the norm, and attention whose key bias has a grad
 invariance.
 """
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fresh8.torch_cases import Case
 from mutations_torch import function
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    code: object
-    inputs: dict
-    expect: str  # pass | fail
-    dtypes: tuple = ("float64", "float32")
-    keywords: dict = field(default_factory=dict)
 
 
 RNG = np.random.default_rng(99)
