@@ -139,6 +139,10 @@ def measure(label, shape, folder: Path) -> None:
         print(f"  {fmt:8s} process        {seconds / copies:8.3f} s / {cpu / copies:6.3f} s   peak RSS {rss:6.0f} MB"
               f"   report {size / copies:6.1f} MB")
         print(f"  {fmt:8s} writing alone  {write:8.3f} s / {write_cpu:6.3f} s = {write_cpu / check_cpu:5.1%} of the check's CPU")
+        if fmt == "csv":
+            floats, cast_cpu = cast_floor(results)
+            print(f"  csv      floor: Arrow's cast of the report's {floats} distinct floats (each column's, once), "
+                  f"alone {cast_cpu / copies:6.3f} s CPU = {cast_cpu / copies / check_cpu:5.1%} of the check's CPU")
         if label == "15k":
             measure.process15k[fmt] = cpu / copies
             measure.added15k[fmt] = added_experiment(folder, (n, k, m), copies, fmt, seconds, cpu)
@@ -157,6 +161,24 @@ def measure(label, shape, folder: Path) -> None:
         for fmt, cpu in measure.process15k.items():
             print(f"  {fmt:8s} process / torch gradcheck (CPU) = {cpu / torch_seconds[1]:.2%}"
                   f"; one more experiment / torch gradcheck (CPU) = {measure.added15k[fmt] / torch_seconds[1]:.2%}")
+
+
+def cast_floor(results) -> tuple:
+    """(count, CPU seconds): Arrow's cast to text of every distinct float of each float column of
+    the report, each once: the least float formatting the CSV needs (repr's digits: ``csvformat``)."""
+    import pyarrow as pa
+
+    from gradrun import layout
+    from gradrun import arrowcompute as compute
+
+    columns = {}
+    for batch in layout.report_batches(results):
+        for f, column in zip(batch.schema, batch.columns):
+            if pa.types.is_floating(f.type):
+                columns.setdefault(f.name, []).append(column.to_numpy(zero_copy_only=False))
+    distinct = [np.unique(np.concatenate(c).view(np.int64)).view(np.float64) for c in columns.values()]
+    values = pa.array(np.concatenate(distinct))
+    return len(values), timed(lambda: compute.cast(values, pa.string()))[1]
 
 
 measure.process15k = {}
