@@ -370,4 +370,25 @@ def main(argv=None):
     from . import memory
 
     memory.keep_freed_memory()  # this process is the command's own: numpy's temporaries reuse freed memory
-    cli.main(args=argv, prog_name="gradrun")
+    try:
+        cli.main(args=argv, prog_name="gradrun")
+    except SystemExit as done:
+        if argv is None:  # the command itself, not a caller's process
+            _leave_lingering_threads(done.code)
+        raise
+
+
+def _leave_lingering_threads(code) -> None:
+    """Exit now, with ``code``, when a thread the user's code started (not a daemon) is still
+    running: the reports are written and the summary printed, and Python's exit would wait
+    for that thread for ever (a CI job's timeout), as a -j worker's would (``localpool._ended``)."""
+    import threading
+
+    if not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))

@@ -19,6 +19,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +28,7 @@ from . import parallel, piecework, threads, window, workerloss
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 STOP_TIMEOUT = 5  # seconds to wait for a killed worker process to be gone
+ENDING = 2  # seconds a worker has to end once the pool shuts down, before it is ended (``_ended``)
 IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
 DIED = "its worker process died while checking it"
 # Frameworks that run thread pools of their own: a process that has loaded
@@ -123,7 +125,7 @@ def piece_mappers(specs: dict, task, jobs: int):
                 _stop(pool)
             raise
         for pool in pools:
-            pool.shutdown()
+            _ended(pool)
 
 
 @contextlib.contextmanager
@@ -206,7 +208,22 @@ def _used(pool):
     except BaseException:
         _stop(pool)
         raise
-    pool.shutdown()
+    _ended(pool)
+
+
+def _ended(pool) -> None:
+    """Shut down a pool whose tasks are all done: its workers end, and those that have not ended
+    within ``ENDING`` seconds are ended (``_stop``). A thread the user's code started and left running
+    (not a daemon) keeps a process from exiting for ever; no result of the run is in it."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False)
+    deadline = time.monotonic() + ENDING
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    if any(process.is_alive() for process in processes):
+        _stop(pool)
+    else:
+        pool.shutdown()
 
 
 def _stop(pool) -> None:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import csvrows, pieces, runner, threads, verdict, window
+from . import csvrows, pieces, runner, threads, usercode, verdict, window
 
 
 class Apart(NamedTuple):
@@ -124,7 +124,7 @@ def measure(spec, job: Job, overrides, load_options) -> tuple:
     piece of the same input), then the job's phase on its elements. Returns what the phase
     found and what the experiment's functions have said (``runner.function_notes``)."""
     try:
-        with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
+        with threads.one_blas_thread(), usercode.kept_cwd():  # as ``runner.run_experiment`` checks
             return _measure(spec, job, overrides, load_options)
     except KeyboardInterrupt:
         raise

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import engine, hessian, selection, threads
+from . import engine, hessian, selection, threads, usercode
 from .verdict import check_point
 from .layout import report_column, report_rows
 from .model import Experiment, ExperimentResult, Spec, one_line
@@ -40,7 +40,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             at = f"point {point.index}, " if len(exp.points) > 1 else ""
             checker = hessian.check_point if settings.order == 2 else check_point
             told = None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")
-            with threads.one_blas_thread():  # the same bits wherever it runs
+            with threads.one_blas_thread(), usercode.kept_cwd():  # the same bits and folder wherever it runs
                 checked.append(checker(graph, point.inputs, exp.wrt, settings, experiment=exp.name,
                                        point=point.index, coords=point.coords, tick=told))
     except KeyboardInterrupt:

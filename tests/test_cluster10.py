@@ -1,0 +1,80 @@
+"""Red-team round 10 of -j and Dask: what the user's code does to the process it runs in.
+
+Each test runs gradrun as a process and holds it to a serial run's report
+bytes, its exit code and its words.
+"""
+
+import json
+from pathlib import Path
+
+from test_parallel import gradrun
+
+MODULE = """import os, threading, time
+import numpy as np
+
+
+def chdir(x):  # leaves the process somewhere else, as a careless helper does
+    os.chdir(os.environ["ELSEWHERE"])
+    return x * x
+
+
+def lingers(x):  # starts a thread that is not a daemon and outlives the call
+    threading.Thread(target=time.sleep, args=(3600,)).start()
+    return x * x
+
+
+def sq_vjp(g, x):
+    return 2 * g * x
+"""
+
+
+def spec_calling(folder: Path, function: str) -> Path:
+    """A spec whose first experiment calls ``mods:function``, then gradrun's own experiments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mods.py").write_text(MODULE)
+    spec = folder / f"{function}.yaml"
+    spec.write_text(f"""version: 1
+functions:
+  f: {{python: "mods:{function}", vjp: "mods:sq_vjp"}}
+experiments:
+  - name: user
+    function: f
+    sweep: {{x: [1.0, 2.0, 3.0]}}
+  - name: own-1
+    expr: "sigmoid(x * y)"
+    inputs: {{x: 0.5, y: -1.5}}
+  - name: own-2
+    function: tanh
+    sweep: {{x: {{linspace: [-2, 2, 5]}}}}
+""")
+    return spec
+
+
+def test_user_code_that_changes_the_working_directory_changes_nothing_of_gradrun(tmp_path):
+    """A serial run wrote its report under the folder the user's function moved to; -j's workers then
+    looked for the spec's module from there (exit 2, 'module mods not found')."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    spec = spec_calling(tmp_path / "proj", "chdir")
+    env = {"ELSEWHERE": str(elsewhere)}
+    runs = {}
+    for how in ([], ["-j", "2"]):
+        out = f"out{len(how)}"
+        done = gradrun(spec.name, "--out", out, "--format", "json", *how, env=env, cwd=spec.parent)
+        assert done.returncode == 0, done.stderr
+        runs[len(how)] = (spec.parent / out / "chdir.csv").read_bytes()
+        assert [e["verdict"] for e in json.loads(done.stdout)["experiments"]] == ["PASS"] * 3
+    assert runs[0] == runs[2]
+    assert not list(elsewhere.iterdir())  # nothing written where the user's code went
+
+
+def test_a_thread_the_user_code_leaves_running_does_not_hang_the_run(tmp_path):
+    """-j waited for ever for its workers to end, and they for the user's thread: no report. A serial
+    run wrote its report, then waited for the thread at the interpreter's exit."""
+    spec = spec_calling(tmp_path, "lingers")
+    runs = {}
+    for how in ([], ["-j", "2"]):
+        done = gradrun(spec, "--out", tmp_path / f"out{len(how)}", "-q", *how, timeout=60)
+        assert done.returncode == 0, done.stderr
+        runs[len(how)] = (tmp_path / f"out{len(how)}" / "lingers.csv").read_bytes()
+    assert runs[0] == runs[2]
