@@ -7,6 +7,8 @@ bytes, its exit code and its words.
 import json
 from pathlib import Path
 
+import pytest
+
 from test_parallel import gradrun
 
 MODULE = """import os, threading, time
@@ -23,9 +25,28 @@ def lingers(x):  # starts a thread that is not a daemon and outlives the call
     return x * x
 
 
+def hangs(x):  # hangs at one point of a sweep, in a retry loop that swallows what it can
+    while x == 2.0:
+        try:
+            time.sleep(0.01)
+        except Exception:
+            pass
+    return x * x
+
+
 def sq_vjp(g, x):
     return 2 * g * x
 """
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Dask LocalCluster on 127.0.0.1 for the module: one worker process of two threads (a task that
+    hangs keeps one of them); yields the scheduler's address."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as local:
+        yield local.scheduler_address
 
 
 def spec_calling(folder: Path, function: str) -> Path:
@@ -78,3 +99,24 @@ def test_a_thread_the_user_code_leaves_running_does_not_hang_the_run(tmp_path):
         assert done.returncode == 0, done.stderr
         runs[len(how)] = (tmp_path / f"out{len(how)}" / "lingers.csv").read_bytes()
     assert runs[0] == runs[2]
+
+
+def test_a_point_that_hangs_is_its_experiments_error_after_the_timeout(tmp_path, cluster):
+    """--timeout stops a point's check that runs too long, in a serial run, a -j worker (its main thread)
+    and a Dask worker's thread; its experiment is an ERROR naming the timeout, the points before it
+    and every other experiment report as a serial run does: the same bytes everywhere."""
+    spec = spec_calling(tmp_path, "hangs")
+    runs = {}
+    for how in ([], ["-j", "2"], ["--scheduler", cluster]):
+        out = tmp_path / f"out{len(runs)}"
+        done = gradrun(spec, "--out", out, "--format", "json", "--timeout", "1.5", *how, timeout=120)
+        assert done.returncode == 1, done.stderr
+        by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
+        assert by_name["user"]["error"] == ("TimedOut: point 1 still running after 1.5 s (--timeout 1.5); "
+                                            "a function that hangs, or raise --timeout"), how
+        assert by_name["own-1"]["verdict"] == by_name["own-2"]["verdict"] == "PASS"
+        runs[len(runs)] = (out / "hangs.csv").read_bytes()
+        assert [r.split(b",")[:2] for r in runs[len(runs) - 1].splitlines()[1:] if r.startswith(b"user")] == \
+            [[b"user", b"0"]]  # the point before the one that hung
+    assert runs[0] == runs[1] == runs[2]
+

@@ -23,7 +23,7 @@ from .progress import Bar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
-OVERRIDES = ("method", "step", "rtol", "atol", "dtype", "check")
+OVERRIDES = ("method", "step", "rtol", "atol", "dtype", "check", "timeout")
 
 
 class GradrunGroup(click.Group):
@@ -189,6 +189,9 @@ spec_paths = click.argument(
               help="Evaluate every experiment in this dtype.")
 @click.option("--check", type=click.Choice(CHECKS),
               help="Check every Jacobian element (full), by random projections (screen), or choose (auto).")
+@click.option("--timeout", type=FiniteFloat(min=0, min_open=True), metavar="SECONDS",
+              help="Stop a point's check that runs longer (a function that hangs): its experiment is an "
+                   "ERROR naming the timeout, the others report as usual.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Form of the summary printed on stdout.")
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
