@@ -120,3 +120,31 @@ def test_a_point_that_hangs_is_its_experiments_error_after_the_timeout(tmp_path,
             [[b"user", b"0"]]  # the point before the one that hung
     assert runs[0] == runs[1] == runs[2]
 
+
+def test_a_large_check_in_pieces_starts_no_more_workers_than_it_has_pieces(tmp_path, monkeypatch):
+    """-j 64 forked 64 processes at once for the four pieces of one check (a forked pool starts every
+    worker it may have): its pool has as many workers as a phase has pieces, and the result is a serial run's."""
+    from gradrun import localpool, parallel, pieces, runner, spec as spec_module
+
+    monkeypatch.setattr(pieces, "PIECE_MIN", 64)
+    monkeypatch.setattr(pieces, "PIECE", 16)
+    (tmp_path / "bb.py").write_text("import numpy as np\n\ndef f(x):\n    return np.tanh(x)\n\n"
+                                    "def f_vjp(g, x):\n    return g * (1 - np.tanh(x) ** 2)\n")
+    (tmp_path / "big.yaml").write_text("""version: 1
+functions:
+  f: {python: "bb:f", vjp: "bb:f_vjp"}
+experiments:
+  - name: big
+    function: f
+    inputs: {x: {shape: [64], init: normal}}
+    check: full
+""")
+    spec = spec_module.load_spec(tmp_path / "big.yaml")
+    started = []
+    pool = localpool._pool
+    monkeypatch.setattr(localpool, "_pool", lambda jobs, per_worker: started.append(jobs) or pool(jobs, per_worker))
+    [(_, [got])] = list(parallel.run([(0, spec, [0])], jobs=64))
+    assert started == [1, 4]  # the first round's one unit, then the pieces
+    expected = runner.run_experiment(spec.experiments[0])
+    assert got.error is None and len(got.elements) == 64 * 64
+    assert str(got.elements.rows()) == str(expected.elements.rows())  # NaN columns too

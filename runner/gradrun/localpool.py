@@ -101,19 +101,26 @@ def execute(specs: dict, units, task, jobs: int):
 def piece_mappers(specs: dict, task, jobs: int):
     """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
     (``pieces.Plan.mapper``), in ``jobs`` worker processes started as ``execute`` starts
-    them (a pool that broke is replaced); this process's threads capped as theirs meanwhile."""
-    pools: list = []
+    them (a pool that broke is replaced); this process's threads capped as theirs meanwhile.
+
+    A pool has as many workers as a phase has pieces, up to ``jobs``, and grows when a later phase
+    has more: a forked pool starts all its workers at once, and ``-j 300`` forked 300 processes
+    for the four pieces of a check of 1024 elements."""
+    pools: list = []  # [(workers, pool)]: none, or the one in use
     with _forking(specs, jobs) as (sources, per_worker):
         def mapper_for(n: int, k: int):
             def mapper(where, phase, calls):
+                work = piecework.jobs(k, where, phase, calls)
+                wanted = max(1, min(jobs, len(work)))
+                if pools and pools[0][0] < wanted:
+                    _ended(pools.pop()[1])
                 if not pools:
-                    pools.append(_pool(jobs, per_worker))
-                futures = [pools[0].submit(_piece, sources[n], job, task)
-                           for job in piecework.jobs(k, where, phase, calls)]
+                    pools.append((wanted, _pool(wanted, per_worker)))
+                futures = [pools[0][1].submit(_piece, sources[n], job, task) for job in work]
                 try:
                     return workerloss.gathered(futures, _broken, DIED)
                 except piecework.WorkerDied:
-                    pools.pop().shutdown()
+                    pools.pop()[1].shutdown()
                     raise
 
             return mapper
@@ -121,10 +128,10 @@ def piece_mappers(specs: dict, task, jobs: int):
         try:
             yield mapper_for
         except BaseException:
-            for pool in pools:
+            for _, pool in pools:
                 _stop(pool)
             raise
-        for pool in pools:
+        for _, pool in pools:
             _ended(pool)
 
 
