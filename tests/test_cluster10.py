@@ -148,3 +148,60 @@ experiments:
     expected = runner.run_experiment(spec.experiments[0])
     assert got.error is None and len(got.elements) == 64 * 64
     assert str(got.elements.rows()) == str(expected.elements.rows())  # NaN columns too
+
+
+RESCUE = """import multiprocessing, os, time
+
+
+def dies(x):
+    if x > 2.5 and multiprocessing.parent_process() is not None:  # only ever in a -j worker
+        os._exit(3)
+    return x * x
+
+
+SLEPT = []
+
+
+def slow(x):  # a process's first call takes a second
+    if not SLEPT:
+        SLEPT.append(os.getpid())
+        start = time.time()
+        time.sleep(1.0)
+        with open(os.environ["SLOW_LOG"], "a") as log:  # only a call that was not killed says so
+            log.write(f"{start} {time.time()}\\n")
+    return x * x
+
+
+def sq_vjp(g, x):
+    return 2 * g * x
+"""
+
+
+def test_the_units_a_dying_worker_took_with_it_run_again_side_by_side(tmp_path):
+    """A worker that dies breaks -j's pool, and every unit in flight comes back DIED; they ran again one
+    after another, each alone. Each still runs alone (a process of its own), but -j of them at a time."""
+    (tmp_path / "rescue.py").write_text(RESCUE)
+    slow = "\n".join(f"  - name: slow-{i}\n    function: s\n    inputs: {{x: {i}.5}}" for i in range(3))
+    spec = tmp_path / "rescue.yaml"
+    spec.write_text(f"""version: 1
+functions:
+  d: {{python: "rescue:dies", vjp: "rescue:sq_vjp"}}
+  s: {{python: "rescue:slow", vjp: "rescue:sq_vjp"}}
+experiments:
+  - name: dies
+    function: d
+    sweep: {{x: [1.0, 3.0]}}
+{slow}
+""")
+    log = tmp_path / "slow.log"
+    done = gradrun(spec, "--out", tmp_path / "out", "-j", "2", "--format", "json", env={"SLOW_LOG": str(log)})
+    assert done.returncode == 1, done.stderr
+    by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
+    assert by_name["dies"]["error"] == "its worker process died while checking it"
+    assert [by_name[f"slow-{i}"]["verdict"] for i in range(3)] == ["PASS"] * 3
+    rows = (tmp_path / "out" / "rescue.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in rows[1:] if r.startswith("dies")] == ["0"]
+    # the first round's one worker that called slow was killed in its first call: these are the reruns'
+    calls = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    assert len(calls) == 3
+    assert any(a_end > b_start for (_, a_end), (b_start, _) in zip(calls, calls[1:])), calls  # side by side

@@ -241,9 +241,10 @@ class Cluster:
         units are run again alone (``workerloss.rescued``), so only what kills
         its worker again becomes an ERROR.
         """
-        def alone(unit, task):
-            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)], lambda f: unit.names)
-            return workerloss.alone(unit, future.result, functools.partial(self._died, n=unit.spec))
+        def alone(units, task):  # side by side: the cluster places them
+            futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
+            list(self._done(futures, lambda f: futures[f].names))
+            return [workerloss.alone(u, f.result, functools.partial(self._died, n=u.spec)) for f, u in futures.items()]
 
         futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
         finished = ((futures[f], workerloss.settled(futures[f], f.result, functools.partial(self._died,

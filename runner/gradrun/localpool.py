@@ -6,7 +6,7 @@ imports; where a framework that must not be forked is loaded (PyTorch, JAX,
 TensorFlow), they are spawned and read the spec files themselves, once per
 process. Units are handed out a few at a time (``IN_FLIGHT_PER_WORKER``), so
 a worker that dies takes little with it: the units it had in flight are run
-again alone in fresh processes (``parallel.rescue``), and only what kills its
+again alone in fresh processes, side by side (``parallel.rescued``), and only what kills its
 worker again becomes an ERROR. Each worker caps its threads
 (``gradrun.threads``) so that N workers share the cores rather than each
 taking all of them.
@@ -94,7 +94,8 @@ def execute(specs: dict, units, task, jobs: int):
                 with _used(_pool(workers, per_worker)) as pool:
                     yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * workers)
 
-        yield from workerloss.rescued(finished(), lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
+        yield from workerloss.rescued(finished(), lambda us, t: _alone(us, sources, t, per_worker, workers),
+                                      task, DIED)
 
 
 @contextlib.contextmanager
@@ -167,10 +168,27 @@ def _broken(error) -> bool:
     return isinstance(error, BrokenProcessPool)
 
 
-def _alone(unit, sources, task, per_worker):
-    """The unit's outcome in a fresh worker process of its own, or None when that process died."""
-    with _used(_pool(1, per_worker)) as pool:
-        return workerloss.alone(unit, pool.submit(_unit, sources[unit.spec], unit, task).result, _broken)
+def _alone(units, sources, task, per_worker: int, jobs: int) -> list:
+    """Each unit's outcome in a fresh worker process of its own, or None where that process died;
+    ``jobs`` of them at a time (a pool of one process each: one that dies breaks only its own)."""
+    got: dict = {}
+    waiting, running = deque(enumerate(units)), {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                i, unit = waiting.popleft()
+                pool = _pool(1, per_worker)
+                running[pool.submit(_unit, sources[unit.spec], unit, task)] = (i, unit, pool)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i, unit, pool = running.pop(future)
+                got[i] = workerloss.alone(unit, future.result, _broken)
+                _ended(pool)
+    except BaseException:  # Ctrl-C: every process of the rescue ends now
+        for _, _, pool in running.values():
+            _stop(pool)
+        raise
+    return [got[i] for i in range(len(units))]
 
 
 def _pool(jobs: int, per_worker: int):

@@ -172,24 +172,28 @@ def failed(unit: Unit, why: str) -> Outcome:
     return Outcome([ExperimentResult(name, [], error=why) for name in unit.names], [None] * len(unit.names), [])
 
 
-def rescue(unit: Unit, alone, task: Task, why: str) -> Outcome:
-    """The outcome of a unit whose worker died, from running it again alone: ``alone(unit, task)``
-    is its outcome in a fresh worker, or None when that worker died too.
+def rescued(units, alone, task: Task, why: str) -> list:
+    """The outcomes of units whose worker died, from running each again alone: ``alone(units, task)``
+    is each unit's outcome in a fresh worker of its own, side by side, or None where that worker died too.
 
-    Of a chunk, each experiment is tried alone; of an experiment, its points
-    are halved until the one that kills its worker is found: it becomes the
-    experiment's ERROR, and the points before it report as a serial run's would.
+    Of a chunk that kills its worker again, each experiment is tried alone
+    (side by side too); of an experiment, its points are halved until the one
+    that kills its worker is found: it becomes the experiment's ERROR, and the
+    points before it report as a serial run's would.
     """
-    got = alone(unit, task)
-    if got is not None:
-        return got
+    return [got if got is not None else _died_again(unit, alone, task, why)
+            for unit, got in zip(units, alone(units, task))]
+
+
+def _died_again(unit: Unit, alone, task: Task, why: str) -> Outcome:
+    """The outcome of a unit whose worker died twice (``rescued``)."""
     if len(unit.experiments) > 1:
-        singles = [rescue(Unit(unit.spec, (k,), (name,)), alone, task, why)
-                   for k, name in zip(unit.experiments, unit.names)]
+        singles = rescued([Unit(unit.spec, (k,), (name,)) for k, name in zip(unit.experiments, unit.names)],
+                          alone, task, why)
         return Outcome([r for o in singles for r in o.results], [s for o in singles for s in o.settings],
                        [i for o in singles for i in o.issues])
     if unit.stop is None:
-        found = alone(unit, task.splitting_all())
+        [found] = alone([unit], task.splitting_all())
         if found is None or not isinstance(found.results[0], Split):
             return failed(unit, why)
         unit = replace(unit, start=0, stop=found.results[0].points)
@@ -199,7 +203,7 @@ def rescue(unit: Unit, alone, task: Task, why: str) -> Outcome:
 
 def _bisect(unit: Unit, alone, task: Task, why: str) -> list:
     """The results of a slice's points up to the first that kills its worker (an ERROR then)."""
-    got = alone(unit, task)
+    [got] = alone([unit], task)
     if got is not None:
         return got.results
     if unit.stop - unit.start == 1:
