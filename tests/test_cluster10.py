@@ -41,12 +41,15 @@ def sq_vjp(g, x):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A Dask LocalCluster on 127.0.0.1 for the module: one worker process of two threads (a task that
-    hangs keeps one of them); yields the scheduler's address."""
+    """A Dask LocalCluster on 127.0.0.1 for the module: one worker process of two threads, under a nanny
+    (it comes back when user code kills it); yields the scheduler's address."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as local:
-        yield local.scheduler_address
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # a worker's death fails its task at once
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                                      dashboard_address=None) as local:
+            yield local.scheduler_address
 
 
 def spec_calling(folder: Path, function: str) -> Path:
@@ -205,3 +208,61 @@ experiments:
     calls = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
     assert len(calls) == 3
     assert any(a_end > b_start for (_, a_end), (b_start, _) in zip(calls, calls[1:])), calls  # side by side
+
+
+DASK_KILLER = """import os
+
+
+def f(x):
+    try:
+        from distributed import get_worker
+
+        get_worker()  # raises outside a Dask task: the main process loads the spec, a serial run checks
+    except (ImportError, ValueError):
+        return x * x
+    if x > 2.5:
+        with open(DEATHS, "a") as log:
+            log.write("died\\n")
+        os._exit(3)
+    return x * x
+
+
+def f_vjp(g, x):
+    return 2 * g * x
+"""
+
+
+def test_a_dask_worker_killed_by_a_point_costs_three_deaths_and_the_report_is_whole(tmp_path, cluster):
+    """A unit whose Dask worker died ran again whole, then each experiment, then halves of the
+    experiment's points: six deaths of the worker for a four-point sweep, each a nanny's restart of
+    seconds (Dask's default allowed-failures multiplies each by four, and a nanny whose worker dies as
+    it starts gives up: half of such runs ended in 'lost all its workers', exit 2). Now the points run
+    again in slices side by side: the first death, the slice's, and the one that confirms it."""
+    deaths = tmp_path / "deaths.log"
+    (tmp_path / "dkill.py").write_text(f"DEATHS = {str(deaths)!r}\n" + DASK_KILLER)
+    spec = tmp_path / "dkill.yaml"
+    spec.write_text("""version: 1
+functions:
+  f: {python: "dkill:f", vjp: "dkill:f_vjp"}
+experiments:
+  - name: fine
+    function: square
+    inputs: {x: 2.0}
+  - name: dies-at-3
+    function: f
+    sweep: {x: [1.0, 2.0, 3.0, 1.5]}
+  - name: fine-f
+    function: f
+    inputs: {x: 0.5}
+""")
+    done = gradrun(spec, "--out", tmp_path / "serial", "-q")
+    assert done.returncode == 0, done.stderr
+    done = gradrun(spec, "--out", tmp_path / "dask", "--scheduler", cluster, "--format", "json", timeout=180)
+    assert done.returncode == 1, done.stderr
+    by_name = {e["name"]: e for e in json.loads(done.stdout)["experiments"]}
+    assert by_name["dies-at-3"]["error"] == "its Dask worker died while checking it"
+    assert by_name["fine"]["verdict"] == by_name["fine-f"]["verdict"] == "PASS"
+    serial = (tmp_path / "serial" / "dkill.csv").read_text().splitlines()
+    kept = [r for r in serial if not r.startswith("dies-at-3,2,") and not r.startswith("dies-at-3,3,")]
+    assert (tmp_path / "dask" / "dkill.csv").read_text().splitlines() == kept  # the points before it report
+    assert deaths.read_text().count("died") == 3

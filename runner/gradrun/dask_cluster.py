@@ -250,7 +250,10 @@ class Cluster:
         finished = ((futures[f], workerloss.settled(futures[f], f.result, functools.partial(self._died,
                                                                                            n=futures[f].spec)))
                     for f in self._done(futures, lambda f: futures[f].names))
-        yield from workerloss.rescued(finished, alone, task, DIED)
+        def points(unit):  # the main process loaded every spec whole
+            return [len(self.specs[unit.spec].experiments[k].points) for k in unit.experiments]
+
+        yield from workerloss.rescued(finished, alone, task, DIED, points)
 
     @contextlib.contextmanager
     def piece_mappers(self, task):

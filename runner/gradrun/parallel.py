@@ -172,7 +172,7 @@ def failed(unit: Unit, why: str) -> Outcome:
     return Outcome([ExperimentResult(name, [], error=why) for name in unit.names], [None] * len(unit.names), [])
 
 
-def rescued(units, alone, task: Task, why: str) -> list:
+def rescued(units, alone, task: Task, why: str, points=None) -> list:
     """The outcomes of units whose worker died, from running each again alone: ``alone(units, task)``
     is each unit's outcome in a fresh worker of its own, side by side, or None where that worker died too.
 
@@ -180,9 +180,52 @@ def rescued(units, alone, task: Task, why: str) -> list:
     (side by side too); of an experiment, its points are halved until the one
     that kills its worker is found: it becomes the experiment's ERROR, and the
     points before it report as a serial run's would.
+
+    ``points(unit)``, where this process knows them (a loaded spec), is how many
+    points each experiment of the unit has: the units are then run again in
+    slices of their experiments' points (at most ``RESCUE_SLICES`` each), all
+    side by side, and only a slice that died is halved. Where a death costs
+    seconds (a Dask worker and its nanny start again, and Dask itself retries
+    a task on other workers) that is three deaths, not six or more; and a
+    nanny whose worker is killed again and again as it starts gives up,
+    leaving a cluster with no workers.
     """
+    if points is not None:
+        return _by_slices(units, alone, task, why, points)
     return [got if got is not None else _died_again(unit, alone, task, why)
             for unit, got in zip(units, alone(units, task))]
+
+
+RESCUE_SLICES = 16  # slices an experiment's points are rerun in, at most, after its worker died (``rescued``)
+
+
+def _by_slices(units, alone, task: Task, why: str, points) -> list:
+    """``rescued``'s outcomes, each experiment's points run again in slices side by side."""
+    plans = [[_rescue_slices(unit, k, name, span) for k, name, span in
+              zip(unit.experiments, unit.names, [(unit.start, unit.stop)] if unit.stop is not None
+                  else [(0, n) for n in points(unit)])]
+             for unit in units]
+    every = [one for plan in plans for experiment in plan for one in experiment]
+    got = dict(zip(map(id, every), alone(every, task)))
+    outcomes = []
+    for plan in plans:
+        results = []
+        for experiment in plan:
+            parts: list = []
+            for one in experiment:
+                parts += got[id(one)].results if got[id(one)] is not None else _bisect(one, alone, task, why)
+                if any(r.error is not None for r in parts):
+                    break  # the points after an error are not reported
+            results.append(assemble(parts))
+        outcomes.append(Outcome(results, [None] * len(results), []))
+    return outcomes
+
+
+def _rescue_slices(unit: Unit, k: int, name: str, span: tuple) -> list:
+    """Experiment ``k``'s points ``start:stop`` in at most ``RESCUE_SLICES`` units."""
+    start, stop = span
+    size = max(1, math.ceil((stop - start) / RESCUE_SLICES))
+    return [Unit(unit.spec, (k,), (name,), at, min(at + size, stop)) for at in range(start, max(stop, start + 1), size)]
 
 
 def _died_again(unit: Unit, alone, task: Task, why: str) -> Outcome:

@@ -34,9 +34,10 @@ def alone(unit, result, died):
     return None if got is DIED else got
 
 
-def rescued(finished, run_alone, task, why: str):
+def rescued(finished, run_alone, task, why: str, points=None):
     """``(unit, outcome)`` as ``finished`` yields them; those ``DIED`` are run again, each alone and side
-    by side (``run_alone(units, task)``, as ``parallel.rescued`` calls it), once the others are done."""
+    by side (``run_alone(units, task)``, as ``parallel.rescued`` calls it, with ``points``), once the
+    others are done."""
     suspects = []
     try:
         for unit, outcome in finished:
@@ -47,7 +48,7 @@ def rescued(finished, run_alone, task, why: str):
     finally:  # closed (a Ctrl-C in the caller): ``finished`` stops its workers now, not when collected
         finished.close()
     if suspects:
-        yield from zip(suspects, parallel.rescued(suspects, run_alone, task, why))
+        yield from zip(suspects, parallel.rescued(suspects, run_alone, task, why, points))
 
 
 def gathered(futures, died, why: str) -> list:
