@@ -4,12 +4,15 @@ Each test runs gradrun as a process and holds it to a serial run's report
 bytes, its exit code and its words.
 """
 
+import contextlib
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from test_parallel import gradrun
+from test_parallel import SUBJECT, gradrun
 
 MODULE = """import os, threading, time
 import numpy as np
@@ -266,3 +269,64 @@ experiments:
     kept = [r for r in serial if not r.startswith("dies-at-3,2,") and not r.startswith("dies-at-3,3,")]
     assert (tmp_path / "dask" / "dkill.csv").read_text().splitlines() == kept  # the points before it report
     assert deaths.read_text().count("died") == 3
+
+
+@contextlib.contextmanager
+def worker_in_this_process(address: str):
+    """A second Dask worker, in this process's thread: it sees this process's sys.path, which the
+    cluster's worker process does not. Its tasks cap this process's threads: put back after."""
+    import asyncio
+
+    from distributed import Worker
+
+    from gradrun import threads
+
+    ready, box = threading.Event(), {}
+
+    async def serve():
+        box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        async with Worker(address, nthreads=1, host="127.0.0.1"):
+            ready.set()
+            await box["stop"].wait()
+
+    with threads.capped(threads.WORKERS):
+        thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+        thread.start()
+        assert ready.wait(60)
+        try:
+            yield
+        finally:
+            box["loop"].call_soon_threadsafe(box["stop"].set)
+            thread.join(60)
+
+
+def test_a_worker_that_lacks_what_the_users_code_imports_stops_the_run_before_any_check(tmp_path, cluster,
+                                                                                        monkeypatch):
+    """Of two workers, one has the package the user's module imports: the run stopped (exit 2) only once
+    the other was handed a unit of that spec, after other work, or ran to the end when it never was.
+    Every worker now loads each spec that calls user code before any unit is handed out."""
+    write = {"site/only_here.py": "def twice(x):\n    return 2 * x\n",
+             "spec/needs.py": "from only_here import twice\n\ndef f(x):\n    return twice(x)\n\n"
+                              "def f_vjp(g, x):\n    return 2 * g\n",
+             "spec/needs.yaml": "version: 1\nfunctions:\n  f: {python: 'needs:f', vjp: 'needs:f_vjp'}\n"
+                                "experiments:\n" + "".join(f"  - {{name: e{i}, function: f, inputs: {{x: 1.5}}}}\n"
+                                                           for i in range(4)),
+             "spec/other.py": f"def g(x):\n    open({str(tmp_path / 'checked.log')!r}, 'a').write('g\\n')\n"
+                              "    return x * x\n\ndef g_vjp(gr, x):\n    return 2 * gr * x\n",
+             "spec/other.yaml": "version: 1\nfunctions:\n  g: {python: 'other:g', vjp: 'other:g_vjp'}\n"
+                                "experiments:\n" + "".join(f"  - {{name: o{i}, function: g, inputs: {{x: 0.5}}}}\n"
+                                                           for i in range(4))}
+    for rel, text in write.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with worker_in_this_process(cluster):
+        done = gradrun(tmp_path / "spec" / "other.yaml", tmp_path / "spec" / "needs.yaml", "--out", tmp_path / "out",
+                       "--scheduler", cluster, env={"PYTHONPATH": f"{SUBJECT}{os.pathsep}{tmp_path / 'site'}"},
+                       timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "cannot load a spec that loads here" in done.stderr and "install only_here on every worker" \
+        in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+    calls = (tmp_path / "checked.log").read_text().count("g")  # a load calls g once per experiment
+    assert calls <= 4 * 3  # the main process's load and the two workers', no check

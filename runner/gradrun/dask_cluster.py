@@ -201,6 +201,7 @@ class Cluster:
         self.address, self.client, self.specs = address, client, specs
         self._sources: dict = {}
         self.lost = None  # the ClusterError of a scheduler that went away
+        self._probed: set = set()  # the load options every worker has loaded the specs with (``_equipped``)
 
     @functools.cached_property
     def count(self) -> int:
@@ -241,6 +242,8 @@ class Cluster:
         units are run again alone (``workerloss.rescued``), so only what kills
         its worker again becomes an ERROR.
         """
+        self._equipped(task)
+
         def alone(units, task):  # side by side: the cluster places them
             futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
             list(self._done(futures, lambda f: futures[f].names))
@@ -254,6 +257,30 @@ class Cluster:
             return [len(self.specs[unit.spec].experiments[k].points) for k in unit.experiments]
 
         yield from workerloss.rescued(finished, alone, task, DIED, points)
+
+    def _equipped(self, task) -> None:
+        """Every worker loads every spec that calls user code before any unit is handed out
+        (``remote_load``; what it loads it keeps for the units that follow): one that cannot (the
+        user's code imports a module or extra missing there) stops the run now, exit 2, not once it
+        happens to be handed a unit of that spec, after the run's other work, or never (whether the
+        run stopped then followed which worker took which unit). Workers that join later are checked
+        with their first unit, as before."""
+        if task.load_options in self._probed:
+            return
+        self._probed.add(task.load_options)
+        calling = [n for n, spec in self.specs.items()
+                   if any(not runner.graph_of(exp).transparent for exp in spec.experiments)]
+        try:
+            workers = sorted(self.client.nthreads()) if calling else []
+        except Exception as error:
+            raise self._lost(error) from None
+        futures = {self._submit(remote_load, n, None, task, workers=[worker], allow_other_workers=True): n
+                   for worker in workers for n in calling}
+        for future in self._done(futures, lambda f: (f"(loading {Path(self.specs[futures[f]].path).name})",)):
+            try:
+                future.result()
+            except Exception as error:  # a missing module, other software or a lost scheduler: ClusterError
+                self._died(error, n=futures[future])  # anything else the units meet again, and report
 
     @contextlib.contextmanager
     def piece_mappers(self, task):
@@ -273,10 +300,10 @@ class Cluster:
         if self.lost is not None:  # a piece's check became an ERROR of the lost connection: no report
             raise self.lost
 
-    def _submit(self, function, n: int, what, task):
+    def _submit(self, function, n: int, what, task, **placed):
         try:
             return self.client.submit(function, self.source(n), what, task, software(), pure=False,
-                                      key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}")
+                                      key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}", **placed)
         except Exception as error:  # the client closed: the scheduler went away
             raise self._lost(error) from None
 
@@ -445,6 +472,11 @@ def remote_unit(source: SpecSource, unit, task, expected: tuple = ()):
     spec, calls_user_code = _loaded(source, task, expected)
     with _one_at_a_time(calls_user_code):
         return parallel.work(spec, unit, task)
+
+
+def remote_load(source: SpecSource, _, task, expected: tuple = ()) -> None:
+    """Runs on a Dask worker: the spec loaded from its source and kept (``Cluster._equipped``)."""
+    _loaded(source, task, expected)
 
 
 def remote_piece(source: SpecSource, job, task, expected: tuple = ()):
