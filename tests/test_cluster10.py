@@ -330,3 +330,63 @@ def test_a_worker_that_lacks_what_the_users_code_imports_stops_the_run_before_an
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
     calls = (tmp_path / "checked.log").read_text().count("g")  # a load calls g once per experiment
     assert calls <= 4 * 3  # the main process's load and the two workers', no check
+
+
+LOOPS = """import time
+
+
+def f(x):
+    if x > 2.5:
+        open(STARTED, "w").write("started\\\\n")
+        try:
+            while True:  # a Python loop that never ends, and swallows what it can
+                try:
+                    time.sleep(0.05)
+                except Exception:
+                    pass
+        finally:
+            open(ENDED, "w").write("ended\\\\n")
+    return x * x
+
+
+def f_vjp(g, x):
+    return 2 * g * x
+"""
+
+
+def test_ctrl_c_on_a_dask_run_stops_its_task_that_hangs_on_the_worker(tmp_path, cluster):
+    """Ctrl-C ended the run (130) and released its tasks, but a task running a function that hangs
+    kept its worker's thread for good, and the tasks of later runs queued behind it. The run now
+    stops its running tasks as it ends. (Last in this module: before the fix it kept the worker busy.)"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started, ended = tmp_path / "started", tmp_path / "ended"
+    (tmp_path / "loops.py").write_text(f"STARTED, ENDED = {str(started)!r}, {str(ended)!r}\n" + LOOPS)
+    (tmp_path / "loops.yaml").write_text("version: 1\nfunctions:\n  f: {python: 'loops:f', vjp: 'loops:f_vjp'}\n"
+                                         "experiments:\n  - {name: e, function: f, sweep: {x: [1.0, 3.0]}}\n")
+    env = {**os.environ, "PYTHONPATH": str(SUBJECT)}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    run = subprocess.Popen([sys.executable, "-m", "gradrun", str(tmp_path / "loops.yaml"), "--out",
+                            str(tmp_path / "out"), "--scheduler", cluster], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), run.stderr.read() if run.poll() is not None else "never started"
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 130 and "Traceback" not in err, err
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    deadline = time.monotonic() + 20
+    while not ended.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ended.exists()  # the worker's thread is free again
+    assert not (tmp_path / "out").exists()

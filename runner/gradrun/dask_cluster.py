@@ -116,8 +116,12 @@ def connected(address: str, specs: dict):
         except Exception as error:  # whatever else Dask makes of an address it cannot use
             raise ClusterError(f"cannot connect to the Dask scheduler at {address}: "
                                f"{type(error).__name__}: {error}") from None
+        cluster = Cluster(address, client, specs)
         try:
-            yield Cluster(address, client, specs)
+            yield cluster
+        except BaseException:  # Ctrl-C, a worker that cannot load a spec: what still runs is of no use
+            cluster.stop_running()
+            raise
         finally:
             client.close(timeout=CONNECT_TIMEOUT)
 
@@ -202,6 +206,7 @@ class Cluster:
         self._sources: dict = {}
         self.lost = None  # the ClusterError of a scheduler that went away
         self._probed: set = set()  # the load options every worker has loaded the specs with (``_equipped``)
+        self._keys: list = []  # of every task submitted, for ``stop_running``
 
     @functools.cached_property
     def count(self) -> int:
@@ -300,10 +305,23 @@ class Cluster:
         if self.lost is not None:  # a piece's check became an ERROR of the lost connection: no report
             raise self.lost
 
+    def stop_running(self) -> None:
+        """Stop this run's tasks that are running on a worker (``stop_tasks``). Releasing a task
+        (closing the client) leaves it running in its worker's thread, a user's function that hangs
+        for ever, and the tasks of later runs queue behind it. Best effort: the cluster may be gone."""
+        if self.lost is not None or not self._keys:
+            return
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            asked = thread.submit(self.client.run, stop_tasks, list(self._keys), on_error="ignore")
+            with contextlib.suppress(Exception):
+                asked.result(timeout=CONNECT_TIMEOUT)
+
     def _submit(self, function, n: int, what, task, **placed):
+        key = f"gradrun-{function.__name__}-{os.urandom(8).hex()}"
+        self._keys.append(key)
         try:
-            return self.client.submit(function, self.source(n), what, task, software(), pure=False,
-                                      key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}", **placed)
+            return self.client.submit(function, self.source(n), what, task, software(), pure=False, key=key,
+                                      **placed)
         except Exception as error:  # the client closed: the scheduler went away
             raise self._lost(error) from None
 
@@ -466,12 +484,66 @@ def _one_at_a_time(calls_user_code: bool):
         yield
 
 
+class Stopped(KeyboardInterrupt):
+    """Raised in a task's thread by ``stop_tasks``: the run that sent it has ended. A KeyboardInterrupt,
+    as Ctrl-C is in a serial run: neither the user's ``except Exception`` nor gradrun's own handling
+    of an experiment's error catches it, and the task ends (``_stoppable`` says so as an Exception)."""
+
+
+_RUNNING: dict = {}  # on a worker: the key of a task running here -> the thread running it
+_STOPPING = threading.Lock()
+
+
+def stop_tasks(keys) -> list:
+    """Runs on each Dask worker (``Client.run``): ``Stopped`` raised in the threads running these tasks,
+    when they next run Python (a single call into C that never returns cannot be stopped so)."""
+    import ctypes
+
+    stopped = []
+    with _STOPPING:
+        for key in keys:
+            if key in _RUNNING and _RUNNING[key][1] is None:
+                ident = _RUNNING[key][0]
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Stopped))
+                _RUNNING[key] = (ident, True)
+                stopped.append(key)
+    return stopped
+
+
+def _stoppable(run):
+    """``run()`` as a task ``stop_tasks`` can stop: its thread is known by the task's key while it runs."""
+    import ctypes
+
+    try:
+        from distributed import get_worker
+
+        key = get_worker().get_current_task()
+    except Exception:  # not in a Dask task (a test calls remote_unit itself)
+        return run()
+    try:
+        with _STOPPING:
+            _RUNNING[key] = (threading.get_ident(), None)
+        try:
+            return run()
+        finally:
+            with _STOPPING:
+                if _RUNNING.pop(key)[1]:  # a Stopped still pending must not go off in the next task
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+    except Stopped:
+        with _STOPPING:
+            _RUNNING.pop(key, None)  # where it went off before its thread was forgotten
+        raise RuntimeError("stopped: the gradrun run that sent this task has ended") from None
+
+
 def remote_unit(source: SpecSource, unit, task, expected: tuple = ()):
     """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit;
     ``OtherSoftware`` where this worker's ``software()`` is not the ``expected`` of the main process."""
-    spec, calls_user_code = _loaded(source, task, expected)
-    with _one_at_a_time(calls_user_code):
-        return parallel.work(spec, unit, task)
+    def run():
+        spec, calls_user_code = _loaded(source, task, expected)
+        with _one_at_a_time(calls_user_code):
+            return parallel.work(spec, unit, task)
+
+    return _stoppable(run)
 
 
 def remote_load(source: SpecSource, _, task, expected: tuple = ()) -> None:
@@ -481,9 +553,12 @@ def remote_load(source: SpecSource, _, task, expected: tuple = ()) -> None:
 
 def remote_piece(source: SpecSource, job, task, expected: tuple = ()):
     """Runs on a Dask worker: the spec from its source, then a piece of a large check (``piecework.Job``)."""
-    spec, calls_user_code = _loaded(source, task, expected)
-    with _one_at_a_time(calls_user_code):
-        return piecework.measure(spec, job, task.overrides, task.load_options)
+    def run():
+        spec, calls_user_code = _loaded(source, task, expected)
+        with _one_at_a_time(calls_user_code):
+            return piecework.measure(spec, job, task.overrides, task.load_options)
+
+    return _stoppable(run)
 
 
 def _loaded(source: SpecSource, task, expected: tuple = ()) -> tuple:
