@@ -390,3 +390,21 @@ def test_ctrl_c_on_a_dask_run_stops_its_task_that_hangs_on_the_worker(tmp_path, 
         time.sleep(0.05)
     assert ended.exists()  # the worker's thread is free again
     assert not (tmp_path / "out").exists()
+
+
+def test_a_function_that_hangs_as_its_spec_loads_is_a_spec_problem_after_the_timeout(tmp_path):
+    """Loading a spec calls a python: function once, at its first point, to learn its output's shape: one
+    that hangs there hung the run with --timeout too (serially, and in every -j worker that resolved it)."""
+    (tmp_path / "conv.py").write_text("import time\n\n\ndef f(x):\n    while x == 1.5:  # never converges\n"
+                                      "        time.sleep(0.01)\n    return x * x\n\n\ndef f_vjp(g, x):\n"
+                                      "    return 2 * g * x\n")
+    spec = tmp_path / "conv.yaml"
+    spec.write_text("version: 1\nfunctions:\n  f: {python: 'conv:f', vjp: 'conv:f_vjp'}\n"
+                    "experiments:\n  - {name: e, function: f, inputs: {x: 1.5}}\n  - {name: g, function: tanh, "
+                    "inputs: {x: 0.5}}\n")
+    for how in ([], ["-j", "2"]):
+        done = gradrun(spec, "--out", tmp_path / "out", "--timeout", "1", *how, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert "conv.yaml:5:25: experiments[0].function: in f(x): conv:f on shapes () did not return within " \
+               "1 s (--timeout 1)" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, parallel, piecework, runner, threads, usercode, workerloss
+from . import __version__, deadline, parallel, piecework, runner, threads, usercode, workerloss
 
 MAX_SHIPPED_BYTES = 16 * 2**20
 LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
@@ -584,7 +584,8 @@ def _load(source: SpecSource, task):
         project = str(spec_path.parent.parent / "project")
         options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
     try:
-        spec = spec_module.load_spec(spec_path, **options)
+        with deadline.loading(task.overrides):
+            spec = spec_module.load_spec(spec_path, **options)
         return spec, any(not runner.graph_of(exp).transparent for exp in spec.experiments)
     except spec_module.SpecError as error:  # it loaded in the main process: this worker lacks something
         raise CannotLoad(_worker_address(), source.name, tuple((i.line, i.column, i.path, i.message, i.hint)

@@ -18,11 +18,15 @@ function) is stopped only once that call returns.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import signal
 import threading
 
 OPTION = "timeout"  # its key among the command line's overrides
+# the limit on each call of the user's code while a spec loads (``loading``): its shape probe
+_LOADING = contextvars.ContextVar("gradrun_load_limit", default=None)
+_ARMED = threading.local()  # whether a limit runs in this thread: an inner one leaves it be
 
 
 class TimedOut(BaseException):
@@ -38,16 +42,37 @@ def message(seconds: float, point) -> str:
 
 
 @contextlib.contextmanager
-def limited(seconds):
-    """The body, stopped with ``TimedOut`` after ``seconds`` (None: no limit)."""
-    if not seconds:
+def loading(overrides):
+    """Loading inside calls the user's code under the run's limit, if it has one (``overrides``)."""
+    token = _LOADING.set((overrides or {}).get(OPTION))
+    try:
         yield
-    elif threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        with _alarm(seconds):
-            yield
-    else:
-        with _async(seconds):
-            yield
+    finally:
+        _LOADING.reset(token)
+
+
+def load_limit():
+    """The limit of a call of the user's code while a spec loads (None: none)."""
+    return _LOADING.get()
+
+
+@contextlib.contextmanager
+def limited(seconds):
+    """The body, stopped with ``TimedOut`` after ``seconds`` (None: no limit; inside another
+    limit of this thread, that one stands)."""
+    if not seconds or getattr(_ARMED, "on", False):
+        yield
+        return
+    _ARMED.on = True
+    try:
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            with _alarm(seconds):
+                yield
+        else:
+            with _async(seconds):
+                yield
+    finally:
+        _ARMED.on = False
 
 
 @contextlib.contextmanager

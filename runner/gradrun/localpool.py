@@ -24,7 +24,7 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from . import parallel, piecework, threads, window, workerloss
+from . import deadline, parallel, piecework, threads, window, workerloss
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 STOP_TIMEOUT = 5  # seconds to wait for a killed worker process to be gone
@@ -57,12 +57,13 @@ def _spec(source: tuple, task):
     if source not in _LOADED:
         path, parsed = source
         options = dict(task.load_options)
-        if parsed:
-            _LOADED[source] = window.parse(path, **options)
-        else:
-            from . import spec as spec_module
+        with deadline.loading(task.overrides):  # a spawned worker loads it: the user's code probed
+            if parsed:
+                _LOADED[source] = window.parse(path, **options)
+            else:
+                from . import spec as spec_module
 
-            _LOADED[source] = spec_module.load_spec(path, **options)
+                _LOADED[source] = spec_module.load_spec(path, **options)
     return _LOADED[source]
 
 

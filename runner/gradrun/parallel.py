@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
-from . import csvrows, pieces, piecework, runner, shards, window
+from . import csvrows, deadline, pieces, piecework, runner, shards, window
 from .columns import Columns
 from .model import ExperimentResult, SpecError
 
@@ -137,7 +137,7 @@ def large(exp, cost: int = SPLIT_COST) -> bool:
 
 def work(spec, unit: Unit, task: Task) -> Outcome:
     """Do one unit, in this process: resolve (a ``window.Parsed`` spec), check, format CSV rows."""
-    with pieces.planned(task.piece_min, task.piece_size):
+    with pieces.planned(task.piece_min, task.piece_size), deadline.loading(task.overrides):
         return _work(spec, unit, task)
 
 

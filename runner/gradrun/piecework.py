@@ -126,7 +126,8 @@ def measure(spec, job: Job, overrides, load_options) -> tuple:
     piece of the same input), then the job's phase on its elements. Returns what the phase
     found and what the experiment's functions have said (``runner.function_notes``)."""
     try:
-        with threads.one_blas_thread(), usercode.kept_cwd(), deadline.limited(overrides.get(deadline.OPTION)):
+        with threads.one_blas_thread(), usercode.kept_cwd(), deadline.loading(overrides), \
+                deadline.limited(overrides.get(deadline.OPTION)):
             # as ``runner.run_experiment`` checks a point (so a piece that hangs ends too)
             return _measure(spec, job, overrides, load_options)
     except KeyboardInterrupt:
