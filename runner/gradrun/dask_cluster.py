@@ -34,6 +34,7 @@ CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fas
 WORKERS_TIMEOUT = 30  # seconds to wait for a worker at a scheduler that has none (at the start, or mid-run)
 UNFINISHED_NAMED = 5  # experiments a lost cluster's message names
 POLL = 2  # seconds between looks at the cluster while its tasks run
+PROBE_WAIT = 2  # seconds units wait for every worker's load of the specs (``Cluster._equipped``)
 SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
 
 
@@ -207,6 +208,7 @@ class Cluster:
         self.lost = None  # the ClusterError of a scheduler that went away
         self._probed: set = set()  # the load options every worker has loaded the specs with (``_equipped``)
         self._keys: list = []  # of every task submitted, for ``stop_running``
+        self._probes: dict = {}  # a worker's load of a spec not looked at yet -> the spec (``_equipped``)
 
     @functools.cached_property
     def count(self) -> int:
@@ -264,12 +266,14 @@ class Cluster:
         yield from workerloss.rescued(finished, alone, task, DIED, points)
 
     def _equipped(self, task) -> None:
-        """Every worker loads every spec that calls user code before any unit is handed out
-        (``remote_load``; what it loads it keeps for the units that follow): one that cannot (the
-        user's code imports a module or extra missing there) stops the run now, exit 2, not once it
-        happens to be handed a unit of that spec, after the run's other work, or never (whether the
-        run stopped then followed which worker took which unit). Workers that join later are checked
-        with their first unit, as before."""
+        """Every worker loads every spec that calls user code, first (``remote_load``; what it loads
+        it keeps for the units that follow): one that cannot (the user's code imports a module or an
+        extra missing there) stops the run, exit 2, as soon as its load comes back; before, only once
+        it happened to be handed a unit of that spec, after the run's other work, or never (whether the
+        run stopped then followed which worker took which unit). Units are handed out once every load
+        is back, or after ``PROBE_WAIT`` seconds: a worker busy with another client's long task does
+        not hold the run back, its load is looked at when it comes (``_check_probes``). Workers that
+        join later are checked with their first unit."""
         if task.load_options in self._probed:
             return
         self._probed.add(task.load_options)
@@ -279,13 +283,23 @@ class Cluster:
             workers = sorted(self.client.nthreads()) if calling else []
         except Exception as error:
             raise self._lost(error) from None
-        futures = {self._submit(remote_load, n, None, task, workers=[worker], allow_other_workers=True): n
-                   for worker in workers for n in calling}
-        for future in self._done(futures, lambda f: (f"(loading {Path(self.specs[futures[f]].path).name})",)):
+        self._probes.update({self._submit(remote_load, n, None, task, workers=[worker], allow_other_workers=True): n
+                             for worker in workers for n in calling})
+        deadline = time.monotonic() + PROBE_WAIT
+        while self._probes and time.monotonic() < deadline:
+            self._check_probes()
+            time.sleep(0.02)
+        self._check_probes()
+
+    def _check_probes(self) -> None:
+        """``ClusterError`` where a worker's load of a spec (``_equipped``) came back wanting a module,
+        an extra or other software, or the scheduler went away; anything else the units meet again."""
+        for future in [f for f in self._probes if f.done()]:
+            n = self._probes.pop(future)
             try:
                 future.result()
-            except Exception as error:  # a missing module, other software or a lost scheduler: ClusterError
-                self._died(error, n=futures[future])  # anything else the units meet again, and report
+            except Exception as error:
+                self._died(error, n=n)
 
     @contextlib.contextmanager
     def piece_mappers(self, task):
@@ -334,6 +348,7 @@ class Cluster:
             future.add_done_callback(finished.put)  # cancelled ones too: a lost scheduler cancels them all
         left, unserved = set(futures), None
         while left:
+            self._check_probes()
             try:
                 future = finished.get(timeout=POLL)
             except queue.Empty:
