@@ -4,7 +4,10 @@ A function that hangs would otherwise hang the run: a serial one, each
 worker of ``-j`` that meets it, and a Dask worker's thread for good. The
 limit is per point (each point of a sweep has its own), so a serial run,
 ``-j``'s slices of a sweep and a Dask cluster stop the same points and
-write the same ERROR.
+write the same ERROR. Loading a spec calls the user's code too (a
+``python:`` function's output shape, at its first point): inside
+``loading`` that call has the limit, and stopping it is a problem of the
+spec (``graphcheck``).
 
 How the check is stopped depends on the thread it runs in. In a process's
 main thread (a serial run, a ``-j`` worker) a timer signal (``SIGALRM``)
@@ -85,8 +88,10 @@ def _alarm(seconds: float):
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # a TimedOut due now goes off here, still the point's
+        finally:
+            signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager
