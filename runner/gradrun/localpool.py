@@ -28,7 +28,7 @@ from . import deadline, parallel, piecework, threads, window, workerloss
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 STOP_TIMEOUT = 5  # seconds to wait for a killed worker process to be gone
-ENDING = 2  # seconds a worker has to end once the pool shuts down, before it is ended (``_ended``)
+ENDING = 1  # seconds a worker has to end once the pool shuts down, before it is ended (``_ended``)
 IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
 DIED = "its worker process died while checking it"
 # Frameworks that run thread pools of their own: a process that has loaded
