@@ -28,11 +28,11 @@ RUN_RECORD_VOLATILE = ("finished", "command", "seconds")
 ONE_THREAD = {name: "1" for name in threads.THREAD_VARIABLES}
 
 
-def gradrun(*args, env=None, cwd=None):
+def gradrun(*args, env=None, cwd=None, timeout=300):
     environ = {**os.environ, "PYTHONPATH": str(SUBJECT), "DASK_SCHEDULER_ADDRESS": None, **(env or {})}
     environ = {k: v for k, v in environ.items() if v is not None}
     return subprocess.run([sys.executable, "-m", "gradrun", *map(str, args)], capture_output=True, text=True,
-                          env=environ, cwd=cwd, timeout=300)
+                          env=environ, cwd=cwd, timeout=timeout)
 
 
 def stable_run_record(path) -> dict:

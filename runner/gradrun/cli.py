@@ -23,7 +23,7 @@ from .progress import Bar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
-OVERRIDES = ("method", "step", "rtol", "atol", "dtype", "check")
+OVERRIDES = ("method", "step", "rtol", "atol", "dtype", "check", "timeout")
 
 
 class GradrunGroup(click.Group):
@@ -189,6 +189,9 @@ spec_paths = click.argument(
               help="Evaluate every experiment in this dtype.")
 @click.option("--check", type=click.Choice(CHECKS),
               help="Check every Jacobian element (full), by random projections (screen), or choose (auto).")
+@click.option("--timeout", type=FiniteFloat(min=0, min_open=True), metavar="SECONDS",
+              help="Stop a point's check that runs longer (a function that hangs): its experiment is an "
+                   "ERROR naming the timeout, the others report as usual.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Form of the summary printed on stdout.")
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE",
@@ -370,4 +373,25 @@ def main(argv=None):
     from . import memory
 
     memory.keep_freed_memory()  # this process is the command's own: numpy's temporaries reuse freed memory
-    cli.main(args=argv, prog_name="gradrun")
+    try:
+        cli.main(args=argv, prog_name="gradrun")
+    except SystemExit as done:
+        if argv is None:  # the command itself, not a caller's process
+            _leave_lingering_threads(done.code)
+        raise
+
+
+def _leave_lingering_threads(code) -> None:
+    """Exit now, with ``code``, when a thread the user's code started (not a daemon) is still
+    running: the reports are written and the summary printed, and Python's exit would wait
+    for that thread for ever (a CI job's timeout), as a -j worker's would (``localpool._ended``)."""
+    import threading
+
+    if not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__, parallel, piecework, runner, threads, usercode, workerloss
+from . import __version__, deadline, parallel, piecework, runner, threads, usercode, workerloss
 
 MAX_SHIPPED_BYTES = 16 * 2**20
 LAYOUT = "spec2"  # names a worker's folders of specs; a new layout takes a new name, never an old folder
@@ -34,6 +34,7 @@ CONNECT_TIMEOUT = 5  # seconds to reach the scheduler; a wrong address fails fas
 WORKERS_TIMEOUT = 30  # seconds to wait for a worker at a scheduler that has none (at the start, or mid-run)
 UNFINISHED_NAMED = 5  # experiments a lost cluster's message names
 POLL = 2  # seconds between looks at the cluster while its tasks run
+PROBE_WAIT = 2  # seconds units wait for every worker's load of the specs (``Cluster._equipped``)
 SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # Dask's network transports
 
 
@@ -116,8 +117,12 @@ def connected(address: str, specs: dict):
         except Exception as error:  # whatever else Dask makes of an address it cannot use
             raise ClusterError(f"cannot connect to the Dask scheduler at {address}: "
                                f"{type(error).__name__}: {error}") from None
+        cluster = Cluster(address, client, specs)
         try:
-            yield Cluster(address, client, specs)
+            yield cluster
+        except BaseException:  # Ctrl-C, a worker that cannot load a spec: what still runs is of no use
+            cluster.stop_running()
+            raise
         finally:
             client.close(timeout=CONNECT_TIMEOUT)
 
@@ -201,6 +206,9 @@ class Cluster:
         self.address, self.client, self.specs = address, client, specs
         self._sources: dict = {}
         self.lost = None  # the ClusterError of a scheduler that went away
+        self._probed: set = set()  # the load options every worker has loaded the specs with (``_equipped``)
+        self._keys: list = []  # of every task submitted, for ``stop_running``
+        self._probes: dict = {}  # a worker's load of a spec not looked at yet -> the spec (``_equipped``)
 
     @functools.cached_property
     def count(self) -> int:
@@ -241,15 +249,57 @@ class Cluster:
         units are run again alone (``workerloss.rescued``), so only what kills
         its worker again becomes an ERROR.
         """
-        def alone(unit, task):
-            [future] = self._done([self._submit(remote_unit, unit.spec, unit, task)], lambda f: unit.names)
-            return workerloss.alone(unit, future.result, functools.partial(self._died, n=unit.spec))
+        self._equipped(task)
+
+        def alone(units, task):  # side by side: the cluster places them
+            futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
+            list(self._done(futures, lambda f: futures[f].names))
+            return [workerloss.alone(u, f.result, functools.partial(self._died, n=u.spec)) for f, u in futures.items()]
 
         futures = {self._submit(remote_unit, u.spec, u, task): u for u in units}
         finished = ((futures[f], workerloss.settled(futures[f], f.result, functools.partial(self._died,
                                                                                            n=futures[f].spec)))
                     for f in self._done(futures, lambda f: futures[f].names))
-        yield from workerloss.rescued(finished, alone, task, DIED)
+        def points(unit):  # the main process loaded every spec whole
+            return [len(self.specs[unit.spec].experiments[k].points) for k in unit.experiments]
+
+        yield from workerloss.rescued(finished, alone, task, DIED, points)
+
+    def _equipped(self, task) -> None:
+        """Every worker loads every spec that calls user code, first (``remote_load``; what it loads
+        it keeps for the units that follow): one that cannot (the user's code imports a module or an
+        extra missing there) stops the run, exit 2, as soon as its load comes back; before, only once
+        it happened to be handed a unit of that spec, after the run's other work, or never (whether the
+        run stopped then followed which worker took which unit). Units are handed out once every load
+        is back, or after ``PROBE_WAIT`` seconds: a worker busy with another client's long task does
+        not hold the run back, its load is looked at when it comes (``_check_probes``). Workers that
+        join later are checked with their first unit."""
+        if task.load_options in self._probed:
+            return
+        self._probed.add(task.load_options)
+        calling = [n for n, spec in self.specs.items()
+                   if any(not runner.graph_of(exp).transparent for exp in spec.experiments)]
+        try:
+            workers = sorted(self.client.nthreads()) if calling else []
+        except Exception as error:
+            raise self._lost(error) from None
+        self._probes.update({self._submit(remote_load, n, None, task, workers=[worker], allow_other_workers=True): n
+                             for worker in workers for n in calling})
+        deadline = time.monotonic() + PROBE_WAIT
+        while self._probes and time.monotonic() < deadline:
+            self._check_probes()
+            time.sleep(0.02)
+        self._check_probes()
+
+    def _check_probes(self) -> None:
+        """``ClusterError`` where a worker's load of a spec (``_equipped``) came back wanting a module,
+        an extra or other software, or the scheduler went away; anything else the units meet again."""
+        for future in [f for f in self._probes if f.done()]:
+            n = self._probes.pop(future)
+            try:
+                future.result()
+            except Exception as error:
+                self._died(error, n=n)
 
     @contextlib.contextmanager
     def piece_mappers(self, task):
@@ -269,10 +319,23 @@ class Cluster:
         if self.lost is not None:  # a piece's check became an ERROR of the lost connection: no report
             raise self.lost
 
-    def _submit(self, function, n: int, what, task):
+    def stop_running(self) -> None:
+        """Stop this run's tasks that are running on a worker (``stop_tasks``). Releasing a task
+        (closing the client) leaves it running in its worker's thread, a user's function that hangs
+        for ever, and the tasks of later runs queue behind it. Best effort: the cluster may be gone."""
+        if self.lost is not None or not self._keys:
+            return
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            asked = thread.submit(self.client.run, stop_tasks, list(self._keys), on_error="ignore")
+            with contextlib.suppress(Exception):
+                asked.result(timeout=CONNECT_TIMEOUT)
+
+    def _submit(self, function, n: int, what, task, **placed):
+        key = f"gradrun-{function.__name__}-{os.urandom(8).hex()}"
+        self._keys.append(key)
         try:
-            return self.client.submit(function, self.source(n), what, task, software(), pure=False,
-                                      key=f"gradrun-{function.__name__}-{os.urandom(8).hex()}")
+            return self.client.submit(function, self.source(n), what, task, software(), pure=False, key=key,
+                                      **placed)
         except Exception as error:  # the client closed: the scheduler went away
             raise self._lost(error) from None
 
@@ -285,6 +348,7 @@ class Cluster:
             future.add_done_callback(finished.put)  # cancelled ones too: a lost scheduler cancels them all
         left, unserved = set(futures), None
         while left:
+            self._check_probes()
             try:
                 future = finished.get(timeout=POLL)
             except queue.Empty:
@@ -435,19 +499,81 @@ def _one_at_a_time(calls_user_code: bool):
         yield
 
 
+class Stopped(KeyboardInterrupt):
+    """Raised in a task's thread by ``stop_tasks``: the run that sent it has ended. A KeyboardInterrupt,
+    as Ctrl-C is in a serial run: neither the user's ``except Exception`` nor gradrun's own handling
+    of an experiment's error catches it, and the task ends (``_stoppable`` says so as an Exception)."""
+
+
+_RUNNING: dict = {}  # on a worker: the key of a task running here -> the thread running it
+_STOPPING = threading.Lock()
+
+
+def stop_tasks(keys) -> list:
+    """Runs on each Dask worker (``Client.run``): ``Stopped`` raised in the threads running these tasks,
+    when they next run Python (a single call into C that never returns cannot be stopped so)."""
+    import ctypes
+
+    stopped = []
+    with _STOPPING:
+        for key in keys:
+            if key in _RUNNING and _RUNNING[key][1] is None:
+                ident = _RUNNING[key][0]
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Stopped))
+                _RUNNING[key] = (ident, True)
+                stopped.append(key)
+    return stopped
+
+
+def _stoppable(run):
+    """``run()`` as a task ``stop_tasks`` can stop: its thread is known by the task's key while it runs."""
+    import ctypes
+
+    try:
+        from distributed import get_worker
+
+        key = get_worker().get_current_task()
+    except Exception:  # not in a Dask task (a test calls remote_unit itself)
+        return run()
+    try:
+        with _STOPPING:
+            _RUNNING[key] = (threading.get_ident(), None)
+        try:
+            return run()
+        finally:
+            with _STOPPING:
+                if _RUNNING.pop(key)[1]:  # a Stopped still pending must not go off in the next task
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+    except Stopped:
+        with _STOPPING:
+            _RUNNING.pop(key, None)  # where it went off before its thread was forgotten
+        raise RuntimeError("stopped: the gradrun run that sent this task has ended") from None
+
+
 def remote_unit(source: SpecSource, unit, task, expected: tuple = ()):
     """Runs on a Dask worker: the spec from its source (loaded with ``task.load_options``), then the unit;
     ``OtherSoftware`` where this worker's ``software()`` is not the ``expected`` of the main process."""
-    spec, calls_user_code = _loaded(source, task, expected)
-    with _one_at_a_time(calls_user_code):
-        return parallel.work(spec, unit, task)
+    def run():
+        spec, calls_user_code = _loaded(source, task, expected)
+        with _one_at_a_time(calls_user_code):
+            return parallel.work(spec, unit, task)
+
+    return _stoppable(run)
+
+
+def remote_load(source: SpecSource, _, task, expected: tuple = ()) -> None:
+    """Runs on a Dask worker: the spec loaded from its source and kept (``Cluster._equipped``)."""
+    _loaded(source, task, expected)
 
 
 def remote_piece(source: SpecSource, job, task, expected: tuple = ()):
     """Runs on a Dask worker: the spec from its source, then a piece of a large check (``piecework.Job``)."""
-    spec, calls_user_code = _loaded(source, task, expected)
-    with _one_at_a_time(calls_user_code):
-        return piecework.measure(spec, job, task.overrides, task.load_options)
+    def run():
+        spec, calls_user_code = _loaded(source, task, expected)
+        with _one_at_a_time(calls_user_code):
+            return piecework.measure(spec, job, task.overrides, task.load_options)
+
+    return _stoppable(run)
 
 
 def _loaded(source: SpecSource, task, expected: tuple = ()) -> tuple:
@@ -473,7 +599,8 @@ def _load(source: SpecSource, task):
         project = str(spec_path.parent.parent / "project")
         options["policy"] = replace(options.get("policy", usercode.DEFAULT), project=project)
     try:
-        spec = spec_module.load_spec(spec_path, **options)
+        with deadline.loading(task.overrides):
+            spec = spec_module.load_spec(spec_path, **options)
         return spec, any(not runner.graph_of(exp).transparent for exp in spec.experiments)
     except spec_module.SpecError as error:  # it loaded in the main process: this worker lacks something
         raise CannotLoad(_worker_address(), source.name, tuple((i.line, i.column, i.path, i.message, i.hint)

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import primitives, tree, usercode
+from . import deadline, primitives, tree, usercode
 from .graph import Graph, build
 from .limits import MAX_AUTO_FULL_WORK, MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_INTERMEDIATE_ELEMENTS
 
@@ -85,9 +85,15 @@ def _value(node, args, budget=None):
     where = _Where(node.source)
     if node.fn is not None:
         try:
-            return np.asarray(node.fn.forward(*args))
+            with deadline.limited(deadline.load_limit()):  # a spec's load probes the user's code (--timeout)
+                return np.asarray(node.fn.forward(*args))
         except KeyboardInterrupt:
             raise
+        except deadline.TimedOut:
+            limit = deadline.load_limit()
+            raise _Problem(f"{where}: {node.fn.source} on shapes {_shape_text(a.shape for a in args)} "
+                           f"did not return within {limit:g} s (--timeout {limit:g})",
+                           "it hangs at the experiment's first point, or needs a longer --timeout") from None
         except BaseException as err:
             raise _Problem(f"{where}: {node.fn.source} on shapes {_shape_text(a.shape for a in args)} "
                            f"raised {type(err).__name__}: {err}") from None

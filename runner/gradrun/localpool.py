@@ -6,7 +6,7 @@ imports; where a framework that must not be forked is loaded (PyTorch, JAX,
 TensorFlow), they are spawned and read the spec files themselves, once per
 process. Units are handed out a few at a time (``IN_FLIGHT_PER_WORKER``), so
 a worker that dies takes little with it: the units it had in flight are run
-again alone in fresh processes (``parallel.rescue``), and only what kills its
+again alone in fresh processes, side by side (``parallel.rescued``), and only what kills its
 worker again becomes an ERROR. Each worker caps its threads
 (``gradrun.threads``) so that N workers share the cores rather than each
 taking all of them.
@@ -19,14 +19,16 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from . import parallel, piecework, threads, window, workerloss
+from . import deadline, parallel, piecework, threads, window, workerloss
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 STOP_TIMEOUT = 5  # seconds to wait for a killed worker process to be gone
+ENDING = 1  # seconds a worker has to end once the pool shuts down, before it is ended (``_ended``)
 IN_FLIGHT_PER_WORKER = 2  # units handed to the pool ahead; bounds what a dying worker takes with it
 DIED = "its worker process died while checking it"
 # Frameworks that run thread pools of their own: a process that has loaded
@@ -55,12 +57,13 @@ def _spec(source: tuple, task):
     if source not in _LOADED:
         path, parsed = source
         options = dict(task.load_options)
-        if parsed:
-            _LOADED[source] = window.parse(path, **options)
-        else:
-            from . import spec as spec_module
+        with deadline.loading(task.overrides):  # a spawned worker loads it: the user's code probed
+            if parsed:
+                _LOADED[source] = window.parse(path, **options)
+            else:
+                from . import spec as spec_module
 
-            _LOADED[source] = spec_module.load_spec(path, **options)
+                _LOADED[source] = spec_module.load_spec(path, **options)
     return _LOADED[source]
 
 
@@ -92,26 +95,34 @@ def execute(specs: dict, units, task, jobs: int):
                 with _used(_pool(workers, per_worker)) as pool:
                     yield from _drain(pool, queue, sources, task, IN_FLIGHT_PER_WORKER * workers)
 
-        yield from workerloss.rescued(finished(), lambda u, t: _alone(u, sources, t, per_worker), task, DIED)
+        yield from workerloss.rescued(finished(), lambda us, t: _alone(us, sources, t, per_worker, workers),
+                                      task, DIED)
 
 
 @contextlib.contextmanager
 def piece_mappers(specs: dict, task, jobs: int):
     """``mapper_for(n, k)``: the mapper of experiment k of spec n's element pieces
     (``pieces.Plan.mapper``), in ``jobs`` worker processes started as ``execute`` starts
-    them (a pool that broke is replaced); this process's threads capped as theirs meanwhile."""
-    pools: list = []
+    them (a pool that broke is replaced); this process's threads capped as theirs meanwhile.
+
+    A pool has as many workers as a phase has pieces, up to ``jobs``, and grows when a later phase
+    has more: a forked pool starts all its workers at once, and ``-j 300`` forked 300 processes
+    for the four pieces of a check of 1024 elements."""
+    pools: list = []  # [(workers, pool)]: none, or the one in use
     with _forking(specs, jobs) as (sources, per_worker):
         def mapper_for(n: int, k: int):
             def mapper(where, phase, calls):
+                work = piecework.jobs(k, where, phase, calls)
+                wanted = max(1, min(jobs, len(work)))
+                if pools and pools[0][0] < wanted:
+                    _ended(pools.pop()[1])
                 if not pools:
-                    pools.append(_pool(jobs, per_worker))
-                futures = [pools[0].submit(_piece, sources[n], job, task)
-                           for job in piecework.jobs(k, where, phase, calls)]
+                    pools.append((wanted, _pool(wanted, per_worker)))
+                futures = [pools[0][1].submit(_piece, sources[n], job, task) for job in work]
                 try:
                     return workerloss.gathered(futures, _broken, DIED)
                 except piecework.WorkerDied:
-                    pools.pop().shutdown()
+                    pools.pop()[1].shutdown()
                     raise
 
             return mapper
@@ -119,11 +130,11 @@ def piece_mappers(specs: dict, task, jobs: int):
         try:
             yield mapper_for
         except BaseException:
-            for pool in pools:
+            for _, pool in pools:
                 _stop(pool)
             raise
-        for pool in pools:
-            pool.shutdown()
+        for _, pool in pools:
+            _ended(pool)
 
 
 @contextlib.contextmanager
@@ -158,10 +169,27 @@ def _broken(error) -> bool:
     return isinstance(error, BrokenProcessPool)
 
 
-def _alone(unit, sources, task, per_worker):
-    """The unit's outcome in a fresh worker process of its own, or None when that process died."""
-    with _used(_pool(1, per_worker)) as pool:
-        return workerloss.alone(unit, pool.submit(_unit, sources[unit.spec], unit, task).result, _broken)
+def _alone(units, sources, task, per_worker: int, jobs: int) -> list:
+    """Each unit's outcome in a fresh worker process of its own, or None where that process died;
+    ``jobs`` of them at a time (a pool of one process each: one that dies breaks only its own)."""
+    got: dict = {}
+    waiting, running = deque(enumerate(units)), {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                i, unit = waiting.popleft()
+                pool = _pool(1, per_worker)
+                running[pool.submit(_unit, sources[unit.spec], unit, task)] = (i, unit, pool)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i, unit, pool = running.pop(future)
+                got[i] = workerloss.alone(unit, future.result, _broken)
+                _ended(pool)
+    except BaseException:  # Ctrl-C: every process of the rescue ends now
+        for _, _, pool in running.values():
+            _stop(pool)
+        raise
+    return [got[i] for i in range(len(units))]
 
 
 def _pool(jobs: int, per_worker: int):
@@ -206,7 +234,22 @@ def _used(pool):
     except BaseException:
         _stop(pool)
         raise
-    pool.shutdown()
+    _ended(pool)
+
+
+def _ended(pool) -> None:
+    """Shut down a pool whose tasks are all done: its workers end, and those that have not ended
+    within ``ENDING`` seconds are ended (``_stop``). A thread the user's code started and left running
+    (not a daemon) keeps a process from exiting for ever; no result of the run is in it."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False)
+    deadline = time.monotonic() + ENDING
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    if any(process.is_alive() for process in processes):
+        _stop(pool)
+    else:
+        pool.shutdown()
 
 
 def _stop(pool) -> None:

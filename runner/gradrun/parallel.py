@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
-from . import csvrows, pieces, piecework, runner, shards, window
+from . import csvrows, deadline, pieces, piecework, runner, shards, window
 from .columns import Columns
 from .model import ExperimentResult, SpecError
 
@@ -137,7 +137,7 @@ def large(exp, cost: int = SPLIT_COST) -> bool:
 
 def work(spec, unit: Unit, task: Task) -> Outcome:
     """Do one unit, in this process: resolve (a ``window.Parsed`` spec), check, format CSV rows."""
-    with pieces.planned(task.piece_min, task.piece_size):
+    with pieces.planned(task.piece_min, task.piece_size), deadline.loading(task.overrides):
         return _work(spec, unit, task)
 
 
@@ -172,24 +172,71 @@ def failed(unit: Unit, why: str) -> Outcome:
     return Outcome([ExperimentResult(name, [], error=why) for name in unit.names], [None] * len(unit.names), [])
 
 
-def rescue(unit: Unit, alone, task: Task, why: str) -> Outcome:
-    """The outcome of a unit whose worker died, from running it again alone: ``alone(unit, task)``
-    is its outcome in a fresh worker, or None when that worker died too.
+def rescued(units, alone, task: Task, why: str, points=None) -> list:
+    """The outcomes of units whose worker died, from running each again alone: ``alone(units, task)``
+    is each unit's outcome in a fresh worker of its own, side by side, or None where that worker died too.
 
-    Of a chunk, each experiment is tried alone; of an experiment, its points
-    are halved until the one that kills its worker is found: it becomes the
-    experiment's ERROR, and the points before it report as a serial run's would.
+    Of a chunk that kills its worker again, each experiment is tried alone
+    (side by side too); of an experiment, its points are halved until the one
+    that kills its worker is found: it becomes the experiment's ERROR, and the
+    points before it report as a serial run's would.
+
+    ``points(unit)``, where this process knows them (a loaded spec), is how many
+    points each experiment of the unit has: the units are then run again in
+    slices of their experiments' points (at most ``RESCUE_SLICES`` each), all
+    side by side, and only a slice that died is halved. Where a death costs
+    seconds (a Dask worker and its nanny start again, and Dask itself retries
+    a task on other workers) that is three deaths, not six or more; and a
+    nanny whose worker is killed again and again as it starts gives up,
+    leaving a cluster with no workers.
     """
-    got = alone(unit, task)
-    if got is not None:
-        return got
+    if points is not None:
+        return _by_slices(units, alone, task, why, points)
+    return [got if got is not None else _died_again(unit, alone, task, why)
+            for unit, got in zip(units, alone(units, task))]
+
+
+RESCUE_SLICES = 16  # slices an experiment's points are rerun in, at most, after its worker died (``rescued``)
+
+
+def _by_slices(units, alone, task: Task, why: str, points) -> list:
+    """``rescued``'s outcomes, each experiment's points run again in slices side by side."""
+    plans = [[_rescue_slices(unit, k, name, span) for k, name, span in
+              zip(unit.experiments, unit.names, [(unit.start, unit.stop)] if unit.stop is not None
+                  else [(0, n) for n in points(unit)])]
+             for unit in units]
+    every = [one for plan in plans for experiment in plan for one in experiment]
+    got = dict(zip(map(id, every), alone(every, task)))
+    outcomes = []
+    for plan in plans:
+        results = []
+        for experiment in plan:
+            parts: list = []
+            for one in experiment:
+                parts += got[id(one)].results if got[id(one)] is not None else _bisect(one, alone, task, why)
+                if any(r.error is not None for r in parts):
+                    break  # the points after an error are not reported
+            results.append(assemble(parts))
+        outcomes.append(Outcome(results, [None] * len(results), []))
+    return outcomes
+
+
+def _rescue_slices(unit: Unit, k: int, name: str, span: tuple) -> list:
+    """Experiment ``k``'s points ``start:stop`` in at most ``RESCUE_SLICES`` units."""
+    start, stop = span
+    size = max(1, math.ceil((stop - start) / RESCUE_SLICES))
+    return [Unit(unit.spec, (k,), (name,), at, min(at + size, stop)) for at in range(start, max(stop, start + 1), size)]
+
+
+def _died_again(unit: Unit, alone, task: Task, why: str) -> Outcome:
+    """The outcome of a unit whose worker died twice (``rescued``)."""
     if len(unit.experiments) > 1:
-        singles = [rescue(Unit(unit.spec, (k,), (name,)), alone, task, why)
-                   for k, name in zip(unit.experiments, unit.names)]
+        singles = rescued([Unit(unit.spec, (k,), (name,)) for k, name in zip(unit.experiments, unit.names)],
+                          alone, task, why)
         return Outcome([r for o in singles for r in o.results], [s for o in singles for s in o.settings],
                        [i for o in singles for i in o.issues])
     if unit.stop is None:
-        found = alone(unit, task.splitting_all())
+        [found] = alone([unit], task.splitting_all())
         if found is None or not isinstance(found.results[0], Split):
             return failed(unit, why)
         unit = replace(unit, start=0, stop=found.results[0].points)
@@ -199,7 +246,7 @@ def rescue(unit: Unit, alone, task: Task, why: str) -> Outcome:
 
 def _bisect(unit: Unit, alone, task: Task, why: str) -> list:
     """The results of a slice's points up to the first that kills its worker (an ERROR then)."""
-    got = alone(unit, task)
+    [got] = alone([unit], task)
     if got is not None:
         return got.results
     if unit.stop - unit.start == 1:

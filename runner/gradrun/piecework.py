@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import csvrows, pieces, runner, threads, verdict, window
+from . import csvrows, deadline, pieces, runner, threads, usercode, verdict, window
 
 
 class Apart(NamedTuple):
@@ -96,6 +96,8 @@ def run_apart(spec, k: int, overrides, load_options, mapper, schema=None):
             except WorkerDied:  # a worker killed once from outside (the OOM killer, a lost host) costs a
                 found = mapper(where, phase, calls)  # rerun; a piece that kills its worker again is the ERROR
         except Raised as error:  # the experiment's ERROR, in a serial run's words
+            if error.kind == deadline.TimedOut.__name__:
+                raise deadline.TimedOut() from None  # said as the point's (``runner.run_experiment``)
             raise error.original() from None
         said.extend(note for _, notes in found for note in notes if note not in said)
         return [value for value, _ in found]
@@ -124,7 +126,9 @@ def measure(spec, job: Job, overrides, load_options) -> tuple:
     piece of the same input), then the job's phase on its elements. Returns what the phase
     found and what the experiment's functions have said (``runner.function_notes``)."""
     try:
-        with threads.one_blas_thread():  # as ``runner.run_experiment`` checks: the same bits wherever it runs
+        with threads.one_blas_thread(), usercode.kept_cwd(), deadline.loading(overrides), \
+                deadline.limited(overrides.get(deadline.OPTION)):
+            # as ``runner.run_experiment`` checks a point (so a piece that hangs ends too)
             return _measure(spec, job, overrides, load_options)
     except KeyboardInterrupt:
         raise

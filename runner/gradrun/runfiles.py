@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
-from . import baseline, cli_parallel, report, selection, usercode
+from . import baseline, cli_parallel, deadline, report, selection, usercode
 from .baseline import DRIFT_FACTOR
 from .drift import Drift
 from .limits import MAX_RUN_INPUT_ELEMENTS
@@ -136,6 +136,11 @@ def run_files(paths, options: RunOptions | None = None) -> Outcome:
     the returned ``Outcome`` then holds only ``issues``.
     """
     o = options or RunOptions()
+    with deadline.loading(o.overrides):  # loading probes the user's code: a hang there is a spec problem
+        return _run_files(paths, o)
+
+
+def _run_files(paths, o) -> Outcome:
     where = _where(o)
     if o.only is not None and not o.only.strip():
         raise UsageProblem("an empty pattern selects nothing", option="--only")

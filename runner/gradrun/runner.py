@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import engine, hessian, selection, threads
+from . import deadline, engine, hessian, selection, threads, usercode
 from .verdict import check_point
 from .layout import report_column, report_rows
 from .model import Experiment, ExperimentResult, Spec, one_line
@@ -32,6 +32,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     checked: list = []
     error = None
     check_mode = "full"
+    limit = (overrides or {}).get(deadline.OPTION)
     try:
         graph = graph_of(exp)
         for point in exp.points:
@@ -40,11 +41,14 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             at = f"point {point.index}, " if len(exp.points) > 1 else ""
             checker = hessian.check_point if settings.order == 2 else check_point
             told = None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")
-            with threads.one_blas_thread():  # the same bits wherever it runs
+            # the same bits and folder wherever it runs; a point that hangs is stopped (--timeout)
+            with threads.one_blas_thread(), usercode.kept_cwd(), deadline.limited(limit):
                 checked.append(checker(graph, point.inputs, exp.wrt, settings, experiment=exp.name,
                                        point=point.index, coords=point.coords, tick=told))
     except KeyboardInterrupt:
         raise  # Ctrl-C stops the run
+    except deadline.TimedOut:
+        error = deadline.message(limit, point)
     except BaseException as exc:  # one broken experiment (user code's sys.exit too) must not stop the others
         error = one_line(f"{type(exc).__name__}: {exc}")
     result = ExperimentResult.from_checks(exp.name, checked, seconds=time.perf_counter() - start, error=error,

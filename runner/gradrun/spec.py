@@ -81,8 +81,11 @@ def resolve_document(doc, spec_dir: Path, device: str | None = None,
     ``doc`` may be a view of some of the file's experiments (``gradrun.window``),
     which is how -j's workers resolve their part of a spec.
     """
-    checker = Checker(doc, spec_dir, device, policy)
-    data = doc.data
+    with usercode.kept_cwd():  # loading imports the user's modules and calls their functions
+        return _resolve_document(Checker(doc, spec_dir, device, policy), doc.data)
+
+
+def _resolve_document(checker, data) -> tuple:
     defaults = checker.settings(("defaults",), data.get("defaults") or {}, Settings()) \
         if checker.ok("defaults") else Settings()
     checker.seed = defaults.seed

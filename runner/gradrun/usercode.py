@@ -211,6 +211,27 @@ def _folder_imports(folder: Path):
         sys.modules.update(hidden)
 
 
+@contextmanager
+def kept_cwd():
+    """The working directory as it was, whatever the user's code inside changed it to.
+
+    gradrun's own relative paths (the spec, its modules, the reports) mean the
+    folder it was started in, and a worker must see what a serial run sees
+    whichever experiments ran in it before: the user's code that moves the
+    process (``os.chdir``) is moved back after each point, and after loading.
+    """
+    before = os.getcwd()
+    try:
+        yield
+    finally:
+        try:
+            moved = os.getcwd() != before
+        except OSError:  # the user's code removed the folder it moved to
+            moved = True
+        if moved:
+            os.chdir(before)
+
+
 def own_files(folder) -> list:
     """The files of the user's modules this process has loaded from under ``folder``: the modules
     specs named and the helpers those imported (what a worker without the folder needs)."""

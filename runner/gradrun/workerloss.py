@@ -2,7 +2,7 @@
 
 A finished task holds its outcome, or tells that its worker died under it
 (``DIED``), or raised (an ERROR of its unit). Units whose worker died are run
-again alone at the end (``rescued``: ``parallel.rescue``), so only what kills
+again alone at the end (``rescued``: ``parallel.rescued``), so only what kills
 its worker again becomes an ERROR; the pieces of a large check whose worker died
 are measured again once, and a second death makes its experiment an ERROR
 (``gathered``: ``piecework.WorkerDied``, ``piecework.run_apart``). Each
@@ -34,9 +34,10 @@ def alone(unit, result, died):
     return None if got is DIED else got
 
 
-def rescued(finished, run_alone, task, why: str):
-    """``(unit, outcome)`` as ``finished`` yields them; those ``DIED`` are run again, each alone
-    (``run_alone(unit, task)``, as ``parallel.rescue`` calls it), once the others are done."""
+def rescued(finished, run_alone, task, why: str, points=None):
+    """``(unit, outcome)`` as ``finished`` yields them; those ``DIED`` are run again, each alone and side
+    by side (``run_alone(units, task)``, as ``parallel.rescued`` calls it, with ``points``), once the
+    others are done."""
     suspects = []
     try:
         for unit, outcome in finished:
@@ -46,8 +47,8 @@ def rescued(finished, run_alone, task, why: str):
                 yield unit, outcome
     finally:  # closed (a Ctrl-C in the caller): ``finished`` stops its workers now, not when collected
         finished.close()
-    for unit in suspects:
-        yield unit, parallel.rescue(unit, run_alone, task, why)
+    if suspects:
+        yield from zip(suspects, parallel.rescued(suspects, run_alone, task, why, points))
 
 
 def gathered(futures, died, why: str) -> list:
