@@ -14,7 +14,7 @@ switch point, log-determinants through Cholesky, softplus with beta = 100,
 erf-GELU, cosine similarity of vectors of 1e-3, a Gumbel-softmax at
 temperature 0.1 with fixed noise, a Dice loss, a highway layer whose gate and
 transform share a weight, instance norm, an RBF kernel of points near 1e4
-whose distances are 1, a logsumexp over 10^3 logits, and a float32 layer
+whose distances are 1, a logsumexp over 500 logits, and a float32 layer
 under a float64 loss that weights its outputs.
 
 The bugs: a dropped term of silu's slope, the sparsemax mean over K, entmax
@@ -426,7 +426,7 @@ def f32_layer_vjp(g, x, W, half=False):
     return (gh @ W32.T).astype(np.float64), (x32.T @ gh).astype(np.float64)
 
 
-# a logsumexp over 10^3 logits (a vocabulary)
+# a logsumexp over 500 logits (a vocabulary)
 def wide_lse(z):
     return _lse(z, 0)
 
@@ -461,7 +461,7 @@ DICE_AT = {"z": RNG.normal(size=12) * 2}
 HIGHWAY_AT = {"x": RNG.normal(size=(3, 4)), "W": RNG.normal(size=(4, 4)) * 0.6, "bt": RNG.normal(size=4)}
 INORM_AT = {"x": RNG.normal(size=(2, 3, 5)) * 2 + 1}
 RBF_AT = {"X": 1e4 + RNG.normal(size=(3, 2)) * 0.7, "Y": 1e4 + RNG.normal(size=(4, 2)) * 0.7}
-WIDE_AT = {"z": RNG.normal(size=1000) * 3}
+WIDE_AT = {"z": RNG.normal(size=500) * 3}
 F32_AT = {"x": RNG.normal(size=(3, 4)), "W": RNG.normal(size=(4, 5)) * 0.5}
 
 CASES = [
@@ -517,7 +517,7 @@ CASES = [
     Case("float32-layer-float64-loss", f32_layer, f32_layer_vjp, F32_AT, "pass"),
     Case("float32-layer-float64-loss@float16-slope", f32_layer, lambda g, x, W: f32_layer_vjp(g, x, W, True), F32_AT,
          "fail"),
-    Case("logsumexp-1e3", wide_lse, wide_lse_vjp, WIDE_AT, "pass"),
-    Case("logsumexp-1e3@1e-3", wide_lse, lambda g, z: _scaled_entry(wide_lse_vjp(g, z), int(np.argmax(WIDE_AT["z"])),
-                                                                     1e-3), WIDE_AT, "fail"),
+    Case("logsumexp-500", wide_lse, wide_lse_vjp, WIDE_AT, "pass"),
+    Case("logsumexp-500@1e-3", wide_lse, lambda g, z: _scaled_entry(wide_lse_vjp(g, z), int(np.argmax(WIDE_AT["z"])),
+                                                                     1e-3), WIDE_AT, "fail", dtypes=("float32",)),
 ]
