@@ -496,12 +496,17 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
                                            slopes, spread)
             found = projection_columns(screened, experiment, point, name, settings, coords or {})
             projections.append(found)
-            if not screened.bad.any():
+            if screened.bad.any():
+                columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
+                                          primary)
+            elif not screen.coarse(screened, eps):
                 blocks.append((len(found), 0))
                 continue
-            columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
-                                      primary)
-            if not columns:  # too many, or cancelling: look at every element, within auto's work
+            elif vals[graph.output].size * x.size > screen.COARSE_FULL_LIMIT:  # no pass it cannot vouch for
+                found["status"] = shared_strings(np.where(found["status"] == "pass", "unresolved", found["status"]))
+                blocks.append((len(found), 0))
+                continue
+            if not columns:  # too many, cancelling, or too coarse to see one: every element, within auto's work
                 work = graphcheck.full_work(graph, [name], vals[graph.output].size, [np.shape(v) for v in vals])
                 if work > graphcheck.MAX_AUTO_FULL_WORK:
                     # too large to check element by element: the screen's verdict stands (a run of a
