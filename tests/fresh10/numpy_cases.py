@@ -27,7 +27,8 @@ triangle, a linearised softplus above beta x = 8, tanh-GELU's slope for
 erf-GELU's, the norms held constant and computed in float16, the temperature
 dropped, one sign in the quotient rule, a shared weight's gradient counted
 twice, a reduction over channels for the spatial axis, a length scale's square
-dropped, one logit's gradient 1e-3 off, and a float16 slope.
+dropped, one logit's gradient 1e-3 off, a float16 slope, and a softmax's backward
+reading the cache of the last forward call.
 """
 
 import math
@@ -426,6 +427,21 @@ def f32_layer_vjp(g, x, W, half=False):
     return (gh @ W32.T).astype(np.float64), (x32.T @ gh).astype(np.float64)
 
 
+# a softmax whose backward reads what the last forward call cached (the last call was gradrun's,
+# at a moved point: the gradient is that point's, 1e-8 off in float64)
+_CACHE = {}
+
+
+def cached_softmax(x):
+    _CACHE["p"] = _softmax(x)
+    return _CACHE["p"]
+
+
+def cached_softmax_vjp(g, x, stale=True):
+    p = _CACHE["p"] if stale else _softmax(x)
+    return p * (g - (g * p).sum())
+
+
 # a logsumexp over 500 logits (a vocabulary)
 def wide_lse(z):
     return _lse(z, 0)
@@ -463,6 +479,8 @@ INORM_AT = {"x": RNG.normal(size=(2, 3, 5)) * 2 + 1}
 RBF_AT = {"X": 1e4 + RNG.normal(size=(3, 2)) * 0.7, "Y": 1e4 + RNG.normal(size=(4, 2)) * 0.7}
 WIDE_AT = {"z": RNG.normal(size=500) * 3}
 F32_AT = {"x": RNG.normal(size=(3, 4)), "W": RNG.normal(size=(4, 5)) * 0.5}
+
+SOFTMAX_AT = {"x": RNG.normal(size=6)}
 
 CASES = [
     Case("swiglu", swiglu, swiglu_vjp, SWIGLU_AT, "pass"),
@@ -514,6 +532,8 @@ CASES = [
     Case("instance-norm@channel-axis", inorm, lambda g, x: inorm_vjp(g, x, axis=1), INORM_AT, "fail"),
     Case("rbf-at-1e4", rbf, rbf_vjp, RBF_AT, "pass"),
     Case("rbf-at-1e4@length-not-squared", rbf, lambda g, X, Y: rbf_vjp(g, X, Y, False), RBF_AT, "fail"),
+    Case("softmax", cached_softmax, lambda g, x: cached_softmax_vjp(g, x, False), SOFTMAX_AT, "pass"),
+    Case("softmax@stale-cache", cached_softmax, cached_softmax_vjp, SOFTMAX_AT, "fail"),
     Case("float32-layer-float64-loss", f32_layer, f32_layer_vjp, F32_AT, "pass"),
     Case("float32-layer-float64-loss@float16-slope", f32_layer, lambda g, x, W: f32_layer_vjp(g, x, W, True), F32_AT,
          "fail"),
