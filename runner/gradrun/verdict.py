@@ -385,7 +385,9 @@ def _evaluated(graph, inputs, wrt, dtype) -> _Values:
     vals = engine.evaluate(graph, rounded, np.float64)
     _refuse_unmeasurable(graph, vals, rounded, wrt)
     eps = numeric.EPS["float64" if vals[graph.output].dtype == np.float64 else "float32"]
-    vals32, primary = None, "float64"
+    # code whose output ignores float64 is float32 code, and held to float32's rules in any
+    # dtype: float64's RESOLVE (1e-6) left right entries of a float32 layer unresolved
+    vals32, primary = None, "float64" if vals[graph.output].dtype == np.float64 else "float32"
     if dtype != "float64":
         vals32 = engine.evaluate(graph, rounded, NUMPY_DTYPES[dtype])
         if vals[graph.output].dtype != np.float64:  # the user's code ignores float64

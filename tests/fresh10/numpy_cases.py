@@ -14,8 +14,8 @@ switch point, log-determinants through Cholesky, softplus with beta = 100,
 erf-GELU, cosine similarity of vectors of 1e-3, a Gumbel-softmax at
 temperature 0.1 with fixed noise, a Dice loss, a highway layer whose gate and
 transform share a weight, instance norm, an RBF kernel of points near 1e4
-whose distances are 1, a logsumexp over 500 logits, and a float32 layer
-under a float64 loss that weights its outputs.
+whose distances are 1, a logsumexp over 500 logits, a float32 layer under a float64
+loss that weights its outputs, and a float32 layer checked in float64.
 
 The bugs: a dropped term of silu's slope, the sparsemax mean over K, entmax
 weighted by p for sqrt(p), scattering by assignment, a transposed transition
@@ -427,6 +427,18 @@ def f32_layer_vjp(g, x, W, half=False):
     return (gh @ W32.T).astype(np.float64), (x32.T @ gh).astype(np.float64)
 
 
+# a float32 layer that returns float32 whatever it is given, checked in float64 too
+def f32_out(x, W):
+    return np.tanh(x.astype(np.float32) @ W.astype(np.float32))
+
+
+def f32_out_vjp(g, x, W, half=False):
+    x32, W32, g32 = x.astype(np.float32), W.astype(np.float32), g.astype(np.float32)
+    h = np.tanh(x32 @ W32)
+    a = g32 * (1 - (h.astype(np.float16) if half else h) ** 2).astype(np.float32)
+    return a @ W32.T, x32.T @ a
+
+
 # a softmax whose backward reads what the last forward call cached (the last call was gradrun's,
 # at a moved point: the gradient is that point's, 1e-8 off in float64)
 _CACHE = {}
@@ -481,6 +493,8 @@ WIDE_AT = {"z": RNG.normal(size=500) * 3}
 F32_AT = {"x": RNG.normal(size=(3, 4)), "W": RNG.normal(size=(4, 5)) * 0.5}
 
 SOFTMAX_AT = {"x": RNG.normal(size=6)}
+_R1 = np.random.default_rng(1)
+F32_OUT_AT = {"x": _R1.normal(size=(10, 4)) * 3, "W": _R1.normal(size=(4, 4)) * 0.5}
 
 CASES = [
     Case("swiglu", swiglu, swiglu_vjp, SWIGLU_AT, "pass"),
@@ -532,6 +546,8 @@ CASES = [
     Case("instance-norm@channel-axis", inorm, lambda g, x: inorm_vjp(g, x, axis=1), INORM_AT, "fail"),
     Case("rbf-at-1e4", rbf, rbf_vjp, RBF_AT, "pass"),
     Case("rbf-at-1e4@length-not-squared", rbf, lambda g, X, Y: rbf_vjp(g, X, Y, False), RBF_AT, "fail"),
+    Case("float32-layer", f32_out, f32_out_vjp, F32_OUT_AT, "pass"),
+    Case("float32-layer@float16-slope", f32_out, lambda g, x, W: f32_out_vjp(g, x, W, True), F32_OUT_AT, "fail"),
     Case("softmax", cached_softmax, lambda g, x: cached_softmax_vjp(g, x, False), SOFTMAX_AT, "pass"),
     Case("softmax@stale-cache", cached_softmax, cached_softmax_vjp, SOFTMAX_AT, "fail"),
     Case("float32-layer-float64-loss", f32_layer, f32_layer_vjp, F32_AT, "pass"),
