@@ -2,8 +2,8 @@
 settings: (name, function, inputs, expect, dtypes). Few and small: XLA compiles each.
 
 Plain JAX: a linear scan by lax.scan with decays of 0.999, erf-GELU (jax.nn.gelu with
-approximate=False). custom_vjp: entmax-1.5 (weighted by p where
-sqrt(p) belongs) and softplus with beta = 100 (linearised above beta x = 8)."""
+approximate=False). custom_vjp: entmax-1.5 weighted by p where sqrt(p) belongs (its correct
+rule is numpy's case) and softplus with beta = 100 linearised above beta x = 8."""
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +50,7 @@ def _softplus_b_vjp(g, x, threshold=None):
     return (g * (s if threshold is None else jnp.where(100.0 * x > threshold, 1.0, s)),)
 
 
-SCAN_AT = {"u": 7 + 0.5 * RNG.normal(size=16), "b": RNG.normal(size=16)}
+SCAN_AT = {"u": 7 + 0.5 * RNG.normal(size=8), "b": RNG.normal(size=8)}
 GELU_AT = {"x": np.array([-6.0, -3.0, -1.2, -0.3, 0.0, 0.4, 1.5, 2.5, 5.0])}
 ENTMAX_AT = {"z": np.array([[1.2, 0.9, -0.4, 0.3, 1.0], [0.1, 0.3, -0.2, 0.25, 0.05]])}
 SOFTPLUS_AT = {"x": np.array([-0.1, -0.005, 0.0, 0.02, 0.081, 0.09, 0.3])}
@@ -60,7 +60,6 @@ F64, F32, BOTH = ("float64",), ("float32",), ("float64", "float32")
 CASES = [
     ("scan-0.999", scan, SCAN_AT, "pass", F32),
     ("gelu-erf", gelu_erf, GELU_AT, "pass", BOTH),
-    ("entmax15", _custom_vjp(entmax15, _entmax15_vjp), ENTMAX_AT, "pass", F64),
     ("entmax15@weight-p", _custom_vjp(entmax15, lambda g, z: _entmax15_vjp(g, z, True)), ENTMAX_AT, "fail", F32),
     ("softplus-beta-100@linear-above-8", _custom_vjp(softplus_b, lambda g, x: _softplus_b_vjp(g, x, 8.0)),
      SOFTPLUS_AT, "fail", F32),
