@@ -14,8 +14,9 @@ switch point, log-determinants through Cholesky, softplus with beta = 100,
 erf-GELU, cosine similarity of vectors of 1e-3, a Gumbel-softmax at
 temperature 0.1 with fixed noise, a Dice loss, a highway layer whose gate and
 transform share a weight, instance norm, an RBF kernel of points near 1e4
-whose distances are 1, a logsumexp over 500 logits, a float32 layer under a float64
-loss that weights its outputs, and a float32 layer checked in float64.
+whose distances are 1, a logsumexp over 500 logits, a float32 layer under a
+float64 loss that weights its outputs, a float32 layer checked in float64, and
+an output of 1e3 + 1e-3 tanh(x).
 
 The bugs: a dropped term of silu's slope, the sparsemax mean over K, entmax
 weighted by p for sqrt(p), scattering by assignment, a transposed transition
@@ -27,8 +28,9 @@ triangle, a linearised softplus above beta x = 8, tanh-GELU's slope for
 erf-GELU's, the norms held constant and computed in float16, the temperature
 dropped, one sign in the quotient rule, a shared weight's gradient counted
 twice, a reduction over channels for the spatial axis, a length scale's square
-dropped, one logit's gradient 1e-3 off, a float16 slope, and a softmax's backward
-reading the cache of the last forward call.
+dropped, one logit's gradient 1e-3 off, float16 slopes, a softmax's backward
+reading the cache of the last forward call, and the slope of a nearly constant
+output 10 % off.
 """
 
 import math
@@ -439,6 +441,15 @@ def f32_out_vjp(g, x, W, half=False):
     return a @ W32.T, x32.T @ a
 
 
+# an output that is nearly constant: 1e3 + 1e-3 tanh(x), whose slope is 1e-6 of its value
+def near_constant(x):
+    return 1e3 + 1e-3 * np.tanh(x)
+
+
+def near_constant_vjp(g, x, factor=1.0):
+    return g * 1e-3 * factor * (1 - np.tanh(x) ** 2)
+
+
 # a softmax whose backward reads what the last forward call cached (the last call was gradrun's,
 # at a moved point: the gradient is that point's, 1e-8 off in float64)
 _CACHE = {}
@@ -493,6 +504,7 @@ WIDE_AT = {"z": RNG.normal(size=500) * 3}
 F32_AT = {"x": RNG.normal(size=(3, 4)), "W": RNG.normal(size=(4, 5)) * 0.5}
 
 SOFTMAX_AT = {"x": RNG.normal(size=6)}
+NEAR_CONSTANT_AT = {"x": RNG.normal(size=6)}
 _R1 = np.random.default_rng(1)
 F32_OUT_AT = {"x": _R1.normal(size=(10, 4)) * 3, "W": _R1.normal(size=(4, 4)) * 0.5}
 
@@ -548,6 +560,8 @@ CASES = [
     Case("rbf-at-1e4@length-not-squared", rbf, lambda g, X, Y: rbf_vjp(g, X, Y, False), RBF_AT, "fail"),
     Case("float32-layer", f32_out, f32_out_vjp, F32_OUT_AT, "pass"),
     Case("float32-layer@float16-slope", f32_out, lambda g, x, W: f32_out_vjp(g, x, W, True), F32_OUT_AT, "fail"),
+    Case("near-constant-1e3", near_constant, near_constant_vjp, NEAR_CONSTANT_AT, "pass"),
+    Case("near-constant-1e3@10pct", near_constant, lambda g, x: near_constant_vjp(g, x, 1.1), NEAR_CONSTANT_AT, "fail"),
     Case("softmax", cached_softmax, lambda g, x: cached_softmax_vjp(g, x, False), SOFTMAX_AT, "pass"),
     Case("softmax@stale-cache", cached_softmax, cached_softmax_vjp, SOFTMAX_AT, "fail"),
     Case("float32-layer-float64-loss", f32_layer, f32_layer_vjp, F32_AT, "pass"),
