@@ -29,6 +29,7 @@ from .limits import MAX_AUTO_FULL_WORK
 
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
+COARSE_FULL_LIMIT = 1_000_000  # one input's, up to which a screen too coarse to see one entry is checked in full
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
 # Directions moved at once: each holds a copy of every value of the evaluation (complex
 # under a complex step), so a batch of B directions over an evaluation of E elements takes
@@ -233,6 +234,19 @@ def screen_input(graph, vals, name, settings, eps, method, rng, primary, u, g, g
         bad[:] = True
         num = np.full(num.shape, np.nan)
     return Screen(num, ana, ana64, tol, est, bad, kink, method, h, u, v, g, g32)
+
+
+def coarse(screen: Screen, eps: float) -> bool:
+    """Whether the screen of code that computes in float32 could miss one entry wrong by a large
+    part of itself: its sensitivity (a single entry's error every direction flags) above
+    float32's RESOLVE of the largest |J^T u|. Its differences are float32's too, over every
+    output: over 3840 outputs their round-off made a tolerance of 2.3 beside J^T u of 3.4, and a
+    VJP with one entry 30 % off passed, in float32 and float64 alike (tests/fresh10). float64 code
+    screens to 1e-8 of such entries (and, beside float32 code, screens its formula)."""
+    if eps <= numeric.EPS["float64"]:
+        return False
+    g = np.abs(screen.g if screen.g32 is None else screen.g32)
+    return screen.sensitivity > numeric.RESOLVE["float32"] * float(np.max(g, initial=0.0))
 
 
 def group_test(v, disagrees, rows=None, most=None):
