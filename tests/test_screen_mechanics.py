@@ -174,3 +174,33 @@ def test_directional_steps_along_v_over_its_norm_bit_for_bit(method, monkeypatch
     assert len(moves) == len(offsets) > 0
     for along, offset in zip(moves, offsets):
         assert along.reshape(4, -1).tobytes() == (offset[:, None] * unit).tobytes()
+
+
+def _wrong_everywhere(outputs, inputs):
+    """tanh(A x) and a VJP 10 % off in every entry: a screen fails, localizing gives up (every half disagrees)."""
+    a = np.random.default_rng(0).standard_normal((outputs, inputs)) / np.sqrt(inputs)
+
+    def vjp(g, x):
+        y = np.tanh(a @ x)
+        return 1.1 * (a.T @ (g * (1 - y * y)))
+
+    return (lambda x: np.tanh(a @ x)), vjp, {"x": np.random.default_rng(1).standard_normal(inputs)}
+
+
+@pytest.mark.parametrize("limit, elements_checked", [(10_000, 600), (1_000, 125)])
+def test_what_a_failing_screen_checks_in_full_stays_within_the_fallback_limit(limit, elements_checked, monkeypatch):
+    """At most ``FALLBACK_FULL_LIMIT`` Jacobian entries of an input are checked in full after a screen
+    fails (the first elements localized); past it the failing projections are the verdict. A wrong
+    VJP of 4096 outputs and 2048 inputs checked every one of its 8.4 million entries (24 GB)."""
+    import gradrun
+
+    monkeypatch.setattr(screen, "FALLBACK_FULL_LIMIT", limit)
+    f, vjp, at = _wrong_everywhere(8, 600)  # 4800 entries, every element wrong
+    frame = gradrun.check(f, at, vjp=vjp, check="screen").dataframe()
+    elements, projections = frame[frame["index"] >= 0], frame[frame["index"] < 0]
+    assert len(projections) and (projections["status"] == "fail").all()
+    assert sorted(set(elements["index"])) == list(range(elements_checked))
+    assert len(elements) == 8 * elements_checked
+    big = np.abs(elements["numeric"].to_numpy()) > 1e-3
+    assert np.allclose((elements["analytic"] / elements["numeric"]).to_numpy()[big], 1.1)
+    assert (elements["status"].to_numpy()[big] == "fail").all()

@@ -29,7 +29,11 @@ from .limits import MAX_AUTO_FULL_WORK
 
 SCREEN_DIRECTIONS = 4
 FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every element
-COARSE_FULL_LIMIT = 1_000_000  # one input's, up to which a screen too coarse to see one entry is checked in full
+# One input's Jacobian entries up to which a screen that cannot vouch for it (a failure not
+# localized, or a screen too coarse to see one entry) is checked in full, within auto's work:
+# a full check's columns are (entries,) arrays, a few dozen of them, and its report a row each
+# (a million in about a minute and 1 GB here; 8.4 million took 24 GB).
+FALLBACK_FULL_LIMIT = 1_000_000
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
 # Directions moved at once: each holds a copy of every value of the evaluation (complex
 # under a complex step), so a batch of B directions over an evaluation of E elements takes

@@ -501,18 +501,21 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             if screened.bad.any():
                 columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
                                           primary)
+                if columns:  # the first elements found, within what a fallback may check in full
+                    columns = columns[:max(1, screen.FALLBACK_FULL_LIMIT // max(vals[graph.output].size, 1))]
             elif not screen.coarse(screened, eps):
                 blocks.append((len(found), 0))
                 continue
-            elif vals[graph.output].size * x.size > screen.COARSE_FULL_LIMIT:  # no pass it cannot vouch for
-                found["status"] = shared_strings(np.where(found["status"] == "pass", "unresolved", found["status"]))
-                blocks.append((len(found), 0))
-                continue
-            if not columns:  # too many, cancelling, or too coarse to see one: every element, within auto's work
+            if not columns:  # too many, cancelling, or too coarse to see one: every element, within limits
                 work = graphcheck.full_work(graph, [name], vals[graph.output].size, [np.shape(v) for v in vals])
-                if work > graphcheck.MAX_AUTO_FULL_WORK:
+                entries = vals[graph.output].size * x.size
+                if work > graphcheck.MAX_AUTO_FULL_WORK or entries > screen.FALLBACK_FULL_LIMIT:
                     # too large to check element by element: the screen's verdict stands (a run of a
-                    # million elements whose every half disagrees, f overflowing, must not take days)
+                    # million elements whose every half disagrees, f overflowing, must not take days
+                    # or a machine's memory), but no pass a screen too coarse cannot vouch for
+                    if not screened.bad.any():
+                        found["status"] = shared_strings(np.where(found["status"] == "pass", "unresolved",
+                                                                  found["status"]))
                     blocks.append((len(found), 0))
                     continue
                 columns = None
