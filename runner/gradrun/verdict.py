@@ -27,6 +27,7 @@ import numpy as np
 from . import engine, graphcheck, judge, measure, numeric, pieces, screen, threads
 from .columns import Columns, shared_strings
 from .model import Settings
+from .limits import MAX_REPORT_ROWS
 from .sensitivity import Sensitivity
 from .point_columns import element_columns, errors, projection_columns  # noqa: F401 (errors: re-exported)
 
@@ -252,18 +253,21 @@ def _confirm(cols, idx, e, rule, eps, dtype) -> tuple:
     uncertain (``measure.remeasure``): ``rule()``'s (bad, vague, tol, aim, uncertainty)."""
     x = cols.x[idx]
     judged = rule()
+    # where f itself is not finite no derivative is checked (``judge.classify``): measuring
+    # those entries again learns nothing, and took 50 times a full check's time (f overflowing)
+    defined = judge.defined_rows(cols.graph, cols.vals)
     bad, vague = judged[:2]
-    suspects = np.flatnonzero((bad | vague).any(axis=0))
+    suspects = np.flatnonzero(((bad | vague) & defined).any(axis=0))
     if not len(suspects):  # every entry decided by the first measurement: nothing to measure again
         return judged
     # what f's own round-off hides, measured where it matters
     judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[dtype])
     bad, vague, tol, aim, _ = rule()
-    measure.remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
+    measure.remeasure(cols, idx, e, eps, np.flatnonzero(((bad | vague) & defined).any(axis=0)), aim)
     judged = rule()
     # the aim follows the derivative's size, which the first rough measurement may have
     # missed by orders (a step across the pole of an ill-conditioned solve): aim again
-    again = np.flatnonzero(judged[1].any(axis=0))
+    again = np.flatnonzero((judged[1] & defined).any(axis=0))
     if not len(again):
         return judged
     measure.remeasure(cols, idx, e, eps, again, judged[3])
@@ -437,6 +441,20 @@ def _mode(graph, vals, wrt, settings) -> str:
     return "full" if full else "screen"
 
 
+def _follow_up_fits(graph, vals, name, columns) -> bool:
+    """Whether the elements a failed screen points at (``columns``; None: every element of
+    input ``name``) may be checked one by one: within the work auto allows a full check, and
+    within the rows one experiment may report. Past either, the screen's failing projections
+    stand: a million elements whose every half disagrees must not take days, nor one element
+    of a ten-million-element output add ten million rows a point."""
+    outputs = vals[graph.output].size
+    count = vals[graph.inputs[name]].size if columns is None else len(columns)
+    if count * outputs > MAX_REPORT_ROWS:
+        return False
+    return columns is not None or \
+        graphcheck.full_work(graph, [name], outputs, [np.shape(v) for v in vals]) <= graphcheck.MAX_AUTO_FULL_WORK
+
+
 def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
     vals, vals32, primary, eps, conditioning = _evaluated(graph, inputs, wrt, settings.dtype)
     mode = _mode(graph, vals, wrt, settings)
@@ -474,16 +492,12 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             if not screened.bad.any():
                 blocks.append((len(found), 0))
                 continue
+            # None: too many, cancelling, or f not finite: look at every element
             columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
-                                      primary)
-            if not columns:  # too many, or cancelling: look at every element, within auto's work
-                work = graphcheck.full_work(graph, [name], vals[graph.output].size, [np.shape(v) for v in vals])
-                if work > graphcheck.MAX_AUTO_FULL_WORK:
-                    # too large to check element by element: the screen's verdict stands (a run of a
-                    # million elements whose every half disagrees, f overflowing, must not take days)
-                    blocks.append((len(found), 0))
-                    continue
-                columns = None
+                                      primary) or None
+            if not _follow_up_fits(graph, vals, name, columns):
+                blocks.append((len(found), 0))  # the screen's verdict stands
+                continue
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
         ana = full[name] if name in full else analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)

@@ -1,0 +1,96 @@
+"""Hostile specs of round 10 (docs/security.md): each test fails on the code before its fix.
+
+The attacker controls a spec file only; the user runs `gradrun spec.yaml`. A spec of
+built-ins and expressions must end in bounded time and memory, and a mistake in it
+must be an error at its place (exit 2), in gradrun's words rather than numpy's.
+What got through before this round:
+
+- a second-order screen that could not localize fell back to every Hessian column,
+  whatever its size: `MemoryError: Unable to allocate 7.28 TiB` at a million elements,
+  four million report rows at two thousand (the row limit had counted 250 000);
+- localizing a screen where f itself is not finite, or where one analytic entry is
+  infinite, spent the whole work limit on halves that all disagree (36 s, 46 s);
+"""
+
+import pytest
+
+from gradrun import hessian, screen
+from cli_helpers import write
+from test_hostile9 import experiment, invoke, refused
+
+
+def failing_rows(project, body: str) -> list:
+    """The report rows of a spec of one experiment (``body``) whose check fails (exit 1)."""
+    path = write(project, "s.yaml", experiment(body))
+    ran = invoke(path, "--out", project / "out")
+    assert ran.exit_code == 1 and "Traceback" not in ran.output, ran.output
+    return (project / "out" / "s.csv").read_text().splitlines()[1:]
+
+
+# --- screens that cannot be localized: bounded in time, rows and memory -----------------------------
+
+
+def _group_tests(monkeypatch):
+    seen = []
+    real = screen.group_test
+
+    def spy(v, disagrees, rows=None, most=None):
+        found = real(v, disagrees, rows, most)
+        seen.append(found)
+        return found
+
+    monkeypatch.setattr(screen, "group_test", spy)
+    return seen
+
+
+def test_a_second_order_screen_that_cannot_localize_keeps_its_verdict_within_the_row_limit(project, monkeypatch):
+    """exp overflowing: every column disagrees, and the check fell back to the whole Hessian
+    (a million elements: 7.28 TiB; two thousand: four million rows, 80 s). Now the screen stands."""
+    monkeypatch.setattr(hessian, "MAX_REPORT_ROWS", 100_000, raising=False)  # 600 x 600 entries is more
+    rows = failing_rows(project, "expr: sum(exp(X))\norder: 2\n"
+                                 "inputs: {X: {shape: [600], init: uniform, low: 700, high: 720}}")
+    assert len(rows) == screen.SCREEN_DIRECTIONS
+
+
+def test_a_screen_where_f_is_not_finite_does_not_localize(project, monkeypatch):
+    """Every half of every direction holds f's NaN: localizing spent the work limit (36 s at a
+    million elements) to learn nothing. Every element is looked at instead, within the work limit."""
+    seen = _group_tests(monkeypatch)
+    rows = failing_rows(project, "expr: sum(softmax(exp(X)))\ncheck: screen\n"
+                                 "inputs: {X: {shape: [2000], init: uniform, low: 700, high: 720}}")
+    assert seen == [] and len(rows) == screen.SCREEN_DIRECTIONS + 2000
+
+
+SQRT_AT_0 = "expr: sqrt(broadcast_to(X, (2, 3000)))\ninputs: {X: {shape: [3000], init: arange, start: 0, step: 1}}"
+
+
+def test_an_infinite_analytic_entry_is_localized_at_once(project, monkeypatch):
+    """sqrt'(0) is infinite: 0 * inf made every half's analytic side NaN, so every half
+    disagreed and localizing gave up after the work limit (46 s at 3000 x 3 million)."""
+    seen = _group_tests(monkeypatch)
+    rows = failing_rows(project, SQRT_AT_0)
+    assert seen == [[]]  # the other elements agree
+    elements = [r for r in rows if ",X[0]," in r]
+    assert len(elements) == 2 * 3000 and all(",inf," in r for r in elements[:1])
+
+
+def test_one_element_of_a_huge_output_does_not_add_millions_of_rows(project, monkeypatch):
+    """The element a screen localizes was checked over its whole Jacobian column: ten million
+    rows a point for an output of ten million, which the row limits had not counted."""
+    from gradrun import verdict
+
+    monkeypatch.setattr(verdict, "MAX_REPORT_ROWS", 5000, raising=False)  # the column has 6000 entries
+    assert len(failing_rows(project, SQRT_AT_0)) == screen.SCREEN_DIRECTIONS
+
+
+def test_entries_where_f_is_not_finite_are_not_measured_again(project, monkeypatch):
+    """A full check of 2000 elements of f overflowing took 10 s (0.2 s where f is finite): every
+    NaN entry was measured again at step after step, then called nan, as f's NaN makes it."""
+    from gradrun import measure
+
+    again = []
+    monkeypatch.setattr(measure, "remeasure", lambda *a, **k: again.append(1))
+    rows = failing_rows(project, "expr: sum(softmax(exp(X)))\ncheck: full\n"
+                                 "inputs: {X: {shape: [2000], init: uniform, low: 700, high: 720}}")
+    assert len(rows) == 2000 and all(",nan," in r for r in rows) and again == []
+
