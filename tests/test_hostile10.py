@@ -94,3 +94,48 @@ def test_entries_where_f_is_not_finite_are_not_measured_again(project, monkeypat
                                  "inputs: {X: {shape: [2000], init: uniform, low: 700, high: 720}}")
     assert len(rows) == 2000 and all(",nan," in r for r in rows) and again == []
 
+
+# --- mistakes said at their place, in gradrun's words ------------------------------------------------
+
+
+SHAPE_32 = "[" + ", ".join(["1"] * 32) + "]"
+
+
+@pytest.mark.parametrize("body, place, fragment", [
+    # np.broadcast stops at 32 dimensions: "could not load: RuntimeError ... (this is a gradrun bug)"
+    ("expr: sum(broadcast_to(X, (" + "1, " * 34 + "2)))\ninputs: {X: [1.0, 2.0]}", "4:31",
+     "broadcast_to's shape must be a tuple of at most 32 integers"),
+    # numpy's "maximum supported dimension for an ndarray is currently 64, found 601", clipped away
+    ("expr: sum(reshape(X, (" + "1, " * 600 + "2)))\ninputs: {X: [1.0, 2.0]}", "4:26",
+     "reshape's shape must be a tuple of at most 32 integers"),
+    # validated, then 33 dimensions at run time
+    ("expr: sum(stack([X, X]))\ninputs: {X: {shape: " + SHAPE_32 + "}}", "4:15",
+     "in stack([X, X]): the result would have 33 dimensions, more than 32"),
+    # one_hot rounded what it was given: class 2 of 1.7, silently
+    ("expr: sum(one_hot(x, 3) * w)\ninputs: {x: 1.7, w: [1.0, 2.0, 3.0]}\nwrt: [w]", "4:15",
+     "one_hot's labels must be an integer input, but input 'x' is a float input"),
+    ("expr: sum(one_hot(y * 2, 3) * w)\ninputs: {y: {integer: [1]}, w: [1.0, 2.0, 3.0]}", "4:15",
+     "one_hot's labels must be an integer input, but they are computed"),
+    # a label float64 cannot hold: "labels run from 1e+20 to 1e+20"; 2**53 + 1 became 2**53
+    ("expr: sum(one_hot(y, 3) * w)\ninputs: {y: {integer: [99999999999999999999]}, w: [1.0, 2.0, 3.0]}", "5:27",
+     "label 99999999999999999999 is beyond 2**53"),
+    ("expr: sum(where(m, w, 0))\ninputs: {m: {integer: [9007199254740993, 1]}, w: [1.0, 2.0]}", "5:27",
+     "would make it 9007199254740992"),
+    # read as 16 by Python's parser, where the spec's own values are decimal only
+    ("expr: x * 0x10\ninputs: {x: 1.0}", "4:15", "'0x10' is not a decimal number"),
+])
+def test_a_mistake_is_named_at_its_place_in_gradruns_words(project, body, place, fragment):
+    path = write(project, "bad.yaml", experiment(body))
+    ran = invoke(path, "--out", project / "out")
+    refused(ran, fragment, f"bad.yaml:{place}:")
+    assert "numpy" not in ran.output and "ndarray" not in ran.output and not (project / "out").exists()
+
+
+def test_a_long_call_does_not_push_the_cause_out_of_the_message(project):
+    """The message is clipped at 500 characters: `in <the call>` came first, 1900 of them."""
+    names = ", ".join(["X"] * 300)
+    path = write(project, "long.yaml", experiment(f"expr: sum(X @ concatenate([{names}]))\ninputs: {{X: [1.0, 2.0]}}"))
+    ran = invoke(path, "--out", project / "out")
+    refused(ran, "long.yaml:4:", "does not fit")
+    assert len(ran.output.splitlines()[0]) < 500
+

@@ -124,6 +124,10 @@ class _Parser:
         if not isinstance(value, (int, float)):
             kind = "strings" if isinstance(value, str) else f"{type(value).__name__} constants"
             return self.fail(node, f"{kind} are not allowed", "an expression holds numbers, names and calls")
+        written = ast.get_source_segment(self.text, node) or ""
+        if written[:2].lower() in ("0x", "0o", "0b"):  # as a spec's values are read: decimal only
+            return self.fail(node, f"'{written}' is not a decimal number",
+                             f"write it in decimal: {value}" if abs(value) < 10 ** 30 else "write it in decimal")
         try:
             number = float(value)
         except OverflowError:

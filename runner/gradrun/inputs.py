@@ -53,6 +53,21 @@ def sequence(doc, path, kind, args, limit, issues):
     return (np.linspace if kind == "linspace" else np.logspace)(a, b, int(count), dtype=np.float64)
 
 
+EXACT = 2 ** 53  # integers up to this are exact in float64
+
+
+def _beyond_exact(value):
+    """The first integer of a nested list (or a single one) beyond ``EXACT`` in size, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, int) and abs(item) > EXACT and math.log10(abs(item)) < 309:
+            return item  # larger ones are refused as numbers too large for a float64
+    return None
+
+
 def finite(doc, path, array, issues):
     """``array`` if every value is finite, else None after recording an issue."""
     if array is not None and not np.isfinite(array).all():
@@ -79,6 +94,12 @@ class Inputs:
             return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, dict) and "integer" in value:  # labels: exact in float64, never differentiated
             value = value["integer"]
+            inexact = _beyond_exact(value)
+            if inexact is not None:
+                self.issues.append(self.doc.issue(
+                    path + ("integer",), f"label {inexact} is beyond 2**53: float64, which holds the labels, "
+                    f"would make it {float(inexact):.17g}", "labels are class numbers or indices: use smaller ones"))
+                return None
             if not isinstance(value, list):
                 return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, list):

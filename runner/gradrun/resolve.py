@@ -174,7 +174,22 @@ class Checker(Declarations):
             self.add(path + (form,), p.message, p.hint,
                      column_offset=p.column if form == "expr" and p.column is not None else None)
             return None
-        return graph
+        return graph if self.labels_ok(path + (form,), graph, integers, form == "expr") else None
+
+    def labels_ok(self, path, graph, integers, own_columns: bool) -> bool:
+        """Whether every one_hot's labels are an integer input: one_hot rounds what it is given,
+        so one_hot(x, 3) of a float input (or of x * 2) picked a class silently."""
+        for node in graph.nodes:
+            if node.op != "one_hot":
+                continue
+            labels = graph.nodes[node.args[0]]
+            if not (labels.is_input and labels.name in integers):
+                what = f"input '{labels.name}' is a float input" if labels.is_input else "they are computed"
+                self.add(path, f"one_hot's labels must be an integer input, but {what}",
+                         "give the labels as {integer: [...]} under inputs and pass them to one_hot directly",
+                         column_offset=node.source.column if own_columns and node.own else None)
+                return False
+        return True
 
     def given_inputs(self, path, inputs, swept_inputs) -> list:
         """The inputs and swept names of an experiment, in the order written."""
