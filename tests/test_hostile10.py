@@ -139,3 +139,10 @@ def test_a_long_call_does_not_push_the_cause_out_of_the_message(project):
     refused(ran, "long.yaml:4:", "does not fit")
     assert len(ran.output.splitlines()[0]) < 500
 
+
+def test_a_picture_is_never_named_as_a_windows_device():
+    """`nul.x-error.png` is the null device on Windows: the picture vanished."""
+    from gradrun.plot_common import picture_names
+
+    names = picture_names(["nul.x", "Com1.b", "console", "_nul.x"])
+    assert names == {"nul.x": "_nul.x", "Com1.b": "_Com1.b", "console": "console", "_nul.x": "_nul.x-2"}
