@@ -146,3 +146,24 @@ def test_a_picture_is_never_named_as_a_windows_device():
 
     names = picture_names(["nul.x", "Com1.b", "console", "_nul.x"])
     assert names == {"nul.x": "_nul.x", "Com1.b": "_Com1.b", "console": "console", "_nul.x": "_nul.x-2"}
+
+
+# --- where a run writes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [[], ["--out", "results/ci"], ["--out", "out", "--junit", "results/j.xml"]])
+def test_a_results_folder_that_is_a_symlink_out_of_the_project_is_not_written_through(project, tmp_path, options):
+    """A pull request adding `results -> ~/somewhere` had the reports (and a run record) written
+    there, while the summary said "wrote results/s.csv". Reads already refused such links."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "ci").mkdir(parents=True)
+    (project / "results").symlink_to(elsewhere)
+    path = write(project, "s.yaml", experiment("function: square\ninputs: {x: 1.0}"))
+    refused(invoke(path, *options), "which a symlink leads to", "outside the project")
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["ci"] and not (project / "out").exists()
+    # named for what it is, the folder is the user's choice; a link inside the project is followed
+    assert invoke(path, "--out", elsewhere).exit_code == 0 and (elsewhere / "s.csv").exists()
+    (project / "inside").mkdir()
+    (project / "link").symlink_to(project / "inside")
+    assert invoke(path, "--out", "link").exit_code == 0 and (project / "inside" / "s.csv").exists()
+

@@ -30,12 +30,19 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def escapes_project(path) -> Path | None:
+    """Where ``path``, named inside the project (the working directory), leads out of it through
+    a symlink among its parts; None when it does not, or is named outside the project."""
+    named, real = Path(os.path.abspath(path)), Path(os.path.realpath(path))
+    project = Path(os.path.realpath(os.getcwd()))
+    return real if _within(named, project) and not _within(real, project) else None
+
+
 def leads_outside(path) -> Path | None:
     """Where a symlink in ``path`` leads out of where its name says it is; None when it does not."""
     named, real = Path(os.path.abspath(path)), Path(os.path.realpath(path))
-    project = Path(os.path.realpath(os.getcwd()))
-    if _within(named, project):
-        return None if _within(real, project) else real
+    if _within(named, Path(os.path.realpath(os.getcwd()))):
+        return escapes_project(path)
     if os.path.islink(path):
         return None if _within(real, Path(os.path.realpath(named.parent))) else real
     return None
