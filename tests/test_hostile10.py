@@ -167,3 +167,27 @@ def test_a_results_folder_that_is_a_symlink_out_of_the_project_is_not_written_th
     (project / "link").symlink_to(project / "inside")
     assert invoke(path, "--out", "link").exit_code == 0 and (project / "inside" / "s.csv").exists()
 
+
+# --- files the pytest plugin looks at -------------------------------------------------------------------
+
+
+def test_the_pytest_plugin_does_not_open_a_pipe_or_a_link_out_of_the_project(project, tmp_path):
+    """`pytest specs/` asked every .yaml below specs/ whether it looks like a spec with a plain
+    open(): a named pipe held the collection forever, and a symlink to ~/.netrc was read."""
+    import os
+    import threading
+
+    from gradrun.pytest_plugin import looks_like_spec
+
+    secret = tmp_path / "netrc"
+    secret.write_text("version: 1\nexperiments: []\n")  # whatever it holds, it is not read
+    write(project, "specs/ok.yaml", "version: 1\nexperiments: []\n")
+    os.mkfifo(project / "specs" / "pipe.yaml")
+    (project / "specs" / "link.yaml").symlink_to(secret)
+    seen = {}
+    asked = threading.Thread(target=lambda: seen.update(
+        {name: looks_like_spec(project / "specs" / name) for name in ("ok.yaml", "pipe.yaml", "link.yaml")}),
+        daemon=True)
+    asked.start()
+    asked.join(20)
+    assert seen == {"ok.yaml": True, "pipe.yaml": False, "link.yaml": False}

@@ -57,17 +57,29 @@ def _check_regular(fd: int, limit: int) -> None:
         raise Unreadable(f"it is {kind}, not a file") if kind else TooLarge(f"the file is larger than {limit} bytes")
 
 
-def read_bounded(path, limit: int) -> bytes:
-    """The bytes of the regular file at ``path``, if it has at most ``limit`` of them and no symlink
-    leads it astray (``leads_outside``); else ``Unreadable``. ``OSError`` as ``open`` raises it."""
+def _open_regular(path, limit: int):
+    """A file object of the regular file at ``path`` (of at most ``limit`` bytes) that no symlink
+    leads astray (``leads_outside``); else ``Unreadable``. ``OSError`` as ``open`` raises it."""
     outside = leads_outside(path)
     if outside is not None:
         raise Unreadable(f"it is a symlink to {outside}, outside the project and the folder it is in; "
                          "name that file itself if you mean to read it")
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a pipe must not block the open
     _check_regular(fd, limit)
-    with os.fdopen(fd, "rb") as f:
+    return os.fdopen(fd, "rb")
+
+
+def read_bounded(path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, if it has at most ``limit`` of them and no symlink
+    leads it astray (``leads_outside``); else ``Unreadable``. ``OSError`` as ``open`` raises it."""
+    with _open_regular(path, limit) as f:
         raw = f.read(limit + 1)  # a file that grows meanwhile costs no more
     if len(raw) > limit:
         raise TooLarge(f"the file is larger than {limit} bytes")
     return raw
+
+
+def read_head(path, size: int) -> bytes:
+    """The first ``size`` bytes of a file ``read_bounded`` would read, whatever its length."""
+    with _open_regular(path, float("inf")) as f:
+        return f.read(size)
