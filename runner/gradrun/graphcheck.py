@@ -16,7 +16,8 @@ import numpy as np
 
 from . import primitives, tree, usercode
 from .graph import Graph, build
-from .limits import MAX_AUTO_FULL_WORK, MAX_DIMENSIONS, MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_INTERMEDIATE_ELEMENTS
+from .limits import (MAX_AUTO_FULL_WORK, MAX_DIMENSIONS, MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK,
+                     MAX_INTERMEDIATE_ELEMENTS)
 
 _Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
 MAX_CALL_SHOWN = 120  # characters of the call a shape message names

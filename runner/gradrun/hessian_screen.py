@@ -88,6 +88,7 @@ def localize(prob, v, rows):
     (or if f is not finite at the point: then every part of every direction disagrees)."""
     if not np.all(np.isfinite(prob.vals[prob.graph.output])):
         return None
+
     def disagrees(masked):
         bad, _, _, _, _, kink = compare(prob, masked, rows)
         return bad.any(axis=1) | kink
