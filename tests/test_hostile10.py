@@ -14,7 +14,7 @@ What got through before this round:
 
 import pytest
 
-from gradrun import hessian, screen
+from gradrun import runner, screen
 from cli_helpers import write
 from test_hostile9 import experiment, invoke, refused
 
@@ -46,7 +46,7 @@ def _group_tests(monkeypatch):
 def test_a_second_order_screen_that_cannot_localize_keeps_its_verdict_within_the_row_limit(project, monkeypatch):
     """exp overflowing: every column disagrees, and the check fell back to the whole Hessian
     (a million elements: 7.28 TiB; two thousand: four million rows, 80 s). Now the screen stands."""
-    monkeypatch.setattr(hessian, "MAX_REPORT_ROWS", 100_000, raising=False)  # 600 x 600 entries is more
+    monkeypatch.setattr(runner, "MAX_REPORT_ROWS", 100_000, raising=False)  # 600 x 600 entries is more
     rows = failing_rows(project, "expr: sum(exp(X))\norder: 2\n"
                                  "inputs: {X: {shape: [600], init: uniform, low: 700, high: 720}}")
     assert len(rows) == screen.SCREEN_DIRECTIONS
@@ -77,10 +77,17 @@ def test_an_infinite_analytic_entry_is_localized_at_once(project, monkeypatch):
 def test_one_element_of_a_huge_output_does_not_add_millions_of_rows(project, monkeypatch):
     """The element a screen localizes was checked over its whole Jacobian column: ten million
     rows a point for an output of ten million, which the row limits had not counted."""
-    from gradrun import verdict
-
-    monkeypatch.setattr(verdict, "MAX_REPORT_ROWS", 5000, raising=False)  # the column has 6000 entries
+    monkeypatch.setattr(runner, "MAX_REPORT_ROWS", 5000, raising=False)  # the column has 6000 entries
     assert len(failing_rows(project, SQRT_AT_0)) == screen.SCREEN_DIRECTIONS
+
+
+def test_the_points_of_a_sweep_share_the_rows_a_failed_screen_may_add(project, monkeypatch):
+    """Each point of a sweep could add MAX_REPORT_ROWS rows after its screen failed: a sweep of
+    5000 points of one localized element, 100 000 outputs each, was 5e8 rows (tens of GB)."""
+    monkeypatch.setattr(runner, "MAX_REPORT_ROWS", 12_000, raising=False)
+    body = SQRT_AT_0.replace("(2, 3000)))", "(2, 3000))) * s") + "\nwrt: [X]\nsweep: {s: [1.0, 2.0, 3.0]}"
+    assert len(failing_rows(project, body.replace("[1.0, 2.0, 3.0]", "[1.0]"))) == 4 + 6000
+    assert len(failing_rows(project, body)) == 3 * 4  # 4000 rows a point: the screens stand
 
 
 def test_entries_where_f_is_not_finite_are_not_measured_again(project, monkeypatch):

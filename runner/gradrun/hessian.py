@@ -254,8 +254,9 @@ def symmetry(prob: Problem, res: dict) -> dict:
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "", point: int = 0,
-                coords=None, tick=None) -> PointCheck:
-    """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as columns."""
+                coords=None, tick=None, follow_up_rows: int = MAX_REPORT_ROWS) -> PointCheck:
+    """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as
+    columns; a failed screen's columns are checked entry by entry within ``follow_up_rows`` rows."""
     with np.errstate(all="ignore"):
         prob = Problem(graph, inputs, wrt, settings)
         shapes = {name: tuple(np.shape(prob.values[name])) for name in prob.wrt}
@@ -273,7 +274,7 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
             if not found.bad.any():
                 return PointCheck(Columns(), projections, [(len(projections), 0)], shapes)
             columns = found.localized if found.localized is not None else columns
-            if not _follow_up_fits(prob, len(columns)):
+            if not _follow_up_fits(prob, len(columns), follow_up_rows):
                 return PointCheck(Columns(), projections, [(len(projections), 0)], shapes)  # the screen stands
         res = check_columns(prob, columns, tick)
         if mode == "screen" and np.isin(res["status"], ("pass", "kink")).all():
@@ -290,14 +291,14 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
         return PointCheck(elements, projections, [(len(projections), len(elements))], shapes)
 
 
-def _follow_up_fits(prob: Problem, count: int) -> bool:
+def _follow_up_fits(prob: Problem, count: int, rows: int) -> bool:
     """Whether ``count`` Hessian columns a failed screen points at may be checked entry by
-    entry: within the rows one experiment may report and the work auto allows a full check
+    entry: within ``rows`` (the point's share of one experiment's) and the work auto allows a full check
     (a column is a gradient's difference: about two evaluations and their pullbacks). A
     screen that could not localize over a million elements fell back to every column: a
     (10^6, 10^6) Hessian, 7 TiB, and four million rows at two thousand elements."""
     elements = sum(np.size(v) for v in prob.vals)
-    return count * prob.size <= MAX_REPORT_ROWS and count * 2 * elements <= MAX_AUTO_FULL_WORK
+    return count * prob.size <= rows and count * 2 * elements <= MAX_AUTO_FULL_WORK
 
 
 class Rows:

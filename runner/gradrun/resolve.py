@@ -152,7 +152,7 @@ class Checker(Declarations):
             name=data["name"], expr=expr, functions=graph.functions, points=points, wrt=wrt,
             settings=settings, file=self.doc.file, line=line, column=column,
             description=data.get("description", self.source_form(data)),
-            integers=tuple(integers), graph=graph,
+            integers=tuple(integers), graph=graph, sweep_points=len(points),
         )
 
     def graph(self, path, data, expr, settings, first: Point, integers):

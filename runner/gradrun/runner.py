@@ -9,6 +9,7 @@ import numpy as np
 from . import engine, hessian, selection, threads
 from .verdict import check_point
 from .layout import report_column, report_rows
+from .limits import MAX_REPORT_ROWS
 from .model import Experiment, ExperimentResult, Spec, one_line
 from .tree import Call
 
@@ -32,6 +33,9 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     checked: list = []
     error = None
     check_mode = "full"
+    # the rows a failed screen's follow-up may add, shared by the points of the whole sweep, so that
+    # one experiment's report stays within MAX_REPORT_ROWS, and a -j unit's points get what a serial run's do
+    share = MAX_REPORT_ROWS // max(exp.sweep_points or len(exp.points), 1)
     try:
         graph = graph_of(exp)
         for point in exp.points:
@@ -42,7 +46,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             told = None if tick is None else lambda name, done, total, at=at: tick(f"{at}{name}: {done}/{total}")
             with threads.one_blas_thread():  # the same bits wherever it runs
                 checked.append(checker(graph, point.inputs, exp.wrt, settings, experiment=exp.name,
-                                       point=point.index, coords=point.coords, tick=told))
+                                       point=point.index, coords=point.coords, tick=told, follow_up_rows=share))
     except KeyboardInterrupt:
         raise  # Ctrl-C stops the run
     except BaseException as exc:  # one broken experiment (user code's sys.exit too) must not stop the others

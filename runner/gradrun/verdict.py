@@ -356,16 +356,17 @@ def numeric_side(graph, inputs: dict, wrt, dtype: str, name: str) -> _Columns:
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
-                point: int = 0, coords=None, tick=None) -> PointCheck:
+                point: int = 0, coords=None, tick=None, follow_up_rows: int = MAX_REPORT_ROWS) -> PointCheck:
     """The Jacobian of the graph's output at one point, checked as ``settings.check`` says, as columns.
 
     ``full`` checks every element; ``screen`` compares random projections and
     checks in full only the elements it localizes; ``auto`` is full up to
     ``screen.FULL_LIMIT`` Jacobian entries and a screen above. ``tick(input,
-    done, total)``, when given, hears how many elements have been measured.
+    done, total)``, when given, hears how many elements have been measured. A screen that
+    fails checks the elements it points at one by one within ``follow_up_rows`` rows.
     """
     with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
-        return _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick)
+        return _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick, follow_up_rows)
 
 
 class _Values(NamedTuple):
@@ -441,21 +442,21 @@ def _mode(graph, vals, wrt, settings) -> str:
     return "full" if full else "screen"
 
 
-def _follow_up_fits(graph, vals, name, columns) -> bool:
+def _follow_up_fits(graph, vals, name, columns, rows) -> bool:
     """Whether the elements a failed screen points at (``columns``; None: every element of
     input ``name``) may be checked one by one: within the work auto allows a full check, and
-    within the rows one experiment may report. Past either, the screen's failing projections
-    stand: a million elements whose every half disagrees must not take days, nor one element
-    of a ten-million-element output add ten million rows a point."""
+    within ``rows`` (the point's share of the rows one experiment may report). Past either, the
+    screen's failing projections stand: a million elements whose every half disagrees must not
+    take days, nor one element of a ten-million-element output add ten million rows a point."""
     outputs = vals[graph.output].size
     count = vals[graph.inputs[name]].size if columns is None else len(columns)
-    if count * outputs > MAX_REPORT_ROWS:
+    if count * outputs > rows:
         return False
     return columns is not None or \
         graphcheck.full_work(graph, [name], outputs, [np.shape(v) for v in vals]) <= graphcheck.MAX_AUTO_FULL_WORK
 
 
-def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
+def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick, follow_up_rows):
     vals, vals32, primary, eps, conditioning = _evaluated(graph, inputs, wrt, settings.dtype)
     mode = _mode(graph, vals, wrt, settings)
     cross = graph.has_vjp and graph.has_jvp and not graph.transparent  # the user gave both: compare them
@@ -495,7 +496,7 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             # None: too many, cancelling, or f not finite: look at every element
             columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
                                       primary) or None
-            if not _follow_up_fits(graph, vals, name, columns):
+            if not _follow_up_fits(graph, vals, name, columns, follow_up_rows):
                 blocks.append((len(found), 0))  # the screen's verdict stands
                 continue
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
