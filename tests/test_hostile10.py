@@ -130,6 +130,7 @@ SHAPE_32 = "[" + ", ".join(["1"] * 32) + "]"
      "would make it 9007199254740992"),
     # read as 16 by Python's parser, where the spec's own values are decimal only
     ("expr: x * 0x10\ninputs: {x: 1.0}", "4:15", "'0x10' is not a decimal number"),
+    ("expr: sum(reshape(X, (0b10, 1)))\ninputs: {X: [1.0, 2.0]}", "4:27", "'0b10' is not a decimal number"),
 ])
 def test_a_mistake_is_named_at_its_place_in_gradruns_words(project, body, place, fragment):
     path = write(project, "bad.yaml", experiment(body))
