@@ -199,3 +199,24 @@ def test_the_pytest_plugin_does_not_open_a_pipe_or_a_link_out_of_the_project(pro
     asked.start()
     asked.join(20)
     assert seen == {"ok.yaml": True, "pipe.yaml": False, "link.yaml": False}
+
+
+# --- reports read back as written ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, inputs, place, what", [
+    ("NA", "{x: 1.0}", "experiments[0].name", "a missing value"),  # "no activation": NaN in pandas
+    ("nan", "{x: 1.0}", "experiments[0].name", "a missing value"),
+    ("1.0", "{x: 1.0}", "experiments[0].name", "a number"),  # and "1" beside it: one experiment 1.0
+    ("1e5", "{x: 1.0}", "experiments[0].name", "a number"),
+    ("true", "{x: 1.0}", "experiments[0].name", "a boolean"),
+    ("e", "{NA: 1.0}", "experiments[0].inputs.NA", "a missing value"),
+    ("e", "{inf: 1.0}", "experiments[0].inputs.inf", "a number"),
+])
+def test_a_name_pandas_would_read_back_as_something_else_is_refused(project, name, inputs, place, what):
+    """The report is read with pandas.read_csv and no arguments: experiments named NA and nan
+    both came back as NaN, 1 and 1.0 as one number 1.0, an input named NA as NaN."""
+    path = write(project, "n.yaml", "version: 1\nexperiments:\n"
+                                    f"  - {{name: '{name}', function: square, inputs: {inputs}}}\n")
+    refused(invoke(path, "--out", project / "out"), f"{place}:", f"would be read back from the report as {what}")
+    assert not (project / "out").exists()

@@ -15,6 +15,7 @@ import numpy as np
 from . import expr as exprs
 from . import hessian, primitives, tree, usercode, yamlload
 from . import values as values_rules
+from .columns import misread
 from .declare import Declarations
 from .graph import GraphError, UnknownFunction, build
 from .graphcheck import check_work, full_check, full_work, screen_rows, shaped
@@ -40,11 +41,18 @@ def listing_issues(doc, items: list) -> list:
     for i, data in enumerate(items):
         name = data.get("name") if isinstance(data, dict) else None
         if isinstance(name, str):
+            if misread(name):
+                issues.append(doc.issue(("experiments", i, "name"), _misread_message("experiment name", name),
+                                        f"e.g. '{name}_' or 'e{name}'"))
             if name in first_seen:
                 issues.append(doc.issue(("experiments", i, "name"), f"duplicate experiment name '{name}' "
                                         f"(first on line {doc.where(('experiments', first_seen[name], 'name'))[0]})"))
             first_seen.setdefault(name, i)
     return issues
+
+
+def _misread_message(what: str, name: str) -> str:
+    return f"{what} '{name}' would be read back from the report as {misread(name)} (pandas.read_csv reads it so)"
 
 
 class Checker(Declarations):
@@ -197,6 +205,10 @@ class Checker(Declarations):
             if name in inputs:
                 self.add(path + ("sweep", name), f"'{name}' is both an input and swept", "keep one", key=True)
         given = self.written_order(path + ("inputs",), inputs) + [n for n in swept_inputs if n not in inputs]
+        for name in given:
+            if misread(name):
+                self.add(path + (("inputs",) if name in inputs else ("sweep",)) + (name,),
+                         _misread_message("input name", name), f"e.g. {name}_", key=True)
         return sorted(given, key=lambda n: self.doc.where(
             path + (("inputs",) if n in inputs else ("sweep",)) + (n,), key=True))
 
