@@ -212,6 +212,7 @@ def test_the_pytest_plugin_does_not_open_a_pipe_or_a_link_out_of_the_project(pro
     ("true", "{x: 1.0}", "experiments[0].name", "a boolean"),
     ("e", "{NA: 1.0}", "experiments[0].inputs.NA", "a missing value"),
     ("e", "{inf: 1.0}", "experiments[0].inputs.inf", "a number"),
+    ("e", "{x: 1.0}, sweep: {true: [1.0]}", "experiments[0].sweep.true", "a boolean"),  # the key as written
 ])
 def test_a_name_pandas_would_read_back_as_something_else_is_refused(project, name, inputs, place, what):
     """The report is read with pandas.read_csv and no arguments: experiments named NA and nan
