@@ -221,3 +221,15 @@ def test_a_name_pandas_would_read_back_as_something_else_is_refused(project, nam
                                     f"  - {{name: '{name}', function: square, inputs: {inputs}}}\n")
     refused(invoke(path, "--out", project / "out"), f"{place}:", f"would be read back from the report as {what}")
     assert not (project / "out").exists()
+
+
+# --- verdicts at any step ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings", ["step: 1e308", "sweep: {step: {logspace: [-320, 300, 12]}}"])
+def test_a_correct_gradient_passes_at_a_step_whose_measurement_overflows(project, settings):
+    """sin at a complex step of 1e308: the measurement was inf, never measured again (only a
+    failing or vague entry was), and the entry was 'nan', a failure of a correct gradient."""
+    path = write(project, "s.yaml", experiment(f"function: sin\ninputs: {{x: 1.0}}\n{settings}"))
+    ran = invoke(path, "--out", project / "out")
+    assert ran.exit_code == 0 and "PASS" in ran.output, ran.output

@@ -256,14 +256,18 @@ def _confirm(cols, idx, e, rule, eps, dtype) -> tuple:
     # where f itself is not finite no derivative is checked (``judge.classify``): measuring
     # those entries again learns nothing, and took 50 times a full check's time (f overflowing)
     defined = judge.defined_rows(cols.graph, cols.vals)
-    bad, vague = judged[:2]
-    suspects = np.flatnonzero(((bad | vague) & defined).any(axis=0))
+
+    def doubtful(bad, vague):
+        # a measurement that is not finite where f is (a complex step of 1e308) decides nothing either
+        return np.flatnonzero(((bad | vague | ~np.isfinite(e.num)) & defined).any(axis=0))
+
+    suspects = doubtful(*judged[:2])
     if not len(suspects):  # every entry decided by the first measurement: nothing to measure again
         return judged
     # what f's own round-off hides, measured where it matters
     judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[dtype])
     bad, vague, tol, aim, _ = rule()
-    measure.remeasure(cols, idx, e, eps, np.flatnonzero(((bad | vague) & defined).any(axis=0)), aim)
+    measure.remeasure(cols, idx, e, eps, doubtful(bad, vague), aim)
     judged = rule()
     # the aim follows the derivative's size, which the first rough measurement may have
     # missed by orders (a step across the pole of an ill-conditioned solve): aim again
