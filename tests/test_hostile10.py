@@ -128,6 +128,9 @@ SHAPE_32 = "[" + ", ".join(["1"] * 32) + "]"
      "label 99999999999999999999 is beyond 2**53"),
     ("expr: sum(where(m, w, 0))\ninputs: {m: {integer: [9007199254740993, 1]}, w: [1.0, 2.0]}", "5:27",
      "would make it 9007199254740992"),
+    # checked in float32, 1e39 is inf: every entry nan, a FAIL naming no cause
+    ("function: square\ndtype: float32\ninputs: {x: 1e39}", "6:17", "values beyond float32's range"),
+    ("function: square\ndtype: float32\nsweep: {x: [1.0, 1e39]}", "6:16", "values beyond float32's range"),
     # read as 16 by Python's parser, where the spec's own values are decimal only
     ("expr: x * 0x10\ninputs: {x: 1.0}", "4:15", "'0x10' is not a decimal number"),
     ("expr: sum(reshape(X, (0b10, 1)))\ninputs: {X: [1.0, 2.0]}", "4:27", "'0b10' is not a decimal number"),

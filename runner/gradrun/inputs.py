@@ -68,10 +68,18 @@ def _beyond_exact(value):
     return None
 
 
-def finite(doc, path, array, issues):
-    """``array`` if every value is finite, else None after recording an issue."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def finite(doc, path, array, issues, dtype: str = "float64"):
+    """``array`` if every value is finite, in ``dtype`` too, else None after recording an issue."""
     if array is not None and not np.isfinite(array).all():
         issues.append(doc.issue(path, "values are not finite (inf or nan)", "keep numbers within float64's range"))
+        return None
+    if array is not None and dtype == "float32" and array.size and np.abs(array).max() > FLOAT32_MAX:
+        # checked in float32, 1e39 is inf: its every entry was nan, a failure with no cause named
+        issues.append(doc.issue(path, f"values beyond float32's range ({FLOAT32_MAX:.3g}) under dtype: float32, "
+                                      f"such as {np.abs(array).max():g}", "use dtype: float64, or smaller values"))
         return None
     return array
 
@@ -87,7 +95,7 @@ class Inputs:
         """An input's value as a float64 array, or None after recording an issue."""
         with np.errstate(all="ignore"):
             array = self.make(path, value, position)
-        return finite(self.doc, path, array, self.issues)
+        return finite(self.doc, path, array, self.issues, self.settings.dtype)
 
     def make(self, path, value, position):
         if isinstance(value, (int, float)):

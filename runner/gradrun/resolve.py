@@ -148,7 +148,7 @@ class Checker(Declarations):
             self.add(path, "has only integer inputs, so nothing to differentiate", "add inputs or sweep")
         wrt = self.wrt_names(path, data, given, supplied, integers, differentiable)
         fixed = self.fixed_inputs(path, inputs, given, supplied, settings)
-        axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings)
+        axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings, settings.dtype)
         if len(self.issues) > before or expr is None or axes is None or fixed is None:
             return None
         points = self.points(axes, fixed, settings, swept_settings)
@@ -321,8 +321,9 @@ class Checker(Declarations):
             return ("a", "b")
         return prim.arg_names or primitives.ARG_NAMES[prim.nargs]
 
-    def sweep_axes(self, path, sweep, swept_inputs, swept_settings):
-        """name -> list of values, in the order written; None after an issue."""
+    def sweep_axes(self, path, sweep, swept_inputs, swept_settings, dtype):
+        """name -> list of values, in the order written (each within ``dtype``'s range, but
+        steps); None after an issue."""
         axes = {}
         ok = True
         for name in self.written_order(path + ("sweep",), sweep):
@@ -331,12 +332,13 @@ class Checker(Declarations):
                 kind = next(k for k in SEQUENCES if k in spec)
                 with np.errstate(all="ignore"):
                     values = sequence(self.doc, where, kind, spec[kind], MAX_SWEEP_POINTS, self.issues)
-                values = finite(self.doc, where, values, self.issues)
+                values = finite(self.doc, where, values, self.issues, dtype if name != "step" else "float64")
                 values = None if values is None else [float(v) for v in values]
             else:
                 values = self.sweep_list(where, name, spec)
                 if values is not None and name != "method":
-                    values = finite(self.doc, where, np.asarray(values), self.issues)
+                    values = finite(self.doc, where, np.asarray(values), self.issues,
+                                    dtype if name != "step" else "float64")
                     values = None if values is None else [float(v) for v in values]
             if name == "step" and values is not None and not all(v > 0 for v in values):
                 bad = next(v for v in values if not v > 0)
