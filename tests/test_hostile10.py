@@ -128,6 +128,8 @@ SHAPE_32 = "[" + ", ".join(["1"] * 32) + "]"
      "label 99999999999999999999 is beyond 2**53"),
     ("expr: sum(where(m, w, 0))\ninputs: {m: {integer: [9007199254740993, 1]}, w: [1.0, 2.0]}", "5:27",
      "would make it 9007199254740992"),
+    ("expr: sum(where(m, w, 0))\ninputs: {m: {integer: [16777217, 1]}, w: [1.0, 2.0]}\ndtype: float32", "5:27",
+     "label 16777217 is beyond 2**24: float32"),  # user code got 16777216, and once 16777221
     # checked in float32, 1e39 is inf: every entry nan, a FAIL naming no cause
     ("function: square\ndtype: float32\ninputs: {x: 1e39}", "6:17", "values beyond float32's range"),
     ("function: square\ndtype: float32\nsweep: {x: [1.0, 1e39]}", "6:16", "values beyond float32's range"),

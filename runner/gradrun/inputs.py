@@ -53,17 +53,17 @@ def sequence(doc, path, kind, args, limit, issues):
     return (np.linspace if kind == "linspace" else np.logspace)(a, b, int(count), dtype=np.float64)
 
 
-EXACT = 2 ** 53  # integers up to this are exact in float64
+EXACT = {"float64": 53, "float32": 24}  # integers up to 2 ** these are exact in each dtype
 
 
-def _beyond_exact(value):
-    """The first integer of a nested list (or a single one) beyond ``EXACT`` in size, or None."""
+def _beyond_exact(value, bits: int):
+    """The first integer of a nested list (or a single one) beyond ``2 ** bits`` in size, or None."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(reversed(item))
-        elif isinstance(item, int) and abs(item) > EXACT and math.log10(abs(item)) < 309:
+        elif isinstance(item, int) and abs(item) > 2 ** bits and math.log10(abs(item)) < 309:
             return item  # larger ones are refused as numbers too large for a float64
     return None
 
@@ -102,11 +102,13 @@ class Inputs:
             return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, dict) and "integer" in value:  # labels: exact in float64, never differentiated
             value = value["integer"]
-            inexact = _beyond_exact(value)
+            dtype = self.settings.dtype  # the point is checked rounded to it, labels too
+            inexact = _beyond_exact(value, EXACT[dtype])
             if inexact is not None:
+                rounded = float(np.asarray(inexact, dtype=np.float64).astype(dtype))
                 self.issues.append(self.doc.issue(
-                    path + ("integer",), f"label {inexact} is beyond 2**53: float64, which holds the labels, "
-                    f"would make it {float(inexact):.17g}", "labels are class numbers or indices: use smaller ones"))
+                    path + ("integer",), f"label {inexact} is beyond 2**{EXACT[dtype]}: {dtype}, which holds the "
+                    f"labels, would make it {rounded:.17g}", "labels are class numbers or indices: use smaller ones"))
                 return None
             if not isinstance(value, list):
                 return np.asarray(float(value), dtype=np.float64)
