@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import re
 
 import numpy as np
 
@@ -242,3 +243,22 @@ def sweep_columns(coords: dict, n: int) -> dict:
 def sweep_names(tables) -> list:
     """Every ``sweep_`` column of the tables, in order of first appearance."""
     return list(dict.fromkeys(n for t in tables for n in t.names if n.startswith(SWEEP_PREFIX)))
+
+
+# What pandas.read_csv reads as a missing value (its default na_values), a boolean or a number,
+# whatever else its column holds (a report of one experiment, or of a selection): a name
+# written so would come back as NaN, True or 1.0, not as itself, and "1" and "1.0" as one
+MISSING = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
+BOOLEANS = frozenset(["True", "TRUE", "true", "False", "FALSE", "false"])
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity)", re.IGNORECASE)
+
+
+def misread(text: str) -> str:
+    """What ``pandas.read_csv`` may read the text field ``text`` back as, if not as itself:
+    "a missing value", "a boolean" or "a number"; '' when it reads back as written."""
+    if text in MISSING:
+        return "a missing value"
+    if text in BOOLEANS:
+        return "a boolean"
+    return "a number" if _NUMBER.fullmatch(text) else ""

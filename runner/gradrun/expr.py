@@ -299,6 +299,9 @@ def _size_problems(tree) -> list:
     return problems
 
 
+_NOT_DECIMAL = re.compile(r"(?<![A-Za-z0-9_.])0[xXoObB][0-9A-Za-z_]*")
+
+
 def _reserved_word(text: str):
     """The first word of ``text`` that Python reserves (``lambda``, ``in``), as a match; or None."""
     return next((m for m in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", text) if keyword.iskeyword(m[0])), None)
@@ -323,6 +326,10 @@ def parse(text: str, functions: Optional[Mapping[str, int]] = None,
                for k, ch in enumerate(text) if not (" " <= ch <= "~" or ch in "\t\n\r")]
     if foreign:  # Python reads a look-alike (U+1D465, mathematical x) as x, a form feed as a space
         raise ExprError(foreign[:1])
+    based = [Problem(m.start(), f"'{m[0]}' is not a decimal number", "write it in decimal")
+             for m in _NOT_DECIMAL.finditer(text)]
+    if based:  # Python reads 0x10 as 16, where a spec's own values are decimal only (0o17 is a string)
+        raise ExprError(based)
     flat = text.replace("\r", " ").replace("\n", " ")  # folded YAML scalars span lines
     shift = len(flat) - len(flat.lstrip())  # Python rejects leading indentation
     try:

@@ -16,9 +16,11 @@ import numpy as np
 
 from . import deadline, primitives, tree, usercode
 from .graph import Graph, build
-from .limits import MAX_AUTO_FULL_WORK, MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK, MAX_INTERMEDIATE_ELEMENTS
+from .limits import (MAX_AUTO_FULL_WORK, MAX_DIMENSIONS, MAX_EVALUATION_ELEMENTS, MAX_EVALUATION_WORK,
+                     MAX_INTERMEDIATE_ELEMENTS)
 
 _Problem = usercode.Refused  # a message, a hint and (inside an expression) a column
+MAX_CALL_SHOWN = 120  # characters of the call a shape message names
 
 
 def _shape_text(shapes) -> str:
@@ -77,7 +79,9 @@ class _Where:
         self.source = source
 
     def __str__(self) -> str:
-        return f"in {tree.render(self.source)}"
+        # a call of 2000 characters would push what went wrong past the message's clip
+        text = tree.render(self.source)
+        return f"in {text if len(text) <= MAX_CALL_SHOWN else text[:MAX_CALL_SHOWN] + '...'}"
 
 
 def _value(node, args, budget=None):
@@ -115,6 +119,9 @@ def _primitive_value(node, args, where, column, budget):
             raise _Problem(f"{where}: {err}", f"`gradrun functions` shows what {node.op} takes", column) from None
         raise _Problem(f"{where}: {node.op} (broadcasting) of shapes {_shape_text(shapes)} does not fit",
                        "matmul needs (n, k) @ (k, m); elementwise ops need shapes that broadcast", column) from None
+    if len(out) > MAX_DIMENSIONS:  # numpy's own limit is 64, and its message is numpy's
+        raise _Problem(f"{where}: the result would have {len(out)} dimensions, more than {MAX_DIMENSIONS}",
+                       "use fewer axes", column)
     if math.prod(out) > MAX_INTERMEDIATE_ELEMENTS:
         raise _Problem(f"{where}: result of shape {out} has more than {MAX_INTERMEDIATE_ELEMENTS} elements",
                        column=column)

@@ -31,6 +31,7 @@ from . import engine, numeric, second_order
 from .hessian_screen import screen_hessian
 from .columns import Columns, constant, shared_strings, sweep_columns
 from .layout import element_name
+from .limits import MAX_AUTO_FULL_WORK, MAX_REPORT_ROWS
 from .model import Settings
 from .verdict import PointCheck, errors
 
@@ -253,8 +254,9 @@ def symmetry(prob: Problem, res: dict) -> dict:
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "", point: int = 0,
-                coords=None, tick=None) -> PointCheck:
-    """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as columns."""
+                coords=None, tick=None, follow_up_rows: int = MAX_REPORT_ROWS) -> PointCheck:
+    """The Hessian of the graph's scalar output at one point, checked as ``settings.check`` says, as
+    columns; a failed screen's columns are checked entry by entry within ``follow_up_rows`` rows."""
     with np.errstate(all="ignore"):
         prob = Problem(graph, inputs, wrt, settings)
         shapes = {name: tuple(np.shape(prob.values[name])) for name in prob.wrt}
@@ -272,6 +274,8 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
             if not found.bad.any():
                 return PointCheck(Columns(), projections, [(len(projections), 0)], shapes)
             columns = found.localized if found.localized is not None else columns
+            if not _follow_up_fits(prob, len(columns), follow_up_rows):
+                return PointCheck(Columns(), projections, [(len(projections), 0)], shapes)  # the screen stands
         res = check_columns(prob, columns, tick)
         if mode == "screen" and np.isin(res["status"], ("pass", "kink")).all():
             # a projection whose entries all pass one by one disagreed by the directional
@@ -285,6 +289,16 @@ def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str
             parts.append(rows.entries(symmetry(prob, res), "symmetry"))
         elements = Columns.concat(parts)
         return PointCheck(elements, projections, [(len(projections), len(elements))], shapes)
+
+
+def _follow_up_fits(prob: Problem, count: int, rows: int) -> bool:
+    """Whether ``count`` Hessian columns a failed screen points at may be checked entry by
+    entry: within ``rows`` (the point's share of one experiment's) and the work auto allows a full check
+    (a column is a gradient's difference: about two evaluations and their pullbacks). A
+    screen that could not localize over a million elements fell back to every column: a
+    (10^6, 10^6) Hessian, 7 TiB, and four million rows at two thousand elements."""
+    elements = sum(np.size(v) for v in prob.vals)
+    return count * prob.size <= rows and count * 2 * elements <= MAX_AUTO_FULL_WORK
 
 
 class Rows:

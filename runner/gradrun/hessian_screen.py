@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import numeric, screen, second_order
+from .limits import MAX_AUTO_FULL_WORK
 
 SCREEN_DIRECTIONS = 4
 
@@ -83,10 +84,16 @@ def screen_hessian(prob, rng) -> HessianScreen:
 
 
 def localize(prob, v, rows):
-    """Columns whose entries in the disagreeing ``rows`` disagree along v, or None if too many."""
+    """Columns whose entries in the disagreeing ``rows`` disagree along v, or None if too many
+    (or if f is not finite at the point: then every part of every direction disagrees)."""
+    if not np.all(np.isfinite(prob.vals[prob.graph.output])):
+        return None
+
     def disagrees(masked):
         bad, _, _, _, _, kink = compare(prob, masked, rows)
         return bad.any(axis=1) | kink
 
-    found = screen.group_test(v, disagrees, screen.direction_rows(prob.vals))
+    # each test measures H v along its sets: within the work auto allows a full check, as at first order
+    most = MAX_AUTO_FULL_WORK // max(2 * sum(np.size(a) for a in prob.vals), 1)
+    found = screen.group_test(v, disagrees, screen.direction_rows(prob.vals), most)
     return np.array(found, dtype=np.int64) if found else None

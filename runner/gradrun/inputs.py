@@ -53,10 +53,33 @@ def sequence(doc, path, kind, args, limit, issues):
     return (np.linspace if kind == "linspace" else np.logspace)(a, b, int(count), dtype=np.float64)
 
 
-def finite(doc, path, array, issues):
-    """``array`` if every value is finite, else None after recording an issue."""
+EXACT = {"float64": 53, "float32": 24}  # integers up to 2 ** these are exact in each dtype
+
+
+def _beyond_exact(value, bits: int):
+    """The first integer of a nested list (or a single one) beyond ``2 ** bits`` in size, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, int) and abs(item) > 2 ** bits and math.log10(abs(item)) < 309:
+            return item  # larger ones are refused as numbers too large for a float64
+    return None
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def finite(doc, path, array, issues, dtype: str = "float64"):
+    """``array`` if every value is finite, in ``dtype`` too, else None after recording an issue."""
     if array is not None and not np.isfinite(array).all():
         issues.append(doc.issue(path, "values are not finite (inf or nan)", "keep numbers within float64's range"))
+        return None
+    if array is not None and dtype == "float32" and array.size and np.abs(array).max() > FLOAT32_MAX:
+        # checked in float32, 1e39 is inf: its every entry was nan, a failure with no cause named
+        issues.append(doc.issue(path, f"values beyond float32's range ({FLOAT32_MAX:.3g}) under dtype: float32, "
+                                      f"such as {np.abs(array).max():g}", "use dtype: float64, or smaller values"))
         return None
     return array
 
@@ -72,13 +95,21 @@ class Inputs:
         """An input's value as a float64 array, or None after recording an issue."""
         with np.errstate(all="ignore"):
             array = self.make(path, value, position)
-        return finite(self.doc, path, array, self.issues)
+        return finite(self.doc, path, array, self.issues, self.settings.dtype)
 
     def make(self, path, value, position):
         if isinstance(value, (int, float)):
             return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, dict) and "integer" in value:  # labels: exact in float64, never differentiated
             value = value["integer"]
+            dtype = self.settings.dtype  # the point is checked rounded to it, labels too
+            inexact = _beyond_exact(value, EXACT[dtype])
+            if inexact is not None:
+                rounded = float(np.asarray(inexact, dtype=np.float64).astype(dtype))
+                self.issues.append(self.doc.issue(
+                    path + ("integer",), f"label {inexact} is beyond 2**{EXACT[dtype]}: {dtype}, which holds the "
+                    f"labels, would make it {rounded:.17g}", "labels are class numbers or indices: use smaller ones"))
+                return None
             if not isinstance(value, list):
                 return np.asarray(float(value), dtype=np.float64)
         if isinstance(value, list):

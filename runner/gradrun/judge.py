@@ -143,6 +143,11 @@ def zero_rows(num, ana, unc):
     return zero.all(axis=1, keepdims=True)
 
 
+def defined_rows(graph, vals) -> np.ndarray:
+    """(M, 1): whether f itself is finite at each output; where it is not, no derivative is checked."""
+    return np.isfinite(vals[graph.output]).reshape(-1, 1)
+
+
 def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, tol, eps, unc=None, aim=None):
     """Each entry's status, and the one-sided differences where a kink was looked for.
 
@@ -161,7 +166,7 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     if unc is not None and aim is not None:  # resolved only by the round-off of a finer step than auto
         finer = (e.methods == "richardson") & (e.steps < e.richardson / 4)
         loose = ~(unc <= aim) & finer[None, :]
-    suspects = np.flatnonzero(kink | (bad | vague | loose).any(axis=0))
+    suspects = np.flatnonzero(kink | ((bad | vague | loose) & defined_rows(graph, vals)).any(axis=0))
     if len(suspects):
         h = cols.auto_steps("central", idx[suspects])
         finest = h * 0.5 ** measure.KINK_HALVINGS
@@ -186,7 +191,7 @@ def classify(cols, idx, e: Element, graph, vals, ana, seen, kink, bad, vague, to
     # f is finite and differentiable (its one-sided differences finite and agreeing) and its
     # derivative measured precisely, a NaN or infinite float64 analytic value is wrong: a fail
     # (JAX's jnp.where(x > 0, sqrt(x), 0) gives NaN where f is 0 and flat)
-    defined = np.isfinite(e.num) & np.isfinite(vals[graph.output]).ravel()[:, None]
+    defined = np.isfinite(e.num) & defined_rows(graph, vals)
     finite = defined & np.isfinite(seen) & np.isfinite(ana)
     wrong = defined & ~np.isfinite(ana) & ~vague & smooth
     decided = np.where(bad, "fail", np.where(vague, "unresolved", "pass"))

@@ -66,6 +66,7 @@ class Experiment:
     column: int = 0
     description: str = ""  # the source form: function, chain or expr, for reports
     integers: tuple = ()  # inputs given as {integer: ...} (labels, masks): passed, never differentiated
+    sweep_points: int = 0  # points of the whole sweep (a -j unit holds a slice of them); 0: len(points)
     # the graph built when the spec was loaded (gradrun.graph): shapes, complex safety and reach come
     # from it, and the runner walks it; None for an experiment made by hand, built when it runs
     graph: Any = field(default=None, repr=False, compare=False)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .limits import MAX_DIMENSIONS
+
 
 def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -25,7 +27,8 @@ KINDS = {
     "axis": ("an integer, a tuple of integers or None", lambda v: v is None or _int(v) or (_ints(v) and len(v) > 0)),
     "one_axis": ("an integer", _int),
     "axes": ("a tuple of integers or None", lambda v: v is None or _ints(v)),
-    "shape": ("a tuple of integers", _ints),
+    # numpy's shape functions stop at 32 dimensions (np.broadcast raised a RuntimeError)
+    "shape": (f"a tuple of at most {MAX_DIMENSIONS} integers", lambda v: _ints(v) and len(v) <= MAX_DIMENSIONS),
     "bool": ("True or False", lambda v: isinstance(v, bool)),
     "count": ("a positive integer", lambda v: _int(v) and v > 0),
     "ddof": ("a non-negative integer", lambda v: _int(v) and v >= 0),

@@ -84,8 +84,14 @@ def element_shape(rows):
 MAX_NAME = 100  # characters of an experiment's name in a picture's file name (a spec allows no more)
 
 
+# names Windows gives to devices, with any extension: an experiment "nul.x" drew into
+# "nul.x-error.png", which Windows opens as the null device
+DEVICES = frozenset(["con", "prn", "aux", "nul", *(f"{d}{k}" for d in ("com", "lpt") for k in range(10))])
+
+
 def _safe_name(experiment) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(experiment)).strip("_")[:MAX_NAME] or "experiment"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(experiment)).strip("_")[:MAX_NAME] or "experiment"
+    return f"_{name}" if name.split(".")[0].casefold() in DEVICES else name
 
 
 def picture_names(experiments) -> dict:

@@ -75,11 +75,14 @@ def pytest_collect_file(file_path: Path, parent):
 
 
 def looks_like_spec(path: Path) -> bool:
-    """Top-level ``version:`` and ``experiments:`` keys in the first 64 KiB."""
+    """Top-level ``version:`` and ``experiments:`` keys in the first 64 KiB of a regular file
+    that a symlink does not lead out of the project (``gradrun.reading``): a named pipe below
+    a folder pytest was given held the collection forever, and ``x.yaml -> ~/.netrc`` was read."""
+    from .reading import Unreadable, read_head
+
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            head = f.read(65536)
-    except OSError:
+        head = read_head(path, 65536).decode("utf-8", errors="replace")
+    except (OSError, Unreadable):
         return False
     return all(key.search(head) for key in _SPEC_KEYS)
 

@@ -15,6 +15,7 @@ import numpy as np
 from . import expr as exprs
 from . import hessian, primitives, tree, usercode, yamlload
 from . import values as values_rules
+from .columns import misread
 from .declare import Declarations
 from .graph import GraphError, UnknownFunction, build
 from .graphcheck import check_work, full_check, full_work, screen_rows, shaped
@@ -40,11 +41,18 @@ def listing_issues(doc, items: list) -> list:
     for i, data in enumerate(items):
         name = data.get("name") if isinstance(data, dict) else None
         if isinstance(name, str):
+            if misread(name):
+                issues.append(doc.issue(("experiments", i, "name"), _misread_message("experiment name", name),
+                                        f"e.g. '{name}_' or 'e{name}'"))
             if name in first_seen:
                 issues.append(doc.issue(("experiments", i, "name"), f"duplicate experiment name '{name}' "
                                         f"(first on line {doc.where(('experiments', first_seen[name], 'name'))[0]})"))
             first_seen.setdefault(name, i)
     return issues
+
+
+def _misread_message(what: str, name: str) -> str:
+    return f"{what} '{name}' would be read back from the report as {misread(name)} (pandas.read_csv reads it so)"
 
 
 class Checker(Declarations):
@@ -140,7 +148,7 @@ class Checker(Declarations):
             self.add(path, "has only integer inputs, so nothing to differentiate", "add inputs or sweep")
         wrt = self.wrt_names(path, data, given, supplied, integers, differentiable)
         fixed = self.fixed_inputs(path, inputs, given, supplied, settings)
-        axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings)
+        axes = self.sweep_axes(path, sweep, swept_inputs, swept_settings, settings.dtype)
         if len(self.issues) > before or expr is None or axes is None or fixed is None:
             return None
         points = self.points(axes, fixed, settings, swept_settings)
@@ -152,7 +160,7 @@ class Checker(Declarations):
             name=data["name"], expr=expr, functions=graph.functions, points=points, wrt=wrt,
             settings=settings, file=self.doc.file, line=line, column=column,
             description=data.get("description", self.source_form(data)),
-            integers=tuple(integers), graph=graph,
+            integers=tuple(integers), graph=graph, sweep_points=len(points),
         )
 
     def graph(self, path, data, expr, settings, first: Point, integers):
@@ -174,7 +182,22 @@ class Checker(Declarations):
             self.add(path + (form,), p.message, p.hint,
                      column_offset=p.column if form == "expr" and p.column is not None else None)
             return None
-        return graph
+        return graph if self.labels_ok(path + (form,), graph, integers, form == "expr") else None
+
+    def labels_ok(self, path, graph, integers, own_columns: bool) -> bool:
+        """Whether every one_hot's labels are an integer input: one_hot rounds what it is given,
+        so one_hot(x, 3) of a float input (or of x * 2) picked a class silently."""
+        for node in graph.nodes:
+            if node.op != "one_hot":
+                continue
+            labels = graph.nodes[node.args[0]]
+            if not (labels.is_input and labels.name in integers):
+                what = f"input '{labels.name}' is a float input" if labels.is_input else "they are computed"
+                self.add(path, f"one_hot's labels must be an integer input, but {what}",
+                         "give the labels as {integer: [...]} under inputs and pass them to one_hot directly",
+                         column_offset=node.source.column if own_columns and node.own else None)
+                return False
+        return True
 
     def given_inputs(self, path, inputs, swept_inputs) -> list:
         """The inputs and swept names of an experiment, in the order written."""
@@ -182,6 +205,10 @@ class Checker(Declarations):
             if name in inputs:
                 self.add(path + ("sweep", name), f"'{name}' is both an input and swept", "keep one", key=True)
         given = self.written_order(path + ("inputs",), inputs) + [n for n in swept_inputs if n not in inputs]
+        for name in given:
+            if misread(name):
+                self.add(path + (("inputs",) if name in inputs else ("sweep",)) + (name,),
+                         _misread_message("input name", name), f"e.g. {name}_", key=True)
         return sorted(given, key=lambda n: self.doc.where(
             path + (("inputs",) if n in inputs else ("sweep",)) + (n,), key=True))
 
@@ -294,8 +321,9 @@ class Checker(Declarations):
             return ("a", "b")
         return prim.arg_names or primitives.ARG_NAMES[prim.nargs]
 
-    def sweep_axes(self, path, sweep, swept_inputs, swept_settings):
-        """name -> list of values, in the order written; None after an issue."""
+    def sweep_axes(self, path, sweep, swept_inputs, swept_settings, dtype):
+        """name -> list of values, in the order written (each within ``dtype``'s range, but
+        steps); None after an issue."""
         axes = {}
         ok = True
         for name in self.written_order(path + ("sweep",), sweep):
@@ -304,12 +332,13 @@ class Checker(Declarations):
                 kind = next(k for k in SEQUENCES if k in spec)
                 with np.errstate(all="ignore"):
                     values = sequence(self.doc, where, kind, spec[kind], MAX_SWEEP_POINTS, self.issues)
-                values = finite(self.doc, where, values, self.issues)
+                values = finite(self.doc, where, values, self.issues, dtype if name != "step" else "float64")
                 values = None if values is None else [float(v) for v in values]
             else:
                 values = self.sweep_list(where, name, spec)
                 if values is not None and name != "method":
-                    values = finite(self.doc, where, np.asarray(values), self.issues)
+                    values = finite(self.doc, where, np.asarray(values), self.issues,
+                                    dtype if name != "step" else "float64")
                     values = None if values is None else [float(v) for v in values]
             if name == "step" and values is not None and not all(v > 0 for v in values):
                 bad = next(v for v in values if not v > 0)

@@ -9,6 +9,7 @@ import numpy as np
 from . import deadline, engine, hessian, selection, threads, usercode
 from .verdict import check_point
 from .layout import report_column, report_rows
+from .limits import MAX_REPORT_ROWS
 from .model import Experiment, ExperimentResult, Spec, one_line
 from .tree import Call
 
@@ -33,6 +34,9 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
     error = None
     check_mode = "full"
     limit = (overrides or {}).get(deadline.OPTION)
+    # the rows a failed screen's follow-up may add, shared by the points of the whole sweep, so that
+    # one experiment's report stays within MAX_REPORT_ROWS, and a -j unit's points get what a serial run's do
+    share = MAX_REPORT_ROWS // max(exp.sweep_points or len(exp.points), 1)
     try:
         graph = graph_of(exp)
         for point in exp.points:
@@ -44,7 +48,7 @@ def run_experiment(exp: Experiment, overrides: dict | None = None, tick=None) ->
             # the same bits and folder wherever it runs; a point that hangs is stopped (--timeout)
             with threads.one_blas_thread(), usercode.kept_cwd(), deadline.limited(limit):
                 checked.append(checker(graph, point.inputs, exp.wrt, settings, experiment=exp.name,
-                                       point=point.index, coords=point.coords, tick=told))
+                                       point=point.index, coords=point.coords, tick=told, follow_up_rows=share))
     except KeyboardInterrupt:
         raise  # Ctrl-C stops the run
     except deadline.TimedOut:

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from .atomic import in_the_way
+from .reading import escapes_project
 
 
 class Clash(ValueError):
@@ -57,6 +58,9 @@ def check(planned: list, reads: list, folders: list = ()) -> None:
     for what, folder in folders:
         if os.path.lexists(folder) and not os.path.isdir(folder):
             raise Unwritable(f"cannot write {what} into {folder}: a file of that name is in the way")
+        _stays(what, folder, None)
+    for what, path, option in planned:
+        _stays(what, Path(path).parent, option)
     read = {}
     for what, path in reads:
         read.setdefault(place(path), what)
@@ -79,6 +83,15 @@ def check(planned: list, reads: list, folders: list = ()) -> None:
         firsts.setdefault(place(path).parent, path)
     for folder, path in firsts.items():
         _writable(folder, path)
+
+
+def _stays(what: str, folder, option) -> None:
+    """Raise ``Clash`` where ``folder``, named inside the project, is (or is under) a symlink out
+    of it: a pull request adding ``results -> ~/.config/x`` had the reports written there."""
+    outside = escapes_project(folder)
+    if outside is not None:
+        raise Clash(f"{what} would be written into {folder}, which a symlink leads to {outside}, outside the "
+                    f"project; name that folder itself if you mean to write there", option)
 
 
 def _writable(folder: Path, path) -> None:

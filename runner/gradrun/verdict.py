@@ -27,6 +27,7 @@ import numpy as np
 from . import engine, graphcheck, judge, measure, numeric, pieces, screen, threads
 from .columns import Columns, shared_strings
 from .model import Settings
+from .limits import MAX_REPORT_ROWS
 from .sensitivity import Sensitivity
 from .point_columns import element_columns, errors, projection_columns  # noqa: F401 (errors: re-exported)
 
@@ -252,18 +253,25 @@ def _confirm(cols, idx, e, rule, eps, dtype) -> tuple:
     uncertain (``measure.remeasure``): ``rule()``'s (bad, vague, tol, aim, uncertainty)."""
     x = cols.x[idx]
     judged = rule()
-    bad, vague = judged[:2]
-    suspects = np.flatnonzero((bad | vague).any(axis=0))
+    # where f itself is not finite no derivative is checked (``judge.classify``): measuring
+    # those entries again learns nothing, and took 50 times a full check's time (f overflowing)
+    defined = judge.defined_rows(cols.graph, cols.vals)
+
+    def doubtful(bad, vague):
+        # a measurement that is not finite where f is (a complex step of 1e308) decides nothing either
+        return np.flatnonzero(((bad | vague | ~np.isfinite(e.num)) & defined).any(axis=0))
+
+    suspects = doubtful(*judged[:2])
     if not len(suspects):  # every entry decided by the first measurement: nothing to measure again
         return judged
     # what f's own round-off hides, measured where it matters
     judge.add_noise(e, suspects, cols.noise(idx[suspects]).T, x, eps, numeric.EPS[dtype])
     bad, vague, tol, aim, _ = rule()
-    measure.remeasure(cols, idx, e, eps, np.flatnonzero((bad | vague).any(axis=0)), aim)
+    measure.remeasure(cols, idx, e, eps, doubtful(bad, vague), aim)
     judged = rule()
     # the aim follows the derivative's size, which the first rough measurement may have
     # missed by orders (a step across the pole of an ill-conditioned solve): aim again
-    again = np.flatnonzero(judged[1].any(axis=0))
+    again = np.flatnonzero((judged[1] & defined).any(axis=0))
     if not len(again):
         return judged
     measure.remeasure(cols, idx, e, eps, again, judged[3])
@@ -352,16 +360,17 @@ def numeric_side(graph, inputs: dict, wrt, dtype: str, name: str) -> _Columns:
 
 
 def check_point(graph, inputs: dict, wrt, settings: Settings, *, experiment: str = "",
-                point: int = 0, coords=None, tick=None) -> PointCheck:
+                point: int = 0, coords=None, tick=None, follow_up_rows: int = MAX_REPORT_ROWS) -> PointCheck:
     """The Jacobian of the graph's output at one point, checked as ``settings.check`` says, as columns.
 
     ``full`` checks every element; ``screen`` compares random projections and
     checks in full only the elements it localizes; ``auto`` is full up to
     ``screen.FULL_LIMIT`` Jacobian entries and a screen above. ``tick(input,
-    done, total)``, when given, hears how many elements have been measured.
+    done, total)``, when given, hears how many elements have been measured. A screen that
+    fails checks the elements it points at one by one within ``follow_up_rows`` rows.
     """
     with np.errstate(all="ignore"):  # overflow and NaN are reported per element, not warned
-        return _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick)
+        return _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick, follow_up_rows)
 
 
 class _Values(NamedTuple):
@@ -416,7 +425,9 @@ def _float32_valued(graph, vals, inputs) -> bool:
     if graph.transparent or vals[graph.output].dtype != np.float64:
         return False
     out = vals[graph.output]
-    moved = {k: v * (1 + np.pi * 1e-7) + np.pi * 1e-9 for k, v in inputs.items()}
+    # integer inputs (labels) stay: label 5 000 000 moved by 1.6 would reach the code as another label
+    moved = {k: v * (1 + np.pi * 1e-7) + np.pi * 1e-9 if k in graph.inputs and graph.needs[graph.inputs[k]] else v
+             for k, v in inputs.items()}
     again = engine.evaluate(graph, moved, np.float64)[graph.output]
     if np.array_equal(np.ravel(out), np.ravel(again)):
         return False
@@ -439,6 +450,9 @@ def _reads_float32(graph, out, again, inputs) -> bool:
         return False
     within = {}
     for k, v in inputs.items():
+        if not (k in graph.inputs and graph.needs[graph.inputs[k]]):  # labels stay what they are
+            within[k] = v
+            continue
         v32 = np.asarray(v, dtype=np.float32)
         # each element by its own fraction of its rounding unit, from 0.2 in to 0.4 out (the unit
         # inwards is half as large at a power of 2): a move by one amount is invisible to a norm
@@ -464,7 +478,22 @@ def _mode(graph, vals, wrt, settings) -> str:
     return "full" if full else "screen"
 
 
-def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
+def _follow_up_fits(graph, vals, name, columns, rows) -> bool:
+    """Whether the elements a failed screen points at (``columns``; None: every element of
+    input ``name``) may be checked one by one: within the work auto allows a full check, and
+    within ``rows`` (the point's share of the rows one experiment may report) and
+    ``screen.FALLBACK_FULL_LIMIT`` Jacobian entries. Past any, the
+    screen's failing projections stand: a million elements whose every half disagrees must not
+    take days, nor one element of a ten-million-element output add ten million rows a point."""
+    outputs = vals[graph.output].size
+    count = vals[graph.inputs[name]].size if columns is None else len(columns)
+    if count * outputs > min(rows, screen.FALLBACK_FULL_LIMIT):
+        return False
+    return columns is not None or \
+        graphcheck.full_work(graph, [name], outputs, [np.shape(v) for v in vals]) <= graphcheck.MAX_AUTO_FULL_WORK
+
+
+def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick, follow_up_rows):
     vals, vals32, primary, eps, conditioning = _evaluated(graph, inputs, wrt, settings.dtype)
     mode = _mode(graph, vals, wrt, settings)
     cross = graph.has_vjp and graph.has_jvp and not graph.transparent  # the user gave both: compare them
@@ -499,26 +528,21 @@ def _check_point(graph, inputs, wrt, settings, experiment, point, coords, tick):
             found = projection_columns(screened, experiment, point, name, settings, coords or {})
             projections.append(found)
             if screened.bad.any():
+                # None: too many, cancelling, or f not finite: look at every element
                 columns = screen.localize(graph, vals, name, screened, int(np.argmax(screened.bad)), settings, eps,
-                                          primary)
-                if columns:  # the first elements found, within what a fallback may check in full
+                                          primary) or None
+                if columns is not None:  # the first elements found, within what a follow-up may check in full
                     columns = columns[:max(1, screen.FALLBACK_FULL_LIMIT // max(vals[graph.output].size, 1))]
             elif not screen.coarse(screened, eps):
                 blocks.append((len(found), 0))
                 continue
-            if not columns:  # too many, cancelling, or too coarse to see one: every element, within limits
-                work = graphcheck.full_work(graph, [name], vals[graph.output].size, [np.shape(v) for v in vals])
-                entries = vals[graph.output].size * x.size
-                if work > graphcheck.MAX_AUTO_FULL_WORK or entries > screen.FALLBACK_FULL_LIMIT:
-                    # too large to check element by element: the screen's verdict stands (a run of a
-                    # million elements whose every half disagrees, f overflowing, must not take days
-                    # or a machine's memory), but no pass a screen too coarse cannot vouch for
-                    if not screened.bad.any():
-                        found["status"] = shared_strings(np.where(found["status"] == "pass", "unresolved",
-                                                                  found["status"]))
-                    blocks.append((len(found), 0))
-                    continue
-                columns = None
+            if not _follow_up_fits(graph, vals, name, columns, follow_up_rows):
+                # the screen's verdict stands, but no pass a screen too coarse to see one entry cannot vouch for
+                if not screened.bad.any():
+                    found["status"] = shared_strings(np.where(found["status"] == "pass", "unresolved",
+                                                              found["status"]))
+                blocks.append((len(found), 0))
+                continue
         idx = np.arange(x.size) if columns is None else np.asarray(columns)
         ana = full[name] if name in full else analytic_columns(graph, vals, name, idx, reverse).astype(np.float64)
         ana32 = None if vals32 is None else analytic_columns(graph, vals32, name, idx, reverse32).astype(np.float64)

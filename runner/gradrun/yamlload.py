@@ -224,7 +224,7 @@ class _Builder:
             if isinstance(key, (list, dict)) or key is None:
                 self.problem(key_node, path, "a key must be a plain scalar")
                 continue
-            key = str(key) if not isinstance(key, str) else key
+            key = key if isinstance(key, str) else key_node.value  # as written: true, 1e5 (not True, 100000.0)
             if key in out:
                 line = mark(key_node)[0]
                 self.problem(key_node, path + (key,), f"duplicate key '{key}' (first on line {first_line[key]}, again on line {line})",
