@@ -32,7 +32,8 @@ FULL_LIMIT = 100_000  # Jacobian entries up to which check: auto checks every el
 # One input's Jacobian entries up to which a screen that cannot vouch for it (a failure not
 # localized, or a screen too coarse to see one entry) is checked in full, within auto's work:
 # a full check's columns are (entries,) arrays, a few dozen of them, and its report a row each
-# (a million in about a minute and 1 GB here; 8.4 million took 24 GB).
+# (a wrong VJP of tanh(A x), 2048 outputs by 1024 inputs: all 2.1 million in 276 s and 1.2 GB
+# on a busy machine, when no limit held it).
 FALLBACK_FULL_LIMIT = 1_000_000
 MAX_LOCALIZED = 256  # more disagreeing sets than this: give up localizing, check in full
 # Directions moved at once: each holds a copy of every value of the evaluation (complex
