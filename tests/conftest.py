@@ -3,6 +3,11 @@
 CI must not pass or fail by chance: the default profile is derandomized.
 `HYPOTHESIS_PROFILE=explore .venv/bin/python -m pytest tests/test_properties.py`
 draws fresh examples each run (how the fixed @examples in that file were found).
+
+The slowest files are collected first: under `-n 2 --dist loadfile` (the README's
+test command) each worker takes the next file in collection order, and the files
+that run the example specs in subprocesses or start Dask clusters, left for last,
+ran alone on one worker while the other was done.
 """
 
 import os
@@ -14,6 +19,14 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# whole seconds each, in one process: a minute or so apiece
+SLOWEST_FILES = ("test_parallel.py", "test_parallel_dask.py", "test_jax_fresh.py", "test_cluster10.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name not in SLOWEST_FILES)  # stable: each file's order kept
 
 
 @pytest.fixture
