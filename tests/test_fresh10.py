@@ -1,14 +1,12 @@
 """gradrun against red-team round 10 (tests/fresh10/): correct code passes, buggy code is flagged,
 with default settings, in float64 and float32 (a case's own dtypes where a bug shows in one)."""
 
-import importlib
-import importlib.util
-
 import numpy as np
 import pytest
 
 import gradrun
 from fresh10.numpy_cases import CASES
+from corpus import case_params, check_jax_case, check_torch_case, jax_params
 from rows import assert_flagged
 
 
@@ -19,36 +17,14 @@ def test_numpy_verdict(case, dtype):
     assert_flagged(result, case.expect)
 
 
-def torch_params():
-    if importlib.util.find_spec("torch") is None:
-        return []
-    cases = importlib.import_module("fresh10.torch_cases").CASES
-    return [pytest.param(c, d, id=f"{c.name}-{d}") for c in cases for d in c.dtypes]
-
-
-@pytest.mark.parametrize("case, dtype", torch_params())
+@pytest.mark.parametrize("case, dtype", case_params("torch", "fresh10.torch_cases"))
 def test_torch_verdict(case, dtype):
-    from gradrun.frameworks import torch as adapter
-
-    result = adapter.check(case.code, case.inputs, dtype=dtype, name=case.name, **case.keywords)
-    assert_flagged(result, case.expect)
+    check_torch_case(case, dtype)
 
 
-def jax_params():
-    if importlib.util.find_spec("jax") is None:
-        return []
-    cases = importlib.import_module("fresh10.jax_cases").CASES
-    return [pytest.param(case, dtype, id=f"{case[0]}-{dtype}") for case in cases for dtype in case[4]]
-
-
-@pytest.mark.parametrize("case, dtype", jax_params())
+@pytest.mark.parametrize("case, dtype", jax_params("fresh10.jax_cases"))
 def test_jax_verdict(case, dtype):
-    from gradrun.frameworks import jax as adapter
-
-    name, code, inputs, expect, _ = case
-    fn = adapter.function(code, "f")
-    result = gradrun.check(f"f({', '.join(fn.params)})", inputs, functions={"f": fn}, dtype=dtype, name=name)
-    assert_flagged(result, expect)
+    check_jax_case(case, dtype)
 
 
 def _float32_dense(X, W):  # a layer that computes in float32 alone, whatever it is given

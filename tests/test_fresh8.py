@@ -10,6 +10,7 @@ import pytest
 import gradrun
 from fresh8.numpy_cases import CASES
 from gradrun import runner, spec
+from corpus import check_jax_case, check_torch_case
 from rows import assert_flagged, describe
 
 
@@ -111,10 +112,7 @@ def framework_params(module, cases_module):
 @pytest.mark.parametrize("case, dtype", framework_params("torch", "fresh8.torch_cases"),
                          ids=lambda p: getattr(p, "name", p))
 def test_torch_verdict(case, dtype):
-    from gradrun.frameworks import torch as adapter
-
-    result = adapter.check(case.code, case.inputs, dtype=dtype, name=case.name, **case.keywords)
-    assert_flagged(result, case.expect)
+    check_torch_case(case, dtype)
 
 
 @pytest.mark.parametrize("case, dtype", [(c, d) for c in (importlib.import_module("fresh8.jax_cases").CASES
@@ -122,12 +120,7 @@ def test_torch_verdict(case, dtype):
                                           for d in ("float64", "float32")],
                          ids=lambda p: p[0] if isinstance(p, tuple) else p)
 def test_jax_verdict(case, dtype):
-    from gradrun.frameworks import jax as adapter
-
-    name, code, inputs, expect = case
-    fn = adapter.function(code, "f")
-    result = gradrun.check(f"f({', '.join(fn.params)})", inputs, functions={"f": fn}, dtype=dtype, name=name)
-    assert_flagged(result, expect)
+    check_jax_case(case, dtype)
 
 
 def test_a_vjp_that_leaves_a_bias_gradient_per_example_is_an_error():

@@ -1,13 +1,11 @@
 """gradrun against red-team round 9 (tests/fresh9/): correct code passes, buggy code is flagged,
 with default settings, in float64 and float32 (a case's own dtypes where a bug shows in one)."""
 
-import importlib
-import importlib.util
-
 import pytest
 
 import gradrun
 from fresh9.numpy_cases import CASES
+from corpus import case_params, check_jax_case, check_torch_case, jax_params
 from rows import assert_flagged
 
 # correct code that float32 arithmetic itself computes 25 % off: its backward's X.T @ (z - mean z)
@@ -35,33 +33,11 @@ def test_numpy_verdict(case, dtype):
     assert_flagged(result, case.expect)
 
 
-def framework_params(module, cases_module):
-    if importlib.util.find_spec(module) is None:
-        return []
-    cases = importlib.import_module(cases_module).CASES
-    return [pytest.param(case, dtype, id=f"{case.name}-{dtype}") for case in cases for dtype in case.dtypes]
-
-
-@pytest.mark.parametrize("case, dtype", framework_params("torch", "fresh9.torch_cases"))
+@pytest.mark.parametrize("case, dtype", case_params("torch", "fresh9.torch_cases"))
 def test_torch_verdict(case, dtype):
-    from gradrun.frameworks import torch as adapter
-
-    result = adapter.check(case.code, case.inputs, dtype=dtype, name=case.name, **case.keywords)
-    assert_flagged(result, case.expect)
+    check_torch_case(case, dtype)
 
 
-def jax_params():
-    if importlib.util.find_spec("jax") is None:
-        return []
-    cases = importlib.import_module("fresh9.jax_cases").CASES
-    return [pytest.param(case, dtype, id=f"{case[0]}-{dtype}") for case in cases for dtype in case[4]]
-
-
-@pytest.mark.parametrize("case, dtype", jax_params())
+@pytest.mark.parametrize("case, dtype", jax_params("fresh9.jax_cases"))
 def test_jax_verdict(case, dtype):
-    from gradrun.frameworks import jax as adapter
-
-    name, code, inputs, expect, _ = case
-    fn = adapter.function(code, "f")
-    result = gradrun.check(f"f({', '.join(fn.params)})", inputs, functions={"f": fn}, dtype=dtype, name=name)
-    assert_flagged(result, expect)
+    check_jax_case(case, dtype)

@@ -425,9 +425,7 @@ def _float32_valued(graph, vals, inputs) -> bool:
     if graph.transparent or vals[graph.output].dtype != np.float64:
         return False
     out = vals[graph.output]
-    # integer inputs (labels) stay: label 5 000 000 moved by 1.6 would reach the code as another label
-    moved = {k: v * (1 + np.pi * 1e-7) + np.pi * 1e-9 if k in graph.inputs and graph.needs[graph.inputs[k]] else v
-             for k, v in inputs.items()}
+    moved = {k: v * (1 + np.pi * 1e-7) + np.pi * 1e-9 if _differentiated(graph, k) else v for k, v in inputs.items()}
     again = engine.evaluate(graph, moved, np.float64)[graph.output]
     if np.array_equal(np.ravel(out), np.ravel(again)):
         return False
@@ -436,6 +434,12 @@ def _float32_valued(graph, vals, inputs) -> bool:
     if len(both) and np.all(both.astype(np.float32).astype(np.float64) == both):
         return True
     return _reads_float32(graph, out, again, inputs)
+
+
+def _differentiated(graph, name) -> bool:
+    """Whether a probe of the code may move input ``name``: integer inputs (labels) stay, as label
+    5 000 000 moved by 1.6 would reach the code as another label."""
+    return name in graph.inputs and bool(graph.needs[graph.inputs[name]])
 
 
 def _reads_float32(graph, out, again, inputs) -> bool:
@@ -450,7 +454,7 @@ def _reads_float32(graph, out, again, inputs) -> bool:
         return False
     within = {}
     for k, v in inputs.items():
-        if not (k in graph.inputs and graph.needs[graph.inputs[k]]):  # labels stay what they are
+        if not _differentiated(graph, k):
             within[k] = v
             continue
         v32 = np.asarray(v, dtype=np.float32)
