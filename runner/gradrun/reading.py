@@ -40,10 +40,11 @@ def escapes_project(path) -> Path | None:
 
 def leads_outside(path) -> Path | None:
     """Where a symlink in ``path`` leads out of where its name says it is; None when it does not."""
-    named, real = Path(os.path.abspath(path)), Path(os.path.realpath(path))
+    named = Path(os.path.abspath(path))
     if _within(named, Path(os.path.realpath(os.getcwd()))):
         return escapes_project(path)
     if os.path.islink(path):
+        real = Path(os.path.realpath(path))
         return None if _within(real, Path(os.path.realpath(named.parent))) else real
     return None
 
