@@ -285,8 +285,8 @@ class Cluster:
             raise self._lost(error) from None
         self._probes.update({self._submit(remote_load, n, None, task, workers=[worker], allow_other_workers=True): n
                              for worker in workers for n in calling})
-        deadline = time.monotonic() + PROBE_WAIT
-        while self._probes and time.monotonic() < deadline:
+        until = time.monotonic() + PROBE_WAIT
+        while self._probes and time.monotonic() < until:
             self._check_probes()
             time.sleep(0.02)
         self._check_probes()

@@ -243,9 +243,9 @@ def _ended(pool) -> None:
     (not a daemon) keeps a process from exiting for ever; no result of the run is in it."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False)
-    deadline = time.monotonic() + ENDING
+    until = time.monotonic() + ENDING
     for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
+        process.join(max(0.0, until - time.monotonic()))
     if any(process.is_alive() for process in processes):
         _stop(pool)
     else:
